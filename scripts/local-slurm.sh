@@ -90,8 +90,7 @@ node_line() {
         line="NodeName=$(node_name) CPUs=$(nproc) RealMemory=$(free -m | awk '/^Mem:/ {print $2}')"
     fi
     mem=$(sed -n 's/.*RealMemory=\([0-9]*\).*/\1/p' <<<"$line")
-    line=$(sed 's/ RealMemory=[0-9]*//' <<<"$line")
-    echo "$line RealMemory=$((mem * 95 / 100)) State=UNKNOWN"
+    echo "${line/ RealMemory=$mem/} RealMemory=$((mem * 95 / 100)) State=UNKNOWN"
 }
 
 write_config() {
@@ -233,7 +232,10 @@ cmd_stop() {
 }
 
 cmd_status() {
-    sinfo 2>/dev/null && echo && squeue --states=all 2>/dev/null || true
+    if sinfo 2>/dev/null; then
+        echo
+        squeue --states=all || true
+    fi
     cluster_up || { log "cluster is not up"; return 1; }
 }
 

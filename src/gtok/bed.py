@@ -107,7 +107,7 @@ def parse_bed_bytes(data: bytes, name: str) -> Intervals:
     ok = fields[5] & start_ok & end_ok & (fields[0] > ls) & (starts <= ends)
 
     # A column-name row ("chrom start end") before the first region is a header, not an error.
-    if rows.size and not ok[0] and not start_ok[0] and fields[5][0]:
+    if rows.size and fields[5][0] and chr(buf[fields[1][0]]) not in "0123456789+-":
         ls, le, rows = ls[1:], le[1:], rows[1:]
         fields = tuple(f[1:] for f in fields)
         starts, ends, ok = starts[1:], ends[1:], ok[1:]

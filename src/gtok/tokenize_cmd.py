@@ -1,0 +1,117 @@
+"""`gtok tokenize`: BED files and `.h5ad` cells into one shard, all or nothing."""
+
+from __future__ import annotations
+
+import csv
+import os
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+from gtok.bed import read_bed
+from gtok.errors import GtokError
+from gtok.shard import ShardWriter, record_name
+from gtok.tokenizer import Tokenizer
+
+#: BED files are tokenized together in batches of about this many regions (one vectorized call).
+BATCH_REGIONS = 2_000_000
+
+
+def tokenize_to_shard(
+    inputs: Sequence[str],
+    universe: str,
+    output: str,
+    rows: str | None = None,
+    label_key: str | None = None,
+    labels_sheet: str | None = None,
+    chunk_rows: int = 2048,
+    cache: bool = True,
+    progress: bool = True,
+) -> Path:
+    """Tokenize every input into the shard `output`; on any error nothing is written there."""
+    beds = [p for p in inputs if not p.endswith(".h5ad")]
+    h5ads = [p for p in inputs if p.endswith(".h5ad")]
+    row_range = _check_options(beds, h5ads, rows, label_key, labels_sheet)
+    for path in inputs:
+        if not os.path.isfile(path):
+            raise GtokError(f"{path}: no such file.")
+    labels = read_label_sheet(labels_sheet, beds) if labels_sheet else None
+    tok = Tokenizer.from_bed(universe, cache_dir=None if cache else "off")
+    with ShardWriter(output, tok.vocab_size, tok.fingerprint) as writer:
+        for batch in _bed_batches(beds, progress):
+            names = [record_name(p) for p, _ in batch]
+            tokens, lengths = tok.tokenize_many([iv for _, iv in batch])
+            writer.add_batch(names, tokens, lengths, [labels[p] for p, _ in batch] if labels else None)
+        for path in h5ads:
+            _add_cells(writer, tok, path, row_range, label_key, chunk_rows, progress)
+    return Path(output)
+
+
+def _check_options(beds, h5ads, rows, label_key, labels_sheet) -> tuple[int, int] | None:
+    if rows is not None and (len(h5ads) != 1 or beds):
+        raise GtokError("--rows needs exactly one .h5ad input and no BED files.")
+    if label_key and not h5ads:
+        raise GtokError("--label-key applies to .h5ad inputs; use --labels SHEET.tsv for BED files.")
+    if labels_sheet and not beds:
+        raise GtokError("--labels applies to BED inputs; use --label-key COLUMN for .h5ad files.")
+    if rows is None:
+        return None
+    try:
+        start, stop = (int(x) for x in rows.split(":"))
+    except ValueError:
+        raise GtokError(f"--rows {rows!r}: expected START:STOP, two integers like 0:50000.") from None
+    if not 0 <= start <= stop:
+        raise GtokError(f"--rows {rows!r}: need 0 <= START <= STOP.")
+    return start, stop
+
+
+def _bed_batches(paths: Sequence[str], progress: bool) -> Iterator[list]:
+    """Parsed files grouped so that each group is tokenized in one vectorized call."""
+    from tqdm import tqdm
+
+    batch, size = [], 0
+    for path in tqdm(paths, desc="BED files", unit="file", disable=not progress or len(paths) < 2):
+        iv = read_bed(path).sorted_like_files()
+        batch.append((path, iv))
+        size += len(iv)
+        if size >= BATCH_REGIONS:
+            yield batch
+            batch, size = [], 0
+    if batch:
+        yield batch
+
+
+def _add_cells(writer, tok, path, row_range, label_key, chunk_rows, progress) -> None:
+    from tqdm import tqdm
+
+    from gtok.cells import iter_cell_tokens
+
+    with tqdm(desc=os.path.basename(path), unit="cell", disable=not progress) as bar:
+        for chunk in iter_cell_tokens(tok, path, rows=row_range, chunk_rows=chunk_rows, label_key=label_key):
+            writer.add_batch(chunk.names, chunk.tokens, chunk.lengths, chunk.labels)
+            bar.update(len(chunk.names))
+
+
+def read_label_sheet(sheet: str, beds: Sequence[str]) -> dict[str, str | None]:
+    """Each BED input's label, matched on the sheet's `path` column, else on `name` (file name
+    without .bed/.bed.gz). Every input must be listed; an empty label means unlabeled."""
+    try:
+        with open(sheet, newline="") as fh:
+            table = list(csv.DictReader(fh, delimiter="\t"))
+    except OSError as exc:
+        raise GtokError(f"{sheet}: cannot read the label sheet ({exc.strerror}).") from None
+    columns = set(table[0]) if table else set()
+    if "label" not in columns or not ({"path", "name"} & columns):
+        raise GtokError(f"{sheet}: the label sheet needs a 'label' column and a 'path' or 'name' column.")
+    key = "path" if "path" in columns else "name"
+    by_key = {_norm(r[key]) if key == "path" else r[key]: (r["label"] or None) for r in table}
+    labels = {}
+    for p in beds:
+        k = _norm(p) if key == "path" else record_name(p)
+        if k not in by_key:
+            raise GtokError(f"{sheet}: no row for input {p} (matched on the '{key}' column).")
+        labels[p] = by_key[k]
+    return labels
+
+
+def _norm(path: str) -> str:
+    return os.path.realpath(path)

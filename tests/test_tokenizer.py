@@ -1,0 +1,137 @@
+"""The Tokenizer's API: vocabulary, duplicates, fingerprints and in-memory torch encoding."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from conftest import GENIML, GTARS, write_bed
+from gtok import Tokenizer
+from gtok.errors import GtokError
+
+UNIVERSE = [("chr1", 100, 200), ("chr1", 150, 250), ("chr1", 300, 400), ("chr1", 100, 150), ("chr2", 0, 10)]
+
+
+@pytest.fixture
+def tok(tmp_path) -> Tokenizer:
+    return Tokenizer.from_bed(write_bed(tmp_path / "u.bed", UNIVERSE))
+
+
+def test_overlap_rules(tok):
+    unk = tok.unk_token_id
+    assert unk == 5 and tok.vocab_size == 12
+    assert tok.tokenize([("chr1", 199, 200)]).tolist() == [0, 1]
+    assert tok.tokenize([("chr1", 200, 300)]).tolist() == [1]  # touching 300 does not count
+    assert tok.tokenize([("chr1", 0, 100)]).tolist() == [unk]
+    assert tok.tokenize([("chr1", 101, 101)]).tolist() == [3, 0]  # zero-length query inside
+    assert tok.tokenize([("chr1", 120, 320)]).tolist() == [3, 0, 1, 2]  # by universe (start, end)
+    assert tok.tokenize([("chrZ", 0, 10**9)]).tolist() == [unk]
+    assert tok.tokenize([("chrZ", 0, 9), ("chr2", 5, 6), ("chr1", 310, 311)]).tolist() == [4, 2]
+    assert tok.tokenize([]).tolist() == [unk]
+
+
+def test_special_token_ids(tok):
+    n = 5
+    assert (tok.unk_token_id, tok.pad_token_id, tok.mask_token_id, tok.cls_token_id,
+            tok.eos_token_id, tok.bos_token_id, tok.sep_token_id) == tuple(range(n, n + 7))
+    assert tok.decode([0, n, n + 6]) == ["chr1:100-200", "<unk>", "<sep>"]
+
+
+def test_duplicates_keep_first_id_and_warn(tmp_path):
+    u = write_bed(tmp_path / "dup.bed", [("chr1", 100, 200), ("chr1", 300, 400), ("chr1", 100, 200), ("chr1", 500, 600)])
+    with pytest.warns(UserWarning, match="1 duplicate region"):
+        t = Tokenizer.from_bed(u, cache_dir="off")
+    assert t.vocab_size == 3 + 7
+    assert t.tokenize([("chr1", 0, 10**9)]).tolist() == [0, 1, 2]
+
+
+def test_geniml_universe_with_duplicates_matches_first_occurrence_ids():
+    with pytest.warns(UserWarning, match="duplicate"):
+        t = Tokenizer.from_bed(GENIML / "universe.bed", cache_dir="off")
+    lines = [tuple(line.split("\t")[:3]) for line in (GENIML / "universe.bed").read_text().splitlines()]
+    first_id = {}
+    for row in lines:
+        first_id.setdefault(row, len(first_id))
+    assert t.vocab_size == len(first_id) + 7
+    for (c, s, e), i in list(first_id.items())[::97]:
+        got = t.tokenize([(c, int(s), int(e))]).tolist()
+        assert i in got
+
+
+def test_fingerprint_changes_iff_vocabulary_changes(tmp_path):
+    a = Tokenizer.from_bed(write_bed(tmp_path / "a.bed", UNIVERSE), cache_dir="off")
+    same = tmp_path / "same.bed.gz"
+    import gzip
+
+    same.write_bytes(gzip.compress(("track x\n" + "".join(f"{c} {s} {e}\n" for c, s, e in UNIVERSE)).encode()))
+    assert Tokenizer.from_bed(same, cache_dir="off").fingerprint == a.fingerprint  # same vocabulary, other file
+    reordered = write_bed(tmp_path / "r.bed", UNIVERSE[::-1])
+    moved = write_bed(tmp_path / "m.bed", UNIVERSE[:-1] + [("chr2", 0, 11)])
+    renamed = write_bed(tmp_path / "n.bed", UNIVERSE[:-1] + [("chr3", 0, 10)])
+    prints = {Tokenizer.from_bed(p, cache_dir="off").fingerprint for p in (reordered, moved, renamed)}
+    assert a.fingerprint not in prints and len(prints) == 3
+    assert len(a.fingerprint) == 64 and int(a.fingerprint, 16) >= 0
+
+
+def test_universe_cache_is_used_and_equivalent(tmp_path):
+    u = GENIML / "universe.uniq.bed"
+    cold = Tokenizer.from_bed(u, cache_dir=tmp_path)
+    assert len(list(tmp_path.glob("universe-*.npz"))) == 1
+    warm = Tokenizer.from_bed(u, cache_dir=tmp_path)
+    q = GENIML / "to_tokenize.bed"
+    assert warm.fingerprint == cold.fingerprint and warm.tokenize(q).tolist() == cold.tokenize(q).tolist()
+    next(tmp_path.glob("universe-*.npz")).write_bytes(b"garbage")
+    assert Tokenizer.from_bed(u, cache_dir=tmp_path).tokenize(q).tolist() == [147, 95, 133]
+
+
+def test_encode_returns_long_tensors(tok, tmp_path):
+    bed = write_bed(tmp_path / "q.bed", [("chr1", 310, 311), ("chr1", 120, 130)])
+    t = tok.encode(bed)
+    assert t.dtype == torch.long and t.tolist() == [3, 0, 2]  # the file is sorted first
+    assert tok.encode([("chr1", 310, 311), ("chr1", 120, 130)], return_tensors=None) == [2, 3, 0]
+    df = pd.DataFrame({"chrom": ["chr1"], "start": [120], "end": [130], "name": ["x"]})
+    assert tok.encode(df).tolist() == [3, 0]
+
+
+def test_encode_pyranges_keeps_its_order(tok):
+    import pyranges as pr
+
+    gr = pr.PyRanges(chromosomes=["chr1", "chr2"], starts=[310, 5], ends=[311, 6])
+    assert tok.encode(gr).tolist() == tok.tokenize(list(zip(gr.df.Chromosome.astype(str), gr.df.Start, gr.df.End))).tolist()
+
+
+def test_encode_batch_pads(tok):
+    batch = tok.encode_batch([[("chr1", 120, 320)], [("chr1", 310, 311)], []])
+    assert batch["input_ids"].tolist() == [[3, 0, 1, 2], [2, 6, 6, 6], [5, 6, 6, 6]]
+    assert batch["attention_mask"].tolist() == [[1, 1, 1, 1], [1, 0, 0, 0], [1, 0, 0, 0]]
+    cut = tok.encode_batch([[("chr1", 120, 320)]], max_length=2)
+    assert cut["input_ids"].tolist() == [[3, 0]]
+
+
+def test_bad_in_memory_regions(tok):
+    with pytest.raises(GtokError, match="row 1: invalid region 9-3"):
+        tok.tokenize([("chr1", 1, 2), ("chr1", 9, 3)])
+    with pytest.raises(TypeError):
+        tok.tokenize(42)
+
+
+def test_importing_gtok_and_tokenizing_do_not_import_torch(tmp_path):
+    code = (
+        "import sys, gtok; t = gtok.Tokenizer.from_bed(sys.argv[1]); t.tokenize(sys.argv[2]);"
+        "assert 'torch' not in sys.modules and 'lightning' not in sys.modules, 'torch imported'"
+    )
+    subprocess.run([sys.executable, "-c", code, str(GTARS / "peaks.bed"), str(GTARS / "to_tokenize.bed")], check=True)
+
+
+def test_tokenize_many_matches_one_by_one(tok):
+    docs = [[("chr1", 120, 320)], [], [("chr2", 1, 2), ("chr1", 310, 311)], [("chr9", 1, 2)]]
+    from gtok.tokenizer import to_intervals
+
+    ids, lengths = tok.tokenize_many([to_intervals(d) for d in docs])
+    split = np.split(ids, np.cumsum(lengths)[:-1])
+    assert [s.tolist() for s in split] == [tok.tokenize(d).tolist() for d in docs]
