@@ -38,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for register in _COMMANDS:
+    for register in _registrars():
         register(sub)
     return parser
 
@@ -136,7 +136,12 @@ def _run_export(args: argparse.Namespace) -> int:
     return 0
 
 
-_COMMANDS = [_add_tokenize, _add_dump, _add_info, _add_export]
+def _registrars() -> list[Callable]:
+    """Every subcommand's registration function. The modules only define arguments: importing
+    them stays light, and each command imports its heavy dependencies when it runs."""
+    from gtok import cli_data, cli_train
+
+    return [_add_tokenize, _add_dump, _add_info, _add_export, *cli_data.COMMANDS, *cli_train.COMMANDS]
 
 if __name__ == "__main__":
     sys.exit(main())
