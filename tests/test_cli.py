@@ -1,0 +1,137 @@
+"""The `gtok` command: tokenize, dump, info, export-gtars, and one-line errors for bad input."""
+
+from __future__ import annotations
+
+import gzip
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import GENIML, GTARS, gtars_tokens
+
+GTOK = [sys.executable, "-m", "gtok.cli"]
+UNIVERSE = GENIML / "universe.uniq.bed"
+SAMPLES = sorted((GENIML / "hg38_sample").glob("*.bed")) + [GENIML / "to_tokenize.bed"]
+
+
+def gtok(*args, check=True) -> subprocess.CompletedProcess:
+    proc = subprocess.run([*GTOK, *map(str, args)], capture_output=True, text=True)
+    if check and proc.returncode:
+        raise AssertionError(proc.stderr)
+    return proc
+
+
+def test_tokenize_dump_matches_gtars(tmp_path):
+    out = tmp_path / "s.gtok"
+    gtok("tokenize", "-q", "--universe", UNIVERSE, "-o", out, *SAMPLES)
+    lines = gtok("dump", out).stdout.splitlines()
+    assert len(lines) == len(SAMPLES)
+    for line, bed in zip(lines, SAMPLES):
+        name, ids = line.split("\t")
+        assert name == bed.name.removesuffix(".bed")
+        assert [int(x) for x in ids.split(",")] == gtars_tokens(UNIVERSE, bed)
+
+
+def test_info_and_export_round_trip(tmp_path):
+    out = tmp_path / "s.gtok"
+    gtok("tokenize", "-q", "-u", UNIVERSE, "-o", out, *SAMPLES[:3])
+    info = gtok("info", out).stdout
+    assert "records      3" in info and "uint16" in info and "fingerprint" in info and "median" in info
+    gtok("export-gtars", out, tmp_path / "gt")
+    from gtars.utils import read_tokens_from_gtok
+
+    for bed in SAMPLES[:3]:
+        assert list(read_tokens_from_gtok(str(tmp_path / "gt" / f"{bed.stem}.gtok"))) == gtars_tokens(UNIVERSE, bed)
+
+
+def test_labels_sheet_and_h5ad_label_key(tmp_path):
+    sheet = tmp_path / "sheet.tsv"
+    sheet.write_text("path\tlabel\n" + "".join(f"{p}\t{'a' if i % 2 else 'b'}\n" for i, p in enumerate(SAMPLES)))
+    out = tmp_path / "l.gtok"
+    gtok("tokenize", "-q", "-u", UNIVERSE, "-o", out, "--labels", sheet, *SAMPLES)
+    from gtok import ShardReader
+
+    assert ShardReader(out).labels == ["b", "a"] * 3 + ["b"]
+    cells = tmp_path / "c.gtok"
+    gtok("tokenize", "-q", "-u", GTARS / "peaks.bed", "-o", cells, "--rows", "2:9", "--label-key", "cell_type", GTARS / "pbmc_hg38.h5ad")
+    r = ShardReader(cells)
+    assert len(r) == 7 and len(set(r.labels)) > 1
+
+
+def test_tokenize_does_not_import_torch(tmp_path):
+    code = (
+        "import sys; from gtok.cli import main; rc = main(sys.argv[1:]);"
+        "assert 'torch' not in sys.modules and 'lightning' not in sys.modules, 'torch was imported'; sys.exit(rc)"
+    )
+    args = ["tokenize", "-q", "-u", str(UNIVERSE), "-o", str(tmp_path / "x.gtok"), *map(str, SAMPLES)]
+    subprocess.run([sys.executable, "-c", code, *args], check=True)
+
+
+def test_every_command_has_help():
+    top = gtok("--help").stdout
+    for cmd in ("tokenize", "dump", "info", "export-gtars"):
+        assert cmd in top
+        assert "usage: gtok " + cmd in gtok(cmd, "--help").stdout
+
+
+BAD_CASES = ["non-integer", "few columns", "start>end", "negative", "missing", "truncated gzip", "garbage", "empty"]
+
+
+def bad_inputs(tmp: Path) -> dict[str, tuple[Path, str]]:
+    def write(name, data: bytes) -> Path:
+        p = tmp / name
+        p.write_bytes(data)
+        return p
+
+    return {
+        "non-integer": (write("a.bed", b"chr1\t10\t20\nchr1\tten\t20\n"), "a.bed, line 2: start coordinate 'ten'"),
+        "few columns": (write("b.bed", b"chr1\t10\t20\nchr1\t10\n"), "b.bed, line 2: expected at least 3 columns"),
+        "start>end": (write("c.bed", b"chr1\t30\t20\n"), "c.bed, line 1: start 30 is greater than end 20"),
+        "negative": (write("d.bed", b"chr1\t1\t2\nchr1\t-1\t20\n"), "d.bed, line 2: negative start coordinate -1"),
+        "missing": (tmp / "missing.bed", "missing.bed: no such file"),
+        "truncated gzip": (write("e.bed.gz", gzip.compress(b"chr1\t1\t2\n" * 500)[:30]), "e.bed.gz: not a readable gzip file"),
+        "garbage": (write("f.bed", bytes(range(256)) * 3), "f.bed: looks like a binary file"),
+        "empty": (write("g.bed", b"# only a comment\n"), "g.bed: no regions found"),
+    }
+
+
+@pytest.mark.parametrize("case", BAD_CASES)
+def test_bad_input_gives_one_line_and_no_output(tmp_path, case):
+    bad, words = bad_inputs(tmp_path)[case]
+    out = tmp_path / "out.gtok"
+    proc = gtok("tokenize", "-q", "-u", UNIVERSE, "-o", out, SAMPLES[0], bad, check=False)
+    assert proc.returncode == 1
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in proc.stderr and words in lines[0], proc.stderr
+    assert not out.exists() and not list(tmp_path.glob(".out.gtok*"))
+
+
+def test_existing_output_survives_a_failed_run(tmp_path):
+    out = tmp_path / "out.gtok"
+    gtok("tokenize", "-q", "-u", UNIVERSE, "-o", out, SAMPLES[0])
+    before = out.read_bytes()
+    (tmp_path / "bad.bed").write_text("chr1\tx\t1\n")
+    assert gtok("tokenize", "-q", "-u", UNIVERSE, "-o", out, SAMPLES[1], tmp_path / "bad.bed", check=False).returncode
+    assert out.read_bytes() == before
+
+
+def test_h5ad_without_coordinates(tmp_path):
+    import anndata as ad
+    import numpy as np
+    import pandas as pd
+
+    p = tmp_path / "genes.h5ad"
+    ad.AnnData(X=np.ones((2, 2), dtype=np.float32), var=pd.DataFrame(index=["GAPDH", "ACTB"])).write_h5ad(p)
+    proc = gtok("tokenize", "-u", UNIVERSE, "-o", tmp_path / "x.gtok", p, check=False)
+    assert proc.returncode == 1 and "no usable region coordinates" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_option_misuse_is_explained(tmp_path):
+    proc = gtok("tokenize", "-u", UNIVERSE, "-o", tmp_path / "x.gtok", "--rows", "1:2", SAMPLES[0], check=False)
+    assert proc.returncode == 1 and "--rows needs exactly one .h5ad" in proc.stderr
+    proc = gtok("tokenize", "-u", UNIVERSE, "-o", tmp_path / "x.gtok", "--rows", "a:b", GTARS / "pbmc_hg38.h5ad", check=False)
+    assert "expected START:STOP" in proc.stderr
+    proc = gtok("info", tmp_path / "nope.gtok", check=False)
+    assert proc.returncode == 1 and "nope.gtok: no such shard file" in proc.stderr

@@ -1,0 +1,163 @@
+"""The .gtok shard format: round trips, gtars interop, atomic writes and corruption detection."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from conftest import GENIML, GTARS
+from gtok.errors import ShardFormatError
+from gtok.shard import HEADER_SIZE, ShardReader, ShardWriter, export_gtars, write_shard
+
+FP = "ab" * 32
+
+
+def sample_records(rng, n=50, vocab=1000):
+    return [(f"rec{i}", rng.integers(0, vocab, size=rng.integers(0, 300)), f"class{i % 3}") for i in range(n)]
+
+
+def test_round_trip_with_labels(tmp_path):
+    records = sample_records(np.random.default_rng(0))
+    path = write_shard(tmp_path / "s.gtok", records, vocab_size=1000, fingerprint=FP)
+    r = ShardReader(path)
+    assert len(r) == 50 and r.names == [n for n, _, _ in records] and r.labels == [x for _, _, x in records]
+    assert r.fingerprint == FP and r.vocab_size == 1000 and r.dtype == np.dtype("<u2")
+    for (_, tokens, _), got in zip(records, r):
+        assert got.tolist() == tokens.tolist()
+    assert r[-1].tolist() == records[-1][1].tolist()
+    assert r.n_tokens == sum(t.size for _, t, _ in records)
+    r.verify()
+    with pytest.raises(IndexError):
+        r[50]
+
+
+def test_dtype_follows_vocabulary_size(tmp_path):
+    small = write_shard(tmp_path / "a.gtok", [("x", np.array([65535]))], vocab_size=65536, fingerprint=FP)
+    big = write_shard(tmp_path / "b.gtok", [("x", np.array([70000, 1]))], vocab_size=1_000_007, fingerprint=FP)
+    assert ShardReader(small).dtype == np.dtype("<u2") and ShardReader(big).dtype == np.dtype("<u4")
+    assert ShardReader(big)[0].tolist() == [70000, 1]
+
+
+def test_no_labels_empty_records_and_empty_shard(tmp_path):
+    r = ShardReader(write_shard(tmp_path / "e.gtok", [("a", np.array([], int)), ("b", np.array([3]))], 10, None))
+    assert r.labels is None and r.fingerprint is None and [x.tolist() for x in r] == [[], [3]]
+    empty = ShardReader(write_shard(tmp_path / "z.gtok", [], 10, FP))
+    assert len(empty) == 0 and empty.names == []
+
+
+def test_out_of_vocabulary_ids_are_refused(tmp_path):
+    with pytest.raises(ValueError, match=r"\[0, 10\)"):
+        write_shard(tmp_path / "o.gtok", [("a", np.array([10]))], 10, FP)
+    assert not (tmp_path / "o.gtok").exists() and not list(tmp_path.iterdir())
+
+
+def test_reads_gtars_files_as_one_record_shards():
+    from gtars.utils import read_tokens_from_gtok
+
+    for path in [GTARS / "peaks.gtok", GTARS / "tokens.gtok", *sorted((GENIML / "gtok_sample").glob("*.gtok"))]:
+        r = ShardReader(path)
+        assert len(r) == 1 and r.fingerprint is None and r.names == [path.stem]
+        assert r[0].tolist() == list(read_tokens_from_gtok(str(path)))
+
+
+@pytest.mark.parametrize("tokens", [[0, 1, 65535], [0, 1, 65536, 2**32 - 1], []])
+def test_export_is_read_back_equal_by_gtars(tmp_path, tokens):
+    from gtars.utils import read_tokens_from_gtok, write_tokens_to_gtok
+
+    ours = export_gtars(np.array(tokens, dtype=np.int64), tmp_path / "ours.gtok")
+    assert list(read_tokens_from_gtok(str(ours))) == tokens
+    write_tokens_to_gtok(str(tmp_path / "theirs.gtok"), tokens)
+    assert ours.read_bytes() == (tmp_path / "theirs.gtok").read_bytes()
+
+
+def test_failed_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path):
+    path = write_shard(tmp_path / "s.gtok", [("old", np.array([1, 2]))], 10, FP)
+    before = path.read_bytes()
+    with pytest.raises(RuntimeError), ShardWriter(path, 10, FP) as w:
+        w.add("new", np.array([3]))
+        raise RuntimeError("boom")
+    assert path.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["s.gtok"]
+
+
+def test_killed_writer_leaves_nothing_at_the_output_path(tmp_path):
+    out = tmp_path / "killed.gtok"
+    code = (
+        "import sys, time, numpy as np\n"
+        "from gtok.shard import ShardWriter\n"
+        "w = ShardWriter(sys.argv[1], 1000, None)\n"
+        "w.add('a', np.arange(100))\n"
+        "print('writing', flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code, str(out)], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "writing"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not out.exists()
+    assert [p.name.startswith(".killed.gtok.") for p in tmp_path.iterdir()] == [True]
+
+
+@pytest.fixture
+def shard_bytes(tmp_path):
+    path = write_shard(tmp_path / "c.gtok", sample_records(np.random.default_rng(1)), 1000, FP)
+    return path, path.read_bytes()
+
+
+def corrupt(path, data: bytes) -> None:
+    path.write_bytes(data)
+
+
+@pytest.mark.parametrize(
+    "mutate, words",
+    [
+        (lambda b: b[:-7], "truncated or padded"),
+        (lambda b: b[:100], "shorter than the 128-byte header"),
+        (lambda b: b"", "magic bytes 'GTOK' are missing"),
+        (lambda b: b"PK\x03\x04" + b[4:], "magic bytes 'GTOK' are missing"),
+        (lambda b: b[:4] + b"\x07" + b[5:], "unknown .gtok variant"),
+        (lambda b: b[:5] + b"\x09" + b[6:], "format version 9 is not supported"),
+        (lambda b: b[:20] + b"\xff" + b[21:], "header is corrupt"),
+    ],
+)
+def test_corrupt_shards_name_the_file(shard_bytes, mutate, words):
+    path, data = shard_bytes
+    corrupt(path, mutate(data))
+    with pytest.raises(ShardFormatError) as err:
+        ShardReader(path)
+    assert str(err.value).startswith(f"{path}: ") and words in str(err.value), str(err.value)
+
+
+def test_flipped_token_byte_is_caught_by_verify(shard_bytes):
+    path, data = shard_bytes
+    flipped = bytearray(data)
+    flipped[HEADER_SIZE + 11] ^= 0xFF
+    corrupt(path, bytes(flipped))
+    reader = ShardReader(path)  # opening checks structure only, to stay O(records)
+    with pytest.raises(ShardFormatError, match="token data is corrupt"):
+        reader.verify()
+
+
+def test_truncated_gtars_file(tmp_path):
+    p = tmp_path / "t.gtok"
+    p.write_bytes(b"GTOK\x02" + b"\x01\x00\x00")
+    with pytest.raises(ShardFormatError, match="t.gtok: gtars token file is truncated"):
+        ShardReader(p)
+
+
+def test_missing_shard(tmp_path):
+    with pytest.raises(ShardFormatError, match="nope.gtok: no such shard file"):
+        ShardReader(tmp_path / "nope.gtok")
+
+
+def test_readers_pickle_by_path(tmp_path):
+    import pickle
+
+    path = write_shard(tmp_path / "p.gtok", [("a", np.array([1, 2, 3]))], 10, FP)
+    again = pickle.loads(pickle.dumps(ShardReader(path)))
+    assert again[0].tolist() == [1, 2, 3]
