@@ -43,7 +43,10 @@ class Intervals:
         """Stable sort by (chromosome name as bytes, start): the order gtars gives a BED file."""
         rank_of_name = np.argsort(np.argsort([n.encode() for n in self.chrom_names], kind="stable"))
         chrom_rank = rank_of_name.astype(np.int64)[self.codes] if self.chrom_names else self.codes
-        return self.take(np.lexsort((self.starts, chrom_rank)))
+        key = (chrom_rank << 40) | self.starts  # starts are < 2**40 (1 Tbp)
+        if np.all(key[1:] >= key[:-1]):
+            return self
+        return self.take(np.argsort(key, kind="stable"))
 
     @staticmethod
     def from_columns(chroms, starts, ends) -> "Intervals":
@@ -130,19 +133,23 @@ def _line_bounds(buf: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _has_prefix(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray, prefixes) -> np.ndarray:
+    """Which lines start with one of `prefixes`; only lines whose first byte could match are read."""
     hit = np.zeros(starts.size, dtype=bool)
+    nonempty = np.flatnonzero(ends > starts)
+    first = buf[starts[nonempty]]
     for prefix in prefixes:
-        width = len(prefix)
-        cand = np.flatnonzero(ends - starts >= width)
-        window = buf[starts[cand, None] + np.arange(width)]
-        hit[cand[(window == np.frombuffer(prefix, np.uint8)).all(axis=1)]] = True
+        cand = nonempty[(first == prefix[0]) & (ends[nonempty] - starts[nonempty] >= len(prefix))]
+        match = np.ones(cand.size, dtype=bool)
+        for j in range(1, len(prefix)):
+            match &= buf[starts[cand] + j] == prefix[j]
+        hit[cand[match]] = True
     return hit
 
 
 def _field_bounds(buf: np.ndarray, ls: np.ndarray, le: np.ndarray):
     """(chrom end, start field begin, start field end, end field begin, end field end, has 3 fields)."""
-    is_delim = np.zeros(buf.size, dtype=bool)
-    for d in _DELIMITERS:
+    is_delim = buf == _DELIMITERS[0]
+    for d in _DELIMITERS[1:]:
         is_delim |= buf == d
     delims = np.append(np.flatnonzero(is_delim), [buf.size] * 3)
     k = np.searchsorted(delims, ls)
@@ -151,20 +158,32 @@ def _field_bounds(buf: np.ndarray, ls: np.ndarray, le: np.ndarray):
     return t1, t1 + 1, t2, t2 + 1, np.minimum(t3, le), three
 
 
+def _windows(buf: np.ndarray, begin: np.ndarray, width: int) -> np.ndarray:
+    """The `width` bytes from each position in `begin` as rows of a (n, width) array.
+
+    A strided view of the buffer makes this one row gather, instead of building an index
+    array of n x width positions. Bytes past the end of the buffer read as zero.
+    """
+    padded = np.concatenate((buf, np.zeros(width + 2, np.uint8)))  # field bounds may point 1 past the end
+    view = np.lib.stride_tricks.as_strided(padded, shape=(buf.size + 2, width), strides=(1, 1), writeable=False)
+    return view[begin]
+
+
 def _parse_uints(buf: np.ndarray, begin: np.ndarray, end: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Decimal digits in buf[begin:end] as int64, with a mask of the spans that were valid."""
     length = end - begin
     ok = (length >= 1) & (length <= _MAX_DIGITS)
-    if not begin.size:
-        return np.zeros(0, np.int64), ok
-    width = int(np.where(ok, length, 0).max(initial=0)) or 1
-    pos = end[:, None] - width + np.arange(width)
-    inside = pos >= begin[:, None]
-    digits = buf[np.clip(pos, 0, buf.size - 1)].astype(np.int64) - ord("0")
-    digits = np.where(inside, digits, 0)
-    ok &= ((digits >= 0) & (digits <= 9)).all(axis=1)
-    values = digits @ (10 ** np.arange(width - 1, -1, -1, dtype=np.int64))
+    width = int(np.where(ok, length, 0).max(initial=0))
+    digits = _windows(buf, begin, width) - np.uint8(ord("0"))  # non-digits wrap around to > 9
+    values = np.zeros(begin.size, dtype=np.int64)
+    for j in range(width):  # Horner's rule, one digit column at a time
+        inside = j < length
+        ok &= (digits[:, j] <= 9) | ~inside
+        values = np.where(inside, values * 10 + digits[:, j], values)
     return np.where(ok, values, 0), ok
+
+
+_BYTE_MASKS = np.array([(1 << (8 * k)) - 1 for k in range(8)] + [2**64 - 1], dtype=np.uint64)
 
 
 def _factorize(buf: np.ndarray, begin: np.ndarray, end: np.ndarray) -> tuple[tuple[str, ...], np.ndarray]:
@@ -172,22 +191,21 @@ def _factorize(buf: np.ndarray, begin: np.ndarray, end: np.ndarray) -> tuple[tup
     if not begin.size:
         return (), np.zeros(0, np.int32)
     length = end - begin
-    width = -(-int(length.max()) // 8) * 8
-    padded = np.append(buf, np.zeros(width, np.uint8))
-    cols = np.arange(width)
-    rows = np.where(cols < length[:, None], padded[begin[:, None] + cols], 0).astype(np.uint8)
-    words = np.ascontiguousarray(rows).view(np.uint64)
+    n_words = -(-int(length.max()) // 8)
+    words = np.ascontiguousarray(_windows(buf, begin, 8 * n_words)).view("<u8")  # names as uint64 words
+    for w in range(n_words):  # clear the bytes past each name's end
+        words[:, w] &= _BYTE_MASKS[np.clip(length - 8 * w, 0, 8)]
     key = words[:, 0].copy()
-    for j in range(1, words.shape[1]):
-        key = key * np.uint64(0x100000001B3) ^ words[:, j]
+    for w in range(1, n_words):
+        key = key * np.uint64(0x100000001B3) ^ words[:, w]
     # Files are mostly runs of one chromosome: factorize the runs, not every line.
     heads = np.flatnonzero(np.concatenate(([True], key[1:] != key[:-1])))
-    uniq, first_head, inv = np.unique(key[heads], return_index=True, return_inverse=True)
-    codes = np.repeat(inv, np.diff(np.append(heads, key.size))).astype(np.int32)
+    _, first_head, inv = np.unique(key[heads], return_index=True, return_inverse=True)
+    codes = np.repeat(inv.reshape(-1), np.diff(np.append(heads, key.size))).astype(np.int32)
     reps = heads[first_head]
-    if words.shape[1] > 1 and not (rows == rows[reps[codes]]).all():
-        uniq_rows, first, codes = np.unique(rows, axis=0, return_index=True, return_inverse=True)
-        reps, codes = first, codes.reshape(-1).astype(np.int32)
+    if n_words > 1 and not (words == words[reps[codes]]).all():  # a hash collision: go exact
+        _, reps, codes = np.unique(words, axis=0, return_index=True, return_inverse=True)
+        codes = codes.reshape(-1).astype(np.int32)
     names = tuple(bytes(buf[begin[r] : end[r]]).decode("utf-8", "replace") for r in reps)
     return names, codes
 

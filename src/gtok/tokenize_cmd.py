@@ -66,11 +66,9 @@ def _check_options(beds, h5ads, rows, label_key, labels_sheet) -> tuple[int, int
 
 def _bed_batches(paths: Sequence[str], progress: bool) -> Iterator[list]:
     """Parsed files grouped so that each group is tokenized in one vectorized call."""
-    from tqdm import tqdm
-
     batch, size = [], 0
-    for path in tqdm(paths, desc="BED files", unit="file", disable=not progress or len(paths) < 2):
-        iv = read_bed(path).sorted_like_files()
+    parsed = _ordered_map(_read_sorted, paths)
+    for path, iv in _progress(zip(paths, parsed), progress and len(paths) > 1, total=len(paths), desc="BED files", unit="file"):
         batch.append((path, iv))
         size += len(iv)
         if size >= BATCH_REGIONS:
@@ -80,15 +78,45 @@ def _bed_batches(paths: Sequence[str], progress: bool) -> Iterator[list]:
         yield batch
 
 
-def _add_cells(writer, tok, path, row_range, label_key, chunk_rows, progress) -> None:
-    from tqdm import tqdm
+def _read_sorted(path: str):
+    return read_bed(path).sorted_like_files()
 
+
+def _ordered_map(fn, items: Sequence, window: int = 64) -> Iterator:
+    """fn over items on a few threads (numpy releases the GIL while parsing), in order, with at
+    most `window` results waiting, so memory stays bounded however many files there are."""
+    from collections import deque
+    from concurrent.futures import ThreadPoolExecutor
+
+    workers = min(4, os.cpu_count() or 1)
+    if workers == 1 or len(items) < 2:
+        yield from map(fn, items)
+        return
+    with ThreadPoolExecutor(workers) as pool:
+        pending: deque = deque()
+        for item in items:
+            pending.append(pool.submit(fn, item))
+            if len(pending) >= window:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+
+
+def _add_cells(writer, tok, path, row_range, label_key, chunk_rows, progress) -> None:
     from gtok.cells import iter_cell_tokens
 
-    with tqdm(desc=os.path.basename(path), unit="cell", disable=not progress) as bar:
-        for chunk in iter_cell_tokens(tok, path, rows=row_range, chunk_rows=chunk_rows, label_key=label_key):
-            writer.add_batch(chunk.names, chunk.tokens, chunk.lengths, chunk.labels)
-            bar.update(len(chunk.names))
+    chunks = iter_cell_tokens(tok, path, rows=row_range, chunk_rows=chunk_rows, label_key=label_key)
+    for chunk in _progress(chunks, progress, desc=os.path.basename(path), unit=" chunk"):
+        writer.add_batch(chunk.names, chunk.tokens, chunk.lengths, chunk.labels)
+
+
+def _progress(items, enabled: bool, **kwargs):
+    """A tqdm bar when asked for; tqdm is imported only then (it costs 40 ms of start-up)."""
+    if not enabled:
+        return items
+    from tqdm import tqdm
+
+    return tqdm(items, **kwargs)
 
 
 def read_label_sheet(sheet: str, beds: Sequence[str]) -> dict[str, str | None]:

@@ -8,6 +8,8 @@ the work stays proportional to the answer.
 
 Positions are folded with the chromosome into one int64 key (`code << 34 | position`), so a whole
 genome is one sorted array per class and queries of all chromosomes go through in one call.
+Chromosome codes follow the byte order of the names, the order gtars sorts a BED file in, so the
+queries of a file arrive as increasing keys and `searchsorted` walks the arrays in cache order.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from gtok.bed import Intervals, parse_bed_bytes, read_bytes
 from gtok.errors import GtokError
 
 _POS_BITS = 34  # positions up to 17 Gbp; chromosome codes take the bits above
-_CACHE_VERSION = 1
+_CACHE_VERSION = 3
 
 
 @dataclass(frozen=True)
@@ -36,23 +38,33 @@ class _LengthClass:
     maxlen: int
 
 
+@dataclass(frozen=True)
+class _IndexPlan:
+    """What the overlap index is built from; cached, since computing it needs sorts."""
+
+    rank_to_id: np.ndarray  # token ids in (chrom, start, end) order
+    class_order: np.ndarray  # positions in rank order, grouped by length class
+    class_bounds: np.ndarray  # class k is class_order[bounds[k]:bounds[k+1]]
+
+
 class Universe:
     """Unique universe regions in first-appearance order: region i has token id i."""
 
-    def __init__(self, chrom_names: tuple[str, ...], codes: np.ndarray, starts: np.ndarray, ends: np.ndarray):
+    def __init__(self, chrom_names, codes, starts, ends, plan: _IndexPlan | None = None, fingerprint: str | None = None):
         self.chrom_names = tuple(chrom_names)
         self.codes = np.ascontiguousarray(codes, dtype=np.int32)
         self.starts = np.ascontiguousarray(starts, dtype=np.int64)
         self.ends = np.ascontiguousarray(ends, dtype=np.int64)
         self._code_of = {name: i for i, name in enumerate(self.chrom_names)}
-        self._rank_to_id = np.lexsort((self.ends, self.starts, self.codes))
-        self._classes = self._build_classes()
+        self._plan = plan or self._make_plan()
+        self._classes = self._build_classes(self._plan)
+        self._fingerprint = fingerprint
 
     # -- construction -------------------------------------------------------------------------
 
     @classmethod
     def from_intervals(cls, intervals: Intervals, source: str = "universe") -> "Universe":
-        """Deduplicate (first occurrence wins) and renumber chromosomes by first appearance."""
+        """Deduplicate (first occurrence wins) and number chromosomes in byte order of their names."""
         order = np.lexsort((intervals.ends, intervals.starts, intervals.codes))
         a, b = order[1:], order[:-1]
         same = (
@@ -69,11 +81,11 @@ class Universe:
                 stacklevel=2,
             )
         unique = intervals.take(np.flatnonzero(keep))
-        first_codes, first_pos = np.unique(unique.codes, return_index=True)
-        appearance = first_codes[np.argsort(first_pos)]
-        recode = np.empty(len(intervals.chrom_names), dtype=np.int32)
-        recode[appearance] = np.arange(appearance.size, dtype=np.int32)
-        names = tuple(intervals.chrom_names[c] for c in appearance)
+        used = np.unique(unique.codes)
+        names = sorted((intervals.chrom_names[c] for c in used), key=str.encode)
+        recode = np.zeros(len(intervals.chrom_names), dtype=np.int32)
+        old_code = {n: i for i, n in enumerate(intervals.chrom_names)}
+        recode[[old_code[n] for n in names]] = np.arange(len(names), dtype=np.int32)
         return cls(names, recode[unique.codes], unique.starts, unique.ends)
 
     @classmethod
@@ -81,7 +93,8 @@ class Universe:
         """Load a universe BED, through a binary cache keyed by the file's content when one is usable.
 
         The cache makes repeated loads of a large universe (one per tokenization job) cost a hash
-        and a memory copy instead of a text parse. It cannot go stale: its name is the content hash.
+        and a read instead of a text parse and sorts. It cannot go stale: its name is the content
+        hash. `cache_dir` (or $GTOK_CACHE_DIR) chooses its folder; "off" disables it.
         """
         raw = read_bytes(path)
         cache = _cache_path(raw, cache_dir)
@@ -109,6 +122,10 @@ class Universe:
                     codes=self.codes,
                     starts=self.starts,
                     ends=self.ends,
+                    rank_to_id=self._plan.rank_to_id,
+                    class_order=self._plan.class_order,
+                    class_bounds=self._plan.class_bounds,
+                    fingerprint=np.array(self.fingerprint),
                 )
         except OSError:
             pass  # a cache is an optimisation; a read-only disk must not fail tokenization
@@ -118,24 +135,38 @@ class Universe:
         with np.load(path, allow_pickle=False) as z:
             if int(z["version"]) != _CACHE_VERSION:
                 raise ValueError("old cache")
-            return cls(tuple(str(n) for n in z["names"]), z["codes"], z["starts"], z["ends"])
+            plan = _IndexPlan(z["rank_to_id"], z["class_order"], z["class_bounds"])
+            names = tuple(str(n) for n in z["names"])
+            return cls(names, z["codes"], z["starts"], z["ends"], plan=plan, fingerprint=str(z["fingerprint"]))
 
-    def _build_classes(self) -> list[_LengthClass]:
-        lengths = self.ends - self.starts
+    def _make_plan(self) -> _IndexPlan:
+        rank_to_id = np.lexsort((self.ends, self.starts, self.codes))
+        lengths = (self.ends - self.starts)[rank_to_id]
         bits = np.zeros(lengths.size, dtype=np.int64)
         positive = lengths > 0
         bits[positive] = np.floor(np.log2(lengths[positive])).astype(np.int64) + 1
-        ranks = np.empty(len(self), dtype=np.int64)
-        ranks[self._rank_to_id] = np.arange(len(self))
+        group = _merge_length_classes(bits, lengths, self._span())
+        class_order = np.lexsort((np.arange(bits.size), group[bits]))  # rank order within a group
+        bounds = np.searchsorted(group[bits][class_order], np.arange(group.max(initial=0) + 2))
+        return _IndexPlan(rank_to_id, class_order, np.unique(bounds))
+
+    def _span(self) -> float:
+        """Base pairs the universe spans (sum over chromosomes of the last end): for density."""
+        last_end = np.zeros(len(self.chrom_names), dtype=np.int64)
+        np.maximum.at(last_end, self.codes, self.ends)
+        return float(max(last_end.sum(), 1))
+
+    def _build_classes(self, plan: _IndexPlan) -> list[_LengthClass]:
         classes = []
-        for b in np.unique(bits):
-            ids = self._rank_to_id[bits[self._rank_to_id] == b]  # already in key order
+        for lo, hi in zip(plan.class_bounds[:-1], plan.class_bounds[1:]):
+            ranks = plan.class_order[lo:hi]
+            ids = plan.rank_to_id[ranks]
             classes.append(
                 _LengthClass(
                     start_keys=self._key(self.codes[ids], self.starts[ids]),
                     end_keys=self._key(self.codes[ids], self.ends[ids]),
-                    ranks=ranks[ids],
-                    maxlen=int(lengths[ids].max()),
+                    ranks=ranks,
+                    maxlen=int((self.ends[ids] - self.starts[ids]).max()),
                 )
             )
         return classes
@@ -152,13 +183,15 @@ class Universe:
     @property
     def fingerprint(self) -> str:
         """sha256 of the canonical vocabulary: equal iff every id maps to the same region."""
-        h = hashlib.sha256(b"gtok-vocabulary-v1\0")
-        h.update("\0".join(self.chrom_names).encode() + b"\0\0")
-        for arr in (self.codes.astype("<i4"), self.starts.astype("<i8"), self.ends.astype("<i8")):
-            h.update(arr.tobytes())
-        return h.hexdigest()
+        if self._fingerprint is None:
+            h = hashlib.sha256(b"gtok-vocabulary-v1\0")
+            h.update("\0".join(self.chrom_names).encode() + b"\0\0")
+            for arr in (self.codes.astype("<i4"), self.starts.astype("<i8"), self.ends.astype("<i8")):
+                h.update(arr.tobytes())
+            self._fingerprint = h.hexdigest()
+        return self._fingerprint
 
-    def region_names(self, ids: np.ndarray) -> list[str]:
+    def region_names(self, ids) -> list[str]:
         return [f"{self.chrom_names[self.codes[i]]}:{self.starts[i]}-{self.ends[i]}" for i in ids]
 
     # -- queries ------------------------------------------------------------------------------
@@ -181,8 +214,40 @@ class Universe:
             hits_rank.append(cls.ranks[cand[match]])
         q = np.concatenate(hits_q) if hits_q else np.zeros(0, np.int64)
         rank = np.concatenate(hits_rank) if hits_rank else np.zeros(0, np.int64)
-        order = np.argsort(q * len(self) + rank, kind="stable") if len(self._classes) > 1 else np.arange(q.size)
-        return q[order], self._rank_to_id[rank[order]]
+        if len(self._classes) > 1:  # one class is already in (query, rank) order
+            order = np.argsort(q * len(self) + rank)
+            q, rank = q[order], rank[order]
+        return q, self._plan.rank_to_id[rank]
+
+
+#: A length class costs two binary searches per query; merging two classes instead costs the
+#: extra candidates that the wider search window lets in. Merge while those stay below this many
+#: per query (a candidate costs about a tenth of a binary search).
+_MERGE_BUDGET = 4.0
+
+
+def _merge_length_classes(bits: np.ndarray, lengths: np.ndarray, span: float) -> np.ndarray:
+    """Map each bit-length class to a search group, merging neighbours where that is cheaper.
+
+    The expected wasted candidates of a group with longest region M are
+    sum(count_i * M - total_length_i) / span over its classes: regions shorter than M are searched
+    as if they were M long.
+    """
+    n_bits = int(bits.max(initial=0)) + 1
+    count = np.bincount(bits, minlength=n_bits).astype(float)
+    total = np.bincount(bits, weights=lengths, minlength=n_bits)
+    longest = np.zeros(n_bits)
+    np.maximum.at(longest, bits, lengths)
+    group = np.zeros(n_bits, dtype=np.int64)
+    g, g_count, g_total, g_longest = 0, 0.0, 0.0, 0.0
+    for b in np.flatnonzero(count):
+        merged_waste = ((g_count + count[b]) * longest[b] - g_total - total[b]) / span
+        apart_waste = (g_count * g_longest - g_total + count[b] * longest[b] - total[b]) / span
+        if g_count and merged_waste - apart_waste > _MERGE_BUDGET:
+            g, g_count, g_total = g + 1, 0.0, 0.0
+        group[b] = g
+        g_count, g_total, g_longest = g_count + count[b], g_total + total[b], longest[b]
+    return group
 
 
 def expand_ranges(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -201,6 +266,5 @@ def _cache_path(raw: bytes, cache_dir: str | os.PathLike | None) -> Path | None:
         root = os.path.join(base, "gtok")
     if str(root).lower() in ("0", "off", "none", ""):
         return None
-    digest = hashlib.blake2b(raw, digest_size=16).hexdigest()
+    digest = hashlib.sha256(raw).hexdigest()[:32]  # sha256 has hardware support
     return Path(root) / f"universe-{digest}.npz"
-

@@ -1,0 +1,34 @@
+"""The gtok models (Lightning modules) and loading them back from checkpoints."""
+
+from __future__ import annotations
+
+import os
+
+from gtok.errors import GtokError
+from gtok.models.base import GTokModel, Vocab, check_fingerprint, read_checkpoint
+from gtok.models.classifier import Classifier, ClassifierConfig
+from gtok.models.encoder import Encoder, EncoderConfig
+from gtok.models.region2vec import Region2Vec, Region2VecConfig
+
+MODELS: dict[str, type[GTokModel]] = {m.name: m for m in (Region2Vec, Encoder, Classifier)}
+
+
+def model_class(name: str) -> type[GTokModel]:
+    if name not in MODELS:
+        raise GtokError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}.")
+    return MODELS[name]
+
+
+def load_model(checkpoint: str | os.PathLike, map_location: str = "cpu") -> GTokModel:
+    """The model of a `gtok train` checkpoint, in eval mode, whatever its kind."""
+    ckpt = read_checkpoint(checkpoint)
+    cls = model_class(ckpt["gtok"]["model"])
+    model = cls(**ckpt["hyper_parameters"])
+    model.load_state_dict(ckpt["state_dict"])
+    return model.to(map_location).eval()
+
+
+__all__ = [
+    "MODELS", "GTokModel", "Vocab", "Region2Vec", "Region2VecConfig", "Encoder", "EncoderConfig",
+    "Classifier", "ClassifierConfig", "model_class", "load_model", "read_checkpoint", "check_fingerprint",
+]
