@@ -115,3 +115,24 @@ def test_missing_and_broken_h5ad(universe, tmp_path):
     bad.write_bytes(b"not hdf5 at all" * 100)
     with pytest.raises(GtokError, match="bad.h5ad: not a readable .h5ad file"):
         tok.encode_anndata(bad)
+
+
+@pytest.mark.parametrize("layout", ["csr", "dense", "csc"])
+def test_h5ad_files_of_every_layout_read_in_chunks(universe, pbmc, tmp_path, layout):
+    tok = Tokenizer.from_bed(universe)
+    X = sp.csr_matrix(pbmc.X).tolil()
+    X[3] = 0  # a cell with no peaks at all gets [<unk>]
+    X = X.tocsr()
+    X = {"csr": X, "dense": X.toarray(), "csc": X.tocsc()}[layout]
+    obs = pbmc.obs.copy()
+    obs["cell_type"] = obs["cell_type"].astype("category")
+    obs.loc[obs.index[2], "cell_type"] = np.nan
+    path = tmp_path / f"{layout}.h5ad"
+    ad.AnnData(X=X, obs=obs, var=pbmc.var).write_h5ad(path)
+    expected = as_lists(tok.encode_anndata(ad.AnnData(X=sp.csr_matrix(X), obs=obs, var=pbmc.var)))
+    assert expected[3] == [tok.unk_token_id]
+    chunks = list(iter_cell_tokens(tok, path, chunk_rows=6, label_key="cell_type"))
+    got = [t.tolist() for c in chunks for t in np.split(c.tokens, np.cumsum(c.lengths)[:-1])]
+    assert got == expected
+    labels = [x for c in chunks for x in c.labels]
+    assert labels[2] is None and labels[0] == str(obs["cell_type"].iloc[0])

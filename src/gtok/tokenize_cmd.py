@@ -105,15 +105,17 @@ def _ordered_map(fn, items: Sequence, window: int = 64) -> Iterator:
 def _add_cells(writer, tok, path, row_range, label_key, chunk_rows, progress) -> None:
     from gtok.cells import iter_cell_tokens
 
-    chunks = iter_cell_tokens(tok, path, rows=row_range, chunk_rows=chunk_rows, label_key=label_key)
-    for chunk in _progress(chunks, progress, desc=os.path.basename(path), unit=" chunk"):
+    bar = _progress(None, progress, desc=os.path.basename(path), unit="cell")
+    for chunk in iter_cell_tokens(tok, path, rows=row_range, chunk_rows=chunk_rows, label_key=label_key):
         writer.add_batch(chunk.names, chunk.tokens, chunk.lengths, chunk.labels)
+        if bar is not None:
+            bar.update(len(chunk.names))
 
 
 def _progress(items, enabled: bool, **kwargs):
     """A tqdm bar when asked for; tqdm is imported only then (it costs 40 ms of start-up)."""
     if not enabled:
-        return items
+        return items  # None stays None: no bar to update
     from tqdm import tqdm
 
     return tqdm(items, **kwargs)

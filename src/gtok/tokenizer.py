@@ -73,17 +73,17 @@ class Tokenizer:
         return self.group(doc_of_query[q], ids, len(docs))
 
     def group(self, doc: np.ndarray, ids: np.ndarray, n_docs: int) -> tuple[np.ndarray, np.ndarray]:
-        """Turn (document, id) pairs sorted by document into (ids, lengths), giving empty documents
-        their `[<unk>]`."""
-        lengths = np.bincount(doc, minlength=n_docs).astype(np.int64)
+        """Turn (document, id) pairs sorted by document into (ids, lengths)."""
+        return self.fill_empty(ids.astype(np.int64, copy=False), np.bincount(doc, minlength=n_docs))
+
+    def fill_empty(self, ids: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Give every document without a match its `[<unk>]`."""
+        lengths = lengths.astype(np.int64, copy=False)
         empty = lengths == 0
         if not empty.any():
-            return ids.astype(np.int64, copy=False), lengths
-        lengths[empty] = 1
-        out = np.full(int(lengths.sum()), self.unk_token_id, dtype=np.int64)
-        starts = np.cumsum(lengths) - lengths
-        out[starts[doc] + (np.arange(doc.size) - np.searchsorted(doc, doc))] = ids
-        return out, lengths
+            return ids, lengths
+        ids = np.insert(ids, (np.cumsum(lengths) - lengths)[empty], self.unk_token_id)
+        return ids, np.maximum(lengths, 1)
 
     def decode(self, ids: Sequence[int]) -> list[str]:
         """Region strings (`chr:start-end`) or special token names for ids."""
@@ -118,7 +118,7 @@ class Tokenizer:
 
         out: list[torch.Tensor] = []
         for chunk in iter_cell_tokens(self, adata, chunk_rows=chunk_rows):
-            ids = torch.from_numpy(chunk.tokens)
+            ids = torch.from_numpy(chunk.tokens.astype(np.int64, copy=False))
             out.extend(torch.split(ids, chunk.lengths.tolist()))
         return out
 
