@@ -31,6 +31,10 @@
 #   ReturnToService=2
 #       a node that was DOWN (e.g. slurmd restarted) comes back by itself once
 #       it registers with a valid config.
+#   MailProg=/bin/true
+#       no mail program is installed; without it slurmctld logs an error.
+# Harmless log noise: "mpi/pmix_v4: can not load PMIx library" (the plugin is
+# installed but no PMIx library; MpiDefault=none means it is never used).
 set -euo pipefail
 
 CONF=/etc/slurm/slurm.conf
@@ -142,7 +146,7 @@ node_state() { sinfo -h -N -n "$(node_name)" -o '%T' 2>/dev/null | head -n1; }
 slurmd_registered_at() {
     local t
     t=$(scontrol show node "$(node_name)" 2>/dev/null | sed -n 's/.*SlurmdStartTime=\([^ ]*\).*/\1/p')
-    date -d "$t" +%s 2>/dev/null || echo 0
+    [[ -n $t ]] && date -d "$t" +%s 2>/dev/null || echo 0
 }
 
 show_logs_and_die() {
