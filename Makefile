@@ -17,8 +17,11 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/pip install --quiet -e ".[test]"
 	touch $(STAMP)
 
+# The whole workflow on the bundled example (resources/example/), locally, then its report.
 run: setup
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/snakemake --cores 2
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/snakemake
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/snakemake --report report.html
+	@echo "Done: results/ holds the shards, manifest and trained model; open report.html for the plots."
 
 test: setup
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -q

@@ -1,0 +1,44 @@
+# gtok workflow: BED files and .h5ad cells -> .gtok shards (fanned out, e.g. on SLURM) -> a
+# manifest -> statistics and a report -> training. Configuration: config/README.md; running it
+# locally or on SLURM: docs/workflow.md.
+
+from snakemake.utils import min_version, validate
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+validate(config, "workflow/schemas/config.schema.yaml")
+
+
+report: "workflow/report/workflow.rst"
+
+
+include: "workflow/rules/common.smk"
+
+
+wildcard_constraints:
+    shard=r"(?:[A-Za-z0-9_]+-)?[0-9]+",  # NNNN, or SPLIT-NNNN
+    sample=r"[^/]+",
+    part=r"[0-9]+",
+
+
+include: "workflow/rules/tokenize.smk"
+include: "workflow/rules/manifest.smk"
+include: "workflow/rules/stats.smk"
+include: "workflow/rules/train.smk"
+
+
+localrules:
+    all,
+    universe,
+    manifest,
+    train_config,
+
+
+rule all:
+    default_target: True
+    input:
+        final_outputs(),

@@ -1,0 +1,322 @@
+"""The Snakemake workflow, run for real on the bundled example in temporary copies.
+
+What is checked: a full local run and a run on the local SLURM cluster; which jobs a change
+reruns (none, everything for a new universe, only training for a training option, only the
+receiving shards for new BED files); that a malformed BED file fails its own shard and nothing
+else; and that the config schema rejects unknown keys and wrong types, naming the key.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from snakemake.exceptions import WorkflowError
+from snakemake.utils import validate
+
+from gtok.shard import ShardReader
+
+ROOT = Path(__file__).resolve().parent.parent
+WORKFLOW_FILES = ("Snakefile", "config", "workflow", "scripts", "envs", "profiles", "resources")
+SHEET = "resources/example/samples.tsv"
+BED_DIR = "resources/example/bed"
+
+# The example, made quicker: two training steps of a tiny model, and 12 BED files in 3 shards
+# (files_per_shard 5), so that two added files cannot land in every shard.
+FAST = {
+    "shards": {"files_per_shard": 5, "cells_per_shard": 8},
+    "train": {"trainer": {"max_steps": 2, "log_every_n_steps": 1, "checkpoint_every_n_steps": 1}},
+}
+
+
+# -- helpers --------------------------------------------------------------------------------------
+
+
+def copy_workflow(dest: Path, **changes) -> Path:
+    """A runnable copy of the workflow and its example data, with `changes` merged into its config."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in WORKFLOW_FILES:
+        src = ROOT / name
+        if src.is_dir():
+            shutil.copytree(src, dest / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(src, dest / name)
+    update_config(dest, FAST)
+    update_config(dest, changes)
+    return dest
+
+
+def update_config(folder: Path, changes: dict) -> None:
+    path = folder / "config" / "config.yaml"
+    config = yaml.safe_load(path.read_text())
+    merge(config, changes)
+    path.write_text(yaml.safe_dump(config))
+
+
+def merge(base: dict, changes: dict) -> None:
+    for key, value in changes.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            merge(base[key], value)
+        else:
+            base[key] = value
+
+
+def snakemake(folder: Path, *args: str, check: bool = True, timeout: int = 300) -> subprocess.CompletedProcess:
+    """Run snakemake in `folder` (its profiles/default applies) with the test's Python on PATH."""
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    result = subprocess.run(
+        [sys.executable, "-m", "snakemake", *args], cwd=folder, env=env, capture_output=True, text=True, timeout=timeout
+    )
+    if check and result.returncode != 0:
+        pytest.fail(f"snakemake {' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-6000:]}")
+    return result
+
+
+def gtok(*args) -> subprocess.CompletedProcess:
+    result = subprocess.run([Path(sys.executable).parent / "gtok", *map(str, args)], capture_output=True, text=True)
+    print(result.stdout, result.stderr)
+    return result
+
+
+def dry_run_jobs(folder: Path, *args: str) -> list[dict]:
+    """The jobs `snakemake -n` would run: rule, input and output files of each."""
+    result = snakemake(folder, "-n", *args)
+    jobs: list[dict] = []
+    for line in (result.stdout + result.stderr).splitlines():
+        if m := re.match(r"^(?:local)?rule (\w+):$", line):
+            jobs.append({"rule": m.group(1), "input": [], "output": []})
+        elif jobs and (m := re.match(r"^\s+(input|output): (.*)$", line)):
+            jobs[-1][m.group(1)] = m.group(2).split(", ")
+    return jobs
+
+
+def planned(folder: Path, *args: str) -> dict[str, set[str]]:
+    """Rule -> the outputs of the jobs a dry run would run (empty set for `all`)."""
+    out: dict[str, set[str]] = {}
+    for job in dry_run_jobs(folder, *args):
+        out.setdefault(job["rule"], set()).update(job["output"])
+    return out
+
+
+def shard_members(folder: Path, bed_dir: str = BED_DIR) -> dict[str, list[str]]:
+    """Each BED shard's output -> its BED files, as the workflow assigns them now."""
+    return {
+        job["output"][0]: [f for f in job["input"] if f.startswith(bed_dir)]
+        for job in dry_run_jobs(folder, "--forceall")
+        if job["rule"] == "tokenize_bed"
+    }
+
+
+def add_bed_rows(folder: Path, rows: list[tuple[str, str]]) -> None:
+    """Write BED files (name, content) into the example and list them in the sample sheet."""
+    with open(folder / SHEET, "a") as sheet:
+        for name, content in rows:
+            (folder / BED_DIR / name).write_text(content)
+            sheet.write(f"{BED_DIR}/{name}\thg38_sample\n")
+
+
+def shard_outputs(folder: Path, kind: str) -> set[str]:
+    return {str(p.relative_to(folder)) for p in (folder / "results" / "shards" / kind).rglob("*.gtok")}
+
+
+# -- a finished run, and what changes rerun ---------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory) -> Path:
+    """The example workflow run to the end, locally."""
+    folder = copy_workflow(tmp_path_factory.mktemp("finished"))
+    snakemake(folder)
+    return folder
+
+
+@pytest.fixture
+def clone(finished, tmp_path) -> Path:
+    """A copy of the finished run (files, modification times and .snakemake metadata)."""
+    return Path(shutil.copytree(finished, tmp_path / "wf", symlinks=True))
+
+
+def test_local_run_produces_everything(finished):
+    results = finished / "results"
+    for path in ("manifest.json", "stats/shards.tsv", "stats/coverage.png", "train/checkpoints/last.ckpt",
+                 "train/metrics.csv", "train/loss.png", "train_config.yaml"):
+        assert (results / path).is_file(), path
+    assert len(shard_outputs(finished, "bed")) == 3
+    assert len(shard_outputs(finished, "h5ad")) == 3  # 20 cells, 8 per shard
+    table = (results / "stats" / "shards.tsv").read_text().splitlines()
+    assert table[-1].startswith("all\tall\t32\t")  # 12 BED files + 20 cells
+    assert yaml.safe_load((results / "train_config.yaml").read_text())["trainer"]["max_steps"] == 2
+    assert gtok("verify", "-q", results / "manifest.json").returncode == 0
+
+
+def test_report_has_the_plots(finished):
+    snakemake(finished, "--report", "report.html")
+    html = (finished / "report.html").read_text(errors="replace")
+    for name in ("tokens_per_record.png", "unk_only.png", "coverage.png", "loss.png"):
+        assert name in html
+
+
+def test_nothing_changed_nothing_to_do(finished):
+    assert planned(finished) == {}
+
+
+def test_new_universe_reruns_every_shard_and_training(clone):
+    with open(clone / "resources" / "example" / "universe.bed", "a") as fh:
+        fh.write("chr22\t100\t200\n")
+    jobs = planned(clone)
+    assert set(jobs) == {"universe", "tokenize_bed", "tokenize_h5ad", "manifest", "stats", "train", "all"}
+    assert jobs["tokenize_bed"] == shard_outputs(clone, "bed")
+    assert jobs["tokenize_h5ad"] == shard_outputs(clone, "h5ad")
+
+
+@pytest.mark.parametrize(
+    "change, rules",
+    [
+        ({"train": {"trainer": {"max_steps": 3}}}, {"train_config", "train", "all"}),
+        ({"train": {"model": "region2vec"}}, {"train", "all"}),
+    ],
+)
+def test_training_change_reruns_only_training(clone, change, rules):
+    update_config(clone, change)
+    assert set(planned(clone)) == rules
+
+
+def test_added_bed_files_rerun_only_their_shards(clone):
+    before = {shard: sorted(ShardReader(clone / shard).names) for shard in shard_outputs(clone, "bed")}
+    add_bed_rows(clone, [("added1.bed", "chr1\t69000\t70000\n"), ("added2.bed", "chr2\t1000\t2000\n")])
+    after = {shard: sorted(Path(f).stem for f in files) for shard, files in shard_members(clone).items()}
+    changed = {shard for shard, names in after.items() if names != before.get(shard)}
+    assert 0 < len(changed) < len(after)
+    jobs = planned(clone)
+    assert jobs["tokenize_bed"] == changed
+    assert set(jobs) == {"tokenize_bed", "manifest", "stats", "train", "all"}
+
+
+def test_label_edit_reruns_only_its_shard(clone):
+    sheet = clone / SHEET
+    sheet.write_text(sheet.read_text().replace("tokens1.bed\tto_tokenize", "tokens1.bed\trelabelled"))
+    holder = {s for s in shard_outputs(clone, "bed") if "tokens1" in ShardReader(clone / s).names}
+    jobs = planned(clone)
+    assert jobs["tokenize_bed"] == holder
+    assert set(jobs) == {"tokenize_bed", "manifest", "stats", "train", "all"}
+
+
+def test_shard_assignment_is_stable_when_files_are_added(tmp_path):
+    """Linear hashing: 5 files more on 200 (10 per shard) move no file between old shards except
+    for the one shard that splits; so at most 5 receiving + 2 split shards change."""
+    folder = copy_workflow(tmp_path, inputs={"bed": ["many/*.bed"], "h5ad": []},
+                           shards={"files_per_shard": 10}, train={"enabled": False})
+    (folder / "many").mkdir()
+
+    def add(start: int, stop: int) -> None:
+        for i in range(start, stop):
+            (folder / "many" / f"s{i:03d}.bed").write_text(f"chr1\t{i * 100}\t{i * 100 + 50}\n")
+
+    add(0, 200)
+    before = shard_members(folder, "many/")
+    add(200, 205)
+    after = shard_members(folder, "many/")
+    assert (len(before), len(after)) == (20, 21)
+    changed = {s for s, files in after.items() if files != before.get(s)}
+    assert len(changed) <= 7
+    moved = {f for s in before for f in before[s] if f not in after.get(s, [])}
+    assert len(moved) <= max(len(files) for files in before.values())  # only the split shard's files
+
+
+# -- bad input ------------------------------------------------------------------------------------
+
+
+def test_malformed_bed_fails_its_shard_only(tmp_path):
+    folder = copy_workflow(tmp_path, inputs={"h5ad": []}, train={"enabled": False})
+    add_bed_rows(folder, [("broken.bed", "chr1\t10\t20\nchr1\t30\t40\nchr1\tabc\t50\n")])
+    shard = next(s for s, files in shard_members(folder).items() if f"{BED_DIR}/broken.bed" in files)
+
+    result = snakemake(folder, check=False)
+    assert result.returncode != 0
+    log = (folder / "results" / "logs" / "tokenize_bed" / f"{Path(shard).stem}.log").read_text()
+    assert "broken.bed, line 3" in log
+    assert "Traceback" not in log
+    assert not (folder / shard).exists()
+    others = shard_outputs(folder, "bed")
+    assert len(others) == 2  # keep-going: the other shards finished
+    assert not (folder / "results" / "manifest.json").exists()
+
+    (folder / BED_DIR / "broken.bed").write_text("chr1\t10\t20\nchr1\t30\t40\nchr1\t45\t50\n")
+    jobs = planned(folder)
+    assert set(jobs) == {"tokenize_bed", "manifest", "stats", "all"}
+    assert jobs["tokenize_bed"] == {shard}
+
+
+# -- configuration errors --------------------------------------------------------------------------
+
+
+SCHEMA = ROOT / "workflow" / "schemas" / "config.schema.yaml"
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"colour": "blue"}, "Additional properties are not allowed ('colour' was unexpected)"),
+        ({"shards": {"files_per_shard": "many"}}, "'many' is not of type 'integer'"),
+        ({"shards": {"cells_per_shard": 0}}, "0 is less than the minimum of 1"),
+        ({"inputs": {"h5ad": "cells.h5ad"}}, "'cells.h5ad' is not of type 'array'"),
+        ({"inputs": {"bed": "samples.csv"}}, "'samples.csv' is not valid under any of the given schemas"),
+        ({"train": {"model": "gpt"}}, "'gpt' is not one of ['region2vec', 'encoder', 'classifier']"),
+        ({"train": {"epochs": 3}}, "Additional properties are not allowed ('epochs' was unexpected)"),
+    ],
+)
+def test_schema_rejects_bad_config(change, message):
+    config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    validate(config, str(SCHEMA))  # the shipped config is valid
+    merge(config, change)
+    with pytest.raises(WorkflowError, match=re.escape(message)):
+        validate(config, str(SCHEMA))
+
+
+def test_schema_fills_defaults():
+    config = {"universe": "u.bed", "inputs": {"bed": ["*.bed"]}}
+    validate(config, str(SCHEMA))
+    assert config["results"] == "results"
+    assert config["shards"] == {"files_per_shard": 200, "cells_per_shard": 50000}
+    assert config["train"]["enabled"] is False
+    assert config["inputs"]["h5ad"] == []
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        ({"colour": "blue"}, "Additional properties are not allowed ('colour' was unexpected)"),
+        ({"train": {"trainer": {"max_step": 3}}}, "config train.trainer: unknown option(s) max_step; known:"),
+    ],
+)
+def test_snakemake_reports_config_errors(tmp_path, extra, message):
+    folder = copy_workflow(tmp_path)
+    (folder / "extra.yaml").write_text(yaml.safe_dump(extra))
+    result = snakemake(folder, "-n", "--configfile", "extra.yaml", check=False)
+    assert result.returncode != 0
+    assert message in result.stdout + result.stderr
+
+
+# -- SLURM ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.slurm
+@pytest.mark.skipif(shutil.which("sinfo") is None, reason="SLURM is not installed (no sinfo); see scripts/local-slurm.sh")
+def test_slurm_end_to_end(tmp_path):
+    """Tokenization, stats and training as SLURM jobs of the local cluster (one shard per kind of
+    input, so the two-core test node runs them side by side)."""
+    folder = copy_workflow(tmp_path, shards={"files_per_shard": 100, "cells_per_shard": 100})
+    result = snakemake(folder, "--profile", "profiles/slurm-local", timeout=600)
+    output = result.stdout + result.stderr
+    for rule in ("tokenize_bed", "tokenize_h5ad", "stats", "train"):
+        assert re.search(rf"submitted with SLURM jobid \d+ \(log: \S+/slurm_logs/rule_{rule}/", output), rule
+        assert list((folder / ".snakemake" / "slurm_logs" / f"rule_{rule}").rglob("*.log")), rule
+    assert not (folder / ".snakemake" / "slurm_logs" / "rule_manifest").exists()  # local rules stay local
+    assert gtok("verify", "-q", folder / "results" / "manifest.json").returncode == 0
+    assert (folder / "results" / "train" / "checkpoints" / "last.ckpt").stat().st_size > 0
