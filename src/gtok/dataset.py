@@ -16,7 +16,9 @@ Why it is built this way:
 from __future__ import annotations
 
 import hashlib
+import math
 import os
+import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +37,8 @@ IGNORE_LABEL = -100
 """Class id of an unlabeled record in a labeled data set: torch's cross-entropy skips it by default."""
 
 _CHUNK = 4096  # plan entries converted to Python ints at a time in the hot loops
+_MAX_OPEN = 8  # shards kept memory-mapped per DataLoader worker
+_SORT_WINDOW = 1024  # records sorted by length together when packing to a token budget
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 
 
@@ -66,9 +70,18 @@ class GTokDataset(IterableDataset):
     batch may be partial, so the DataLoader can yield up to `num_workers - 1` batches more than
     its `len()` says; Lightning stops at `len()`).
 
-    The epoch is kept in shared memory, so `set_epoch` reaches persistent workers too. The rank
-    and world size are `rank=`/`world_size=` when given, else torch.distributed's when initialised
-    (read again at `len()` and `iter()`), else 0 and 1.
+    Every rank yields the same number of items per epoch: the shortfall is filled by repeating
+    the epoch's first items, or dropped with `drop_remainder=True`. The epoch is kept in shared
+    memory, so `set_epoch` reaches persistent workers too. The rank and world size are
+    `rank=`/`world_size=` when given, else torch.distributed's when initialised (read again at
+    `len()` and `iter()`), else 0 and 1.
+
+    `max_length` keeps a random, order-preserving subset of that many tokens of a longer record and
+    `shuffle_tokens` permutes a record's tokens, both drawn per (seed, epoch, record). Shards of
+    different fingerprints are refused, as is data whose fingerprint differs from
+    `expected_fingerprint` (gtars files carry none: they pass, and a vocabulary made only of them
+    is sized max id + 1 + 7, so the special ids never collide with data). `verify=True` checks
+    every shard's checksums, and a manifest's sha256, before the first batch.
     """
 
     def __init__(
@@ -112,7 +125,8 @@ class GTokDataset(IterableDataset):
         self._progress: dict[str, Any] | None = None
         self._resume: dict[str, Any] | None = None
         self._plan_cache: tuple[int, tuple[np.ndarray, np.ndarray]] | None = None
-        self._open: tuple[int, np.ndarray] | None = None
+        self._open: dict[int, np.ndarray] = {}
+        self._pool = _BufferPool()
 
     # -- construction ----------------------------------------------------------------------------
 
@@ -125,6 +139,7 @@ class GTokDataset(IterableDataset):
         self._shard_records = [m.lengths.size for m in metas]
         self._label = _label_ids(metas, keep, self.label_classes)
         self.num_records = int(self._length.size)
+        self.num_tokens = int(self._length.sum())
         if not self.num_records:
             what = f" in split {split!r} (val_fraction={val_fraction})" if split else ""
             raise GtokError(f"{_source_name(metas)}: no records to read{what}.")
@@ -191,14 +206,16 @@ class GTokDataset(IterableDataset):
     def _budget_batches(self, order: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         """Pack each shard's run of the order into batches under the token budget.
 
-        Shuffled runs are sorted by length first (stable, so equal lengths stay shuffled) to keep
-        padding low, and their batches are then shuffled, so batch sizes do not follow a trend.
+        When shuffling, each window of _SORT_WINDOW consecutive records is sorted by length first,
+        so a batch holds records of near-equal length (little padding) while its members still
+        change from epoch to epoch; the batches of a run are then shuffled, so that batch sizes do
+        not follow a trend through the epoch.
         """
         width = np.maximum(self._length if self.max_length is None else np.minimum(self._length, self.max_length), 1)
         batches: list[np.ndarray] = []
         for run in np.split(order, np.flatnonzero(np.diff(self._shard[order])) + 1):
             if self.shuffle:
-                run = run[np.argsort(width[run], kind="stable")]
+                run = run[np.lexsort((width[run], np.arange(run.size) // _SORT_WINDOW))]
             packed = np.split(run, _greedy_ends(width[run], self.token_budget)[:-1])
             batches.extend(packed[i] for i in (rng.permutation(len(packed)) if self.shuffle else range(len(packed))))
         return np.concatenate(batches), np.cumsum([0, *map(len, batches)])
@@ -235,8 +252,8 @@ class GTokDataset(IterableDataset):
         for lo in range(start, records.size, _CHUNK):
             idx = records[lo : lo + _CHUNK]
             labels = self._label[idx].tolist() if self._label is not None else None
-            for k, (s, a, n, rec) in enumerate(self._columns(idx)):
-                sample = {"input_ids": torch.from_numpy(self._tokens_of(s, a, n, rec, epoch).astype(np.int64))}
+            for k, row in enumerate(self._rows(idx, epoch)):
+                sample = {"input_ids": torch.from_numpy(row.astype(np.int64))}
                 if labels is not None:
                     sample["label"] = labels[k]
                 progress["yielded"] = lo + k + 1
@@ -247,20 +264,21 @@ class GTokDataset(IterableDataset):
         lo_hi = np.stack([bounds[mine], bounds[mine + 1]], axis=1).tolist()
         for j in range(start, mine.size):
             idx = records[lo_hi[j][0] : lo_hi[j][1]]
-            rows = [self._tokens_of(s, a, n, rec, epoch) for s, a, n, rec in self._columns(idx)]
             progress["yielded"] = j + 1
-            yield self._pad(rows, self._label[idx].tolist() if self._label is not None else None)
+            yield self._pad(self._rows(idx, epoch), self._label[idx].tolist() if self._label is not None else None)
 
-    def _columns(self, idx: np.ndarray) -> zip:
-        """(shard, start, length, record) per record, as Python ints (cheaper to slice with)."""
-        return zip(self._shard[idx].tolist(), self._start[idx].tolist(), self._length[idx].tolist(), idx.tolist())
-
-    def _tokens_of(self, shard: int, start: int, length: int, record: int, epoch: int) -> np.ndarray:
-        """A record's tokens: a view of the shard, or a copy when cropped or shuffled."""
-        tokens = self._shard_tokens(shard)[start : start + length]
-        if self.shuffle_tokens or (self.max_length is not None and length > self.max_length):
-            return tokens[self._positions(length, record, epoch)]
-        return tokens
+    def _rows(self, idx: np.ndarray, epoch: int) -> list[np.ndarray]:
+        """The tokens of records `idx`: views of the shards, or copies where cropped or shuffled.
+        This is the per-record hot path, hence Python ints and one shard lookup per shard change."""
+        crop = self.max_length if self.max_length is not None else sys.maxsize
+        rows, current, tokens = [], -1, None
+        columns = (self._shard[idx].tolist(), self._start[idx].tolist(), self._length[idx].tolist(), idx.tolist())
+        for s, a, n, rec in zip(*columns):
+            if s != current:
+                current, tokens = s, self._shard_tokens(s)
+            row = tokens[a : a + n]
+            rows.append(row[self._positions(n, rec, epoch)] if self.shuffle_tokens or n > crop else row)
+        return rows
 
     def _positions(self, length: int, record: int, epoch: int) -> np.ndarray:
         """Kept positions of a record: a random subset of `max_length` in order (Atacformer's
@@ -274,13 +292,18 @@ class GTokDataset(IterableDataset):
         return pick[np.argsort(keys[pick])] if self.shuffle_tokens else np.sort(pick)
 
     def _shard_tokens(self, shard: int) -> np.ndarray:
-        """The token array of a shard, mapped on first use; one shard is kept open at a time."""
-        if self._open is None or self._open[0] != shard:
+        """The token array of a shard. A few shards stay mapped, so small data sets are not
+        re-opened every epoch; each mapping holds a file descriptor, so not all of them."""
+        tokens = self._open.pop(shard, None)
+        if tokens is None:
             reader = ShardReader(self._paths[shard])
             if len(reader) != self._shard_records[shard]:
                 raise ShardFormatError(f"{describe(reader.path)}: changed since the data set was opened; restart.")
-            self._open = shard, reader.tokens
-        return self._open[1]
+            tokens = reader.tokens
+            if len(self._open) >= _MAX_OPEN:
+                self._open.pop(next(iter(self._open)))
+        self._open[shard] = tokens  # most recently used last
+        return tokens
 
     # -- batches ---------------------------------------------------------------------------------
 
@@ -290,13 +313,17 @@ class GTokDataset(IterableDataset):
         return self._pad([s["input_ids"].numpy() for s in samples], labels)
 
     def _pad(self, rows: Sequence[np.ndarray], labels: list[int] | None) -> dict[str, torch.Tensor]:
-        lengths = np.fromiter(map(len, rows), np.int64, len(rows))
-        width = int(lengths.max(initial=0))
-        ids = np.full((len(rows), width), self.pad_token_id, dtype=np.int64)
-        for out, row in zip(ids, rows):
-            out[: row.size] = row
-        mask = np.arange(width) < lengths[:, None]
-        batch = {"input_ids": torch.from_numpy(ids), "attention_mask": torch.from_numpy(mask.astype(np.int64))}
+        """Right-pad rows into a recycled buffer, writing each byte once: padding is memory-bound
+        (see _BufferPool), so pre-filling what a row then overwrites would cost a second pass."""
+        lengths = [row.size for row in rows]
+        ids, mask = self._pool.take((2, len(rows), max(lengths, default=0)))
+        mask.fill(1)
+        pad = self.pad_token_id
+        for out, out_mask, row, n in zip(ids, mask, rows, lengths):
+            out[:n] = row
+            out[n:] = pad
+            out_mask[n:] = 0
+        batch = {"input_ids": torch.from_numpy(ids), "attention_mask": torch.from_numpy(mask)}
         if labels is not None:
             batch["labels"] = torch.tensor(labels, dtype=torch.long)
         return batch
@@ -310,7 +337,10 @@ class GTokDataset(IterableDataset):
         return {**progress, "seed": self.seed, "num_records": self.num_records}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Resume at a saved position: the next `iter()` of the saved epoch skips what was yielded."""
+        """Resume at a saved position: the next `iter()`, if of the saved epoch, skips what was yielded.
+
+        It sets the epoch too, so a restored worker resumes the right epoch whatever its copy held.
+        """
         if (state.get("seed"), state.get("num_records")) != (self.seed, self.num_records):
             raise GtokError(
                 f"cannot resume: the loader state is for seed {state.get('seed')} and {state.get('num_records')} "
@@ -337,13 +367,41 @@ class GTokDataset(IterableDataset):
 
     def __getstate__(self) -> dict[str, Any]:
         self._resolve_world()  # a spawned worker has no process group: take the rank along
-        return {**self.__dict__, "_open": None, "_plan_cache": None}
+        return {**self.__dict__, "_open": {}, "_plan_cache": None, "_pool": _BufferPool()}
 
     def __repr__(self) -> str:
         mode = (f"token_budget={self.token_budget}" if self.token_budget is not None
                 else f"batch_size={self.batch_size}" if self.batch_size is not None else "samples")
         return (f"GTokDataset(shards={len(self._paths)}, records={self.num_records}, vocab_size={self.vocab_size}, "
                 f"{mode}, rank={self.rank}/{self.world_size}, epoch={self.epoch})")
+
+
+class _BufferPool:
+    """Recycles the int64 buffers of padded batches once nothing else references them.
+
+    Fresh memory costs a page fault per 4 KiB page on first write (about a microsecond each in a
+    VM), and the allocator hands megabyte blocks back to the system on free, so a new buffer per
+    batch spends more time faulting than copying. A buffer is reused only while the pool holds
+    the sole reference, so a batch the caller still holds (or any tensor or view of it) is never
+    overwritten.
+    """
+
+    _SOLE = 3  # references to a free buffer inside take(): the list, the loop variable, getrefcount's argument
+
+    def __init__(self, keep: int = 4):
+        self._keep = keep
+        self._buffers: list[np.ndarray] = []
+
+    def take(self, shape: tuple[int, ...]) -> np.ndarray:
+        size = math.prod(shape)
+        for buf in self._buffers:
+            if buf.size >= size and sys.getrefcount(buf) == self._SOLE:
+                return buf[:size].reshape(shape)
+        buf = np.empty(size + size // 4, dtype=np.int64)  # headroom: the next batch may be a little wider
+        self._buffers.append(buf)
+        if len(self._buffers) > self._keep:
+            self._buffers.pop(0)  # forget the oldest; whoever still holds it keeps it alive
+        return buf[:size].reshape(shape)
 
 
 # -- helpers ----------------------------------------------------------------------------------------

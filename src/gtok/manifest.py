@@ -216,7 +216,7 @@ def _entry_problems(entry: ManifestEntry, manifest: Manifest) -> list[str]:
         reader = ShardReader(entry.path)
         reader.verify()
     except ShardFormatError as exc:
-        return [*problems, f"corrupt: {exc}"]
+        return [*problems, str(exc)]
     if reader.fingerprint != entry.fingerprint:
         problems.append(f"{name}: fingerprint {reader.fingerprint} differs from the manifest's {entry.fingerprint}.")
     if (len(reader), reader.n_tokens) != (entry.records, entry.tokens):
