@@ -48,6 +48,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import shutil
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -110,15 +111,6 @@ def read_config(path: str | os.PathLike | None) -> dict[str, Any]:
     return cfg
 
 
-def _options(cls: type, values: Mapping[str, Any] | None, section: str) -> Any:
-    values = dict(values or {})
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise GtokError(f"config section '{section}': unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}.")
-    return cls(**values)
-
-
 def train(
     manifest: str | os.PathLike,
     model: str,
@@ -140,19 +132,17 @@ def train(
     callbacks (for instance to watch the batches).
     """
     import lightning as L
+    from lightning.pytorch.utilities import rank_zero_only
 
     from gtok.datamodule import GTokDataModule
     from gtok.models import model_class
+    from gtok.models.base import make_config
 
     cfg = dict(config) if isinstance(config, Mapping) else read_config(config)
     cls = model_class(model)
-    data = _options(DataOptions, cfg.get("data"), "data")
-    opts = _options(TrainerOptions, cfg.get("trainer"), "trainer")
-    for key, value in (("max_epochs", max_epochs), ("max_steps", max_steps), ("devices", devices), ("accelerator", accelerator)):
-        if value is not None:
-            setattr(opts, key, value)
-    if max_steps is not None and max_epochs is None:
-        opts.max_epochs = None  # --max-steps alone: as many epochs as it takes
+    data = make_config(DataOptions, cfg.get("data"), "config section 'data'")
+    opts = make_config(TrainerOptions, cfg.get("trainer"), "config section 'trainer'")
+    _override(opts, max_epochs=max_epochs, max_steps=max_steps, devices=devices, accelerator=accelerator)
     seed = int(seed if seed is not None else cfg.get("seed", 0))
     out = Path(out)
     last = out / "checkpoints" / "last.ckpt"
@@ -163,16 +153,28 @@ def train(
     vocab = _vocab(source, universe or data.universe)
     L.seed_everything(seed, workers=True, verbose=False)
     net = _build_model(cls, vocab, {**(cfg.get(model) or {}), "seed": seed}, source, str(manifest), resume)
-    if resume is None:
+    if resume is None and rank_zero_only.rank == 0:
         shutil.rmtree(out / "logs", ignore_errors=True)  # logs of a run that never checkpointed
     trainer = _trainer(opts, out, last, progress, list(callbacks))
-    trainer.fit(net, datamodule=dm, ckpt_path=resume)
+    with warnings.catch_warnings():
+        # GTokDataset's len() counts this rank's batches exactly, whatever the number of workers
+        warnings.filterwarnings("ignore", message="Your `IterableDataset` has `__len__` defined")
+        trainer.fit(net, datamodule=dm, ckpt_path=resume)
     if trainer.is_global_zero:
         metrics = flatten_metrics(out / "logs")
         with atomic_path(out / "metrics.csv") as tmp:
             metrics.to_csv(tmp, index=False)
         plot_loss(metrics, out / "loss.png")
     return last
+
+
+def _override(opts: TrainerOptions, **values: Any) -> None:
+    """Command-line values over the config's; --max-steps alone lifts the epoch limit."""
+    for key, value in values.items():
+        if value is not None:
+            setattr(opts, key, value)
+    if values["max_steps"] is not None and values["max_epochs"] is None:
+        opts.max_epochs = None
 
 
 def _vocab(source, universe: str | os.PathLike | None):
@@ -228,10 +230,20 @@ def _trainer(opts: TrainerOptions, out: Path, last: Path, progress: bool, callba
                 super().save_checkpoint(checkpoint, tmp, storage_options)
 
     class FinalCheckpoint(Callback):
-        """last.ckpt also holds the final state when training stops between checkpoint steps."""
+        """last.ckpt also holds the final step when training stops between checkpoint steps.
 
-        def on_train_end(self, trainer, pl_module):
-            trainer.save_checkpoint(last)
+        Written at that step's end, like the periodic checkpoints: Lightning resumes those exactly,
+        whereas from a checkpoint written after the epoch loop has wound up, a resumed run limited
+        by max_steps would count its batches within the next epoch wrongly.
+        """
+
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            steps_done = 0 < trainer.max_steps <= trainer.global_step
+            epochs_done = (trainer.max_epochs is not None and trainer.max_epochs > 0
+                           and trainer.current_epoch + 1 >= trainer.max_epochs
+                           and trainer.fit_loop.epoch_loop.batch_progress.is_last_batch)
+            if steps_done or epochs_done:
+                trainer.save_checkpoint(last, weights_only=False)
 
     gpu = opts.accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available()
     precision = opts.precision

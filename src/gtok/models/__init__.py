@@ -21,14 +21,17 @@ def model_class(name: str) -> type[GTokModel]:
 
 def load_model(checkpoint: str | os.PathLike, map_location: str = "cpu") -> GTokModel:
     """The model of a `gtok train` checkpoint, in eval mode, whatever its kind."""
-    ckpt = read_checkpoint(checkpoint)
-    cls = model_class(ckpt["gtok"]["model"])
-    model = cls(**ckpt["hyper_parameters"])
+    return model_from(read_checkpoint(checkpoint)).to(map_location)
+
+
+def model_from(ckpt: dict) -> GTokModel:
+    """The model held by a checkpoint already read with `read_checkpoint`, in eval mode."""
+    model = model_class(ckpt["gtok"]["model"])(**ckpt["hyper_parameters"])
     model.load_state_dict(ckpt["state_dict"])
-    return model.to(map_location).eval()
+    return model.eval()
 
 
 __all__ = [
     "MODELS", "GTokModel", "Vocab", "Region2Vec", "Region2VecConfig", "Encoder", "EncoderConfig",
-    "Classifier", "ClassifierConfig", "model_class", "load_model", "read_checkpoint", "check_fingerprint",
+    "Classifier", "ClassifierConfig", "model_class", "load_model", "model_from", "read_checkpoint", "check_fingerprint",
 ]

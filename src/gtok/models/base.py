@@ -65,13 +65,13 @@ class BaseConfig:
     seed: int = 0
 
 
-def make_config(cls: type, options: Mapping[str, Any] | None, model: str) -> Any:
-    """Build a config dataclass, naming any unknown option instead of a TypeError."""
+def make_config(cls: type, options: Mapping[str, Any] | None, what: str) -> Any:
+    """Build an options dataclass, naming any unknown option (and `what` it is for) instead of a TypeError."""
     options = dict(options or {})
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(options) - known)
     if unknown:
-        raise GtokError(f"unknown {model} model option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}.")
+        raise GtokError(f"{what}: unknown option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}.")
     return cls(**options)
 
 
@@ -87,17 +87,19 @@ class GTokModel(L.LightningModule):
 
     name: ClassVar[str]
     Config: ClassVar[type] = BaseConfig
+    #: Self-attention costs length squared: inference crops records to the training max_length.
+    attends: ClassVar[bool] = False
 
-    def __init__(self, vocab: Mapping[str, Any], config: Mapping[str, Any] | None = None):
+    def __init__(self, vocab: Vocab | Mapping[str, Any], config: Mapping[str, Any] | None = None):
         super().__init__()
-        self.vocab = Vocab(**vocab)
-        self.cfg = make_config(self.Config, config, self.name)
+        self.vocab = vocab if isinstance(vocab, Vocab) else Vocab(**vocab)
+        self.cfg = make_config(self.Config, config, f"{self.name} model")
         self.save_hyperparameters({"vocab": dataclasses.asdict(self.vocab), "config": dataclasses.asdict(self.cfg)})
 
     # -- what subclasses provide --------------------------------------------------------------
 
     def losses(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """{"loss": scalar to minimise, other scalars to log}."""
+        """{"loss": the scalar to minimise, ...}: every scalar is logged, other tensors are not."""
         raise NotImplementedError
 
     def embed(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -164,7 +166,7 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     """Load a gtok checkpoint on the CPU, with one-line errors for a missing or foreign file."""
     name = os.fspath(path)
     try:
-        ckpt = torch.load(name, map_location="cpu", weights_only=False)
+        ckpt = torch.load(name, map_location="cpu", weights_only=False, mmap=True)  # tensors read on use
     except FileNotFoundError:
         raise GtokError(f"{name}: no such checkpoint.") from None
     except Exception as exc:  # torch raises many kinds for a truncated or foreign file

@@ -33,6 +33,7 @@ class Classifier(GTokModel):
 
     name = "classifier"
     Config = ClassifierConfig
+    attends = True
 
     def __init__(self, vocab, classes: Sequence[str], config=None):
         super().__init__(vocab, config)
@@ -59,6 +60,7 @@ class Classifier(GTokModel):
             raise GtokError(f"{name}: init_from needs an encoder checkpoint, this one holds a {ckpt['gtok']['model']}.")
         check_fingerprint(vocab.get("fingerprint"), data, ckpt["gtok"]["vocab"].get("fingerprint"), name)
         shapes = {k: ckpt["hyper_parameters"]["config"][k] for k in SHAPE_KEYS}
+        vocab = {**vocab, "universe": vocab.get("universe") or ckpt["gtok"]["vocab"].get("universe")}
         model = cls(vocab, classes, {**(config or {}), **shapes})
         state = {k.removeprefix("backbone."): v for k, v in ckpt["state_dict"].items() if k.startswith("backbone.")}
         model.backbone.load_state_dict(state)

@@ -83,6 +83,7 @@ class Encoder(GTokModel):
 
     name = "encoder"
     Config = EncoderConfig
+    attends = True
 
     def __init__(self, vocab, config=None):
         super().__init__(vocab, config)
@@ -91,12 +92,10 @@ class Encoder(GTokModel):
             raise GtokError(f"unknown encoder objective {cfg.objective!r}; use 'mlm' or 'rtd'.")
         self.backbone = make_backbone(cfg, self.vocab.vocab_size, self.vocab.pad_token_id)
         embedding = self.backbone.embedding
-        if cfg.objective == "mlm":
-            self.mlm = MaskedTokenHead(embedding)
-        else:
+        self.mlm = MaskedTokenHead(embedding)  # with rtd, the generator's output layer
+        if cfg.objective == "rtd":
             self.generator = Backbone(embedding, cfg.generator_layers, cfg.n_heads, cfg.generator_d_ff, cfg.dropout)
             init_weights(self.generator.layers)
-            self.mlm = MaskedTokenHead(embedding)
             self.detector = nn.Linear(cfg.d_model, 1)
 
     def embed(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:

@@ -18,6 +18,8 @@ A record's embedding is the mean of its regions' input vectors (<unk> and paddin
 
 from __future__ import annotations
 
+import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,6 +29,9 @@ from torch import nn
 
 from gtok.errors import GtokError
 from gtok.models.base import BaseConfig, GTokModel, masked_mean
+from gtok.shard import ShardReader
+
+_BLOCK = 1 << 16  # tokens per sampled block in region_counts
 
 
 @dataclass
@@ -114,6 +119,24 @@ class Region2Vec(GTokModel):
         neg = -F.logsigmoid(-self._negative_scores(vec)).sum(-1)
         total = total + (neg * pairs).sum()
         return total / pairs.sum().clamp_min(1)
+
+
+def region_counts(shards: Sequence[str | os.PathLike], vocab_size: int, max_tokens: int = 1 << 26) -> np.ndarray:
+    """How often each token occurs in the shards, from at most about `max_tokens` tokens.
+
+    A large corpus is sampled in evenly spaced blocks of each shard (a noise distribution needs
+    frequencies, not exact counts), so this costs a bounded read whatever the corpus size.
+    """
+    counts = np.zeros(vocab_size, dtype=np.int64)
+    per_shard = max(1, max_tokens // max(1, len(shards)))
+    for path in shards:
+        tokens = ShardReader(path).tokens
+        if tokens.size > per_shard:
+            block = min(_BLOCK, per_shard)
+            starts = np.linspace(0, tokens.size - block, per_shard // block).astype(np.int64)
+            tokens = np.concatenate([tokens[s : s + block] for s in starts])
+        counts += np.bincount(tokens, minlength=vocab_size)[:vocab_size]
+    return counts
 
 
 def _shuffle_regions(ids: torch.Tensor, valid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -1,0 +1,161 @@
+"""`GTokDataModule`: the training and validation loaders of a manifest, resumable mid-epoch.
+
+How an interrupted run continues with exactly the batches an uninterrupted one would have seen
+(Lightning 2.x; each point below is exercised by tests/test_train.py):
+
+* The training loader is a torchdata `StatefulDataLoader`. Lightning's fit loop saves the
+  `state_dict()` of every stateful train loader into each checkpoint (`loops.fit_loop.state_dict.
+  combined_loader`) and, when a run restarts from it, hands it back through `load_state_dict`
+  before the first batch. Each worker's part of that state is its dataset copy's position
+  (`GTokDataset.state_dict`: epoch and items yielded), so restored workers skip straight to the
+  next unseen batch without reading the ones before.
+* That state must count the batches *trained on*, not the ones fetched, but Lightning fetches one
+  batch ahead whenever a loader has no length. The dataset therefore forms the batches itself
+  (its `batch_size` or `token_budget` mode), which gives the loader an exact `len()` per rank for
+  any number of workers, and Lightning then fetches nothing ahead.
+* The epoch's order is chosen by `GTokDataset.set_epoch` before that epoch's workers start.
+  Lightning calls `set_epoch` only on samplers, so the loader is rebuilt at every epoch
+  (`Trainer(reload_dataloaders_every_n_epochs=1)`, which `train_dataloader` insists on). That
+  also keeps `len()` right when `token_budget` packs each epoch into a different number of batches.
+* The data epoch is counted here, not taken from `trainer.current_epoch`: Lightning counts an
+  epoch cut short by `max_steps` as completed, so after extending a finished run its epoch number
+  runs one ahead of the data. The module's own `state_dict` (saved in every checkpoint) records
+  the data epoch to continue with: the current one while it has batches left, else the next.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader
+from torchdata.stateful_dataloader import StatefulDataLoader
+
+from gtok.dataset import GTokDataset
+from gtok.errors import GtokError
+
+
+class EpochLoader(StatefulDataLoader):
+    """A `StatefulDataLoader` for one epoch, whose state is empty once that epoch is used up.
+
+    Lightning hands the saved loader state back on every resume of a run limited by `max_steps`,
+    even when the checkpoint was written after its epoch had ended (at the end of training, say).
+    That state says "everything yielded", and loaded into the next epoch's loader it would leave
+    that epoch empty. An empty state lets the next epoch start afresh.
+    """
+
+    @property
+    def batches_yielded(self) -> int:
+        """Batches yielded in this epoch so far, counting those before a restore."""
+        return self._iterator._num_yielded if self._iterator is not None else 0
+
+    @property
+    def exhausted(self) -> bool:
+        return self.batches_yielded >= len(self)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {} if self.exhausted else super().state_dict()
+
+
+class GTokDataModule(L.LightningDataModule):
+    """Train/validation split of a manifest's records, batched by count or by token budget.
+
+    Records go to validation by a stable hash of their name (`val_fraction`), or by the manifest's
+    per-shard `split` when it has one. With `val_fraction=0` there is no validation loader.
+    """
+
+    def __init__(
+        self,
+        manifest: str | os.PathLike,
+        *,
+        batch_size: int = 32,
+        token_budget: int | None = None,
+        num_workers: int = 1,
+        max_length: int | None = None,
+        val_fraction: float = 0.1,
+        shuffle_tokens: bool = False,
+        seed: int = 0,
+        verify: bool = False,
+    ):
+        super().__init__()
+        self.manifest = os.fspath(manifest)
+        self.save_hyperparameters(ignore="manifest")
+        self.hparams["manifest"] = self.manifest  # a str: checkpoints hold only plain types, for safe loading
+        self.train_set: GTokDataset | None = None
+        self.val_set: GTokDataset | None = None
+        self._world: tuple[int, int] | None = None
+        self._loader: EpochLoader | None = None
+        self._epoch = 0  # data epoch of self._loader, or the one to start with when there is none
+
+    def _dataset(self, split: str | None, shuffle: bool, rank: int | None, world: int | None) -> GTokDataset:
+        h = self.hparams
+        return GTokDataset(
+            self.manifest,
+            shuffle=shuffle,
+            seed=h.seed,
+            max_length=h.max_length,
+            shuffle_tokens=h.shuffle_tokens,
+            token_budget=h.token_budget,
+            batch_size=None if h.token_budget else h.batch_size,
+            rank=rank,
+            world_size=world,
+            split=split,
+            val_fraction=h.val_fraction,
+            verify=h.verify,
+        )
+
+    def setup(self, stage: str | None = None) -> None:
+        """Open the data sets, split for this process's rank (rebuilt if the rank is new)."""
+        trainer = self.trainer
+        world = (trainer.global_rank, trainer.world_size) if trainer is not None else None
+        if self.train_set is not None and (world is None or world == self._world):
+            return
+        rank, size = world if world is not None else (None, None)
+        split = "train" if self.hparams.val_fraction > 0 else None
+        self.train_set = self._dataset(split, True, rank, size)
+        self.val_set = self._dataset("val", False, rank, size) if split else None
+        self._world = (self.train_set.rank, self.train_set.world_size)
+
+    def train_dataloader(self) -> EpochLoader:
+        """The next data epoch's loader: the same epoch again only if the last loader yielded nothing."""
+        trainer = self.trainer
+        if trainer is not None and trainer.reload_dataloaders_every_n_epochs != 1:
+            raise GtokError("GTokDataModule needs Trainer(reload_dataloaders_every_n_epochs=1) to set each epoch's order.")
+        self.setup("fit")
+        if self._loader is not None and self._loader.batches_yielded:
+            self._epoch += 1
+        self.train_set.set_epoch(self._epoch)
+        self._loader = EpochLoader(self.train_set, batch_size=None, **self._loader_options())
+        return self._loader
+
+    def val_dataloader(self) -> DataLoader | list:
+        self.setup("fit")
+        if self.val_set is None:
+            return []
+        return DataLoader(self.val_set, batch_size=None, **self._loader_options())
+
+    def _loader_options(self) -> dict[str, Any]:
+        workers = self.hparams.num_workers
+        return {
+            "num_workers": workers,
+            "pin_memory": torch.cuda.is_available(),
+            "persistent_workers": False,
+            "prefetch_factor": 4 if workers else None,
+        }
+
+    def state_dict(self) -> dict[str, Any]:
+        """The data epoch a resumed run continues with (the loader's own state says where in it)."""
+        done = self._loader is not None and self._loader.exhausted
+        return {"epoch": self._epoch + done}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self._epoch = int(state["epoch"])
+        self._loader = None
+
+    @property
+    def vocab_source(self) -> GTokDataset:
+        """An opened data set, for the vocabulary (sizes, special ids, fingerprint) and label classes."""
+        self.setup("fit")
+        return self.train_set

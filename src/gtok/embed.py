@@ -1,0 +1,154 @@
+"""Inference: one vector per record from a trained checkpoint, tokenizing in memory.
+
+The checkpoint names the universe it was trained with (recorded by `gtok train --universe`) and
+the tokenizer's fingerprint; a universe given explicitly must have that same fingerprint, so a
+vector can never come from ids that mean other regions. Nothing is written to disk here (the
+universe is parsed without its binary cache); the CLI writes only the requested output.
+
+Records longer than the training `max_length` are cropped for the transformer models to an evenly
+spaced subset of that many tokens (a deterministic version of training's random crop), since their
+cost grows with the square of the length. Batches are formed from records of similar length.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from gtok.atomic import atomic_path
+from gtok.errors import FingerprintMismatchError, GtokError, describe
+from gtok.tokenizer import Tokenizer, pad_batch
+
+
+class Embedder:
+    """A checkpoint's model with the tokenizer it was trained with, on one device."""
+
+    def __init__(
+        self,
+        checkpoint: str | os.PathLike,
+        universe: str | os.PathLike | None = None,
+        device: str | None = None,
+        batch_size: int = 64,
+    ):
+        import torch
+
+        from gtok.models import model_from, read_checkpoint
+
+        ckpt = read_checkpoint(checkpoint)
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.model = model_from(ckpt).to(self.device)
+        self.tokenizer = _tokenizer(self.model.vocab, universe, describe(checkpoint))
+        data = ckpt.get("datamodule_hyper_parameters") or {}
+        self.max_length = data.get("max_length") if self.model.attends else None
+        self.batch_size = int(batch_size)
+
+    def embed_docs(self, docs: Sequence[np.ndarray], progress: bool = False) -> np.ndarray:
+        """float32 [len(docs), D] for token id arrays, in their order."""
+        import torch
+        from tqdm import tqdm
+
+        order = np.argsort([-d.size for d in docs], kind="stable")
+        out: np.ndarray | None = None
+        starts = range(0, len(docs), self.batch_size)
+        for lo in tqdm(starts, desc="embedding", unit="batch", disable=not progress):
+            idx = order[lo : lo + self.batch_size]
+            batch = pad_batch([_crop(docs[i], self.max_length) for i in idx], self.tokenizer.pad_token_id)
+            batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
+            with torch.inference_mode(), torch.autocast(self.device.type, torch.bfloat16, enabled=self.device.type == "cuda"):
+                vectors = self.model.embed(batch).float().cpu().numpy()
+            if out is None:
+                out = np.empty((len(docs), vectors.shape[1]), dtype=np.float32)
+            out[idx] = vectors
+        return out if out is not None else np.zeros((0, 0), dtype=np.float32)
+
+
+def _tokenizer(vocab, universe: str | os.PathLike | None, checkpoint: str) -> Tokenizer:
+    path = universe or vocab.universe
+    if path is None:
+        raise GtokError(f"{checkpoint}: the checkpoint records no universe; pass --universe (the BED its training data was tokenized with).")
+    if universe is None and not os.path.isfile(path):
+        raise GtokError(f"{checkpoint}: its universe {path} is gone; pass --universe with a copy of it.")
+    tok = Tokenizer.from_bed(path, cache_dir="off")
+    if (vocab.fingerprint and tok.fingerprint != vocab.fingerprint) or tok.vocab_size != vocab.vocab_size:
+        raise FingerprintMismatchError(
+            f"{describe(path)}: vocabulary {tok.fingerprint[:12]} ({tok.vocab_size} tokens) is not the one {checkpoint} "
+            f"was trained on ({(vocab.fingerprint or 'unknown')[:12]}, {vocab.vocab_size} tokens)."
+        )
+    return tok
+
+
+def _crop(doc: np.ndarray, max_length: int | None) -> np.ndarray:
+    if max_length is None or doc.size <= max_length:
+        return doc
+    return doc[np.linspace(0, doc.size - 1, max_length).round().astype(np.int64)]
+
+
+def embed_regions(
+    checkpoint: str | os.PathLike,
+    sources: Sequence[Any],
+    *,
+    universe: str | os.PathLike | None = None,
+    device: str | None = None,
+    batch_size: int = 64,
+    progress: bool = False,
+) -> np.ndarray:
+    """float32 [len(sources), D]: one vector per region set (BED path, DataFrame, region list...)."""
+    embedder = Embedder(checkpoint, universe, device, batch_size)
+    docs = [embedder.tokenizer.tokenize(s) for s in sources]
+    return embedder.embed_docs(docs, progress)
+
+
+def embed_anndata(
+    checkpoint: str | os.PathLike,
+    adata: Any,
+    *,
+    universe: str | os.PathLike | None = None,
+    device: str | None = None,
+    batch_size: int = 64,
+    progress: bool = False,
+) -> np.ndarray:
+    """float32 [n_obs, D]: one vector per cell of an AnnData (or `.h5ad` path), in `obs` order."""
+    from gtok.cells import iter_cell_tokens
+
+    embedder = Embedder(checkpoint, universe, device, batch_size)
+    docs: list[np.ndarray] = []
+    for chunk in iter_cell_tokens(embedder.tokenizer, adata):
+        docs.extend(np.split(chunk.tokens, np.cumsum(chunk.lengths)[:-1]))
+    return embedder.embed_docs(docs, progress)
+
+
+def embed_to_files(
+    checkpoint: str, inputs: Sequence[str], output: str, universe: str | None, device: str | None,
+    batch_size: int, progress: bool,
+) -> Path:
+    """`gtok embed`: BED files -> OUT.npy + OUT.names.txt, or one .h5ad -> a copy with obsm['X_gtok']."""
+    from gtok.shard import record_name
+
+    for path in inputs:
+        if not os.path.isfile(path):
+            raise GtokError(f"{path}: no such file.")
+    h5ads = [p for p in inputs if p.endswith(".h5ad")]
+    if h5ads:
+        if len(inputs) != 1 or not output.endswith(".h5ad"):
+            raise GtokError("an .h5ad input must be the only input, and the output must end in .h5ad.")
+        import anndata as ad
+
+        adata = ad.read_h5ad(inputs[0])
+        adata.obsm["X_gtok"] = embed_anndata(checkpoint, adata, universe=universe, device=device,
+                                             batch_size=batch_size, progress=progress)
+        with atomic_path(output) as tmp:
+            adata.write_h5ad(tmp)
+        return Path(output)
+    if not output.endswith(".npy"):
+        raise GtokError(f"{output}: the output for BED inputs is a .npy file (names go beside it, in .names.txt).")
+    vectors = embed_regions(checkpoint, inputs, universe=universe, device=device, batch_size=batch_size, progress=progress)
+    names = Path(output[: -len(".npy")] + ".names.txt")
+    with atomic_path(output) as tmp, open(tmp, "wb") as fh:
+        np.save(fh, vectors)
+    with atomic_path(names) as tmp:
+        Path(tmp).write_text("".join(f"{record_name(p)}\n" for p in inputs))
+    return Path(output)

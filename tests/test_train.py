@@ -1,0 +1,353 @@
+"""Training and embedding end to end on the CPU: BED files -> `gtok tokenize` -> manifest -> `gtok train`
+-> checkpoint, metrics.csv, loss.png -> `gtok embed`; exact resumes; vocabulary mismatches refused."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from conftest import GENIML, GTARS, write_bed
+from gtok.cli import main
+from gtok.errors import FingerprintMismatchError, GtokError
+from gtok.manifest import write_manifest
+from gtok.tokenize_cmd import tokenize_to_shard
+from gtok.train import flatten_metrics, train
+
+UNIVERSE = GENIML / "universe.uniq.bed"
+CLASSES = ("A", "B", "C")
+TINY = {
+    "encoder": {"d_model": 16, "n_layers": 1, "n_heads": 2, "d_ff": 32},
+    "classifier": {"d_model": 16, "n_layers": 1, "n_heads": 2, "d_ff": 32},
+    "region2vec": {"embedding_dim": 8},
+}
+DATA = {"batch_size": 4, "num_workers": 1, "max_length": 32, "val_fraction": 0.25}
+TRAINER = {"checkpoint_every_n_steps": 5, "log_every_n_steps": 1, "num_sanity_val_steps": 0, "val_check_interval": 4}
+GTOK = [sys.executable, "-m", "gtok.cli"]
+
+
+def config(**changes) -> dict:
+    cfg = {"data": dict(DATA), "trainer": dict(TRAINER), **{k: dict(v) for k, v in TINY.items()}}
+    for section, values in changes.items():
+        cfg[section].update(values)
+    return cfg
+
+
+@pytest.fixture(autouse=True)
+def _restore_determinism():
+    """Trainer(deterministic=True) switches torch's global flag on; leave it as other tests found it."""
+    before = torch.are_deterministic_algorithms_enabled()
+    yield
+    torch.use_deterministic_algorithms(before)
+
+
+def universe_rows(path: Path) -> list[tuple[str, int, int]]:
+    return [(c, int(s), int(e)) for c, s, e, *_ in (line.split("\t") for line in path.read_text().splitlines())]
+
+
+def write_data(folder: Path, universe: Path, per_class: int = 16, shards: int = 2) -> Path:
+    """BED files whose regions come from one third of the universe per class (so the label is
+    learnable), tokenized with labels by `gtok tokenize` into shards, and their manifest."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = universe_rows(universe)
+    blocks = np.array_split(np.arange(len(rows)), len(CLASSES))
+    rng = np.random.default_rng(0)
+    paths = []
+    for s in range(shards):
+        beds, sheet = [], ["name\tlabel"]
+        for c, label in enumerate(CLASSES):
+            for i in range(per_class):
+                pick = np.sort(rng.choice(blocks[c], size=int(rng.integers(8, 40)), replace=False))
+                name = f"{label}_{s}_{i}"
+                beds.append(str(write_bed(folder / f"{name}.bed", [(rows[j][0], rows[j][1] + 10, rows[j][2] - 10) for j in pick])))
+                sheet.append(f"{name}\t{label}")
+        (folder / f"labels{s}.tsv").write_text("\n".join(sheet) + "\n")
+        paths.append(tokenize_to_shard(beds, str(universe), str(folder / f"shard{s}.gtok"),
+                                       labels_sheet=str(folder / f"labels{s}.tsv"), progress=False))
+    write_manifest(folder / "manifest.json", paths)
+    return folder / "manifest.json"
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> Path:
+    return write_data(tmp_path_factory.mktemp("data"), UNIVERSE)
+
+
+@pytest.fixture(scope="module")
+def other_universe(tmp_path_factory) -> Path:
+    """Most of the same regions, but another vocabulary (fingerprint)."""
+    path = tmp_path_factory.mktemp("u2") / "universe.bed"
+    path.write_text("".join(UNIVERSE.read_text().splitlines(keepends=True)[:2000]))
+    return path
+
+
+@pytest.fixture(scope="module")
+def other_data(tmp_path_factory, other_universe) -> Path:
+    return write_data(tmp_path_factory.mktemp("data2"), other_universe, per_class=2, shards=1)
+
+
+@pytest.fixture(scope="module")
+def encoder_ckpt(tmp_path_factory, data) -> Path:
+    out = tmp_path_factory.mktemp("encoder")
+    return train(data, "encoder", out, config(), max_steps=4, universe=UNIVERSE, progress=False)
+
+
+def epoch_batches(manifest: Path, **changes) -> int:
+    from gtok.datamodule import GTokDataModule
+
+    return len(GTokDataModule(manifest, **{**DATA, **changes}).vocab_source)
+
+
+# -- outputs ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["region2vec", "encoder", "classifier"])
+def test_each_model_trains_and_writes_its_outputs(tmp_path, data, name):
+    last = train(data, name, tmp_path, config(), max_steps=6, universe=UNIVERSE, progress=False)
+    assert last == tmp_path / "checkpoints" / "last.ckpt" and last.is_file()
+    ckpt = torch.load(last, map_location="cpu", weights_only=False)
+    assert ckpt["global_step"] == 6 and ckpt["gtok"]["model"] == name
+    manifest = pd.read_json(data, typ="series")
+    vocab = ckpt["hyper_parameters"]["vocab"]
+    assert vocab["fingerprint"] == manifest["fingerprint"] and vocab["vocab_size"] == manifest["vocab_size"]
+    assert vocab["pad_token_id"] == manifest["vocab_size"] - 6 and vocab["universe"] == str(UNIVERSE.resolve())
+    assert ckpt["datamodule_hyper_parameters"]["max_length"] == 32
+
+    metrics = pd.read_csv(tmp_path / "metrics.csv")
+    assert metrics["step"].tolist() == list(range(6))  # one row per step, validation merged in
+    assert np.isfinite(metrics["train_loss"]).all()
+    assert metrics["val_loss"].notna().sum() == 1  # validated once, after step 4
+    png = (tmp_path / "loss.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
+    if name == "classifier":
+        assert {"train_acc", "val_acc", "val_f1"} <= set(metrics.columns)
+        assert ckpt["hyper_parameters"]["classes"] == list(CLASSES)
+
+
+def test_classifier_learns_the_labels(tmp_path, data, encoder_ckpt):
+    cfg = config(classifier={"init_from": str(encoder_ckpt), "lr": 0.01, "head_dropout": 0.0},
+                 trainer={"val_check_interval": 1.0})
+    train(data, "classifier", tmp_path, cfg, max_epochs=2, progress=False)
+    metrics = pd.read_csv(tmp_path / "metrics.csv")
+    val = metrics.dropna(subset=["val_acc"])
+    assert len(val) == 2 and val["val_acc"].iloc[-1] >= 0.8 and val["val_f1"].iloc[-1] >= 0.8
+    ckpt = torch.load(tmp_path / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert ckpt["hyper_parameters"]["vocab"]["universe"] == str(UNIVERSE.resolve())  # taken from the encoder
+
+
+def test_flatten_metrics_lets_a_resumed_run_replace_the_steps_it_redid(tmp_path):
+    for version, rows in enumerate([
+        "step,epoch,train_loss,val_loss\n0,0,5,\n1,0,4,\n2,0,3,\n2,0,,3.5\n3,0,2.9,\n",
+        "step,epoch,train_loss\n2,0,3.1\n3,0,2.8\n4,0,2.7\n",
+    ]):
+        (tmp_path / f"version_{version}").mkdir()
+        (tmp_path / f"version_{version}" / "metrics.csv").write_text(rows)
+    flat = flatten_metrics(tmp_path)
+    assert flat["step"].tolist() == [0, 1, 2, 3, 4]
+    assert flat["train_loss"].tolist() == [5, 4, 3.1, 2.8, 2.7]
+    assert flat["val_loss"].isna().all()  # the validation of the abandoned step 2 is gone with it
+
+
+# -- exact resume ----------------------------------------------------------------------------------
+
+class Watch:
+    """A Lightning callback that logs (global step, batch index, batch digest) and can SIGKILL its process."""
+
+    def __new__(cls, log: Path, kill_at: int = -1):
+        import lightning as L
+
+        class _Watch(L.Callback):
+            def on_train_batch_start(self, trainer, module, batch, batch_idx):
+                digest = hashlib.sha1(batch["input_ids"].numpy().tobytes()).hexdigest()[:12]
+                with open(log, "a") as fh:
+                    fh.write(f"{trainer.global_step} {batch_idx} {digest}\n")
+
+            def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+                if trainer.global_step == kill_at:
+                    os.kill(os.getpid(), signal.SIGKILL)
+
+        return _Watch()
+
+
+RESUME_CONFIG = config(data={"batch_size": 8}, encoder={"dropout": 0.1}, trainer={"val_check_interval": 1.0})
+
+KILLED_RUN = """
+import sys
+sys.path.insert(0, {tests!r})
+from test_train import RESUME_CONFIG, Watch
+from gtok.train import train
+train({data!r}, "encoder", {out!r}, RESUME_CONFIG, max_steps={steps}, progress=False,
+      callbacks=[Watch({out!r} + ".batches", kill_at={kill_at})])
+"""
+
+
+def run_training(tmp_path: Path, data: Path, out: str, max_steps: int) -> None:
+    path = tmp_path / out
+    train(data, "encoder", path, RESUME_CONFIG, max_steps=max_steps, progress=False,
+          callbacks=[Watch(Path(f"{path}.batches"))])
+
+
+def batches(tmp_path: Path, out: str) -> list[tuple[int, int, str]]:
+    rows = [tuple(line.split()) for line in (tmp_path / f"{out}.batches").read_text().splitlines()]
+    return [(int(step), int(idx), digest) for step, idx, digest in rows]
+
+
+def weights(tmp_path: Path, out: str) -> dict[str, torch.Tensor]:
+    return torch.load(tmp_path / out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)["state_dict"]
+
+
+def test_resume_continues_mid_epoch_with_the_batches_of_an_uninterrupted_run(tmp_path, data):
+    epoch = epoch_batches(data, **RESUME_CONFIG["data"])
+    total = epoch + 3
+    run_training(tmp_path, data, "whole", total)
+    reference = batches(tmp_path, "whole")
+    assert len(reference) == total and len({d for _, _, d in reference[:epoch]}) == epoch > 5
+
+    # SIGKILLed two steps after the checkpoint of step 5, then rerun: it resumes at step 5
+    script = KILLED_RUN.format(tests=str(Path(__file__).parent), data=str(data), out=str(tmp_path / "killed"),
+                               steps=total, kill_at=7)
+    killed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    run_training(tmp_path, data, "killed", total)
+    seen = batches(tmp_path, "killed")
+    assert seen[:7] == reference[:7]
+    resumed = seen[7:]
+    assert resumed[0][:2] == (5, 5)  # global step 5, batch 5 of the epoch: mid-epoch
+    assert resumed == reference[5:]  # exactly the rest of the epoch, then the next epoch's batches
+
+    # stopped by max_steps exactly at the end of an epoch, then extended to the same total
+    run_training(tmp_path, data, "extended", epoch)
+    run_training(tmp_path, data, "extended", total)
+    assert batches(tmp_path, "extended") == reference
+
+    whole = weights(tmp_path, "whole")
+    for out in ("killed", "extended"):
+        other = weights(tmp_path, out)
+        assert all(torch.equal(whole[k], other[k]) for k in whole), out
+    metrics = pd.read_csv(tmp_path / "killed" / "metrics.csv")
+    assert metrics["step"].tolist() == list(range(total))
+    assert np.allclose(metrics["train_loss"], pd.read_csv(tmp_path / "whole" / "metrics.csv")["train_loss"])
+
+
+# -- refusals --------------------------------------------------------------------------------------
+
+
+def test_resume_refuses_data_of_another_vocabulary_in_one_line(tmp_path, data, other_data, encoder_ckpt, capsys):
+    out = encoder_ckpt.parent.parent
+    assert main(["train", "--manifest", str(other_data), "--model", "encoder", "--out", str(out)]) == 1
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("gtok train: error: ")
+    assert str(other_data) in lines[0] and "last.ckpt" in lines[0] and "vocabulary" in lines[0]
+    with pytest.raises(GtokError, match="holds a encoder model, not a region2vec"):
+        train(data, "region2vec", out, config(), max_steps=1, progress=False)
+
+
+def test_init_from_refuses_an_encoder_of_another_vocabulary(tmp_path, other_data, encoder_ckpt):
+    cfg = config(classifier={"init_from": str(encoder_ckpt)})
+    with pytest.raises(FingerprintMismatchError, match=f"{other_data}: tokenized with vocabulary"):
+        train(other_data, "classifier", tmp_path, cfg, max_steps=1, progress=False)
+
+
+def test_universe_of_another_vocabulary_is_refused(tmp_path, data, other_universe):
+    with pytest.raises(FingerprintMismatchError, match="the training data"):
+        train(data, "encoder", tmp_path, config(), max_steps=1, universe=other_universe, progress=False)
+
+
+def test_config_mistakes_are_named(tmp_path, data):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("trainer:\n  max_step: 3\n")
+    with pytest.raises(GtokError, match="config section 'trainer': unknown option.*max_step"):
+        train(data, "encoder", tmp_path / "o", bad)
+    bad.write_text("optimizer: {}\n")
+    with pytest.raises(GtokError, match="unknown section.*optimizer"):
+        train(data, "encoder", tmp_path / "o", bad)
+
+
+# -- command line and embedding --------------------------------------------------------------------
+
+
+def test_cli_train_then_embed(tmp_path, data, monkeypatch):
+    import yaml
+
+    cfg = tmp_path / "train.yaml"
+    cfg.write_text(yaml.safe_dump(config()))
+    run = subprocess.run([*GTOK, "train", "--manifest", str(data), "--model", "region2vec", "--out", str(tmp_path / "r2v"),
+                          "--config", str(cfg), "--max-steps", "3", "--universe", str(UNIVERSE)], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert "Epoch 0" in run.stdout  # the progress bar
+    beds = sorted(str(p) for p in data.parent.glob("B_0_*.bed"))[:3]
+    out = tmp_path / "emb" / "vectors.npy"
+    out.parent.mkdir()
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("GTOK_CACHE_DIR", str(cache))
+    assert main(["embed", "-q", "--checkpoint", str(tmp_path / "r2v/checkpoints/last.ckpt"), "-o", str(out), *beds]) == 0
+    assert sorted(p.name for p in out.parent.iterdir()) == ["vectors.names.txt", "vectors.npy"]
+    assert not cache.exists()  # nothing else written, not even the universe cache
+    assert np.load(out).shape == (3, 8)
+    assert (out.parent / "vectors.names.txt").read_text().split() == [Path(b).stem for b in beds]
+
+
+def test_embed_regions_one_vector_per_input_in_order(data, encoder_ckpt):
+    from gtok.embed import embed_regions
+
+    a, b = sorted(data.parent.glob("A_0_*.bed"))[0], sorted(data.parent.glob("C_1_*.bed"))[0]
+    vectors = embed_regions(encoder_ckpt, [a, b, a], batch_size=2)
+    assert vectors.shape == (3, 16) and vectors.dtype == np.float32
+    np.testing.assert_allclose(vectors[0], vectors[2], rtol=1e-5, atol=1e-6)
+    assert not np.allclose(vectors[0], vectors[1])
+    np.testing.assert_allclose(embed_regions(encoder_ckpt, [b])[0], vectors[1], rtol=1e-4, atol=1e-5)
+
+
+def test_embed_anndata_and_h5ad_output(tmp_path, encoder_ckpt):
+    import anndata as ad
+
+    from gtok.embed import embed_anndata
+
+    pbmc = GTARS / "pbmc_hg38.h5ad"
+    out = tmp_path / "cells.h5ad"
+    assert main(["embed", "-q", "-c", str(encoder_ckpt), "-o", str(out), str(pbmc)]) == 0
+    written = ad.read_h5ad(out)
+    original = ad.read_h5ad(pbmc)
+    assert written.obsm["X_gtok"].shape == (original.n_obs, 16)
+    assert list(written.obs_names) == list(original.obs_names)
+    np.testing.assert_allclose(written.obsm["X_gtok"], embed_anndata(encoder_ckpt, original), rtol=1e-4, atol=1e-5)
+
+
+def test_embed_refuses_a_universe_of_another_vocabulary(data, encoder_ckpt, other_universe):
+    from gtok.embed import embed_regions
+
+    bed = sorted(data.parent.glob("A_0_*.bed"))[0]
+    with pytest.raises(FingerprintMismatchError, match="is not the one .* was trained on"):
+        embed_regions(encoder_ckpt, [bed], universe=other_universe)
+
+
+def test_embed_needs_a_universe_when_the_checkpoint_has_none(tmp_path, data):
+    from gtok.embed import embed_regions
+
+    last = train(data, "region2vec", tmp_path, config(), max_steps=1, progress=False)
+    bed = sorted(data.parent.glob("A_0_*.bed"))[0]
+    with pytest.raises(GtokError, match="records no universe; pass --universe"):
+        embed_regions(last, [bed])
+    assert embed_regions(last, [bed], universe=UNIVERSE).shape == (1, 8)
+
+
+def test_each_loader_is_the_next_data_epoch_unless_the_last_one_went_unused(data):
+    from gtok.datamodule import GTokDataModule
+
+    dm = GTokDataModule(data, **DATA)
+    digests = []
+    for _ in range(2):
+        digests.append([hashlib.sha1(b["input_ids"].numpy().tobytes()).hexdigest() for b in dm.train_dataloader()])
+    assert len(digests[0]) == len(digests[1]) == epoch_batches(data) and digests[0] != digests[1]
+    assert dm.train_set.epoch == 1
+    dm.train_dataloader()  # never iterated (as when Lightning ends an epoch without fetching)
+    dm.train_dataloader()
+    assert dm.train_set.epoch == 2
