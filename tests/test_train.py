@@ -1,5 +1,6 @@
 """Training and embedding end to end on the CPU: BED files -> `gtok tokenize` -> manifest -> `gtok train`
--> checkpoint, metrics.csv, loss.png -> `gtok embed`; exact resumes; vocabulary mismatches refused."""
+-> checkpoint, metrics.csv, loss.png -> `gtok embed`; exact resumes; a changed run starts afresh;
+vocabulary mismatches refused."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +22,7 @@ from gtok.cli import main
 from gtok.errors import FingerprintMismatchError, GtokError
 from gtok.manifest import write_manifest
 from gtok.tokenize_cmd import tokenize_to_shard
-from gtok.train import flatten_metrics, train
+from gtok.train import RUN_KEY, flatten_metrics, train
 
 UNIVERSE = GENIML / "universe.uniq.bed"
 CLASSES = ("A", "B", "C")
@@ -111,10 +113,13 @@ def epoch_batches(manifest: Path, **changes) -> int:
 
 @pytest.mark.parametrize("name", ["region2vec", "encoder", "classifier"])
 def test_each_model_trains_and_writes_its_outputs(tmp_path, data, name):
-    last = train(data, name, tmp_path, config(), max_steps=6, universe=UNIVERSE, progress=False)
-    assert last == tmp_path / "checkpoints" / "last.ckpt" and last.is_file()
-    ckpt = torch.load(last, map_location="cpu", weights_only=False)
+    final = train(data, name, tmp_path, config(), max_steps=6, universe=UNIVERSE, progress=False)
+    assert final == tmp_path / "model.ckpt"
+    assert final.read_bytes() == (tmp_path / "checkpoints" / "last.ckpt").read_bytes()
+    ckpt = torch.load(final, map_location="cpu", weights_only=False)
     assert ckpt["global_step"] == 6 and ckpt["gtok"]["model"] == name
+    run = ckpt[RUN_KEY]["options"]
+    assert run["model"] == name and run[f"{name}.lr"] > 0 and "trainer.max_steps" not in run
     manifest = pd.read_json(data, typ="series")
     vocab = ckpt["hyper_parameters"]["vocab"]
     assert vocab["fingerprint"] == manifest["fingerprint"] and vocab["vocab_size"] == manifest["vocab_size"]
@@ -139,7 +144,7 @@ def test_classifier_learns_the_labels(tmp_path, data, encoder_ckpt):
     metrics = pd.read_csv(tmp_path / "metrics.csv")
     val = metrics.dropna(subset=["val_acc"])
     assert len(val) == 2 and val["val_acc"].iloc[-1] >= 0.8 and val["val_f1"].iloc[-1] >= 0.8
-    ckpt = torch.load(tmp_path / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    ckpt = torch.load(tmp_path / "model.ckpt", map_location="cpu", weights_only=False)
     assert ckpt["hyper_parameters"]["vocab"]["universe"] == str(UNIVERSE.resolve())  # taken from the encoder
 
 
@@ -240,14 +245,102 @@ def test_resume_continues_mid_epoch_with_the_batches_of_an_uninterrupted_run(tmp
 # -- refusals --------------------------------------------------------------------------------------
 
 
-def test_resume_refuses_data_of_another_vocabulary_in_one_line(tmp_path, data, other_data, encoder_ckpt, capsys):
-    out = encoder_ckpt.parent.parent
-    assert main(["train", "--manifest", str(other_data), "--model", "encoder", "--out", str(out)]) == 1
-    lines = capsys.readouterr().err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("gtok train: error: ")
-    assert str(other_data) in lines[0] and "last.ckpt" in lines[0] and "vocabulary" in lines[0]
-    with pytest.raises(GtokError, match="holds a encoder model, not a region2vec"):
-        train(data, "region2vec", out, config(), max_steps=1, progress=False)
+def trained_steps(log: Path) -> list[int]:
+    """The global step of every batch a run trained on, from a Watch log."""
+    return [step for step, _, _ in batches(log.parent, log.name.removesuffix(".batches"))]
+
+
+def test_rerun_with_only_the_stopping_point_raised_resumes(tmp_path, data, capsys):
+    out = tmp_path / "run"
+    train(data, "encoder", out, config(), max_steps=3, progress=False, callbacks=[Watch(tmp_path / "first.batches")])
+    # options that only say when to save or validate, or whether to check the shards, may change too
+    same_run = config(trainer={"checkpoint_every_n_steps": 2, "val_check_interval": 3}, data={"verify": False})
+    final = train(data, "encoder", out, same_run, max_steps=5, progress=False,
+                  callbacks=[Watch(tmp_path / "second.batches")])
+    assert trained_steps(tmp_path / "second.batches") == [3, 4]
+    assert torch.load(final, map_location="cpu", weights_only=False)["global_step"] == 5
+    assert not (out / "previous").exists()
+    assert "gtok train:" not in capsys.readouterr().err
+    assert pd.read_csv(out / "metrics.csv")["step"].tolist() == [0, 1, 2, 3, 4]
+
+    # once more: nothing left to train, and the checkpoint is not rewritten (from past the epoch
+    # loop's end, which a later extension would resume wrongly)
+    last = out / "checkpoints" / "last.ckpt"
+    inode = last.stat().st_ino
+    final = train(data, "encoder", out, same_run, max_steps=5, progress=False, callbacks=[Watch(tmp_path / "third.batches")])
+    assert not (tmp_path / "third.batches").exists() and last.stat().st_ino == inode
+    assert final.samefile(last) and not (out / "previous").exists()
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ("option", "is of a run with other options: encoder.d_model 16 -> 8"),
+        ("model", "holds a encoder model, not a region2vec"),
+        ("data", "is of a run with other options: data.shards '"),
+        ("fewer steps", "is at step 3, past max_steps 2"),
+        ("older gtok", "records no run options (an older gtok wrote it)"),
+    ],
+)
+def test_rerun_of_another_run_starts_afresh_and_sets_the_old_one_aside(tmp_path, data, other_data, change, message,
+                                                                         capsys):
+    out = tmp_path / "run"
+    last = out / "checkpoints" / "last.ckpt"
+    train(data, "encoder", out, config(), max_steps=3, progress=False)
+    old_weights = weights(tmp_path, "run")
+    manifest, model, cfg = data, "encoder", config()
+    if change == "option":
+        cfg = config(encoder={"d_model": 8})
+    elif change == "model":
+        model = "region2vec"
+    elif change == "data":  # another vocabulary, too (which a resume used to refuse); 2 batches an epoch
+        manifest, cfg = other_data, config(trainer={"val_check_interval": 1.0})
+    elif change == "older gtok":
+        ckpt = torch.load(last, map_location="cpu", weights_only=False)
+        del ckpt[RUN_KEY]
+        torch.save(ckpt, last)
+    capsys.readouterr()
+    final = train(manifest, model, out, cfg, max_steps=2, progress=False, callbacks=[Watch(tmp_path / "new.batches")])
+
+    notes = [line for line in capsys.readouterr().err.splitlines() if line.startswith("gtok train:")]
+    assert len(notes) == 1 and notes[0].startswith(f"gtok train: {last} {message}")
+    assert notes[0].endswith(f"starting a new run (the old one is now in {out / 'previous'}).")
+    assert trained_steps(tmp_path / "new.batches") == [0, 1]
+    ckpt = torch.load(final, map_location="cpu", weights_only=False)
+    assert ckpt["global_step"] == 2 and ckpt["gtok"]["model"] == model
+    assert pd.read_csv(out / "metrics.csv")["step"].tolist() == [0, 1]
+    assert [p.name for p in (out / "logs").iterdir()] == ["version_0"]
+    previous = out / "previous"
+    assert sorted(p.name for p in previous.iterdir()) == ["checkpoints", "logs", "loss.png", "metrics.csv"]
+    kept = torch.load(previous / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert kept["global_step"] == 3 and all(torch.equal(kept["state_dict"][k], v) for k, v in old_weights.items())
+
+
+def test_sigterm_fails_the_command_and_leaves_no_final_model(tmp_path, data):
+    """SLURM preempts with SIGTERM; Lightning stops after the step, by an exit of status 0."""
+    import yaml
+
+    cfg = tmp_path / "train.yaml"
+    cfg.write_text(yaml.safe_dump(config(trainer={"checkpoint_every_n_steps": 2})))
+    out = tmp_path / "run"
+    run = subprocess.Popen([*GTOK, "train", "-q", "--manifest", str(data), "--model", "encoder", "--out", str(out),
+                            "--config", str(cfg), "--max-steps", "100000"], stderr=subprocess.PIPE, text=True)
+    while not (out / "checkpoints" / "last.ckpt").exists():
+        assert run.poll() is None, run.stderr.read()
+        time.sleep(0.01)
+    run.terminate()
+    assert run.wait(timeout=60) == 1
+    assert run.stderr.read().splitlines()[-1].startswith(f"gtok train: error: {out}: training stopped by SIGTERM at step ")
+    assert not (out / "model.ckpt").exists()
+
+
+def test_an_unreadable_checkpoint_is_refused_and_left_alone(tmp_path, data):
+    last = tmp_path / "checkpoints" / "last.ckpt"
+    last.parent.mkdir()
+    last.write_bytes(b"not a checkpoint")
+    with pytest.raises(GtokError, match="last.ckpt: not a readable checkpoint"):
+        train(data, "encoder", tmp_path, config(), max_steps=1, progress=False)
+    assert last.read_bytes() == b"not a checkpoint" and not (tmp_path / "previous").exists()
 
 
 def test_init_from_refuses_an_encoder_of_another_vocabulary(tmp_path, other_data, encoder_ckpt):
@@ -283,12 +376,13 @@ def test_cli_train_then_embed(tmp_path, data, monkeypatch):
                           "--config", str(cfg), "--max-steps", "3", "--universe", str(UNIVERSE)], capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
     assert "Epoch 0" in run.stdout  # the progress bar
+    assert run.stdout.splitlines()[-1] == f"trained region2vec: {tmp_path / 'r2v' / 'model.ckpt'}"
     beds = sorted(str(p) for p in data.parent.glob("B_0_*.bed"))[:3]
     out = tmp_path / "emb" / "vectors.npy"
     out.parent.mkdir()
     cache = tmp_path / "cache"
     monkeypatch.setenv("GTOK_CACHE_DIR", str(cache))
-    assert main(["embed", "-q", "--checkpoint", str(tmp_path / "r2v/checkpoints/last.ckpt"), "-o", str(out), *beds]) == 0
+    assert main(["embed", "-q", "--checkpoint", str(tmp_path / "r2v/model.ckpt"), "-o", str(out), *beds]) == 0
     assert sorted(p.name for p in out.parent.iterdir()) == ["vectors.names.txt", "vectors.npy"]
     assert not cache.exists()  # nothing else written, not even the universe cache
     assert np.load(out).shape == (3, 8)
@@ -351,3 +445,30 @@ def test_each_loader_is_the_next_data_epoch_unless_the_last_one_went_unused(data
     dm.train_dataloader()  # never iterated (as when Lightning ends an epoch without fetching)
     dm.train_dataloader()
     assert dm.train_set.epoch == 2
+
+
+def test_shards_are_checked_once_per_process_and_against_the_manifest(tmp_path, data, monkeypatch):
+    import json
+
+    from gtok.datamodule import GTokDataModule, check_shards
+    from gtok.errors import ShardFormatError
+    from gtok.shard import ShardReader
+
+    checked = []
+    crc_check = ShardReader.verify
+    monkeypatch.setattr(ShardReader, "verify", lambda self: checked.append(self.path.name) or crc_check(self))
+    dm = GTokDataModule(data, **DATA)
+    dm.setup("fit")
+    assert dm.val_set is not None and sorted(checked) == ["shard0.gtok", "shard1.gtok"]  # not again for validation
+    dm.train_set = None
+    dm.setup("fit")  # data sets opened again (as for another rank): not the shards checked again
+    assert len(checked) == 2
+
+    listed = json.loads(data.read_text())
+    for entry in listed["shards"]:
+        entry["path"] = str(data.parent / entry["path"])
+    listed["shards"][1]["tokens"] += 1
+    edited = tmp_path / "manifest.json"
+    edited.write_text(json.dumps(listed))
+    with pytest.raises(ShardFormatError, match=r"shard1.gtok: tokens (\d+), but .*manifest.json says (?!\1)\d+; the file changed"):
+        check_shards(edited)

@@ -2,8 +2,10 @@
 
 What is checked: a full local run and a run on the local SLURM cluster; which jobs a change
 reruns (none, everything for a new universe, only training for a training option, only the
-receiving shards for new BED files); that a malformed BED file fails its own shard and nothing
-else; and that the config schema rejects unknown keys and wrong types, naming the key.
+receiving shards for new BED files); that a rerun of training continues its run when only the
+stopping point changed or the job was killed, and starts afresh when an option changed; that a
+malformed BED file fails its own shard and nothing else; and that the config schema rejects
+unknown keys and wrong types, naming the key.
 """
 
 from __future__ import annotations
@@ -11,11 +13,15 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
+import torch
 import yaml
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
@@ -67,11 +73,15 @@ def merge(base: dict, changes: dict) -> None:
             base[key] = value
 
 
+def snakemake_env() -> dict[str, str]:
+    return dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+
+
 def snakemake(folder: Path, *args: str, check: bool = True, timeout: int = 300) -> subprocess.CompletedProcess:
     """Run snakemake in `folder` (its profiles/default applies) with the test's Python on PATH."""
-    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
     result = subprocess.run(
-        [sys.executable, "-m", "snakemake", *args], cwd=folder, env=env, capture_output=True, text=True, timeout=timeout
+        [sys.executable, "-m", "snakemake", *args], cwd=folder, env=snakemake_env(), capture_output=True, text=True,
+        timeout=timeout,
     )
     if check and result.returncode != 0:
         pytest.fail(f"snakemake {' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-6000:]}")
@@ -144,8 +154,8 @@ def clone(finished, tmp_path) -> Path:
 
 def test_local_run_produces_everything(finished):
     results = finished / "results"
-    for path in ("manifest.json", "stats/shards.tsv", "stats/coverage.png", "train/checkpoints/last.ckpt",
-                 "train/metrics.csv", "train/loss.png", "train_config.yaml"):
+    for path in ("manifest.json", "stats/shards.tsv", "stats/coverage.png", "train/model.ckpt",
+                 "train/checkpoints/last.ckpt", "train/metrics.csv", "train/loss.png", "train_config.yaml"):
         assert (results / path).is_file(), path
     assert len(shard_outputs(finished, "bed")) == 3
     assert len(shard_outputs(finished, "h5ad")) == 3  # 20 cells, 8 per shard
@@ -185,6 +195,57 @@ def test_new_universe_reruns_every_shard_and_training(clone):
 def test_training_change_reruns_only_training(clone, change, rules):
     update_config(clone, change)
     assert set(planned(clone)) == rules
+
+
+def global_step(checkpoint: Path) -> int:
+    return torch.load(checkpoint, map_location="cpu", weights_only=False)["global_step"]
+
+
+def restarts(train_dir: Path) -> list[int]:
+    """The first step logged by each (re)start of training, oldest first."""
+    versions = sorted((train_dir / "logs").glob("version_*"), key=lambda p: int(p.name.split("_")[1]))
+    return [int(pd.read_csv(v / "metrics.csv")["step"].min()) for v in versions]
+
+
+def test_changed_training_option_starts_a_new_run(clone):
+    update_config(clone, {"train": {"seed": 1}})
+    snakemake(clone)
+    train = clone / "results" / "train"
+    assert restarts(train) == [0] and global_step(train / "model.ckpt") == 2
+    log = (clone / "results" / "logs" / "train.log").read_text()
+    assert "is of a run with other options: seed 0 -> 1; starting a new run" in log
+    assert global_step(train / "previous" / "checkpoints" / "last.ckpt") == 2
+
+
+def test_killed_training_resumes_from_its_checkpoint_when_rerun(clone):
+    """max_steps raised from 2 to 12 (the finished run continues), then Snakemake and its training
+    job SIGKILLed after a checkpoint, as when the node dies. The rerun (--rerun-incomplete, from
+    profiles/default) deletes only the declared outputs, so training continues from
+    checkpoints/last.ckpt instead of starting over."""
+    update_config(clone, {"train": {"trainer": {"max_steps": 12, "checkpoint_every_n_steps": 4}}})
+    last = clone / "results" / "train" / "checkpoints" / "last.ckpt"
+    finished_run = last.stat().st_ino
+    run = subprocess.Popen([sys.executable, "-m", "snakemake"], cwd=clone, env=snakemake_env(), start_new_session=True,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while last.stat().st_ino == finished_run:  # checkpoints are renamed into place: a new one is a new inode
+        assert run.poll() is None and time.monotonic() < deadline, "training ended before a new checkpoint"
+        time.sleep(0.01)
+    os.killpg(run.pid, signal.SIGKILL)
+    run.wait()
+    killed_at = global_step(last)
+    assert 2 < killed_at < 12
+
+    snakemake(clone, "--unlock")  # the killed Snakemake left its lock
+    assert set(planned(clone)) == {"train", "all"}
+    snakemake(clone)
+    train = clone / "results" / "train"
+    assert restarts(train) == [0, 2, killed_at]  # the first run, its extension, and the rerun after the kill
+    assert global_step(train / "model.ckpt") == 12
+    steps = pd.read_csv(train / "metrics.csv")["step"].tolist()
+    # (the kill may fall between the checkpoint and the logging of the step before it)
+    assert steps[: killed_at - 1] == list(range(killed_at - 1)) and steps[-(12 - killed_at):] == list(range(killed_at, 12))
+    assert not (train / "previous").exists()
 
 
 def test_added_bed_files_rerun_only_their_shards(clone):
@@ -322,4 +383,4 @@ def test_slurm_end_to_end(tmp_path):
         assert list((folder / ".snakemake" / "slurm_logs" / f"rule_{rule}").rglob("*.log")), rule
     assert not (folder / ".snakemake" / "slurm_logs" / "rule_manifest").exists()  # local rules stay local
     assert gtok("verify", "-q", folder / "results" / "manifest.json").returncode == 0
-    assert (folder / "results" / "train" / "checkpoints" / "last.ckpt").stat().st_size > 0
+    assert (folder / "results" / "train" / "model.ckpt").stat().st_size > 0

@@ -19,11 +19,12 @@ def _devices(text: str) -> int | str | list[int]:
 
 
 def _add_train(sub) -> None:
-    help_ = "Train a model on the shards of a manifest; rerun to resume an interrupted run."
+    help_ = ("Train a model on the shards of a manifest; rerun to resume an interrupted run (a changed option "
+             "starts a new one, keeping the old in OUT/previous/).")
     p = sub.add_parser("train", help=help_, description=help_)
     p.add_argument("--manifest", "-m", required=True, help="manifest written by 'gtok manifest'")
     p.add_argument("--model", required=True, choices=MODEL_NAMES)
-    p.add_argument("--out", "-o", required=True, help="folder for checkpoints/, logs/, metrics.csv and loss.png")
+    p.add_argument("--out", "-o", required=True, help="folder for model.ckpt, checkpoints/, logs/, metrics.csv and loss.png")
     p.add_argument("--config", "-c", help="YAML with seed, data, trainer and per-model sections (docs/training.md)")
     p.add_argument("--max-epochs", type=int)
     p.add_argument("--max-steps", type=int)
@@ -38,12 +39,12 @@ def _add_train(sub) -> None:
 def _run_train(args: argparse.Namespace) -> int:
     from gtok.train import train
 
-    last = train(
+    final = train(
         args.manifest, args.model, args.out, args.config,
         max_epochs=args.max_epochs, max_steps=args.max_steps, seed=args.seed,
         devices=args.devices, accelerator=args.accelerator, universe=args.universe, progress=not args.quiet,
     )
-    print(f"trained {args.model}: {last}")
+    print(f"trained {args.model}: {final}")
     return 0
 
 

@@ -21,6 +21,9 @@ How an interrupted run continues with exactly the batches an uninterrupted one w
   epoch cut short by `max_steps` as completed, so after extending a finished run its epoch number
   runs one ahead of the data. The module's own `state_dict` (saved in every checkpoint) records
   the data epoch to continue with: the current one while it has batches left, else the next.
+
+With `verify=True` (the default) the shards are checked once, when the module is first set up,
+before either data set opens them (see `check_shards`).
 """
 
 from __future__ import annotations
@@ -34,7 +37,9 @@ from torch.utils.data import DataLoader
 from torchdata.stateful_dataloader import StatefulDataLoader
 
 from gtok.dataset import GTokDataset
-from gtok.errors import GtokError
+from gtok.errors import GtokError, ShardFormatError, describe
+from gtok.manifest import load_manifest, sha256_file
+from gtok.shard import ShardReader
 
 
 class EpochLoader(StatefulDataLoader):
@@ -64,6 +69,8 @@ class GTokDataModule(L.LightningDataModule):
 
     Records go to validation by a stable hash of their name (`val_fraction`), or by the manifest's
     per-shard `split` when it has one. With `val_fraction=0` there is no validation loader.
+    `verify` checks every shard against the manifest once per process (`check_shards`), with a
+    progress bar when `progress` is true.
     """
 
     def __init__(
@@ -77,11 +84,14 @@ class GTokDataModule(L.LightningDataModule):
         val_fraction: float = 0.1,
         shuffle_tokens: bool = False,
         seed: int = 0,
-        verify: bool = False,
+        verify: bool = True,
+        progress: bool = False,
     ):
         super().__init__()
         self.manifest = os.fspath(manifest)
-        self.save_hyperparameters(ignore="manifest")
+        self.save_hyperparameters(ignore=["manifest", "progress"])
+        self._progress = progress
+        self._verified = not verify
         self.hparams["manifest"] = self.manifest  # a str: checkpoints hold only plain types, for safe loading
         self.train_set: GTokDataset | None = None
         self.val_set: GTokDataset | None = None
@@ -103,7 +113,6 @@ class GTokDataModule(L.LightningDataModule):
             world_size=world,
             split=split,
             val_fraction=h.val_fraction,
-            verify=h.verify,
         )
 
     def setup(self, stage: str | None = None) -> None:
@@ -112,6 +121,9 @@ class GTokDataModule(L.LightningDataModule):
         world = (trainer.global_rank, trainer.world_size) if trainer is not None else None
         if self.train_set is not None and (world is None or world == self._world):
             return
+        if not self._verified:
+            check_shards(self.manifest, self._progress)
+            self._verified = True
         rank, size = world if world is not None else (None, None)
         split = "train" if self.hparams.val_fraction > 0 else None
         self.train_set = self._dataset(split, True, rank, size)
@@ -159,3 +171,32 @@ class GTokDataModule(L.LightningDataModule):
         """An opened data set, for the vocabulary (sizes, special ids, fingerprint) and label classes."""
         self.setup("fit")
         return self.train_set
+
+
+def check_shards(manifest: str | os.PathLike, progress: bool = False) -> None:
+    """Refuse, naming the shard, any shard whose bytes changed since `manifest` was written.
+
+    Each shard's CRCs cover every byte of it, so re-checking them (`ShardReader.verify`, about
+    1.7 GB/s on one core) catches any damaged byte; its records, tokens and fingerprint must also
+    still be the manifest's. The sha256 costs more (about 1.1 GB/s) and adds only the detection of
+    a shard replaced by another intact one of the same counts, which `gtok verify` is for; it is
+    used here only for gtars files, which carry no CRCs.
+    """
+    from tqdm import tqdm
+
+    listed = load_manifest(manifest)
+    for entry in tqdm(listed.entries, desc="checking shards", unit="shard", disable=not progress or len(listed.entries) < 2):
+        reader = ShardReader(entry.path)
+        name = describe(entry.path)
+        if reader.version:  # a .gtok shard; version 0 is a gtars file
+            reader.verify()
+        elif sha256_file(entry.path) != entry.sha256:
+            raise ShardFormatError(f"{name}: sha256 differs from {describe(listed.path)}; the file changed since the manifest was written.")
+        found = {"records": len(reader), "tokens": reader.n_tokens, "fingerprint": reader.fingerprint}
+        expected = {"records": entry.records, "tokens": entry.tokens, "fingerprint": entry.fingerprint}
+        differ = [key for key in found if found[key] != expected[key]]
+        if differ:
+            raise ShardFormatError(
+                f"{name}: {', '.join(f'{k} {found[k]}' for k in differ)}, but {describe(listed.path)} says "
+                f"{', '.join(str(expected[k]) for k in differ)}; the file changed since the manifest was written."
+            )

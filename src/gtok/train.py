@@ -1,16 +1,21 @@
 """`gtok train`: fit a model on the shards of a manifest, resumable, with metrics and a loss plot.
 
 Writes into OUT:
+  model.ckpt              the final checkpoint, once training has finished (atomically; a hard link
+                          to checkpoints/last.ckpt where the file system allows)
   checkpoints/last.ckpt   every `checkpoint_every_n_steps` steps and at the end (atomically)
   logs/version_N/         Lightning's CSV logs, one version per (re)start
   metrics.csv             those logs flattened: one row per step, later runs replacing the
                           steps they re-did after a resume
   loss.png                training and validation loss against the step
+  previous/               the run this folder held before, when a changed option started a new one
 
-Run again on the same OUT after an interruption and training continues from last.ckpt, mid-epoch,
-with the exact batches an uninterrupted run would have seen next (see gtok.datamodule). A resumed
-run keeps the model options stored in its checkpoint; the trainer options (max_steps, ...) are
-read afresh, so a finished run can be extended.
+Run again on the same OUT and training continues from last.ckpt, mid-epoch, with the exact batches
+an uninterrupted run would have seen next (see gtok.datamodule), provided it is the same run:
+every checkpoint records the options that decide the run's course (`run_options`). If one of them
+changed, or the checkpoint is already past the new max_steps / max_epochs, a new run starts and
+the old one is moved to OUT/previous/. The stopping criteria themselves are not part of a run, so
+raising them extends a run.
 
 The config YAML (every key optional):
 
@@ -18,11 +23,11 @@ The config YAML (every key optional):
     data:
       batch_size: 32            # records per batch
       token_budget: null        # instead: pack batches up to this many padded tokens (B * T)
-      num_workers: 1            # DataLoader worker processes (a resume needs the same number)
+      num_workers: 1            # DataLoader worker processes
       max_length: 512           # longer records keep a random, ordered subset of this many tokens
       val_fraction: 0.1         # share of records (by name hash) held out for validation; 0: none
       shuffle_tokens: false     # shuffle each record's tokens (region order carries no meaning)
-      verify: false             # re-check every shard's checksums before training
+      verify: true              # check every shard against the manifest before training (CRCs)
       universe: null            # universe BED; recorded in the checkpoint for `gtok embed`
     trainer:
       max_epochs: 10            # --max-epochs overrides
@@ -46,18 +51,32 @@ The config YAML (every key optional):
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import os
 import shutil
+import sys
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gtok.atomic import atomic_path
 from gtok.errors import GtokError, describe
 
+if TYPE_CHECKING:
+    from gtok.manifest import Manifest
+
 SECTIONS = ("seed", "data", "trainer", "region2vec", "encoder", "classifier")
+RUN_KEY = "gtok_run"
+"""Checkpoint key of the run record: {"fingerprint": sha256 hex, "options": `run_options`}."""
+#: Options that say when to stop, save, log or validate, or what to check: not where a run goes.
+NOT_RUN_OPTIONS = {
+    "data": {"verify", "universe"},
+    "trainer": {"max_epochs", "max_steps", "checkpoint_every_n_steps", "log_every_n_steps",
+                "val_check_interval", "num_sanity_val_steps"},
+}
 
 
 @dataclass
@@ -68,7 +87,7 @@ class DataOptions:
     max_length: int | None = 512
     val_fraction: float = 0.1
     shuffle_tokens: bool = False
-    verify: bool = False
+    verify: bool = True
     universe: str | None = None
 
 
@@ -126,15 +145,18 @@ def train(
     progress: bool = True,
     callbacks: Sequence[Any] = (),
 ) -> Path:
-    """Train `model` on `manifest` into `out` (resuming from out/checkpoints/last.ckpt); return last.ckpt.
+    """Train `model` on `manifest` into `out`; return out/model.ckpt, the final checkpoint.
 
-    Arguments other than `config` override the config's values. `callbacks` are extra Lightning
-    callbacks (for instance to watch the batches).
+    Continues the run of out/checkpoints/last.ckpt when it is this run (`resume_point`), else
+    starts a new one. Arguments other than `config` override the config's values. `callbacks` are
+    extra Lightning callbacks (for instance to watch the batches).
     """
     import lightning as L
     from lightning.pytorch.utilities import rank_zero_only
+    from lightning.pytorch.utilities.exceptions import SIGTERMException
 
     from gtok.datamodule import GTokDataModule
+    from gtok.manifest import load_manifest
     from gtok.models import model_class
     from gtok.models.base import make_config
 
@@ -144,28 +166,40 @@ def train(
     opts = make_config(TrainerOptions, cfg.get("trainer"), "config section 'trainer'")
     _override(opts, max_epochs=max_epochs, max_steps=max_steps, devices=devices, accelerator=accelerator)
     seed = int(seed if seed is not None else cfg.get("seed", 0))
+    options = {**(cfg.get(model) or {}), "seed": seed}
+    hardware = _hardware(opts)
+    run = run_options(model, make_config(cls.Config, options, f"{model} model"), data, opts, hardware,
+                      load_manifest(manifest))
     out = Path(out)
-    last = out / "checkpoints" / "last.ckpt"
-    resume = last if last.is_file() else None
+    # Ranks that Lightning starts later re-run this function: only the first process checks the
+    # shards and rearranges `out`, and the others then find what it left.
+    leader = rank_zero_only.rank == 0
 
-    dm = GTokDataModule(manifest, seed=seed, **{k: v for k, v in dataclasses.asdict(data).items() if k != "universe"})
-    source = dm.vocab_source
+    dm_options = {k: v for k, v in dataclasses.asdict(data).items() if k not in ("universe", "verify")}
+    dm = GTokDataModule(manifest, seed=seed, verify=data.verify and leader, progress=progress, **dm_options)
+    source = dm.vocab_source  # opens (and checks) the data before anything in `out` changes
     vocab = _vocab(source, universe or data.universe)
+    resume = resume_point(out, run, opts, leader)
     L.seed_everything(seed, workers=True, verbose=False)
-    net = _build_model(cls, vocab, {**(cfg.get(model) or {}), "seed": seed}, source, str(manifest), resume)
-    if resume is None and rank_zero_only.rank == 0:
-        shutil.rmtree(out / "logs", ignore_errors=True)  # logs of a run that never checkpointed
-    trainer = _trainer(opts, out, last, progress, list(callbacks))
+    net = _build_model(cls, vocab, options, source, str(manifest), resume)
+    last = out / "checkpoints" / "last.ckpt"
+    trainer = _trainer(opts, hardware, run, out, last, progress, list(callbacks))
     with warnings.catch_warnings():
         # GTokDataset's len() counts this rank's batches exactly, whatever the number of workers
         warnings.filterwarnings("ignore", message="Your `IterableDataset` has `__len__` defined")
-        trainer.fit(net, datamodule=dm, ckpt_path=resume)
+        try:
+            trainer.fit(net, datamodule=dm, ckpt_path=last if resume is not None else None)
+        except SIGTERMException:  # a SystemExit of status 0, which would pass for success
+            raise GtokError(f"{describe(out)}: training stopped by SIGTERM at step {trainer.global_step}; "
+                            "rerun the same command to continue from its last checkpoint.") from None
+    final = out / "model.ckpt"
     if trainer.is_global_zero:
         metrics = flatten_metrics(out / "logs")
         with atomic_path(out / "metrics.csv") as tmp:
             metrics.to_csv(tmp, index=False)
         plot_loss(metrics, out / "loss.png")
-    return last
+        _publish(last, final)
+    return final
 
 
 def _override(opts: TrainerOptions, **values: Any) -> None:
@@ -175,6 +209,118 @@ def _override(opts: TrainerOptions, **values: Any) -> None:
             setattr(opts, key, value)
     if values["max_steps"] is not None and values["max_epochs"] is None:
         opts.max_epochs = None
+
+
+def _hardware(opts: TrainerOptions) -> dict[str, Any]:
+    """The precision and determinism that `auto` stands for on this machine."""
+    import torch
+
+    gpu = opts.accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available()
+    precision = opts.precision
+    if precision == "auto":
+        precision = "bf16-mixed" if gpu and torch.cuda.is_bf16_supported() else "32-true"
+    deterministic = (not gpu) if opts.deterministic == "auto" else opts.deterministic
+    return {"precision": precision, "deterministic": deterministic}
+
+
+# -- one run, resumed or started afresh -------------------------------------------------------------
+
+
+def run_options(model: str, model_config: Any, data: DataOptions, opts: TrainerOptions, hardware: dict[str, Any],
+                manifest: Manifest) -> dict[str, Any]:
+    """What decides the course of a run, flat ("section.key": value).
+
+    The model and its options, the seed, the data options, the trainer options that change the
+    steps (with `auto` resolved), and the data: the vocabulary and every shard's sha256 and split,
+    in manifest order. Left out (`NOT_RUN_OPTIONS`): when to stop, checkpoint, log or validate,
+    whether to check the shards, and the universe's path; so raising max_steps extends a run.
+    """
+    shards = json.dumps([[e.sha256, e.split] for e in manifest.entries]).encode()
+    model_options = dataclasses.asdict(model_config)
+    record = {
+        "model": model,
+        "seed": model_options.pop("seed"),
+        "data.vocabulary": manifest.fingerprint[:16] if manifest.fingerprint else None,
+        "data.shards": hashlib.sha256(shards).hexdigest()[:16],
+    }
+    sections = (("data", dataclasses.asdict(data)), ("trainer", {**dataclasses.asdict(opts), **hardware}),
+                (model, model_options))
+    for section, values in sections:
+        skip = NOT_RUN_OPTIONS.get(section, ())
+        record.update({f"{section}.{key}": value for key, value in values.items() if key not in skip})
+    return record
+
+
+def resume_point(out: Path, run: dict[str, Any], opts: TrainerOptions, leader: bool = True) -> dict[str, Any] | None:
+    """The checkpoint to continue from: out/checkpoints/last.ckpt when it is of `run` and not past
+    the stopping criteria; else None, and (as `leader`) the folder's old run moves to out/previous/.
+
+    out/model.ckpt goes in any case: it is written again when this run finishes.
+    """
+    from gtok.models import read_checkpoint
+
+    last = out / "checkpoints" / "last.ckpt"
+    if leader:
+        (out / "model.ckpt").unlink(missing_ok=True)
+    if not last.is_file():
+        if leader:
+            shutil.rmtree(out / "logs", ignore_errors=True)  # logs of a run that never checkpointed
+        return None
+    ckpt = read_checkpoint(last)
+    why = _other_run(ckpt, run, opts)
+    if why is None:
+        return ckpt
+    if leader:
+        _move_aside(out)
+        print(f"gtok train: {describe(last)} {why}; starting a new run (the old one is now in "
+              f"{describe(out / 'previous')}).", file=sys.stderr, flush=True)
+    return None
+
+
+def _other_run(ckpt: dict[str, Any], run: dict[str, Any], opts: TrainerOptions) -> str | None:
+    """Why this run cannot continue from `ckpt`, or None when it can."""
+    saved = ckpt.get(RUN_KEY)
+    if saved is None:
+        return "records no run options (an older gtok wrote it)"
+    old = saved["options"]
+    if old["model"] != run["model"]:  # not also every option of the one model and the other
+        return f"holds a {old['model']} model, not a {run['model']}"
+    changed = [key for key in sorted(old.keys() | run.keys()) if old.get(key) != run.get(key)]
+    if changed:
+        return "is of a run with other options: " + ", ".join(f"{k} {old.get(k)!r} -> {run.get(k)!r}" for k in changed)
+    step, epoch = ckpt["global_step"], ckpt["epoch"]
+    if 0 <= opts.max_steps < step:
+        return f"is at step {step}, past max_steps {opts.max_steps}"
+    if opts.max_epochs is not None and 0 <= opts.max_epochs <= epoch:
+        return f"is in epoch {epoch + 1}, past max_epochs {opts.max_epochs}"
+    return None
+
+
+def run_fingerprint(run: dict[str, Any]) -> str:
+    """sha256 of a run's options, recorded beside them: one short name for a run, to tell runs apart."""
+    return hashlib.sha256(json.dumps(run, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _move_aside(out: Path) -> None:
+    """Move the run in `out` (checkpoints first: they decide what a rerun does) to out/previous/."""
+    previous = out / "previous"
+    shutil.rmtree(previous, ignore_errors=True)
+    previous.mkdir()
+    for name in ("checkpoints", "logs", "metrics.csv", "loss.png"):
+        if (out / name).exists():
+            os.replace(out / name, previous / name)
+
+
+def _publish(last: Path, final: Path) -> None:
+    """`final`: the finished run's last.ckpt under a name that stays, atomically. A hard link where
+    the file system has them (no copy of a large file); last.ckpt is only ever replaced by a rename,
+    so the link keeps the final weights."""
+    with atomic_path(final) as tmp:
+        tmp.unlink()
+        try:
+            os.link(last, tmp)
+        except OSError:
+            shutil.copyfile(last, tmp)
 
 
 def _vocab(source, universe: str | os.PathLike | None):
@@ -190,22 +336,18 @@ def _vocab(source, universe: str | os.PathLike | None):
     return Vocab.of(source, universe=os.path.abspath(universe), fingerprint=source.fingerprint or tok.fingerprint)
 
 
-def _build_model(cls, vocab, options: dict[str, Any], source, manifest: str, resume: Path | None):
+def _build_model(cls, vocab, options: dict[str, Any], source, manifest: str, resume: dict[str, Any] | None):
     """A fresh model, or the resumed checkpoint's (same options, so its weights fit)."""
-    from gtok.models import Classifier, check_fingerprint, read_checkpoint
+    from gtok.models import Classifier
     from gtok.models.region2vec import Region2Vec, region_counts
 
-    vocab_dict = dataclasses.asdict(vocab)
-    extra = {"classes": source.label_classes} if cls is Classifier else {}
     if resume is not None:
-        ckpt = read_checkpoint(resume)
-        check_fingerprint(vocab.fingerprint, manifest, ckpt["gtok"]["vocab"].get("fingerprint"), describe(resume))
-        if ckpt["gtok"]["model"] != cls.name:
-            raise GtokError(f"{describe(resume)}: holds a {ckpt['gtok']['model']} model, not a {cls.name}; use another --out.")
-        return cls(**ckpt["hyper_parameters"])
+        return cls(**resume["hyper_parameters"])
+    vocab_dict = dataclasses.asdict(vocab)
     init_from = options.get("init_from") if cls is Classifier else None
     if init_from:
         return Classifier.from_encoder(init_from, vocab_dict, source.label_classes, options, data=manifest)
+    extra = {"classes": source.label_classes} if cls is Classifier else {}
     net = cls(vocab_dict, config=options, **extra)
     if isinstance(net, Region2Vec):
         from gtok.manifest import load_manifest
@@ -214,9 +356,9 @@ def _build_model(cls, vocab, options: dict[str, Any], source, manifest: str, res
     return net
 
 
-def _trainer(opts: TrainerOptions, out: Path, last: Path, progress: bool, callbacks: list):
+def _trainer(opts: TrainerOptions, hardware: dict[str, Any], run: dict[str, Any], out: Path, last: Path,
+             progress: bool, callbacks: list):
     import lightning as L
-    import torch
     from lightning.pytorch.callbacks import Callback, ModelCheckpoint
     from lightning.pytorch.loggers import CSVLogger
     from lightning.pytorch.plugins.io import TorchCheckpointIO
@@ -245,12 +387,21 @@ def _trainer(opts: TrainerOptions, out: Path, last: Path, progress: bool, callba
             if steps_done or epochs_done:
                 trainer.save_checkpoint(last, weights_only=False)
 
-    gpu = opts.accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available()
-    precision = opts.precision
-    if precision == "auto":
-        precision = "bf16-mixed" if gpu and torch.cuda.is_bf16_supported() else "32-true"
-    deterministic = (not gpu) if opts.deterministic == "auto" else opts.deterministic
-    every = ModelCheckpoint(
+    class RunRecord(Callback):
+        """Every checkpoint says which run it belongs to (see `resume_point`)."""
+
+        def on_save_checkpoint(self, trainer, pl_module, checkpoint):
+            checkpoint[RUN_KEY] = {"fingerprint": run_fingerprint(run), "options": run}
+
+    class StepCheckpoint(ModelCheckpoint):
+        """Saves last.ckpt every N steps, but not again when training ends: FinalCheckpoint has saved
+        the final step, and a checkpoint written after the epoch loop has wound up would, on the next
+        rerun, count its epoch as one more (and a run that had nothing left to do would rewrite it)."""
+
+        def on_train_end(self, trainer, pl_module):
+            return None
+
+    every = StepCheckpoint(
         dirpath=out / "checkpoints", save_top_k=0, save_last=True,
         every_n_train_steps=opts.checkpoint_every_n_steps, enable_version_counter=False,
     )
@@ -259,12 +410,13 @@ def _trainer(opts: TrainerOptions, out: Path, last: Path, progress: bool, callba
         accelerator=opts.accelerator,
         devices=opts.devices,
         strategy=opts.strategy,
-        precision=precision,
-        deterministic=deterministic,
+        precision=hardware["precision"],
+        deterministic=hardware["deterministic"],
         max_epochs=opts.max_epochs,
         max_steps=opts.max_steps,
-        logger=CSVLogger(out, name="logs"),
-        callbacks=[every, FinalCheckpoint(), *callbacks],
+        # every row on disk at once: a killed run keeps the metrics of the steps its checkpoint holds
+        logger=CSVLogger(out, name="logs", flush_logs_every_n_steps=1),
+        callbacks=[every, FinalCheckpoint(), RunRecord(), *callbacks],
         plugins=[AtomicCheckpointIO()],
         reload_dataloaders_every_n_epochs=1,  # GTokDataModule sets each epoch's order when it builds the loader
         log_every_n_steps=opts.log_every_n_steps,

@@ -15,12 +15,17 @@ rule train_config:
         "../../scripts/write_yaml.py"
 
 
+# The outputs are what a finished run leaves; Snakemake deletes them before every (re)run of the
+# job, and that loses nothing. train/checkpoints/last.ckpt is deliberately not an output: a job
+# killed mid-run (a preempted SLURM job retried, or `snakemake` rerun with --rerun-incomplete)
+# then finds it and `gtok train` continues from it. `gtok train` itself starts afresh when the
+# checkpoint is of other options or data, moving the old run to train/previous/.
 rule train:
     input:
         manifest=MANIFEST,
         config=TRAIN_CONFIG,
     output:
-        checkpoint=f"{TRAIN_DIR}/checkpoints/last.ckpt",
+        model=f"{TRAIN_DIR}/model.ckpt",
         metrics=f"{TRAIN_DIR}/metrics.csv",
         loss=report(f"{TRAIN_DIR}/loss.png", caption="../report/loss.rst", category="Training"),
     params:
