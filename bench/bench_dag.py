@@ -10,17 +10,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import re
-import shutil
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-WORKFLOW = ("Snakefile", "workflow", "scripts", "envs")
+from workflow_copy import dry_run, write_workflow
 
 
 def write_inputs(folder: Path, n_files: int) -> None:
@@ -33,30 +27,25 @@ def write_inputs(folder: Path, n_files: int) -> None:
         (sub / f"sample{i:06d}.bed").write_text(f"chr1\t{i % 500}\t{i % 500 + 50}\n")
 
 
-def write_workflow(folder: Path, files_per_shard: int) -> None:
-    for name in WORKFLOW:
-        src = ROOT / name
-        (shutil.copytree if src.is_dir() else shutil.copy)(src, folder / name)
-    (folder / "config").mkdir()
-    (folder / "config" / "config.yaml").write_text(
-        "universe: universe.bed\n"
-        "inputs:\n  bed: ['bed/*/*.bed']\n"
-        f"shards:\n  files_per_shard: {files_per_shard}\n"
-        "train:\n  enabled: true\n"
-    )
-
-
-def dry_run(folder: Path) -> tuple[float, int]:
-    """Seconds of one `snakemake -n --quiet rules`, and the number of jobs it would run."""
-    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
-    start = time.perf_counter()
-    out = subprocess.run(
-        [sys.executable, "-m", "snakemake", "-n", "--quiet", "rules", "--cores", "1"],
-        cwd=folder, env=env, capture_output=True, text=True, check=True,
-    )
-    seconds = time.perf_counter() - start
-    total = re.search(r"^total\s+(\d+)", out.stdout + out.stderr, re.M)
-    return seconds, int(total.group(1)) if total else -1
+def measure(n_files: int, files_per_shard: int) -> dict:
+    """Write the inputs and the workflow into a temporary folder and time two dry runs there."""
+    results = {"files": n_files, "files_per_shard": files_per_shard}
+    with tempfile.TemporaryDirectory(prefix="gtok-dag-") as tmp:
+        folder = Path(tmp)
+        start = time.perf_counter()
+        write_inputs(folder, n_files)
+        print(f"wrote {n_files:,} BED files in {time.perf_counter() - start:.1f} s")
+        write_workflow(folder, {
+            "universe": "universe.bed",
+            "inputs": {"bed": ["bed/*/*.bed"]},
+            "shards": {"files_per_shard": files_per_shard},
+            "train": {"enabled": True},
+        })
+        for attempt in ("first", "second"):
+            seconds, jobs = dry_run(folder)
+            print(f"snakemake -n ({attempt} run): {seconds:.1f} s, {jobs:,} jobs")
+            results[f"{attempt}_seconds"], results["jobs"] = round(seconds, 2), jobs
+    return results
 
 
 def main() -> None:
@@ -65,17 +54,7 @@ def main() -> None:
     parser.add_argument("--files-per-shard", type=int, default=200)
     parser.add_argument("--json", help="also write the results to this JSON file")
     args = parser.parse_args()
-    results = {"files": args.files, "files_per_shard": args.files_per_shard}
-    with tempfile.TemporaryDirectory(prefix="gtok-dag-") as tmp:
-        folder = Path(tmp)
-        start = time.perf_counter()
-        write_inputs(folder, args.files)
-        print(f"wrote {args.files:,} BED files in {time.perf_counter() - start:.1f} s")
-        write_workflow(folder, args.files_per_shard)
-        for attempt in ("first", "second"):
-            seconds, jobs = dry_run(folder)
-            print(f"snakemake -n ({attempt} run): {seconds:.1f} s, {jobs:,} jobs")
-            results[f"{attempt}_seconds"], results["jobs"] = round(seconds, 2), jobs
+    results = measure(args.files, args.files_per_shard)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1) + "\n")
 

@@ -24,3 +24,66 @@ def test_tokenize_speed(tmp_path):
     assert bed["identical"] and cells["identical"]
     assert bed["gtars"] / bed["gtok"] >= 4
     assert cells["gtok_cells_per_s"] / cells["gtars_cells_per_s"] >= 100
+
+
+# -- scale and fault drills (bench/drill_*.py; results in bench/README.md, "Scale and fault drills") --
+
+def slurm_running() -> bool:
+    try:
+        return subprocess.run(["sinfo", "-h"], capture_output=True).returncode == 0
+    except FileNotFoundError:  # SLURM not installed
+        return False
+
+
+needs_slurm = pytest.mark.skipif(not slurm_running(), reason="needs the local SLURM cluster: bash scripts/local-slurm.sh start")
+
+
+def drill(tmp_path, script: str, *args: str) -> dict:
+    out = tmp_path / f"{script}.json"
+    subprocess.run([sys.executable, str(HERE / f"{script}.py"), *args, "--json", str(out)], check=True)
+    return json.loads(out.read_text())
+
+
+@needs_slurm
+def test_drill_fanout(tmp_path):
+    res = drill(tmp_path, "drill_fanout")
+    plan, run = res["plan"], res["run"]
+    assert plan["jobs"] == 100_000 // 200 + 6 and plan["second_seconds"] < 60
+    assert run["records"] == run["files"] == 10_000  # and gtok verify passed, names distinct (else exit 1)
+    assert run["slurm_jobs_by_rule"]["tokenize_bed"] == run["shards"]
+
+
+@needs_slurm
+def test_drill_big_h5ad(tmp_path):
+    res = drill(tmp_path, "drill_big_h5ad")  # exits non-zero when a job's peak RSS reaches 2 GB
+    assert res["records"] == res["cells"] == 1_000_000 and res["max_peak_mb"] < 2000
+
+
+def test_drill_killed_writer(tmp_path):
+    res = drill(tmp_path, "drill_killed_writer")
+    assert res["first_run_exit"] != 0 and res["failure_reported"]
+    assert not res["output_exists_after_kill"] and not res["manifest_exists_after_kill"]
+    assert res["records"] == res["files"]
+
+
+@needs_slurm
+def test_drill_slurm_failure(tmp_path):
+    retried, failed = drill(tmp_path, "drill_slurm_failure")["runs"]
+    assert retried["first_run_exit"] == 0 and retried["restarted"] and len(retried["shard_jobs"]) == 2
+    assert failed["first_run_exit"] != 0 and not failed["manifest_after_failure"] and failed["rerun_jobs"]
+
+
+def test_drill_preemption(tmp_path):
+    res = drill(tmp_path, "drill_preemption")  # exits non-zero unless batches and weights match
+    assert res["resumed_first"] == res["expected_first"] and res["resumed_in_epoch"] == res["remaining_in_epoch"]
+
+
+def test_drill_corruption(tmp_path):
+    res = drill(tmp_path, "drill_corruption")
+    assert res["verify_exit"] == 1 and res["shard"] in res["verify_output"]
+    assert res["train_default_exit"] == 1 and res["shard"] in res["train_default_stderr"]
+
+
+def test_drill_throughput(tmp_path):
+    res = drill(tmp_path, "drill_throughput")
+    assert res["same_token_count"] and res["records"] == res["files"]

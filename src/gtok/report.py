@@ -72,15 +72,17 @@ def shard_stats(shards: Sequence[tuple[str, str]]) -> tuple["pd.DataFrame", dict
 
     from gtok.manifest import common_vocabulary
 
-    readers = [ShardReader(path) for path, _ in shards]
-    _, vocab_size = common_vocabulary([(describe(r.path), r.fingerprint, r.vocab_size) for r in readers])
+    _, vocab_size = common_vocabulary([_vocabulary(path) for path, _ in shards])
     if vocab_size is None:
-        raise GtokError(f"{describe(readers[0].path)}: gtars token files carry no vocabulary size; use gtok shards.")
+        raise GtokError(f"{describe(shards[0][0])}: gtars token files carry no vocabulary size; use gtok shards.")
     n_regions = vocab_size - len(SPECIAL_TOKENS)
     unk = n_regions  # the first special token
     seen_all = np.zeros(vocab_size, dtype=bool)
     rows, lengths = [], {}
-    for reader, (_, source) in zip(readers, shards):
+    for path, source in shards:
+        # One shard mapped at a time: the pages of a mapped shard count in the job's RSS once read,
+        # so holding every shard open would grow its memory with the whole data set's size.
+        reader = ShardReader(path)
         seen = np.zeros(vocab_size, dtype=bool)
         seen[reader.tokens] = True
         seen_all |= seen
@@ -92,6 +94,12 @@ def shard_stats(shards: Sequence[tuple[str, str]]) -> tuple["pd.DataFrame", dict
     total_unk = sum(r["unk_only_records"] for r in rows)
     rows.append(_row("all", "all", every, total_unk, seen_all[:n_regions], seen_all[:n_regions]))
     return pd.DataFrame(rows, columns=COLUMNS), lengths
+
+
+def _vocabulary(path: str) -> tuple[str, str | None, int | None]:
+    """(name, fingerprint, vocab_size) of a shard, read from its header; the shard is closed again."""
+    reader = ShardReader(path)
+    return describe(reader.path), reader.fingerprint, reader.vocab_size
 
 
 def unk_only_records(reader: ShardReader, unk: int) -> int:
