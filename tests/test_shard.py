@@ -103,6 +103,13 @@ def test_killed_writer_leaves_nothing_at_the_output_path(tmp_path):
     assert [p.name.startswith(".killed.gtok.") for p in tmp_path.iterdir()] == [True]
 
 
+def test_a_new_writer_removes_what_a_killed_writer_of_the_same_path_left(tmp_path):
+    (tmp_path / ".s.gtok.abc123.tmp").write_bytes(b"half a shard")
+    (tmp_path / ".other.gtok.abc123.tmp").write_bytes(b"another path's")
+    write_shard(tmp_path / "s.gtok", [("a", np.array([1]))], 10, FP)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".other.gtok.abc123.tmp", "s.gtok"]
+
+
 @pytest.fixture
 def shard_bytes(tmp_path):
     path = write_shard(tmp_path / "c.gtok", sample_records(np.random.default_rng(1)), 1000, FP)

@@ -14,6 +14,7 @@ import struct
 import zlib
 from collections.abc import Iterable, Sequence
 from contextlib import ExitStack
+from glob import escape as glob_escape
 from pathlib import Path
 
 import numpy as np
@@ -63,10 +64,17 @@ class ShardWriter:
         self._labels: list[str | None] = []
         self._n_tokens = 0
         self._crc = 0
+        self._remove_stale_temporaries()
         self._stack = ExitStack()
         tmp = self._stack.enter_context(atomic_path(self.path))
         self._fh = self._stack.enter_context(open(tmp, "wb"))
         self._fh.write(bytes(HEADER_SIZE))
+
+    def _remove_stale_temporaries(self) -> None:
+        """Delete what killed writers of this same path left behind (one writer per path, as the
+        workflow guarantees), so reruns do not pile up shard-sized hidden files."""
+        for stale in self.path.parent.glob(f".{glob_escape(self.path.name)}.*.tmp"):
+            stale.unlink(missing_ok=True)
 
     def __enter__(self) -> "ShardWriter":
         return self
