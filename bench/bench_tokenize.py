@@ -65,14 +65,13 @@ print(json.dumps({"cells": n, "seconds": dt, "tokens": [list(map(int, o)) for o 
 GTOK_CELLS = """
 import sys, time, json
 from gtok import Tokenizer
-from gtok.cells import iter_cell_tokens
 from gtok.shard import ShardWriter
+from gtok.tokenize_cmd import write_cells
 universe, h5ad, out = sys.argv[1:]
 tok = Tokenizer.from_bed(universe)
 t = time.perf_counter()
 with ShardWriter(out, tok.vocab_size, tok.fingerprint) as w:
-    for chunk in iter_cell_tokens(tok, h5ad, chunk_rows=1024):
-        w.add_batch(chunk.names, chunk.tokens, chunk.lengths)
+    write_cells(w, tok, h5ad, chunk_rows=1024)  # what `gtok tokenize` runs per .h5ad
 print(json.dumps({"seconds": time.perf_counter() - t}))
 """
 

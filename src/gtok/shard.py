@@ -102,7 +102,7 @@ class ShardWriter:
             raise ValueError("names, lengths and tokens disagree")
         if np.size(tokens) and (np.min(tokens) < 0 or np.max(tokens) >= self.vocab_size):
             raise ValueError(f"token ids must lie in [0, {self.vocab_size}) for this vocabulary")
-        data = np.ascontiguousarray(tokens, dtype=self.dtype).tobytes()
+        data = memoryview(np.ascontiguousarray(tokens, dtype=self.dtype)).cast("B")  # no extra copy
         self._fh.write(data)
         self._crc = zlib.crc32(data, self._crc)
         self._n_tokens += int(lengths.sum())

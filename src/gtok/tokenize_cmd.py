@@ -42,7 +42,7 @@ def tokenize_to_shard(
             tokens, lengths = tok.tokenize_many([iv for _, iv in batch])
             writer.add_batch(names, tokens, lengths, [labels[p] for p, _ in batch] if labels else None)
         for path in h5ads:
-            _add_cells(writer, tok, path, row_range, label_key, chunk_rows, progress)
+            write_cells(writer, tok, path, row_range, label_key, chunk_rows, progress)
     return Path(output)
 
 
@@ -102,14 +102,57 @@ def _ordered_map(fn, items: Sequence, window: int = 64) -> Iterator:
             yield pending.popleft().result()
 
 
-def _add_cells(writer, tok, path, row_range, label_key, chunk_rows, progress) -> None:
+def write_cells(writer, tok, path, row_range=None, label_key=None, chunk_rows=2048, progress=False) -> None:
+    """Tokenize the cells of one .h5ad into `writer`; the next chunk is read and tokenized on a
+    thread while this one is written, since both release the GIL for most of their time."""
     from gtok.cells import iter_cell_tokens
 
     bar = _progress(None, progress, desc=os.path.basename(path), unit="cell")
-    for chunk in iter_cell_tokens(tok, path, rows=row_range, chunk_rows=chunk_rows, label_key=label_key):
+    chunks = iter_cell_tokens(tok, path, rows=row_range, chunk_rows=chunk_rows, label_key=label_key)
+    for chunk in _prefetched(chunks):
         writer.add_batch(chunk.names, chunk.tokens, chunk.lengths, chunk.labels)
         if bar is not None:
             bar.update(len(chunk.names))
+
+
+def _prefetched(items: Iterator, depth: int = 2) -> Iterator:
+    """Items of an iterator produced on a background thread, at most `depth` ahead (errors are
+    raised here, in order)."""
+    import queue
+    import threading
+
+    done = object()
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if stop.is_set():
+                    return
+                q.put((item, None))
+        except BaseException as exc:  # handed to the consumer, which raises it
+            q.put((None, exc))
+            return
+        q.put((done, None))
+
+    thread = threading.Thread(target=produce, daemon=True)
+    thread.start()
+    try:
+        while True:
+            item, exc = q.get()
+            if exc is not None:
+                raise exc
+            if item is done:
+                return
+            yield item
+    finally:
+        stop.set()
+        while thread.is_alive():  # unblock a producer waiting on a full queue
+            try:
+                q.get_nowait()
+            except queue.Empty:
+                thread.join(0.01)
 
 
 def _progress(items, enabled: bool, **kwargs):
