@@ -81,12 +81,14 @@ def test_fingerprint_changes_iff_vocabulary_changes(tmp_path):
 def test_universe_cache_is_used_and_equivalent(tmp_path):
     u = GENIML / "universe.uniq.bed"
     cold = Tokenizer.from_bed(u, cache_dir=tmp_path)
-    assert len(list(tmp_path.glob("universe-*.npz"))) == 1
+    assert len(list(tmp_path.glob("universe-*.idx"))) == 1
     warm = Tokenizer.from_bed(u, cache_dir=tmp_path)
     q = GENIML / "to_tokenize.bed"
     assert warm.fingerprint == cold.fingerprint and warm.tokenize(q).tolist() == cold.tokenize(q).tolist()
-    next(tmp_path.glob("universe-*.npz")).write_bytes(b"garbage")
-    assert Tokenizer.from_bed(u, cache_dir=tmp_path).tokenize(q).tolist() == [147, 95, 133]
+    cache = next(tmp_path.glob("universe-*.idx"))
+    for damaged in (cache.read_bytes()[:-100], b"garbage"):  # truncated, or not a cache at all
+        cache.write_bytes(damaged)
+        assert Tokenizer.from_bed(u, cache_dir=tmp_path).tokenize(q).tolist() == [147, 95, 133]
 
 
 def test_encode_returns_long_tensors(tok, tmp_path):

@@ -15,6 +15,7 @@ queries of a file arrive as increasing keys and `searchsorted` walks the arrays 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import warnings
 from dataclasses import dataclass
@@ -27,7 +28,7 @@ from gtok.bed import Intervals, parse_bed_bytes, read_bytes
 from gtok.errors import GtokError
 
 _POS_BITS = 34  # positions up to 17 Gbp; chromosome codes take the bits above
-_CACHE_VERSION = 3
+_CACHE_VERSION = 4
 
 
 @dataclass(frozen=True)
@@ -101,7 +102,7 @@ class Universe:
         if cache is not None and cache.exists():
             try:
                 return cls._load_cache(cache)
-            except (OSError, ValueError, KeyError):
+            except (OSError, ValueError, KeyError, TypeError):
                 pass  # unreadable cache: rebuild it below
         intervals = parse_bed_bytes(raw, os.fspath(path))
         if len(intervals) == 0:
@@ -111,33 +112,47 @@ class Universe:
             universe._save_cache(cache)
         return universe
 
+    def _cache_arrays(self) -> dict[str, np.ndarray]:
+        return {
+            "codes": self.codes, "starts": self.starts, "ends": self.ends,
+            "rank_to_id": self._plan.rank_to_id, "class_order": self._plan.class_order,
+            "class_bounds": self._plan.class_bounds,
+        }
+
     def _save_cache(self, path: Path) -> None:
+        """One file: a length-prefixed JSON header, then the raw arrays (read back without copies;
+        an .npz would cost a zip CRC pass and a copy per array on every load)."""
+        arrays, layout, offset = self._cache_arrays(), {}, 0
+        for name, arr in arrays.items():
+            layout[name] = [arr.dtype.str, int(arr.size), offset]
+            offset += arr.nbytes
+        header = json.dumps({"version": _CACHE_VERSION, "fingerprint": self.fingerprint,
+                             "names": list(self.chrom_names), "arrays": layout}).encode()
+        header += b" " * (-(len(header) + 8) % 8)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             with atomic_path(path) as tmp, open(tmp, "wb") as fh:
-                np.savez(
-                    fh,
-                    version=np.int64(_CACHE_VERSION),
-                    names=np.array(self.chrom_names, dtype=str),
-                    codes=self.codes,
-                    starts=self.starts,
-                    ends=self.ends,
-                    rank_to_id=self._plan.rank_to_id,
-                    class_order=self._plan.class_order,
-                    class_bounds=self._plan.class_bounds,
-                    fingerprint=np.array(self.fingerprint),
-                )
+                fh.write(len(header).to_bytes(8, "little") + header)
+                for arr in arrays.values():
+                    fh.write(memoryview(np.ascontiguousarray(arr)).cast("B"))
         except OSError:
             pass  # a cache is an optimisation; a read-only disk must not fail tokenization
 
     @classmethod
     def _load_cache(cls, path: Path) -> "Universe":
-        with np.load(path, allow_pickle=False) as z:
-            if int(z["version"]) != _CACHE_VERSION:
-                raise ValueError("old cache")
-            plan = _IndexPlan(z["rank_to_id"], z["class_order"], z["class_bounds"])
-            names = tuple(str(n) for n in z["names"])
-            return cls(names, z["codes"], z["starts"], z["ends"], plan=plan, fingerprint=str(z["fingerprint"]))
+        raw = path.read_bytes()
+        size = int.from_bytes(raw[:8], "little")
+        meta = json.loads(raw[8 : 8 + size])
+        if meta["version"] != _CACHE_VERSION:
+            raise ValueError("old cache")
+        base = 8 + size
+        arrays = {
+            name: np.frombuffer(raw, dtype=dtype, count=count, offset=base + offset)
+            for name, (dtype, count, offset) in meta["arrays"].items()
+        }
+        plan = _IndexPlan(arrays["rank_to_id"], arrays["class_order"], arrays["class_bounds"])
+        return cls(tuple(meta["names"]), arrays["codes"], arrays["starts"], arrays["ends"],
+                   plan=plan, fingerprint=meta["fingerprint"])
 
     def _make_plan(self) -> _IndexPlan:
         rank_to_id = np.lexsort((self.ends, self.starts, self.codes))
@@ -267,4 +282,4 @@ def _cache_path(raw: bytes, cache_dir: str | os.PathLike | None) -> Path | None:
     if str(root).lower() in ("0", "off", "none", ""):
         return None
     digest = hashlib.sha256(raw).hexdigest()[:32]  # sha256 has hardware support
-    return Path(root) / f"universe-{digest}.npz"
+    return Path(root) / f"universe-{digest}.idx"
