@@ -71,7 +71,7 @@ universe, h5ad, out = sys.argv[1:]
 tok = Tokenizer.from_bed(universe)
 t = time.perf_counter()
 with ShardWriter(out, tok.vocab_size, tok.fingerprint) as w:
-    write_cells(w, tok, h5ad, chunk_rows=1024)  # what `gtok tokenize` runs per .h5ad
+    write_cells(w, tok, h5ad)  # what `gtok tokenize` runs per .h5ad
 print(json.dumps({"seconds": time.perf_counter() - t}))
 """
 
@@ -125,7 +125,7 @@ def bench_bed(data: Path, work: Path, repeats: int, env: dict) -> dict:
 def bench_cells(data: Path, work: Path, n_oracle: int, env: dict) -> dict:
     universe, h5ad = str(data / "universe.bed"), str(data / "cells.h5ad")
     shard = str(work / "cells.gtok")
-    cmd = [*GTOK, "tokenize", "-q", "-u", universe, "-o", shard, "--chunk-rows", "1024", h5ad]
+    cmd = [*GTOK, "tokenize", "-q", "-u", universe, "-o", shard, h5ad]  # the default 2,048-row chunks
     wall, _ = timed(cmd, env)
     rss = peak_rss_kib(cmd, env)
     inner = subprocess.run([sys.executable, "-c", GTOK_CELLS, universe, h5ad, str(work / "inner.gtok")],
@@ -175,7 +175,7 @@ def report(bed: dict, cells: dict) -> str:
         f"| h5ad cells/s of the whole `gtok tokenize` process (start-up, imports, universe load included) "
         f"| {cells['gtok_process_cells_per_s']:,.0f} | {cells['gtars_cells_per_s']:,.0f} "
         f"| {cells['gtok_process_cells_per_s'] / cells['gtars_cells_per_s']:.0f}x |",
-        f"| h5ad peak RSS of the gtok process (1,024-row chunks) | {cells['peak_rss_mib']:.0f} MiB | | |",
+        f"| h5ad peak RSS of the gtok process (2,048-row chunks) | {cells['peak_rss_mib']:.0f} MiB | | |",
         "",
         f"Tokens identical to gtars: BED {bed['identical']}, cells {cells['identical']} "
         f"({bed['tokens']:,} BED tokens).",

@@ -38,7 +38,8 @@ class CellChunk:
 
 
 def var_intervals(columns: Mapping[str, Any], var_names: Any, source: str) -> Intervals:
-    """The region of every column: from `var` columns chr/start/end, else parsed from var_names."""
+    """The region of every column: from `var` columns chr/start/end, else parsed from var_names
+    (an array, or a function returning it: a file's 100,000 names are read only when needed)."""
     cols = {str(c).lower(): c for c in columns}
     chrom = next((cols[c] for c in _CHROM_COLUMNS if c in cols), None)
     if chrom is not None and "start" in cols and "end" in cols:
@@ -49,7 +50,7 @@ def var_intervals(columns: Mapping[str, Any], var_names: Any, source: str) -> In
             raise GtokError(f"{source}: var columns start/end are not integers.") from None
         iv = Intervals.from_columns(np.asarray(columns[chrom]).astype(str), starts, ends)
     else:
-        names = [str(n) for n in var_names]
+        names = [str(n) for n in (var_names() if callable(var_names) else var_names)]
         parsed = [_REGION_NAME.match(n) for n in names]
         bad = next((n for n, m in zip(names, parsed) if m is None), None)
         if bad is not None:
@@ -135,7 +136,8 @@ class _Cells:
     def var(self) -> tuple[dict[str, Any], Any]:
         if self._h5:
             try:
-                return {c: self._h5.column("var", c) for c in self._h5.columns("var")}, self._h5.index("var")
+                h5 = self._h5
+                return {c: h5.column("var", c) for c in h5.columns("var")}, lambda: h5.index("var")
             except (Unsupported, KeyError):
                 self._adata = _read_backed(self.name)
         var = self._adata.var
