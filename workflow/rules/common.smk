@@ -209,8 +209,16 @@ if config["train"]["enabled"]:
 
 
 def train_options() -> dict:
-    """What goes into train_config.yaml: the `train` section less `enabled` and `model`."""
-    return {k: v for k, v in config["train"].items() if k not in ("enabled", "model")}
+    """What goes into train_config.yaml: the `train` section less `enabled` and `model`, with keys
+    sorted at every level, so that reordering config.yaml (the params trigger sees order) reruns
+    nothing."""
+    return _sorted_keys({k: v for k, v in config["train"].items() if k not in ("enabled", "model")})
+
+
+def _sorted_keys(value):
+    if isinstance(value, dict):
+        return {k: _sorted_keys(value[k]) for k in sorted(value)}
+    return value
 
 
 def train_argv(wildcards) -> list[str]:
