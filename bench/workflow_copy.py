@@ -27,11 +27,12 @@ BIN = Path(sys.executable).parent
 SUBMITTED = re.compile(r"submitted with SLURM jobid (\d+) \(log: (\S+)\)")
 
 
-def write_workflow(folder: Path, config: dict) -> Path:
-    """Copy the workflow into `folder`, with `config` as its whole config/config.yaml (the schema
-    fills in the defaults). The profiles come along, so profiles/default applies as in the repo."""
+def write_workflow(folder: Path, config: dict, extra: tuple[str, ...] = ()) -> Path:
+    """Copy the workflow (and the `extra` top-level paths, e.g. "resources") into `folder`, with
+    `config` as its whole config/config.yaml (the schema fills in the defaults). The profiles come
+    along, so profiles/default applies as in the repo."""
     folder.mkdir(parents=True, exist_ok=True)
-    for name in WORKFLOW:
+    for name in (*WORKFLOW, *extra):
         src = ROOT / name
         if src.is_dir():
             shutil.copytree(src, folder / name, ignore=shutil.ignore_patterns("__pycache__"))
