@@ -60,24 +60,25 @@ def common_vocabulary(shards: Sequence[tuple[str, str | None, int | None]]) -> t
     gtars files carry neither and agree with anything. Two different fingerprints (or vocabulary
     sizes) mean two different universes, whose token ids mean different regions: refuse.
     """
-    fingerprint = vocab_size = None
-    fp_from = vs_from = ""
-    for name, fp, vs in shards:
-        if fp is not None:
-            if fingerprint is not None and fp != fingerprint:
-                raise FingerprintMismatchError(
-                    f"{fp_from} (fingerprint {fingerprint}) and {name} (fingerprint {fp}) were tokenized with "
-                    "different universes; tokenize every shard with the same universe."
-                )
-            fingerprint, fp_from = fingerprint or fp, fp_from or name
-        if vs is not None:
-            if vocab_size is not None and vs != vocab_size:
-                raise FingerprintMismatchError(
-                    f"{vs_from} (vocabulary size {vocab_size}) and {name} (vocabulary size {vs}) were tokenized "
-                    "with different universes; tokenize every shard with the same universe."
-                )
-            vocab_size, vs_from = vocab_size or vs, vs_from or name
+    fingerprint = _agreed([(name, fp) for name, fp, _ in shards], "fingerprint")
+    vocab_size = _agreed([(name, vs) for name, _, vs in shards], "vocabulary size")
     return fingerprint, vocab_size
+
+
+def _agreed(values: Sequence[tuple[str, Any]], what: str) -> Any:
+    """The one value that every shard giving one (not None) gives; refuse two different ones."""
+    first_name, first = "", None
+    for name, value in values:
+        if value is None:
+            continue
+        if first is None:
+            first_name, first = name, value
+        elif value != first:
+            raise FingerprintMismatchError(
+                f"{first_name} ({what} {first}) and {name} ({what} {value}) were tokenized with "
+                "different universes; tokenize every shard with the same universe."
+            )
+    return first
 
 
 # -- writing --------------------------------------------------------------------------------------
