@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -138,6 +137,18 @@ def test_corrupt_shards_name_the_file(shard_bytes, mutate, words):
     with pytest.raises(ShardFormatError) as err:
         ShardReader(path)
     assert str(err.value).startswith(f"{path}: ") and words in str(err.value), str(err.value)
+
+
+def test_a_broken_names_table_is_refused_at_open(shard_bytes):
+    import struct
+
+    from gtok.shard import HEADER
+
+    path, data = shard_bytes
+    names_at = HEADER.unpack_from(data)[11]
+    corrupt(path, data[: names_at + 8] + struct.pack("<Q", 2**40) + data[names_at + 16 :])
+    with pytest.raises(ShardFormatError, match="c.gtok: the names or labels table is corrupt"):
+        ShardReader(path)
 
 
 def test_flipped_token_byte_is_caught_by_verify(shard_bytes):

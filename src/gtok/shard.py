@@ -233,18 +233,25 @@ class ShardReader:
         self._names_at, self._labels_at = names_at, labels_at if flags & FLAG_LABELS else 0
         self._names = self._labels = None
         self._crcs = (crc_tok, crc_off, crc_meta, tokens_at, offsets_at, names_at)
-        self._read_strings(self._names_at)  # validates the names table now, not at first use
-        if self._labels_at:
-            self._read_strings(self._labels_at)
+        for at in (self._names_at, self._labels_at) if self._labels_at else (self._names_at,):
+            self._string_table(at)  # checks the table's structure now; its text is decoded on use
 
-    def _read_strings(self, at: int) -> list[str]:
+    def _string_table(self, at: int) -> tuple[np.ndarray, int]:
+        """The byte ends of a names or labels table and where its text starts, checked."""
         n = len(self)
+        if at + 8 * (n + 1) > self._size:
+            self._fail("the names or labels table is corrupt")
         ends = np.frombuffer(self._map, dtype="<u8", count=n + 1, offset=at)
         blob_at = at + 8 * (n + 1)
         if ends[0] != 0 or np.any(np.diff(ends.view(np.int64)) < 0) or blob_at + int(ends[-1]) > self._size:
             self._fail("the names or labels table is corrupt")
+        return ends, blob_at
+
+    def _read_strings(self, at: int) -> list[str]:
+        ends, blob_at = self._string_table(at)
         blob = bytes(self._map[blob_at : blob_at + int(ends[-1])])
         e = ends.tolist()
+        n = len(self)
         try:
             return [blob[e[i] : e[i + 1]].decode("utf-8") for i in range(n)]
         except UnicodeDecodeError:
