@@ -10,7 +10,7 @@ import torch
 
 from gtok.cli_train import MODEL_NAMES
 from gtok.errors import FingerprintMismatchError, GtokError
-from gtok.models import MODELS, Classifier, Encoder, Region2Vec, Vocab, model_from
+from gtok.models import MODELS, Classifier, Encoder, Vocab, model_from
 from gtok.models.region2vec import _window_sum, region_counts
 from gtok.shard import write_shard
 

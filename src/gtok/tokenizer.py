@@ -59,7 +59,7 @@ class Tokenizer:
 
     def tokenize(self, source: Any) -> np.ndarray:
         """Token ids (int64) of one document: a BED path, DataFrame, PyRanges, tuple list or Intervals."""
-        q, ids = self.universe.overlaps(to_intervals(source))
+        _, ids = self.universe.overlaps(to_intervals(source))
         return ids if ids.size else np.array([self.unk_token_id], dtype=np.int64)
 
     def tokenize_many(self, docs: Sequence[Intervals]) -> tuple[np.ndarray, np.ndarray]:
