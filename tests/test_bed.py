@@ -61,7 +61,7 @@ def test_gzip_is_detected_by_content(tmp_path):
         ("chr1\t1\t2\nchr1\t5\n", 2, "at least 3 columns"),
         ("chr1\t1\t2\nchr1\t1\t2\nchr1\tx\t9\n", 3, "'x' is not a non-negative integer"),
         ("chr1\t1\t2\nchr1\t1.5\t9\n", 2, "'1.5' is not a non-negative integer"),
-        ("chr1\t-5\t9\n", 1, "negative start coordinate -5"),
+        ("chr1\t-5\t9\n", 1, "start coordinate -5 is negative"),
         ("chr1\t1\t2\n#c\nchr1\t9\t3\n", 3, "start 9 is greater than end 3"),
         ("\t1\t2\n", 1, "chromosome name is empty"),
     ],

@@ -81,11 +81,11 @@ def test_fingerprint_changes_iff_vocabulary_changes(tmp_path):
 def test_universe_cache_is_used_and_equivalent(tmp_path):
     u = GENIML / "universe.uniq.bed"
     cold = Tokenizer.from_bed(u, cache_dir=tmp_path)
-    assert len(list(tmp_path.glob("universe-*.idx"))) == 1
+    assert len(list(tmp_path.glob("universe-*.gtokidx"))) == 1
     warm = Tokenizer.from_bed(u, cache_dir=tmp_path)
     q = GENIML / "to_tokenize.bed"
     assert warm.fingerprint == cold.fingerprint and warm.tokenize(q).tolist() == cold.tokenize(q).tolist()
-    cache = next(tmp_path.glob("universe-*.idx"))
+    cache = next(tmp_path.glob("universe-*.gtokidx"))
     for damaged in (cache.read_bytes()[:-100], b"garbage"):  # truncated, or not a cache at all
         cache.write_bytes(damaged)
         assert Tokenizer.from_bed(u, cache_dir=tmp_path).tokenize(q).tolist() == [147, 95, 133]
@@ -116,7 +116,7 @@ def test_encode_batch_pads(tok):
 
 
 def test_bad_in_memory_regions(tok):
-    with pytest.raises(GtokError, match="row 1: invalid region 9-3"):
+    with pytest.raises(GtokError, match="the region list, row 1: start 9 is greater than end 3"):
         tok.tokenize([("chr1", 1, 2), ("chr1", 9, 3)])
     with pytest.raises(TypeError):
         tok.tokenize(42)

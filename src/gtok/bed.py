@@ -10,17 +10,22 @@ from __future__ import annotations
 
 import gzip
 import os
+import re
 import zlib
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
 from gtok.errors import BedFormatError, GtokError, describe
+from gtok.paths import input_file
 
 #: Field separators. BED is tab-separated, but space-separated files are common enough to accept.
 _DELIMITERS = (ord("\t"), ord(" "))
-_MAX_DIGITS = 18  # fits int64 with room to spare
+_MAX_DIGITS = 18  # fits int64 with room to spare; longer numbers are "too large" without parsing them
+#: The largest coordinate accepted anywhere (queries, universes, h5ad var): gtars reads coordinates as
+#: 32-bit unsigned integers, and the universe index folds positions into 34 bits of an int64 key, so
+#: a larger one would be misread by one tool and wrap onto the next chromosome in the other.
+MAX_COORDINATE = 2**32 - 1
 _SKIP_PREFIXES = (b"#", b"track", b"browser")
 
 
@@ -49,16 +54,42 @@ class Intervals:
         return self.take(np.argsort(key, kind="stable"))
 
     @staticmethod
-    def from_columns(chroms, starts, ends) -> "Intervals":
-        """Build from array-likes of names and coordinates (DataFrame columns, tuple lists)."""
-        chroms = np.asarray(chroms, dtype=object)
+    def from_columns(chroms, starts, ends, source: str = "the regions", column_names=("start", "end")) -> "Intervals":
+        """Build from array-likes of names and coordinates (DataFrame columns, tuple lists, h5ad
+        var), checked like BED text: `source` and the row are named for any bad value."""
+        chroms = np.asarray(chroms, dtype=object).reshape(-1)
+        starts = coordinates(starts, f"{source}, column {column_names[0]!r}")
+        ends = coordinates(ends, f"{source}, column {column_names[1]!r}")
+        if not chroms.size == starts.size == ends.size:
+            raise GtokError(f"{source}: the chromosome, start and end columns differ in length.")
+        empty = np.flatnonzero((chroms == "") | (chroms == None))  # noqa: E711 (elementwise)
+        if empty.size:
+            raise GtokError(f"{source}, row {int(empty[0])}: the chromosome name is empty.")
+        backwards = np.flatnonzero(starts > ends)
+        if backwards.size:
+            i = int(backwards[0])
+            raise GtokError(f"{source}, row {i}: start {starts[i]} is greater than end {ends[i]}.")
         names, codes = np.unique(chroms.astype(str), return_inverse=True) if chroms.size else ([], chroms)
-        return Intervals(
-            tuple(str(n) for n in names),
-            np.asarray(codes, dtype=np.int32).reshape(-1),
-            np.asarray(starts, dtype=np.int64).reshape(-1),
-            np.asarray(ends, dtype=np.int64).reshape(-1),
-        )
+        return Intervals(tuple(str(n) for n in names), np.asarray(codes, dtype=np.int32).reshape(-1), starts, ends)
+
+
+def coordinates(values, what: str) -> np.ndarray:
+    """`values` as int64 coordinates, refusing what a cast would silently change or wrap: missing
+    values, fractions (150.7; 150.0 is 150), negatives, and values above `MAX_COORDINATE`."""
+    arr = np.asarray(values).reshape(-1)
+    if arr.dtype.kind == "f":
+        bad = ~np.isfinite(arr) | (arr != np.floor(arr)) | (arr < 0) | (arr > MAX_COORDINATE)
+    elif arr.dtype.kind in "iu":
+        bad = (arr < 0) | (arr > MAX_COORDINATE)
+    else:  # strings or objects: each must be a plain non-negative integer
+        text = arr.astype(str)
+        bad = np.array([coordinate_problem(t) is not None for t in text], dtype=bool)
+        if not bad.any():
+            return text.astype(np.int64)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise GtokError(f"{what}, row {i}: {arr[i].item()!r} is not a coordinate (a whole number from 0 to {MAX_COORDINATE:,}).")
+    return arr.astype(np.int64)
 
 
 def read_bed(path: str | os.PathLike) -> Intervals:
@@ -74,17 +105,13 @@ def read_bed(path: str | os.PathLike) -> Intervals:
     return intervals
 
 
-def read_bytes(path: str | os.PathLike) -> bytes:
+def read_bytes(path: str | os.PathLike, what: str = "BED file") -> bytes:
     """The file's bytes, decompressed if it is gzip (told by its magic number, not its name)."""
     name = describe(path)
     try:
-        raw = Path(path).read_bytes()
-    except FileNotFoundError:
-        raise GtokError(f"{name}: no such file.") from None
-    except IsADirectoryError:
-        raise GtokError(f"{name}: is a folder, expected a BED file.") from None
+        raw = input_file(path, what).read_bytes()
     except OSError as exc:
-        raise GtokError(f"{name}: cannot read the file ({exc.strerror}).") from None
+        raise GtokError(f"{name}: cannot read the file ({os.strerror(exc.errno).lower()}).") from None
     if raw[:2] == b"\x1f\x8b":
         try:
             raw = gzip.decompress(raw)
@@ -107,10 +134,12 @@ def parse_bed_bytes(data: bytes, name: str) -> Intervals:
     fields = _field_bounds(buf, ls, le)
     starts, start_ok = _parse_uints(buf, fields[1], fields[2])
     ends, end_ok = _parse_uints(buf, fields[3], fields[4])
-    ok = fields[5] & start_ok & end_ok & (fields[0] > ls) & (starts <= ends)
+    ok = fields[5] & start_ok & end_ok & (fields[0] > ls) & (starts <= ends) & (ends <= MAX_COORDINATE)
 
-    # A column-name row ("chrom start end") before the first region is a header, not an error.
-    if rows.size and fields[5][0] and chr(buf[fields[1][0]]) not in "0123456789+-":
+    # A column-name row ("chrom start end") before the first region is a header, not an error. Only
+    # a start or end column that begins with a letter makes one: an empty field (a doubled or leading
+    # delimiter) or a malformed number is an error like anywhere else in the file.
+    if rows.size and fields[5][0] and fields[0][0] > ls[0] and (_is_letter(buf[fields[1][0]]) or _is_letter(buf[min(fields[3][0], buf.size - 1)])):
         ls, le, rows = ls[1:], le[1:], rows[1:]
         fields = tuple(f[1:] for f in fields)
         starts, ends, ok = starts[1:], ends[1:], ok[1:]
@@ -121,6 +150,10 @@ def parse_bed_bytes(data: bytes, name: str) -> Intervals:
 
     names, codes = _factorize(buf, ls, fields[0])
     return Intervals(names, codes, starts, ends)
+
+
+def _is_letter(byte: int) -> bool:
+    return chr(byte).isascii() and chr(byte).isalpha()
 
 
 def _line_bounds(buf: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -213,15 +246,28 @@ def _factorize(buf: np.ndarray, begin: np.ndarray, end: np.ndarray) -> tuple[tup
 def _explain(line: bytes) -> str:
     """Why one line is not a valid BED region, in words."""
     text = line.decode("utf-8", "replace")
-    fields = text.replace(" ", "\t").split("\t")
+    fields = re.split("[\t ]", text)
     if len(fields) < 3:
         return f"expected at least 3 columns (chrom, start, end), found {len(fields)} in {text!r}."
     chrom, start, end = fields[:3]
     if not chrom:
-        return f"the chromosome name is empty in {text!r}."
+        return f"the chromosome name is empty in {text!r} (a leading tab or space?)."
     for label, value in (("start", start), ("end", end)):
-        if value.startswith("-") and value[1:].isdigit():
-            return f"negative {label} coordinate {value}; BED coordinates are 0-based and non-negative."
-        if not value.isdigit() or len(value) > _MAX_DIGITS:
-            return f"{label} coordinate {value!r} is not a non-negative integer."
+        problem = coordinate_problem(value)
+        if problem:
+            return f"{label} coordinate {problem}"
     return f"start {start} is greater than end {end}."
+
+
+def coordinate_problem(value: str) -> str | None:
+    """What is wrong with one coordinate field, or None when it is a valid coordinate."""
+    digits = value.isascii() and value.isdigit()
+    if not value:
+        return "is empty (two delimiters in a row?)."
+    if value.startswith("-") and value[1:].isascii() and value[1:].isdigit():
+        return f"{value} is negative; BED coordinates are 0-based and non-negative."
+    if not digits:
+        return f"{value!r} is not a non-negative integer (only the digits 0-9)."
+    if len(value) > _MAX_DIGITS or int(value) > MAX_COORDINATE:
+        return f"{value} is too large (the largest supported is {MAX_COORDINATE:,}, as in gtars)."
+    return None

@@ -145,26 +145,17 @@ def to_intervals(source: Any) -> Intervals:
     module = type(source).__module__
     if module.startswith("pyranges"):
         df = source.df
-        return Intervals.from_columns(df["Chromosome"].astype(str), df["Start"], df["End"])
+        return Intervals.from_columns(df["Chromosome"].astype(str), df["Start"], df["End"], "the PyRanges")
     if module.startswith("pandas"):
         if source.shape[1] < 3:
             raise GtokError("a DataFrame needs at least three columns: chrom, start, end.")
-        return _checked(Intervals.from_columns(
-            source.iloc[:, 0].astype(str), source.iloc[:, 1], source.iloc[:, 2]), "the DataFrame")
+        return Intervals.from_columns(source.iloc[:, 0].astype(str), source.iloc[:, 1], source.iloc[:, 2], "the DataFrame")
     if isinstance(source, (list, tuple)):
         if not source:
             return Intervals((), np.zeros(0, np.int32), np.zeros(0, np.int64), np.zeros(0, np.int64))
         chroms, starts, ends = zip(*((r[0], r[1], r[2]) for r in source))
-        return _checked(Intervals.from_columns(chroms, starts, ends), "the region list")
+        return Intervals.from_columns(chroms, starts, ends, "the region list")
     raise TypeError(f"cannot tokenize a {type(source).__name__}; give a BED path, DataFrame, PyRanges or list of tuples")
-
-
-def _checked(iv: Intervals, what: str) -> Intervals:
-    bad = np.flatnonzero((iv.starts < 0) | (iv.starts > iv.ends))
-    if bad.size:
-        i = int(bad[0])
-        raise GtokError(f"{what}, row {i}: invalid region {iv.starts[i]}-{iv.ends[i]} (need 0 <= start <= end).")
-    return iv
 
 
 def concat_intervals(docs: Sequence[Intervals]) -> Intervals:
