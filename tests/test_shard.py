@@ -99,14 +99,17 @@ def test_killed_writer_leaves_nothing_at_the_output_path(tmp_path):
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     assert not out.exists()
-    assert [p.name.startswith(".killed.gtok.") for p in tmp_path.iterdir()] == [True]
+    left = sorted(p.name for p in tmp_path.iterdir())
+    assert [name.split(".")[-1] for name in left] == ["lock", "tmp"] and all(n.startswith(".killed.gtok.") for n in left)
+    write_shard(out, [("b", np.array([1]))], 1000, None)  # the next writer clears what the killed one left
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["killed.gtok"]
 
 
 def test_a_new_writer_removes_what_a_killed_writer_of_the_same_path_left(tmp_path):
-    (tmp_path / ".s.gtok.abc123.tmp").write_bytes(b"half a shard")
-    (tmp_path / ".other.gtok.abc123.tmp").write_bytes(b"another path's")
+    (tmp_path / ".s.gtok.abc123xy.tmp").write_bytes(b"half a shard")
+    (tmp_path / ".other.gtok.abc123xy.tmp").write_bytes(b"another path's")
     write_shard(tmp_path / "s.gtok", [("a", np.array([1]))], 10, FP)
-    assert sorted(p.name for p in tmp_path.iterdir()) == [".other.gtok.abc123.tmp", "s.gtok"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".other.gtok.abc123xy.tmp", "s.gtok"]
 
 
 @pytest.fixture

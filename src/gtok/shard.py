@@ -14,7 +14,6 @@ import struct
 import zlib
 from collections.abc import Iterable, Sequence
 from contextlib import ExitStack
-from glob import escape as glob_escape
 from pathlib import Path
 
 import numpy as np
@@ -64,17 +63,10 @@ class ShardWriter:
         self._labels: list[str | None] = []
         self._n_tokens = 0
         self._crc = 0
-        self._remove_stale_temporaries()
         self._stack = ExitStack()
         tmp = self._stack.enter_context(atomic_path(self.path))
         self._fh = self._stack.enter_context(open(tmp, "wb"))
         self._fh.write(bytes(HEADER_SIZE))
-
-    def _remove_stale_temporaries(self) -> None:
-        """Delete what killed writers of this same path left behind (one writer per path, as the
-        workflow guarantees), so reruns do not pile up shard-sized hidden files."""
-        for stale in self.path.parent.glob(f".{glob_escape(self.path.name)}.*.tmp"):
-            stale.unlink(missing_ok=True)
 
     def __enter__(self) -> "ShardWriter":
         return self
@@ -223,9 +215,11 @@ class ShardReader:
         self.version, self.dtype, self.vocab_size = version, np.dtype(f"<u{itemsize}"), int(vocab_size)
         self._fingerprint = fp.hex() if any(fp) else None
         tokens_end = tokens_at + n_tokens * itemsize
-        if not (tokens_at == HEADER_SIZE and tokens_end <= offsets_at
+        if not (tokens_at == HEADER_SIZE and offsets_at == tokens_end + (-tokens_end % 8)
                 and offsets_at + 8 * (n_records + 1) == names_at <= file_size):
             self._fail("the section table does not fit the file")
+        if any(self._map[tokens_end:offsets_at]):  # the only bytes no checksum covers: must be zero
+            self._fail("the alignment padding after the token data is not zero (the file is damaged)")
         self.tokens = np.frombuffer(self._map, dtype=self.dtype, count=n_tokens, offset=tokens_at)
         self.offsets = np.frombuffer(self._map, dtype="<u8", count=n_records + 1, offset=offsets_at)
         if self.offsets[0] != 0 or self.offsets[-1] != n_tokens or np.any(np.diff(self.offsets.view(np.int64)) < 0):
@@ -336,6 +330,33 @@ def _crc32(buf, lo: int, hi: int, step: int = 1 << 24) -> int:
     for a in range(lo, hi, step):
         crc = zlib.crc32(buf[a : min(hi, a + step)], crc)
     return crc
+
+
+def export_gtars_folder(reader: "ShardReader", outdir: str | os.PathLike) -> list[tuple[str, str]]:
+    """Write every record of `reader` as OUTDIR/NAME.gtok in gtars' format.
+
+    File names must be unique, or one record would silently replace another: a name already
+    taken (two BED files `a/s.bed` and `b/s.bed` are both record `s`) gets a number, `s-2.gtok`.
+    Returns the (record name, file name) pairs that were numbered. A file in the way that is not
+    a `.gtok` file is refused before anything is written.
+    """
+    from gtok.paths import has_magic, output_file, output_folder
+
+    folder = output_folder(outdir, "folder for the gtars files")
+    files, renamed, taken = [], [], set()
+    for name in reader.names:
+        base = name.replace("/", "_") or "record"
+        stem, k = base, 1
+        while stem in taken:
+            k += 1
+            stem = f"{base}-{k}"
+        taken.add(stem)
+        files.append(output_file(folder / f"{stem}.gtok", (".gtok",), [reader.path], has_magic(MAGIC), "gtars .gtok file"))
+        if stem != base or base != name:
+            renamed.append((name, files[-1].name))
+    for tokens, path in zip(reader, files):
+        export_gtars(tokens, path)
+    return renamed
 
 
 def export_gtars(tokens: np.ndarray, path: str | os.PathLike) -> Path:
