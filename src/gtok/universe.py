@@ -14,8 +14,8 @@ queries of a file arrive as increasing keys and `searchsorted` walks the arrays 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
-import json
 import os
 import warnings
 from dataclasses import dataclass
@@ -23,12 +23,11 @@ from pathlib import Path
 
 import numpy as np
 
-from gtok.atomic import atomic_path
 from gtok.bed import Intervals, parse_bed_bytes, read_bytes
 from gtok.errors import GtokError
+from gtok.paths import make_folder
 
-_POS_BITS = 34  # positions up to 17 Gbp; chromosome codes take the bits above
-_CACHE_VERSION = 4
+_POS_BITS = 34  # positions up to 17 Gbp (parsers accept up to 2**32 - 1); chromosome codes take the bits above
 
 
 @dataclass(frozen=True)
@@ -40,7 +39,7 @@ class _LengthClass:
 
 
 @dataclass(frozen=True)
-class _IndexPlan:
+class IndexPlan:
     """What the overlap index is built from; cached, since computing it needs sorts."""
 
     rank_to_id: np.ndarray  # token ids in (chrom, start, end) order
@@ -51,7 +50,7 @@ class _IndexPlan:
 class Universe:
     """Unique universe regions in first-appearance order: region i has token id i."""
 
-    def __init__(self, chrom_names, codes, starts, ends, plan: _IndexPlan | None = None, fingerprint: str | None = None):
+    def __init__(self, chrom_names, codes, starts, ends, plan: IndexPlan | None = None):
         self.chrom_names = tuple(chrom_names)
         self.codes = np.ascontiguousarray(codes, dtype=np.int32)
         self.starts = np.ascontiguousarray(starts, dtype=np.int64)
@@ -59,7 +58,7 @@ class Universe:
         self._code_of = {name: i for i, name in enumerate(self.chrom_names)}
         self._plan = plan or self._make_plan()
         self._classes = self._build_classes(self._plan)
-        self._fingerprint = fingerprint
+        self._fingerprint: str | None = None
 
     # -- construction -------------------------------------------------------------------------
 
@@ -91,70 +90,52 @@ class Universe:
 
     @classmethod
     def from_bed(cls, path: str | os.PathLike, cache_dir: str | os.PathLike | None = None) -> "Universe":
-        """Load a universe BED, through a binary cache keyed by the file's content when one is usable.
+        """Load a universe BED (or an index file written by `gtok index`), through a binary cache
+        keyed by the file's content when one is usable.
 
         The cache makes repeated loads of a large universe (one per tokenization job) cost a hash
-        and a read instead of a text parse and sorts. It cannot go stale: its name is the content
-        hash. `cache_dir` (or $GTOK_CACHE_DIR) chooses its folder; "off" disables it.
+        and a read instead of a text parse and sorts. It cannot go stale, its name being the
+        content hash, and a damaged entry is detected by its checksums and rebuilt. `cache_dir`
+        (or $GTOK_CACHE_DIR) chooses its folder; "off" disables it.
         """
-        raw = read_bytes(path)
-        cache = _cache_path(raw, cache_dir)
+        from gtok.index_file import IndexFormatError, is_index, read_index, write_index
+
+        if is_index(path):
+            return read_index(path)[0]
+        raw = read_bytes(path, "universe BED")
+        digest = hashlib.sha256(raw).hexdigest()
+        cache = _cache_path(digest, cache_dir)
         if cache is not None and cache.exists():
             try:
-                return cls._load_cache(cache)
-            except (OSError, ValueError, KeyError, TypeError):
-                pass  # unreadable cache: rebuild it below
-        intervals = parse_bed_bytes(raw, os.fspath(path))
-        if len(intervals) == 0:
-            raise GtokError(f"{os.fspath(path)}: the universe has no regions.")
-        universe = cls.from_intervals(intervals, os.fspath(path))
+                universe, source = read_index(cache)
+                if source == digest:
+                    return universe
+            except IndexFormatError:
+                pass  # a damaged cache entry: rebuilt below
+        universe = cls.from_text(raw, os.fspath(path))
         if cache is not None:
-            universe._save_cache(cache)
+            with contextlib.suppress(GtokError):  # a cache is an optimisation: a read-only disk must not fail
+                make_folder(cache.parent)
+                write_index(cache, universe, digest)
         return universe
 
-    def _cache_arrays(self) -> dict[str, np.ndarray]:
+    @classmethod
+    def from_text(cls, raw: bytes, source: str) -> "Universe":
+        """Parse universe BED text (already decompressed); `source` names it in messages."""
+        intervals = parse_bed_bytes(raw, source)
+        if len(intervals) == 0:
+            raise GtokError(f"{source}: the universe has no regions.")
+        return cls.from_intervals(intervals, source)
+
+    def index_arrays(self) -> dict[str, np.ndarray]:
+        """The arrays an index file stores: the regions and the search plan built from them."""
         return {
             "codes": self.codes, "starts": self.starts, "ends": self.ends,
             "rank_to_id": self._plan.rank_to_id, "class_order": self._plan.class_order,
             "class_bounds": self._plan.class_bounds,
         }
 
-    def _save_cache(self, path: Path) -> None:
-        """One file: a length-prefixed JSON header, then the raw arrays (read back without copies;
-        an .npz would cost a zip CRC pass and a copy per array on every load)."""
-        arrays, layout, offset = self._cache_arrays(), {}, 0
-        for name, arr in arrays.items():
-            layout[name] = [arr.dtype.str, int(arr.size), offset]
-            offset += arr.nbytes
-        header = json.dumps({"version": _CACHE_VERSION, "fingerprint": self.fingerprint,
-                             "names": list(self.chrom_names), "arrays": layout}).encode()
-        header += b" " * (-(len(header) + 8) % 8)
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with atomic_path(path) as tmp, open(tmp, "wb") as fh:
-                fh.write(len(header).to_bytes(8, "little") + header)
-                for arr in arrays.values():
-                    fh.write(memoryview(np.ascontiguousarray(arr)).cast("B"))
-        except OSError:
-            pass  # a cache is an optimisation; a read-only disk must not fail tokenization
-
-    @classmethod
-    def _load_cache(cls, path: Path) -> "Universe":
-        raw = path.read_bytes()
-        size = int.from_bytes(raw[:8], "little")
-        meta = json.loads(raw[8 : 8 + size])
-        if meta["version"] != _CACHE_VERSION:
-            raise ValueError("old cache")
-        base = 8 + size
-        arrays = {
-            name: np.frombuffer(raw, dtype=dtype, count=count, offset=base + offset)
-            for name, (dtype, count, offset) in meta["arrays"].items()
-        }
-        plan = _IndexPlan(arrays["rank_to_id"], arrays["class_order"], arrays["class_bounds"])
-        return cls(tuple(meta["names"]), arrays["codes"], arrays["starts"], arrays["ends"],
-                   plan=plan, fingerprint=meta["fingerprint"])
-
-    def _make_plan(self) -> _IndexPlan:
+    def _make_plan(self) -> IndexPlan:
         rank_to_id = np.lexsort((self.ends, self.starts, self.codes))
         lengths = (self.ends - self.starts)[rank_to_id]
         bits = np.zeros(lengths.size, dtype=np.int64)
@@ -163,7 +144,7 @@ class Universe:
         group = _merge_length_classes(bits, lengths, self._span())
         class_order = np.lexsort((np.arange(bits.size), group[bits]))  # rank order within a group
         bounds = np.searchsorted(group[bits][class_order], np.arange(group.max(initial=0) + 2))
-        return _IndexPlan(rank_to_id, class_order, np.unique(bounds))
+        return IndexPlan(rank_to_id, class_order, np.unique(bounds))
 
     def _span(self) -> float:
         """Base pairs the universe spans (sum over chromosomes of the last end): for density."""
@@ -171,7 +152,7 @@ class Universe:
         np.maximum.at(last_end, self.codes, self.ends)
         return float(max(last_end.sum(), 1))
 
-    def _build_classes(self, plan: _IndexPlan) -> list[_LengthClass]:
+    def _build_classes(self, plan: IndexPlan) -> list[_LengthClass]:
         classes = []
         for lo, hi in zip(plan.class_bounds[:-1], plan.class_bounds[1:]):
             ranks = plan.class_order[lo:hi]
@@ -274,12 +255,12 @@ def expand_ranges(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarra
     return owner, values
 
 
-def _cache_path(raw: bytes, cache_dir: str | os.PathLike | None) -> Path | None:
+def _cache_path(digest: str, cache_dir: str | os.PathLike | None) -> Path | None:
+    """Where the index of a universe with content sha256 `digest` is cached, or None when off."""
     root = cache_dir or os.environ.get("GTOK_CACHE_DIR")
     if root is None:
         base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
         root = os.path.join(base, "gtok")
     if str(root).lower() in ("0", "off", "none", ""):
         return None
-    digest = hashlib.sha256(raw).hexdigest()[:32]  # sha256 has hardware support
-    return Path(root) / f"universe-{digest}.idx"
+    return Path(root) / f"universe-{digest[:32]}.gtokidx"

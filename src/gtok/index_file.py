@@ -1,0 +1,121 @@
+"""The binary universe index (`.gtokidx`): a universe parsed, deduplicated and sorted, ready to query.
+
+Loading a 1,000,000-region universe from its BED text costs a parse and several sorts (about a
+second); loading this file costs one read and a checksum pass (tens of milliseconds). Every
+tokenization job of the workflow loads the same index, so a damaged index must never be trusted:
+the whole file is covered by CRC-32s, and the vocabulary fingerprint is recomputed from the
+arrays that were loaded and compared with the one recorded when it was written. Layout
+(little-endian; docs/format.md):
+
+    0   8  magic b"GTOKIDX\\0"
+    8   4  version (u32) = 1
+   12   4  length of the JSON table (u32), a multiple of 8
+   16   8  length of the array data (u64)
+   24  32  sha256 of the universe file's bytes it was built from
+   56  32  vocabulary fingerprint (sha256, raw bytes)
+   88   4  CRC-32 of everything after the 96-byte header
+   92   4  CRC-32 of bytes 0..91
+   96      JSON table {"names": [chromosomes], "arrays": {name: [dtype, count, offset]}}, space-padded
+           array data, each array at its offset from the start of the data
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+import zlib
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from gtok.atomic import atomic_path
+from gtok.errors import GtokError, describe
+
+if TYPE_CHECKING:
+    from gtok.universe import Universe
+
+MAGIC = b"GTOKIDX\0"
+VERSION = 1
+SUFFIX = ".gtokidx"
+_HEADER = struct.Struct("<8sIIQ32s32sII")
+_HEADER_SIZE = 96
+_ARRAYS = ("codes", "starts", "ends", "rank_to_id", "class_order", "class_bounds")
+assert _HEADER.size == _HEADER_SIZE
+
+
+class IndexFormatError(GtokError):
+    """A universe index file that is damaged, truncated or of an unknown version."""
+
+
+def is_index(path: str | os.PathLike) -> bool:
+    """Whether a file starts with the index's magic bytes (so `--universe` may name either kind)."""
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(len(MAGIC)) == MAGIC
+    except OSError:
+        return False
+
+
+def write_index(path: str | os.PathLike, universe: "Universe", source_sha256: str) -> Path:
+    """Write `universe` as an index file, atomically."""
+    arrays = universe.index_arrays()
+    layout, offset = {}, 0
+    for name in _ARRAYS:
+        arr = arrays[name]
+        layout[name] = [arr.dtype.str, int(arr.size), offset]
+        offset += arr.nbytes
+    table = json.dumps({"names": list(universe.chrom_names), "arrays": layout}).encode()
+    table += b" " * (-len(table) % 8)
+    body = [table, *(memoryview(np.ascontiguousarray(arrays[n])).cast("B") for n in _ARRAYS)]
+    crc = 0
+    for part in body:
+        crc = zlib.crc32(part, crc)
+    fields = (MAGIC, VERSION, len(table), offset, bytes.fromhex(source_sha256), bytes.fromhex(universe.fingerprint), crc)
+    head = _HEADER.pack(*fields, 0)
+    head = _HEADER.pack(*fields, zlib.crc32(head[:-4]))
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        for part in (head, *body):
+            fh.write(part)
+    return Path(path)
+
+
+def read_index(path: str | os.PathLike) -> tuple["Universe", str]:
+    """The universe of an index file and the sha256 of the BED it was built from, fully checked."""
+    from gtok.universe import IndexPlan, Universe
+
+    name = describe(path)
+    try:
+        raw = Path(path).read_bytes()
+    except OSError as exc:
+        raise IndexFormatError(f"{name}: cannot read the universe index ({os.strerror(exc.errno).lower()}).") from None
+    if len(raw) < _HEADER_SIZE or raw[:8] != MAGIC:
+        raise IndexFormatError(f"{name}: not a gtok universe index (the magic bytes are missing).")
+    magic, version, table_len, data_len, source, fingerprint, crc, crc_head = _HEADER.unpack_from(raw)
+    if zlib.crc32(raw[: _HEADER_SIZE - 4]) != crc_head:
+        _fail(name, "the header is corrupt (checksum mismatch)")
+    if version != VERSION:
+        _fail(name, f"format version {version} is not supported (this gtok reads version {VERSION})")
+    if len(raw) != _HEADER_SIZE + table_len + data_len:
+        _fail(name, f"truncated or padded: {len(raw)} bytes, the header says {_HEADER_SIZE + table_len + data_len}")
+    if zlib.crc32(memoryview(raw)[_HEADER_SIZE:]) != crc:
+        _fail(name, "the index data is corrupt (checksum mismatch)")
+    try:
+        table = json.loads(raw[_HEADER_SIZE : _HEADER_SIZE + table_len])
+        base = _HEADER_SIZE + table_len
+        arrays = {
+            key: np.frombuffer(raw, dtype=dtype, count=count, offset=base + offset)
+            for key, (dtype, count, offset) in ((k, table["arrays"][k]) for k in _ARRAYS)
+        }
+        plan = IndexPlan(arrays["rank_to_id"], arrays["class_order"], arrays["class_bounds"])
+        universe = Universe(table["names"], arrays["codes"], arrays["starts"], arrays["ends"], plan=plan)
+    except (ValueError, KeyError, TypeError, IndexError) as exc:
+        _fail(name, f"its table is inconsistent ({exc})")
+    if universe.fingerprint != fingerprint.hex():
+        _fail(name, "the vocabulary it holds does not match its recorded fingerprint")
+    return universe, source.hex()
+
+
+def _fail(name: str, what: str) -> None:
+    raise IndexFormatError(f"{name}: {what}. Delete it and build it again from the universe BED.")
