@@ -88,7 +88,7 @@ def test_verify_finds_missing_and_replaced_shards(shards, tmp_path):
     problems = verify_manifest(out)
     assert any(str(shards[0]) in p and "missing" in p for p in problems)
     replaced = [p for p in problems if str(shards[1]) in p]
-    assert any("fingerprint" in p for p in replaced) and any("1 records" in p for p in replaced)
+    assert any("fingerprint" in p for p in replaced) and any("records 1" in p for p in replaced)
 
 
 def test_dataset_checks_the_manifest(shards, tmp_path):
@@ -101,7 +101,11 @@ def test_dataset_checks_the_manifest(shards, tmp_path):
         GTokDataset(out, verify=True)
     content["shards"][0]["records"] = 4
     out.write_text(json.dumps(content))
-    with pytest.raises(GtokError, match="has 3 records"):
+    with pytest.raises(GtokError, match="total of 8 records is not the sum over its shards"):
+        GTokDataset(out)
+    content["records"] = 9  # totals edited to agree: the shard itself still disagrees
+    out.write_text(json.dumps(content))
+    with pytest.raises(GtokError, match="has records 3"):
         GTokDataset(out)
 
 

@@ -37,9 +37,8 @@ from torch.utils.data import DataLoader
 from torchdata.stateful_dataloader import StatefulDataLoader
 
 from gtok.dataset import GTokDataset
-from gtok.errors import GtokError, ShardFormatError, describe
-from gtok.manifest import load_manifest, sha256_file
-from gtok.shard import ShardReader
+from gtok.errors import GtokError
+from gtok.manifest import check_shard, load_manifest
 
 
 class EpochLoader(StatefulDataLoader):
@@ -67,8 +66,10 @@ class EpochLoader(StatefulDataLoader):
 class GTokDataModule(L.LightningDataModule):
     """Train/validation split of a manifest's records, batched by count or by token budget.
 
-    Records go to validation by a stable hash of their name (`val_fraction`), or by the manifest's
-    per-shard `split` when it has one. With `val_fraction=0` there is no validation loader.
+    A shard with a `split` in the manifest (from the sample sheet's `split` column) goes wholly to
+    that split: `train` shards train, `val` shards validate, shards of any other split (`test`)
+    do neither. Records of shards without a split go to validation by a stable hash of their name
+    (`val_fraction`). There is a validation loader when there are `val` shards or val_fraction > 0.
     `verify` checks every shard against the manifest once per process (`check_shards`), with a
     progress bar when `progress` is true.
     """
@@ -125,9 +126,11 @@ class GTokDataModule(L.LightningDataModule):
             check_shards(self.manifest, self._progress)
             self._verified = True
         rank, size = world if world is not None else (None, None)
-        split = "train" if self.hparams.val_fraction > 0 else None
-        self.train_set = self._dataset(split, True, rank, size)
-        self.val_set = self._dataset("val", False, rank, size) if split else None
+        splits = {e.split for e in load_manifest(self.manifest).entries} - {None}
+        by_split = bool(splits) or self.hparams.val_fraction > 0
+        self.train_set = self._dataset("train" if by_split else None, True, rank, size)
+        has_val = "val" in splits or self.hparams.val_fraction > 0
+        self.val_set = self._dataset("val", False, rank, size) if has_val else None
         self._world = (self.train_set.rank, self.train_set.world_size)
 
     def train_dataloader(self) -> EpochLoader:
@@ -177,26 +180,14 @@ def check_shards(manifest: str | os.PathLike, progress: bool = False) -> None:
     """Refuse, naming the shard, any shard whose bytes changed since `manifest` was written.
 
     Each shard's CRCs cover every byte of it, so re-checking them (`ShardReader.verify`, about
-    1.7 GB/s on one core) catches any damaged byte; its records, tokens and fingerprint must also
-    still be the manifest's. The sha256 costs more (about 1.1 GB/s) and adds only the detection of
-    a shard replaced by another intact one of the same counts, which `gtok verify` is for; it is
-    used here only for gtars files, which carry no CRCs.
+    1.7 GB/s on one core) catches any damaged byte; its records, tokens, vocabulary and labels
+    must also still be the manifest's (`gtok.manifest.shard_problems`). The sha256 costs more
+    (about 1.1 GB/s) and adds only the detection of a shard replaced by another intact one of the
+    same counts, which `gtok verify` is for; it is used here only for gtars files, which carry no
+    CRCs.
     """
     from tqdm import tqdm
 
     listed = load_manifest(manifest)
     for entry in tqdm(listed.entries, desc="checking shards", unit="shard", disable=not progress or len(listed.entries) < 2):
-        reader = ShardReader(entry.path)
-        name = describe(entry.path)
-        if reader.version:  # a .gtok shard; version 0 is a gtars file
-            reader.verify()
-        elif sha256_file(entry.path) != entry.sha256:
-            raise ShardFormatError(f"{name}: sha256 differs from {describe(listed.path)}; the file changed since the manifest was written.")
-        found = {"records": len(reader), "tokens": reader.n_tokens, "fingerprint": reader.fingerprint}
-        expected = {"records": entry.records, "tokens": entry.tokens, "fingerprint": entry.fingerprint}
-        differ = [key for key in found if found[key] != expected[key]]
-        if differ:
-            raise ShardFormatError(
-                f"{name}: {', '.join(f'{k} {found[k]}' for k in differ)}, but {describe(listed.path)} says "
-                f"{', '.join(str(expected[k]) for k in differ)}; the file changed since the manifest was written."
-            )
+        check_shard(entry, listed.path, integrity=True)

@@ -29,7 +29,7 @@ import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
 from gtok.errors import FingerprintMismatchError, GtokError, ShardFormatError, describe
-from gtok.manifest import Manifest, ManifestEntry, common_vocabulary, expand_shards, load_manifest, sha256_file
+from gtok.manifest import Manifest, ManifestEntry, check_shard, common_vocabulary, expand_shards, load_manifest
 from gtok.shard import ShardReader
 from gtok.tokenizer import SPECIAL_TOKENS
 
@@ -53,7 +53,7 @@ class _ShardMeta:
     lengths: np.ndarray
     names: list[str]  # only read when a split needs them
     labels: list[str | None] | None
-    max_token: int  # -1 unless a gtars file (whose vocabulary is unknown)
+    max_token: int  # the largest token id, or -1 where the CRCs were checked (the writer checked the ids)
 
 
 class GTokDataset(IterableDataset):
@@ -436,25 +436,27 @@ def _resolve_source(source) -> tuple[list[Path], Manifest | None]:
 
 
 def _scan_shard(path: Path, entry: ManifestEntry | None, verify: bool, manifest: Manifest | None, names: bool) -> _ShardMeta:
-    """Open a shard (errors name it), check it against its manifest entry, copy out its index."""
-    reader = ShardReader(path)
-    name = describe(path)
-    if verify:
-        reader.verify()
-        if entry is not None and sha256_file(path) != entry.sha256:
-            raise ShardFormatError(f"{name}: sha256 differs from {describe(manifest.path)}; the file changed since the manifest was written.")
-    if entry is not None and len(reader) != entry.records:
-        raise GtokError(f"{name}: has {len(reader)} records, {describe(manifest.path)} says {entry.records}; rewrite the manifest.")
-    lengths = reader.lengths
+    """Open a shard (errors name it), check it against its manifest entry, copy out its index.
+
+    Without `verify` the token ids are still scanned once for the largest (a fast read, several
+    times quicker than the CRCs), so a damaged id is refused here instead of failing an embedding
+    lookup hours into training; with `verify` the CRCs guarantee the ids the writer checked.
+    """
+    if entry is not None:
+        reader = check_shard(entry, manifest.path, integrity=verify, sha256=verify)
+    else:
+        reader = ShardReader(path)
+        if verify:
+            reader.verify()
     return _ShardMeta(
-        name=name,
+        name=describe(path),
         fingerprint=reader.fingerprint,
         vocab_size=reader.vocab_size,
         starts=np.asarray(reader.offsets[:-1], dtype=np.int64),
-        lengths=lengths,
+        lengths=reader.lengths,
         names=reader.names if names else [],
         labels=reader.labels,
-        max_token=int(reader.tokens.max(initial=0)) if reader.vocab_size is None else -1,
+        max_token=-1 if verify and reader.vocab_size is not None else int(reader.tokens.max(initial=0)),
     )
 
 
@@ -478,7 +480,10 @@ def _vocabulary(metas: list[_ShardMeta], manifest: Manifest | None, expected: st
         return fingerprint, top + 1 + len(SPECIAL_TOKENS)
     if top >= vocab_size:
         bad = next(m.name for m in metas if m.max_token == top)
-        raise FingerprintMismatchError(f"{bad}: token id {top} does not fit the vocabulary of size {vocab_size} of the other shards.")
+        raise ShardFormatError(
+            f"{bad}: token id {top} does not fit the vocabulary of size {vocab_size}; the shard is damaged or "
+            "from another vocabulary (run 'gtok verify', or re-create it)."
+        )
     return fingerprint, vocab_size
 
 
