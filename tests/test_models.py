@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from gtok.cli_train import MODEL_NAMES
+from gtok.cli.model import MODEL_NAMES
 from gtok.errors import FingerprintMismatchError, GtokError
 from gtok.models import MODELS, Classifier, Encoder, Vocab, model_from
 from gtok.models.region2vec import _window_sum, region_counts

@@ -58,17 +58,17 @@ import shutil
 import sys
 import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gtok.atomic import atomic_path
 from gtok.errors import GtokError, describe
+from gtok.options import SECTIONS, DataOptions, TrainerOptions, check_train_config, make_config
+from gtok.paths import input_file, output_folder
 
 if TYPE_CHECKING:
     from gtok.manifest import Manifest
 
-SECTIONS = ("seed", "data", "trainer", "region2vec", "encoder", "classifier")
 RUN_KEY = "gtok_run"
 """Checkpoint key of the run record: {"fingerprint": sha256 hex, "options": `run_options`}."""
 #: Options that say when to stop, save, log or validate, or what to check: not where a run goes.
@@ -79,54 +79,22 @@ NOT_RUN_OPTIONS = {
 }
 
 
-@dataclass
-class DataOptions:
-    batch_size: int = 32
-    token_budget: int | None = None
-    num_workers: int = 1
-    max_length: int | None = 512
-    val_fraction: float = 0.1
-    shuffle_tokens: bool = False
-    verify: bool = True
-    universe: str | None = None
-
-
-@dataclass
-class TrainerOptions:
-    max_epochs: int | None = 10
-    max_steps: int = -1
-    checkpoint_every_n_steps: int = 100
-    log_every_n_steps: int = 10
-    val_check_interval: float | int = 1.0
-    num_sanity_val_steps: int = 2
-    accelerator: str = "auto"
-    devices: Any = "auto"
-    strategy: str = "auto"
-    precision: str = "auto"
-    deterministic: Any = "auto"
-    gradient_clip_val: float | None = 1.0
-    accumulate_grad_batches: int = 1
-
-
 def read_config(path: str | os.PathLike | None) -> dict[str, Any]:
-    """The YAML config as a dict, with one-line errors for a missing, malformed or misspelt file."""
+    """The YAML config as a dict, every section and option checked (`gtok.options`), with one-line
+    errors for a missing, malformed or misspelt file."""
     if path is None:
         return {}
     import yaml
 
     name = describe(path)
     try:
-        with open(path) as fh:
+        with open(input_file(path, "config file")) as fh:
             cfg = yaml.safe_load(fh) or {}
-    except FileNotFoundError:
-        raise GtokError(f"{name}: no such config file.") from None
     except (OSError, yaml.YAMLError) as exc:
         raise GtokError(f"{name}: not a readable YAML config ({str(exc).splitlines()[0]}).") from None
     if not isinstance(cfg, dict):
         raise GtokError(f"{name}: the config must be a mapping of sections ({', '.join(SECTIONS)}).")
-    unknown = sorted(set(cfg) - set(SECTIONS))
-    if unknown:
-        raise GtokError(f"{name}: unknown section(s) {', '.join(unknown)}; known: {', '.join(SECTIONS)}.")
+    check_train_config(cfg, name)
     return cfg
 
 
@@ -158,9 +126,12 @@ def train(
     from gtok.datamodule import GTokDataModule
     from gtok.manifest import load_manifest
     from gtok.models import model_class
-    from gtok.models.base import make_config
 
     cfg = dict(config) if isinstance(config, Mapping) else read_config(config)
+    check_train_config(cfg)
+    out = output_folder(out, "training folder (--out)")
+    if not progress:
+        _quiet_lightning()
     cls = model_class(model)
     data = make_config(DataOptions, cfg.get("data"), "config section 'data'")
     opts = make_config(TrainerOptions, cfg.get("trainer"), "config section 'trainer'")
@@ -200,6 +171,14 @@ def train(
         plot_loss(metrics, out / "loss.png")
         _publish(last, final)
     return final
+
+
+def _quiet_lightning() -> None:
+    """No informational lines from Lightning (devices found, tips): `--quiet` means quiet."""
+    import logging
+
+    for name in ("lightning.pytorch", "lightning.fabric", "pytorch_lightning", "lightning_fabric"):
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def _override(opts: TrainerOptions, **values: Any) -> None:

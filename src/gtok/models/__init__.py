@@ -6,9 +6,10 @@ import os
 
 from gtok.errors import GtokError
 from gtok.models.base import GTokModel, Vocab, check_fingerprint, read_checkpoint
-from gtok.models.classifier import Classifier, ClassifierConfig
-from gtok.models.encoder import Encoder, EncoderConfig
-from gtok.models.region2vec import Region2Vec, Region2VecConfig
+from gtok.models.classifier import Classifier
+from gtok.models.encoder import Encoder
+from gtok.models.region2vec import Region2Vec
+from gtok.options import ClassifierConfig, EncoderConfig, Region2VecConfig
 
 MODELS: dict[str, type[GTokModel]] = {m.name: m for m in (Region2Vec, Encoder, Classifier)}
 

@@ -21,6 +21,8 @@ import torch
 from torch import nn
 
 from gtok.errors import FingerprintMismatchError, GtokError
+from gtok.options import BaseConfig, make_config
+from gtok.paths import input_file
 
 
 @dataclass(frozen=True)
@@ -52,27 +54,6 @@ class Vocab:
     def n_regions(self) -> int:
         """Ids below this are universe regions; the special tokens follow them."""
         return min(self.unk_token_id, self.pad_token_id, self.mask_token_id, self.cls_token_id)
-
-
-@dataclass
-class BaseConfig:
-    """Optimiser options, common to every model (keys of the YAML `model:` section)."""
-
-    lr: float = 1e-3
-    weight_decay: float = 0.01
-    warmup_steps: int = 0
-    schedule: str = "constant"  # or "cosine": decays to 10% of lr at trainer.max_steps
-    seed: int = 0
-
-
-def make_config(cls: type, options: Mapping[str, Any] | None, what: str) -> Any:
-    """Build an options dataclass, naming any unknown option (and `what` it is for) instead of a TypeError."""
-    options = dict(options or {})
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(options) - known)
-    if unknown:
-        raise GtokError(f"{what}: unknown option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}.")
-    return cls(**options)
 
 
 class GTokModel(L.LightningModule):
@@ -165,15 +146,31 @@ class GTokModel(L.LightningModule):
 def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     """Load a gtok checkpoint on the CPU, with one-line errors for a missing or foreign file."""
     name = os.fspath(path)
+    input_file(path, "checkpoint")
+    with open(path, "rb") as fh:
+        head = fh.read(8)
+    if not head.startswith((b"PK\x03\x04", b"\x80")):  # torch's zip format, or its legacy pickle
+        raise GtokError(f"{name}: not a checkpoint: it is {_kind_of_file(head)}; give a model.ckpt or last.ckpt of 'gtok train'.")
     try:
         ckpt = torch.load(name, map_location="cpu", weights_only=False, mmap=True)  # tensors read on use
-    except FileNotFoundError:
-        raise GtokError(f"{name}: no such checkpoint.") from None
     except Exception as exc:  # torch raises many kinds for a truncated or foreign file
         raise GtokError(f"{name}: not a readable checkpoint ({type(exc).__name__}: {exc}).") from None
     if not isinstance(ckpt, dict) or "gtok" not in ckpt:
         raise GtokError(f"{name}: not a gtok checkpoint (it does not say which model and vocabulary it holds).")
     return ckpt
+
+
+def _kind_of_file(head: bytes) -> str:
+    """What a file looks like from its first bytes, for messages about a wrong file."""
+    kinds = {b"GTOK": "a .gtok shard", b"\x89HDF": "an HDF5 file (.h5ad?)", b"\x1f\x8b": "a gzip file", b"\x93NUMPY": "a .npy array"}
+    for magic, kind in kinds.items():
+        if head.startswith(magic):
+            return kind
+    try:
+        head.decode("ascii")
+        return "a text file (a BED file?)"
+    except UnicodeDecodeError:
+        return "not a file torch wrote"
 
 
 def check_fingerprint(data_fp: str | None, data: str, model_fp: str | None, checkpoint: str) -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -19,13 +18,8 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
 from gtok.errors import GtokError
 from gtok.models.base import GTokModel, check_fingerprint, init_weights, masked_mean, read_checkpoint
-from gtok.models.encoder import SHAPE_KEYS, BackboneConfig, make_backbone
-
-
-@dataclass
-class ClassifierConfig(BackboneConfig):
-    init_from: str | None = None  # an encoder checkpoint whose backbone weights start the fine-tuning
-    head_dropout: float = 0.1
+from gtok.models.encoder import make_backbone
+from gtok.options import SHAPE_KEYS, ClassifierConfig
 
 
 class Classifier(GTokModel):

@@ -21,36 +21,13 @@ Objectives:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from gtok.errors import GtokError
-from gtok.models.base import BaseConfig, GTokModel, init_weights, masked_mean
-
-
-@dataclass
-class BackboneConfig(BaseConfig):
-    d_model: int = 64
-    n_layers: int = 2
-    n_heads: int = 4
-    d_ff: int = 256
-    dropout: float = 0.1
-
-
-#: The options that fix a backbone's weight shapes (copied from a checkpoint by `init_from`).
-SHAPE_KEYS = ("d_model", "n_layers", "n_heads", "d_ff")
-
-
-@dataclass
-class EncoderConfig(BackboneConfig):
-    objective: str = "mlm"  # or "rtd"
-    mask_prob: float = 0.15
-    generator_layers: int = 1  # rtd only
-    generator_d_ff: int = 64  # rtd only
-    rtd_weight: float = 50.0  # rtd only: weight of the detection loss against the generator's
+from gtok.models.base import GTokModel, init_weights, masked_mean
+from gtok.options import BackboneConfig, EncoderConfig
 
 
 class Backbone(nn.Module):
@@ -88,8 +65,6 @@ class Encoder(GTokModel):
     def __init__(self, vocab, config=None):
         super().__init__(vocab, config)
         cfg = self.cfg
-        if cfg.objective not in ("mlm", "rtd"):
-            raise GtokError(f"unknown encoder objective {cfg.objective!r}; use 'mlm' or 'rtd'.")
         self.backbone = make_backbone(cfg, self.vocab.vocab_size, self.vocab.pad_token_id)
         embedding = self.backbone.embedding
         self.mlm = MaskedTokenHead(embedding)  # with rtd, the generator's output layer

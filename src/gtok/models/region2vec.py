@@ -20,28 +20,17 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gtok.errors import GtokError
-from gtok.models.base import BaseConfig, GTokModel, masked_mean
+from gtok.models.base import GTokModel, masked_mean
+from gtok.options import Region2VecConfig
 from gtok.shard import ShardReader
 
 _BLOCK = 1 << 16  # tokens per sampled block in region_counts
-
-
-@dataclass
-class Region2VecConfig(BaseConfig):
-    lr: float = 1e-2
-    weight_decay: float = 0.0
-    embedding_dim: int = 64
-    window_size: int = 5
-    negatives: int = 5
-    mode: str = "cbow"  # or "skipgram"
 
 
 class Region2Vec(GTokModel):
@@ -53,10 +42,6 @@ class Region2Vec(GTokModel):
     def __init__(self, vocab, config=None):
         super().__init__(vocab, config)
         cfg = self.cfg
-        if cfg.mode not in ("cbow", "skipgram"):
-            raise GtokError(f"unknown region2vec mode {cfg.mode!r}; use 'cbow' or 'skipgram'.")
-        if cfg.window_size < 1 or cfg.negatives < 1:
-            raise GtokError("region2vec window_size and negatives must be at least 1.")
         n, d = self.vocab.vocab_size, cfg.embedding_dim
         self.center = nn.Embedding(n, d)
         self.context = nn.Embedding(n, d)

@@ -1,0 +1,212 @@
+"""Every option of training and of the models: its type, default, allowed values and meaning, once.
+
+`gtok train`, the data module, the models and the workflow all take their defaults from these
+dataclasses, and `docs/training.md`'s option tables are generated from them (`options_table`;
+a test keeps the two equal). The module imports neither torch nor Lightning, so the workflow
+checks a whole `train:` config while it parses the Snakefile, before hours of tokenization,
+and a wrong type (`max_steps: abc`, `batch_size: 0`) is one line naming the key, not a traceback
+deep inside training.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from gtok.errors import GtokError
+
+
+def opt(default: Any, doc: str, *, min: float | None = None, max: float | None = None,
+        choices: tuple | None = None, min_exclusive: bool = False) -> Any:
+    """A dataclass field with its documentation and the values it accepts."""
+    meta = {"doc": doc, "min": min, "max": max, "choices": choices, "min_exclusive": min_exclusive}
+    return field(default=default, metadata=meta)
+
+
+# -- training ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class DataOptions:
+    """The `data:` section: how records become batches."""
+
+    batch_size: int = opt(32, "records per batch", min=1)
+    token_budget: int | None = opt(None, "instead of batch_size: batches of up to this many padded tokens (B * T)", min=1)
+    num_workers: int = opt(1, "DataLoader worker processes (per device)", min=0)
+    max_length: int | None = opt(512, "longer records keep a random, ordered subset of this many tokens", min=1)
+    val_fraction: float = opt(0.1, "share of records without a split held out for validation, by a stable hash of their name; 0: none", min=0.0, max=0.99)
+    shuffle_tokens: bool = opt(False, "shuffle each record's tokens")
+    verify: bool = opt(True, "check every shard (CRCs, counts) before training")
+    universe: str | None = opt(None, "the universe BED, recorded with the model for `gtok embed`")
+
+
+@dataclass
+class TrainerOptions:
+    """The `trainer:` section: Lightning's Trainer, and when to stop, save, log and validate."""
+
+    max_epochs: int | None = opt(10, "epochs to train; --max-epochs overrides", min=1)
+    max_steps: int = opt(-1, "steps to train, -1: no limit; --max-steps overrides (alone, it also lifts max_epochs)", min=-1)
+    checkpoint_every_n_steps: int = opt(100, "steps between checkpoints (checkpoints/last.ckpt)", min=1)
+    log_every_n_steps: int = opt(10, "steps between logged training metrics", min=1)
+    val_check_interval: float | int = opt(1.0, "1.0: validate after each epoch; an integer N: every N steps", min=0.0, min_exclusive=True)
+    num_sanity_val_steps: int = opt(2, "validation batches run before training, to fail early", min=-1)
+    accelerator: str = opt("auto", "auto, cpu or gpu; --accelerator overrides", choices=("auto", "cpu", "gpu", "cuda", "mps"))
+    devices: Any = opt("auto", "devices per node: auto, a count or a list of indices; several train with DDP")
+    strategy: str = opt("auto", "Lightning's strategy (auto, ddp, ...)")
+    precision: str = opt("auto", "auto: bf16-mixed on a GPU that has bf16, else 32-true")
+    deterministic: Any = opt("auto", "auto: true on the CPU (bit-exact resumes), false on a GPU (speed)")
+    gradient_clip_val: float | None = opt(1.0, "clip the gradient norm to this; null: no clipping", min=0.0)
+    accumulate_grad_batches: int = opt(1, "batches whose gradients add up to one step", min=1)
+
+
+# -- models -----------------------------------------------------------------------------------------
+
+
+@dataclass
+class BaseConfig:
+    """Optimiser options, common to every model."""
+
+    lr: float = opt(1e-3, "learning rate (AdamW)", min=0.0, min_exclusive=True)
+    weight_decay: float = opt(0.01, "AdamW weight decay (not on biases and norms)", min=0.0)
+    warmup_steps: int = opt(0, "steps of linear warm-up", min=0)
+    schedule: str = opt("constant", "constant, or cosine: decays to 10% of lr at max_steps", choices=("constant", "cosine"))
+    seed: int = opt(0, "weights, data order, crops, masks", min=0)
+
+
+@dataclass
+class Region2VecConfig(BaseConfig):
+    lr: float = opt(1e-2, "learning rate (AdamW)", min=0.0, min_exclusive=True)
+    weight_decay: float = opt(0.0, "AdamW weight decay", min=0.0)
+    embedding_dim: int = opt(64, "vector size", min=1)
+    window_size: int = opt(5, "neighbours on each side", min=1)
+    negatives: int = opt(5, "noise regions per centre", min=1)
+    mode: str = opt("cbow", "cbow or skipgram", choices=("cbow", "skipgram"))
+
+
+@dataclass
+class BackboneConfig(BaseConfig):
+    d_model: int = opt(64, "hidden size", min=1)
+    n_layers: int = opt(2, "transformer layers", min=1)
+    n_heads: int = opt(4, "attention heads (d_model must be a multiple)", min=1)
+    d_ff: int = opt(256, "feed-forward size", min=1)
+    dropout: float = opt(0.1, "dropout", min=0.0, max=0.99)
+
+
+#: The options that fix a backbone's weight shapes (copied from a checkpoint by `init_from`).
+SHAPE_KEYS = ("d_model", "n_layers", "n_heads", "d_ff")
+
+
+@dataclass
+class EncoderConfig(BackboneConfig):
+    objective: str = opt("mlm", "mlm: masked-token prediction; rtd: ELECTRA-style replaced-token detection", choices=("mlm", "rtd"))
+    mask_prob: float = opt(0.15, "share of region tokens chosen for masking", min=0.0, max=1.0, min_exclusive=True)
+    generator_layers: int = opt(1, "rtd: layers of the small generator", min=1)
+    generator_d_ff: int = opt(64, "rtd: feed-forward size of the generator", min=1)
+    rtd_weight: float = opt(50.0, "rtd: weight of the detection loss", min=0.0)
+
+
+@dataclass
+class ClassifierConfig(BackboneConfig):
+    init_from: str | None = opt(None, "an encoder checkpoint whose backbone (weights and size) starts the fine-tuning")
+    head_dropout: float = opt(0.1, "dropout before the linear head", min=0.0, max=0.99)
+
+
+MODEL_CONFIGS: dict[str, type] = {"region2vec": Region2VecConfig, "encoder": EncoderConfig, "classifier": ClassifierConfig}
+SECTIONS = ("seed", "data", "trainer", *MODEL_CONFIGS)
+
+
+# -- checking ----------------------------------------------------------------------------------------
+
+
+def make_config(cls: type, options: Mapping[str, Any] | None, what: str) -> Any:
+    """An options dataclass from a mapping, every value checked against its field.
+
+    Unknown keys, wrong types and values out of range are refused in one line that names `what`
+    (e.g. "config section 'data'") and the key.
+    """
+    if options is not None and not isinstance(options, Mapping):
+        raise GtokError(f"{what}: expected a mapping of options, not {options!r}.")
+    options = dict(options or {})
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(options) - set(fields))
+    if unknown:
+        raise GtokError(f"{what}: unknown option(s) {', '.join(unknown)}; known: {', '.join(sorted(fields))}.")
+    hints = typing.get_type_hints(cls)
+    for key, value in options.items():
+        problem = _problem(value, hints[key], fields[key].metadata)
+        if problem:
+            raise GtokError(f"{what}: {key} {problem}, not {value!r}.")
+    return cls(**options)
+
+
+def _problem(value: Any, hint: Any, meta: Mapping[str, Any]) -> str | None:
+    """Why `value` does not fit a field of type `hint`, or None."""
+    allowed = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, _UnionType) else (hint,)
+    if value is None:
+        return None if type(None) in allowed else "must be given (not null)"
+    if Any in allowed:
+        return None
+    kinds = [t for t in allowed if t is not type(None)]
+    if not any(_is(value, t) for t in kinds):
+        return f"must be {' or '.join(_KIND_NAMES[t] for t in kinds)}" + (" or null" if type(None) in allowed else "")
+    if meta.get("choices") and value not in meta["choices"]:
+        return f"must be one of {', '.join(map(str, meta['choices']))}"
+    low, high = meta.get("min"), meta.get("max")
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if low is not None and (value < low or (meta.get("min_exclusive") and value == low)):
+            return f"must be {'above' if meta.get('min_exclusive') else 'at least'} {low}"
+        if high is not None and value > high:
+            return f"must be at most {high}"
+    return None
+
+
+_UnionType = type(int | None)
+_KIND_NAMES = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
+
+
+def _is(value: Any, kind: type) -> bool:
+    if kind is bool:
+        return isinstance(value, bool)
+    if kind is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if kind is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    return isinstance(value, kind)
+
+
+def check_train_config(cfg: Mapping[str, Any], what: str = "config") -> None:
+    """Check every section of a training config (the YAML of `gtok train --config`)."""
+    unknown = sorted(set(cfg) - set(SECTIONS))
+    if unknown:
+        raise GtokError(f"{what}: unknown section(s) {', '.join(unknown)}; known: {', '.join(SECTIONS)}.")
+    if "seed" in cfg:
+        problem = _problem(cfg["seed"], int, {"min": 0})
+        if problem:
+            raise GtokError(f"{what}: seed {problem}, not {cfg['seed']!r}.")
+    make_config(DataOptions, cfg.get("data"), f"{what} section 'data'")
+    make_config(TrainerOptions, cfg.get("trainer"), f"{what} section 'trainer'")
+    for name, cls in MODEL_CONFIGS.items():
+        make_config(cls, cfg.get(name), f"{what} section '{name}'")
+
+
+# -- documentation -----------------------------------------------------------------------------------
+
+
+def options_table(cls: type) -> str:
+    """The Markdown table of a section's options, as docs/training.md shows it."""
+    rows = ["| option | default | meaning |", "| --- | --- | --- |"]
+    for f in dataclasses.fields(cls):
+        rows.append(f"| `{f.name}` | `{_yaml(f.default)}` | {f.metadata['doc']} |")
+    return "\n".join(rows)
+
+
+def _yaml(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return str(value).lower()
+    return str(value)
