@@ -89,7 +89,7 @@ def bad_inputs(tmp: Path) -> dict[str, tuple[Path, str]]:
         "non-integer": (write("a.bed", b"chr1\t10\t20\nchr1\tten\t20\n"), "a.bed, line 2: start coordinate 'ten'"),
         "few columns": (write("b.bed", b"chr1\t10\t20\nchr1\t10\n"), "b.bed, line 2: expected at least 3 columns"),
         "start>end": (write("c.bed", b"chr1\t30\t20\n"), "c.bed, line 1: start 30 is greater than end 20"),
-        "negative": (write("d.bed", b"chr1\t1\t2\nchr1\t-1\t20\n"), "d.bed, line 2: negative start coordinate -1"),
+        "negative": (write("d.bed", b"chr1\t1\t2\nchr1\t-1\t20\n"), "d.bed, line 2: start coordinate -1 is negative"),
         "missing": (tmp / "missing.bed", "missing.bed: no such file"),
         "truncated gzip": (write("e.bed.gz", gzip.compress(b"chr1\t1\t2\n" * 500)[:30]), "e.bed.gz: not a readable gzip file"),
         "garbage": (write("f.bed", bytes(range(256)) * 3), "f.bed: looks like a binary file"),

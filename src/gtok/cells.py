@@ -21,7 +21,8 @@ import numpy as np
 
 from gtok.bed import Intervals
 from gtok.errors import GtokError
-from gtok.h5ad import CsrRows, H5adFile, Unsupported, dense_to_csr
+from gtok.h5ad import CsrRows, H5adFile, Unsupported, dense_to_csr, reading
+from gtok.paths import input_file
 from gtok.tokenizer import Tokenizer
 from gtok.universe import expand_ranges
 
@@ -43,25 +44,20 @@ def var_intervals(columns: Mapping[str, Any], var_names: Any, source: str) -> In
     cols = {str(c).lower(): c for c in columns}
     chrom = next((cols[c] for c in _CHROM_COLUMNS if c in cols), None)
     if chrom is not None and "start" in cols and "end" in cols:
-        try:
-            starts = np.asarray(columns[cols["start"]]).astype(np.int64)
-            ends = np.asarray(columns[cols["end"]]).astype(np.int64)
-        except (TypeError, ValueError):
-            raise GtokError(f"{source}: var columns start/end are not integers.") from None
-        iv = Intervals.from_columns(np.asarray(columns[chrom]).astype(str), starts, ends)
-    else:
-        names = [str(n) for n in (var_names() if callable(var_names) else var_names)]
-        parsed = [_REGION_NAME.match(n) for n in names]
-        bad = next((n for n, m in zip(names, parsed) if m is None), None)
-        if bad is not None:
-            raise GtokError(
-                f"{source}: no usable region coordinates: var has no chr/start/end columns and var name "
-                f"{bad!r} is not a region like 'chr1:100-200', 'chr1-100-200' or 'chr1_100_200'."
-            )
-        iv = Intervals.from_columns([m[1] for m in parsed], [int(m[2]) for m in parsed], [int(m[3]) for m in parsed])
-    if np.any(iv.starts > iv.ends) or np.any(iv.starts < 0):
-        raise GtokError(f"{source}: some var regions have start > end or a negative start.")
-    return iv
+        return Intervals.from_columns(
+            np.asarray(columns[chrom]).astype(str), columns[cols["start"]], columns[cols["end"]],
+            f"{source}: var", column_names=(str(cols["start"]), str(cols["end"])),
+        )
+    names = [str(n) for n in (var_names() if callable(var_names) else var_names)]
+    parsed = [_REGION_NAME.match(n) for n in names]
+    bad = next((n for n, m in zip(names, parsed) if m is None), None)
+    if bad is not None:
+        raise GtokError(
+            f"{source}: no usable region coordinates: var has no chr/start/end columns and var name "
+            f"{bad!r} is not a region like 'chr1:100-200', 'chr1-100-200' or 'chr1_100_200'."
+        )
+    return Intervals.from_columns([m[1] for m in parsed], [m[2] for m in parsed], [m[3] for m in parsed],
+                                  f"{source}: var names", column_names=("start", "end"))
 
 
 class ColumnTokens:
@@ -123,8 +119,7 @@ class _Cells:
         self._h5: H5adFile | None = None
         self._adata = None
         if isinstance(source, (str, os.PathLike)):
-            if not os.path.exists(source):
-                raise GtokError(f"{self.name}: no such file.")
+            input_file(source, ".h5ad file")
             try:
                 self._h5 = H5adFile(source)
             except Unsupported:
@@ -138,7 +133,7 @@ class _Cells:
             try:
                 h5 = self._h5
                 return {c: h5.column("var", c) for c in h5.columns("var")}, lambda: h5.index("var")
-            except (Unsupported, KeyError):
+            except Unsupported:
                 self._adata = _read_backed(self.name)
         var = self._adata.var
         return {c: var[c].to_numpy() for c in var.columns}, var.index
@@ -156,7 +151,8 @@ class _Cells:
     def rows(self, start: int, stop: int) -> CsrRows:
         if self._h5:
             return self._h5.rows(start, stop)
-        block = self._adata.X[start:stop]
+        with reading(self.name):
+            block = self._adata.X[start:stop]
         if hasattr(block, "tocsr"):
             import scipy.sparse as sp
 
@@ -172,10 +168,8 @@ def _missing(value: Any) -> bool:
 def _read_backed(path: str):
     import anndata
 
-    try:
+    with reading(path):
         return anndata.read_h5ad(path, backed="r")
-    except (OSError, KeyError, ValueError, TypeError) as exc:
-        raise GtokError(f"{path}: not a readable .h5ad file ({exc}).") from None
 
 
 def iter_cell_tokens(

@@ -21,6 +21,7 @@ import numpy as np
 
 from gtok.atomic import atomic_path
 from gtok.errors import FingerprintMismatchError, GtokError, describe
+from gtok.paths import has_magic, input_file, output_file
 from gtok.tokenizer import Tokenizer, pad_batch
 
 
@@ -126,29 +127,31 @@ def embed_to_files(
     batch_size: int, progress: bool,
 ) -> Path:
     """`gtok embed`: BED files -> OUT.npy + OUT.names.txt, or one .h5ad -> a copy with obsm['X_gtok']."""
+    from gtok.h5ad import reading
     from gtok.shard import record_name
 
     for path in inputs:
-        if not os.path.isfile(path):
-            raise GtokError(f"{path}: no such file.")
+        input_file(path)
     h5ads = [p for p in inputs if p.endswith(".h5ad")]
     if h5ads:
         if len(inputs) != 1 or not output.endswith(".h5ad"):
             raise GtokError("an .h5ad input must be the only input, and the output must end in .h5ad.")
+        target = output_file(output, (".h5ad",), [*inputs, checkpoint], has_magic(b"\x89HDF"), "embedded .h5ad")
         import anndata as ad
 
-        adata = ad.read_h5ad(inputs[0])
-        adata.obsm["X_gtok"] = embed_anndata(checkpoint, adata, universe=universe, device=device,
-                                             batch_size=batch_size, progress=progress)
-        with atomic_path(output) as tmp:
+        vectors = embed_anndata(checkpoint, inputs[0], universe=universe, device=device, batch_size=batch_size,
+                                progress=progress)
+        with reading(inputs[0]):
+            adata = ad.read_h5ad(inputs[0])
+        adata.obsm["X_gtok"] = vectors
+        with atomic_path(target) as tmp:
             adata.write_h5ad(tmp)
-        return Path(output)
-    if not output.endswith(".npy"):
-        raise GtokError(f"{output}: the output for BED inputs is a .npy file (names go beside it, in .names.txt).")
+        return target
+    target = output_file(output, (".npy",), [*inputs, checkpoint], has_magic(b"\x93NUMPY"), "embedding .npy")
+    names = output_file(output[: -len(".npy")] + ".names.txt", (".txt",), [*inputs, checkpoint])
     vectors = embed_regions(checkpoint, inputs, universe=universe, device=device, batch_size=batch_size, progress=progress)
-    names = Path(output[: -len(".npy")] + ".names.txt")
-    with atomic_path(output) as tmp, open(tmp, "wb") as fh:
+    with atomic_path(target) as tmp, open(tmp, "wb") as fh:
         np.save(fh, vectors)
     with atomic_path(names) as tmp:
         Path(tmp).write_text("".join(f"{record_name(p)}\n" for p in inputs))
-    return Path(output)
+    return target

@@ -9,7 +9,9 @@ row ranges, and dataframe columns as plain, categorical or nullable arrays. Anyt
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,6 +32,16 @@ class CsrRows:
     data: np.ndarray | None  # None: every stored value is nonzero
 
 
+@contextlib.contextmanager
+def reading(path: str) -> Iterator[None]:
+    """Turn what h5py raises on a damaged or truncated file into one line naming the file."""
+    try:
+        yield
+    except (OSError, RuntimeError, ValueError, KeyError, TypeError) as exc:
+        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise GtokError(f"{path}: not a readable .h5ad file, it may be truncated or damaged ({detail}).") from None
+
+
 class H5adFile:
     """Read-only access to an `.h5ad` file, a row range at a time."""
 
@@ -37,12 +49,11 @@ class H5adFile:
         import h5py
 
         self.path = os.fspath(path)
-        try:
+        with reading(self.path):
             self._file = h5py.File(self.path, "r")
-        except FileNotFoundError:
-            raise GtokError(f"{self.path}: no such file.") from None
-        except OSError as exc:
-            raise GtokError(f"{self.path}: not a readable .h5ad file ({exc}).") from None
+            self._open()
+
+    def _open(self) -> None:
         if "X" not in self._file or "obs" not in self._file or "var" not in self._file:
             raise GtokError(f"{self.path}: not an AnnData .h5ad file (X, obs or var is missing).")
         self._x = self._file["X"]
@@ -58,6 +69,10 @@ class H5adFile:
         self._file.close()
 
     def rows(self, start: int, stop: int) -> CsrRows:
+        with reading(self.path):
+            return self._rows(start, stop)
+
+    def _rows(self, start: int, stop: int) -> CsrRows:
         if _attr(self._x, "encoding-type") != "csr_matrix":
             return dense_to_csr(self._x[start:stop])
         indptr = self._x["indptr"][start : stop + 1].astype(np.int64)
@@ -66,22 +81,25 @@ class H5adFile:
         return CsrRows(indptr - lo, self._x["indices"][lo:hi], None if np.all(data != 0) else data)
 
     def column(self, frame: str, name: str) -> np.ndarray:
-        group = self._file[frame]
-        if name not in group:
-            raise KeyError(name)
-        return read_array(group[name])
+        with reading(self.path):
+            group = self._file[frame]
+            if name not in group:
+                raise Unsupported(f"{frame} has no column {name!r}")
+            return read_array(group[name])
 
     def columns(self, frame: str) -> list[str]:
-        group = self._file[frame]
-        index = _attr(group, "_index")
-        return [k for k in group.keys() if k != index and not k.startswith("__")]
+        with reading(self.path):
+            group = self._file[frame]
+            index = _attr(group, "_index")
+            return [k for k in group.keys() if k != index and not k.startswith("__")]
 
     def index(self, frame: str) -> np.ndarray:
-        group = self._file[frame]
-        key = _attr(group, "_index")
-        if key is None or key not in group:
-            raise Unsupported(f"{frame} has no _index")
-        return read_array(group[key])
+        with reading(self.path):
+            group = self._file[frame]
+            key = _attr(group, "_index")
+            if key is None or key not in group:
+                raise Unsupported(f"{frame} has no _index")
+            return read_array(group[key])
 
 
 def read_array(node) -> np.ndarray:

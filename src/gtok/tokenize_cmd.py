@@ -9,7 +9,8 @@ from pathlib import Path
 
 from gtok.bed import read_bed
 from gtok.errors import GtokError
-from gtok.shard import ShardWriter, record_name
+from gtok.paths import has_magic, input_file, output_file
+from gtok.shard import MAGIC, ShardWriter, record_name
 from gtok.tokenizer import Tokenizer
 
 #: BED files are tokenized together in batches of about this many regions (one vectorized call).
@@ -32,11 +33,13 @@ def tokenize_to_shard(
     h5ads = [p for p in inputs if p.endswith(".h5ad")]
     row_range = _check_options(beds, h5ads, rows, label_key, labels_sheet)
     for path in inputs:
-        if not os.path.isfile(path):
-            raise GtokError(f"{path}: no such file.")
+        input_file(path)
+    input_file(universe, "universe")
+    sources = [*inputs, universe, *([labels_sheet] if labels_sheet else [])]
+    target = output_file(output, (".gtok",), sources, has_magic(MAGIC), "gtok shard")
     labels = read_label_sheet(labels_sheet, beds) if labels_sheet else None
     tok = Tokenizer.from_bed(universe, cache_dir=None if cache else "off")
-    with ShardWriter(output, tok.vocab_size, tok.fingerprint) as writer:
+    with ShardWriter(target, tok.vocab_size, tok.fingerprint) as writer:
         for batch in _bed_batches(beds, progress):
             names = [record_name(p) for p, _ in batch]
             tokens, lengths = tok.tokenize_many([iv for _, iv in batch])
@@ -88,7 +91,7 @@ def _ordered_map(fn, items: Sequence, window: int = 64) -> Iterator:
     from collections import deque
     from concurrent.futures import ThreadPoolExecutor
 
-    workers = min(4, os.cpu_count() or 1)
+    workers = min(4, len(os.sched_getaffinity(0)))
     if workers == 1 or len(items) < 2:
         yield from map(fn, items)
         return
@@ -166,9 +169,10 @@ def _progress(items, enabled: bool, **kwargs):
 
 def read_label_sheet(sheet: str, beds: Sequence[str]) -> dict[str, str | None]:
     """Each BED input's label, matched on the sheet's `path` column, else on `name` (file name
-    without .bed/.bed.gz). Every input must be listed; an empty label means unlabeled."""
+    without .bed/.bed.gz). Every input must be listed; an empty label means unlabeled. Two rows
+    giving one file different labels are an error: neither can be trusted."""
     try:
-        with open(sheet, newline="") as fh:
+        with open(input_file(sheet, "label sheet"), newline="") as fh:
             table = list(csv.DictReader(fh, delimiter="\t"))
     except OSError as exc:
         raise GtokError(f"{sheet}: cannot read the label sheet ({exc.strerror}).") from None
@@ -176,13 +180,23 @@ def read_label_sheet(sheet: str, beds: Sequence[str]) -> dict[str, str | None]:
     if "label" not in columns or not ({"path", "name"} & columns):
         raise GtokError(f"{sheet}: the label sheet needs a 'label' column and a 'path' or 'name' column.")
     key = "path" if "path" in columns else "name"
-    by_key = {_norm(r[key]) if key == "path" else r[key]: (r["label"] or None) for r in table}
+    by_key: dict[str, tuple[str | None, int]] = {}
+    for line, row in enumerate(table, start=2):  # line 1 is the header
+        k = _norm(row[key]) if key == "path" else row[key]
+        label = row["label"] or None
+        if k in by_key and by_key[k][0] != label:
+            earlier, first_line = by_key[k]
+            raise GtokError(
+                f"{sheet}, lines {first_line} and {line}: {key} {row[key]!r} has two labels, {earlier!r} and "
+                f"{label!r}; keep one row per {key}."
+            )
+        by_key.setdefault(k, (label, line))
     labels = {}
     for p in beds:
         k = _norm(p) if key == "path" else record_name(p)
         if k not in by_key:
             raise GtokError(f"{sheet}: no row for input {p} (matched on the '{key}' column).")
-        labels[p] = by_key[k]
+        labels[p] = by_key[k][0]
     return labels
 
 

@@ -1,0 +1,62 @@
+"""What every command shares: how it is registered, and argument types that accept only valid values."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+
+
+def add_command(sub, name: str, help_: str, run: Callable[[argparse.Namespace], int | None]) -> argparse.ArgumentParser:
+    """A subcommand whose `--help` repeats its one-line description, run by `run(args)`."""
+    p = sub.add_parser(name, help=help_, description=help_)
+    p.set_defaults(run=run)
+    return p
+
+
+def add_quiet(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar and no informational messages")
+
+
+def positive_int(text: str) -> int:
+    """An integer >= 1 (counts and sizes)."""
+    value = _integer(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive integer")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    """An integer >= 0 (seeds)."""
+    value = _integer(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a non-negative integer")
+    return value
+
+
+def steps(text: str) -> int:
+    """A positive number of steps, or -1 for no limit."""
+    value = _integer(text)
+    if value < 1 and value != -1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive integer (or -1 for no limit)")
+    return value
+
+
+def devices(text: str) -> int | str | list[int]:
+    """`auto`, a positive count, -1 for every device, or a list of device indices like `0,1`."""
+    if text == "auto":
+        return text
+    if "," in text:
+        indices = [_integer(x) for x in text.split(",") if x]
+        if not indices or min(indices) < 0:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a list of device indices like 0,1")
+        return indices
+    value = _integer(text)
+    if value < 1 and value != -1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not 'auto', a positive count, -1 (all) or indices like 0,1")
+    return value
+
+
+def _integer(text: str) -> int:
+    if not (text.isascii() and text.lstrip("-").isdigit()):
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer")
+    return int(text)

@@ -1,0 +1,134 @@
+"""Commands on data: tokenize, dump, info, export-gtars, manifest, verify."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from gtok.cli.common import add_command, add_quiet, positive_int
+from gtok.errors import GtokError
+
+
+def _add_tokenize(sub) -> None:
+    p = add_command(sub, "tokenize", "Tokenize BED files or an .h5ad into one .gtok shard.", _run_tokenize)
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="BED / BED.gz files (one record each) or .h5ad files (one record per cell)")
+    p.add_argument("--universe", "-u", required=True, help="universe BED (.bed or .bed.gz): the vocabulary")
+    p.add_argument("--output", "-o", required=True, help="the shard to write (.gtok); written atomically")
+    p.add_argument("--rows", metavar="START:STOP", help="tokenize only this row range of one .h5ad (for fan-out)")
+    p.add_argument("--label-key", metavar="COLUMN", help="obs column of the .h5ad to store as cell labels")
+    p.add_argument("--labels", metavar="SHEET.tsv", help="TSV with a 'name' or 'path' column and a 'label' column, for BED files")
+    p.add_argument("--chunk-rows", type=positive_int, default=2048, help="cells tokenized at a time (bounds memory; default 2048)")
+    p.add_argument("--no-cache", action="store_true", help="do not use or write the binary universe cache")
+    add_quiet(p)
+
+
+def _run_tokenize(args: argparse.Namespace) -> int:
+    from gtok.tokenize_cmd import tokenize_to_shard
+
+    tokenize_to_shard(
+        inputs=args.inputs,
+        universe=args.universe,
+        output=args.output,
+        rows=args.rows,
+        label_key=args.label_key,
+        labels_sheet=args.labels,
+        chunk_rows=args.chunk_rows,
+        cache=not args.no_cache,
+        progress=not args.quiet,
+    )
+    return 0
+
+
+def _add_dump(sub) -> None:
+    p = add_command(sub, "dump", "Print every record of a shard as NAME<TAB>id,id,id.", _run_dump)
+    p.add_argument("shard", help=".gtok shard (or gtars .gtok file)")
+
+
+def _run_dump(args: argparse.Namespace) -> int:
+    from gtok.shard import ShardReader
+
+    reader = ShardReader(args.shard)
+    out = sys.stdout
+    for name, tokens in zip(reader.names, reader):
+        out.write(f"{name}\t{','.join(map(str, tokens.tolist()))}\n")
+    return 0
+
+
+def _add_info(sub) -> None:
+    p = add_command(sub, "info", "Summarise a shard: records, tokens, dtype, fingerprint, lengths.", _run_info)
+    p.add_argument("shards", nargs="+", metavar="SHARD")
+
+
+def _run_info(args: argparse.Namespace) -> int:
+    from gtok.shard import ShardReader
+    from gtok.stats import describe_shard
+
+    for i, path in enumerate(args.shards):
+        if i:
+            print()
+        print(describe_shard(ShardReader(path)))
+    return 0
+
+
+def _add_export(sub) -> None:
+    p = add_command(sub, "export-gtars", "Write every record of a shard as a gtars-format NAME.gtok file.", _run_export)
+    p.add_argument("shard")
+    p.add_argument("outdir", help="folder for the files (created if missing)")
+
+
+def _run_export(args: argparse.Namespace) -> int:
+    from gtok.shard import ShardReader, export_gtars_folder
+
+    renamed = export_gtars_folder(ShardReader(args.shard), args.outdir)
+    if renamed:
+        shown = ", ".join(f"{name!r} -> {file}" for name, file in renamed[:5]) + (" ..." if len(renamed) > 5 else "")
+        print(f"note: {len(renamed)} records share a file name with another and got a numbered one: {shown}")
+    print(f"wrote {len(ShardReader(args.shard))} gtars .gtok files to {args.outdir}")
+    return 0
+
+
+def _add_manifest(sub) -> None:
+    help_ = "List shards with their sha256, counts and label classes in a JSON manifest."
+    p = add_command(sub, "manifest", help_, _run_manifest)
+    p.add_argument("shards", nargs="*", metavar="SHARD", help=".gtok shards, or folders of them (their *.gtok, sorted)")
+    p.add_argument("--split", nargs="+", action="append", default=[], metavar=("NAME", "SHARD"),
+                   help="shards that hold split NAME (train, val, ...): --split val a.gtok b.gtok; repeatable")
+    p.add_argument("--output", "-o", required=True, help="the manifest to write (.json); written atomically")
+    add_quiet(p)
+
+
+def _run_manifest(args: argparse.Namespace) -> int:
+    from gtok.manifest import expand_shards, write_manifest
+
+    shards = [(path, None) for path in expand_shards(args.shards)]
+    for name, *paths in args.split:
+        if not paths:
+            raise GtokError(f"--split {name}: name the shards of split {name!r} after it.")
+        shards += [(path, name) for path in expand_shards(paths)]
+    manifest = write_manifest(args.output, shards, progress=not args.quiet)
+    print(f"wrote {args.output}: {len(manifest['shards'])} shards, {manifest['records']:,} records, {manifest['tokens']:,} tokens")
+    return 0
+
+
+def _add_verify(sub) -> None:
+    help_ = "Re-hash every shard of a manifest and check its format, fingerprint, counts and totals."
+    p = add_command(sub, "verify", help_, _run_verify)
+    p.add_argument("manifest", help="manifest written by 'gtok manifest'")
+    add_quiet(p)
+
+
+def _run_verify(args: argparse.Namespace) -> int:
+    from gtok.manifest import load_manifest, verify_manifest
+
+    problems = verify_manifest(args.manifest, progress=not args.quiet)
+    for line in problems:
+        print(line)
+    if problems:
+        print(f"gtok verify: {len(problems)} problem(s) in {args.manifest}", file=sys.stderr)
+        return 1
+    m = load_manifest(args.manifest)
+    print(f"OK: {len(m.entries)} shards, {m.records:,} records, {m.tokens:,} tokens match {args.manifest}")
+    return 0
+
+
+COMMANDS = [_add_tokenize, _add_dump, _add_info, _add_export, _add_manifest, _add_verify]

@@ -1,0 +1,63 @@
+"""Commands on models: train, embed."""
+
+from __future__ import annotations
+
+import argparse
+
+from gtok.cli.common import add_command, add_quiet, devices, non_negative_int, positive_int, steps
+
+#: The models `gtok train` knows (gtok.models.MODELS; listed here so `gtok --help` needs no torch).
+MODEL_NAMES = ("region2vec", "encoder", "classifier")
+
+
+def _add_train(sub) -> None:
+    help_ = ("Train a model on the shards of a manifest; rerun to resume an interrupted run (a changed option "
+             "starts a new one, keeping the old in OUT/previous/).")
+    p = add_command(sub, "train", help_, _run_train)
+    p.add_argument("--manifest", "-m", required=True, help="manifest written by 'gtok manifest'")
+    p.add_argument("--model", required=True, choices=MODEL_NAMES)
+    p.add_argument("--out", "-o", required=True, help="folder for model.ckpt, checkpoints/, logs/, metrics.csv and loss.png")
+    p.add_argument("--config", "-c", help="YAML with seed, data, trainer and per-model sections (docs/training.md)")
+    p.add_argument("--max-epochs", type=positive_int)
+    p.add_argument("--max-steps", type=steps, help="a positive number of steps, or -1 for no limit")
+    p.add_argument("--seed", type=non_negative_int)
+    p.add_argument("--devices", type=devices, help="auto, a count, or indices like 0,1 (several: DDP)")
+    p.add_argument("--accelerator", choices=("auto", "cpu", "gpu", "cuda", "mps"), help="auto (default), cpu or gpu")
+    p.add_argument("--universe", "-u", help="universe BED of the data, recorded in the checkpoint for 'gtok embed'")
+    add_quiet(p)
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    from gtok.train import train
+
+    final = train(
+        args.manifest, args.model, args.out, args.config,
+        max_epochs=args.max_epochs, max_steps=args.max_steps, seed=args.seed,
+        devices=args.devices, accelerator=args.accelerator, universe=args.universe, progress=not args.quiet,
+    )
+    print(f"trained {args.model}: {final}")
+    return 0
+
+
+def _add_embed(sub) -> None:
+    help_ = "Embed BED files (to .npy + .names.txt) or the cells of one .h5ad (to a copy with obsm['X_gtok'])."
+    p = add_command(sub, "embed", help_, _run_embed)
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="BED / BED.gz files, or one .h5ad")
+    p.add_argument("--checkpoint", "-c", required=True, help="a 'gtok train' checkpoint")
+    p.add_argument("--output", "-o", required=True, help="OUT.npy for BED files, OUT.h5ad for an .h5ad")
+    p.add_argument("--universe", "-u", help="the universe BED, if the checkpoint's recorded path is missing or absent")
+    p.add_argument("--batch-size", type=positive_int, default=64)
+    p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda when available)")
+    add_quiet(p)
+
+
+def _run_embed(args: argparse.Namespace) -> int:
+    from gtok.embed import embed_to_files
+
+    out = embed_to_files(args.checkpoint, args.inputs, args.output, args.universe, args.device,
+                         args.batch_size, progress=not args.quiet)
+    print(f"wrote {out}")
+    return 0
+
+
+COMMANDS = [_add_train, _add_embed]
