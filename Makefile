@@ -19,8 +19,8 @@ $(STAMP): pyproject.toml Makefile
 
 # The whole workflow on the bundled example (resources/example/), locally, then its report.
 run: setup
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/snakemake
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/snakemake --report report.html
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/snakemake --configfile config/example.yaml
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/snakemake --configfile config/example.yaml --report report.html
 	@echo "Done: results/ holds the shards, manifest and trained model; open report.html for the plots."
 
 test: setup

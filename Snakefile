@@ -2,12 +2,20 @@
 # manifest -> statistics and a report -> training. Configuration: config/README.md; running it
 # locally or on SLURM: docs/workflow.md.
 
+import sys
+
 from snakemake.utils import min_version, validate
 
 min_version("9.0")
 
 
-configfile: "config/config.yaml"
+# config/config.yaml is the user's own configuration. A --configfile replaces it instead of being
+# merged over it, so a run never inherits inputs or settings from a file it was not given; keys
+# not given anywhere take the schema's defaults.
+if not workflow.overwrite_configfiles:
+
+    configfile: "config/config.yaml"
+
 
 
 validate(config, "workflow/schemas/config.schema.yaml")
@@ -36,6 +44,14 @@ localrules:
     universe,
     manifest,
     train_config,
+
+
+if workflow.is_main_process and example_inputs():
+    print(
+        f"gtok: {len(example_inputs())} of this run's inputs come from the bundled example "
+        f"(resources/example/), e.g. {example_inputs()[0]}",
+        file=sys.stderr,
+    )
 
 
 rule all:

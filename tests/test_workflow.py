@@ -48,7 +48,7 @@ FAST = {
 
 def copy_workflow(dest: Path, **changes) -> Path:
     """A runnable copy of the workflow and its example data, with `changes` merged into its config."""
-    config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    config = yaml.safe_load((ROOT / "config" / "example.yaml").read_text())
     merge(config, FAST)
     merge(config, changes)
     return write_workflow(dest, config, extra=("resources",))
@@ -334,7 +334,7 @@ SCHEMA = ROOT / "workflow" / "schemas" / "config.schema.yaml"
     ],
 )
 def test_schema_rejects_bad_config(change, message):
-    config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    config = yaml.safe_load((ROOT / "config" / "example.yaml").read_text())
     validate(config, str(SCHEMA))  # the shipped config is valid
     merge(config, change)
     with pytest.raises(WorkflowError, match=re.escape(message)):
@@ -354,13 +354,15 @@ def test_schema_fills_defaults():
     "extra, message",
     [
         ({"colour": "blue"}, "Additional properties are not allowed ('colour' was unexpected)"),
-        ({"train": {"trainer": {"max_step": 3}}}, "config train.trainer: unknown option(s) max_step; known:"),
+        ({"train": {"trainer": {"max_step": 3}}}, "config train section 'trainer': unknown option(s) max_step; known:"),
+        ({"train": {"data": {"batch_size": 0}}}, "config train section 'data': batch_size must be at least 1, not 0."),
+        ({"train": {"trainer": {"max_steps": "abc"}}}, "section 'trainer': max_steps must be an integer, not 'abc'."),
     ],
 )
 def test_snakemake_reports_config_errors(tmp_path, extra, message):
     folder = copy_workflow(tmp_path)
     (folder / "extra.yaml").write_text(yaml.safe_dump(extra))
-    result = snakemake(folder, "-n", "--configfile", "extra.yaml", check=False)
+    result = snakemake(folder, "-n", "--configfile", "config/config.yaml", "extra.yaml", check=False)
     assert result.returncode != 0
     assert message in result.stdout + result.stderr
 

@@ -7,7 +7,6 @@ rules' input functions are dict lookups. That keeps the DAG of 100,000 BED files
 """
 
 import csv
-import dataclasses
 import glob
 import hashlib
 import math
@@ -16,8 +15,20 @@ from functools import cache
 
 from snakemake.exceptions import WorkflowError
 
+def refuse_braces(path: str, what: str) -> None:
+    """Snakemake reads `{...}` in a file name as a wildcard, whatever the rule: say so, by name."""
+    if "{" in path or "}" in path:
+        raise WorkflowError(f"{what} {path}: Snakemake cannot use file names with braces {{ }}; rename the file.")
+
+
 R = config["results"]
 UNIVERSE = config["universe"]
+HOW_TO_CONFIGURE = (
+    "edit config/config.yaml or pass --configfile (config/README.md); `make run` runs the bundled example"
+)
+refuse_braces(UNIVERSE, "config universe:")
+if not os.path.isfile(UNIVERSE):
+    raise WorkflowError(f"config universe: {UNIVERSE}: no such file; {HOW_TO_CONFIGURE}.")
 GTOK_ENV = "../../envs/gtok.yaml"
 BED_SHARD = f"{R}/shards/bed/{{shard}}.gtok"
 H5AD_SHARD = f"{R}/shards/h5ad/{{sample}}/{{part}}.gtok"
@@ -100,6 +111,7 @@ def group_bed_shards(rows: list[dict], per_shard: int) -> dict[str, list[dict]]:
     seen = set()
     for row in rows:
         row["path"] = os.path.normpath(row["path"])
+        refuse_braces(row["path"], "BED input")
         if row["path"] in seen:
             raise WorkflowError(f"BED input {row['path']} is listed twice.")
         seen.add(row["path"])
@@ -154,6 +166,7 @@ def h5ad_samples() -> dict[str, str]:
     """Sample name (file name without .h5ad) -> path."""
     samples: dict[str, str] = {}
     for path in config["inputs"]["h5ad"]:
+        refuse_braces(path, "inputs.h5ad")
         name = os.path.basename(path).removesuffix(".h5ad")
         if name in samples:
             raise WorkflowError(f"inputs.h5ad: {samples[name]} and {path} have the same file name {name!r}.")
@@ -191,21 +204,14 @@ def tokenize_h5ad_argv(wildcards) -> list[str]:
 
 
 def check_train_options() -> None:
-    """Reject a misspelt `data` or `trainer` option now, not after hours of tokenization (the
-    model sections are checked by `gtok train`: reading their definitions needs torch)."""
-    from gtok.train import DataOptions, TrainerOptions
+    """Reject a misspelt or mistyped training option now, not after hours of tokenization."""
+    from gtok.errors import GtokError
+    from gtok.options import check_train_config
 
-    for section, cls in (("data", DataOptions), ("trainer", TrainerOptions)):
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(config["train"].get(section) or {}) - known)
-        if unknown:
-            raise WorkflowError(
-                f"config train.{section}: unknown option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}."
-            )
-
-
-if config["train"]["enabled"]:
-    check_train_options()
+    try:
+        check_train_config(train_options(), "config train")
+    except GtokError as exc:
+        raise WorkflowError(str(exc)) from None
 
 
 def train_options() -> dict:
@@ -221,6 +227,10 @@ def _sorted_keys(value):
     return value
 
 
+if config["train"]["enabled"]:
+    check_train_options()
+
+
 def train_argv(wildcards) -> list[str]:
     return [
         "train", "--quiet", "--manifest", MANIFEST, "--model", config["train"]["model"],
@@ -229,7 +239,15 @@ def train_argv(wildcards) -> list[str]:
 
 
 def manifest_argv(wildcards) -> list[str]:
-    return ["manifest", "--quiet", "-o", MANIFEST, *bed_shard_paths(), *h5ad_shard_paths()]
+    """Shards without a split, then `--split NAME SHARD...` per split of the sample sheet."""
+    unsplit, by_split = list(h5ad_shard_paths()), {}
+    for shard, rows in BED_SHARDS.items():
+        split = rows[0].get("split") or None  # a shard's files share one split
+        (by_split.setdefault(split, []) if split else unsplit).append(BED_SHARD.format(shard=shard))
+    args = ["manifest", "--quiet", "-o", MANIFEST, *unsplit]
+    for split, paths in sorted(by_split.items()):
+        args += ["--split", split, *paths]
+    return args
 
 
 # -- targets -------------------------------------------------------------------------------------
@@ -244,7 +262,14 @@ def h5ad_shard_paths() -> list[str]:
 
 
 if not BED_SHARDS and not H5AD_PARTS:
-    raise WorkflowError("config: inputs.bed and inputs.h5ad select no input at all.")
+    raise WorkflowError(f"config: inputs.bed and inputs.h5ad select no input at all; {HOW_TO_CONFIGURE}.")
+
+
+def example_inputs() -> list[str]:
+    """The inputs (and universe) of this run that come from the bundled example."""
+    example = os.path.abspath("resources/example") + os.sep
+    used = [UNIVERSE, *(r["path"] for r in _BED_ROWS), *H5AD.values()]
+    return sorted({p for p in used if os.path.abspath(p).startswith(example)})
 
 
 def final_outputs() -> list[str]:
