@@ -41,15 +41,15 @@ include: "workflow/rules/train.smk"
 
 localrules:
     all,
-    universe,
+    universe_index,
     manifest,
     train_config,
 
 
-if workflow.is_main_process and example_inputs():
+if workflow.is_main_process and PLAN.example_inputs():
     print(
-        f"gtok: {len(example_inputs())} of this run's inputs come from the bundled example "
-        f"(resources/example/), e.g. {example_inputs()[0]}",
+        f"gtok: {len(PLAN.example_inputs())} of this run's inputs come from the bundled example "
+        f"(resources/example/), e.g. {PLAN.example_inputs()[0]}",
         file=sys.stderr,
     )
 

@@ -55,7 +55,7 @@ def make_data(folder: Path, n_records: int, n_baseline: int, n_shards: int = 8, 
     """Shards of `n_records` records of 500-5,000 tokens; gtars files and a text file of the first `n_baseline`."""
     from gtars.utils import write_tokens_to_gtok
 
-    from gtok.shard import write_shard
+    from gtok.formats.shard import write_shard
 
     rng = np.random.default_rng(seed)
     lengths = rng.integers(500, 5001, n_records)
@@ -89,7 +89,7 @@ def dataset_loop(shards: Path, **mode) -> Callable[[], int]:
     """One epoch through a DataLoader; the data set is opened once, outside the timing."""
     from torch.utils.data import DataLoader
 
-    from gtok.dataset import GTokDataset
+    from gtok.data.dataset import GTokDataset
 
     ds = GTokDataset(shards, seed=0, **mode)
     loader = DataLoader(ds, batch_size=None) if mode else DataLoader(ds, batch_size=BATCH, collate_fn=ds.collate)
@@ -103,7 +103,7 @@ def dataset_loop(shards: Path, **mode) -> Callable[[], int]:
 
 
 def mmap_loop(shards: Path) -> int:
-    from gtok.shard import ShardReader
+    from gtok.formats.shard import ShardReader
 
     total = 0
     for path in sorted(shards.glob("*.gtok")):

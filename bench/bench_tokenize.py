@@ -65,8 +65,8 @@ print(json.dumps({"cells": n, "seconds": dt, "tokens": [list(map(int, o)) for o 
 GTOK_CELLS = """
 import sys, time, json
 from gtok import Tokenizer
-from gtok.shard import ShardWriter
-from gtok.tokenize_cmd import write_cells
+from gtok.formats.shard import ShardWriter
+from gtok.build import write_cells
 universe, h5ad, out = sys.argv[1:]
 tok = Tokenizer.from_bed(universe)
 t = time.perf_counter()

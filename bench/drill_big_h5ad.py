@@ -28,8 +28,16 @@ from collections import Counter
 from pathlib import Path
 
 from drill_fanout import require_cluster
-from workflow_copy import (JobPeaks, benchmarks, check_manifest, load_average, slurm_jobs, snakemake, write_universe,
-                           write_workflow)
+from workflow_copy import (
+    JobPeaks,
+    benchmarks,
+    check_manifest,
+    load_average,
+    slurm_jobs,
+    snakemake,
+    write_universe,
+    write_workflow,
+)
 
 HERE = Path(__file__).resolve().parent
 

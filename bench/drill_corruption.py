@@ -37,8 +37,8 @@ TINY_TRAINING = {
 
 def example_manifest(folder: Path) -> Path:
     """The example tokenized into three shards (two of BED files, one of cells), and their manifest."""
-    from gtok.manifest import write_manifest
-    from gtok.tokenize_cmd import tokenize_to_shard
+    from gtok.build import tokenize_to_shard
+    from gtok.formats.manifest import write_manifest
 
     folder.mkdir(parents=True, exist_ok=True)
     universe = str(EXAMPLE / "universe.bed")
@@ -57,7 +57,7 @@ def example_manifest(folder: Path) -> Path:
 def flip_token_bit(shard: Path) -> dict:
     """Flip the lowest bit of the middle token (its first byte: tokens are little-endian); the id
     changes by one and stays inside the vocabulary. Returns where, and the id before and after."""
-    from gtok.shard import HEADER_SIZE, ShardReader
+    from gtok.formats.shard import HEADER_SIZE, ShardReader
 
     reader = ShardReader(shard)
     index, itemsize = reader.n_tokens // 2, reader.dtype.itemsize

@@ -25,14 +25,21 @@ from collections import Counter
 from pathlib import Path
 
 from bench_dag import measure
-from workflow_copy import (benchmarks, check_manifest, load_average, slurm_jobs, snakemake, write_bed_collection,
-                           write_workflow)
+from workflow_copy import (
+    benchmarks,
+    check_manifest,
+    load_average,
+    slurm_jobs,
+    snakemake,
+    write_bed_collection,
+    write_workflow,
+)
 
 
 def require_cluster(profile: str) -> None:
     """A SLURM profile needs a running cluster; without one Snakemake would wait in vain."""
     if "slurm" in profile and subprocess.run(["sinfo", "-h"], capture_output=True).returncode != 0:
-        raise SystemExit("SLURM is not running: start it with `bash scripts/local-slurm.sh start`.")
+        raise SystemExit("SLURM is not running: start it with `bash tools/local-slurm.sh start`.")
 
 
 def run(folder: Path, args: argparse.Namespace) -> dict:

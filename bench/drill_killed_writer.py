@@ -24,9 +24,15 @@ import time
 from pathlib import Path
 
 import psutil
-
-from workflow_copy import (check_manifest, load_average, slurm_jobs, snakemake, start_snakemake, write_bed_collection,
-                           write_workflow)
+from workflow_copy import (
+    check_manifest,
+    load_average,
+    slurm_jobs,
+    snakemake,
+    start_snakemake,
+    write_bed_collection,
+    write_workflow,
+)
 
 MIN_BYTES = 1 << 20  # token data in the temporary file: the writer is past its header, mid-write
 

@@ -6,7 +6,7 @@
 On the bundled example's manifest (bench/drill_corruption.example_manifest: 32 records), a tiny
 encoder is trained on the CPU with a fixed seed, one DataLoader worker, no validation, three times
 in child processes, each recording every batch it trains on (global step, batch index in the
-epoch, sha1 of the batch's token ids) through `gtok.train.train(callbacks=...)`:
+epoch, sha1 of the batch's token ids) through `gtok.training.train.train(callbacks=...)`:
 
 1. uninterrupted, for one epoch plus --extra steps;
 2. the same, but at global step --kill-at (mid-epoch, past the checkpoint of the last multiple of
@@ -53,7 +53,7 @@ def child(spec: dict) -> None:
 
     import lightning as L
 
-    from gtok.train import train
+    from gtok.training.train import train
 
     log, stop_at = Path(spec["log"]), spec["stop_at"]
 
@@ -106,7 +106,7 @@ def weights(out: Path) -> dict:
 
 
 def run(folder: Path, args: argparse.Namespace) -> dict:
-    from gtok.datamodule import GTokDataModule
+    from gtok.data.datamodule import GTokDataModule
 
     manifest = example_manifest(folder / "data")
     config = training_config(args.batch_size, args.every)

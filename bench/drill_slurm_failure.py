@@ -4,7 +4,7 @@
     python bench/drill_slurm_failure.py [--files 40] [--regions 20000] [--universe 200000]
         [--files-per-shard 10] [--json OUT]
 
-Needs the local SLURM cluster (`bash scripts/local-slurm.sh start`). Runs the workflow (training
+Needs the local SLURM cluster (`bash tools/local-slurm.sh start`). Runs the workflow (training
 off) on generated BED files through profiles/slurm-local, twice, each time `scancel`-ing the first
 tokenize_bed job as soon as squeue shows it RUNNING:
 
@@ -27,8 +27,15 @@ import time
 from pathlib import Path
 
 from drill_fanout import require_cluster
-from workflow_copy import (check_manifest, load_average, slurm_jobs, snakemake, start_snakemake, write_bed_collection,
-                           write_workflow)
+from workflow_copy import (
+    check_manifest,
+    load_average,
+    slurm_jobs,
+    snakemake,
+    start_snakemake,
+    write_bed_collection,
+    write_workflow,
+)
 
 PROFILE = ("--profile", "profiles/slurm-local")
 

@@ -29,8 +29,15 @@ import time
 from pathlib import Path
 
 from bench_tokenize import GTARS_BED
-from workflow_copy import (benchmarks, check_manifest, gtok, load_average, snakemake, write_bed_collection,
-                           write_workflow)
+from workflow_copy import (
+    benchmarks,
+    check_manifest,
+    gtok,
+    load_average,
+    snakemake,
+    write_bed_collection,
+    write_workflow,
+)
 
 
 def timed(cmd: list[str], env: dict | None = None) -> float:

@@ -37,8 +37,8 @@ ENCODER = {"d_model": 256, "n_layers": 4, "n_heads": 8, "d_ff": 1024, "dropout":
 
 def write_shards(folder: Path, records: int, shards: int = 4, seed: int = 0) -> Path:
     """Shards of random records and their manifest; lengths lognormal, median ~1,500 tokens."""
-    from gtok.manifest import write_manifest
-    from gtok.shard import ShardWriter
+    from gtok.formats.manifest import write_manifest
+    from gtok.formats.shard import ShardWriter
     from gtok.tokenizer import SPECIAL_TOKENS
 
     rng = np.random.default_rng(seed)
@@ -112,7 +112,7 @@ def main(argv=None) -> int:
     import lightning as L
     from torch.utils.data import DataLoader
 
-    from gtok.datamodule import GTokDataModule
+    from gtok.data.datamodule import GTokDataModule
     from gtok.models import Encoder, Vocab
 
     needed = (args.warmup + args.steps + 2) * args.batch_size

@@ -35,7 +35,7 @@ def slurm_running() -> bool:
         return False
 
 
-needs_slurm = pytest.mark.skipif(not slurm_running(), reason="needs the local SLURM cluster: bash scripts/local-slurm.sh start")
+needs_slurm = pytest.mark.skipif(not slurm_running(), reason="needs the local SLURM cluster: bash tools/local-slurm.sh start")
 
 
 def drill(tmp_path, script: str, *args: str) -> dict:

@@ -126,8 +126,8 @@ def check_manifest(manifest: Path, expected_records: int) -> dict:
 
     Raises SystemExit naming what is wrong; returns the counts and the seconds verify took.
     """
-    from gtok.manifest import load_manifest
-    from gtok.shard import ShardReader
+    from gtok.formats.manifest import load_manifest
+    from gtok.formats.shard import ShardReader
 
     start = time.perf_counter()
     verify = gtok("verify", "-q", manifest)

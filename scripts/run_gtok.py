@@ -9,7 +9,7 @@ keeps the command line's behaviour: a user error is one line (in the log) and ex
 import sys
 
 from gtok.cli import main
-from gtok.report import job_log
+from gtok.workflow.jobs import job_log
 
 with job_log(snakemake.log[0]):
     status = main([str(arg) for arg in snakemake.params.argv])

@@ -1,7 +1,9 @@
 """Workflow job: per-shard statistics (TSV) and the report's plots of the tokenized data."""
 
 from gtok.atomic import atomic_path
-from gtok.report import job_log, plot_coverage, plot_tokens_per_record, plot_unk_only, shard_stats
+from gtok.plots import plot_coverage, plot_tokens_per_record, plot_unk_only
+from gtok.stats import shard_stats
+from gtok.workflow.jobs import job_log
 
 with job_log(snakemake.log[0]):
     shards = [(path, "BED files") for path in snakemake.input.bed] + [(path, "cells") for path in snakemake.input.h5ad]

@@ -5,7 +5,7 @@ from pathlib import Path
 import yaml
 
 from gtok.atomic import atomic_path
-from gtok.report import job_log
+from gtok.workflow.jobs import job_log
 
 with job_log(snakemake.log[0]):
     with atomic_path(snakemake.output[0]) as tmp:

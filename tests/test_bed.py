@@ -6,10 +6,10 @@ import gzip
 
 import numpy as np
 import pytest
-
 from conftest import GENIML, GTARS
-from gtok.bed import Intervals, read_bed
+
 from gtok.errors import BedFormatError, GtokError
+from gtok.inputs.bed import Intervals, read_bed
 
 
 def rows(iv: Intervals) -> list[tuple[str, int, int]]:

@@ -7,8 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse as sp
-
 from conftest import GTARS, gtars_regions, write_bed
+
 from gtok import Tokenizer
 from gtok.cells import iter_cell_tokens
 from gtok.errors import GtokError

@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import GENIML, GTARS, gtars_tokens
 
 GTOK = [sys.executable, "-m", "gtok.cli"]

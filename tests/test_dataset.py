@@ -15,10 +15,11 @@ import torch
 from torch.utils.data import DataLoader
 from torchdata.stateful_dataloader import StatefulDataLoader
 
-from gtok.dataset import IGNORE_LABEL, GTokDataset
+from gtok.data.dataset import IGNORE_LABEL, GTokDataset
 from gtok.errors import FingerprintMismatchError, GtokError, ShardFormatError
-from gtok.manifest import write_manifest
-from gtok.shard import ShardReader, export_gtars, write_shard
+from gtok.formats.gtars import export_gtars
+from gtok.formats.manifest import write_manifest
+from gtok.formats.shard import ShardReader, write_shard
 
 VOCAB = 1007  # 1,000 regions + 7 special tokens
 FP = "ab" * 32

@@ -25,7 +25,7 @@ def damaged(tmp_path_factory) -> tuple[Path, Path]:
 
 
 def test_flip_changes_one_token_to_another_valid_id(tmp_path):
-    from gtok.shard import ShardReader
+    from gtok.formats.shard import ShardReader
 
     manifest = example_manifest(tmp_path)
     shard = tmp_path / "bed-1.gtok"

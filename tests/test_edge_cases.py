@@ -19,11 +19,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-
 from conftest import GENIML, GTARS, gtars_tokens
+
 from gtok.errors import GtokError, ShardFormatError
-from gtok.manifest import check_shard, load_manifest, write_manifest
-from gtok.shard import ShardReader, write_shard
+from gtok.formats.manifest import check_shard, load_manifest, write_manifest
+from gtok.formats.shard import ShardReader, write_shard
 from gtok.tokenizer import Tokenizer
 
 GTOK = [sys.executable, "-m", "gtok.cli"]
@@ -320,7 +320,7 @@ def test_rows_option_must_be_a_valid_range(tmp_path):
 
 
 def test_manifest_splits_decide_training_and_validation(tmp_path, inputs):
-    from gtok.datamodule import GTokDataModule
+    from gtok.data.datamodule import GTokDataModule
 
     beds = sorted(inputs.glob("Ex*.bed"))
     u = inputs / "universe.bed"
@@ -437,7 +437,7 @@ def test_a_second_writer_leaves_the_live_temporary_file_of_the_first_alone(tmp_p
     out = tmp_path / "s.gtok"
     code = (
         "import sys, time, numpy as np\n"
-        "from gtok.shard import ShardWriter\n"
+        "from gtok.formats.shard import ShardWriter\n"
         "with ShardWriter(sys.argv[1], 1000, None) as w:\n"
         "    w.add('first', np.arange(100))\n"
         "    print('writing', flush=True)\n"
@@ -499,7 +499,6 @@ def test_bad_h5ad_var_names_the_file_column_and_row(tmp_path, start, words):
 
 def test_integral_float_coordinates_in_h5ad_var_are_whole_numbers(tmp_path):
     import anndata as ad
-    import pandas as pd
 
     src = ad.read_h5ad(GTARS / "pbmc_hg38.h5ad")
     as_float = src.copy()

@@ -8,13 +8,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_dataset import FP, VOCAB, make_shards
 
 from gtok.cli import main
-from gtok.dataset import GTokDataset
+from gtok.data.dataset import GTokDataset
 from gtok.errors import FingerprintMismatchError, GtokError, ShardFormatError
-from gtok.manifest import load_manifest, verify_manifest, write_manifest
-from gtok.shard import write_shard
-from test_dataset import FP, VOCAB, make_shards
+from gtok.formats.manifest import load_manifest, verify_manifest, write_manifest
+from gtok.formats.shard import write_shard
 
 
 @pytest.fixture

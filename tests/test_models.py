@@ -10,9 +10,9 @@ import torch
 
 from gtok.cli.model import MODEL_NAMES
 from gtok.errors import FingerprintMismatchError, GtokError
+from gtok.formats.shard import write_shard
 from gtok.models import MODELS, Classifier, Encoder, Vocab, model_from
 from gtok.models.region2vec import _window_sum, region_counts
-from gtok.shard import write_shard
 
 N_REGIONS = 300
 VOCAB = Vocab(vocab_size=N_REGIONS + 7, unk_token_id=N_REGIONS, pad_token_id=N_REGIONS + 1,

@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from conftest import GENIML, GTARS, gtars_regions, gtars_tokens, write_bed
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import GENIML, GTARS, gtars_regions, gtars_tokens, write_bed
 from gtok import Tokenizer
 
 FIXTURE_PAIRS = [

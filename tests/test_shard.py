@@ -9,10 +9,11 @@ import sys
 
 import numpy as np
 import pytest
-
 from conftest import GENIML, GTARS
+
 from gtok.errors import ShardFormatError
-from gtok.shard import HEADER_SIZE, ShardReader, ShardWriter, export_gtars, write_shard
+from gtok.formats.gtars import export_gtars
+from gtok.formats.shard import HEADER_SIZE, ShardReader, ShardWriter, write_shard
 
 FP = "ab" * 32
 
@@ -88,7 +89,7 @@ def test_killed_writer_leaves_nothing_at_the_output_path(tmp_path):
     out = tmp_path / "killed.gtok"
     code = (
         "import sys, time, numpy as np\n"
-        "from gtok.shard import ShardWriter\n"
+        "from gtok.formats.shard import ShardWriter\n"
         "w = ShardWriter(sys.argv[1], 1000, None)\n"
         "w.add('a', np.arange(100))\n"
         "print('writing', flush=True)\n"
@@ -145,7 +146,7 @@ def test_corrupt_shards_name_the_file(shard_bytes, mutate, words):
 def test_a_broken_names_table_is_refused_at_open(shard_bytes):
     import struct
 
-    from gtok.shard import HEADER
+    from gtok.formats.shard import HEADER
 
     path, data = shard_bytes
     names_at = HEADER.unpack_from(data)[11]

@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-
 from conftest import GENIML, GTARS, write_bed
+
 from gtok import Tokenizer
 from gtok.errors import GtokError
 

@@ -16,13 +16,14 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-
 from conftest import GENIML, GTARS, write_bed
+
+from gtok.build import tokenize_to_shard
 from gtok.cli import main
 from gtok.errors import FingerprintMismatchError, GtokError
-from gtok.manifest import write_manifest
-from gtok.tokenize_cmd import tokenize_to_shard
-from gtok.train import RUN_KEY, flatten_metrics, train
+from gtok.formats.manifest import write_manifest
+from gtok.training.run import RUN_KEY, flatten_metrics
+from gtok.training.train import train
 
 UNIVERSE = GENIML / "universe.uniq.bed"
 CLASSES = ("A", "B", "C")
@@ -103,7 +104,7 @@ def encoder_ckpt(tmp_path_factory, data) -> Path:
 
 
 def epoch_batches(manifest: Path, **changes) -> int:
-    from gtok.datamodule import GTokDataModule
+    from gtok.data.datamodule import GTokDataModule
 
     return len(GTokDataModule(manifest, **{**DATA, **changes}).vocab_source)
 
@@ -188,7 +189,7 @@ KILLED_RUN = """
 import sys
 sys.path.insert(0, {tests!r})
 from test_train import RESUME_CONFIG, Watch
-from gtok.train import train
+from gtok.training.train import train
 train({data!r}, "encoder", {out!r}, RESUME_CONFIG, max_steps={steps}, progress=False,
       callbacks=[Watch({out!r} + ".batches", kill_at={kill_at})])
 """
@@ -434,7 +435,7 @@ def test_embed_needs_a_universe_when_the_checkpoint_has_none(tmp_path, data):
 
 
 def test_each_loader_is_the_next_data_epoch_unless_the_last_one_went_unused(data):
-    from gtok.datamodule import GTokDataModule
+    from gtok.data.datamodule import GTokDataModule
 
     dm = GTokDataModule(data, **DATA)
     digests = []
@@ -450,9 +451,9 @@ def test_each_loader_is_the_next_data_epoch_unless_the_last_one_went_unused(data
 def test_shards_are_checked_once_per_process_and_against_the_manifest(tmp_path, data, monkeypatch):
     import json
 
-    from gtok.datamodule import GTokDataModule, check_shards
+    from gtok.data.datamodule import GTokDataModule, check_shards
     from gtok.errors import ShardFormatError
-    from gtok.shard import ShardReader
+    from gtok.formats.shard import ShardReader
 
     checked = []
     crc_check = ShardReader.verify

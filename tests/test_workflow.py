@@ -26,7 +26,7 @@ import yaml
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
-from gtok.shard import ShardReader
+from gtok.formats.shard import ShardReader
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))  # shared with the drills
 from workflow_copy import write_workflow  # noqa: E402
@@ -181,7 +181,7 @@ def test_new_universe_reruns_every_shard_and_training(clone):
     with open(clone / "resources" / "example" / "universe.bed", "a") as fh:
         fh.write("chr22\t100\t200\n")
     jobs = planned(clone)
-    assert set(jobs) == {"universe", "tokenize_bed", "tokenize_h5ad", "manifest", "stats", "train", "all"}
+    assert set(jobs) == {"universe_index", "tokenize_bed", "tokenize_h5ad", "manifest", "stats", "train", "all"}
     assert jobs["tokenize_bed"] == shard_outputs(clone, "bed")
     assert jobs["tokenize_h5ad"] == shard_outputs(clone, "h5ad")
 
@@ -373,7 +373,7 @@ def test_snakemake_reports_config_errors(tmp_path, extra, message):
 @pytest.mark.slurm
 @pytest.mark.skipif(
     shutil.which("sinfo") is None and not os.environ.get("GTOK_REQUIRE_SLURM"),  # CI sets it: never skip there
-    reason="SLURM is not installed (no sinfo); start it with `bash scripts/local-slurm.sh start`",
+    reason="SLURM is not installed (no sinfo); start it with `bash tools/local-slurm.sh start`",
 )
 def test_slurm_end_to_end(tmp_path):
     """Tokenization, stats and training as SLURM jobs of the local cluster (one shard per kind of

@@ -9,16 +9,21 @@ from __future__ import annotations
 from importlib import import_module
 from typing import Any
 
-from gtok.errors import GtokError, ShardFormatError, BedFormatError, FingerprintMismatchError
-from gtok.shard import ShardReader, ShardWriter, write_shard
+from gtok.errors import (
+    BedFormatError,
+    FingerprintMismatchError,
+    GtokError,
+    ShardFormatError,
+)
+from gtok.formats.shard import ShardReader, ShardWriter, write_shard
 from gtok.tokenizer import Tokenizer
 from gtok.universe import Universe
 
 __version__ = "0.1.0"
 
 _LAZY = {
-    "GTokDataset": "gtok.dataset",
-    "GTokDataModule": "gtok.datamodule",
+    "GTokDataset": "gtok.data.dataset",
+    "GTokDataModule": "gtok.data.datamodule",
 }
 
 

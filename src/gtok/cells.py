@@ -5,7 +5,7 @@ region. Instead of tokenizing every cell's regions (what geniml does, one gtars 
 peaks are tokenized once, giving each column its token list; then a whole chunk of rows is a
 gather over those lists, driven by the sparse matrix's own index arrays.
 
-An `.h5ad` path is read a row range at a time with h5py (see gtok.h5ad), so memory stays bounded
+An `.h5ad` path is read a row range at a time with h5py (see gtok.inputs.h5ad), so memory stays bounded
 whatever the file's size; an AnnData object is sliced the same way.
 """
 
@@ -19,9 +19,9 @@ from typing import Any
 
 import numpy as np
 
-from gtok.bed import Intervals
 from gtok.errors import GtokError
-from gtok.h5ad import CsrRows, H5adFile, Unsupported, dense_to_csr, reading
+from gtok.inputs.bed import Intervals
+from gtok.inputs.h5ad import CsrRows, H5adFile, Unsupported, dense_to_csr, reading
 from gtok.paths import input_file
 from gtok.tokenizer import Tokenizer
 from gtok.universe import expand_ranges

@@ -127,8 +127,8 @@ def embed_to_files(
     batch_size: int, progress: bool,
 ) -> Path:
     """`gtok embed`: BED files -> OUT.npy + OUT.names.txt, or one .h5ad -> a copy with obsm['X_gtok']."""
-    from gtok.h5ad import reading
-    from gtok.shard import record_name
+    from gtok.formats.shard import record_name
+    from gtok.inputs.h5ad import reading
 
     for path in inputs:
         input_file(path)

@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from gtok.bed import Intervals, read_bed
 from gtok.errors import GtokError
+from gtok.inputs.bed import Intervals, read_bed
 from gtok.universe import Universe
 
 if TYPE_CHECKING:

@@ -23,8 +23,15 @@ from pathlib import Path
 
 import numpy as np
 
-from gtok.bed import Intervals, parse_bed_bytes, read_bytes
-from gtok.errors import GtokError
+from gtok.errors import GtokError, describe
+from gtok.formats.index import (
+    IndexFormatError,
+    index_error,
+    is_index,
+    read_index,
+    write_index,
+)
+from gtok.inputs.bed import Intervals, parse_bed_bytes, read_bytes
 from gtok.paths import make_folder
 
 _POS_BITS = 34  # positions up to 17 Gbp (parsers accept up to 2**32 - 1); chromosome codes take the bits above
@@ -98,16 +105,14 @@ class Universe:
         content hash, and a damaged entry is detected by its checksums and rebuilt. `cache_dir`
         (or $GTOK_CACHE_DIR) chooses its folder; "off" disables it.
         """
-        from gtok.index_file import IndexFormatError, is_index, read_index, write_index
-
         if is_index(path):
-            return read_index(path)[0]
+            return cls.from_index(path)[0]
         raw = read_bytes(path, "universe BED")
         digest = hashlib.sha256(raw).hexdigest()
         cache = _cache_path(digest, cache_dir)
         if cache is not None and cache.exists():
             try:
-                universe, source = read_index(cache)
+                universe, source = cls.from_index(cache)
                 if source == digest:
                     return universe
             except IndexFormatError:
@@ -116,8 +121,23 @@ class Universe:
         if cache is not None:
             with contextlib.suppress(GtokError):  # a cache is an optimisation: a read-only disk must not fail
                 make_folder(cache.parent)
-                write_index(cache, universe, digest)
+                write_index(cache, list(universe.chrom_names), universe.index_arrays(), universe.fingerprint, digest)
         return universe
+
+    @classmethod
+    def from_index(cls, path: str | os.PathLike) -> tuple["Universe", str]:
+        """The universe of an index file, and the sha256 of the BED it was built from. The
+        fingerprint is recomputed from the loaded regions: a mismatch means a damaged file."""
+        content = read_index(path)
+        a = content.arrays
+        try:
+            plan = IndexPlan(a["rank_to_id"], a["class_order"], a["class_bounds"])
+            universe = cls(content.names, a["codes"], a["starts"], a["ends"], plan=plan)
+        except (ValueError, IndexError) as exc:
+            index_error(describe(path), f"its arrays are inconsistent ({exc})")
+        if universe.fingerprint != content.fingerprint:
+            index_error(describe(path), "the vocabulary it holds does not match its recorded fingerprint")
+        return universe, content.source_sha256
 
     @classmethod
     def from_text(cls, raw: bytes, source: str) -> "Universe":

@@ -1,17 +1,18 @@
-# The manifest: one file listing every shard with its checksum, what training reads.
+# The manifest: one file listing every shard with its checksum (and split), what training reads.
 
 
 rule manifest:
     input:
-        bed_shard_paths(),
-        h5ad_shard_paths(),
+        PLAN.bed_shard_paths(),
+        PLAN.h5ad_shard_paths(),
     output:
-        MANIFEST,
+        PLAN.manifest,
     params:
-        argv=manifest_argv,
+        argv=PLAN.manifest_argv(),
     log:
         f"{R}/logs/manifest.log",
+    threads: 1
     conda:
         GTOK_ENV
     script:
-        "../../scripts/run_gtok.py"
+        RUN_GTOK

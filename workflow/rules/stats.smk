@@ -4,8 +4,8 @@
 rule stats:
     """Tokens per record, the share of records that are only `<unk>`, and universe coverage."""
     input:
-        bed=bed_shard_paths(),
-        h5ad=h5ad_shard_paths(),
+        bed=PLAN.bed_shard_paths(),
+        h5ad=PLAN.h5ad_shard_paths(),
     output:
         table=report(f"{R}/stats/shards.tsv", caption="../report/shards.rst", category="Tokenization"),
         lengths=report(
@@ -15,6 +15,7 @@ rule stats:
         coverage=report(f"{R}/stats/coverage.png", caption="../report/coverage.rst", category="Tokenization"),
     log:
         f"{R}/logs/stats.log",
+    threads: 1
     benchmark:
         f"{R}/benchmarks/stats.tsv"
     conda:

@@ -1,58 +1,63 @@
-# Tokenization: the universe is checked once, then BED shards and h5ad row ranges fan out.
+# Tokenization: the universe is indexed once, then BED shards and h5ad row ranges fan out.
 
 
-rule universe:
-    """Parse the universe once and fill gtok's binary cache before the shards fan out, so a bad
-    universe fails one job, not all of them. Every shard depends on this job: a new universe
-    reruns every shard, the manifest, the stats and training."""
+rule universe_index:
+    """The universe parsed, deduplicated and sorted into its binary index (gtok.formats.index),
+    once: every tokenization job reads it, and a bad universe fails here, not in every job. A new
+    universe reruns it and so every shard, the manifest, the stats and training. `cache: True`
+    lets Snakemake's between-workflow cache (--cache) share it across runs of one universe."""
     input:
-        UNIVERSE,
+        PLAN.universe,
     output:
-        f"{R}/universe.json",
+        PLAN.index,
+    params:
+        argv=PLAN.index_argv(),
     log:
-        f"{R}/logs/universe.log",
+        f"{R}/logs/universe_index.log",
+    threads: 1
+    cache: True
     conda:
         GTOK_ENV
     script:
-        "../../scripts/universe.py"
+        RUN_GTOK
 
 
 rule tokenize_bed:
     """One shard of about `files_per_shard` BED files, one record per file."""
     input:
         beds=bed_shard_files,
-        universe=UNIVERSE,
-        checked=rules.universe.output[0],
+        index=PLAN.index,
     output:
-        BED_SHARD,
+        PLAN.bed_shard("{shard}"),
     params:
-        argv=tokenize_bed_argv,
-        labels=bed_shard_labels,
+        argv=lambda wildcards, threads: PLAN.tokenize_bed_argv(wildcards.shard, threads),
+        labels=lambda wildcards: PLAN.bed_labels(wildcards.shard),
     log:
         f"{R}/logs/tokenize_bed/{{shard}}.log",
     benchmark:
         f"{R}/benchmarks/tokenize_bed/{{shard}}.tsv"
+    threads: 2
     conda:
         GTOK_ENV
     script:
-        "../../scripts/run_gtok.py"
+        RUN_GTOK
 
 
 rule tokenize_h5ad:
     """`cells_per_shard` rows of one .h5ad, one record per cell."""
     input:
-        h5ad=lambda wildcards: H5AD[wildcards.sample],
-        universe=UNIVERSE,
-        checked=rules.universe.output[0],
+        h5ad=h5ad_file,
+        index=PLAN.index,
     output:
-        H5AD_SHARD,
+        PLAN.h5ad_shard("{sample}", "{part}"),
     params:
-        argv=tokenize_h5ad_argv,
+        argv=lambda wildcards, threads: PLAN.tokenize_h5ad_argv(wildcards.sample, wildcards.part, threads),
     log:
         f"{R}/logs/tokenize_h5ad/{{sample}}/{{part}}.log",
     benchmark:
         f"{R}/benchmarks/tokenize_h5ad/{{sample}}/{{part}}.tsv"
+    threads: 2
     conda:
         GTOK_ENV
     script:
-        "../../scripts/run_gtok.py"
+        RUN_GTOK

@@ -4,11 +4,12 @@
 
 rule train_config:
     output:
-        TRAIN_CONFIG,
+        PLAN.train_config,
     params:
-        options=train_options(),
+        options=PLAN.train_options(),
     log:
         f"{R}/logs/train_config.log",
+    threads: 1
     conda:
         GTOK_ENV
     script:
@@ -22,19 +23,20 @@ rule train_config:
 # checkpoint is of other options or data, moving the old run to train/previous/.
 rule train:
     input:
-        manifest=MANIFEST,
-        config=TRAIN_CONFIG,
+        manifest=PLAN.manifest,
+        config=PLAN.train_config,
     output:
-        model=f"{TRAIN_DIR}/model.ckpt",
-        metrics=f"{TRAIN_DIR}/metrics.csv",
-        loss=report(f"{TRAIN_DIR}/loss.png", caption="../report/loss.rst", category="Training"),
+        model=f"{PLAN.train_dir}/model.ckpt",
+        metrics=f"{PLAN.train_dir}/metrics.csv",
+        loss=report(f"{PLAN.train_dir}/loss.png", caption="../report/loss.rst", category="Training"),
     params:
-        argv=train_argv,
+        argv=PLAN.train_argv(),
     log:
         f"{R}/logs/train.log",
+    threads: 1
     benchmark:
         f"{R}/benchmarks/train.tsv"
     conda:
         GTOK_ENV
     script:
-        "../../scripts/run_gtok.py"
+        RUN_GTOK

@@ -1,4 +1,4 @@
-"""Commands on data: tokenize, dump, info, export-gtars, manifest, verify."""
+"""Commands on data: tokenize, index, dump, info, export-gtars, manifest, verify."""
 
 from __future__ import annotations
 
@@ -19,11 +19,12 @@ def _add_tokenize(sub) -> None:
     p.add_argument("--labels", metavar="SHEET.tsv", help="TSV with a 'name' or 'path' column and a 'label' column, for BED files")
     p.add_argument("--chunk-rows", type=positive_int, default=2048, help="cells tokenized at a time (bounds memory; default 2048)")
     p.add_argument("--no-cache", action="store_true", help="do not use or write the binary universe cache")
+    p.add_argument("--threads", type=positive_int, help="threads for reading files (default: the CPUs this process may use)")
     add_quiet(p)
 
 
 def _run_tokenize(args: argparse.Namespace) -> int:
-    from gtok.tokenize_cmd import tokenize_to_shard
+    from gtok.build import tokenize_to_shard
 
     tokenize_to_shard(
         inputs=args.inputs,
@@ -35,7 +36,25 @@ def _run_tokenize(args: argparse.Namespace) -> int:
         chunk_rows=args.chunk_rows,
         cache=not args.no_cache,
         progress=not args.quiet,
+        threads=args.threads,
     )
+    return 0
+
+
+def _add_index(sub) -> None:
+    help_ = "Build the binary index of a universe BED (.gtokidx), which --universe of tokenize also takes."
+    p = add_command(sub, "index", help_, _run_index)
+    p.add_argument("--universe", "-u", required=True, help="universe BED (.bed or .bed.gz)")
+    p.add_argument("--output", "-o", required=True, help="the index to write (.gtokidx); written atomically")
+    add_quiet(p)
+
+
+def _run_index(args: argparse.Namespace) -> int:
+    from gtok.build import build_index
+
+    universe = build_index(args.universe, args.output)
+    print(f"wrote {args.output}: {len(universe):,} regions, vocabulary size {len(universe) + 7:,}, "
+          f"fingerprint {universe.fingerprint}")
     return 0
 
 
@@ -45,7 +64,7 @@ def _add_dump(sub) -> None:
 
 
 def _run_dump(args: argparse.Namespace) -> int:
-    from gtok.shard import ShardReader
+    from gtok.formats.shard import ShardReader
 
     reader = ShardReader(args.shard)
     out = sys.stdout
@@ -60,7 +79,7 @@ def _add_info(sub) -> None:
 
 
 def _run_info(args: argparse.Namespace) -> int:
-    from gtok.shard import ShardReader
+    from gtok.formats.shard import ShardReader
     from gtok.stats import describe_shard
 
     for i, path in enumerate(args.shards):
@@ -77,7 +96,8 @@ def _add_export(sub) -> None:
 
 
 def _run_export(args: argparse.Namespace) -> int:
-    from gtok.shard import ShardReader, export_gtars_folder
+    from gtok.formats.gtars import export_gtars_folder
+    from gtok.formats.shard import ShardReader
 
     renamed = export_gtars_folder(ShardReader(args.shard), args.outdir)
     if renamed:
@@ -98,7 +118,7 @@ def _add_manifest(sub) -> None:
 
 
 def _run_manifest(args: argparse.Namespace) -> int:
-    from gtok.manifest import expand_shards, write_manifest
+    from gtok.formats.manifest import expand_shards, write_manifest
 
     shards = [(path, None) for path in expand_shards(args.shards)]
     for name, *paths in args.split:
@@ -118,7 +138,7 @@ def _add_verify(sub) -> None:
 
 
 def _run_verify(args: argparse.Namespace) -> int:
-    from gtok.manifest import load_manifest, verify_manifest
+    from gtok.formats.manifest import load_manifest, verify_manifest
 
     problems = verify_manifest(args.manifest, progress=not args.quiet)
     for line in problems:
@@ -131,4 +151,4 @@ def _run_verify(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = [_add_tokenize, _add_dump, _add_info, _add_export, _add_manifest, _add_verify]
+COMMANDS = [_add_tokenize, _add_index, _add_dump, _add_info, _add_export, _add_manifest, _add_verify]

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import argparse
 
-from gtok.cli.common import add_command, add_quiet, devices, non_negative_int, positive_int, steps
+from gtok.cli.common import (
+    add_command,
+    add_quiet,
+    devices,
+    non_negative_int,
+    positive_int,
+    steps,
+)
 
 #: The models `gtok train` knows (gtok.models.MODELS; listed here so `gtok --help` needs no torch).
 MODEL_NAMES = ("region2vec", "encoder", "classifier")
@@ -28,7 +35,7 @@ def _add_train(sub) -> None:
 
 
 def _run_train(args: argparse.Namespace) -> int:
-    from gtok.train import train
+    from gtok.training.train import train
 
     final = train(
         args.manifest, args.model, args.out, args.config,

@@ -17,7 +17,13 @@ from torch import nn
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
 from gtok.errors import GtokError
-from gtok.models.base import GTokModel, check_fingerprint, init_weights, masked_mean, read_checkpoint
+from gtok.models.base import (
+    GTokModel,
+    check_fingerprint,
+    init_weights,
+    masked_mean,
+    read_checkpoint,
+)
 from gtok.models.encoder import make_backbone
 from gtok.options import SHAPE_KEYS, ClassifierConfig
 

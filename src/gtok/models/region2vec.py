@@ -26,9 +26,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from gtok.formats.shard import ShardReader
 from gtok.models.base import GTokModel, masked_mean
 from gtok.options import Region2VecConfig
-from gtok.shard import ShardReader
 
 _BLOCK = 1 << 16  # tokens per sampled block in region_counts
 

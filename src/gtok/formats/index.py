@@ -25,23 +25,20 @@ import json
 import os
 import struct
 import zlib
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from gtok.atomic import atomic_path
 from gtok.errors import GtokError, describe
 
-if TYPE_CHECKING:
-    from gtok.universe import Universe
-
 MAGIC = b"GTOKIDX\0"
 VERSION = 1
 SUFFIX = ".gtokidx"
 _HEADER = struct.Struct("<8sIIQ32s32sII")
 _HEADER_SIZE = 96
-_ARRAYS = ("codes", "starts", "ends", "rank_to_id", "class_order", "class_bounds")
+ARRAYS = ("codes", "starts", "ends", "rank_to_id", "class_order", "class_bounds")
 assert _HEADER.size == _HEADER_SIZE
 
 
@@ -58,21 +55,21 @@ def is_index(path: str | os.PathLike) -> bool:
         return False
 
 
-def write_index(path: str | os.PathLike, universe: "Universe", source_sha256: str) -> Path:
-    """Write `universe` as an index file, atomically."""
-    arrays = universe.index_arrays()
+def write_index(path: str | os.PathLike, names: list[str], arrays: dict[str, np.ndarray], fingerprint: str,
+                source_sha256: str) -> Path:
+    """Write a universe's chromosome names and arrays (`ARRAYS`) as an index file, atomically."""
     layout, offset = {}, 0
-    for name in _ARRAYS:
+    for name in ARRAYS:
         arr = arrays[name]
         layout[name] = [arr.dtype.str, int(arr.size), offset]
         offset += arr.nbytes
-    table = json.dumps({"names": list(universe.chrom_names), "arrays": layout}).encode()
+    table = json.dumps({"names": list(names), "arrays": layout}).encode()
     table += b" " * (-len(table) % 8)
-    body = [table, *(memoryview(np.ascontiguousarray(arrays[n])).cast("B") for n in _ARRAYS)]
+    body = [table, *(memoryview(np.ascontiguousarray(arrays[n])).cast("B") for n in ARRAYS)]
     crc = 0
     for part in body:
         crc = zlib.crc32(part, crc)
-    fields = (MAGIC, VERSION, len(table), offset, bytes.fromhex(source_sha256), bytes.fromhex(universe.fingerprint), crc)
+    fields = (MAGIC, VERSION, len(table), offset, bytes.fromhex(source_sha256), bytes.fromhex(fingerprint), crc)
     head = _HEADER.pack(*fields, 0)
     head = _HEADER.pack(*fields, zlib.crc32(head[:-4]))
     with atomic_path(path) as tmp, open(tmp, "wb") as fh:
@@ -81,10 +78,19 @@ def write_index(path: str | os.PathLike, universe: "Universe", source_sha256: st
     return Path(path)
 
 
-def read_index(path: str | os.PathLike) -> tuple["Universe", str]:
-    """The universe of an index file and the sha256 of the BED it was built from, fully checked."""
-    from gtok.universe import IndexPlan, Universe
+@dataclass(frozen=True)
+class IndexContent:
+    """What an index file holds, its checksums verified (the fingerprint is checked by its user,
+    `gtok.universe.Universe.from_index`, against the regions it rebuilds)."""
 
+    names: list[str]
+    arrays: dict[str, np.ndarray]
+    fingerprint: str
+    source_sha256: str
+
+
+def read_index(path: str | os.PathLike) -> IndexContent:
+    """The content of an index file; any damage is an `IndexFormatError` naming the file."""
     name = describe(path)
     try:
         raw = Path(path).read_bytes()
@@ -94,28 +100,24 @@ def read_index(path: str | os.PathLike) -> tuple["Universe", str]:
         raise IndexFormatError(f"{name}: not a gtok universe index (the magic bytes are missing).")
     magic, version, table_len, data_len, source, fingerprint, crc, crc_head = _HEADER.unpack_from(raw)
     if zlib.crc32(raw[: _HEADER_SIZE - 4]) != crc_head:
-        _fail(name, "the header is corrupt (checksum mismatch)")
+        index_error(name, "the header is corrupt (checksum mismatch)")
     if version != VERSION:
-        _fail(name, f"format version {version} is not supported (this gtok reads version {VERSION})")
+        index_error(name, f"format version {version} is not supported (this gtok reads version {VERSION})")
     if len(raw) != _HEADER_SIZE + table_len + data_len:
-        _fail(name, f"truncated or padded: {len(raw)} bytes, the header says {_HEADER_SIZE + table_len + data_len}")
+        index_error(name, f"truncated or padded: {len(raw)} bytes, the header says {_HEADER_SIZE + table_len + data_len}")
     if zlib.crc32(memoryview(raw)[_HEADER_SIZE:]) != crc:
-        _fail(name, "the index data is corrupt (checksum mismatch)")
+        index_error(name, "the index data is corrupt (checksum mismatch)")
     try:
         table = json.loads(raw[_HEADER_SIZE : _HEADER_SIZE + table_len])
         base = _HEADER_SIZE + table_len
         arrays = {
             key: np.frombuffer(raw, dtype=dtype, count=count, offset=base + offset)
-            for key, (dtype, count, offset) in ((k, table["arrays"][k]) for k in _ARRAYS)
+            for key, (dtype, count, offset) in ((k, table["arrays"][k]) for k in ARRAYS)
         }
-        plan = IndexPlan(arrays["rank_to_id"], arrays["class_order"], arrays["class_bounds"])
-        universe = Universe(table["names"], arrays["codes"], arrays["starts"], arrays["ends"], plan=plan)
+        return IndexContent(list(table["names"]), arrays, fingerprint.hex(), source.hex())
     except (ValueError, KeyError, TypeError, IndexError) as exc:
-        _fail(name, f"its table is inconsistent ({exc})")
-    if universe.fingerprint != fingerprint.hex():
-        _fail(name, "the vocabulary it holds does not match its recorded fingerprint")
-    return universe, source.hex()
+        index_error(name, f"its table is inconsistent ({exc})")
 
 
-def _fail(name: str, what: str) -> None:
+def index_error(name: str, what: str) -> None:
     raise IndexFormatError(f"{name}: {what}. Delete it and build it again from the universe BED.")

@@ -6,7 +6,7 @@ followed by every second PBMC peak: both kinds of input produce real tokens, and
 PBMC peaks stay outside the vocabulary, so the report's coverage and `<unk>` plots show something.
 Deterministic: rerunning it writes the same file.
 
-    python scripts/make_example_universe.py GENIML_UNIVERSE.bed PBMC.h5ad OUT.bed
+    python tools/make_example_universe.py GENIML_UNIVERSE.bed PBMC.h5ad OUT.bed
 """
 
 from __future__ import annotations

@@ -2,7 +2,8 @@
 
 Readers map the file and hand out zero-copy numpy views, so a training loader pays one slice per
 record. Writers stream tokens to a temporary file and rename it into place only when complete.
-gtars' single-record `.gtok` files (magic, one flag byte, tokens) open as one-record shards.
+gtars' single-record `.gtok` files (magic, one flag byte, tokens; `gtok.formats.gtars`) open as
+one-record shards.
 """
 
 from __future__ import annotations
@@ -20,10 +21,10 @@ import numpy as np
 
 from gtok.atomic import atomic_path
 from gtok.errors import ShardFormatError, describe
+from gtok.formats.gtars import GTARS_FLAGS
 
 MAGIC = b"GTOK"
 KIND_SHARD = 0x53  # 'S'; gtars single-record files carry 0x01 (u16) or 0x02 (u32) in this byte
-GTARS_FLAGS = {0x01: np.dtype("<u2"), 0x02: np.dtype("<u4")}
 VERSION = 1
 HEADER = struct.Struct("<4sBBBBQQQ32sQQQQQIII8xI")
 HEADER_SIZE = 128
@@ -330,40 +331,3 @@ def _crc32(buf, lo: int, hi: int, step: int = 1 << 24) -> int:
     for a in range(lo, hi, step):
         crc = zlib.crc32(buf[a : min(hi, a + step)], crc)
     return crc
-
-
-def export_gtars_folder(reader: "ShardReader", outdir: str | os.PathLike) -> list[tuple[str, str]]:
-    """Write every record of `reader` as OUTDIR/NAME.gtok in gtars' format.
-
-    File names must be unique, or one record would silently replace another: a name already
-    taken (two BED files `a/s.bed` and `b/s.bed` are both record `s`) gets a number, `s-2.gtok`.
-    Returns the (record name, file name) pairs that were numbered. A file in the way that is not
-    a `.gtok` file is refused before anything is written.
-    """
-    from gtok.paths import has_magic, output_file, output_folder
-
-    folder = output_folder(outdir, "folder for the gtars files")
-    files, renamed, taken = [], [], set()
-    for name in reader.names:
-        base = name.replace("/", "_") or "record"
-        stem, k = base, 1
-        while stem in taken:
-            k += 1
-            stem = f"{base}-{k}"
-        taken.add(stem)
-        files.append(output_file(folder / f"{stem}.gtok", (".gtok",), [reader.path], has_magic(MAGIC), "gtars .gtok file"))
-        if stem != base or base != name:
-            renamed.append((name, files[-1].name))
-    for tokens, path in zip(reader, files):
-        export_gtars(tokens, path)
-    return renamed
-
-
-def export_gtars(tokens: np.ndarray, path: str | os.PathLike) -> Path:
-    """Write one record as a gtars `.gtok` file: 'GTOK', a width flag, little-endian ids."""
-    tokens = np.asarray(tokens)
-    wide = tokens.size and int(tokens.max()) > 0xFFFF
-    flag, dtype = (0x02, "<u4") if wide else (0x01, "<u2")
-    with atomic_path(path) as tmp:
-        Path(tmp).write_bytes(MAGIC + bytes([flag]) + tokens.astype(dtype).tobytes())
-    return Path(path)

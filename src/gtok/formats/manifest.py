@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from gtok.atomic import atomic_path
-from gtok.paths import input_file, output_file
 from gtok.errors import FingerprintMismatchError, GtokError, ShardFormatError, describe
-from gtok.shard import ShardReader
+from gtok.formats.shard import ShardReader
+from gtok.paths import input_file, output_file
 from gtok.stats import length_stats
 
 SCHEMA_VERSION = 1

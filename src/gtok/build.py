@@ -1,17 +1,19 @@
-"""`gtok tokenize`: BED files and `.h5ad` cells into one shard, all or nothing."""
+"""Building the binary files: inputs tokenized into one shard (`gtok tokenize`), all or nothing,
+and a universe into its index (`gtok index`)."""
 
 from __future__ import annotations
 
-import csv
 import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from gtok.bed import read_bed
 from gtok.errors import GtokError
+from gtok.formats.shard import MAGIC, ShardWriter, record_name
+from gtok.inputs.bed import read_bed
+from gtok.inputs.labels import read_label_sheet
 from gtok.paths import has_magic, input_file, output_file
-from gtok.shard import MAGIC, ShardWriter, record_name
 from gtok.tokenizer import Tokenizer
+from gtok.universe import Universe
 
 #: BED files are tokenized together in batches of about this many regions (one vectorized call).
 BATCH_REGIONS = 2_000_000
@@ -27,8 +29,12 @@ def tokenize_to_shard(
     chunk_rows: int = 2048,
     cache: bool = True,
     progress: bool = True,
+    threads: int | None = None,
 ) -> Path:
-    """Tokenize every input into the shard `output`; on any error nothing is written there."""
+    """Tokenize every input into the shard `output`; on any error nothing is written there.
+
+    `threads` read BED files side by side (default: the CPUs this process may use, its affinity,
+    which a SLURM job or `taskset` limits; never all the machine's cores)."""
     beds = [p for p in inputs if not p.endswith(".h5ad")]
     h5ads = [p for p in inputs if p.endswith(".h5ad")]
     row_range = _check_options(beds, h5ads, rows, label_key, labels_sheet)
@@ -40,7 +46,7 @@ def tokenize_to_shard(
     labels = read_label_sheet(labels_sheet, beds) if labels_sheet else None
     tok = Tokenizer.from_bed(universe, cache_dir=None if cache else "off")
     with ShardWriter(target, tok.vocab_size, tok.fingerprint) as writer:
-        for batch in _bed_batches(beds, progress):
+        for batch in _bed_batches(beds, progress, threads or len(os.sched_getaffinity(0))):
             names = [record_name(p) for p, _ in batch]
             tokens, lengths = tok.tokenize_many([iv for _, iv in batch])
             writer.add_batch(names, tokens, lengths, [labels[p] for p, _ in batch] if labels else None)
@@ -67,10 +73,10 @@ def _check_options(beds, h5ads, rows, label_key, labels_sheet) -> tuple[int, int
     return start, stop
 
 
-def _bed_batches(paths: Sequence[str], progress: bool) -> Iterator[list]:
+def _bed_batches(paths: Sequence[str], progress: bool, threads: int) -> Iterator[list]:
     """Parsed files grouped so that each group is tokenized in one vectorized call."""
     batch, size = [], 0
-    parsed = _ordered_map(_read_sorted, paths)
+    parsed = _ordered_map(_read_sorted, paths, threads)
     for path, iv in _progress(zip(paths, parsed), progress and len(paths) > 1, total=len(paths), desc="BED files", unit="file"):
         batch.append((path, iv))
         size += len(iv)
@@ -85,13 +91,12 @@ def _read_sorted(path: str):
     return read_bed(path).sorted_like_files()
 
 
-def _ordered_map(fn, items: Sequence, window: int = 64) -> Iterator:
-    """fn over items on a few threads (numpy releases the GIL while parsing), in order, with at
-    most `window` results waiting, so memory stays bounded however many files there are."""
+def _ordered_map(fn, items: Sequence, workers: int, window: int = 64) -> Iterator:
+    """fn over items on `workers` threads (numpy releases the GIL while parsing), in order, with
+    at most `window` results waiting, so memory stays bounded however many files there are."""
     from collections import deque
     from concurrent.futures import ThreadPoolExecutor
 
-    workers = min(4, len(os.sched_getaffinity(0)))
     if workers == 1 or len(items) < 2:
         yield from map(fn, items)
         return
@@ -167,38 +172,16 @@ def _progress(items, enabled: bool, **kwargs):
     return tqdm(items, **kwargs)
 
 
-def read_label_sheet(sheet: str, beds: Sequence[str]) -> dict[str, str | None]:
-    """Each BED input's label, matched on the sheet's `path` column, else on `name` (file name
-    without .bed/.bed.gz). Every input must be listed; an empty label means unlabeled. Two rows
-    giving one file different labels are an error: neither can be trusted."""
-    try:
-        with open(input_file(sheet, "label sheet"), newline="") as fh:
-            table = list(csv.DictReader(fh, delimiter="\t"))
-    except OSError as exc:
-        raise GtokError(f"{sheet}: cannot read the label sheet ({exc.strerror}).") from None
-    columns = set(table[0]) if table else set()
-    if "label" not in columns or not ({"path", "name"} & columns):
-        raise GtokError(f"{sheet}: the label sheet needs a 'label' column and a 'path' or 'name' column.")
-    key = "path" if "path" in columns else "name"
-    by_key: dict[str, tuple[str | None, int]] = {}
-    for line, row in enumerate(table, start=2):  # line 1 is the header
-        k = _norm(row[key]) if key == "path" else row[key]
-        label = row["label"] or None
-        if k in by_key and by_key[k][0] != label:
-            earlier, first_line = by_key[k]
-            raise GtokError(
-                f"{sheet}, lines {first_line} and {line}: {key} {row[key]!r} has two labels, {earlier!r} and "
-                f"{label!r}; keep one row per {key}."
-            )
-        by_key.setdefault(k, (label, line))
-    labels = {}
-    for p in beds:
-        k = _norm(p) if key == "path" else record_name(p)
-        if k not in by_key:
-            raise GtokError(f"{sheet}: no row for input {p} (matched on the '{key}' column).")
-        labels[p] = by_key[k][0]
-    return labels
+def build_index(universe: str, output: str) -> Universe:
+    """Parse a universe BED and write its index file (`gtok.formats.index`)."""
+    import hashlib
 
+    from gtok.formats.index import MAGIC as INDEX_MAGIC
+    from gtok.formats.index import SUFFIX, write_index
+    from gtok.inputs.bed import read_bytes
 
-def _norm(path: str) -> str:
-    return os.path.realpath(path)
+    raw = read_bytes(universe, "universe BED")
+    target = output_file(output, (SUFFIX,), [universe], has_magic(INDEX_MAGIC), "universe index")
+    loaded = Universe.from_text(raw, universe)
+    write_index(target, list(loaded.chrom_names), loaded.index_arrays(), loaded.fingerprint, hashlib.sha256(raw).hexdigest())
+    return loaded

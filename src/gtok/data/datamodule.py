@@ -3,24 +3,23 @@
 How an interrupted run continues with exactly the batches an uninterrupted one would have seen
 (Lightning 2.x; each point below is exercised by tests/test_train.py):
 
-* The training loader is a torchdata `StatefulDataLoader`. Lightning's fit loop saves the
-  `state_dict()` of every stateful train loader into each checkpoint (`loops.fit_loop.state_dict.
-  combined_loader`) and, when a run restarts from it, hands it back through `load_state_dict`
-  before the first batch. Each worker's part of that state is its dataset copy's position
-  (`GTokDataset.state_dict`: epoch and items yielded), so restored workers skip straight to the
-  next unseen batch without reading the ones before.
-* That state must count the batches *trained on*, not the ones fetched, but Lightning fetches one
-  batch ahead whenever a loader has no length. The dataset therefore forms the batches itself
-  (its `batch_size` or `token_budget` mode), which gives the loader an exact `len()` per rank for
-  any number of workers, and Lightning then fetches nothing ahead.
+* The data set forms the batches itself (its `batch_size` or `token_budget` mode), which gives
+  the loader an exact `len()` per rank for any number of workers; Lightning then fetches nothing
+  ahead, so the batches the loader has yielded are the batches trained on.
+* Where training stands in an epoch is one number, the epoch's *position*: the items consumed by
+  all ranks together (`gtok.data.plan`). The module's own `state_dict`, which Lightning saves in
+  every checkpoint and hands back before it builds the loaders of a resumed run, holds the data
+  epoch, that position, and how many batches each rank has done in the epoch. A resumed run at
+  the same world size continues bit-exactly; at another world size each rank continues with its
+  part of exactly the items not seen yet, and `len()` counts the batches done before, as
+  Lightning's restored progress expects.
 * The epoch's order is chosen by `GTokDataset.set_epoch` before that epoch's workers start.
   Lightning calls `set_epoch` only on samplers, so the loader is rebuilt at every epoch
   (`Trainer(reload_dataloaders_every_n_epochs=1)`, which `train_dataloader` insists on). That
   also keeps `len()` right when `token_budget` packs each epoch into a different number of batches.
 * The data epoch is counted here, not taken from `trainer.current_epoch`: Lightning counts an
   epoch cut short by `max_steps` as completed, so after extending a finished run its epoch number
-  runs one ahead of the data. The module's own `state_dict` (saved in every checkpoint) records
-  the data epoch to continue with: the current one while it has batches left, else the next.
+  runs one ahead of the data.
 
 With `verify=True` (the default) the shards are checked once, when the module is first set up,
 before either data set opens them (see `check_shards`).
@@ -29,38 +28,43 @@ before either data set opens them (see `check_shards`).
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from typing import Any
 
 import lightning as L
 import torch
 from torch.utils.data import DataLoader
-from torchdata.stateful_dataloader import StatefulDataLoader
 
-from gtok.dataset import GTokDataset
+from gtok.data.dataset import GTokDataset
 from gtok.errors import GtokError
-from gtok.manifest import check_shard, load_manifest
+from gtok.formats.manifest import check_shard, load_manifest
+from gtok.options import DataOptions
+
+_DEFAULTS = DataOptions()
 
 
-class EpochLoader(StatefulDataLoader):
-    """A `StatefulDataLoader` for one epoch, whose state is empty once that epoch is used up.
+class EpochLoader(DataLoader):
+    """The DataLoader of one training epoch, counting the batches it has yielded."""
 
-    Lightning hands the saved loader state back on every resume of a run limited by `max_steps`,
-    even when the checkpoint was written after its epoch had ended (at the end of training, say).
-    That state says "everything yielded", and loaded into the next epoch's loader it would leave
-    that epoch empty. An empty state lets the next epoch start afresh.
-    """
+    batches_yielded = 0
 
-    @property
-    def batches_yielded(self) -> int:
-        """Batches yielded in this epoch so far, counting those before a restore."""
-        return self._iterator._num_yielded if self._iterator is not None else 0
+    def __iter__(self) -> Iterator[Any]:
+        self.batches_yielded = 0
+        for batch in super().__iter__():
+            self.batches_yielded += 1
+            yield batch
+
+    def state_dict(self) -> dict[str, Any]:
+        """Nothing: where the epoch stands is the data module's state, which Lightning restores
+        before it builds the loaders (so `len()` is right from the start)."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        pass
 
     @property
     def exhausted(self) -> bool:
-        return self.batches_yielded >= len(self)
-
-    def state_dict(self) -> dict[str, Any]:
-        return {} if self.exhausted else super().state_dict()
+        return self.batches_yielded and self.dataset._session(self.dataset.epoch)[1] + self.batches_yielded >= len(self)
 
 
 class GTokDataModule(L.LightningDataModule):
@@ -71,21 +75,21 @@ class GTokDataModule(L.LightningDataModule):
     do neither. Records of shards without a split go to validation by a stable hash of their name
     (`val_fraction`). There is a validation loader when there are `val` shards or val_fraction > 0.
     `verify` checks every shard against the manifest once per process (`check_shards`), with a
-    progress bar when `progress` is true.
+    progress bar when `progress` is true. The defaults are `gtok.options.DataOptions`'.
     """
 
     def __init__(
         self,
         manifest: str | os.PathLike,
         *,
-        batch_size: int = 32,
-        token_budget: int | None = None,
-        num_workers: int = 1,
-        max_length: int | None = None,
-        val_fraction: float = 0.1,
-        shuffle_tokens: bool = False,
+        batch_size: int = _DEFAULTS.batch_size,
+        token_budget: int | None = _DEFAULTS.token_budget,
+        num_workers: int = _DEFAULTS.num_workers,
+        max_length: int | None = _DEFAULTS.max_length,
+        val_fraction: float = _DEFAULTS.val_fraction,
+        shuffle_tokens: bool = _DEFAULTS.shuffle_tokens,
         seed: int = 0,
-        verify: bool = True,
+        verify: bool = _DEFAULTS.verify,
         progress: bool = False,
     ):
         super().__init__()
@@ -98,7 +102,7 @@ class GTokDataModule(L.LightningDataModule):
         self.val_set: GTokDataset | None = None
         self._world: tuple[int, int] | None = None
         self._loader: EpochLoader | None = None
-        self._epoch = 0  # data epoch of self._loader, or the one to start with when there is none
+        self._resume = {"epoch": 0, "position": 0, "done": 0}  # where the next train loader starts
 
     def _dataset(self, split: str | None, shuffle: bool, rank: int | None, world: int | None) -> GTokDataset:
         h = self.hparams
@@ -134,14 +138,13 @@ class GTokDataModule(L.LightningDataModule):
         self._world = (self.train_set.rank, self.train_set.world_size)
 
     def train_dataloader(self) -> EpochLoader:
-        """The next data epoch's loader: the same epoch again only if the last loader yielded nothing."""
+        """The next data epoch's loader, started where the run stands (`state_dict`)."""
         trainer = self.trainer
         if trainer is not None and trainer.reload_dataloaders_every_n_epochs != 1:
             raise GtokError("GTokDataModule needs Trainer(reload_dataloaders_every_n_epochs=1) to set each epoch's order.")
         self.setup("fit")
-        if self._loader is not None and self._loader.batches_yielded:
-            self._epoch += 1
-        self.train_set.set_epoch(self._epoch)
+        self._resume = self.state_dict()
+        self.train_set.resume_at(**self._resume)
         self._loader = EpochLoader(self.train_set, batch_size=None, **self._loader_options())
         return self._loader
 
@@ -161,12 +164,20 @@ class GTokDataModule(L.LightningDataModule):
         }
 
     def state_dict(self) -> dict[str, Any]:
-        """The data epoch a resumed run continues with (the loader's own state says where in it)."""
-        done = self._loader is not None and self._loader.exhausted
-        return {"epoch": self._epoch + done}
+        """Where training stands: the data epoch, its position (items consumed by all ranks) and
+        the batches each rank has done in it; the next epoch's start once this one is used up."""
+        loader = self._loader
+        if loader is None or not loader.batches_yielded:
+            return dict(self._resume)
+        if loader.exhausted:
+            return {"epoch": self._resume["epoch"] + 1, "position": 0, "done": 0}
+        k, world = loader.batches_yielded, self.train_set.world_size
+        return {"epoch": self._resume["epoch"], "position": self._resume["position"] + k * world,
+                "done": self._resume["done"] + k}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self._epoch = int(state["epoch"])
+        self._resume = {"epoch": int(state["epoch"]), "position": int(state.get("position", 0)),
+                        "done": int(state.get("done", 0))}
         self._loader = None
 
     @property
@@ -181,7 +192,7 @@ def check_shards(manifest: str | os.PathLike, progress: bool = False) -> None:
 
     Each shard's CRCs cover every byte of it, so re-checking them (`ShardReader.verify`, about
     1.7 GB/s on one core) catches any damaged byte; its records, tokens, vocabulary and labels
-    must also still be the manifest's (`gtok.manifest.shard_problems`). The sha256 costs more
+    must also still be the manifest's (`gtok.formats.manifest.shard_problems`). The sha256 costs more
     (about 1.1 GB/s) and adds only the detection of a shard replaced by another intact one of the
     same counts, which `gtok verify` is for; it is used here only for gtars files, which carry no
     CRCs.

@@ -1,0 +1,58 @@
+"""gtars' single-record `.gtok` files: b"GTOK", a flag byte for the token width, then the tokens.
+
+`gtars.utils.write_tokens_to_gtok` writes one such file per record; `ShardReader` opens one as a
+one-record shard, and `export_gtars_folder` writes a shard's records in this format, byte for byte
+as gtars itself would.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from gtok.atomic import atomic_path
+from gtok.paths import has_magic, output_file, output_folder
+
+if TYPE_CHECKING:
+    from gtok.formats.shard import ShardReader
+
+MAGIC = b"GTOK"
+GTARS_FLAGS = {0x01: np.dtype("<u2"), 0x02: np.dtype("<u4")}
+
+
+def export_gtars_folder(reader: "ShardReader", outdir: str | os.PathLike) -> list[tuple[str, str]]:
+    """Write every record of `reader` as OUTDIR/NAME.gtok in gtars' format.
+
+    File names must be unique, or one record would silently replace another: a name already
+    taken (two BED files `a/s.bed` and `b/s.bed` are both record `s`) gets a number, `s-2.gtok`.
+    Returns the (record name, file name) pairs that were numbered. A file in the way that is not
+    a `.gtok` file is refused before anything is written.
+    """
+    folder = output_folder(outdir, "folder for the gtars files")
+    files, renamed, taken = [], [], set()
+    for name in reader.names:
+        base = name.replace("/", "_") or "record"
+        stem, k = base, 1
+        while stem in taken:
+            k += 1
+            stem = f"{base}-{k}"
+        taken.add(stem)
+        files.append(output_file(folder / f"{stem}.gtok", (".gtok",), [reader.path], has_magic(MAGIC), "gtars .gtok file"))
+        if stem != base or base != name:
+            renamed.append((name, files[-1].name))
+    for tokens, path in zip(reader, files):
+        export_gtars(tokens, path)
+    return renamed
+
+
+def export_gtars(tokens: np.ndarray, path: str | os.PathLike) -> Path:
+    """Write one record as a gtars `.gtok` file: 'GTOK', a width flag, little-endian ids."""
+    tokens = np.asarray(tokens)
+    wide = tokens.size and int(tokens.max()) > 0xFFFF
+    flag, dtype = (0x02, "<u4") if wide else (0x01, "<u2")
+    with atomic_path(path) as tmp:
+        Path(tmp).write_bytes(MAGIC + bytes([flag]) + tokens.astype(dtype).tobytes())
+    return Path(path)

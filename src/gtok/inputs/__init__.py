@@ -1,0 +1,1 @@
+"""Readers of what users have: BED text, `.h5ad` matrices, label sheets."""

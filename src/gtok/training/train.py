@@ -1,0 +1,231 @@
+"""`gtok train`: fit a model on the shards of a manifest, resumable, with metrics and a loss plot.
+
+Writes into OUT:
+  model.ckpt              the final checkpoint, once training has finished (atomically; a hard link
+                          to checkpoints/last.ckpt where the file system allows)
+  checkpoints/last.ckpt   every `checkpoint_every_n_steps` steps and at the end (atomically)
+  logs/version_N/         Lightning's CSV logs, one version per (re)start
+  metrics.csv             those logs flattened: one row per step, later runs replacing the
+                          steps they re-did after a resume
+  loss.png                training and validation loss against the step
+  previous/               the run this folder held before, when a changed option started a new one
+
+Run again on the same OUT and training continues from last.ckpt, mid-epoch, with the exact batches
+an uninterrupted run would have seen next (gtok.data.datamodule), provided it is the same run
+(gtok.training.run). The config's sections and options are gtok.options' (docs/training.md).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import warnings
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from gtok.atomic import atomic_path
+from gtok.errors import GtokError, describe
+from gtok.options import (
+    SECTIONS,
+    DataOptions,
+    TrainerOptions,
+    check_train_config,
+    make_config,
+)
+from gtok.paths import input_file, output_folder
+from gtok.plots import plot_loss
+from gtok.training.run import flatten_metrics, publish, resume_point, run_options
+
+
+def read_config(path: str | os.PathLike | None) -> dict[str, Any]:
+    """The YAML config as a dict, every section and option checked (`gtok.options`), with one-line
+    errors for a missing, malformed or misspelt file."""
+    if path is None:
+        return {}
+    import yaml
+
+    name = describe(path)
+    try:
+        with open(input_file(path, "config file")) as fh:
+            cfg = yaml.safe_load(fh) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise GtokError(f"{name}: not a readable YAML config ({str(exc).splitlines()[0]}).") from None
+    if not isinstance(cfg, dict):
+        raise GtokError(f"{name}: the config must be a mapping of sections ({', '.join(SECTIONS)}).")
+    check_train_config(cfg, name)
+    return cfg
+
+
+def train(
+    manifest: str | os.PathLike,
+    model: str,
+    out: str | os.PathLike,
+    config: str | os.PathLike | Mapping[str, Any] | None = None,
+    *,
+    max_epochs: int | None = None,
+    max_steps: int | None = None,
+    seed: int | None = None,
+    devices: Any = None,
+    accelerator: str | None = None,
+    universe: str | os.PathLike | None = None,
+    progress: bool = True,
+    callbacks: Sequence[Any] = (),
+) -> Path:
+    """Train `model` on `manifest` into `out`; return out/model.ckpt, the final checkpoint.
+
+    Continues the run of out/checkpoints/last.ckpt when it is this run (`resume_point`), else
+    starts a new one. Arguments other than `config` override the config's values. `callbacks` are
+    extra Lightning callbacks (for instance to watch the batches).
+    """
+    import lightning as L
+    from lightning.pytorch.utilities import rank_zero_only
+    from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+    from gtok.data.datamodule import GTokDataModule
+    from gtok.formats.manifest import load_manifest
+    from gtok.models import model_class
+
+    cfg = dict(config) if isinstance(config, Mapping) else read_config(config)
+    check_train_config(cfg)
+    out = output_folder(out, "training folder (--out)")
+    if not progress:
+        _quiet_lightning()
+    cls = model_class(model)
+    data = make_config(DataOptions, cfg.get("data"), "config section 'data'")
+    opts = make_config(TrainerOptions, cfg.get("trainer"), "config section 'trainer'")
+    _override(opts, max_epochs=max_epochs, max_steps=max_steps, devices=devices, accelerator=accelerator)
+    seed = int(seed if seed is not None else cfg.get("seed", 0))
+    options = {**(cfg.get(model) or {}), "seed": seed}
+    hardware = _hardware(opts)
+    run = run_options(model, make_config(cls.Config, options, f"{model} model"), data, opts, hardware,
+                      load_manifest(manifest))
+    out = Path(out)
+    # Ranks that Lightning starts later re-run this function: only the first process checks the
+    # shards and rearranges `out`, and the others then find what it left.
+    leader = rank_zero_only.rank == 0
+
+    dm_options = {k: v for k, v in dataclasses.asdict(data).items() if k not in ("universe", "verify")}
+    dm = GTokDataModule(manifest, seed=seed, verify=data.verify and leader, progress=progress, **dm_options)
+    source = dm.vocab_source  # opens (and checks) the data before anything in `out` changes
+    vocab = _vocab(source, universe or data.universe)
+    resume = resume_point(out, run, opts, leader)
+    L.seed_everything(seed, workers=True, verbose=False)
+    net = _build_model(cls, vocab, options, source, str(manifest), resume)
+    last = out / "checkpoints" / "last.ckpt"
+    trainer = _trainer(opts, hardware, run, out, last, progress, list(callbacks))
+    with warnings.catch_warnings():
+        # GTokDataset's len() counts this rank's batches exactly, whatever the number of workers
+        warnings.filterwarnings("ignore", message="Your `IterableDataset` has `__len__` defined")
+        try:
+            trainer.fit(net, datamodule=dm, ckpt_path=last if resume is not None else None)
+        except SIGTERMException:  # a SystemExit of status 0, which would pass for success
+            raise GtokError(f"{describe(out)}: training stopped by SIGTERM at step {trainer.global_step}; "
+                            "rerun the same command to continue from its last checkpoint.") from None
+    final = out / "model.ckpt"
+    if trainer.is_global_zero:
+        metrics = flatten_metrics(out / "logs")
+        with atomic_path(out / "metrics.csv") as tmp:
+            metrics.to_csv(tmp, index=False)
+        plot_loss(metrics, out / "loss.png")
+        publish(last, final)
+    return final
+
+
+def _quiet_lightning() -> None:
+    """No informational lines from Lightning (devices found, tips): `--quiet` means quiet."""
+    import logging
+
+    for name in ("lightning.pytorch", "lightning.fabric", "pytorch_lightning", "lightning_fabric"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def _override(opts: TrainerOptions, **values: Any) -> None:
+    """Command-line values over the config's; --max-steps alone lifts the epoch limit."""
+    for key, value in values.items():
+        if value is not None:
+            setattr(opts, key, value)
+    if values["max_steps"] is not None and values["max_epochs"] is None:
+        opts.max_epochs = None
+
+
+def _hardware(opts: TrainerOptions) -> dict[str, Any]:
+    """The precision and determinism that `auto` stands for on this machine."""
+    import torch
+
+    gpu = opts.accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available()
+    precision = opts.precision
+    if precision == "auto":
+        precision = "bf16-mixed" if gpu and torch.cuda.is_bf16_supported() else "32-true"
+    deterministic = (not gpu) if opts.deterministic == "auto" else opts.deterministic
+    return {"precision": precision, "deterministic": deterministic}
+
+
+def _vocab(source, universe: str | os.PathLike | None):
+    """The data's vocabulary record; a universe given for `gtok embed` must be the data's own."""
+    from gtok.models import Vocab, check_fingerprint
+
+    if universe is None:
+        return Vocab.of(source)
+    from gtok.tokenizer import Tokenizer
+
+    tok = Tokenizer.from_bed(universe)
+    check_fingerprint(source.fingerprint, "the training data", tok.fingerprint, describe(universe))
+    return Vocab.of(source, universe=os.path.abspath(universe), fingerprint=source.fingerprint or tok.fingerprint)
+
+
+def _build_model(cls, vocab, options: dict[str, Any], source, manifest: str, resume: dict[str, Any] | None):
+    """A fresh model, or the resumed checkpoint's (same options, so its weights fit)."""
+    from gtok.models import Classifier
+    from gtok.models.region2vec import Region2Vec, region_counts
+
+    if resume is not None:
+        return cls(**resume["hyper_parameters"])
+    vocab_dict = dataclasses.asdict(vocab)
+    init_from = options.get("init_from") if cls is Classifier else None
+    if init_from:
+        return Classifier.from_encoder(init_from, vocab_dict, source.label_classes, options, data=manifest)
+    extra = {"classes": source.label_classes} if cls is Classifier else {}
+    net = cls(vocab_dict, config=options, **extra)
+    if isinstance(net, Region2Vec):
+        from gtok.formats.manifest import load_manifest
+
+        net.set_noise_counts(region_counts(load_manifest(manifest).paths, vocab.vocab_size))
+    return net
+
+
+def _trainer(opts: TrainerOptions, hardware: dict[str, Any], run: dict[str, Any], out: Path, last: Path,
+             progress: bool, callbacks: list):
+    import lightning as L
+    from lightning.pytorch.loggers import CSVLogger
+
+    from gtok.training.callbacks import (
+        AtomicCheckpointIO,
+        FinalCheckpoint,
+        RunRecord,
+        StepCheckpoint,
+    )
+
+    return L.Trainer(
+        default_root_dir=out,
+        accelerator=opts.accelerator,
+        devices=opts.devices,
+        strategy=opts.strategy,
+        precision=hardware["precision"],
+        deterministic=hardware["deterministic"],
+        max_epochs=opts.max_epochs,
+        max_steps=opts.max_steps,
+        # every row on disk at once: a killed run keeps the metrics of the steps its checkpoint holds
+        logger=CSVLogger(out, name="logs", flush_logs_every_n_steps=1),
+        callbacks=[StepCheckpoint(out / "checkpoints", opts.checkpoint_every_n_steps), FinalCheckpoint(last),
+                   RunRecord(run), *callbacks],
+        plugins=[AtomicCheckpointIO()],
+        reload_dataloaders_every_n_epochs=1,  # GTokDataModule sets each epoch's order when it builds the loader
+        log_every_n_steps=opts.log_every_n_steps,
+        val_check_interval=opts.val_check_interval,
+        num_sanity_val_steps=opts.num_sanity_val_steps,
+        gradient_clip_val=opts.gradient_clip_val,
+        accumulate_grad_batches=opts.accumulate_grad_batches,
+        enable_progress_bar=progress,
+        enable_model_summary=progress,
+    )

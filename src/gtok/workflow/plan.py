@@ -1,0 +1,163 @@
+"""What the workflow will do, computed once from its validated config: inputs, shards, commands.
+
+Snakemake parses the Snakefile in every process, so everything here runs once per process: the
+BED globs are expanded (or the sample sheet read) once, shard membership is computed once into
+dicts, and the rules' input functions are dict lookups. That keeps the DAG of 100,000 BED files
+quick to build (bench/README.md, "Workflow DAG at scale").
+
+The `gtok` command line of each job is built from the wildcards alone (not from `input` or
+`output`) and passed as a param, because Snakemake records params: any change to it (a file added
+to a shard, another row range, another model) reruns exactly the jobs whose command changed.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from gtok.errors import GtokError
+from gtok.options import check_train_config
+from gtok.workflow.samples import bed_rows, h5ad_samples, n_obs, refuse_braces
+from gtok.workflow.sharding import group_shards
+
+HOW_TO_CONFIGURE = "edit config/config.yaml or pass --configfile (config/README.md); `make run` runs the bundled example"
+EXAMPLE = "resources/example"
+
+
+@dataclass
+class Plan:
+    """The workflow's inputs and outputs, from `Plan.from_config`."""
+
+    results: str
+    universe: str
+    bed_shards: dict[str, list[dict]]  # shard id -> rows (path, label, split)
+    label_sheet: str | None
+    h5ad: dict[str, str]  # sample -> path
+    h5ad_parts: dict[tuple[str, str], tuple[int, int]]  # (sample, part) -> (start, stop) rows
+    label_key: str | None
+    train: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any], n_obs: Callable[[str], int] = n_obs) -> "Plan":
+        universe = config["universe"]
+        refuse_braces(universe, "config universe:")
+        if not os.path.isfile(universe):
+            raise GtokError(f"config universe: {universe}: no such file; {HOW_TO_CONFIGURE}.")
+        spec = config["inputs"]["bed"]
+        rows = bed_rows(spec) if spec else []
+        samples = h5ad_samples(config["inputs"]["h5ad"])
+        plan = cls(
+            results=config["results"],
+            universe=universe,
+            bed_shards=group_shards(rows, config["shards"]["files_per_shard"]),
+            label_sheet=spec if isinstance(spec, str) and rows and "label" in rows[0] else None,
+            h5ad=samples,
+            h5ad_parts=_row_ranges(samples, config["shards"]["cells_per_shard"], n_obs),
+            label_key=config["inputs"]["label_key"],
+            train=dict(config["train"]),
+        )
+        if not plan.bed_shards and not plan.h5ad_parts:
+            raise GtokError(f"config: inputs.bed and inputs.h5ad select no input at all; {HOW_TO_CONFIGURE}.")
+        if plan.train.get("enabled"):
+            check_train_config(plan.train_options(), "config train")
+        return plan
+
+    # -- paths -------------------------------------------------------------------------------------
+
+    @property
+    def index(self) -> str:
+        return f"{self.results}/universe/universe.gtokidx"
+
+    @property
+    def manifest(self) -> str:
+        return f"{self.results}/manifest.json"
+
+    @property
+    def train_dir(self) -> str:
+        return f"{self.results}/train"
+
+    @property
+    def train_config(self) -> str:
+        return f"{self.results}/train_config.yaml"
+
+    def bed_shard(self, shard: str) -> str:
+        return f"{self.results}/shards/bed/{shard}.gtok"
+
+    def h5ad_shard(self, sample: str, part: str) -> str:
+        return f"{self.results}/shards/h5ad/{sample}/{part}.gtok"
+
+    def bed_shard_paths(self) -> list[str]:
+        return [self.bed_shard(shard) for shard in self.bed_shards]
+
+    def h5ad_shard_paths(self) -> list[str]:
+        return [self.h5ad_shard(sample, part) for sample, part in self.h5ad_parts]
+
+    def bed_files(self, shard: str) -> list[str]:
+        return [row["path"] for row in self.bed_shards[shard]]
+
+    def bed_labels(self, shard: str) -> list[str]:
+        """The labels of one shard's files: a param, so editing a label reruns only its shard (the
+        sample sheet itself is not an input; touching it must not rerun every shard)."""
+        return [row.get("label") or "" for row in self.bed_shards[shard]] if self.label_sheet else []
+
+    # -- job command lines -------------------------------------------------------------------------
+
+    def tokenize_bed_argv(self, shard: str, threads: int) -> list[str]:
+        labels = ["--labels", self.label_sheet] if self.label_sheet else []
+        return ["tokenize", "--quiet", "--threads", str(threads), "--universe", self.index,
+                "-o", self.bed_shard(shard), *labels, *self.bed_files(shard)]
+
+    def tokenize_h5ad_argv(self, sample: str, part: str, threads: int) -> list[str]:
+        start, stop = self.h5ad_parts[(sample, part)]
+        labels = ["--label-key", self.label_key] if self.label_key else []
+        return ["tokenize", "--quiet", "--threads", str(threads), "--universe", self.index,
+                "-o", self.h5ad_shard(sample, part), "--rows", f"{start}:{stop}", *labels, self.h5ad[sample]]
+
+    def index_argv(self) -> list[str]:
+        return ["index", "--quiet", "--universe", self.universe, "-o", self.index]
+
+    def manifest_argv(self) -> list[str]:
+        """Shards without a split, then `--split NAME SHARD...` per split of the sample sheet."""
+        unsplit, by_split = self.h5ad_shard_paths(), {}
+        for shard, rows in self.bed_shards.items():
+            split = rows[0].get("split") or None  # a shard's files share one split
+            (by_split.setdefault(split, []) if split else unsplit).append(self.bed_shard(shard))
+        args = ["manifest", "--quiet", "-o", self.manifest, *unsplit]
+        for split, paths in sorted(by_split.items()):
+            args += ["--split", split, *paths]
+        return args
+
+    def train_argv(self) -> list[str]:
+        return ["train", "--quiet", "--manifest", self.manifest, "--model", self.train["model"],
+                "--out", self.train_dir, "--config", self.train_config, "--universe", self.universe]
+
+    def train_options(self) -> dict[str, Any]:
+        """What goes into train_config.yaml: the `train` section less `enabled` and `model`, with
+        keys sorted at every level, so that reordering config.yaml (the params trigger sees order)
+        reruns nothing."""
+        return _sorted_keys({k: v for k, v in self.train.items() if k not in ("enabled", "model")})
+
+    def example_inputs(self) -> list[str]:
+        """The inputs (and universe) of this run that come from the bundled example."""
+        example = os.path.abspath(EXAMPLE) + os.sep
+        used = [self.universe, *(p for rows in self.bed_shards.values() for p in (r["path"] for r in rows)),
+                *self.h5ad.values()]
+        return sorted({p for p in used if os.path.abspath(p).startswith(example)})
+
+
+def _row_ranges(samples: dict[str, str], step: int, count: Callable[[str], int]) -> dict[tuple[str, str], tuple[int, int]]:
+    """(sample, part) -> (start, stop) rows, `step` rows a part."""
+    parts = {}
+    for sample, path in samples.items():
+        n = count(path)
+        for i, start in enumerate(range(0, n, step)):
+            parts[(sample, f"{i:04d}")] = (start, min(start + step, n))
+    return parts
+
+
+def _sorted_keys(value):
+    if isinstance(value, dict):
+        return {k: _sorted_keys(value[k]) for k in sorted(value)}
+    return value
