@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TORCH_CPU := torch==2.13.0
 
-.PHONY: setup run test bench lint clean
+.PHONY: setup run test test-quick bench lint clean
 
 setup: $(STAMP)
 
@@ -23,14 +23,22 @@ run: setup
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/snakemake --configfile config/example.yaml --report report.html
 	@echo "Done: results/ holds the shards, manifest and trained model; open report.html for the plots."
 
+# Everything: unit, property, edge-case, training, workflow and real-SLURM tests (minutes).
 test: setup
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -q
+
+# Unit and property tests only (under a minute), while developing.
+test-quick: setup
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -q -m "not slow and not bench"
 
 bench: setup
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -q -m bench -s -o python_files='test_*.py bench_*.py' bench
 
+# Python (ruff), Snakemake formatting (snakefmt) and Snakemake's own linter, on the quick CI config.
 lint: setup
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/snakemake --lint
+	$(BIN)/ruff check src tests bench scripts
+	$(BIN)/snakefmt --check Snakefile workflow/
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/snakemake --lint --directory .test
 
 clean:
-	rm -rf results .snakemake
+	rm -rf results .snakemake .test/results .test/.snakemake

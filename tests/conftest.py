@@ -18,7 +18,7 @@ def _isolated_cache(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("GTOK_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "gtok-cache"))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def gtars_tokenizer(universe: str):
     from gtars.tokenizers import Tokenizer
 

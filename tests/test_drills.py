@@ -14,6 +14,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))  # the
 
 from drill_corruption import example_manifest, flip_token_bit, gtok, train_on  # noqa: E402
 
+pytestmark = pytest.mark.slow  # real training runs, workflow runs or drills: `make test` runs them
 
 @pytest.fixture(scope="module")
 def damaged(tmp_path_factory) -> tuple[Path, Path]:

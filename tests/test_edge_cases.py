@@ -98,6 +98,7 @@ def mount_tmpfs(folder: Path, options: str) -> contextlib.AbstractContextManager
 # -- 1. a user config inherits nothing from the example -----------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_user_config_inherits_nothing_from_the_example(tmp_path):
     sys.path.insert(0, str(ROOT / "bench"))
     from workflow_copy import write_workflow
@@ -165,6 +166,7 @@ def test_an_output_that_is_a_device_or_fifo_stays_one(tmp_path, inputs):
     assert Path("/dev/null").is_char_device()
 
 
+@pytest.mark.slow
 def test_every_writing_command_checks_its_output(tmp_path, inputs, shard):
     before = snapshot(tmp_path)
     one_line_error(gtok("manifest", "-q", "-o", shard, shard), "must end in .json")
@@ -215,6 +217,7 @@ def test_huge_coordinates_in_h5ad_var_are_refused(tmp_path):
 # -- 4. the universe cache is checked, not trusted ---------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_every_damaged_byte_of_the_universe_cache_is_caught(tmp_path):
     universe, query = GTARS / "peaks.bed", GTARS / "to_tokenize.bed"
     cache_dir = tmp_path / "cache"
@@ -268,6 +271,7 @@ def test_conflicting_label_rows_name_the_sheet_and_both_lines(tmp_path, inputs):
 # -- 7. verify checks the manifest's own fields ------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("edit, words", [
     (lambda m: m.update(records=999_999), "total of 999,999 records is not the sum"),
     (lambda m: m.update(tokens=m["tokens"] + 1), "tokens is not the sum"),
@@ -319,6 +323,7 @@ def test_rows_option_must_be_a_valid_range(tmp_path):
 # -- 9. the sample sheet's split reaches the manifest and training ---------------------------------------
 
 
+@pytest.mark.slow
 def test_manifest_splits_decide_training_and_validation(tmp_path, inputs):
     from gtok.data.datamodule import GTokDataModule
 
@@ -336,6 +341,7 @@ def test_manifest_splits_decide_training_and_validation(tmp_path, inputs):
         assert (dm.train_set.num_records, dm.val_set.num_records) == (2, 1)
 
 
+@pytest.mark.slow
 def test_workflow_passes_the_sheet_split_to_the_manifest(tmp_path):
     sys.path.insert(0, str(ROOT / "bench"))
     from workflow_copy import write_workflow
@@ -420,6 +426,7 @@ def test_full_disk_keeps_the_old_shard(tmp_path, inputs):
         assert snapshot(small) == before
 
 
+@pytest.mark.slow
 def test_train_out_and_export_into_a_file(tmp_path, shard):
     manifest = tmp_path / "m.json"
     write_manifest(manifest, [shard])
@@ -472,6 +479,7 @@ def truncated_h5ad(tmp_path) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_truncated_h5ad_is_one_line_in_tokenize_and_embed(tmp_path, truncated_h5ad, tiny_model):
     before = snapshot(tmp_path)
     one_line_error(gtok("tokenize", "-q", "-u", GTARS / "peaks.bed", "-o", tmp_path / "c.gtok", truncated_h5ad),
@@ -561,6 +569,7 @@ def test_number_messages(tmp_path, inputs, line, words):
                    "n.bed, line 1: " + words)
 
 
+@pytest.mark.slow
 def test_braces_in_a_bed_file_name_are_named_by_the_workflow(tmp_path):
     sys.path.insert(0, str(ROOT / "bench"))
     from workflow_copy import write_workflow
@@ -584,6 +593,7 @@ def manifest(tmp_path, shard) -> Path:
     return path
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("config, words", [
     ({"trainer": {"max_steps": "abc"}}, "section 'trainer': max_steps must be an integer, not 'abc'"),
     ({"data": {"batch_size": 0}}, "section 'data': batch_size must be at least 1, not 0"),
@@ -600,6 +610,7 @@ def test_wrong_types_in_the_train_config_are_one_line(tmp_path, manifest, config
     assert snapshot(tmp_path) == before
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind, words", [("bed", "it is a text file (a BED file?)"), ("shard", "it is a .gtok shard")])
 def test_a_checkpoint_that_is_a_bed_file_or_a_shard(tmp_path, shard, kind, words):
     path = BEDS[0] if kind == "bed" else shard
@@ -607,6 +618,7 @@ def test_a_checkpoint_that_is_a_bed_file_or_a_shard(tmp_path, shard, kind, words
     assert not (tmp_path / "e.npy").exists()
 
 
+@pytest.mark.slow
 def test_an_id_beyond_the_vocabulary_is_refused_before_training_without_verify(tmp_path):
     path = write_shard(tmp_path / "s.gtok", [("a", np.array([1, 2, 3])), ("b", np.array([4, 5]))], 100, "ab" * 32)
     manifest = tmp_path / "m.json"
@@ -639,6 +651,7 @@ def tiny_model(tmp_path_factory) -> Path:
     return folder / "run" / "model.ckpt"
 
 
+@pytest.mark.slow
 def test_train_quiet_prints_no_lightning_tips(tiny_model):
     assert tiny_model.is_file()  # the fixture ran `gtok train -q` and checked its output
 

@@ -11,7 +11,7 @@ import torch
 from gtok.cli.model import MODEL_NAMES
 from gtok.errors import FingerprintMismatchError, GtokError
 from gtok.formats.shard import write_shard
-from gtok.models import MODELS, Classifier, Encoder, Vocab, model_from
+from gtok.models import MODELS, Classifier, Vocab, model_from, read_checkpoint
 from gtok.models.region2vec import _window_sum, region_counts
 
 N_REGIONS = 300
@@ -54,7 +54,7 @@ def test_loss_falls_on_a_fixed_batch(name, config):
     b = batch()
     opt = torch.optim.Adam(model.parameters(), lr=0.01)
     losses = []
-    for step in range(25):
+    for _ in range(25):
         with model.seeded("train", 0):  # same masks and negatives every step: a learnable target
             loss = model.losses(b)["loss"]
         opt.zero_grad()
@@ -170,12 +170,22 @@ def test_unknown_options_are_named():
         make("encoder", d_model=10, n_heads=4)
 
 
-def test_checkpoint_round_trip_restores_the_model(tmp_path):
-    model = make("encoder")
-    ckpt = {"gtok": {"model": "encoder", "vocab": dataclasses.asdict(VOCAB)},
-            "hyper_parameters": dict(model.hparams), "state_dict": model.state_dict()}
-    back = model_from(ckpt)
-    assert isinstance(back, Encoder) and back.vocab == VOCAB and not back.training
+def saved_checkpoint(model, path) -> None:
+    """`model` trained one step by a real Lightning Trainer, and saved by it (as `gtok train` does)."""
+    import lightning as L
+
+    trainer = L.Trainer(max_steps=1, accelerator="cpu", logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False)
+    trainer.fit(model, torch.utils.data.DataLoader([batch()], batch_size=None))
+    trainer.save_checkpoint(path)
+
+
+@pytest.mark.parametrize("name", ["encoder", "region2vec", "classifier"])
+def test_checkpoint_round_trip_restores_the_model(tmp_path, name):
+    model = make(name)
+    saved_checkpoint(model, tmp_path / "m.ckpt")
+    back = model_from(read_checkpoint(tmp_path / "m.ckpt"))
+    assert type(back) is type(model) and back.vocab == VOCAB and not back.training
     model.eval()
     torch.testing.assert_close(back.embed(batch()), model.embed(batch()))
 
@@ -183,8 +193,7 @@ def test_checkpoint_round_trip_restores_the_model(tmp_path):
 def test_classifier_starts_from_an_encoder_of_the_same_vocabulary(tmp_path):
     encoder = make("encoder", d_model=24, n_heads=3)
     path = tmp_path / "enc.ckpt"
-    torch.save({"gtok": {"model": "encoder", "vocab": dataclasses.asdict(VOCAB)},
-                "hyper_parameters": dict(encoder.hparams), "state_dict": encoder.state_dict()}, path)
+    saved_checkpoint(encoder, path)
     clf = Classifier.from_encoder(path, dataclasses.asdict(VOCAB), CLASSES, {"lr": 0.1}, data="data.json")
     assert clf.cfg.d_model == 24 and clf.cfg.lr == 0.1
     for key, value in encoder.backbone.state_dict().items():

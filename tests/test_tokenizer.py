@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import re
 import subprocess
 import sys
 
@@ -58,9 +60,8 @@ def test_geniml_universe_with_duplicates_matches_first_occurrence_ids():
     for row in lines:
         first_id.setdefault(row, len(first_id))
     assert t.vocab_size == len(first_id) + 7
-    for (c, s, e), i in list(first_id.items())[::97]:
-        got = t.tokenize([(c, int(s), int(e))]).tolist()
-        assert i in got
+    regions = t.universe.region_names(range(len(first_id)))  # every id, in id order
+    assert regions == [f"{c}:{s}-{e}" for c, s, e in first_id]
 
 
 def test_fingerprint_changes_iff_vocabulary_changes(tmp_path):
@@ -75,7 +76,13 @@ def test_fingerprint_changes_iff_vocabulary_changes(tmp_path):
     renamed = write_bed(tmp_path / "n.bed", UNIVERSE[:-1] + [("chr3", 0, 10)])
     prints = {Tokenizer.from_bed(p, cache_dir="off").fingerprint for p in (reordered, moved, renamed)}
     assert a.fingerprint not in prints and len(prints) == 3
-    assert len(a.fingerprint) == 64 and int(a.fingerprint, 16) >= 0
+    assert re.fullmatch("[0-9a-f]{64}", a.fingerprint)
+    expected = hashlib.sha256(b"gtok-vocabulary-v1\0" + b"chr1\0chr2\0\0")  # the documented definition, by hand
+    names = sorted({c for c, _, _ in UNIVERSE})
+    codes = np.array([names.index(c) for c, _, _ in UNIVERSE], "<i4")
+    for arr in (codes, np.array([s for _, s, _ in UNIVERSE], "<i8"), np.array([e for _, _, e in UNIVERSE], "<i8")):
+        expected.update(arr.tobytes())
+    assert names == ["chr1", "chr2"] and a.fingerprint == expected.hexdigest()
 
 
 def test_universe_cache_is_used_and_equivalent(tmp_path):

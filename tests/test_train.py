@@ -25,6 +25,8 @@ from gtok.formats.manifest import write_manifest
 from gtok.training.run import RUN_KEY, flatten_metrics
 from gtok.training.train import train
 
+pytestmark = pytest.mark.slow  # real training runs, workflow runs or drills: `make test` runs them
+
 UNIVERSE = GENIML / "universe.uniq.bed"
 CLASSES = ("A", "B", "C")
 TINY = {
@@ -326,7 +328,11 @@ def test_sigterm_fails_the_command_and_leaves_no_final_model(tmp_path, data):
     out = tmp_path / "run"
     run = subprocess.Popen([*GTOK, "train", "-q", "--manifest", str(data), "--model", "encoder", "--out", str(out),
                             "--config", str(cfg), "--max-steps", "100000"], stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
     while not (out / "checkpoints" / "last.ckpt").exists():
+        if time.monotonic() > deadline:
+            run.kill()
+            pytest.fail("no checkpoint within 120 s")
         assert run.poll() is None, run.stderr.read()
         time.sleep(0.01)
     run.terminate()

@@ -1,5 +1,6 @@
 """Helpers of the rules: the workflow's plan (gtok.workflow.plan, unit-tested without Snakemake),
-built once from the validated config, and the input functions and params that read it."""
+built once from the validated config, and the input functions and params that read it.
+"""
 
 import pandas as pd
 from snakemake.exceptions import WorkflowError
@@ -16,7 +17,9 @@ def sample_sheet_checked(config) -> None:
         try:
             table = pd.read_csv(sheet, sep="\t", dtype=str, keep_default_na=False)
         except (OSError, ValueError) as exc:
-            raise WorkflowError(f"{sheet}: cannot read the BED sample sheet ({exc}).") from None
+            raise WorkflowError(
+                f"{sheet}: cannot read the BED sample sheet ({exc})."
+            ) from None
         validate(table, "../schemas/samples.schema.yaml")
 
 

@@ -7,12 +7,12 @@ rule manifest:
         PLAN.h5ad_shard_paths(),
     output:
         PLAN.manifest,
-    params:
-        argv=PLAN.manifest_argv(),
     log:
         f"{R}/logs/manifest.log",
-    threads: 1
     conda:
         GTOK_ENV
+    threads: 1
+    params:
+        argv=PLAN.manifest_argv(),
     script:
         RUN_GTOK

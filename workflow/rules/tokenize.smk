@@ -5,19 +5,20 @@ rule universe_index:
     """The universe parsed, deduplicated and sorted into its binary index (gtok.formats.index),
     once: every tokenization job reads it, and a bad universe fails here, not in every job. A new
     universe reruns it and so every shard, the manifest, the stats and training. `cache: True`
-    lets Snakemake's between-workflow cache (--cache) share it across runs of one universe."""
+    lets Snakemake's between-workflow cache (--cache) share it across runs of one universe.
+    """
     input:
         PLAN.universe,
     output:
         PLAN.index,
-    params:
-        argv=PLAN.index_argv(),
     log:
         f"{R}/logs/universe_index.log",
-    threads: 1
     cache: True
     conda:
         GTOK_ENV
+    threads: 1
+    params:
+        argv=PLAN.index_argv(),
     script:
         RUN_GTOK
 
@@ -29,16 +30,16 @@ rule tokenize_bed:
         index=PLAN.index,
     output:
         PLAN.bed_shard("{shard}"),
-    params:
-        argv=lambda wildcards, threads: PLAN.tokenize_bed_argv(wildcards.shard, threads),
-        labels=lambda wildcards: PLAN.bed_labels(wildcards.shard),
     log:
         f"{R}/logs/tokenize_bed/{{shard}}.log",
     benchmark:
         f"{R}/benchmarks/tokenize_bed/{{shard}}.tsv"
-    threads: 2
     conda:
         GTOK_ENV
+    threads: 2
+    params:
+        argv=lambda wildcards, threads: PLAN.tokenize_bed_argv(wildcards.shard, threads),
+        labels=lambda wildcards: PLAN.bed_labels(wildcards.shard),
     script:
         RUN_GTOK
 
@@ -50,14 +51,16 @@ rule tokenize_h5ad:
         index=PLAN.index,
     output:
         PLAN.h5ad_shard("{sample}", "{part}"),
-    params:
-        argv=lambda wildcards, threads: PLAN.tokenize_h5ad_argv(wildcards.sample, wildcards.part, threads),
     log:
         f"{R}/logs/tokenize_h5ad/{{sample}}/{{part}}.log",
     benchmark:
         f"{R}/benchmarks/tokenize_h5ad/{{sample}}/{{part}}.tsv"
-    threads: 2
     conda:
         GTOK_ENV
+    threads: 2
+    params:
+        argv=lambda wildcards, threads: PLAN.tokenize_h5ad_argv(
+            wildcards.sample, wildcards.part, threads
+        ),
     script:
         RUN_GTOK

@@ -5,13 +5,13 @@
 rule train_config:
     output:
         PLAN.train_config,
-    params:
-        options=PLAN.train_options(),
     log:
         f"{R}/logs/train_config.log",
-    threads: 1
     conda:
         GTOK_ENV
+    threads: 1
+    params:
+        options=PLAN.train_options(),
     script:
         "../../scripts/write_yaml.py"
 
@@ -28,15 +28,19 @@ rule train:
     output:
         model=f"{PLAN.train_dir}/model.ckpt",
         metrics=f"{PLAN.train_dir}/metrics.csv",
-        loss=report(f"{PLAN.train_dir}/loss.png", caption="../report/loss.rst", category="Training"),
-    params:
-        argv=PLAN.train_argv(),
+        loss=report(
+            f"{PLAN.train_dir}/loss.png",
+            caption="../report/loss.rst",
+            category="Training",
+        ),
     log:
         f"{R}/logs/train.log",
-    threads: 1
     benchmark:
         f"{R}/benchmarks/train.tsv"
     conda:
         GTOK_ENV
+    threads: 1
+    params:
+        argv=PLAN.train_argv(),
     script:
         RUN_GTOK

@@ -26,13 +26,8 @@ from typing import Any
 
 from gtok.atomic import atomic_path
 from gtok.errors import GtokError, describe
-from gtok.options import (
-    SECTIONS,
-    DataOptions,
-    TrainerOptions,
-    check_train_config,
-    make_config,
-)
+from gtok.formats.manifest import load_manifest
+from gtok.options import MODEL_CONFIGS, SECTIONS, DataOptions, TrainerOptions, check_train_config, make_config
 from gtok.paths import input_file, output_folder
 from gtok.plots import plot_loss
 from gtok.training.run import flatten_metrics, publish, resume_point, run_options
@@ -78,28 +73,31 @@ def train(
     starts a new one. Arguments other than `config` override the config's values. `callbacks` are
     extra Lightning callbacks (for instance to watch the batches).
     """
-    import lightning as L
-    from lightning.pytorch.utilities import rank_zero_only
-    from lightning.pytorch.utilities.exceptions import SIGTERMException
-
-    from gtok.data.datamodule import GTokDataModule
-    from gtok.formats.manifest import load_manifest
-    from gtok.models import model_class
-
     cfg = dict(config) if isinstance(config, Mapping) else read_config(config)
-    check_train_config(cfg)
+    check_train_config(cfg)  # everything a user can get wrong is checked before torch is imported
+    if model not in MODEL_CONFIGS:
+        raise GtokError(f"unknown model {model!r}; choose one of {', '.join(MODEL_CONFIGS)}.")
     out = output_folder(out, "training folder (--out)")
-    if not progress:
-        _quiet_lightning()
-    cls = model_class(model)
+    listed = load_manifest(manifest)
     data = make_config(DataOptions, cfg.get("data"), "config section 'data'")
     opts = make_config(TrainerOptions, cfg.get("trainer"), "config section 'trainer'")
     _override(opts, max_epochs=max_epochs, max_steps=max_steps, devices=devices, accelerator=accelerator)
     seed = int(seed if seed is not None else cfg.get("seed", 0))
     options = {**(cfg.get(model) or {}), "seed": seed}
+    model_config = make_config(MODEL_CONFIGS[model], options, f"{model} model")
+
+    import lightning as L
+    from lightning.pytorch.utilities import rank_zero_only
+    from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+    from gtok.data.datamodule import GTokDataModule
+    from gtok.models import model_class
+
+    if not progress:
+        _quiet_lightning()
+    cls = model_class(model)
     hardware = _hardware(opts)
-    run = run_options(model, make_config(cls.Config, options, f"{model} model"), data, opts, hardware,
-                      load_manifest(manifest))
+    run = run_options(model, model_config, data, opts, hardware, listed)
     out = Path(out)
     # Ranks that Lightning starts later re-run this function: only the first process checks the
     # shards and rearranges `out`, and the others then find what it left.
@@ -188,8 +186,6 @@ def _build_model(cls, vocab, options: dict[str, Any], source, manifest: str, res
     extra = {"classes": source.label_classes} if cls is Classifier else {}
     net = cls(vocab_dict, config=options, **extra)
     if isinstance(net, Region2Vec):
-        from gtok.formats.manifest import load_manifest
-
         net.set_noise_counts(region_counts(load_manifest(manifest).paths, vocab.vocab_size))
     return net
 

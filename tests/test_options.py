@@ -1,0 +1,58 @@
+"""gtok.options: every option's type and range checked in one line, and the docs' tables equal to
+the dataclasses that define the defaults."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from gtok.errors import GtokError
+from gtok.options import DataOptions, EncoderConfig, TrainerOptions, check_train_config, make_config
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.parametrize("cls, options, words", [
+    (DataOptions, {"batch_size": 0}, "batch_size must be at least 1, not 0."),
+    (DataOptions, {"batch_size": True}, "batch_size must be an integer, not True."),
+    (DataOptions, {"batch_size": 2.5}, "batch_size must be an integer, not 2.5."),
+    (DataOptions, {"max_length": "512"}, "max_length must be an integer or null, not '512'."),
+    (DataOptions, {"val_fraction": float("nan")}, "val_fraction must be a number, not nan."),
+    (DataOptions, {"shuffle_tokens": "yes"}, "shuffle_tokens must be true or false, not 'yes'."),
+    (TrainerOptions, {"max_steps": -2}, "max_steps must be at least -1, not -2."),
+    (TrainerOptions, {"accelerator": "tpu"}, "accelerator must be one of auto, cpu, gpu, cuda, mps, not 'tpu'."),
+    (TrainerOptions, {"val_check_interval": 0}, "val_check_interval must be above 0.0, not 0."),
+    (EncoderConfig, {"mask_prob": 0.0}, "mask_prob must be above 0.0, not 0.0."),
+    (EncoderConfig, {"d_model": None}, "d_model must be given (not null), not None."),
+])
+def test_bad_values_are_named(cls, options, words):
+    with pytest.raises(GtokError) as err:
+        make_config(cls, options, "the section")
+    assert str(err.value) == f"the section: {words}"
+
+
+def test_good_values_pass_and_ints_are_numbers():
+    data = make_config(DataOptions, {"batch_size": 8, "val_fraction": 0, "max_length": None}, "d")
+    assert (data.batch_size, data.val_fraction, data.max_length, data.num_workers) == (8, 0, None, DataOptions.num_workers)
+    assert make_config(TrainerOptions, {"devices": [0, 1], "val_check_interval": 50}, "t").devices == [0, 1]
+
+
+def test_a_whole_config_is_checked_section_by_section():
+    check_train_config({"seed": 3, "data": {}, "trainer": {"max_steps": 5}, "encoder": {"d_model": 32}})
+    with pytest.raises(GtokError, match="cfg: unknown section.*optimizer"):
+        check_train_config({"optimizer": {}}, "cfg")
+    with pytest.raises(GtokError, match="cfg section 'region2vec': mode must be one of cbow, skipgram"):
+        check_train_config({"region2vec": {"mode": "glove"}}, "cfg")
+    with pytest.raises(GtokError, match="cfg section 'data': expected a mapping"):
+        check_train_config({"data": [1, 2]}, "cfg")
+
+
+def test_the_docs_tables_are_the_options():
+    sys.path.insert(0, str(ROOT / "tools"))
+    from sync_option_tables import BLOCK, synced
+
+    text = (ROOT / "docs" / "training.md").read_text()
+    assert len(BLOCK.findall(text)) == 6
+    assert synced(text) == text, "docs/training.md is out of date: run python tools/sync_option_tables.py"

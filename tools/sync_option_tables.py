@@ -1,0 +1,27 @@
+"""Rewrite the option tables of docs/training.md from gtok.options, the one source of defaults.
+
+    python tools/sync_option_tables.py [docs/training.md]
+
+A table stands between `<!-- options: CLASS -->` and `<!-- /options -->`; tests/test_options.py
+fails when a table and its dataclass disagree.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+from gtok import options
+
+BLOCK = re.compile(r"(<!-- options: (\w+) -->\n)(.*?)(<!-- /options -->)", re.S)
+
+
+def synced(text: str) -> str:
+    return BLOCK.sub(lambda m: m[1] + options.options_table(getattr(options, m[2])) + "\n" + m[4], text)
+
+
+if __name__ == "__main__":
+    path = Path(sys.argv[1] if len(sys.argv) > 1 else "docs/training.md")
+    path.write_text(synced(path.read_text()))
+    print(f"synced the option tables of {path}")
