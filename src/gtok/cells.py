@@ -15,7 +15,7 @@ import os
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -23,8 +23,10 @@ from gtok.errors import GtokError
 from gtok.inputs.bed import Intervals
 from gtok.inputs.h5ad import CsrRows, H5adFile, Unsupported, dense_to_csr, reading
 from gtok.paths import input_file
-from gtok.tokenizer import Tokenizer
 from gtok.universe import expand_ranges
+
+if TYPE_CHECKING:
+    from gtok.tokenizer import Tokenizer
 
 _REGION_NAME = re.compile(r"^(.+?)[:_-](\d+)[-_](\d+)$")
 _CHROM_COLUMNS = ("chr", "chrom", "chromosome", "seqnames")

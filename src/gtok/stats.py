@@ -18,22 +18,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from gtok.errors import GtokError, describe
+from gtok.formats.manifest import common_vocabulary, length_stats
 from gtok.formats.shard import ShardReader
 from gtok.tokenizer import SPECIAL_TOKENS, Tokenizer
 
 if TYPE_CHECKING:
     import pandas as pd
-
-
-def length_stats(lengths: np.ndarray) -> dict[str, float]:
-    if not lengths.size:
-        return {"min": 0, "median": 0, "mean": 0.0, "max": 0}
-    return {
-        "min": int(lengths.min()),
-        "median": float(np.median(lengths)),
-        "mean": round(float(lengths.mean()), 2),
-        "max": int(lengths.max()),
-    }
 
 
 def describe_shard(reader: ShardReader) -> str:
@@ -78,8 +68,6 @@ def shard_stats(shards: Sequence[tuple[str, str]]) -> tuple["pd.DataFrame", dict
     """Statistics of (path, source) shards: one row per shard plus a last row `all`, and every
     record's length grouped by source (for the histogram)."""
     import pandas as pd
-
-    from gtok.formats.manifest import common_vocabulary
 
     _, vocab_size = common_vocabulary([_vocabulary(path) for path, _ in shards])
     if vocab_size is None:

@@ -9,21 +9,15 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from gtok.atomic import atomic_path
+from gtok.formats.shard import MAGIC, ShardReader
 from gtok.paths import has_magic, output_file, output_folder
 
-if TYPE_CHECKING:
-    from gtok.formats.shard import ShardReader
 
-MAGIC = b"GTOK"
-GTARS_FLAGS = {0x01: np.dtype("<u2"), 0x02: np.dtype("<u4")}
-
-
-def export_gtars_folder(reader: "ShardReader", outdir: str | os.PathLike) -> list[tuple[str, str]]:
+def export_gtars_folder(reader: ShardReader, outdir: str | os.PathLike) -> list[tuple[str, str]]:
     """Write every record of `reader` as OUTDIR/NAME.gtok in gtars' format.
 
     File names must be unique, or one record would silently replace another: a name already

@@ -16,11 +16,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from gtok.atomic import atomic_path
 from gtok.errors import FingerprintMismatchError, GtokError, ShardFormatError, describe
 from gtok.formats.shard import ShardReader
 from gtok.paths import input_file, output_file
-from gtok.stats import length_stats
 
 SCHEMA_VERSION = 1
 
@@ -82,6 +83,17 @@ def _agreed(values: Sequence[tuple[str, Any]], what: str) -> Any:
                 "different universes; tokenize every shard with the same universe."
             )
     return first
+
+
+def length_stats(lengths: np.ndarray) -> dict[str, float]:
+    if not lengths.size:
+        return {"min": 0, "median": 0, "mean": 0.0, "max": 0}
+    return {
+        "min": int(lengths.min()),
+        "median": float(np.median(lengths)),
+        "mean": round(float(lengths.mean()), 2),
+        "max": int(lengths.max()),
+    }
 
 
 # -- writing --------------------------------------------------------------------------------------

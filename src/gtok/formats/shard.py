@@ -21,9 +21,9 @@ import numpy as np
 
 from gtok.atomic import atomic_path
 from gtok.errors import ShardFormatError, describe
-from gtok.formats.gtars import GTARS_FLAGS
 
 MAGIC = b"GTOK"
+GTARS_FLAGS = {0x01: np.dtype("<u2"), 0x02: np.dtype("<u4")}  # gtars single-record files (gtok.formats.gtars)
 KIND_SHARD = 0x53  # 'S'; gtars single-record files carry 0x01 (u16) or 0x02 (u32) in this byte
 VERSION = 1
 HEADER = struct.Struct("<4sBBBBQQQ32sQQQQQIII8xI")
