@@ -314,7 +314,7 @@ def test_rerun_of_another_run_starts_afresh_and_sets_the_old_one_aside(tmp_path,
     assert pd.read_csv(out / "metrics.csv")["step"].tolist() == [0, 1]
     assert [p.name for p in (out / "logs").iterdir()] == ["version_0"]
     previous = out / "previous"
-    assert sorted(p.name for p in previous.iterdir()) == ["checkpoints", "logs", "loss.png", "metrics.csv"]
+    assert sorted(p.name for p in previous.iterdir()) == ["checkpoints", "logs", "loss.png", "metrics.csv", "summary.json"]
     kept = torch.load(previous / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
     assert kept["global_step"] == 3 and all(torch.equal(kept["state_dict"][k], v) for k, v in old_weights.items())
 

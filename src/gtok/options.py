@@ -56,6 +56,7 @@ class TrainerOptions:
     num_sanity_val_steps: int = opt(2, "validation batches run before training, to fail early", min=-1)
     accelerator: str = opt("auto", "auto, cpu or gpu; --accelerator overrides", choices=("auto", "cpu", "gpu", "cuda", "mps"))
     devices: Any = opt("auto", "devices per node: auto, a count or a list of indices; several train with DDP")
+    num_nodes: int = opt(1, "nodes; the workflow starts devices x num_nodes tasks with srun", min=1)
     strategy: str = opt("auto", "Lightning's strategy (auto, ddp, ...)")
     precision: str = opt("auto", "auto: bf16-mixed on a GPU that has bf16, else 32-true")
     deterministic: Any = opt("auto", "auto: true on the CPU (bit-exact resumes), false on a GPU (speed)")

@@ -181,6 +181,11 @@ class GTokDataModule(L.LightningDataModule):
         self._loader = None
 
     @property
+    def data_epoch(self) -> int:
+        """The data epoch the current (or next) train loader yields."""
+        return self._resume["epoch"]
+
+    @property
     def vocab_source(self) -> GTokDataset:
         """An opened data set, for the vocabulary (sizes, special ids, fingerprint) and label classes."""
         self.setup("fit")

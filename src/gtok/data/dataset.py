@@ -30,7 +30,8 @@ _CHUNK = 4096  # plan entries converted to Python ints at a time in the hot loop
 
 
 class GTokDataset(IterableDataset):
-    """Token records of `.gtok` shards as `{"input_ids": LongTensor[T], "label": int}` samples.
+    """Token records of `.gtok` shards as `{"input_ids": LongTensor[T], "label": int, "index": int}`
+    samples (`index` is the record's position in this data set).
 
     `source` is a manifest (`*.json`), a folder of shards (`*.gtok`, sorted) or a list of shard
     paths. Unlabeled records of a labeled data set get the label `IGNORE_LABEL` (-100), which
@@ -190,7 +191,7 @@ class GTokDataset(IterableDataset):
             idx = records[lo : lo + _CHUNK]
             labels = label[idx].tolist() if label is not None else None
             for k, row in enumerate(self._rows(idx, epoch)):
-                sample = {"input_ids": torch.from_numpy(row.astype(np.int64))}
+                sample = {"input_ids": torch.from_numpy(row.astype(np.int64)), "index": int(idx[k])}
                 if labels is not None:
                     sample["label"] = labels[k]
                 progress["yielded"] = lo + k + 1
@@ -202,7 +203,7 @@ class GTokDataset(IterableDataset):
         for j in range(start, mine.size):
             idx = records[lo_hi[j][0] : lo_hi[j][1]]
             progress["yielded"] = j + 1
-            yield self._pad(self._rows(idx, epoch), label[idx].tolist() if label is not None else None)
+            yield self._pad(self._rows(idx, epoch), label[idx].tolist() if label is not None else None, idx)
 
     def _rows(self, idx: np.ndarray, epoch: int) -> list[np.ndarray]:
         """The tokens of records `idx`: views of the shards, or copies where cropped or shuffled.
@@ -222,11 +223,13 @@ class GTokDataset(IterableDataset):
     # -- batches ---------------------------------------------------------------------------------
 
     def collate(self, samples: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:
-        """Pad samples into `input_ids`, `attention_mask` (LongTensor[B, T]) and `labels` (LongTensor[B])."""
+        """Pad samples into `input_ids`, `attention_mask` (LongTensor[B, T]), `labels` and `index`
+        (LongTensor[B])."""
         labels = [s["label"] for s in samples] if samples and "label" in samples[0] else None
-        return self._pad([s["input_ids"].numpy() for s in samples], labels)
+        index = np.array([s["index"] for s in samples], dtype=np.int64)
+        return self._pad([s["input_ids"].numpy() for s in samples], labels, index)
 
-    def _pad(self, rows: Sequence[np.ndarray], labels: list[int] | None) -> dict[str, torch.Tensor]:
+    def _pad(self, rows: Sequence[np.ndarray], labels: list[int] | None, index: np.ndarray) -> dict[str, torch.Tensor]:
         """Right-pad rows into a recycled buffer, writing each byte once: padding is memory-bound
         (see _BufferPool), so pre-filling what a row then overwrites would cost a second pass."""
         lengths = [row.size for row in rows]
@@ -237,7 +240,8 @@ class GTokDataset(IterableDataset):
             out[:n] = row
             out[n:] = pad
             out_mask[n:] = 0
-        batch = {"input_ids": torch.from_numpy(ids), "attention_mask": torch.from_numpy(mask)}
+        batch = {"input_ids": torch.from_numpy(ids), "attention_mask": torch.from_numpy(mask),
+                 "index": torch.from_numpy(np.array(index, dtype=np.int64))}  # which records: for the run summary
         if labels is not None:
             batch["labels"] = torch.tensor(labels, dtype=torch.long)
         return batch

@@ -96,9 +96,9 @@ class Encoder(GTokModel):
         corrupted = torch.where(chosen & (r >= 0.8) & (r < 0.9), random_ids, corrupted)
         hidden = self.backbone(corrupted, attn)
         logits = self.mlm(hidden[chosen])
-        loss = _mean_or_zero(F.cross_entropy(logits.float(), ids[chosen], reduction="sum"), chosen.sum(), hidden)
+        loss = _mean(F.cross_entropy(logits.float(), ids[chosen], reduction="sum"), chosen.sum())
         with torch.no_grad():
-            acc = _mean_or_zero((logits.argmax(-1) == ids[chosen]).sum(), chosen.sum(), hidden)
+            acc = _mean((logits.argmax(-1) == ids[chosen]).sum(), chosen.sum())
         return {"loss": loss, "mlm_acc": acc}
 
     def _rtd_losses(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -107,7 +107,7 @@ class Encoder(GTokModel):
         masked = torch.where(chosen, torch.full_like(ids, self.vocab.mask_token_id), ids)
         gen_logits = self.mlm(self.generator(masked, attn)[chosen]).float()
         n_chosen = chosen.sum()
-        gen_loss = _mean_or_zero(F.cross_entropy(gen_logits, ids[chosen], reduction="sum"), n_chosen, gen_logits)
+        gen_loss = _mean(F.cross_entropy(gen_logits, ids[chosen], reduction="sum"), n_chosen)
         with torch.no_grad():  # the generator is trained by its own loss only, as in ELECTRA
             probs = torch.softmax(gen_logits[:, : self.vocab.n_regions], -1)  # never sample a special token
             sampled = torch.multinomial(probs, 1).squeeze(-1) if n_chosen else ids[chosen]
@@ -143,8 +143,8 @@ class MaskedTokenHead(nn.Module):
         return F.linear(self.transform(hidden), self.embedding.weight, self.bias)
 
 
-def _mean_or_zero(total: torch.Tensor, count: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    """total / count, or a zero that still reaches the parameters when nothing was chosen."""
-    if int(count) == 0:
-        return like.sum() * 0.0
-    return total / count
+def _mean(total: torch.Tensor, count: torch.Tensor) -> torch.Tensor:
+    """total / count, and 0 when nothing was chosen. The sum over no positions still passes through
+    the output layer, so every parameter gets its (zero) gradient: DDP requires that each step use
+    all parameters, and no host sync is needed to find out."""
+    return total / count.clamp_min(1)

@@ -1,11 +1,14 @@
 """The Lightning callbacks and plugins of `gtok train`: atomic checkpoints, a checkpoint at the
-last step, and the run record every checkpoint carries."""
+last step, the run record every checkpoint carries, and the run summary."""
 
 from __future__ import annotations
 
+import json
+import time
 from pathlib import Path
 from typing import Any
 
+import torch
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
@@ -63,3 +66,61 @@ class StepCheckpoint(ModelCheckpoint):
 
     def on_train_end(self, trainer, pl_module):
         return None
+
+
+class RunSummary(Callback):
+    """Writes `summary.json` when training ends: how the run was spread (world size, nodes, devices
+    per node), how far it got (global step, epochs, tokens seen, wall time of this launch) and,
+    per data epoch, which records each rank trained on, so that a reader can check that the ranks
+    shared the epoch out without overlap (but the documented padding).
+
+    Nothing synchronises per step: a rank keeps the record indices and token counts of its
+    batches on its device, and the ranks gather them once per epoch.
+    """
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def on_train_start(self, trainer, pl_module):
+        self.started = time.monotonic()
+        self.tokens = torch.zeros((), dtype=torch.int64, device=pl_module.device)
+        self.epochs: list[dict[str, Any]] = []
+        self._batches: list[torch.Tensor] = []
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        self.tokens += batch["attention_mask"].sum()
+        self._batches.append(batch["index"])
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        dm = trainer.datamodule
+        n = dm.train_set.num_records
+        seen = torch.zeros(n, dtype=torch.int32, device=pl_module.device)
+        if self._batches:
+            seen += torch.bincount(torch.cat(self._batches), minlength=n).to(torch.int32)
+        per_rank = trainer.strategy.all_gather(seen).reshape(-1, n)  # [world_size, records]
+        by_ranks = (per_rank > 0).sum(0)
+        self.epochs.append({
+            "epoch": dm.data_epoch,
+            "records": n,
+            "batches_per_rank": len(self._batches),
+            "records_per_rank": (per_rank > 0).sum(1).tolist(),
+            "records_seen": int((by_ranks > 0).sum()),
+            "records_seen_by_several_ranks": int((by_ranks > 1).sum()),
+        })
+        self._batches = []
+
+    def on_train_end(self, trainer, pl_module):
+        tokens = int(trainer.strategy.reduce(self.tokens, reduce_op="sum"))
+        if not trainer.is_global_zero:
+            return
+        summary = {
+            "world_size": trainer.world_size,
+            "num_nodes": trainer.num_nodes,
+            "devices_per_node": trainer.num_devices,
+            "global_step": trainer.global_step,
+            "epochs": self.epochs,
+            "tokens_seen": tokens,
+            "wall_seconds": round(time.monotonic() - self.started, 2),
+        }
+        with atomic_path(self.path) as tmp:
+            Path(tmp).write_text(json.dumps(summary, indent=1) + "\n")

@@ -27,12 +27,15 @@ if TYPE_CHECKING:
 
 RUN_KEY = "gtok_run"
 """Checkpoint key of the run record: {"fingerprint": sha256 hex, "options": `run_options`}."""
-#: Options that say when to stop, save, log or validate, or what to check: not where a run goes.
 NOT_RUN_OPTIONS = {
-    "data": {"verify", "universe"},
+    "data": {"verify", "universe", "num_workers"},
     "trainer": {"max_epochs", "max_steps", "checkpoint_every_n_steps", "log_every_n_steps",
-                "val_check_interval", "num_sanity_val_steps"},
+                "val_check_interval", "num_sanity_val_steps", "devices", "num_nodes", "strategy"},
 }
+"""Options that say when to stop, save, log or validate, what to check, and how the work is spread
+over processes: not where a run goes. The data's position in an epoch is one number whatever the
+number of devices, nodes and loader workers (gtok.data.plan), so a run continues on another number
+of them: bit-exactly on the same, with exactly the records not yet seen on another."""
 
 
 def run_options(model: str, model_config: Any, data: DataOptions, opts: TrainerOptions, hardware: dict[str, Any],
@@ -115,7 +118,7 @@ def _move_aside(out: Path) -> None:
     previous = out / "previous"
     shutil.rmtree(previous, ignore_errors=True)
     previous.mkdir()
-    for name in ("checkpoints", "logs", "metrics.csv", "loss.png"):
+    for name in ("checkpoints", "logs", "metrics.csv", "loss.png", "summary.json"):
         if (out / name).exists():
             os.replace(out / name, previous / name)
 

@@ -30,6 +30,7 @@ from gtok.formats.manifest import load_manifest
 from gtok.options import MODEL_CONFIGS, SECTIONS, DataOptions, TrainerOptions, check_train_config, make_config
 from gtok.paths import input_file, output_folder
 from gtok.plots import plot_loss
+from gtok.training.processes import await_decision, devices_and_environment, share_decision
 from gtok.training.run import flatten_metrics, publish, resume_point, run_options
 
 
@@ -92,26 +93,28 @@ def train(
 
     from gtok.data.datamodule import GTokDataModule
     from gtok.models import model_class
+    from gtok.training.callbacks import RunSummary
 
     if not progress:
         _quiet_lightning()
+    opts.devices, environment = devices_and_environment(opts.devices, opts.num_nodes)
     cls = model_class(model)
     hardware = _hardware(opts)
     run = run_options(model, model_config, data, opts, hardware, listed)
-    out = Path(out)
-    # Ranks that Lightning starts later re-run this function: only the first process checks the
-    # shards and rearranges `out`, and the others then find what it left.
+    # Every process of the launch runs this function: only the first checks the shards and
+    # decides whether the run resumes (rearranging `out`); the others wait for its decision.
     leader = rank_zero_only.rank == 0
 
     dm_options = {k: v for k, v in dataclasses.asdict(data).items() if k not in ("universe", "verify")}
     dm = GTokDataModule(manifest, seed=seed, verify=data.verify and leader, progress=progress, **dm_options)
     source = dm.vocab_source  # opens (and checks) the data before anything in `out` changes
     vocab = _vocab(source, universe or data.universe)
-    resume = resume_point(out, run, opts, leader)
+    resume = _agreed_resume_point(out, run, opts, leader)
     L.seed_everything(seed, workers=True, verbose=False)
     net = _build_model(cls, vocab, options, source, str(manifest), resume)
     last = out / "checkpoints" / "last.ckpt"
-    trainer = _trainer(opts, hardware, run, out, last, progress, list(callbacks))
+    trainer = _trainer(opts, hardware, run, out, last, progress, [*callbacks, RunSummary(out / "summary.json")],
+                       environment)
     with warnings.catch_warnings():
         # GTokDataset's len() counts this rank's batches exactly, whatever the number of workers
         warnings.filterwarnings("ignore", message="Your `IterableDataset` has `__len__` defined")
@@ -128,6 +131,19 @@ def train(
         plot_loss(metrics, out / "loss.png")
         publish(last, final)
     return final
+
+
+def _agreed_resume_point(out: Path, run: dict[str, Any], opts: TrainerOptions, leader: bool):
+    """The checkpoint this launch continues from, or None, the same in every process."""
+    if leader:
+        resume = resume_point(out, run, opts, leader=True)
+        share_decision(out, resume is not None)
+        return resume
+    if not await_decision(out):
+        return None
+    from gtok.models import read_checkpoint
+
+    return read_checkpoint(out / "checkpoints" / "last.ckpt")
 
 
 def _quiet_lightning() -> None:
@@ -191,7 +207,7 @@ def _build_model(cls, vocab, options: dict[str, Any], source, manifest: str, res
 
 
 def _trainer(opts: TrainerOptions, hardware: dict[str, Any], run: dict[str, Any], out: Path, last: Path,
-             progress: bool, callbacks: list):
+             progress: bool, callbacks: list, environment):
     import lightning as L
     from lightning.pytorch.loggers import CSVLogger
 
@@ -206,7 +222,9 @@ def _trainer(opts: TrainerOptions, hardware: dict[str, Any], run: dict[str, Any]
         default_root_dir=out,
         accelerator=opts.accelerator,
         devices=opts.devices,
+        num_nodes=opts.num_nodes,
         strategy=opts.strategy,
+        plugins=[AtomicCheckpointIO(), *([environment] if environment is not None else [])],
         precision=hardware["precision"],
         deterministic=hardware["deterministic"],
         max_epochs=opts.max_epochs,
@@ -215,7 +233,6 @@ def _trainer(opts: TrainerOptions, hardware: dict[str, Any], run: dict[str, Any]
         logger=CSVLogger(out, name="logs", flush_logs_every_n_steps=1),
         callbacks=[StepCheckpoint(out / "checkpoints", opts.checkpoint_every_n_steps), FinalCheckpoint(last),
                    RunRecord(run), *callbacks],
-        plugins=[AtomicCheckpointIO()],
         reload_dataloaders_every_n_epochs=1,  # GTokDataModule sets each epoch's order when it builds the loader
         log_every_n_steps=opts.log_every_n_steps,
         val_check_interval=opts.val_check_interval,

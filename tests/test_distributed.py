@@ -1,0 +1,124 @@
+"""Several processes: DDP on the CPU (gloo) with Lightning spawning the ranks, and elastic resume:
+a run stopped mid-epoch at one world size continues at another with exactly the records not yet
+seen (this file doubles as the script each launch runs)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.slow
+
+RECORDS = 26  # 13 batches of 2: an odd number of batches, so a world of 2 or 3 pads
+BATCH = 2
+
+
+def make_data(folder: Path) -> Path:
+    from gtok.formats.manifest import write_manifest
+    from gtok.formats.shard import write_shard
+
+    rng = np.random.default_rng(0)
+    records = [(f"r{i}", rng.integers(0, 200, int(rng.integers(2, 12))), None) for i in range(RECORDS)]
+    write_shard(folder / "a.gtok", records[:11], 207, "ab" * 32)
+    write_shard(folder / "b.gtok", records[11:], 207, "ab" * 32)
+    write_manifest(folder / "m.json", [folder / "a.gtok", folder / "b.gtok"])
+    return folder / "m.json"
+
+
+def launch(manifest: Path, out: Path, devices: int, max_steps: int) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, __file__, str(manifest), str(out), str(devices), str(max_steps)],
+                          capture_output=True, text=True, timeout=600)
+
+
+def batches(out: Path) -> list[dict]:
+    """Every batch any rank trained on, over every launch: epoch, launch, rank and records."""
+    rows = []
+    for path in sorted(out.glob("batches-*.jsonl")):
+        rows += [json.loads(line) for line in path.read_text().splitlines()]
+    return rows
+
+
+def epoch_records(rows: list[dict], epoch: int) -> Counter:
+    return Counter(i for r in rows if r["epoch"] == epoch for i in r["records"])
+
+
+@pytest.fixture
+def manifest(tmp_path) -> Path:
+    return make_data(tmp_path)
+
+
+def test_two_processes_share_an_epoch_without_overlap(manifest, tmp_path):
+    out = tmp_path / "run"
+    done = launch(manifest, out, devices=2, max_steps=7)  # a whole epoch: 13 batches, 7 per rank
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = json.loads((out / "summary.json").read_text())
+    assert (summary["world_size"], summary["num_nodes"], summary["devices_per_node"]) == (2, 1, 2)
+    assert summary["global_step"] == 7 and summary["tokens_seen"] > 0 and summary["wall_seconds"] > 0
+    epoch = summary["epochs"][0]
+    assert epoch["records_seen"] == RECORDS and epoch["batches_per_rank"] == 7
+    assert epoch["records_seen_by_several_ranks"] == BATCH  # the one padding batch, repeated on rank 1
+    rows = batches(out)
+    assert {r["rank"] for r in rows} == {0, 1}
+    seen = epoch_records(rows, 0)
+    assert set(seen) == set(range(RECORDS)) and sum(seen.values()) == RECORDS + BATCH
+    assert (out / "model.ckpt").is_file() and len(list((out / "logs").glob("version_*"))) == 1  # logged once
+
+
+@pytest.mark.parametrize("before, after, steps", [(2, 1, 3), (1, 3, 3)])
+def test_a_run_resumes_at_another_world_size_with_exactly_the_unseen_records(manifest, tmp_path, before, after, steps):
+    out = tmp_path / "run"
+    first = launch(manifest, out, devices=before, max_steps=steps)  # stops mid-epoch
+    assert first.returncode == 0, first.stderr[-3000:]
+    consumed = epoch_records(batches(out), 0)
+    assert sum(consumed.values()) == steps * before * BATCH and max(consumed.values()) == 1
+    second = launch(manifest, out, devices=after, max_steps=100)  # continues the same run
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert "starting a new run" not in second.stderr
+    rows = batches(out)
+    seen = epoch_records(rows, 0)
+    assert set(seen) == set(range(RECORDS))
+    n_items, done = RECORDS // BATCH, steps * before
+    padding = -(-(n_items - done) // after) * after - (n_items - done)  # batches repeated to even out the ranks
+    assert sum(seen.values()) == RECORDS + padding * BATCH
+    repeated = {i for i, k in seen.items() if k > 1}
+    assert len(repeated) == padding * BATCH and repeated <= set(consumed)  # padding repeats the epoch's first items
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["world_size"] == after and summary["epochs"][0]["epoch"] == 0
+
+
+class _BatchLog:
+    """Writes each trained batch's records, per rank, for the tests above."""
+
+    def __new__(cls, out: Path, launch_index: int):
+        from lightning.pytorch.callbacks import Callback
+
+        class BatchLog(Callback):
+            def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+                row = {"launch": launch_index, "rank": trainer.global_rank, "step": trainer.global_step,
+                       "epoch": trainer.datamodule.data_epoch, "records": batch["index"].tolist()}
+                with open(out / f"batches-{launch_index}-{trainer.global_rank}.jsonl", "a") as fh:
+                    fh.write(json.dumps(row) + "\n")
+
+        return BatchLog()
+
+
+if __name__ == "__main__":
+    from gtok.training.train import train
+
+    manifest_path, out_dir, devices, max_steps = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+    out_dir.mkdir(parents=True, exist_ok=True)
+    launch_index = len({p.name.split("-")[1] for p in out_dir.glob("batches-*.jsonl")})
+    config = {
+        "data": {"batch_size": BATCH, "val_fraction": 0, "num_workers": 0, "max_length": 16},
+        "trainer": {"accelerator": "cpu", "checkpoint_every_n_steps": 100, "num_sanity_val_steps": 0,
+                    "log_every_n_steps": 1, "max_epochs": 1},
+        "encoder": {"d_model": 8, "n_layers": 1, "n_heads": 2, "d_ff": 16},
+    }
+    train(manifest_path, "encoder", out_dir, config, max_steps=max_steps, max_epochs=1, devices=devices, progress=False,
+          callbacks=[_BatchLog(out_dir, launch_index)])
