@@ -43,6 +43,7 @@ localrules:
     universe_index,
     manifest,
     train_config,
+    train_summary,
 
 
 if workflow.is_main_process and PLAN.example_inputs():
@@ -51,6 +52,10 @@ if workflow.is_main_process and PLAN.example_inputs():
         f"(resources/example/), e.g. {PLAN.example_inputs()[0]}",
         file=sys.stderr,
     )
+
+
+onstart:
+    refuse_nodes_on_one_machine()
 
 
 rule all:

@@ -37,10 +37,11 @@ def launch(manifest: Path, out: Path, devices: int, max_steps: int) -> subproces
 
 
 def batches(out: Path) -> list[dict]:
-    """Every batch any rank trained on, over every launch: epoch, launch, rank and records."""
+    """Every batch any rank trained on, over every launch (`trainer.log_batches`)."""
     rows = []
-    for path in sorted(out.glob("batches-*.jsonl")):
-        rows += [json.loads(line) for line in path.read_text().splitlines()]
+    for path in sorted((out / "batches").glob("rank-*.jsonl")):
+        rank = int(path.stem.split("-")[1])
+        rows += [{**json.loads(line), "rank": rank} for line in path.read_text().splitlines()]
     return rows
 
 
@@ -64,7 +65,7 @@ def test_two_processes_share_an_epoch_without_overlap(manifest, tmp_path):
     assert epoch["records_seen"] == RECORDS and epoch["batches_per_rank"] == 7
     assert epoch["records_seen_by_several_ranks"] == BATCH  # the one padding batch, repeated on rank 1
     rows = batches(out)
-    assert {r["rank"] for r in rows} == {0, 1}
+    assert {r["rank"] for r in rows} == {0, 1} and len({r["launch"] for r in rows}) == 1
     seen = epoch_records(rows, 0)
     assert set(seen) == set(range(RECORDS)) and sum(seen.values()) == RECORDS + BATCH
     assert (out / "model.ckpt").is_file() and len(list((out / "logs").glob("version_*"))) == 1  # logged once
@@ -92,33 +93,14 @@ def test_a_run_resumes_at_another_world_size_with_exactly_the_unseen_records(man
     assert summary["world_size"] == after and summary["epochs"][0]["epoch"] == 0
 
 
-class _BatchLog:
-    """Writes each trained batch's records, per rank, for the tests above."""
-
-    def __new__(cls, out: Path, launch_index: int):
-        from lightning.pytorch.callbacks import Callback
-
-        class BatchLog(Callback):
-            def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-                row = {"launch": launch_index, "rank": trainer.global_rank, "step": trainer.global_step,
-                       "epoch": trainer.datamodule.data_epoch, "records": batch["index"].tolist()}
-                with open(out / f"batches-{launch_index}-{trainer.global_rank}.jsonl", "a") as fh:
-                    fh.write(json.dumps(row) + "\n")
-
-        return BatchLog()
-
-
 if __name__ == "__main__":
     from gtok.training.train import train
 
     manifest_path, out_dir, devices, max_steps = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
-    out_dir.mkdir(parents=True, exist_ok=True)
-    launch_index = len({p.name.split("-")[1] for p in out_dir.glob("batches-*.jsonl")})
     config = {
         "data": {"batch_size": BATCH, "val_fraction": 0, "num_workers": 0, "max_length": 16},
         "trainer": {"accelerator": "cpu", "checkpoint_every_n_steps": 100, "num_sanity_val_steps": 0,
-                    "log_every_n_steps": 1, "max_epochs": 1},
+                    "log_every_n_steps": 1, "max_epochs": 1, "log_batches": True},
         "encoder": {"d_model": 8, "n_layers": 1, "n_heads": 2, "d_ff": 16},
     }
-    train(manifest_path, "encoder", out_dir, config, max_steps=max_steps, max_epochs=1, devices=devices, progress=False,
-          callbacks=[_BatchLog(out_dir, launch_index)])
+    train(manifest_path, "encoder", out_dir, config, max_steps=max_steps, max_epochs=1, devices=devices, progress=False)

@@ -10,6 +10,7 @@ unknown keys and wrong types, naming the key.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -192,7 +193,7 @@ def test_new_universe_reruns_every_shard_and_training(clone):
     with open(clone / "resources" / "example" / "universe.bed", "a") as fh:
         fh.write("chr22\t100\t200\n")
     jobs = planned(clone)
-    assert set(jobs) == {"universe_index", "tokenize_bed", "tokenize_h5ad", "manifest", "stats", "train", "all"}
+    assert set(jobs) == {"universe_index", "tokenize_bed", "tokenize_h5ad", "manifest", "stats", "train", "train_summary", "all"}
     assert jobs["tokenize_bed"] == shard_outputs(clone, "bed")
     assert jobs["tokenize_h5ad"] == shard_outputs(clone, "h5ad")
 
@@ -200,8 +201,8 @@ def test_new_universe_reruns_every_shard_and_training(clone):
 @pytest.mark.parametrize(
     "change, rules",
     [
-        ({"train": {"trainer": {"max_steps": 3}}}, {"train_config", "train", "all"}),
-        ({"train": {"model": "region2vec"}}, {"train", "all"}),
+        ({"train": {"trainer": {"max_steps": 3}}}, {"train_config", "train", "train_summary", "all"}),
+        ({"train": {"model": "region2vec"}}, {"train", "train_summary", "all"}),
     ],
 )
 def test_training_change_reruns_only_training(clone, change, rules):
@@ -249,7 +250,7 @@ def test_killed_training_resumes_from_its_checkpoint_when_rerun(clone):
     assert 2 < killed_at < 12
 
     snakemake(clone, "--unlock")  # the killed Snakemake left its lock
-    assert set(planned(clone)) == {"train", "all"}
+    assert set(planned(clone)) == {"train", "train_summary", "all"}
     snakemake(clone)
     train = clone / "results" / "train"
     assert restarts(train) == [0, 2, killed_at]  # the first run, its extension, and the rerun after the kill
@@ -268,7 +269,7 @@ def test_added_bed_files_rerun_only_their_shards(clone):
     assert 0 < len(changed) < len(after)
     jobs = planned(clone)
     assert jobs["tokenize_bed"] == changed
-    assert set(jobs) == {"tokenize_bed", "manifest", "stats", "train", "all"}
+    assert set(jobs) == {"tokenize_bed", "manifest", "stats", "train", "train_summary", "all"}
 
 
 def test_label_edit_reruns_only_its_shard(clone):
@@ -277,7 +278,7 @@ def test_label_edit_reruns_only_its_shard(clone):
     holder = {s for s in shard_outputs(clone, "bed") if "tokens1" in ShardReader(clone / s).names}
     jobs = planned(clone)
     assert jobs["tokenize_bed"] == holder
-    assert set(jobs) == {"tokenize_bed", "manifest", "stats", "train", "all"}
+    assert set(jobs) == {"tokenize_bed", "manifest", "stats", "train", "train_summary", "all"}
 
 
 # -- bad input ------------------------------------------------------------------------------------
@@ -361,15 +362,82 @@ def test_snakemake_reports_config_errors(tmp_path, extra, message):
     shutil.which("sinfo") is None and not os.environ.get("GTOK_REQUIRE_SLURM"),  # CI sets it: never skip there
     reason="SLURM is not installed (no sinfo); start it with `bash tools/local-slurm.sh start`",
 )
-def test_slurm_end_to_end(tmp_path):
+def test_slurm_end_to_end_with_two_training_tasks(tmp_path):
     """Tokenization, stats and training as SLURM jobs of the local cluster (one shard per kind of
-    input, so the two-core test node runs them side by side)."""
-    folder = copy_workflow(tmp_path, shards={"files_per_shard": 100, "cells_per_shard": 100})
+    input, so the two-core test node runs them side by side); training as one job of 2 tasks
+    started by srun, one process per (CPU) device, DDP over gloo."""
+    folder = copy_workflow(tmp_path, shards={"files_per_shard": 100, "cells_per_shard": 100},
+                           train={"trainer": {"devices": 2, "accelerator": "cpu", "max_steps": 2},
+                                  "data": {"num_workers": 0, "val_fraction": 0}})
     result = snakemake(folder, "--profile", "profiles/slurm-local", timeout=600)
     output = result.stdout + result.stderr
+    jobs = {}
     for rule in ("tokenize_bed", "tokenize_h5ad", "stats", "train"):
-        assert re.search(rf"submitted with SLURM jobid \d+ \(log: \S+/slurm_logs/rule_{rule}/", output), rule
+        found = re.search(rf"submitted with SLURM jobid (\d+) \(log: \S+/slurm_logs/rule_{rule}/", output)
+        assert found, rule
+        jobs[rule] = found[1]
         assert list((folder / ".snakemake" / "slurm_logs" / f"rule_{rule}").rglob("*.log")), rule
     assert not (folder / ".snakemake" / "slurm_logs" / "rule_manifest").exists()  # local rules stay local
     assert gtok("verify", "-q", folder / "results" / "manifest.json").returncode == 0
-    assert (folder / "results" / "train" / "model.ckpt").stat().st_size > 0
+    train = folder / "results" / "train"
+    assert (train / "model.ckpt").stat().st_size > 0 and (train / "summary.html").is_file()
+
+    job = subprocess.run(["scontrol", "show", "job", jobs["train"]], capture_output=True, text=True).stdout
+    assert re.search(r"\bNumTasks=2\b", job), job  # the SLURM job itself had two tasks
+    summary = json.loads((train / "summary.json").read_text())
+    assert (summary["world_size"], summary["num_nodes"], summary["devices_per_node"]) == (2, 1, 2)
+    (epoch,) = summary["epochs"]  # 32 records in batches of 8: one epoch is 2 steps of 2 ranks
+    assert epoch["batches_per_rank"] == 2 and epoch["records_per_rank"] == [16, 16]
+    assert epoch["records_seen_by_several_ranks"] == 0  # disjoint halves of the records
+    assert epoch["records_seen"] == epoch["records"] == 32
+    assert "trained encoder" in (folder / "results" / "logs" / "train.log").read_text()
+
+
+@pytest.mark.slurm
+@pytest.mark.skipif(
+    shutil.which("sinfo") is None and not os.environ.get("GTOK_REQUIRE_SLURM"),
+    reason="SLURM is not installed (no sinfo); start it with `bash tools/local-slurm.sh start`",
+)
+def test_training_cancelled_under_slurm_resumes_with_the_exact_remaining_batches(tmp_path):
+    """The 2-task training job is cancelled (SIGTERM, as a preemption) after a checkpoint; the rerun
+    continues from it, and every rank's batches, over both launches, are exactly the epoch plan."""
+    from gtok.data.dataset import GTokDataset
+
+    steps, every = 240, 16
+    folder = copy_workflow(tmp_path, shards={"files_per_shard": 100, "cells_per_shard": 100}, train={
+        "trainer": {"devices": 2, "accelerator": "cpu", "max_steps": steps, "max_epochs": 100,
+                    "checkpoint_every_n_steps": every, "log_batches": True},
+        "data": {"num_workers": 0, "val_fraction": 0, "batch_size": 1}})
+    last = folder / "results" / "train" / "checkpoints" / "last.ckpt"
+    run = subprocess.Popen([sys.executable, "-m", "snakemake", "--profile", "profiles/slurm-local"], cwd=folder,
+                           env=snakemake_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while not (last.exists() and global_step(last) >= every):
+        assert run.poll() is None and time.monotonic() < deadline, "training ended before its first checkpoint"
+        time.sleep(0.05)
+    jobs = subprocess.run(["squeue", "-h", "-o", "%i %k"], capture_output=True, text=True).stdout.split("\n")
+    train_job = next(line.split()[0] for line in jobs if line.endswith("rule_train"))
+    subprocess.run(["scancel", train_job], check=True)
+    assert run.wait(timeout=300) != 0
+    train = folder / "results" / "train"
+    assert not (train / "model.ckpt").exists()
+    resumed_from = global_step(last)
+    assert every <= resumed_from < steps
+
+    snakemake(folder, "--profile", "profiles/slurm-local", timeout=600)
+    assert global_step(train / "model.ckpt") == steps
+    manifest = folder / "results" / "manifest.json"
+    for rank in (0, 1):
+        rows = [json.loads(line) for line in (train / "batches" / f"rank-{rank}.jsonl").read_text().splitlines()]
+        launches = list(dict.fromkeys(r["launch"] for r in rows))
+        assert len(launches) == 2
+        first = [r for r in rows if r["launch"] == launches[0] and r["step"] < resumed_from]
+        second = [r for r in rows if r["launch"] == launches[1]]
+        assert second[0]["step"] == resumed_from  # the rerun starts right after its checkpoint
+        trained = [r["records"] for r in first + second]
+        ds = GTokDataset(manifest, seed=0, max_length=128, batch_size=1, rank=rank, world_size=2)
+        plan = []
+        for epoch in range(-(-steps // len(ds))):
+            ds.set_epoch(epoch)
+            plan += [b["index"].tolist() for b in ds]
+        assert trained == plan[:steps], f"rank {rank}"

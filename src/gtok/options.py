@@ -62,6 +62,7 @@ class TrainerOptions:
     deterministic: Any = opt("auto", "auto: true on the CPU (bit-exact resumes), false on a GPU (speed)")
     gradient_clip_val: float | None = opt(1.0, "clip the gradient norm to this; null: no clipping", min=0.0)
     accumulate_grad_batches: int = opt(1, "batches whose gradients add up to one step", min=1)
+    log_batches: bool = opt(False, "write the records of every trained batch to batches/rank-R.jsonl (to audit what each rank saw)")
 
 
 # -- models -----------------------------------------------------------------------------------------

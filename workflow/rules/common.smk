@@ -42,9 +42,18 @@ def h5ad_file(wildcards) -> str:
     return PLAN.h5ad[wildcards.sample]
 
 
+def refuse_nodes_on_one_machine() -> None:
+    """Before any job runs (the executor is known only then): several nodes need a cluster."""
+    if PLAN.train.get("enabled") and PLAN.train_world[1] > 1 and workflow.local_exec:
+        raise WorkflowError(
+            f"config train.trainer.num_nodes is {PLAN.train_world[1]}, but this run executes jobs locally, "
+            "on one machine; train on several nodes with a SLURM profile (snakemake --profile profiles/slurm)."
+        )
+
+
 def final_outputs() -> list[str]:
     """The targets of `all`, the default target: the manifest, the stats, and training when enabled."""
     targets = [*rules.manifest.output, *rules.stats.output]
     if PLAN.train.get("enabled"):
-        targets += rules.train.output
+        targets += [*rules.train.output, *rules.train_summary.output]
     return targets

@@ -28,6 +28,7 @@ rule train:
     output:
         model=f"{PLAN.train_dir}/model.ckpt",
         metrics=f"{PLAN.train_dir}/metrics.csv",
+        summary=f"{PLAN.train_dir}/summary.json",
         loss=report(
             f"{PLAN.train_dir}/loss.png",
             caption="../report/loss.rst",
@@ -39,8 +40,31 @@ rule train:
         f"{R}/benchmarks/train.tsv"
     conda:
         GTOK_ENV
-    threads: 1
+    threads: PLAN.train_threads()
+    resources:
+        **PLAN.train_resources(),
     params:
-        argv=PLAN.train_argv(),
+        command=PLAN.train_command(),
+    shell:
+        # inside a SLURM job, srun starts one process per device; elsewhere Lightning spawns them
+        'if [ -n "${{SLURM_JOB_ID:-}}" ]; then {resources.launcher} gtok {params.command}; '
+        "else gtok {params.command}; fi > {log} 2>&1"
+
+
+rule train_summary:
+    """The run summary (world size, steps, tokens, wall time, records per rank) as a report table."""
+    input:
+        f"{PLAN.train_dir}/summary.json",
+    output:
+        report(
+            f"{PLAN.train_dir}/summary.html",
+            caption="../report/summary.rst",
+            category="Training",
+        ),
+    log:
+        f"{R}/logs/train_summary.log",
+    conda:
+        GTOK_ENV
+    threads: 1
     script:
-        RUN_GTOK
+        "../../scripts/train_summary.py"

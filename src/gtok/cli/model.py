@@ -42,7 +42,10 @@ def _run_train(args: argparse.Namespace) -> int:
         max_epochs=args.max_epochs, max_steps=args.max_steps, seed=args.seed,
         devices=args.devices, accelerator=args.accelerator, universe=args.universe, progress=not args.quiet,
     )
-    print(f"trained {args.model}: {final}")
+    from lightning.pytorch.utilities import rank_zero_only
+
+    if rank_zero_only.rank == 0:  # every process of a multi-device run returns here
+        print(f"trained {args.model}: {final}")
     return 0
 
 

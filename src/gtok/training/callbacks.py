@@ -124,3 +124,19 @@ class RunSummary(Callback):
         }
         with atomic_path(self.path) as tmp:
             Path(tmp).write_text(json.dumps(summary, indent=1) + "\n")
+
+
+class BatchLog(Callback):
+    """Appends one JSON line per trained batch to `folder/rank-R.jsonl`: the launch, the step,
+    the data epoch and the batch's record indices (positions in the training set). A run resumed
+    after a kill redoes the steps after its checkpoint; their lines then appear once per launch."""
+
+    def __init__(self, folder: Path, launch: str):
+        self.folder, self.launch = folder, launch
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        self.folder.mkdir(parents=True, exist_ok=True)
+        row = {"launch": self.launch, "step": trainer.global_step - 1, "epoch": trainer.datamodule.data_epoch,
+               "records": batch["index"].tolist()}
+        with open(self.folder / f"rank-{trainer.global_rank}.jsonl", "a") as fh:
+            fh.write(json.dumps(row) + "\n")

@@ -30,7 +30,7 @@ RUN_KEY = "gtok_run"
 NOT_RUN_OPTIONS = {
     "data": {"verify", "universe", "num_workers"},
     "trainer": {"max_epochs", "max_steps", "checkpoint_every_n_steps", "log_every_n_steps",
-                "val_check_interval", "num_sanity_val_steps", "devices", "num_nodes", "strategy"},
+                "val_check_interval", "num_sanity_val_steps", "devices", "num_nodes", "strategy", "log_batches"},
 }
 """Options that say when to stop, save, log or validate, what to check, and how the work is spread
 over processes: not where a run goes. The data's position in an epoch is one number whatever the
@@ -76,7 +76,8 @@ def resume_point(out: Path, run: dict[str, Any], opts: TrainerOptions, leader: b
         (out / "model.ckpt").unlink(missing_ok=True)
     if not last.is_file():
         if leader:
-            shutil.rmtree(out / "logs", ignore_errors=True)  # logs of a run that never checkpointed
+            for name in ("logs", "batches"):  # of a run that never checkpointed
+                shutil.rmtree(out / name, ignore_errors=True)
         return None
     ckpt = read_checkpoint(last)
     why = _other_run(ckpt, run, opts)
@@ -118,7 +119,7 @@ def _move_aside(out: Path) -> None:
     previous = out / "previous"
     shutil.rmtree(previous, ignore_errors=True)
     previous.mkdir()
-    for name in ("checkpoints", "logs", "metrics.csv", "loss.png", "summary.json"):
+    for name in ("checkpoints", "logs", "metrics.csv", "loss.png", "summary.json", "batches"):
         if (out / name).exists():
             os.replace(out / name, previous / name)
 

@@ -30,7 +30,7 @@ from gtok.formats.manifest import load_manifest
 from gtok.options import MODEL_CONFIGS, SECTIONS, DataOptions, TrainerOptions, check_train_config, make_config
 from gtok.paths import input_file, output_folder
 from gtok.plots import plot_loss
-from gtok.training.processes import await_decision, devices_and_environment, share_decision
+from gtok.training.processes import await_decision, devices_and_environment, launch_id, share_decision
 from gtok.training.run import flatten_metrics, publish, resume_point, run_options
 
 
@@ -93,7 +93,7 @@ def train(
 
     from gtok.data.datamodule import GTokDataModule
     from gtok.models import model_class
-    from gtok.training.callbacks import RunSummary
+    from gtok.training.callbacks import BatchLog, RunSummary
 
     if not progress:
         _quiet_lightning()
@@ -113,11 +113,16 @@ def train(
     L.seed_everything(seed, workers=True, verbose=False)
     net = _build_model(cls, vocab, options, source, str(manifest), resume)
     last = out / "checkpoints" / "last.ckpt"
-    trainer = _trainer(opts, hardware, run, out, last, progress, [*callbacks, RunSummary(out / "summary.json")],
-                       environment)
+    extra = [RunSummary(out / "summary.json"), *([BatchLog(out / "batches", launch_id())] if opts.log_batches else [])]
+    trainer = _trainer(opts, hardware, run, out, last, progress, [*callbacks, *extra], environment)
     with warnings.catch_warnings():
         # GTokDataset's len() counts this rank's batches exactly, whatever the number of workers
         warnings.filterwarnings("ignore", message="Your `IterableDataset` has `__len__` defined")
+        # gtok chose how the processes start (gtok.training.processes); and Lightning's own deprecation
+        warnings.filterwarnings("ignore", message="The `srun` command is available on your system")
+        warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
+        warnings.filterwarnings("ignore", message=r"torch.distributed.nn.functional.all_gather is deprecated")
+        warnings.filterwarnings("ignore", message="Total length of `list` across ranks is zero")  # no validation set
         try:
             trainer.fit(net, datamodule=dm, ckpt_path=last if resume is not None else None)
         except SIGTERMException:  # a SystemExit of status 0, which would pass for success

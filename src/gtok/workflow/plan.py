@@ -13,12 +13,13 @@ to a shard, another row range, another model) reruns exactly the jobs whose comm
 from __future__ import annotations
 
 import os
+import shlex
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from gtok.errors import GtokError
-from gtok.options import check_train_config
+from gtok.options import DataOptions, check_train_config
 from gtok.workflow.samples import bed_rows, h5ad_samples, n_obs, refuse_braces
 from gtok.workflow.sharding import group_shards
 
@@ -132,6 +133,49 @@ class Plan:
     def train_argv(self) -> list[str]:
         return ["train", "--quiet", "--manifest", self.manifest, "--model", self.train["model"],
                 "--out", self.train_dir, "--config", self.train_config, "--universe", self.universe]
+
+    def train_command(self) -> str:
+        """`gtok train`'s arguments as one shell word list (the rule runs it through srun)."""
+        return shlex.join(self.train_argv())
+
+    @property
+    def train_world(self) -> tuple[int, int]:
+        """(devices per node, nodes) of the training job."""
+        trainer = self.train.get("trainer") or {}
+        return int(trainer.get("devices", 1)), int(trainer.get("num_nodes", 1))
+
+    def _train_cpus(self) -> int:
+        """CPUs of one training process: one, plus one per DataLoader worker."""
+        workers = (self.train.get("data") or {}).get("num_workers", DataOptions.num_workers)
+        return 1 + int(workers)
+
+    def train_threads(self) -> int:
+        """Cores the training job uses on this machine when it runs locally (all its processes)."""
+        return self.train_world[0] * self._train_cpus()
+
+    def train_resources(self) -> dict[str, Any]:
+        """The training job's shape as Snakemake resources, and the command that starts its processes.
+
+        Several devices are one SLURM task each, started by `srun` inside the job (the plugin's
+        `mpi` pattern: the job gets `--nodes`, `--ntasks` and, through `slurm_extra`,
+        `--ntasks-per-node` and `--gpus-per-node`), so that Lightning sees the true world size.
+        The rule uses `launcher` only inside a SLURM job; run locally, `gtok train` is one process
+        and Lightning spawns the others. (The executor is not known yet when the Snakefile is
+        parsed, so the choice is made where the job runs.)
+        """
+        devices, nodes = self.train_world
+        cpus = self._train_cpus()
+        gpus = (self.train.get("trainer") or {}).get("accelerator") in ("gpu", "cuda")
+        resources: dict[str, Any] = {"cpus_per_task": cpus, "launcher": ""}
+        if devices * nodes > 1:
+            per_node = f"--ntasks-per-node={devices}" + (f" --gpus-per-node={devices}" if gpus else "")
+            resources |= {
+                "nodes": nodes, "tasks": devices * nodes, "mpi": "srun", "slurm_extra": per_node,
+                "launcher": f"srun --nodes={nodes} {per_node} --cpus-per-task={cpus} --kill-on-bad-exit=1",
+            }
+        elif gpus:
+            resources["gpu"] = devices
+        return resources
 
     def train_options(self) -> dict[str, Any]:
         """What goes into train_config.yaml: the `train` section less `enabled` and `model`, with

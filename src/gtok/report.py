@@ -1,0 +1,36 @@
+"""Report items that are tables rather than plots: the run summary of a training job.
+
+Written as small self-contained HTML pages, which the Snakemake report shows as they are.
+"""
+
+from __future__ import annotations
+
+import html
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from gtok.atomic import atomic_path
+
+
+def html_table(title: str, rows: Sequence[Sequence[Any]], header: Sequence[str] | None = None) -> str:
+    """A titled HTML table of `rows` (escaped)."""
+    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header) if header else ""
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in rows)
+    style = "table{border-collapse:collapse;font-family:sans-serif}td,th{border:1px solid #ccc;padding:4px 10px;text-align:right}"
+    return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title><style>{style}</style>"
+            f"</head><body><h3>{html.escape(title)}</h3><table>{'<tr>' + head + '</tr>' if head else ''}{body}</table>"
+            "</body></html>\n")
+
+
+def write_summary_html(summary: Mapping[str, Any], path: str | os.PathLike) -> None:
+    """The run summary of `gtok train` (summary.json) as an HTML page."""
+    rows = [(key.replace("_", " "), f"{summary[key]:,}" if isinstance(summary[key], int) else summary[key])
+            for key in ("world_size", "num_nodes", "devices_per_node", "global_step", "tokens_seen", "wall_seconds")]
+    for e in summary["epochs"]:
+        rows.append((f"epoch {e['epoch']}: records per rank", ", ".join(f"{n:,}" for n in e["records_per_rank"])))
+        rows.append((f"epoch {e['epoch']}: records seen / in the data", f"{e['records_seen']:,} / {e['records']:,}"))
+        rows.append((f"epoch {e['epoch']}: records seen by several ranks", f"{e['records_seen_by_several_ranks']:,}"))
+    with atomic_path(path) as tmp:
+        Path(tmp).write_text(html_table("Training run", rows))
