@@ -1,4 +1,6 @@
 # Tokenization: the universe is indexed once, then BED shards and h5ad row ranges fan out.
+# The shard jobs share the group "tokenize": a cluster profile's `group-components: tokenize=N`
+# sends N of them as one cluster job, which runs them one after another (local runs ignore groups).
 
 
 rule universe_index:
@@ -34,6 +36,8 @@ rule tokenize_bed:
         f"{R}/logs/tokenize_bed/{{shard}}.log",
     benchmark:
         f"{R}/benchmarks/tokenize_bed/{{shard}}.tsv"
+    group:
+        "tokenize"
     conda:
         GTOK_ENV
     threads: 2
@@ -55,6 +59,8 @@ rule tokenize_h5ad:
         f"{R}/logs/tokenize_h5ad/{{sample}}/{{part}}.log",
     benchmark:
         f"{R}/benchmarks/tokenize_h5ad/{{sample}}/{{part}}.tsv"
+    group:
+        "tokenize"
     conda:
         GTOK_ENV
     threads: 2
