@@ -36,6 +36,7 @@ include: "workflow/rules/tokenize.smk"
 include: "workflow/rules/manifest.smk"
 include: "workflow/rules/stats.smk"
 include: "workflow/rules/train.smk"
+include: "workflow/rules/evaluate.smk"
 
 
 localrules:

@@ -435,9 +435,48 @@ def test_embed_needs_a_universe_when_the_checkpoint_has_none(tmp_path, data):
 
     last = train(data, "region2vec", tmp_path, config(), max_steps=1, progress=False)
     bed = sorted(data.parent.glob("A_0_*.bed"))[0]
-    with pytest.raises(GtokError, match="records no universe; pass --universe"):
+    with pytest.raises(GtokError, match="carries no universe .* pass --universe"):
         embed_regions(last, [bed])
     assert embed_regions(last, [bed], universe=UNIVERSE).shape == (1, 8)
+
+
+def test_a_trained_folder_is_a_self_contained_model(tmp_path, data):
+    """Moved elsewhere, with the training universe gone, the folder still embeds, in a fresh process."""
+    import shutil
+
+    import yaml
+
+    from gtok.tokenizer import Tokenizer
+
+    universe = tmp_path / "universe.bed"
+    shutil.copy(UNIVERSE, universe)
+    train(data, "region2vec", tmp_path / "run", config(), max_steps=1, progress=False, universe=universe)
+    moved = tmp_path / "elsewhere" / "model"
+    shutil.move(tmp_path / "run", moved)
+    universe.unlink()
+    assert {"model.ckpt", "universe.bed.gz", "config.yaml"} <= {p.name for p in moved.iterdir()}
+    card = yaml.safe_load((moved / "config.yaml").read_text())
+    assert card["model"] == "region2vec" and card["vocabulary"]["fingerprint"] == Tokenizer.from_bed(UNIVERSE).fingerprint
+    assert Tokenizer.from_pretrained(moved).fingerprint == card["vocabulary"]["fingerprint"]
+    bed = sorted(data.parent.glob("A_0_*.bed"))[0]
+    out = tmp_path / "v.npy"
+    run = subprocess.run([sys.executable, "-m", "gtok.cli", "embed", "-q", "--model", str(moved), "-o", str(out), str(bed)],
+                         capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    from gtok.embed import embed_regions
+
+    np.testing.assert_allclose(np.load(out), embed_regions(moved / "checkpoints" / "last.ckpt", [bed]), rtol=1e-5)
+
+
+@pytest.mark.parametrize("folder", [True, False], ids=["a folder without a model", "a BED file"])
+def test_a_path_that_is_not_a_model_gets_one_line(tmp_path, data, folder):
+    path = tmp_path / "empty" if folder else Path(UNIVERSE)
+    if folder:
+        path.mkdir()
+    run = subprocess.run([sys.executable, "-m", "gtok.cli", "embed", "--model", str(path), "-o", str(tmp_path / "v.npy"),
+                          str(sorted(data.parent.glob("A_0_*.bed"))[0])], capture_output=True, text=True)
+    assert run.returncode != 0 and "Traceback" not in run.stderr
+    assert len(run.stderr.strip().splitlines()) == 1 and str(path) in run.stderr
 
 
 def test_each_loader_is_the_next_data_epoch_unless_the_last_one_went_unused(data):

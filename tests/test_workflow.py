@@ -43,8 +43,11 @@ BED_DIR = "resources/example/bed"
 # The example, made quicker: two training steps of a tiny model, and 12 BED files in 3 shards
 # (files_per_shard 5), so that two added files cannot land in every shard.
 FAST = {
+    "inputs": {"h5ad": ["resources/example/h5ad/pbmc_hg38.h5ad"]},  # 20 real cells
+    "evaluate": {"enabled": False},  # tested on the example's simulated cells in test_example_run_evaluates
     "shards": {"files_per_shard": 5, "cells_per_shard": 8},
-    "train": {"trainer": {"max_steps": 2, "log_every_n_steps": 1, "checkpoint_every_n_steps": 1}},
+    "train": {"model": "encoder", "data": {"batch_size": 8},
+              "trainer": {"max_steps": 2, "log_every_n_steps": 1, "checkpoint_every_n_steps": 1}},
 }
 
 
@@ -100,7 +103,7 @@ def dry_run_jobs(folder: Path, *args: str) -> list[dict]:
     result = snakemake(folder, "-n", *args)
     jobs: list[dict] = []
     for line in (result.stdout + result.stderr).splitlines():
-        if m := re.match(r"^(?:local)?rule (\w+):$", line):
+        if m := re.match(r"^\s*(?:local)?rule (\w+):$", line):  # indented: a member of a group job
             jobs.append({"rule": m.group(1), "input": [], "output": []})
         elif jobs and (m := re.match(r"^\s+(input|output): (.*)$", line)):
             jobs[-1][m.group(1)] = m.group(2).split(", ")
@@ -178,6 +181,33 @@ def test_report_holds_the_plots(finished):
         images = {Path(n).name: report.read(n) for n in report.namelist() if n.endswith(".png")}
     assert set(images) >= {"tokens_per_record.png", "unk_only.png", "coverage.png", "loss.png"}
     assert all(data.startswith(b"\x89PNG\r\n") and len(data) > 5000 for data in images.values())
+
+
+def test_example_run_evaluates_the_model_against_lsi(tmp_path):
+    """The example as `make run` runs it (its 1,000 simulated cells, evaluation on by default since
+    they have labels), training shortened: metrics.tsv scores the model and LSI on the held-out
+    cells, and the report's Evaluation section holds the verdict and both UMAPs."""
+    import zipfile
+
+    config = yaml.safe_load((ROOT / "config" / "example.yaml").read_text())
+    config["train"]["trainer"]["max_steps"] = 600  # of the example's 2,000
+    folder = write_workflow(tmp_path, config, extra=("resources",))
+    snakemake(folder, timeout=600)
+    eval_dir = folder / "results" / "eval"
+    metrics = pd.read_csv(eval_dir / "metrics.tsv", sep="\t").pivot(index="metric", columns="method", values="value")
+    assert set(metrics.columns) == {"region2vec", "lsi"}
+    assert {"knn_accuracy", "ari", "nmi", "silhouette", "coaccessible_pair_auc"} <= set(metrics.index)
+    chance = 0.25  # 5 cell types of about 40 held-out cells each (and a few labelled BED files)
+    assert metrics.loc["knn_accuracy", "lsi"] > 2 * chance and metrics.loc["knn_accuracy", "region2vec"] > 1.6 * chance
+    for method in ("region2vec", "lsi"):
+        assert (eval_dir / f"umap_{method}.png").stat().st_size > 5000
+    summary = (eval_dir / "summary.html").read_text()
+    assert "did better than" in summary or "equally well" in summary
+    snakemake(folder, "--report", "report.zip")
+    with zipfile.ZipFile(folder / "report.zip") as report:
+        names = {Path(n).name for n in report.namelist()}
+        text = "".join(report.read(n).decode(errors="ignore") for n in report.namelist() if n.endswith((".html", ".js")))
+    assert {"umap_region2vec.png", "umap_lsi.png", "summary.html"} <= names and "Evaluation" in text
 
 
 def test_nothing_changed_nothing_to_do(finished):
@@ -328,6 +358,28 @@ def test_schema_rejects_bad_config(change, message):
         validate(config, str(SCHEMA))
 
 
+@pytest.mark.parametrize("key, value, message", [
+    ("devices", 0, "0 is less than the minimum of 1"),
+    ("num_nodes", "two", "'two' is not of type 'integer'"),
+    ("num_nodes", 1.5, "1.5 is not of type 'integer'"),
+])
+def test_schema_names_a_bad_device_or_node_count(key, value, message):
+    config = yaml.safe_load((ROOT / "config" / "example.yaml").read_text())
+    merge(config, {"train": {"trainer": {key: value}}})
+    with pytest.raises(WorkflowError, match=re.escape(message)) as error:
+        validate(config, str(SCHEMA))
+    assert f"['{key}']" in str(error.value)  # the schema path names the key
+
+
+def test_several_nodes_on_a_local_run_stop_before_any_job(tmp_path):
+    folder = copy_workflow(tmp_path, train={"trainer": {"num_nodes": 2}})
+    result = snakemake(folder, check=False)
+    assert result.returncode != 0
+    assert "config train.trainer.num_nodes is 2, but this run executes jobs locally" in result.stdout + result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+    assert not (folder / "results" / "shards").exists()  # no job ran
+
+
 def test_schema_fills_defaults():
     config = {"universe": "u.bed", "inputs": {"bed": ["*.bed"]}}
     validate(config, str(SCHEMA))
@@ -363,26 +415,28 @@ def test_snakemake_reports_config_errors(tmp_path, extra, message):
     reason="SLURM is not installed (no sinfo); start it with `bash tools/local-slurm.sh start`",
 )
 def test_slurm_end_to_end_with_two_training_tasks(tmp_path):
-    """Tokenization, stats and training as SLURM jobs of the local cluster (one shard per kind of
-    input, so the two-core test node runs them side by side); training as one job of 2 tasks
-    started by srun, one process per (CPU) device, DDP over gloo."""
-    folder = copy_workflow(tmp_path, shards={"files_per_shard": 100, "cells_per_shard": 100},
+    """Tokenization, stats and training as SLURM jobs of the local cluster: the 5 shard jobs
+    (3 BED shards, 2 h5ad row ranges) as 2 SLURM jobs (group "tokenize", group-components 4 in
+    profiles/slurm-local); training as one job of 2 tasks started by srun, one process per (CPU)
+    device, DDP over gloo."""
+    folder = copy_workflow(tmp_path, shards={"files_per_shard": 4, "cells_per_shard": 10},
                            train={"trainer": {"devices": 2, "accelerator": "cpu", "max_steps": 2},
                                   "data": {"num_workers": 0, "val_fraction": 0}})
     result = snakemake(folder, "--profile", "profiles/slurm-local", timeout=600)
     output = result.stdout + result.stderr
-    jobs = {}
-    for rule in ("tokenize_bed", "tokenize_h5ad", "stats", "train"):
-        found = re.search(rf"submitted with SLURM jobid (\d+) \(log: \S+/slurm_logs/rule_{rule}/", output)
-        assert found, rule
-        jobs[rule] = found[1]
-        assert list((folder / ".snakemake" / "slurm_logs" / f"rule_{rule}").rglob("*.log")), rule
+    submitted = re.findall(r"submitted with SLURM jobid (\d+) \(log: \S+/slurm_logs/(\w+)/", output)
+    tokenize = [kind for _, kind in submitted if kind.startswith("group_tokenize_")]
+    assert len(tokenize) == 2, submitted  # 5 shard jobs, at most 4 to a SLURM job
+    assert sorted(kind for _, kind in submitted if kind not in tokenize) == ["rule_stats", "rule_train"], submitted
+    assert len(shard_outputs(folder, "bed")) == 3 and len(shard_outputs(folder, "h5ad")) == 2
+    jobs = {kind: jobid for jobid, kind in submitted}
+    assert list((folder / ".snakemake" / "slurm_logs" / "rule_train").rglob("*.log"))
     assert not (folder / ".snakemake" / "slurm_logs" / "rule_manifest").exists()  # local rules stay local
     assert gtok("verify", "-q", folder / "results" / "manifest.json").returncode == 0
     train = folder / "results" / "train"
     assert (train / "model.ckpt").stat().st_size > 0 and (train / "summary.html").is_file()
 
-    job = subprocess.run(["scontrol", "show", "job", jobs["train"]], capture_output=True, text=True).stdout
+    job = subprocess.run(["scontrol", "show", "job", jobs["rule_train"]], capture_output=True, text=True).stdout
     assert re.search(r"\bNumTasks=2\b", job), job  # the SLURM job itself had two tasks
     summary = json.loads((train / "summary.json").read_text())
     assert (summary["world_size"], summary["num_nodes"], summary["devices_per_node"]) == (2, 1, 2)

@@ -1,12 +1,13 @@
-"""Write resources/example/universe.bed, the universe of the bundled example.
+"""Write the simulated cells and the universe of the bundled example (resources/example/).
 
 The example's BED files come from geniml's test suite and overlap its `universe.uniq.bed`; the
-PBMC cells come from gtars and barely overlap it. So the example universe is geniml's regions
-followed by every second PBMC peak: both kinds of input produce real tokens, and about half of the
-PBMC peaks stay outside the vocabulary, so the report's coverage and `<unk>` plots show something.
-Deterministic: rerunning it writes the same file.
+PBMC cells come from gtars and barely overlap it; the simulated cells (gtok.simulate, default
+parameters, seed 0) have peaks of their own. So the example universe is geniml's regions, every
+second PBMC peak, then the simulated peaks: every kind of input produces real tokens, and about
+half of the PBMC peaks stay outside the vocabulary, so the report's coverage and `<unk>` plots
+show something. Deterministic: rerunning it writes the same files.
 
-    python tools/make_example_universe.py GENIML_UNIVERSE.bed PBMC.h5ad OUT.bed
+    python tools/make_example.py GENIML_UNIVERSE.bed PBMC.h5ad SIMULATED.h5ad UNIVERSE.bed
 """
 
 from __future__ import annotations
@@ -16,26 +17,31 @@ import argparse
 import anndata
 
 from gtok.atomic import atomic_path
+from gtok.simulate import Simulation, simulate
 
 
-def pbmc_regions(h5ad: str) -> list[str]:
-    """Every second `var` region (chr/start/end columns) of an .h5ad, as BED lines."""
-    var = anndata.read_h5ad(h5ad, backed="r").var.iloc[::2]
+def bed_lines(var, step: int = 1) -> list[str]:
+    """Every `step`-th `var` region (chr/start/end columns) as BED lines."""
+    var = var.iloc[::step]
     return [f"{c}\t{s}\t{e}\n" for c, s, e in zip(var["chr"].astype(str), var["start"], var["end"])]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("geniml_universe")
-    parser.add_argument("h5ad")
-    parser.add_argument("output")
+    parser.add_argument("pbmc_h5ad")
+    parser.add_argument("simulated_h5ad", help="written")
+    parser.add_argument("universe", help="written")
     args = parser.parse_args()
+    cells = simulate(Simulation())
+    with atomic_path(args.simulated_h5ad) as tmp:
+        cells.write_h5ad(tmp, compression="gzip")
     with open(args.geniml_universe) as fh:
         lines = [line if line.endswith("\n") else line + "\n" for line in fh if line.strip()]
-    lines += pbmc_regions(args.h5ad)
-    with atomic_path(args.output) as tmp:
+    lines += bed_lines(anndata.read_h5ad(args.pbmc_h5ad, backed="r").var, step=2) + bed_lines(cells.var)
+    with atomic_path(args.universe) as tmp:
         tmp.write_text("".join(lines))
-    print(f"wrote {len(lines)} regions to {args.output}")
+    print(f"wrote {args.simulated_h5ad} ({cells.n_obs:,} cells) and {len(lines):,} regions to {args.universe}")
 
 
 if __name__ == "__main__":

@@ -1,9 +1,9 @@
-"""Inference: one vector per record from a trained checkpoint, tokenizing in memory.
+"""Inference: one vector per record from a trained model, tokenizing in memory.
 
-The checkpoint names the universe it was trained with (recorded by `gtok train --universe`) and
-the tokenizer's fingerprint; a universe given explicitly must have that same fingerprint, so a
-vector can never come from ids that mean other regions. Nothing is written to disk here (the
-universe is parsed without its binary cache); the CLI writes only the requested output.
+The model (a `gtok train` folder or checkpoint, gtok.pretrained) brings its universe and the
+tokenizer's fingerprint; a universe given explicitly must have that same fingerprint, so a vector
+can never come from ids that mean other regions. Nothing is written to disk here (the universe is
+parsed without its binary cache); the CLI writes only the requested output.
 
 Records longer than the training `max_length` are cropped for the transformer models to an evenly
 spaced subset of that many tokens (a deterministic version of training's random crop), since their
@@ -20,29 +20,28 @@ from typing import Any
 import numpy as np
 
 from gtok.atomic import atomic_path
-from gtok.errors import FingerprintMismatchError, GtokError, describe
+from gtok.errors import GtokError
 from gtok.paths import has_magic, input_file, output_file
-from gtok.tokenizer import Tokenizer, pad_batch
+from gtok.tokenizer import pad_batch
 
 
 class Embedder:
-    """A checkpoint's model with the tokenizer it was trained with, on one device."""
+    """A model (folder or checkpoint) with the tokenizer it was trained with, on one device."""
 
     def __init__(
         self,
-        checkpoint: str | os.PathLike,
+        model: str | os.PathLike,
         universe: str | os.PathLike | None = None,
         device: str | None = None,
         batch_size: int = 64,
     ):
         import torch
 
-        from gtok.models import model_from, read_checkpoint
+        from gtok.pretrained import load_pretrained
 
-        ckpt = read_checkpoint(checkpoint)
+        net, self.tokenizer, ckpt = load_pretrained(model, universe)
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        self.model = model_from(ckpt).to(self.device)
-        self.tokenizer = _tokenizer(self.model.vocab, universe, describe(checkpoint))
+        self.model = net.to(self.device)
         data = ckpt.get("datamodule_hyper_parameters") or {}
         self.max_length = data.get("max_length") if self.model.attends else None
         self.batch_size = int(batch_size)
@@ -55,7 +54,7 @@ class Embedder:
         order = np.argsort([-d.size for d in docs], kind="stable")
         out: np.ndarray | None = None
         starts = range(0, len(docs), self.batch_size)
-        for lo in tqdm(starts, desc="embedding", unit="batch", disable=not progress):
+        for lo in tqdm(starts, desc="embedding", unit="batch", disable=not progress, leave=False):
             idx = order[lo : lo + self.batch_size]
             batch = pad_batch([_crop(docs[i], self.max_length) for i in idx], self.tokenizer.pad_token_id)
             batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
@@ -67,21 +66,6 @@ class Embedder:
         return out if out is not None else np.zeros((0, 0), dtype=np.float32)
 
 
-def _tokenizer(vocab, universe: str | os.PathLike | None, checkpoint: str) -> Tokenizer:
-    path = universe or vocab.universe
-    if path is None:
-        raise GtokError(f"{checkpoint}: the checkpoint records no universe; pass --universe (the BED its training data was tokenized with).")
-    if universe is None and not os.path.isfile(path):
-        raise GtokError(f"{checkpoint}: its universe {path} is gone; pass --universe with a copy of it.")
-    tok = Tokenizer.from_bed(path, cache_dir="off")
-    if (vocab.fingerprint and tok.fingerprint != vocab.fingerprint) or tok.vocab_size != vocab.vocab_size:
-        raise FingerprintMismatchError(
-            f"{describe(path)}: vocabulary {tok.fingerprint[:12]} ({tok.vocab_size} tokens) is not the one {checkpoint} "
-            f"was trained on ({(vocab.fingerprint or 'unknown')[:12]}, {vocab.vocab_size} tokens)."
-        )
-    return tok
-
-
 def _crop(doc: np.ndarray, max_length: int | None) -> np.ndarray:
     if max_length is None or doc.size <= max_length:
         return doc
@@ -89,7 +73,7 @@ def _crop(doc: np.ndarray, max_length: int | None) -> np.ndarray:
 
 
 def embed_regions(
-    checkpoint: str | os.PathLike,
+    model: str | os.PathLike,
     sources: Sequence[Any],
     *,
     universe: str | os.PathLike | None = None,
@@ -98,13 +82,13 @@ def embed_regions(
     progress: bool = False,
 ) -> np.ndarray:
     """float32 [len(sources), D]: one vector per region set (BED path, DataFrame, region list...)."""
-    embedder = Embedder(checkpoint, universe, device, batch_size)
+    embedder = Embedder(model, universe, device, batch_size)
     docs = [embedder.tokenizer.tokenize(s) for s in sources]
     return embedder.embed_docs(docs, progress)
 
 
 def embed_anndata(
-    checkpoint: str | os.PathLike,
+    model: str | os.PathLike,
     adata: Any,
     *,
     universe: str | os.PathLike | None = None,
@@ -112,18 +96,45 @@ def embed_anndata(
     batch_size: int = 64,
     progress: bool = False,
 ) -> np.ndarray:
-    """float32 [n_obs, D]: one vector per cell of an AnnData (or `.h5ad` path), in `obs` order."""
+    """float32 [n_obs, D]: one vector per cell of an AnnData (or `.h5ad` path), in `obs` order.
+
+    A row chunk at a time (tokenized, embedded, dropped), so memory holds one chunk's tokens and
+    the result, whatever the number of cells."""
+    from tqdm import tqdm
+
     from gtok.cells import iter_cell_tokens
 
-    embedder = Embedder(checkpoint, universe, device, batch_size)
-    docs: list[np.ndarray] = []
-    for chunk in iter_cell_tokens(embedder.tokenizer, adata):
-        docs.extend(np.split(chunk.tokens, np.cumsum(chunk.lengths)[:-1]))
-    return embedder.embed_docs(docs, progress)
+    embedder = Embedder(model, universe, device, batch_size)
+    parts = []
+    with tqdm(desc="embedding cells", unit="cell", disable=not progress) as bar:
+        for chunk in iter_cell_tokens(embedder.tokenizer, adata):
+            docs = np.split(chunk.tokens, np.cumsum(chunk.lengths)[:-1]) if chunk.lengths.size else []
+            parts.append(embedder.embed_docs(docs))
+            bar.update(len(docs))
+    parts = [p for p in parts if p.size]
+    return np.concatenate(parts) if parts else np.zeros((0, 0), dtype=np.float32)
+
+
+def write_obsm_copy(source: str, target: str | os.PathLike, key: str, vectors: np.ndarray) -> None:
+    """A copy of an .h5ad with `obsm[key]` set, written without loading the matrix (the file's
+    bytes are copied, then the one array is added with h5py)."""
+    import shutil
+
+    import h5py
+    from anndata.io import write_elem
+
+    shutil.copyfile(source, target)
+    with h5py.File(target, "r+") as f:
+        obsm = f.require_group("obsm")
+        if not obsm.attrs.get("encoding-type"):
+            obsm.attrs.update({"encoding-type": "dict", "encoding-version": "0.1.0"})
+        if key in obsm:
+            del obsm[key]
+        write_elem(obsm, key, vectors)
 
 
 def embed_to_files(
-    checkpoint: str, inputs: Sequence[str], output: str, universe: str | None, device: str | None,
+    model: str, inputs: Sequence[str], output: str, universe: str | None, device: str | None,
     batch_size: int, progress: bool,
 ) -> Path:
     """`gtok embed`: BED files -> OUT.npy + OUT.names.txt, or one .h5ad -> a copy with obsm['X_gtok']."""
@@ -136,20 +147,15 @@ def embed_to_files(
     if h5ads:
         if len(inputs) != 1 or not output.endswith(".h5ad"):
             raise GtokError("an .h5ad input must be the only input, and the output must end in .h5ad.")
-        target = output_file(output, (".h5ad",), [*inputs, checkpoint], has_magic(b"\x89HDF"), "embedded .h5ad")
-        import anndata as ad
-
-        vectors = embed_anndata(checkpoint, inputs[0], universe=universe, device=device, batch_size=batch_size,
+        target = output_file(output, (".h5ad",), [*inputs, model], has_magic(b"\x89HDF"), "embedded .h5ad")
+        vectors = embed_anndata(model, inputs[0], universe=universe, device=device, batch_size=batch_size,
                                 progress=progress)
-        with reading(inputs[0]):
-            adata = ad.read_h5ad(inputs[0])
-        adata.obsm["X_gtok"] = vectors
-        with atomic_path(target) as tmp:
-            adata.write_h5ad(tmp)
+        with reading(inputs[0]), atomic_path(target) as tmp:
+            write_obsm_copy(inputs[0], tmp, "X_gtok", vectors)
         return target
-    target = output_file(output, (".npy",), [*inputs, checkpoint], has_magic(b"\x93NUMPY"), "embedding .npy")
-    names = output_file(output[: -len(".npy")] + ".names.txt", (".txt",), [*inputs, checkpoint])
-    vectors = embed_regions(checkpoint, inputs, universe=universe, device=device, batch_size=batch_size, progress=progress)
+    target = output_file(output, (".npy",), [*inputs, model], has_magic(b"\x93NUMPY"), "embedding .npy")
+    names = output_file(output[: -len(".npy")] + ".names.txt", (".txt",), [*inputs, model])
+    vectors = embed_regions(model, inputs, universe=universe, device=device, batch_size=batch_size, progress=progress)
     with atomic_path(target) as tmp, open(tmp, "wb") as fh:
         np.save(fh, vectors)
     with atomic_path(names) as tmp:

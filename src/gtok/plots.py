@@ -91,3 +91,23 @@ def plot_loss(metrics: "pd.DataFrame", path: str | os.PathLike) -> None:
     if ax.lines:
         ax.legend()
     _save(fig, path)
+
+
+def plot_umap(coordinates: np.ndarray, labels: np.ndarray, title: str, path: str | os.PathLike) -> None:
+    """A 2-D UMAP of records, one colour per label."""
+    fig, ax = _figure(title)
+    for label in np.unique(labels):
+        pick = labels == label
+        ax.scatter(coordinates[pick, 0], coordinates[pick, 1], s=6, label=f"{label} ({pick.sum():,})")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.legend(markerscale=2, fontsize="small", loc="center left", bbox_to_anchor=(1, 0.5))
+    _save(fig, path)
+
+
+def plot_unavailable(message: str, path: str | os.PathLike) -> None:
+    """A placeholder figure that says why there is no plot (the report shows it in its place)."""
+    fig, ax = _figure("not available")
+    ax.text(0.5, 0.5, message, ha="center", va="center", wrap=True)
+    ax.set_axis_off()
+    _save(fig, path)

@@ -1,4 +1,4 @@
-"""Report items that are tables rather than plots: the run summary of a training job.
+"""Report items that are tables rather than plots: the run summary of training, the evaluation.
 
 Written as small self-contained HTML pages, which the Snakemake report shows as they are.
 """
@@ -34,3 +34,25 @@ def write_summary_html(summary: Mapping[str, Any], path: str | os.PathLike) -> N
         rows.append((f"epoch {e['epoch']}: records seen by several ranks", f"{e['records_seen_by_several_ranks']:,}"))
     with atomic_path(path) as tmp:
         Path(tmp).write_text(html_table("Training run", rows))
+
+
+def verdict(table: Any, model: str) -> str:
+    """One sentence: which method did better on kNN accuracy (the headline metric), by how much."""
+    scores = {m: v for m, metric, v in table.itertuples(index=False) if metric == "knn_accuracy"}
+    if model not in scores or "lsi" not in scores:
+        return "No comparison: the evaluation was skipped."
+    a, b = scores[model], scores["lsi"]
+    if abs(a - b) < 0.005:
+        return f"{model} and LSI did equally well: kNN accuracy {a:.3f} and {b:.3f}."
+    better, worse = (model, "LSI") if a > b else ("LSI", model)
+    return f"{better} did better than {worse}: kNN accuracy {max(a, b):.3f} against {min(a, b):.3f}."
+
+
+def write_evaluation_html(table: Any, model: str, records: int, note: str | None, path: str | os.PathLike) -> None:
+    """metrics.tsv as a table (methods as columns), headed by the verdict, or why it was skipped."""
+    title = note or f"Evaluation on {records:,} held-out records. {verdict(table, model)}"
+    wide = table.pivot(index="metric", columns="method", values="value") if len(table) else None
+    rows = [(metric, *(f"{v:.3f}" for v in wide.loc[metric])) for metric in wide.index] if wide is not None else []
+    header = ["metric", *wide.columns] if wide is not None else None
+    with atomic_path(path) as tmp:
+        Path(tmp).write_text(html_table(title, rows, header))

@@ -39,6 +39,14 @@ class Tokenizer:
     def from_bed(cls, path: str | os.PathLike, cache_dir: str | os.PathLike | None = None) -> "Tokenizer":
         return cls(Universe.from_bed(path, cache_dir=cache_dir))
 
+    @classmethod
+    def from_pretrained(cls, path: str | os.PathLike) -> "Tokenizer":
+        """The tokenizer of a trained model (a `gtok train` folder or checkpoint), from the universe
+        it carries, checked against the vocabulary it learned (gtok.pretrained)."""
+        from gtok.pretrained import pretrained_tokenizer
+
+        return pretrained_tokenizer(path)
+
     @property
     def vocab_size(self) -> int:
         return len(self.universe) + len(SPECIAL_TOKENS)

@@ -56,4 +56,6 @@ def final_outputs() -> list[str]:
     targets = [*rules.manifest.output, *rules.stats.output]
     if PLAN.train.get("enabled"):
         targets += [*rules.train.output, *rules.train_summary.output]
+    if PLAN.evaluates():
+        targets += rules.evaluate.output
     return targets

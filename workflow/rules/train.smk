@@ -29,6 +29,8 @@ rule train:
         model=f"{PLAN.train_dir}/model.ckpt",
         metrics=f"{PLAN.train_dir}/metrics.csv",
         summary=f"{PLAN.train_dir}/summary.json",
+        universe=f"{PLAN.train_dir}/universe.bed.gz",
+        card=f"{PLAN.train_dir}/config.yaml",
         loss=report(
             f"{PLAN.train_dir}/loss.png",
             caption="../report/loss.rst",

@@ -1,11 +1,11 @@
-"""Commands on data: tokenize, index, dump, info, export-gtars, manifest, verify."""
+"""Commands on data: tokenize, index, dump, info, export-gtars, manifest, verify, simulate."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
-from gtok.cli.common import add_command, add_quiet, positive_int
+from gtok.cli.common import add_command, add_quiet, non_negative_int, positive_float, positive_int
 from gtok.errors import GtokError
 
 
@@ -151,4 +151,46 @@ def _run_verify(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = [_add_tokenize, _add_index, _add_dump, _add_info, _add_export, _add_manifest, _add_verify]
+def _add_simulate(sub) -> None:
+    from gtok.simulate import Simulation
+
+    help_ = ("Simulate scATAC cells with a known answer (cell types with their own peak programs, library sizes, "
+             "a batch effect; gtok.simulate) as an .h5ad, and its peaks as a universe BED.")
+    p = add_command(sub, "simulate", help_, _run_simulate)
+    p.add_argument("--output", "-o", required=True, help="the .h5ad to write")
+    p.add_argument("--universe-out", help="also write the peaks as a BED file here")
+    d = Simulation()
+    for name in ("cells", "peaks", "cell_types", "program_peaks", "batches", "seed"):
+        kind = non_negative_int if name == "seed" else positive_int
+        p.add_argument(f"--{name.replace('_', '-')}", type=kind, default=getattr(d, name), help=f"default {getattr(d, name)}")
+    for name in ("base_rate", "rate_sigma", "program_boost", "library_sigma", "batch_sigma", "batch_depth"):
+        p.add_argument(f"--{name.replace('_', '-')}", type=positive_float, default=getattr(d, name),
+                       help=f"default {getattr(d, name)}")
+
+
+def _run_simulate(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from gtok.atomic import atomic_path
+    from gtok.paths import has_magic, output_file
+    from gtok.simulate import Simulation, simulate
+
+    fields = {f.name: getattr(args, f.name) for f in dataclasses.fields(Simulation)}
+    try:
+        sim = Simulation(**fields)
+    except ValueError as exc:
+        raise GtokError(f"gtok simulate: {exc}.") from None
+    target = output_file(args.output, (".h5ad",), [], has_magic(b"\x89HDF"), "simulated .h5ad")
+    adata = simulate(sim)
+    with atomic_path(target) as tmp:
+        adata.write_h5ad(tmp, compression="gzip")
+    if args.universe_out:
+        bed = output_file(args.universe_out, (".bed",), [args.output])
+        var = adata.var
+        with atomic_path(bed) as tmp:
+            var[["chr", "start", "end"]].to_csv(tmp, sep="\t", header=False, index=False)
+    print(f"wrote {target}: {sim.cells:,} cells x {sim.peaks:,} peaks, {sim.cell_types} cell types, {sim.batches} batches")
+    return 0
+
+
+COMMANDS = [_add_tokenize, _add_index, _add_dump, _add_info, _add_export, _add_manifest, _add_verify, _add_simulate]

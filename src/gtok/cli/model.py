@@ -1,4 +1,4 @@
-"""Commands on models: train, embed."""
+"""Commands on models: train, embed, evaluate."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from gtok.cli.common import (
     add_command,
     add_quiet,
     devices,
+    fraction,
     non_negative_int,
     positive_int,
     steps,
@@ -53,9 +54,10 @@ def _add_embed(sub) -> None:
     help_ = "Embed BED files (to .npy + .names.txt) or the cells of one .h5ad (to a copy with obsm['X_gtok'])."
     p = add_command(sub, "embed", help_, _run_embed)
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="BED / BED.gz files, or one .h5ad")
-    p.add_argument("--checkpoint", "-c", required=True, help="a 'gtok train' checkpoint")
+    p.add_argument("--model", "--checkpoint", "-m", "-c", dest="model", required=True,
+                   help="a 'gtok train' output folder (it carries its universe), or a checkpoint")
     p.add_argument("--output", "-o", required=True, help="OUT.npy for BED files, OUT.h5ad for an .h5ad")
-    p.add_argument("--universe", "-u", help="the universe BED, if the checkpoint's recorded path is missing or absent")
+    p.add_argument("--universe", "-u", help="the universe BED, for a model without its universe.bed.gz (older runs)")
     p.add_argument("--batch-size", type=positive_int, default=64)
     p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda when available)")
     add_quiet(p)
@@ -64,10 +66,33 @@ def _add_embed(sub) -> None:
 def _run_embed(args: argparse.Namespace) -> int:
     from gtok.embed import embed_to_files
 
-    out = embed_to_files(args.checkpoint, args.inputs, args.output, args.universe, args.device,
+    out = embed_to_files(args.model, args.inputs, args.output, args.universe, args.device,
                          args.batch_size, progress=not args.quiet)
     print(f"wrote {out}")
     return 0
 
 
-COMMANDS = [_add_train, _add_embed]
+def _add_evaluate(sub) -> None:
+    help_ = ("Score a model's embeddings of the held-out records against LSI: kNN accuracy, ARI, NMI, silhouette "
+             "(metrics.tsv), with UMAP plots.")
+    p = add_command(sub, "evaluate", help_, _run_evaluate)
+    p.add_argument("--model", "--checkpoint", "-c", dest="model", required=True, help="a 'gtok train' output folder, or a checkpoint")
+    p.add_argument("--manifest", "-m", required=True, help="the manifest the model was trained on")
+    p.add_argument("--out", "-o", required=True, help="folder for metrics.tsv, umap_*.png and summary.html")
+    p.add_argument("--val-fraction", type=fraction,
+                   help="held-out share by name hash, for records without a split (default: the model's own)")
+    p.add_argument("--seed", type=non_negative_int, default=0)
+    add_quiet(p)
+
+
+def _run_evaluate(args: argparse.Namespace) -> int:
+    from gtok.evaluate import evaluate
+    from gtok.paths import output_folder
+
+    out = evaluate(args.model, args.manifest, output_folder(args.out, "evaluation folder (--out)"), args.val_fraction,
+                   args.seed, progress=not args.quiet)
+    print(f"wrote {out}")
+    return 0
+
+
+COMMANDS = [_add_train, _add_embed, _add_evaluate]

@@ -8,6 +8,8 @@ Writes into OUT:
   metrics.csv             those logs flattened: one row per step, later runs replacing the
                           steps they re-did after a resume
   loss.png                training and validation loss against the step
+  universe.bed.gz,        what makes the folder a self-contained model (gtok.pretrained): the
+  config.yaml             universe the data was tokenized with, and the model's config
   previous/               the run this folder held before, when a changed option started a new one
 
 Run again on the same OUT and training continues from last.ckpt, mid-epoch, with the exact batches
@@ -30,6 +32,7 @@ from gtok.formats.manifest import load_manifest
 from gtok.options import MODEL_CONFIGS, SECTIONS, DataOptions, TrainerOptions, check_train_config, make_config
 from gtok.paths import input_file, output_folder
 from gtok.plots import plot_loss
+from gtok.pretrained import write_model_folder
 from gtok.training.processes import await_decision, devices_and_environment, launch_id, share_decision
 from gtok.training.run import flatten_metrics, publish, resume_point, run_options
 
@@ -135,6 +138,11 @@ def train(
             metrics.to_csv(tmp, index=False)
         plot_loss(metrics, out / "loss.png")
         publish(last, final)
+        write_model_folder(out, vocab.universe, {
+            "model": model, "options": dataclasses.asdict(model_config),
+            "data": {"max_length": data.max_length, "val_fraction": data.val_fraction},
+            "vocabulary": {"vocab_size": vocab.vocab_size, "fingerprint": vocab.fingerprint},
+        })
     return final
 
 

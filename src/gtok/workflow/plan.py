@@ -39,6 +39,7 @@ class Plan:
     h5ad_parts: dict[tuple[str, str], tuple[int, int]]  # (sample, part) -> (start, stop) rows
     label_key: str | None
     train: dict[str, Any] = field(default_factory=dict)
+    evaluate: str | bool = "auto"
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any], n_obs: Callable[[str], int] = n_obs) -> "Plan":
@@ -58,6 +59,7 @@ class Plan:
             h5ad_parts=_row_ranges(samples, config["shards"]["cells_per_shard"], n_obs),
             label_key=config["inputs"]["label_key"],
             train=dict(config["train"]),
+            evaluate=(config.get("evaluate") or {}).get("enabled", "auto"),
         )
         if not plan.bed_shards and not plan.h5ad_parts:
             raise GtokError(f"config: inputs.bed and inputs.h5ad select no input at all; {HOW_TO_CONFIGURE}.")
@@ -133,6 +135,23 @@ class Plan:
     def train_argv(self) -> list[str]:
         return ["train", "--quiet", "--manifest", self.manifest, "--model", self.train["model"],
                 "--out", self.train_dir, "--config", self.train_config, "--universe", self.universe]
+
+    @property
+    def eval_dir(self) -> str:
+        return f"{self.results}/eval"
+
+    def has_labels(self) -> bool:
+        """Whether any input brings labels: a sample sheet's label column, or obs[label_key]."""
+        return self.label_sheet is not None or (self.label_key is not None and bool(self.h5ad))
+
+    def evaluates(self) -> bool:
+        """Evaluation runs after training: `enabled: auto` (the default) when the data has labels."""
+        if not self.train.get("enabled") or self.evaluate is False:
+            return False
+        return self.evaluate is True or self.has_labels()
+
+    def evaluate_argv(self) -> list[str]:
+        return ["evaluate", "--quiet", "--model", self.train_dir, "--manifest", self.manifest, "--out", self.eval_dir]
 
     def train_command(self) -> str:
         """`gtok train`'s arguments as one shell word list (the rule runs it through srun)."""

@@ -1,0 +1,37 @@
+# Evaluation: the trained model's embeddings of the held-out records against LSI (gtok.evaluate).
+
+
+rule evaluate:
+    """kNN accuracy, ARI, NMI and silhouette of the model and of LSI on the validation records,
+    with UMAPs; without labels in the held-out records, the outputs say it was skipped.
+    """
+    input:
+        model=rules.train.output.model,
+        universe=rules.train.output.universe,
+        card=rules.train.output.card,
+        manifest=PLAN.manifest,
+    output:
+        metrics=f"{PLAN.eval_dir}/metrics.tsv",
+        summary=report(
+            f"{PLAN.eval_dir}/summary.html",
+            caption="../report/evaluation.rst",
+            category="Evaluation",
+        ),
+        umaps=report(
+            multiext(
+                f"{PLAN.eval_dir}/umap_", f"{PLAN.train['model']}.png", "lsi.png"
+            ),
+            caption="../report/umap.rst",
+            category="Evaluation",
+        ),
+    log:
+        f"{R}/logs/evaluate.log",
+    benchmark:
+        f"{R}/benchmarks/evaluate.tsv"
+    conda:
+        GTOK_ENV
+    threads: 1
+    params:
+        argv=PLAN.evaluate_argv(),
+    script:
+        RUN_GTOK
