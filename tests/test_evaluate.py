@@ -92,6 +92,7 @@ def trained(tmp_path_factory):
     return folder
 
 
+@pytest.mark.slow  # trains a model
 def test_evaluate_scores_the_model_and_lsi_on_the_held_out_cells(trained):
     import pandas as pd
 
@@ -109,6 +110,7 @@ def test_evaluate_scores_the_model_and_lsi_on_the_held_out_cells(trained):
     assert "did better than" in (out / "summary.html").read_text() or "equally" in (out / "summary.html").read_text()
 
 
+@pytest.mark.slow  # trains a model
 def test_evaluate_without_labels_says_it_skipped(trained, tmp_path):
     from gtok.cli import main
 
@@ -121,6 +123,7 @@ def test_evaluate_without_labels_says_it_skipped(trained, tmp_path):
     assert "have no labels; evaluation skipped" in (tmp_path / "eval" / "summary.html").read_text()
 
 
+@pytest.mark.slow  # trains a model
 def test_embedding_an_h5ad_with_the_model_folder_writes_obsm(trained, tmp_path):
     import anndata as ad
 
