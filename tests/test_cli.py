@@ -72,7 +72,8 @@ def test_every_command_has_help():
     from gtok.cli import build_parser
 
     commands = build_parser()._subparsers._group_actions[0].choices  # every registered subcommand
-    assert {"tokenize", "index", "dump", "info", "export-gtars", "manifest", "verify", "train", "embed"} <= set(commands)
+    assert {"tokenize", "index", "dump", "info", "export-gtars", "manifest", "verify", "simulate", "train", "embed",
+            "evaluate"} <= set(commands)
     top = gtok("--help").stdout
     for cmd in commands:
         assert cmd in top
@@ -139,3 +140,16 @@ def test_option_misuse_is_explained(tmp_path):
     assert "expected START:STOP" in proc.stderr
     proc = gtok("info", tmp_path / "nope.gtok", check=False)
     assert proc.returncode == 1 and "nope.gtok: no such shard file" in proc.stderr
+
+
+@pytest.mark.parametrize("args, message", [
+    (["simulate", "-o", "x.h5ad", "--base-rate", "0"], "argument --base-rate: '0' is not a positive number"),
+    (["simulate", "-o", "x.h5ad", "--cells", "-3"], "argument --cells: '-3' is not a positive integer"),
+    (["simulate", "-o", "x.h5ad", "--cell-types", "40"], "40 programs of 100 peaks need at least 4000 peaks"),
+    (["evaluate", "--model", "m", "--manifest", "m.json", "-o", "e", "--val-fraction", "1.5"],
+     "argument --val-fraction: '1.5' is not a fraction in [0, 1)"),
+])
+def test_numeric_options_of_simulate_and_evaluate_accept_only_valid_values(tmp_path, args, message):
+    proc = subprocess.run([sys.executable, "-m", "gtok.cli", *args], cwd=tmp_path, capture_output=True, text=True)
+    assert proc.returncode != 0 and message in proc.stderr and "Traceback" not in proc.stderr
+    assert not list(tmp_path.iterdir())  # nothing written

@@ -43,22 +43,14 @@ def steps(text: str) -> int:
 
 def positive_float(text: str) -> float:
     """A finite number > 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = float("nan")
-    if not 0 < value < float("inf"):
+    if not 0 < (value := _float(text)) < float("inf"):
         raise argparse.ArgumentTypeError(f"{text!r} is not a positive number")
     return value
 
 
 def fraction(text: str) -> float:
     """A share in [0, 1)."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = float("nan")
-    if not 0 <= value < 1:
+    if not 0 <= (value := _float(text)) < 1:
         raise argparse.ArgumentTypeError(f"{text!r} is not a fraction in [0, 1)")
     return value
 
@@ -76,6 +68,14 @@ def devices(text: str) -> int | str | list[int]:
     if value < 1 and value != -1:
         raise argparse.ArgumentTypeError(f"{text!r} is not 'auto', a positive count, -1 (all) or indices like 0,1")
     return value
+
+
+def _float(text: str) -> float:
+    """The number a text spells, or NaN (which no range accepts)."""
+    try:
+        return float(text)
+    except ValueError:
+        return float("nan")
 
 
 def _integer(text: str) -> int:
