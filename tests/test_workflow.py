@@ -208,6 +208,7 @@ def test_example_run_evaluates_the_model_against_lsi(tmp_path):
         names = {Path(n).name for n in report.namelist()}
         text = "".join(report.read(n).decode(errors="ignore") for n in report.namelist() if n.endswith((".html", ".js")))
     assert {"umap_region2vec.png", "umap_lsi.png", "summary.html"} <= names and "Evaluation" in text
+    assert re.search(r"(region2vec|LSI) did better than (LSI|region2vec)|equally well", text)  # the caption's verdict
 
 
 def test_nothing_changed_nothing_to_do(finished):

@@ -167,13 +167,14 @@ def region_vectors(model: Any) -> np.ndarray | None:
 
 def evaluate(model_path: str | os.PathLike, manifest: str | os.PathLike, out: str | os.PathLike,
              val_fraction: float | None = None, seed: int = 0, progress: bool = False) -> Path:
-    """Write OUT/metrics.tsv, OUT/umap_MODEL.png, OUT/umap_lsi.png and OUT/summary.html."""
+    """Write OUT/metrics.tsv, OUT/umap_MODEL.png, OUT/umap_lsi.png, OUT/summary.html and OUT/caption.rst
+    (the report's caption, which leads with the verdict)."""
     import pandas as pd
 
     from gtok.atomic import atomic_path
     from gtok.embed import Embedder
     from gtok.plots import plot_umap, plot_unavailable
-    from gtok.report import write_evaluation_html
+    from gtok.report import write_evaluation_caption, write_evaluation_html
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -205,6 +206,7 @@ def evaluate(model_path: str | os.PathLike, manifest: str | os.PathLike, out: st
     with atomic_path(out / "metrics.tsv") as tmp:
         table.to_csv(tmp, sep="\t", index=False, float_format="%.4f")
     write_evaluation_html(table, name, len(records.lengths), note, out / "summary.html")
+    write_evaluation_caption(table, name, len(records.lengths), note, out / "caption.rst")
     return out / "metrics.tsv"
 
 

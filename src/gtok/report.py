@@ -48,6 +48,19 @@ def verdict(table: Any, model: str) -> str:
     return f"{better} did better than {worse}: kNN accuracy {max(a, b):.3f} against {min(a, b):.3f}."
 
 
+def write_evaluation_caption(table: Any, model: str, records: int, note: str | None, path: str | os.PathLike) -> None:
+    """The report caption of the evaluation (reStructuredText): the verdict first, then what was measured."""
+    text = (f"**{note or verdict(table, model)}**\n\n"
+            f"The model's embeddings of the {records:,} held-out (validation) records, which it never trained on, "
+            "scored against LSI (TF-IDF and truncated SVD, the default of Signac and ArchR) on the same records, "
+            "read from the shards. kNN accuracy: 15 neighbours, 5-fold cross-validated (chance is about the largest "
+            "label's share); ARI and NMI compare a k-means clustering with the labels; silhouette (cosine) says how "
+            "tightly records of one label group; ``coaccessible_pair_auc`` asks whether regions often accessible "
+            "together lie closer than random pairs (0.5: no signal). Every value is in metrics.tsv.\n")
+    with atomic_path(path) as tmp:
+        Path(tmp).write_text(text)
+
+
 def write_evaluation_html(table: Any, model: str, records: int, note: str | None, path: str | os.PathLike) -> None:
     """metrics.tsv as a table (methods as columns), headed by the verdict, or why it was skipped."""
     title = note or f"Evaluation on {records:,} held-out records. {verdict(table, model)}"

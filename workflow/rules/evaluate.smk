@@ -12,9 +12,11 @@ rule evaluate:
         manifest=PLAN.manifest,
     output:
         metrics=f"{PLAN.eval_dir}/metrics.tsv",
+        caption=f"{PLAN.eval_dir}/caption.rst",
         summary=report(
             f"{PLAN.eval_dir}/summary.html",
-            caption="../report/evaluation.rst",
+            # written by the job itself, so that it can say which method did better
+            caption=os.path.abspath(f"{PLAN.eval_dir}/caption.rst"),
             category="Evaluation",
         ),
         umaps=report(
