@@ -88,6 +88,18 @@ def test_regions_from_var_names(universe, pbmc, fmt):
     assert as_lists(tok.encode_anndata(named)) == as_lists(tok.encode_anndata(pbmc))
 
 
+def test_episcanpy_layout_chr_start_stop(universe, pbmc, tmp_path):
+    """epiScanpy's var: columns chr / start / stop and names chr_start_stop, in memory and on disk."""
+    tok = Tokenizer.from_bed(universe)
+    chrom, start, end = pbmc.var["chr"], pbmc.var["start"], pbmc.var["end"]
+    var = pd.DataFrame({"chr": chrom.to_numpy(), "start": start.to_numpy(), "stop": end.to_numpy()},
+                       index=[f"{c}_{s}_{e}" for c, s, e in zip(chrom, start, end)])
+    episcanpy = ad.AnnData(X=pbmc.X, obs=pbmc.obs, var=var)
+    assert as_lists(tok.encode_anndata(episcanpy)) == as_lists(tok.encode_anndata(pbmc))
+    episcanpy.write_h5ad(tmp_path / "episcanpy.h5ad")
+    assert as_lists(tok.encode_anndata(str(tmp_path / "episcanpy.h5ad"))) == as_lists(tok.encode_anndata(pbmc))
+
+
 def test_unusable_coordinates_are_explained(universe, pbmc):
     tok = Tokenizer.from_bed(universe)
     genes = ad.AnnData(X=pbmc.X, obs=pbmc.obs, var=pd.DataFrame(index=[f"GENE{i}" for i in range(pbmc.n_vars)]))

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 
 _REGION_NAME = re.compile(r"^(.+?)[:_-](\d+)[-_](\d+)$")
 _CHROM_COLUMNS = ("chr", "chrom", "chromosome", "seqnames")
+_END_COLUMNS = ("end", "stop")  # epiScanpy writes chr / start / stop
 
 
 @dataclass(frozen=True)
@@ -41,14 +42,15 @@ class CellChunk:
 
 
 def var_intervals(columns: Mapping[str, Any], var_names: Any, source: str) -> Intervals:
-    """The region of every column: from `var` columns chr/start/end, else parsed from var_names
+    """The region of every column: from `var` columns chr/start/end (or stop), else parsed from var_names
     (an array, or a function returning it: a file's 100,000 names are read only when needed)."""
     cols = {str(c).lower(): c for c in columns}
     chrom = next((cols[c] for c in _CHROM_COLUMNS if c in cols), None)
-    if chrom is not None and "start" in cols and "end" in cols:
+    end = next((cols[c] for c in _END_COLUMNS if c in cols), None)
+    if chrom is not None and "start" in cols and end is not None:
         return Intervals.from_columns(
-            np.asarray(columns[chrom]).astype(str), columns[cols["start"]], columns[cols["end"]],
-            f"{source}: var", column_names=(str(cols["start"]), str(cols["end"])),
+            np.asarray(columns[chrom]).astype(str), columns[cols["start"]], columns[end],
+            f"{source}: var", column_names=(str(cols["start"]), str(end)),
         )
     names = [str(n) for n in (var_names() if callable(var_names) else var_names)]
     parsed = [_REGION_NAME.match(n) for n in names]
