@@ -140,3 +140,21 @@ def test_example_inputs_are_recognised(folder):
     example.mkdir(parents=True)
     os.replace(folder / "u.bed", example / "u.bed")
     assert Plan.from_config(config(universe="resources/example/u.bed")).example_inputs() == ["resources/example/u.bed"]
+
+
+def test_the_jobs_conda_environment_lists_every_runtime_dependency():
+    """envs/gtok.yaml (jobs under --software-deployment-method conda) must not drift from pyproject."""
+    import re
+    import tomllib
+
+    import yaml
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    with open(os.path.join(root, "pyproject.toml"), "rb") as fh:
+        wanted = tomllib.load(fh)["project"]["dependencies"]
+    conda_names = {"torch": "pytorch", "matplotlib": "matplotlib-base", "snakemake": "snakemake-minimal"}
+    with open(os.path.join(root, "envs", "gtok.yaml")) as fh:
+        env = yaml.safe_load(fh)["dependencies"]
+    listed = {re.split(r"[<>=]", d)[0] for d in env if isinstance(d, str)}
+    names = {conda_names.get(n, n) for n in (re.split(r"[<>=\[ ]", d)[0] for d in wanted)}
+    assert names <= listed, sorted(names - listed)
