@@ -71,6 +71,29 @@ def test_lsi_separates_simulated_types_and_its_regions_carry_co_accessibility():
     assert abs(coaccessible_pair_auc(adata.X.tocsr(), noise, top=600) - 0.5) < 0.1
 
 
+def test_held_out_records_are_read_whole_from_every_shard(tmp_path):
+    """The vectorized gather gives each held-out record's tokens and label, across shards."""
+    from gtok.evaluate import held_out_records
+    from gtok.formats.manifest import write_manifest
+    from gtok.formats.shard import ShardReader, write_shard
+
+    rng = np.random.default_rng(0)
+    expected = {}
+    for s in range(3):
+        records = [(f"s{s}r{i}", rng.integers(0, 50, rng.integers(4, 9)), f"L{i % 2}") for i in range(40)]
+        expected.update({name: (tokens, label) for name, tokens, label in records})
+        write_shard(tmp_path / f"{s}.gtok", records, vocab_size=57, fingerprint="ab" * 32)
+    write_manifest(tmp_path / "m.json", [tmp_path / f"{s}.gtok" for s in range(3)])
+    held = held_out_records(tmp_path / "m.json", val_fraction=0.5)
+    names = [n for s in range(3) for n in ShardReader(tmp_path / f"{s}.gtok").names]
+    assert 20 < len(held.lengths) < 100
+    docs = held.docs()
+    # every held-out record is one of the shards' records, whole, with its label, in shard order
+    found = [next(n for n in names if len(expected[n][0]) == len(d) and np.array_equal(expected[n][0], d)
+                  and expected[n][1] == lab) for d, lab in zip(docs, held.labels)]
+    assert found == sorted(found, key=names.index) and len(set(found)) == len(found)
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """600 simulated cells tokenized, listed and used to train a tiny region2vec for 30 steps."""

@@ -64,9 +64,15 @@ class EvalRecords:
 def held_out_records(manifest: str | os.PathLike, val_fraction: float, split: str = "val") -> EvalRecords:
     """The records of `split` (their labels, when the data has any), from the shards."""
     from gtok.data.records import IGNORE_LABEL, Records
+    from gtok.universe import expand_ranges
 
     rec = Records.open(manifest, verify=False, split=split, val_fraction=val_fraction, expected_fingerprint=None)
-    ids = np.concatenate([rec.tokens(int(s))[a : a + n] for s, a, n in zip(rec.shard, rec.start, rec.length)])
+    parts = []  # records come grouped by shard, in shard order: one gather per shard
+    for shard in np.unique(rec.shard):
+        pick = rec.shard == shard
+        _, positions = expand_ranges(rec.start[pick], rec.start[pick] + rec.length[pick])
+        parts.append(np.asarray(rec.tokens(int(shard)))[positions])
+    ids = np.concatenate(parts)
     labels = None
     if rec.label is not None and rec.label_classes:
         keep = rec.label != IGNORE_LABEL
@@ -190,7 +196,7 @@ def evaluate(model_path: str | os.PathLike, manifest: str | os.PathLike, out: st
         for path in plots.values():
             plot_unavailable(note, path)
     else:
-        labelled = np.array([lab is not None for lab in records.labels])
+        labelled = np.not_equal(records.labels, None)
         counts = records.counts()
         model_x = embedder.embed_docs(records.docs(), progress)[labelled]
         lsi_x, loadings = lsi(counts, seed=seed)
@@ -215,7 +221,7 @@ def _why_not(records: EvalRecords, manifest: str | os.PathLike) -> str | None:
     where = f"{describe(manifest)}: the {len(records.lengths):,} held-out records"
     if records.labels is None:
         return f"{where} have no labels; evaluation skipped."
-    labels, counts = np.unique([lab for lab in records.labels if lab is not None], return_counts=True)
+    labels, counts = np.unique(records.labels[np.not_equal(records.labels, None)].astype(str), return_counts=True)
     if (counts >= 2).sum() < 2:
         return f"{where} hold fewer than two labels with two records each; evaluation skipped."
     return None
