@@ -147,6 +147,27 @@ def test_evaluate_without_labels_says_it_skipped(trained, tmp_path):
 
 
 @pytest.mark.slow  # trains a model
+def test_evaluate_refuses_data_of_another_vocabulary(trained, tmp_path):
+    import subprocess
+    import sys
+
+    from gtok.cli import main
+
+    other = tmp_path / "other.bed"
+    other.write_text("".join((trained / "peaks.bed").read_text().splitlines(keepends=True)[:1000]))
+    shard = tmp_path / "other.gtok"
+    assert main(["tokenize", "-q", "-u", str(other), "-o", str(shard), "--label-key", "cell_type",
+                 str(trained / "cells.h5ad")]) == 0
+    assert main(["manifest", "-o", str(tmp_path / "m.json"), str(shard)]) == 0
+    run = subprocess.run([sys.executable, "-m", "gtok.cli", "evaluate", "-q", "--model", str(trained / "run"),
+                          "--manifest", str(tmp_path / "m.json"), "-o", str(tmp_path / "eval")],
+                         capture_output=True, text=True)
+    assert run.returncode != 0 and "Traceback" not in run.stderr and len(run.stderr.strip().splitlines()) == 1
+    assert "other.gtok: tokenized with universe" in run.stderr and "the model's universe" in run.stderr
+    assert not (tmp_path / "eval" / "metrics.tsv").exists()
+
+
+@pytest.mark.slow  # trains a model
 def test_embedding_an_h5ad_with_the_model_folder_writes_obsm(trained, tmp_path):
     import anndata as ad
 

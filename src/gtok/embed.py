@@ -42,8 +42,8 @@ class Embedder:
         net, self.tokenizer, ckpt = load_pretrained(model, universe)
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.model = net.to(self.device)
-        data = ckpt.get("datamodule_hyper_parameters") or {}
-        self.max_length = data.get("max_length") if self.model.attends else None
+        self.data_options = ckpt.get("datamodule_hyper_parameters") or {}  # what training saw
+        self.max_length = self.data_options.get("max_length") if self.model.attends else None
         self.batch_size = int(batch_size)
 
     def embed_docs(self, docs: Sequence[np.ndarray], progress: bool = False) -> np.ndarray:

@@ -61,12 +61,14 @@ class EvalRecords:
         return m
 
 
-def held_out_records(manifest: str | os.PathLike, val_fraction: float, split: str = "val") -> EvalRecords:
-    """The records of `split` (their labels, when the data has any), from the shards."""
+def held_out_records(manifest: str | os.PathLike, val_fraction: float, split: str = "val",
+                     fingerprint: str | None = None) -> EvalRecords:
+    """The records of `split` (their labels, when the data has any), from the shards; with a
+    `fingerprint`, shards of another vocabulary are refused."""
     from gtok.data.records import IGNORE_LABEL, Records
     from gtok.universe import expand_ranges
 
-    rec = Records.open(manifest, verify=False, split=split, val_fraction=val_fraction, expected_fingerprint=None)
+    rec = Records.open(manifest, verify=False, split=split, val_fraction=val_fraction, expected_fingerprint=fingerprint)
     parts = []  # records come grouped by shard, in shard order: one gather per shard
     for shard in np.unique(rec.shard):
         pick = rec.shard == shard
@@ -179,6 +181,7 @@ def evaluate(model_path: str | os.PathLike, manifest: str | os.PathLike, out: st
 
     from gtok.atomic import atomic_path
     from gtok.embed import Embedder
+    from gtok.options import DataOptions
     from gtok.plots import plot_umap, plot_unavailable
     from gtok.report import write_evaluation_caption, write_evaluation_html
 
@@ -186,8 +189,9 @@ def evaluate(model_path: str | os.PathLike, manifest: str | os.PathLike, out: st
     out.mkdir(parents=True, exist_ok=True)
     embedder = Embedder(model_path, None, None, 64)
     name = type(embedder.model).__name__.lower()
-    fraction = val_fraction if val_fraction is not None else _trained_val_fraction(model_path)
-    records = held_out_records(manifest, fraction)
+    if val_fraction is None:  # the records the model was held out from: its training's val_fraction
+        val_fraction = embedder.data_options.get("val_fraction", DataOptions.val_fraction)
+    records = held_out_records(manifest, val_fraction, fingerprint=embedder.model.vocab.fingerprint)
     rows: list[tuple[str, str, float]] = []
     plots = {name: out / f"umap_{name}.png", "lsi": out / "umap_lsi.png"}
     note = _why_not(records, manifest)
@@ -225,19 +229,3 @@ def _why_not(records: EvalRecords, manifest: str | os.PathLike) -> str | None:
     if (counts >= 2).sum() < 2:
         return f"{where} hold fewer than two labels with two records each; evaluation skipped."
     return None
-
-
-def _trained_val_fraction(model_path: str | os.PathLike) -> float:
-    """The val_fraction the model was trained with (its config.yaml), so the held-out records are
-    the ones it did not see; the default when the folder has none."""
-    import yaml
-
-    from gtok.options import DataOptions
-    from gtok.pretrained import CONFIG_FILE, model_checkpoint, model_folder
-
-    config = model_folder(model_checkpoint(model_path)) / CONFIG_FILE
-    if config.is_file():
-        value = (yaml.safe_load(config.read_text()).get("data") or {}).get("val_fraction")
-        if value is not None:
-            return float(value)
-    return DataOptions.val_fraction
