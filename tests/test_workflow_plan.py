@@ -152,7 +152,7 @@ def test_the_jobs_conda_environment_lists_every_runtime_dependency():
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     with open(os.path.join(root, "pyproject.toml"), "rb") as fh:
         wanted = tomllib.load(fh)["project"]["dependencies"]
-    conda_names = {"torch": "pytorch", "matplotlib": "matplotlib-base", "snakemake": "snakemake-minimal"}
+    conda_names = {"torch": "pytorch", "matplotlib": "matplotlib-base", "snakemake": "snakemake-minimal", "isal": "python-isal"}
     with open(os.path.join(root, "envs", "gtok.yaml")) as fh:
         env = yaml.safe_load(fh)["dependencies"]
     listed = {re.split(r"[<>=]", d)[0] for d in env if isinstance(d, str)}

@@ -10,8 +10,10 @@ from pathlib import Path
 from gtok.errors import GtokError
 from gtok.formats.shard import MAGIC, ShardWriter, record_name
 from gtok.inputs.bed import read_bed
+from gtok.inputs.fragments import FragmentOptions, is_fragments
 from gtok.inputs.labels import read_label_sheet
 from gtok.paths import has_magic, input_file, output_file
+from gtok.pipeline import prefetched
 from gtok.tokenizer import Tokenizer
 from gtok.universe import Universe
 
@@ -30,38 +32,64 @@ def tokenize_to_shard(
     cache: bool = True,
     progress: bool = True,
     threads: int | None = None,
+    fragments: FragmentOptions | None = None,
 ) -> Path:
     """Tokenize every input into the shard `output`; on any error nothing is written there.
 
-    `threads` read BED files side by side (default: the CPUs this process may use, its affinity,
-    which a SLURM job or `taskset` limits; never all the machine's cores)."""
-    beds = [p for p in inputs if not p.endswith(".h5ad")]
-    h5ads = [p for p in inputs if p.endswith(".h5ad")]
-    row_range = _check_options(beds, h5ads, rows, label_key, labels_sheet)
+    Inputs are told apart by name: `.h5ad` files (a record per cell), fragment files
+    (`.tsv.gz`, `.tsv.bgz`, `.tsv`: a record per barcode, chosen by `fragments`), and BED files
+    (a record each). `threads` read BED files side by side (default: the CPUs this process may
+    use, its affinity, which a SLURM job or `taskset` limits; never all the machine's cores)."""
+    kinds = input_kinds(inputs)
+    row_range = _check_options(kinds, rows, label_key, labels_sheet, fragments)
     for path in inputs:
         input_file(path)
     input_file(universe, "universe")
     sources = [*inputs, universe, *([labels_sheet] if labels_sheet else [])]
     target = output_file(output, (".gtok",), sources, has_magic(MAGIC), "gtok shard")
-    labels = read_label_sheet(labels_sheet, beds) if labels_sheet else None
     tok = Tokenizer.from_bed(universe, cache_dir=None if cache else "off")
     with ShardWriter(target, tok.vocab_size, tok.fingerprint) as writer:
-        for batch in _bed_batches(beds, progress, threads or len(os.sched_getaffinity(0))):
+        labels = read_label_sheet(labels_sheet, kinds["bed"]) if labels_sheet and kinds["bed"] else None
+        for batch in _bed_batches(kinds["bed"], progress, threads or len(os.sched_getaffinity(0))):
             names = [record_name(p) for p, _ in batch]
             tokens, lengths = tok.tokenize_many([iv for _, iv in batch])
             writer.add_batch(names, tokens, lengths, [labels[p] for p, _ in batch] if labels else None)
-        for path in h5ads:
+        for path in kinds["h5ad"]:
             write_cells(writer, tok, path, row_range, label_key, chunk_rows, progress)
+        if kinds["fragments"]:
+            _write_fragments(writer, tok, kinds["fragments"], fragments or FragmentOptions(), labels_sheet, progress)
     return Path(output)
 
 
-def _check_options(beds, h5ads, rows, label_key, labels_sheet) -> tuple[int, int] | None:
-    if rows is not None and (len(h5ads) != 1 or beds):
-        raise GtokError("--rows needs exactly one .h5ad input and no BED files.")
+def input_kinds(inputs: Sequence[str]) -> dict[str, list[str]]:
+    """The inputs by kind, told by their names: h5ad, fragments, bed (anything else)."""
+    kinds: dict[str, list[str]] = {"bed": [], "h5ad": [], "fragments": []}
+    for p in inputs:
+        kinds["h5ad" if p.endswith(".h5ad") else "fragments" if is_fragments(p) else "bed"].append(p)
+    return kinds
+
+
+def _write_fragments(writer, tok, paths, options, labels_sheet, progress) -> None:
+    from gtok.fragments import write_fragments
+    from gtok.inputs.labels import read_barcode_labels
+
+    labels = read_barcode_labels(labels_sheet) if labels_sheet else None
+    for path in paths:
+        write_fragments(writer, tok, path, options, labels, progress)
+
+
+def _check_options(kinds, rows, label_key, labels_sheet, fragments) -> tuple[int, int] | None:
+    beds, h5ads, frags = kinds["bed"], kinds["h5ad"], kinds["fragments"]
+    if rows is not None and (len(h5ads) != 1 or beds or frags):
+        raise GtokError("--rows needs exactly one .h5ad input and no other inputs.")
     if label_key and not h5ads:
-        raise GtokError("--label-key applies to .h5ad inputs; use --labels SHEET.tsv for BED files.")
-    if labels_sheet and not beds:
-        raise GtokError("--labels applies to BED inputs; use --label-key COLUMN for .h5ad files.")
+        raise GtokError("--label-key applies to .h5ad inputs; use --labels SHEET.tsv for BED and fragment files.")
+    if labels_sheet and not (beds or frags):
+        raise GtokError("--labels applies to BED and fragment inputs; use --label-key COLUMN for .h5ad files.")
+    if labels_sheet and beds and frags:
+        raise GtokError("--labels with both BED and fragment inputs is ambiguous; tokenize them into separate shards.")
+    if fragments is not None and fragments != FragmentOptions() and not frags:
+        raise GtokError("--barcodes, --min-fragments and --part apply to fragment files (.tsv.gz, .tsv.bgz, .tsv).")
     if rows is None:
         return None
     try:
@@ -117,50 +145,10 @@ def write_cells(writer, tok, path, row_range=None, label_key=None, chunk_rows=20
 
     bar = _progress(None, progress, desc=os.path.basename(path), unit="cell")
     chunks = iter_cell_tokens(tok, path, rows=row_range, chunk_rows=chunk_rows, label_key=label_key)
-    for chunk in _prefetched(chunks):
+    for chunk in prefetched(chunks):
         writer.add_batch(chunk.names, chunk.tokens, chunk.lengths, chunk.labels)
         if bar is not None:
             bar.update(len(chunk.names))
-
-
-def _prefetched(items: Iterator, depth: int = 2) -> Iterator:
-    """Items of an iterator produced on a background thread, at most `depth` ahead (errors are
-    raised here, in order)."""
-    import queue
-    import threading
-
-    done = object()
-    q: queue.Queue = queue.Queue(maxsize=depth)
-    stop = threading.Event()
-
-    def produce() -> None:
-        try:
-            for item in items:
-                if stop.is_set():
-                    return
-                q.put((item, None))
-        except BaseException as exc:  # handed to the consumer, which raises it
-            q.put((None, exc))
-            return
-        q.put((done, None))
-
-    thread = threading.Thread(target=produce, daemon=True)
-    thread.start()
-    try:
-        while True:
-            item, exc = q.get()
-            if exc is not None:
-                raise exc
-            if item is done:
-                return
-            yield item
-    finally:
-        stop.set()
-        while thread.is_alive():  # unblock a producer waiting on a full queue
-            try:
-                q.get_nowait()
-            except queue.Empty:
-                thread.join(0.01)
 
 
 def _progress(items, enabled: bool, **kwargs):

@@ -187,6 +187,20 @@ class Universe:
             )
         return classes
 
+    def search_arrays(self) -> tuple[np.ndarray, ...]:
+        """The length classes as flat arrays, for a compiled search that walks them like
+        `overlaps` does: start keys, end keys, ranks, class bounds, class maxlen, rank_to_id."""
+        cat = (lambda arrays: np.concatenate(arrays) if arrays else np.zeros(0, np.int64))  # noqa: E731
+        sizes = [c.start_keys.size for c in self._classes]
+        return (
+            cat([c.start_keys for c in self._classes]),
+            cat([c.end_keys for c in self._classes]),
+            cat([c.ranks for c in self._classes]).astype(np.int64),
+            np.concatenate(([0], np.cumsum(sizes))).astype(np.int64),
+            np.array([c.maxlen for c in self._classes], dtype=np.int64),
+            self._plan.rank_to_id.astype(np.int64),
+        )
+
     @staticmethod
     def _key(codes: np.ndarray, positions: np.ndarray) -> np.ndarray:
         return (codes.astype(np.int64) << _POS_BITS) | positions

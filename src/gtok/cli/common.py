@@ -70,6 +70,14 @@ def devices(text: str) -> int | str | list[int]:
     return value
 
 
+def part(text: str) -> tuple[int, int]:
+    """`K/N`: part K (from 0) of N."""
+    k, _, n = text.partition("/")
+    if not (k.isascii() and k.isdigit() and n.isascii() and n.isdigit()) or not 0 <= int(k) < int(n):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a part K/N with 0 <= K < N, like 0/4")
+    return int(k), int(n)
+
+
 def _float(text: str) -> float:
     """The number a text spells, or NaN (which no range accepts)."""
     try:

@@ -5,18 +5,30 @@ from __future__ import annotations
 import argparse
 import sys
 
-from gtok.cli.common import add_command, add_quiet, non_negative_int, positive_float, positive_int
+from gtok.cli.common import add_command, add_quiet, non_negative_int, part, positive_float, positive_int
 from gtok.errors import GtokError
 
 
 def _add_tokenize(sub) -> None:
-    p = add_command(sub, "tokenize", "Tokenize BED files or an .h5ad into one .gtok shard.", _run_tokenize)
-    p.add_argument("inputs", nargs="+", metavar="INPUT", help="BED / BED.gz files (one record each) or .h5ad files (one record per cell)")
+    help_ = "Tokenize BED files, .h5ad files or fragment files into one .gtok shard."
+    p = add_command(sub, "tokenize", help_, _run_tokenize)
+    p.add_argument("inputs", nargs="+", metavar="INPUT",
+                   help="BED / BED.gz files (one record each), .h5ad files (one record per cell) or fragment files "
+                        "(.tsv.gz, .tsv.bgz, .tsv: one record per barcode)")
     p.add_argument("--universe", "-u", required=True, help="universe BED (.bed or .bed.gz): the vocabulary")
     p.add_argument("--output", "-o", required=True, help="the shard to write (.gtok); written atomically")
     p.add_argument("--rows", metavar="START:STOP", help="tokenize only this row range of one .h5ad (for fan-out)")
     p.add_argument("--label-key", metavar="COLUMN", help="obs column of the .h5ad to store as cell labels")
-    p.add_argument("--labels", metavar="SHEET.tsv", help="TSV with a 'name' or 'path' column and a 'label' column, for BED files")
+    p.add_argument("--labels", metavar="SHEET.tsv",
+                   help="TSV with a 'label' column and a 'name' or 'path' column (BED files) or a 'barcode' or 'name' "
+                        "column (fragment files)")
+    p.add_argument("--barcodes", metavar="FILE",
+                   help="fragment files: keep only these cells (one barcode per line, or an .h5ad whose obs_names are the cells)")
+    p.add_argument("--min-fragments", type=positive_int, default=1, metavar="N",
+                   help="fragment files: keep barcodes with at least N fragments (default 1)")
+    p.add_argument("--part", type=part, default=(0, 1), metavar="K/N",
+                   help="fragment files: keep the barcodes of part K of N (a stable hash of the barcode), so that N jobs "
+                        "split a file; default 0/1, all")
     p.add_argument("--chunk-rows", type=positive_int, default=2048, help="cells tokenized at a time (bounds memory; default 2048)")
     p.add_argument("--no-cache", action="store_true", help="do not use or write the binary universe cache")
     p.add_argument("--threads", type=positive_int, help="threads for reading files (default: the CPUs this process may use)")
@@ -25,6 +37,7 @@ def _add_tokenize(sub) -> None:
 
 def _run_tokenize(args: argparse.Namespace) -> int:
     from gtok.build import tokenize_to_shard
+    from gtok.inputs.fragments import FragmentOptions
 
     tokenize_to_shard(
         inputs=args.inputs,
@@ -37,6 +50,7 @@ def _run_tokenize(args: argparse.Namespace) -> int:
         cache=not args.no_cache,
         progress=not args.quiet,
         threads=args.threads,
+        fragments=FragmentOptions(args.barcodes, args.min_fragments, args.part),
     )
     return 0
 
@@ -104,6 +118,23 @@ def _run_export(args: argparse.Namespace) -> int:
         shown = ", ".join(f"{name!r} -> {file}" for name, file in renamed[:5]) + (" ..." if len(renamed) > 5 else "")
         print(f"note: {len(renamed)} records share a file name with another and got a numbered one: {shown}")
     print(f"wrote {len(ShardReader(args.shard))} gtars .gtok files to {args.outdir}")
+    return 0
+
+
+def _add_export_parquet(sub) -> None:
+    help_ = ("Write the records of shards to one parquet file (name, tokens, label), which geniml's Region2VecDataset "
+             "and Hugging Face datasets read.")
+    p = add_command(sub, "export-parquet", help_, _run_export_parquet)
+    p.add_argument("shards", nargs="+", metavar="SHARD", help=".gtok shards of one universe, exported in this order")
+    p.add_argument("--output", "-o", required=True, help="the parquet file to write (.parquet); written atomically")
+
+
+def _run_export_parquet(args: argparse.Namespace) -> int:
+    from gtok.formats.parquet import write_parquet
+
+    done = write_parquet(args.shards, args.output)
+    print(f"wrote {done.path}: {done.records:,} records, {done.tokens:,} tokens from {done.shards} shard(s), "
+          f"vocabulary size {done.vocab_size or 'unknown'}, fingerprint {(done.fingerprint or 'unknown')[:12]}")
     return 0
 
 
@@ -193,4 +224,5 @@ def _run_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = [_add_tokenize, _add_index, _add_dump, _add_info, _add_export, _add_manifest, _add_verify, _add_simulate]
+COMMANDS = [_add_tokenize, _add_index, _add_dump, _add_info, _add_export, _add_export_parquet, _add_manifest, _add_verify,
+            _add_simulate]

@@ -1,0 +1,244 @@
+"""Fragment files: token parity with gtars' tokenize_fragment_file, barcode options, bad lines."""
+
+from __future__ import annotations
+
+import gzip
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import GENIML, gtars_tokenizer, write_bed
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from gtok import fragments
+from gtok.build import tokenize_to_shard
+from gtok.cli import main
+from gtok.errors import GtokError
+from gtok.formats.shard import ShardReader
+from gtok.inputs import fragment_parser
+from gtok.inputs.fragments import FragmentOptions
+
+UNIVERSE = GENIML / "universe.uniq.bed"
+CHROMS = ["chr1", "chr2", "chr10", "chrX", "chrUn_unknown"]  # the last is in no universe
+
+
+def fragment_text(rows, header: str = "# id=test\n# reference=none\n") -> str:
+    return header + "".join(f"{c}\t{s}\t{e}\t{b}\t{n}\n" for c, s, e, b, n in rows)
+
+
+def write_fragments(path: Path, rows, header: str = "# id=test\n# reference=none\n") -> Path:
+    data = fragment_text(rows, header).encode()
+    if path.name.endswith(".tsv.gz"):
+        data = gzip.compress(data)
+    elif path.name.endswith(".bgz"):
+        data = bgzf(data)
+    path.write_bytes(data)
+    return path
+
+
+def bgzf(data: bytes, block: int = 300) -> bytes:
+    """BGZF, as bgzip writes it: gzip members of at most 64 KiB with a BC extra field, then the
+    empty end-of-file member."""
+    out = []
+    for i in range(0, len(data) + 1, block):
+        chunk = data[i : i + block]
+        c = zlib.compressobj(6, zlib.DEFLATED, -15)
+        body = c.compress(chunk) + c.flush()
+        size = len(body) + 25
+        header = b"\x1f\x8b\x08\x04\0\0\0\0\0\xff\x06\0BC\x02\0" + (size := size).to_bytes(2, "little")
+        out.append(header + body + zlib.crc32(chunk).to_bytes(4, "little") + len(chunk).to_bytes(4, "little"))
+    return b"".join(out)
+
+
+def gtars_fragments(universe: Path, path: Path) -> dict[str, list[int]]:
+    from gtars.tokenizers import tokenize_fragment_file
+
+    return {k: list(v) for k, v in tokenize_fragment_file(str(path), gtars_tokenizer(str(universe))).items()}
+
+
+def ours(universe: Path, path: Path, tmp: Path, **options) -> dict[str, list[int]]:
+    out = tmp / "out.gtok"
+    tokenize_to_shard([str(path)], str(universe), str(out), fragments=FragmentOptions(**options), progress=False)
+    reader = ShardReader(out)
+    records = {n: t.tolist() for n, t in zip(reader.names, reader)}
+    out.unlink()
+    return records
+
+
+fragment_rows = st.lists(
+    st.tuples(
+        st.sampled_from(CHROMS), st.integers(0, 250_000_000), st.integers(0, 2000),
+        st.sampled_from(["AAACGAACAGGTCCAC-1", "TTTGTCATCAGGCTTA-1", "b3", "CELL_4"]), st.integers(1, 9),
+    ).map(lambda r: (r[0], r[1], r[1] + r[2], r[3], r[4])),
+    min_size=1, max_size=60,
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(rows=fragment_rows, sort=st.booleans())
+def test_random_fragments_match_gtars(tmp_path_factory, rows, sort):
+    """In file order or sorted, fragments overlapping nothing (or on a chromosome the universe
+    lacks) giving <unk>, against the real universe with its long regions."""
+    tmp = tmp_path_factory.mktemp("f")
+    rows = sorted(rows) if sort else rows
+    path = write_fragments(tmp / "f.tsv.gz", rows)
+    assert ours(UNIVERSE, path, tmp) == gtars_fragments(UNIVERSE, path)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    universe=st.lists(st.tuples(st.sampled_from(CHROMS[:4]), st.integers(0, 3000), st.integers(1, 3000)), min_size=1, max_size=40),
+    rows=st.lists(
+        st.tuples(st.sampled_from(CHROMS), st.integers(0, 6000), st.integers(0, 800), st.sampled_from("abc"), st.just(1)),
+        min_size=1, max_size=50,
+    ),
+)
+def test_dense_overlaps_match_gtars(tmp_path_factory, universe, rows):
+    """Small universes of nested and overlapping regions, where fragments hit several at once."""
+    tmp = tmp_path_factory.mktemp("d")
+    u = write_bed(tmp / "u.bed", list(dict.fromkeys((c, s, s + n) for c, s, n in universe)))
+    path = write_fragments(tmp / "f.tsv.gz", [(c, s, s + n, b, k) for c, s, n, b, k in rows])
+    assert ours(u, path, tmp) == gtars_fragments(u, path)
+
+
+@pytest.fixture
+def many(tmp_path) -> list[tuple]:
+    rng = np.random.default_rng(3)
+    n = 20_000
+    starts = np.sort(rng.integers(0, 240_000_000, n))
+    chroms = rng.choice(["chr1", "chr2", "chr3"], n)
+    return [(c, int(s), int(s) + int(w), f"cell{int(b)}", 1)
+            for c, s, w, b in zip(chroms, starts, rng.integers(50, 2000, n), rng.integers(0, 300, n))]
+
+
+@pytest.mark.parametrize("name", ["f.tsv.gz", "f.tsv.bgz", "f.tsv"])
+def test_gzip_bgzip_and_plain_give_gtars_tokens(tmp_path, many, name):
+    reference = gtars_fragments(UNIVERSE, write_fragments(tmp_path / "ref.tsv.gz", many))
+    assert ours(UNIVERSE, write_fragments(tmp_path / name, many), tmp_path) == reference
+
+
+def test_many_blocks_and_windows_assemble_each_barcode_in_file_order(tmp_path, many, monkeypatch):
+    """Blocks of a few KiB and assembly windows of a few hundred tokens: each barcode's document
+    is put together from slices of many blocks, through the spill file."""
+    path = write_fragments(tmp_path / "f.tsv.gz", many)
+    monkeypatch.setattr(fragment_parser, "BLOCK_BYTES", 4096)
+    monkeypatch.setattr(fragments, "WINDOW_TOKENS", 300)
+    assert ours(UNIVERSE, path, tmp_path) == gtars_fragments(UNIVERSE, path)
+
+
+def test_barcode_list_keeps_its_cells_in_its_order(tmp_path, many):
+    path = write_fragments(tmp_path / "f.tsv.gz", many)
+    (tmp_path / "cells.txt").write_text("cell7\ncell3\n\ncell250\n")
+    got = ours(UNIVERSE, path, tmp_path, barcodes=str(tmp_path / "cells.txt"))
+    reference = gtars_fragments(UNIVERSE, path)
+    assert list(got) == ["cell7", "cell3", "cell250"]
+    assert got == {k: reference[k] for k in got}
+
+
+def test_barcode_list_from_h5ad_obs_names(tmp_path, many):
+    import anndata as ad
+    import pandas as pd
+
+    path = write_fragments(tmp_path / "f.tsv.gz", many)
+    ad.AnnData(obs=pd.DataFrame(index=["cell1", "cell2"])).write_h5ad(tmp_path / "cells.h5ad")
+    assert list(ours(UNIVERSE, path, tmp_path, barcodes=str(tmp_path / "cells.h5ad"))) == ["cell1", "cell2"]
+
+
+def test_partial_barcode_list_is_reported_as_counts(tmp_path, many, capsys):
+    path = write_fragments(tmp_path / "f.tsv.gz", many)
+    (tmp_path / "cells.txt").write_text("cell1\ncell2\nnot-a-cell\n")
+    assert main(["tokenize", str(path), "-u", str(UNIVERSE), "-o", str(tmp_path / "o.gtok"),
+                 "--barcodes", str(tmp_path / "cells.txt"), "-q"]) == 0
+    err = capsys.readouterr().err
+    assert "2 of the 3 barcodes" in err and "1 have no fragments" in err
+    assert ShardReader(tmp_path / "o.gtok").names == ["cell1", "cell2"]
+
+
+def test_barcode_list_matching_nothing_is_an_error_and_writes_nothing(tmp_path, many, capsys):
+    path = write_fragments(tmp_path / "f.tsv.gz", many)
+    (tmp_path / "cells.txt").write_text("AAAC-1\nTTTG-1\n")
+    assert main(["tokenize", str(path), "-u", str(UNIVERSE), "-o", str(tmp_path / "o.gtok"),
+                 "--barcodes", str(tmp_path / "cells.txt"), "-q"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "none of its 2 barcodes occurs in" in err and "f.tsv.gz" in err
+    assert not (tmp_path / "o.gtok").exists()
+
+
+def test_min_fragments_drops_small_barcodes(tmp_path):
+    rows = [("chr1", 100 * i, 100 * i + 50, "big", 1) for i in range(5)] + [("chr1", 10, 60, "small", 1)]
+    path = write_fragments(tmp_path / "f.tsv", rows)
+    assert list(ours(UNIVERSE, path, tmp_path, min_fragments=5)) == ["big"]
+    with pytest.raises(GtokError, match="no barcode has at least 6 fragments"):
+        ours(UNIVERSE, path, tmp_path, min_fragments=6)
+
+
+def test_parts_split_the_barcodes_of_a_file(tmp_path, many):
+    path = write_fragments(tmp_path / "f.tsv.gz", many)
+    whole = ours(UNIVERSE, path, tmp_path)
+    parts = [ours(UNIVERSE, path, tmp_path, part=(k, 3)) for k in range(3)]
+    assert sum(len(p) for p in parts) == len(whole)
+    assert {k: v for p in parts for k, v in p.items()} == whole
+    assert all(parts)
+
+
+def test_labels_come_from_the_sheet_by_barcode(tmp_path, many):
+    path = write_fragments(tmp_path / "f.tsv.gz", many)
+    (tmp_path / "cells.txt").write_text("cell1\ncell2\ncell3\n")
+    (tmp_path / "labels.tsv").write_text("barcode\tlabel\ncell1\tB\ncell2\tT\n")
+    out = tmp_path / "o.gtok"
+    tokenize_to_shard([str(path)], str(UNIVERSE), str(out), labels_sheet=str(tmp_path / "labels.tsv"),
+                      fragments=FragmentOptions(barcodes=str(tmp_path / "cells.txt")), progress=False)
+    assert ShardReader(out).labels == ["B", "T", None]
+
+
+@pytest.mark.parametrize(
+    "line, expected",
+    [
+        ("chr1\t10\t20\tcellA", "expected at least 5 tab-separated columns"),
+        ("chr1\t10.5\t20\tcellA\t1", "start coordinate '10.5' is not a non-negative integer"),
+        ("chr1\t10\tabc\tcellA\t1", "end coordinate 'abc' is not a non-negative integer"),
+        ("chr1\t10\t20\t\t1", "the barcode (column 4) is empty"),
+        ("\t10\t20\tcellA\t1", "the chromosome name is empty"),
+        ("chr1\t30\t20\tcellA\t1", "start 30 is greater than end 20"),
+        ("chr1\t-5\t20\tcellA\t1", "-5 is negative"),
+        ("chr1\t10\t99999999999\tcellA\t1", "too large"),
+    ],
+)
+def test_bad_lines_name_the_file_and_line(tmp_path, capsys, line, expected):
+    path = tmp_path / "f.tsv"
+    path.write_text(fragment_text([("chr1", 1, 50, "cellA", 1)]) + line + "\n")
+    out = tmp_path / "o.gtok"
+    assert main(["tokenize", str(path), "-u", str(UNIVERSE), "-o", str(out), "-q"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert f"{path}, line 4: " in err and expected in err, err
+    assert not out.exists()
+
+
+def test_truncated_gzip_is_one_line(tmp_path, many, capsys):
+    path = write_fragments(tmp_path / "f.tsv.gz", many)
+    path.write_bytes(path.read_bytes()[:-5000])
+    assert main(["tokenize", str(path), "-u", str(UNIVERSE), "-o", str(tmp_path / "o.gtok"), "-q"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and str(path) in err and "truncated or corrupt" in err
+
+
+def test_fragment_options_without_fragment_inputs_are_refused(tmp_path):
+    bed = write_bed(tmp_path / "a.bed", [("chr1", 1, 100)])
+    with pytest.raises(GtokError, match="apply to fragment files"):
+        tokenize_to_shard([str(bed)], str(UNIVERSE), str(tmp_path / "o.gtok"), fragments=FragmentOptions(min_fragments=3))
+
+
+def test_tokenize_of_fragments_does_not_import_torch(tmp_path, many):
+    import subprocess
+    import sys
+
+    path = write_fragments(tmp_path / "f.tsv.gz", many)
+    code = (
+        "import sys; from gtok.cli import main; "
+        f"rc = main(['tokenize', {str(path)!r}, '-u', {str(UNIVERSE)!r}, '-o', {str(tmp_path / 'o.gtok')!r}, '-q']); "
+        "assert 'torch' not in sys.modules, 'torch was imported'; sys.exit(rc)"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
