@@ -12,12 +12,23 @@ and anything that takes a model (`gtok embed --model`, `Tokenizer.from_pretraine
 `checkpoints/last.ckpt`). The universe is looked for in this order: one given explicitly, the
 folder's `universe.bed.gz`, then the path an older checkpoint recorded. Whichever is used must
 have the fingerprint the checkpoint records, or nothing is embedded.
+
+A geniml Region2Vec folder (what geniml's `Region2VecExModel.export` writes, and its models on
+Hugging Face) is accepted too, as the folder or its checkpoint.pt:
+
+    checkpoint.pt     torch state dict; `projection.weight` is [vocab_size, embedding_dim]
+    config.yaml       vocab_size and embedding_dim (older models: embedding_size), pooling_method
+    universe.bed      the universe its gtars tokenizer was built from (export does not write it)
+
+geniml records no fingerprint, so the universe (`--universe`, else universe.bed) is checked only
+by its vocabulary size; its ids are gtars' ids, which are ours (gtok.tokenizer).
 """
 
 from __future__ import annotations
 
 import gzip
 import os
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,6 +42,8 @@ if TYPE_CHECKING:
 UNIVERSE_FILE = "universe.bed.gz"
 CONFIG_FILE = "config.yaml"
 CHECKPOINT_FILE = "model.ckpt"
+GENIML_CHECKPOINT = "checkpoint.pt"
+GENIML_UNIVERSE = "universe.bed"
 
 
 def model_checkpoint(path: str | os.PathLike) -> Path:
@@ -42,7 +55,8 @@ def model_checkpoint(path: str | os.PathLike) -> Path:
         if candidate.is_file():
             return candidate
     raise GtokError(f"{describe(path)}: not a gtok model folder: it holds no {CHECKPOINT_FILE} (nor checkpoints/last.ckpt); "
-                    "give the --out folder of 'gtok train', or a checkpoint.")
+                    "give the --out folder of 'gtok train', a checkpoint, or a geniml Region2Vec folder "
+                    f"({GENIML_CHECKPOINT} and {CONFIG_FILE}).")
 
 
 def model_folder(checkpoint: Path) -> Path:
@@ -100,6 +114,11 @@ def load_pretrained(path: str | os.PathLike, universe: str | os.PathLike | None 
     """(model in eval mode on the CPU, its tokenizer, its checkpoint) from a model folder or checkpoint."""
     from gtok.models import model_from, read_checkpoint
 
+    geniml = geniml_folder(path)
+    if geniml is not None:
+        from gtok.models.geniml import load_geniml
+
+        return load_geniml(geniml, universe)
     checkpoint = model_checkpoint(path)
     ckpt = read_checkpoint(checkpoint)
     model = model_from(ckpt)
@@ -111,6 +130,9 @@ def pretrained_tokenizer(path: str | os.PathLike) -> Tokenizer:
     when the folder has its config.yaml (the vocabulary's fingerprint is checked against it)."""
     import yaml
 
+    geniml = geniml_folder(path)
+    if geniml is not None:
+        return geniml_tokenizer(geniml, None, geniml_config(geniml))
     path = Path(path)
     folder = path if path.is_dir() else model_folder(path)
     config, universe = folder / CONFIG_FILE, folder / UNIVERSE_FILE
@@ -120,3 +142,68 @@ def pretrained_tokenizer(path: str | os.PathLike) -> Tokenizer:
         vocab = yaml.safe_load(config.read_text())["vocabulary"]
         return tokenizer_for(SimpleNamespace(**vocab), str(universe), folder)
     return load_pretrained(path)[1]
+
+
+# -- geniml Region2Vec folders --------------------------------------------------------------------
+
+
+def geniml_folder(path: str | os.PathLike) -> Path | None:
+    """The geniml Region2Vec folder `path` names (the folder, or its checkpoint.pt), else None.
+
+    Such a folder holds checkpoint.pt and config.yaml; one that also holds a gtok model.ckpt is
+    a gtok folder, so the two kinds can never be confused."""
+    path = Path(path)
+    folder = path if path.is_dir() else path.parent if path.name == GENIML_CHECKPOINT else None
+    if folder is None or (folder / CHECKPOINT_FILE).is_file():
+        return None
+    if (folder / GENIML_CHECKPOINT).is_file() and (folder / CONFIG_FILE).is_file():
+        return folder
+    return None
+
+
+def geniml_config(folder: Path) -> dict[str, Any]:
+    """A geniml folder's config.yaml, with `vocab_size` and `embedding_dim` known to be positive integers
+    (older geniml models call the latter `embedding_size`)."""
+    import yaml
+
+    name = describe(folder / CONFIG_FILE)
+    try:
+        config = yaml.safe_load((folder / CONFIG_FILE).read_text())
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise GtokError(f"{name}: not a readable geniml config ({type(exc).__name__}).") from None
+    if not isinstance(config, dict):
+        raise GtokError(f"{name}: not a geniml config (expected a mapping with vocab_size and embedding_dim).")
+    config = {**config, "embedding_dim": config.get("embedding_dim", config.get("embedding_size"))}
+    for key in ("vocab_size", "embedding_dim"):
+        value = config.get(key)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise GtokError(f"{name}: {key} is {value!r}, not a positive integer; is this a geniml Region2Vec folder?")
+    if config.get("pooling_method", "mean") not in ("mean", "max"):
+        raise GtokError(f"{name}: pooling_method {config['pooling_method']!r} is neither 'mean' nor 'max'.")
+    return config
+
+
+def geniml_tokenizer(folder: Path, universe: str | os.PathLike | None, config: dict[str, Any]) -> Tokenizer:
+    """The tokenizer of a geniml folder: over `universe` if given, else its universe.bed, refused
+    unless it has the vocabulary size the model was trained with (geniml records no fingerprint)."""
+    from gtok.tokenizer import Tokenizer
+
+    path = Path(universe) if universe is not None else folder / GENIML_UNIVERSE
+    if universe is None and not path.is_file():
+        raise GtokError(f"{describe(folder)}: a geniml model folder without its {GENIML_UNIVERSE} (geniml's export "
+                        "does not write it); pass --universe with the universe BED its tokenizer was built from.")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        tok = Tokenizer.from_bed(path, cache_dir="off")
+    for w in caught:
+        warnings.warn(w.message, w.category, stacklevel=2)
+    if any("duplicate region line" in str(w.message) for w in caught):
+        warnings.warn(f"{describe(path)}: gtars (geniml's tokenizer) numbers the regions after a duplicate line "
+                      "differently from its own vocabulary, so geniml's encode and gtok can disagree for this model; "
+                      "remove the duplicate lines from the universe before training in geniml.", stacklevel=2)
+    if tok.vocab_size != config["vocab_size"]:
+        raise FingerprintMismatchError(
+            f"{describe(path)}: its vocabulary has {tok.vocab_size} tokens, but the geniml model {describe(folder)} "
+            f"was trained on {config['vocab_size']}; give the universe BED its tokenizer was built from."
+        )
+    return tok

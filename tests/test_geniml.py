@@ -1,0 +1,292 @@
+"""Interop with geniml 0.8.4: shards to parquet for geniml and Hugging Face datasets, and geniml's
+Region2Vec folders embedded by gtok with geniml's own vectors."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import GENIML, gtars_tokens, write_bed
+
+from gtok.cli import main
+from gtok.errors import GtokError
+from gtok.formats.parquet import parquet_vocabulary, read_parquet_records, write_parquet
+from gtok.formats.shard import ShardReader, write_shard
+
+pytestmark = pytest.mark.filterwarnings("ignore:.*deprecated:DeprecationWarning")  # geniml's own Region/RegionSet
+
+UNIVERSE = GENIML / "universe.uniq.bed"  # no duplicate lines: gtars and gtok give the same ids (docs/tokenization.md)
+BEDS = sorted((GENIML / "to_tokenize").glob("*.bed")) + sorted((GENIML / "hg38_sample").glob("*.bed")) + [GENIML / "s1_a.bed"]
+
+
+def gtok(*args) -> int:
+    return main([str(a) for a in args])
+
+
+def error_line(capsys) -> str:
+    """The one line a failed command printed (and nothing else, no traceback)."""
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    return err[0]
+
+
+@pytest.fixture(scope="module")
+def shard(tmp_path_factory) -> Path:
+    """A shard of every test BED file against the universe, with labels on all but one record."""
+    folder = tmp_path_factory.mktemp("shard")
+    sheet = folder / "labels.tsv"
+    sheet.write_text("name\tlabel\n" + "".join(f"{b.stem}\t{'' if i == 0 else 'ab'[i % 2]}\n" for i, b in enumerate(BEDS)))
+    out = folder / "s.gtok"
+    assert gtok("tokenize", "-q", "-u", UNIVERSE, "-o", out, "--labels", sheet, *BEDS) == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def parquet(shard, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("parquet") / "s.parquet"
+    assert gtok("export-parquet", shard, "-o", out) == 0
+    return out
+
+
+def all_records(path, **kwargs):
+    """Every record of a parquet: names, token lists, labels (None without a label column)."""
+    names, docs, labels = [], [], []
+    for batch in read_parquet_records(path, **kwargs):
+        assert batch.tokens.dtype == np.int64 and batch.lengths.dtype == np.int64
+        names += batch.names
+        docs += [d.tolist() for d in np.split(batch.tokens, np.cumsum(batch.lengths)[:-1])] if batch.names else []
+        labels = None if batch.labels is None else (labels or []) + batch.labels
+    return names, docs, labels
+
+
+# -- export-parquet and reading back ---------------------------------------------------------------
+
+
+def test_export_parquet_prints_one_summary_line(shard, tmp_path, capsys):
+    assert gtok("export-parquet", shard, "-o", tmp_path / "x.parquet") == 0
+    out = capsys.readouterr().out.splitlines()
+    assert len(out) == 1 and f"{len(BEDS)} records" in out[0] and "1 shard" in out[0]
+
+
+def test_read_parquet_records_round_trip(shard, parquet):
+    reader = ShardReader(shard)
+    for batch_rows in (3, 1000):
+        names, docs, labels = all_records(parquet, vocab_size=reader.vocab_size, fingerprint=reader.fingerprint,
+                                          batch_rows=batch_rows)
+        assert names == reader.names and labels == reader.labels and labels[0] is None
+        assert docs == [d.tolist() for d in reader]
+    assert parquet_vocabulary(parquet) == (reader.vocab_size, reader.fingerprint)
+
+
+def test_several_shards_stream_in_row_groups(shard, tmp_path, monkeypatch):
+    import pyarrow.parquet as pq
+
+    from gtok.formats import parquet as module
+
+    monkeypatch.setattr(module, "BATCH_TOKENS", 100)
+    done = write_parquet([shard, ShardReader(shard)], tmp_path / "two.parquet")
+    reader = ShardReader(shard)
+    assert (done.shards, done.records, done.tokens) == (2, 2 * len(reader), 2 * reader.n_tokens)
+    assert pq.ParquetFile(done.path).metadata.num_row_groups > 2
+    names, docs, _ = all_records(done.path)
+    assert names == reader.names * 2 and docs == [d.tolist() for d in reader] * 2
+
+
+def test_parquet_reads_in_geniml_and_hugging_face_datasets(shard, parquet, tmp_path):
+    utils = pytest.importorskip("geniml.region2vec.utils")
+    datasets = pytest.importorskip("datasets")
+    reader = ShardReader(shard)
+    expected = [d.tolist() for d in reader]
+    assert list(utils.Region2VecDataset(str(parquet), shuffle=False)) == expected
+    table = datasets.load_dataset("parquet", data_files={"train": str(parquet)}, split="train", cache_dir=str(tmp_path))
+    assert table.to_dict() == {"name": reader.names, "tokens": expected, "label": reader.labels}
+
+
+def test_export_refuses_shards_of_two_vocabularies(shard, tmp_path, capsys):
+    other = write_shard(tmp_path / "other.gtok", [("x", np.array([1, 2]))], 40, "ab" * 32)
+    assert gtok("export-parquet", shard, other, "-o", tmp_path / "x.parquet") == 1
+    line = error_line(capsys)
+    assert str(other) in line and "differs" in line
+    assert not (tmp_path / "x.parquet").exists()
+
+
+def test_export_checks_its_output_first(shard, tmp_path, capsys):
+    assert gtok("export-parquet", shard, "-o", tmp_path / "x.txt") == 1
+    assert ".parquet" in error_line(capsys)
+    bed = tmp_path / "x.parquet"
+    bed.write_text("chr1\t1\t2\n")
+    assert gtok("export-parquet", shard, "-o", bed) == 1
+    assert "refusing to overwrite" in error_line(capsys) and bed.read_text() == "chr1\t1\t2\n"
+
+
+def test_export_parquet_does_not_import_torch_and_tokenize_not_pyarrow(shard, tmp_path):
+    code = ("import sys; from gtok.cli import main; rc = main(sys.argv[2:]); "
+            "assert sys.argv[1] not in sys.modules, sys.argv[1] + ' was imported'; sys.exit(rc)")
+    run = [sys.executable, "-c", code]
+    subprocess.run([*run, "torch", "export-parquet", str(shard), "-o", str(tmp_path / "x.parquet")], check=True)
+    subprocess.run([*run, "pyarrow", "tokenize", "-q", "-u", str(UNIVERSE), "-o", str(tmp_path / "x.gtok"),
+                    *map(str, BEDS)], check=True)
+
+
+# -- bad parquet input: one line naming the file ----------------------------------------------------
+
+
+def write_table(path: Path, columns: dict, metadata: dict | None = None) -> Path:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table(columns).replace_schema_metadata(metadata), path)
+    return path
+
+
+def refusal(path, **kwargs) -> str:
+    with pytest.raises(GtokError) as info:
+        all_records(path, **kwargs)
+    message = str(info.value)
+    assert str(path) in message and "\n" not in message
+    return message
+
+
+def test_refuses_what_is_not_a_parquet_file(tmp_path):
+    bed = write_bed(tmp_path / "x.parquet", [("chr1", 1, 2)])
+    assert "not a parquet file" in refusal(bed)
+    broken = tmp_path / "broken.parquet"
+    broken.write_bytes(b"PAR1" + bytes(20))
+    assert "not a readable parquet file" in refusal(broken)
+    assert "no such file" in refusal(tmp_path / "missing.parquet")
+
+
+def test_refuses_a_table_without_a_tokens_list_of_integers(tmp_path):
+    import pyarrow as pa
+
+    assert "no 'tokens' column" in refusal(write_table(tmp_path / "a.parquet", {"ids": [[1, 2]]}))
+    for name, column in (("b", pa.array([1, 2])), ("c", pa.array([["x"], ["y"]])), ("d", pa.array([[0.5], [1.0]]))):
+        assert "not a list of integers" in refusal(write_table(tmp_path / f"{name}.parquet", {"tokens": column}))
+    assert "row 1 has no tokens" in refusal(write_table(tmp_path / "e.parquet", {"tokens": [[1], None]}))
+    assert "row 1 holds a null token id" in refusal(write_table(tmp_path / "f.parquet", {"tokens": [[1], [2, None]]}))
+
+
+def test_refuses_ids_outside_the_vocabulary_naming_the_row(tmp_path):
+    negative = write_table(tmp_path / "n.parquet", {"tokens": [[1, 2], [3], [4, -5]]})
+    assert "row 2 has the negative token id -5" in refusal(negative)
+    large = write_table(tmp_path / "l.parquet", {"tokens": [[1, 2], [], [3], [9, 10]]})
+    message = refusal(large, vocab_size=10, batch_rows=2)
+    assert "row 3 has token id 10" in message and "vocabulary of 10 tokens" in message
+    recorded = write_table(tmp_path / "r.parquet", {"tokens": [[1], [12]]}, {b"gtok.vocab_size": b"12"})
+    assert "row 1 has token id 12" in refusal(recorded)  # the recorded vocabulary size is checked too
+
+
+def test_refuses_a_file_of_another_vocabulary(parquet):
+    assert "tokenized with vocabulary" in refusal(parquet, fingerprint="ab" * 32)
+    assert "vocabulary of" in refusal(parquet, vocab_size=99)
+
+
+def test_names_and_labels_are_optional(tmp_path):
+    plain = write_table(tmp_path / "p.parquet", {"tokens": [[1, 2], [3], [4]]})
+    names, docs, labels = all_records(plain, vocab_size=5, batch_rows=2)
+    assert names == ["row0", "row1", "row2"] and docs == [[1, 2], [3], [4]] and labels is None
+    named = write_table(tmp_path / "n.parquet", {"name": ["a", None], "tokens": [[1], [2]], "label": [None, 3]})
+    names, _, labels = all_records(named)
+    assert names == ["a", "row1"] and labels == [None, "3"]
+
+
+# -- geniml Region2Vec folders in gtok embed --------------------------------------------------------
+
+
+def geniml_encode_file(model, bed) -> np.ndarray:
+    """geniml's pooling (Region2VecExModel.encode) over the tokens gtars gives a whole BED file."""
+    import torch
+
+    ids = torch.tensor(gtars_tokens(UNIVERSE, bed))[None]
+    projection = model.model.projection
+    vectors, mask = projection(ids), ids.ne(projection.padding_idx).unsqueeze(-1)
+    return ((vectors * mask).sum(1) / mask.sum(1).clamp(min=1))[0].detach().numpy()
+
+
+def per_region_docs(tokenizer, bed) -> list[np.ndarray]:
+    """Each region of a BED file as its own document, in geniml's RegionSet order (as encode takes them)."""
+    from geniml.io import RegionSet
+
+    return [tokenizer.tokenize([(r.chr, r.start, r.end)]) for r in RegionSet(str(bed))]
+
+
+@pytest.fixture
+def geniml_folder(tmp_path) -> Path:
+    """An untrained geniml model exported by geniml itself (random weights), without universe.bed."""
+    main_module = pytest.importorskip("geniml.region2vec.main")
+    from gtars.tokenizers import Tokenizer
+
+    folder = tmp_path / "geniml-model"
+    main_module.Region2VecExModel(tokenizer=Tokenizer(str(UNIVERSE)), embedding_dim=8, device="cpu").export(str(folder))
+    return folder
+
+
+@pytest.mark.parametrize("pooling", ["mean", "max"])
+def test_embedder_gives_geniml_encode_vectors(geniml_folder, pooling):
+    from geniml.region2vec.main import Region2VecExModel
+
+    from gtok.embed import Embedder
+
+    if pooling == "max":
+        with open(geniml_folder / "config.yaml", "a") as fh:
+            fh.write("pooling_method: max\n")
+    shutil.copy(UNIVERSE, geniml_folder / "universe.bed")
+    theirs = Region2VecExModel.from_pretrained(str(geniml_folder))
+    ours = Embedder(geniml_folder, device="cpu")
+    assert ours.model.pooling == theirs.pooling_method == pooling
+    for bed in BEDS[:2] + BEDS[-2:]:  # the last has no region in the universe: geniml keeps <unk> in the mean
+        assert np.allclose(ours.embed_docs(per_region_docs(ours.tokenizer, bed)), theirs.encode(str(bed)), atol=1e-5)
+
+
+def test_geniml_folder_without_universe_needs_universe_option(geniml_folder, tmp_path, capsys):
+    out = tmp_path / "e.npy"
+    assert gtok("embed", "-q", "--model", geniml_folder, "-o", out, BEDS[0]) == 1
+    line = error_line(capsys)
+    assert str(geniml_folder) in line and "universe.bed" in line and "--universe" in line
+    assert gtok("embed", "-q", "--model", geniml_folder / "checkpoint.pt", "-u", UNIVERSE, "-o", out, BEDS[0]) == 0
+    assert np.load(out).shape == (1, 8)
+
+
+def test_geniml_folder_refuses_a_universe_of_another_size(geniml_folder, tmp_path, capsys):
+    other = write_bed(tmp_path / "u.bed", [("chr1", 0, 100)])
+    assert gtok("embed", "-q", "--model", geniml_folder, "-u", other, "-o", tmp_path / "e.npy", BEDS[0]) == 1
+    line = error_line(capsys)
+    assert str(other) in line and "8 tokens" in line
+
+
+def test_tokenizer_from_pretrained_reads_a_geniml_folder(geniml_folder):
+    from gtok.tokenizer import Tokenizer
+
+    shutil.copy(UNIVERSE, geniml_folder / "universe.bed")
+    tok = Tokenizer.from_pretrained(geniml_folder)
+    assert tok.fingerprint == Tokenizer.from_bed(UNIVERSE, cache_dir="off").fingerprint
+
+
+@pytest.mark.slow
+def test_geniml_trains_on_exported_parquet_and_gtok_embeds_its_model(parquet, tmp_path):
+    """The round trip: gtok shard -> parquet -> geniml training and export -> `gtok embed` = geniml's vectors."""
+    main_module = pytest.importorskip("geniml.region2vec.main")
+    from geniml.region2vec.utils import Region2VecDataset
+    from gtars.tokenizers import Tokenizer
+
+    from gtok.embed import Embedder
+    from gtok.tokenizer import Tokenizer as GTokTokenizer
+
+    ours = GTokTokenizer.from_bed(UNIVERSE, cache_dir="off")
+    assert all(ours.tokenize(bed).tolist() == gtars_tokens(UNIVERSE, bed) for bed in BEDS)  # the same ids as gtars
+    model = main_module.Region2VecExModel(tokenizer=Tokenizer(str(UNIVERSE)), embedding_dim=16, device="cpu")
+    model.train(Region2VecDataset(str(parquet)), epochs=2, min_count=1, window_size=5, num_cpus=1, seed=0)
+    folder = tmp_path / "trained"
+    model.export(str(folder))
+    shutil.copy(UNIVERSE, folder / "universe.bed")
+    out = tmp_path / "e.npy"
+    assert gtok("embed", "-q", "--model", folder, "-o", out, *BEDS) == 0
+    expected = np.stack([geniml_encode_file(model, bed) for bed in BEDS])
+    assert np.allclose(np.load(out), expected, atol=1e-5)
+    embedder = Embedder(folder, device="cpu")
+    for bed in BEDS[:3]:
+        assert np.allclose(embedder.embed_docs(per_region_docs(embedder.tokenizer, bed)), model.encode(str(bed)), atol=1e-5)
