@@ -82,6 +82,20 @@ def test_read_parquet_records_round_trip(shard, parquet):
     assert parquet_vocabulary(parquet) == (reader.vocab_size, reader.fingerprint)
 
 
+def test_parquet_tokenizes_back_into_a_shard_with_the_same_records(shard, parquet, tmp_path):
+    back = tmp_path / "back.gtok"
+    assert gtok("tokenize", "-q", "-u", UNIVERSE, "-o", back, parquet) == 0
+    a, b = ShardReader(shard), ShardReader(back)
+    assert (b.names, b.labels, b.fingerprint) == (a.names, a.labels, a.fingerprint)
+    assert [d.tolist() for d in b] == [d.tolist() for d in a]
+
+
+def test_tokenize_refuses_a_parquet_of_another_universe(parquet, tmp_path, capsys):
+    other = write_bed(tmp_path / "other.bed", [("chr1", 1, 100), ("chr2", 5, 50)])
+    assert gtok("tokenize", "-q", "-u", other, "-o", tmp_path / "x.gtok", parquet) == 1
+    assert str(parquet) in error_line(capsys) and not (tmp_path / "x.gtok").exists()
+
+
 def test_several_shards_stream_in_row_groups(shard, tmp_path, monkeypatch):
     import pyarrow.parquet as pq
 

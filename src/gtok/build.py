@@ -37,8 +37,8 @@ def tokenize_to_shard(
     """Tokenize every input into the shard `output`; on any error nothing is written there.
 
     Inputs are told apart by name: `.h5ad` files (a record per cell), fragment files
-    (`.tsv.gz`, `.tsv.bgz`, `.tsv`: a record per barcode, chosen by `fragments`), and BED files
-    (a record each). `threads` read BED files side by side (default: the CPUs this process may
+    (`.tsv.gz`, `.tsv.bgz`, `.tsv`: a record per barcode, chosen by `fragments`), `.parquet`
+    token documents (copied), and BED files (a record each). `threads` read BED files side by side (default: the CPUs this process may
     use, its affinity, which a SLURM job or `taskset` limits; never all the machine's cores)."""
     kinds = input_kinds(inputs)
     row_range = _check_options(kinds, rows, label_key, labels_sheet, fragments)
@@ -56,6 +56,8 @@ def tokenize_to_shard(
             writer.add_batch(names, tokens, lengths, [labels[p] for p, _ in batch] if labels else None)
         for path in kinds["h5ad"]:
             write_cells(writer, tok, path, row_range, label_key, chunk_rows, progress)
+        for path in kinds["parquet"]:
+            _copy_parquet(writer, tok, path)
         if kinds["fragments"]:
             _write_fragments(writer, tok, kinds["fragments"], fragments or FragmentOptions(), labels_sheet, progress)
     return Path(output)
@@ -63,10 +65,20 @@ def tokenize_to_shard(
 
 def input_kinds(inputs: Sequence[str]) -> dict[str, list[str]]:
     """The inputs by kind, told by their names: h5ad, fragments, bed (anything else)."""
-    kinds: dict[str, list[str]] = {"bed": [], "h5ad": [], "fragments": []}
+    kinds: dict[str, list[str]] = {"bed": [], "h5ad": [], "fragments": [], "parquet": []}
     for p in inputs:
-        kinds["h5ad" if p.endswith(".h5ad") else "fragments" if is_fragments(p) else "bed"].append(p)
+        kind = "h5ad" if p.endswith(".h5ad") else "parquet" if p.endswith(".parquet") else "fragments" if is_fragments(p) else "bed"
+        kinds[kind].append(p)
     return kinds
+
+
+def _copy_parquet(writer, tok, path: str) -> None:
+    """A parquet of token documents (gtok export-parquet, geniml) holds tokens already: its records
+    are copied, checked against this universe's vocabulary."""
+    from gtok.formats.parquet import read_parquet_records
+
+    for batch in read_parquet_records(path, tok.vocab_size, tok.fingerprint):
+        writer.add_batch(batch.names, batch.tokens, batch.lengths, batch.labels)
 
 
 def _write_fragments(writer, tok, paths, options, labels_sheet, progress) -> None:
