@@ -7,6 +7,7 @@ from gtok.workflow.jobs import job_log
 
 with job_log(snakemake.log[0]):
     shards = [(path, "BED files") for path in snakemake.input.bed] + [(path, "cells") for path in snakemake.input.h5ad]
+    shards += [(path, "fragment files") for path in snakemake.input.fragments]
     table, lengths = shard_stats(shards)
     with atomic_path(snakemake.output.table) as tmp:
         table.to_csv(tmp, sep="\t", index=False)

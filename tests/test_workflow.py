@@ -10,6 +10,7 @@ unknown keys and wrong types, naming the key.
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import re
@@ -20,6 +21,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -313,6 +315,47 @@ def test_label_edit_reruns_only_its_shard(clone):
 
 
 # -- bad input ------------------------------------------------------------------------------------
+
+
+def write_example_fragments(folder: Path, n: int = 3000) -> str:
+    """A fragments file over the example universe's chromosomes: 40 barcodes, sorted by position."""
+    rng = np.random.default_rng(5)
+    starts = np.sort(rng.integers(0, 150_000_000, n))
+    chroms = rng.choice(["chr1", "chr2"], n)
+    path = folder / "resources" / "example" / "cells.tsv.gz"
+    rows = (f"{c}\t{s}\t{s + int(w)}\tCELL{int(b):02d}-1\t1\n"
+            for c, s, w, b in zip(chroms, starts, rng.integers(50, 800, n), rng.integers(0, 40, n)))
+    with gzip.open(path, "wt") as fh:
+        fh.write("# id=example\n" + "".join(rows))
+    return "resources/example/cells.tsv.gz"
+
+
+def test_fragment_files_fan_out_by_barcode_into_the_manifest(tmp_path):
+    """A fragments file in 3 barcode parts: 3 shard jobs whose records are every barcode once,
+    token for token what `gtok tokenize` gives the whole file; a new part count reruns only them."""
+    folder = copy_workflow(tmp_path, train={"enabled": False}, shards={"fragment_parts": 3})
+    fragments = write_example_fragments(folder)
+    update_config(folder, {"inputs": {"fragments": [fragments], "min_fragments": 2}})
+    snakemake(folder)
+    shards = sorted((folder / "results" / "shards" / "fragments" / "cells").glob("*.gtok"))
+    assert [p.name for p in shards] == ["0000.gtok", "0001.gtok", "0002.gtok"]
+    whole = folder / "whole.gtok"
+    universe = yaml.safe_load((folder / "config" / "config.yaml").read_text())["universe"]
+    assert gtok("tokenize", "-q", "-u", folder / universe, "-o", whole, "--min-fragments", "2", folder / fragments).returncode == 0
+    expected = dict(zip(ShardReader(whole).names, (t.tolist() for t in ShardReader(whole))))
+    got = {n: t.tolist() for p in shards for n, t in zip(ShardReader(p).names, ShardReader(p))}
+    assert got == expected and len(got) == 40
+    manifest = json.loads((folder / "results" / "manifest.json").read_text())
+    assert sum(1 for e in manifest["shards"] if "/fragments/" in e["path"]) == 3
+    update_config(folder, {"shards": {"fragment_parts": 2}})
+    assert planned(folder).keys() == {"tokenize_fragments", "manifest", "stats", "all"}
+
+
+def test_new_cells_per_shard_reruns_the_parts_whose_rows_changed(clone):
+    """20 cells in parts of 8 (0:8, 8:16, 16:20) become parts of 10 (0:10, 10:20): the part
+    names 0000 and 0001 stay, their row ranges do not, so both rerun and 0002 goes."""
+    update_config(clone, {"shards": {"cells_per_shard": 10}})
+    assert planned(clone)["tokenize_h5ad"] == {"results/shards/h5ad/pbmc_hg38/0000.gtok", "results/shards/h5ad/pbmc_hg38/0001.gtok"}
 
 
 def test_malformed_bed_fails_its_shard_only(tmp_path):

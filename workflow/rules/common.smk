@@ -42,6 +42,10 @@ def h5ad_file(wildcards) -> str:
     return PLAN.h5ad[wildcards.sample]
 
 
+def fragment_inputs(wildcards) -> list[str]:
+    return PLAN.fragment_inputs(wildcards.sample)
+
+
 def refuse_nodes_on_one_machine() -> None:
     """Before any job runs (the executor is known only then): several nodes need a cluster."""
     if PLAN.train.get("enabled") and PLAN.train_world[1] > 1 and workflow.local_exec:

@@ -5,6 +5,7 @@ rule manifest:
     input:
         PLAN.bed_shard_paths(),
         PLAN.h5ad_shard_paths(),
+        PLAN.fragment_shard_paths(),
     output:
         PLAN.manifest,
     log:

@@ -6,6 +6,7 @@ rule stats:
     input:
         bed=PLAN.bed_shard_paths(),
         h5ad=PLAN.h5ad_shard_paths(),
+        fragments=PLAN.fragment_shard_paths(),
     output:
         table=report(
             f"{R}/stats/shards.tsv",

@@ -1,4 +1,5 @@
-# Tokenization: the universe is indexed once, then BED shards and h5ad row ranges fan out.
+# Tokenization: the universe is indexed once, then BED shards, h5ad row ranges and fragment-file
+# barcode parts fan out.
 # The shard jobs share the group "tokenize": a cluster profile's `group-components: tokenize=N`
 # sends N of them as one cluster job, which runs them one after another (local runs ignore groups).
 
@@ -68,5 +69,32 @@ rule tokenize_h5ad:
         argv=lambda wildcards, threads: PLAN.tokenize_h5ad_argv(
             wildcards.sample, wildcards.part, threads
         ),
+        rows=lambda wildcards: PLAN.h5ad_rows(wildcards.sample, wildcards.part),
+    script:
+        RUN_GTOK
+
+
+rule tokenize_fragments:
+    """Part `part` of `fragment_parts` of one fragments file: the barcodes whose hash falls in it,
+    one record per barcode (each part's job reads the whole file, in bounded memory)."""
+    input:
+        fragments=fragment_inputs,
+        index=PLAN.index,
+    output:
+        PLAN.fragment_shard("{sample}", "{part}"),
+    log:
+        f"{R}/logs/tokenize_fragments/{{sample}}/{{part}}.log",
+    benchmark:
+        f"{R}/benchmarks/tokenize_fragments/{{sample}}/{{part}}.tsv"
+    group:
+        "tokenize"
+    conda:
+        GTOK_ENV
+    threads: 2
+    params:
+        argv=lambda wildcards, threads: PLAN.tokenize_fragments_argv(
+            wildcards.sample, wildcards.part, threads
+        ),
+        selection=lambda wildcards: PLAN.fragment_selection(wildcards.sample, wildcards.part),
     script:
         RUN_GTOK

@@ -20,7 +20,7 @@ from typing import Any
 
 from gtok.errors import GtokError
 from gtok.options import DataOptions, check_train_config
-from gtok.workflow.samples import bed_rows, h5ad_samples, n_obs, refuse_braces
+from gtok.workflow.samples import bed_rows, fragment_samples, h5ad_samples, n_obs, refuse_braces
 from gtok.workflow.sharding import group_shards
 
 HOW_TO_CONFIGURE = "edit config/config.yaml or pass --configfile (config/README.md); `make run` runs the bundled example"
@@ -38,6 +38,9 @@ class Plan:
     h5ad: dict[str, str]  # sample -> path
     h5ad_parts: dict[tuple[str, str], tuple[int, int]]  # (sample, part) -> (start, stop) rows
     label_key: str | None
+    fragments: dict[str, dict[str, str | None]] = field(default_factory=dict)  # sample -> path, barcodes
+    fragment_parts: int = 1  # shards per fragments file, split by barcode hash
+    fragment_options: dict[str, Any] = field(default_factory=dict)  # min_fragments, labels
     train: dict[str, Any] = field(default_factory=dict)
     evaluate: str | bool = "auto"
 
@@ -58,11 +61,14 @@ class Plan:
             h5ad=samples,
             h5ad_parts=_row_ranges(samples, config["shards"]["cells_per_shard"], n_obs),
             label_key=config["inputs"]["label_key"],
+            fragments=fragment_samples(config["inputs"].get("fragments") or []),
+            fragment_parts=config["shards"].get("fragment_parts", 1),
+            fragment_options={k: config["inputs"].get(k) for k in ("min_fragments", "fragment_labels")},
             train=dict(config["train"]),
             evaluate=(config.get("evaluate") or {}).get("enabled", "auto"),
         )
-        if not plan.bed_shards and not plan.h5ad_parts:
-            raise GtokError(f"config: inputs.bed and inputs.h5ad select no input at all; {HOW_TO_CONFIGURE}.")
+        if not plan.bed_shards and not plan.h5ad_parts and not plan.fragments:
+            raise GtokError(f"config: inputs.bed, inputs.h5ad and inputs.fragments select no input at all; {HOW_TO_CONFIGURE}.")
         if plan.train.get("enabled"):
             check_train_config(plan.train_options(), "config train")
         return plan
@@ -91,6 +97,17 @@ class Plan:
     def h5ad_shard(self, sample: str, part: str) -> str:
         return f"{self.results}/shards/h5ad/{sample}/{part}.gtok"
 
+    def fragment_shard(self, sample: str, part: str) -> str:
+        return f"{self.results}/shards/fragments/{sample}/{part}.gtok"
+
+    def fragment_shard_paths(self) -> list[str]:
+        return [self.fragment_shard(s, f"{k:04d}") for s in self.fragments for k in range(self.fragment_parts)]
+
+    def fragment_inputs(self, sample: str) -> list[str]:
+        """A fragments file, its barcode list and the label sheet: what its shards read."""
+        entry, labels = self.fragments[sample], self.fragment_options.get("fragment_labels")
+        return [p for p in (entry["path"], entry["barcodes"], labels) if p]
+
     def bed_shard_paths(self) -> list[str]:
         return [self.bed_shard(shard) for shard in self.bed_shards]
 
@@ -112,18 +129,36 @@ class Plan:
         return ["tokenize", "--quiet", "--threads", str(threads), "--universe", self.index,
                 "-o", self.bed_shard(shard), *labels, *self.bed_files(shard)]
 
+    def h5ad_rows(self, sample: str, part: str) -> str:
+        """A part's row range, START:STOP: a param, so that a new `cells_per_shard` reruns the
+        parts whose range changed (Snakemake does not record the threads-dependent argv)."""
+        return "{}:{}".format(*self.h5ad_parts[(sample, part)])
+
     def tokenize_h5ad_argv(self, sample: str, part: str, threads: int) -> list[str]:
-        start, stop = self.h5ad_parts[(sample, part)]
         labels = ["--label-key", self.label_key] if self.label_key else []
         return ["tokenize", "--quiet", "--threads", str(threads), "--universe", self.index,
-                "-o", self.h5ad_shard(sample, part), "--rows", f"{start}:{stop}", *labels, self.h5ad[sample]]
+                "-o", self.h5ad_shard(sample, part), "--rows", self.h5ad_rows(sample, part), *labels, self.h5ad[sample]]
+
+    def fragment_selection(self, sample: str, part: str) -> list[str]:
+        """Which barcodes of a fragments file one shard holds, as options: a param, so that a new
+        part count, barcode list or minimum reruns the shards (the threads-dependent argv is not
+        recorded by Snakemake)."""
+        entry, options = self.fragments[sample], self.fragment_options
+        return ["--part", f"{int(part)}/{self.fragment_parts}", "--min-fragments", str(options.get("min_fragments") or 1),
+                *(["--barcodes", entry["barcodes"]] if entry["barcodes"] else []),
+                *(["--labels", options["fragment_labels"]] if options.get("fragment_labels") else [])]
+
+    def tokenize_fragments_argv(self, sample: str, part: str, threads: int) -> list[str]:
+        return ["tokenize", "--quiet", "--threads", str(threads), "--universe", self.index,
+                "-o", self.fragment_shard(sample, part), *self.fragment_selection(sample, part),
+                self.fragments[sample]["path"]]
 
     def index_argv(self) -> list[str]:
         return ["index", "--quiet", "--universe", self.universe, "-o", self.index]
 
     def manifest_argv(self) -> list[str]:
         """Shards without a split, then `--split NAME SHARD...` per split of the sample sheet."""
-        unsplit, by_split = self.h5ad_shard_paths(), {}
+        unsplit, by_split = self.h5ad_shard_paths() + self.fragment_shard_paths(), {}
         for shard, rows in self.bed_shards.items():
             split = rows[0].get("split") or None  # a shard's files share one split
             (by_split.setdefault(split, []) if split else unsplit).append(self.bed_shard(shard))
@@ -142,7 +177,8 @@ class Plan:
 
     def has_labels(self) -> bool:
         """Whether any input brings labels: a sample sheet's label column, or obs[label_key]."""
-        return self.label_sheet is not None or (self.label_key is not None and bool(self.h5ad))
+        return (self.label_sheet is not None or (self.label_key is not None and bool(self.h5ad))
+                or bool(self.fragments and self.fragment_options.get("fragment_labels")))
 
     def evaluates(self) -> bool:
         """Evaluation runs after training: `enabled: auto` (the default) when the data has labels."""
@@ -206,7 +242,7 @@ class Plan:
         """The inputs (and universe) of this run that come from the bundled example."""
         example = os.path.abspath(EXAMPLE) + os.sep
         used = [self.universe, *(p for rows in self.bed_shards.values() for p in (r["path"] for r in rows)),
-                *self.h5ad.values()]
+                *self.h5ad.values(), *(p for s in self.fragments for p in self.fragment_inputs(s))]
         return sorted({p for p in used if os.path.abspath(p).startswith(example)})
 
 

@@ -1,4 +1,5 @@
-"""The workflow's BED inputs: glob patterns, or a sample sheet with `path`, `label` and `split`.
+"""The workflow's inputs: BED glob patterns or a sample sheet (`path`, `label`, `split`), .h5ad
+files, and fragment files.
 
 The sheet's columns are checked against `workflow/schemas/samples.schema.yaml` by the workflow;
 what only the rows together can tell (a file listed twice) is checked here.
@@ -64,6 +65,25 @@ def h5ad_samples(paths: list[str]) -> dict[str, str]:
         if name in samples:
             raise GtokError(f"inputs.h5ad: {samples[name]} and {path} have the same file name {name!r}.")
         samples[name] = path
+    return samples
+
+
+def fragment_samples(entries: list) -> dict[str, dict[str, str | None]]:
+    """Sample name (file name without .tsv.gz / .tsv.bgz / .tsv) -> its path and barcode list.
+    An entry is a path, or a mapping with `path` and an optional `barcodes` (the cells to keep)."""
+    from gtok.inputs.fragments import SUFFIXES
+
+    samples: dict[str, dict[str, str | None]] = {}
+    for entry in entries:
+        path, barcodes = (entry, None) if isinstance(entry, str) else (entry["path"], entry.get("barcodes"))
+        for p in (path, barcodes):
+            if p:
+                refuse_braces(p, "inputs.fragments")
+        name = os.path.basename(path)
+        name = next((name[: -len(s)] for s in SUFFIXES if name.endswith(s)), name)
+        if name in samples:
+            raise GtokError(f"inputs.fragments: {samples[name]['path']} and {path} have the same sample name {name!r}.")
+        samples[name] = {"path": path, "barcodes": barcodes}
     return samples
 
 
