@@ -148,3 +148,294 @@ def test_h5ad_files_of_every_layout_read_in_chunks(universe, pbmc, tmp_path, lay
     assert got == expected
     labels = [x for c in chunks for x in c.labels]
     assert labels[2] is None and labels[0] == str(obs["cell_type"].iloc[0])
+
+
+# -- CSC on disk and in memory, read in row chunks --------------------------------------------------
+
+
+def tokens_of(chunks) -> list[list[int]]:
+    return [t.tolist() for c in chunks for t in np.split(c.tokens, np.cumsum(c.lengths)[:-1]) if c.lengths.size]
+
+
+@pytest.fixture(scope="module")
+def big_csr(pbmc):
+    """300 cells over the PBMC peaks, with empty cells, stored zeros and unsorted-looking columns."""
+    rng = np.random.default_rng(1)
+    X = sp.random(300, pbmc.n_vars, density=0.05, format="csr", random_state=rng, dtype=np.float32)
+    X.data[::7] = 0  # stored zeros are not peaks
+    X = X.tolil()
+    X[[0, 150, 299]] = 0
+    X = X.tocsr()
+    X.data[X.data == 0] = 0
+    return X
+
+
+@pytest.fixture()
+def small_blocks(monkeypatch):
+    """Tiny CSC blocks and a spill that goes to disk at once: every path of the regrouping runs."""
+    import gtok.inputs.h5ad as h5ad
+
+    monkeypatch.setattr(h5ad, "CSC_BLOCK_ENTRIES", 1000)
+    monkeypatch.setattr(h5ad, "CSC_SPILL_IN_MEMORY", 1)  # (0 would mean "never roll over")
+
+
+@pytest.mark.parametrize("chunk_rows", [1, 7, 64, 300, 5000])
+def test_csc_h5ad_equals_csr_in_chunks(universe, pbmc, big_csr, tmp_path, small_blocks, chunk_rows):
+    tok = Tokenizer.from_bed(universe)
+    obs = pd.DataFrame(index=[f"cell{i}" for i in range(big_csr.shape[0])])
+    csr_path, csc_path = tmp_path / "csr.h5ad", tmp_path / "csc.h5ad"
+    ad.AnnData(X=big_csr, obs=obs, var=pbmc.var).write_h5ad(csr_path)
+    ad.AnnData(X=big_csr.tocsc(), obs=obs, var=pbmc.var).write_h5ad(csc_path)
+    expected = tokens_of(iter_cell_tokens(tok, csr_path, chunk_rows=chunk_rows))
+    assert expected[0] == [tok.unk_token_id] and sum(len(e) > 1 for e in expected) > 100
+    chunks = list(iter_cell_tokens(tok, csc_path, chunk_rows=chunk_rows))
+    assert tokens_of(chunks) == expected
+    assert [n for c in chunks for n in c.names] == list(obs.index)
+    assert all(len(c.names) == c.lengths.size <= chunk_rows for c in chunks)
+    part = tokens_of(iter_cell_tokens(tok, csc_path, rows=(13, 290), chunk_rows=chunk_rows))
+    assert part == expected[13:290]
+
+
+def test_csc_h5ad_matches_gtars(universe, pbmc, tmp_path, small_blocks):
+    path = tmp_path / "csc.h5ad"
+    ad.AnnData(X=sp.csc_matrix(pbmc.X), obs=pbmc.obs, var=pbmc.var).write_h5ad(path)
+    tok = Tokenizer.from_bed(universe)
+    assert tokens_of(iter_cell_tokens(tok, path, chunk_rows=3)) == per_cell_oracle(universe, pbmc)
+
+
+@pytest.mark.parametrize("kind", ["csc_matrix", "csc_array"])
+def test_in_memory_csc_in_chunks(universe, pbmc, big_csr, small_blocks, kind):
+    tok = Tokenizer.from_bed(universe)
+    X = sp.csc_matrix(big_csr) if kind == "csc_matrix" else sp.csc_array(big_csr)
+    expected = tokens_of(iter_cell_tokens(tok, ad.AnnData(X=big_csr, var=pbmc.var), chunk_rows=11))
+    assert tokens_of(iter_cell_tokens(tok, ad.AnnData(X=X, var=pbmc.var), chunk_rows=11)) == expected
+    assert as_lists(tok.encode_anndata(ad.AnnData(X=X, var=pbmc.var))) == expected
+
+
+def test_legacy_h5sparse_csc_and_damaged_csc(universe, pbmc, big_csr, tmp_path):
+    """anndata before 0.7 marked sparse X with h5sparse_format / h5sparse_shape; a CSC X whose
+    pointers do not fit its entries is refused by name."""
+    import h5py
+
+    tok = Tokenizer.from_bed(universe)
+    path = tmp_path / "legacy.h5ad"
+    ad.AnnData(X=big_csr.tocsc(), var=pbmc.var).write_h5ad(path)
+    expected = tokens_of(iter_cell_tokens(tok, ad.AnnData(X=big_csr, var=pbmc.var)))
+    with h5py.File(path, "r+") as f:
+        x = f["X"]
+        shape = x.attrs["shape"]
+        for key in ("encoding-type", "encoding-version", "shape"):
+            del x.attrs[key]
+        x.attrs["h5sparse_format"], x.attrs["h5sparse_shape"] = "csc", shape
+    assert tokens_of(iter_cell_tokens(tok, path, chunk_rows=50)) == expected
+    with h5py.File(path, "r+") as f:
+        indptr = f["X/indptr"][...]
+        del f["X/indptr"]
+        f["X/indptr"] = indptr[:-5]
+    with pytest.raises(GtokError, match=r"legacy.h5ad: X is a damaged CSC matrix"):
+        next(iter_cell_tokens(tok, path))
+
+
+def test_chunk_rows_must_be_positive(universe):
+    with pytest.raises(GtokError, match="chunk_rows must be 1 or more"):
+        next(iter_cell_tokens(Tokenizer.from_bed(universe), PBMC, chunk_rows=0))
+
+
+# -- MuData (.h5mu): one modality ---------------------------------------------------------------------
+
+
+def write_h5mu(path, modalities: dict) -> None:
+    """A .h5mu as mudata lays it out: each modality an .h5ad's groups under mod/<name>, the
+    root marked MuData, with global obs and var (built here with h5py, so mudata is not needed)."""
+    import h5py
+    from anndata.io import write_elem
+
+    with h5py.File(path, "w") as out:
+        out.attrs.update({"encoding-type": "MuData", "encoding-version": "0.1.0", "encoder": "mudata"})
+        mod = out.create_group("mod")
+        mod.attrs["mod-order"] = list(modalities)
+        for name, adata in modalities.items():
+            single = path.with_suffix(f".{name}.h5ad")
+            adata.write_h5ad(single)
+            group = mod.create_group(name)
+            with h5py.File(single, "r") as src:
+                for key in src:
+                    src.copy(src[key], group, name=key)
+                group.attrs.update(dict(src.attrs))
+        first = next(iter(modalities.values()))
+        write_elem(out, "obs", pd.DataFrame(index=first.obs_names))
+        write_elem(out, "var", pd.DataFrame(index=[v for a in modalities.values() for v in a.var_names]))
+
+
+@pytest.fixture()
+def h5mu(pbmc, tmp_path):
+    rna = ad.AnnData(X=sp.random(pbmc.n_obs, 30, density=0.3, format="csr", random_state=0, dtype=np.float32),
+                     obs=pd.DataFrame(index=pbmc.obs_names), var=pd.DataFrame(index=[f"GENE{i}" for i in range(30)]))
+    atac = ad.AnnData(X=sp.csc_matrix(pbmc.X), obs=pbmc.obs, var=pbmc.var)
+    path = tmp_path / "multiome.h5mu"
+    write_h5mu(path, {"rna": rna, "atac": atac})
+    return path
+
+
+def test_h5mu_atac_modality_tokenizes_like_its_h5ad(universe, pbmc, h5mu):
+    from gtok.inputs.h5ad import H5adFile
+
+    tok = Tokenizer.from_bed(universe)
+    expected = as_lists(tok.encode_anndata(pbmc))
+    assert as_lists(tok.encode_anndata(h5mu)) == expected  # atac is the default modality
+    chunks = list(iter_cell_tokens(tok, h5mu, chunk_rows=6, modality="atac", label_key="cell_type"))
+    assert tokens_of(chunks) == expected
+    assert [n for c in chunks for n in c.names] == list(pbmc.obs_names)
+    assert [x for c in chunks for x in c.labels] == list(pbmc.obs["cell_type"].astype(str))
+    h5 = H5adFile(h5mu, group="mod/atac")
+    assert (h5.n_obs, h5.n_vars) == pbmc.shape
+    h5.close()
+    with pytest.raises(GtokError, match="no usable region coordinates.*'GENE0'"):
+        next(iter_cell_tokens(tok, h5mu, modality="rna"))
+
+
+def test_h5mu_missing_modality_lists_the_present_ones(universe, h5mu):
+    tok = Tokenizer.from_bed(universe)
+    with pytest.raises(GtokError) as err:
+        next(iter_cell_tokens(tok, h5mu, modality="ATAC_peaks"))
+    message = str(err.value)
+    assert message.startswith(str(h5mu)) and "\n" not in message
+    assert "no modality 'ATAC_peaks'" in message and "modalities present: atac, rna" in message
+    assert "--modality NAME" in message
+
+
+def test_h5mu_damaged_and_in_memory_mudata(universe, pbmc, tmp_path):
+    from types import SimpleNamespace
+
+    tok = Tokenizer.from_bed(universe)
+    bad = tmp_path / "bad.h5mu"
+    bad.write_bytes(b"not hdf5" * 100)
+    with pytest.raises(GtokError, match="bad.h5mu: not a readable .h5mu file"):
+        next(iter_cell_tokens(tok, bad))
+    mdata = SimpleNamespace(mod={"atac": pbmc})  # what iter_cell_tokens uses of a mudata.MuData
+    assert tokens_of(iter_cell_tokens(tok, mdata)) == as_lists(tok.encode_anndata(pbmc))
+    with pytest.raises(GtokError, match=r"no modality 'peaks' \(modalities present: atac\)"):
+        next(iter_cell_tokens(tok, mdata, modality="peaks"))
+
+
+# -- ArchR tile matrices: starts without ends ---------------------------------------------------------
+
+
+TILE = 500
+
+
+@pytest.fixture(scope="module")
+def tiles(tmp_path_factory):
+    """An ArchR-like TileMatrix: 500 bp tiles on two chromosomes (start = (idx - 1) * 500), 40 cells,
+    and a universe of some of those tiles plus peaks that cross tile edges."""
+    rng = np.random.default_rng(2)
+    chroms = np.repeat(["chr1", "chr2"], [120, 80])
+    idx = np.concatenate([np.arange(1, 121), np.arange(1, 81)])
+    starts = (idx - 1) * TILE
+    X = sp.random(40, chroms.size, density=0.1, format="csr", random_state=rng, dtype=np.float32)
+    rows = [(c, int(s), int(s) + TILE) for c, s in zip(chroms, starts) if rng.random() < 0.5]
+    rows += [(c, int(s) + 400, int(s) + 700) for c, s in zip(chroms, starts) if rng.random() < 0.2]
+    universe = write_bed(tmp_path_factory.mktemp("tiles") / "tiles.bed", rows)
+    var = pd.DataFrame({"seqnames": pd.Categorical(chroms), "idx": idx, "start": starts},
+                       index=[f"{c}:{s}-{s + TILE - 1}" for c, s in zip(chroms, starts)])
+    return SimpleTiles(X, var, universe)
+
+
+class SimpleTiles:
+    def __init__(self, X, var, universe):
+        self.X, self.var, self.universe = X, var, universe
+
+    def explicit(self, keep=slice(None)) -> ad.AnnData:
+        var = self.var.iloc[keep]
+        return ad.AnnData(X=self.X[:, keep], var=pd.DataFrame(
+            {"chr": var["seqnames"].astype(str).to_numpy(), "start": var["start"].to_numpy(),
+             "end": var["start"].to_numpy() + TILE}, index=var.index))
+
+    def archr(self, keep=slice(None), columns=("seqnames", "idx", "start"), names=None) -> ad.AnnData:
+        var = self.var.iloc[keep][list(columns)]
+        var.index = names if names is not None else [str(i) for i in range(len(var))]  # zellkonverter's row numbers
+        return ad.AnnData(X=self.X[:, keep], var=var)
+
+
+def test_archr_tiles_match_explicit_ends_and_gtars(tiles, tmp_path):
+    tok = Tokenizer.from_bed(tiles.universe)
+    explicit = tiles.explicit()
+    expected = as_lists(tok.encode_anndata(explicit))
+    assert sum(len(e) > 1 for e in expected) > 10
+    assert as_lists(tok.encode_anndata(tiles.archr())) == expected  # width from idx
+    assert as_lists(tok.encode_anndata(tiles.archr(columns=("seqnames", "start")))) == expected  # from the starts
+    tiles.archr().write_h5ad(tmp_path / "archr.h5ad")
+    assert as_lists(tok.encode_anndata(str(tmp_path / "archr.h5ad"))) == expected
+    regions = list(zip(explicit.var["chr"], explicit.var["start"], explicit.var["end"]))
+    X = tiles.X.tocsr()
+    X.sort_indices()
+    assert expected == [gtars_regions(tiles.universe, [regions[j] for j in X[i].indices]) for i in range(X.shape[0])]
+
+
+def test_archr_filtered_tiles_and_one_tile_per_chromosome(tiles):
+    tok = Tokenizer.from_bed(tiles.universe)
+    filtered = np.sort(np.random.default_rng(3).choice(200, 60, replace=False))  # gaps are multiples of 500
+    assert as_lists(tok.encode_anndata(tiles.archr(filtered, ("seqnames", "start")))) == \
+        as_lists(tok.encode_anndata(tiles.explicit(filtered)))
+    one_each = np.array([7, 150])  # one tile per chromosome: only idx (or the caller) tells the width
+    expected = as_lists(tok.encode_anndata(tiles.explicit(one_each)))
+    assert as_lists(tok.encode_anndata(tiles.archr(one_each))) == expected
+    no_idx = tiles.archr(one_each, ("seqnames", "start"))
+    assert tokens_of(iter_cell_tokens(tok, no_idx, tile_width=TILE)) == expected
+    with pytest.raises(GtokError, match="no chromosome has two tiles.*--tile-width N"):
+        next(iter_cell_tokens(tok, no_idx))
+
+
+def test_archr_var_names_with_inclusive_ends_give_the_same_tile_tokens(tiles):
+    """Names like ArchR users write (chr1:0-499, 1-based inclusive ends) parse as [0, 499): against
+    a universe of the same tiles the tokens are the tiles' own."""
+    tok = Tokenizer.from_bed(tiles.universe)
+    named = tiles.archr(columns=(), names=list(tiles.var.index))
+    explicit = tiles.explicit()
+    # Only a universe region starting on a tile's last base could tell the two apart; there is none.
+    assert as_lists(tok.encode_anndata(named)) == as_lists(tok.encode_anndata(explicit))
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ("off_grid", r"not on one grid of fixed-width tiles \(consecutive starts differ by 500 and by 750\)"),
+    ("duplicate", "two columns start at chr1:500"),
+    ("bad_width", "tile width 0 is not a whole number"),
+    ("negative", r"column 'start', row 0: -5 is not a coordinate"),
+])
+def test_archr_ambiguous_tiles_are_refused(tiles, change, message):
+    tok = Tokenizer.from_bed(tiles.universe)
+    adata = tiles.archr(slice(0, 6), ("seqnames", "start"))
+    starts = adata.var["start"].to_numpy().copy()
+    width = None
+    if change == "off_grid":
+        starts[2:] += 250
+    elif change == "duplicate":
+        starts[2] = starts[1]
+    elif change == "negative":
+        starts[0] = -5
+    else:
+        width = 0
+    adata.var["start"] = starts
+    with pytest.raises(GtokError, match=message) as err:
+        next(iter_cell_tokens(tok, adata, tile_width=width))
+    assert str(err.value).startswith("the AnnData: ") and "\n" not in str(err.value)
+
+
+def test_gtok_tokenize_reads_an_h5mu_modality_and_tiles_of_a_given_width(universe, pbmc, h5mu, tiles, tmp_path):
+    """The command line: `.h5mu` inputs with --modality, and --tile-width for tiles without idx."""
+    from gtok.cli import main
+    from gtok.formats.shard import ShardReader
+
+    out = tmp_path / "cells.gtok"
+    assert main(["tokenize", "-q", "-u", str(universe), "-o", str(out), "--label-key", "cell_type", str(h5mu)]) == 0
+    reader = ShardReader(out)
+    assert [t.tolist() for t in reader] == as_lists(Tokenizer.from_bed(universe).encode_anndata(pbmc))
+    assert reader.names == list(pbmc.obs_names)
+    assert main(["tokenize", "-q", "-u", str(universe), "-o", str(tmp_path / "x.gtok"), "--modality", "ATAC_peaks", str(h5mu)]) == 1
+    bare = tmp_path / "tiles.h5ad"
+    tiles.archr(columns=("seqnames", "start")).write_h5ad(bare)
+    explicit = tmp_path / "explicit.h5ad"
+    tiles.explicit().write_h5ad(explicit)
+    for path, extra in ((bare, ["--tile-width", str(TILE)]), (explicit, [])):
+        assert main(["tokenize", "-q", "-u", str(tiles.universe), "-o", str(path.with_suffix(".gtok")), *extra, str(path)]) == 0
+    assert [t.tolist() for t in ShardReader(bare.with_suffix(".gtok"))] == [t.tolist() for t in ShardReader(explicit.with_suffix(".gtok"))]

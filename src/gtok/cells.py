@@ -5,8 +5,9 @@ region. Instead of tokenizing every cell's regions (what geniml does, one gtars 
 peaks are tokenized once, giving each column its token list; then a whole chunk of rows is a
 gather over those lists, driven by the sparse matrix's own index arrays.
 
-An `.h5ad` path is read a row range at a time with h5py (see gtok.inputs.h5ad), so memory stays bounded
-whatever the file's size; an AnnData object is sliced the same way.
+An `.h5ad` path (or one modality of an `.h5mu`) is read a row chunk at a time with h5py (see
+gtok.inputs.h5ad), so memory stays bounded whatever the file's size; an AnnData object is sliced the
+same way. CSC matrices, on disk or in memory, are regrouped into row chunks in one pass.
 """
 
 from __future__ import annotations
@@ -15,13 +16,13 @@ import os
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import numpy as np
 
 from gtok.errors import GtokError
-from gtok.inputs.bed import Intervals
-from gtok.inputs.h5ad import CsrRows, H5adFile, Unsupported, dense_to_csr, reading
+from gtok.inputs.bed import Intervals, coordinates
+from gtok.inputs.h5ad import CscArrays, CsrRows, H5adFile, Unsupported, csc_row_blocks, dense_to_csr, file_kind, reading
 from gtok.paths import input_file
 from gtok.universe import expand_ranges
 
@@ -41,27 +42,110 @@ class CellChunk:
     labels: list[str | None] | None
 
 
-def var_intervals(columns: Mapping[str, Any], var_names: Any, source: str) -> Intervals:
-    """The region of every column: from `var` columns chr/start/end (or stop), else parsed from var_names
-    (an array, or a function returning it: a file's 100,000 names are read only when needed)."""
+def var_intervals(columns: Mapping[str, Any], var_names: Any, source: str, tile_width: int | None = None) -> Intervals:
+    """The region of every column, from the most explicit coordinates the var has.
+
+    In order: `var` columns chr/start/end (or stop); chr/start with the given `tile_width`;
+    var_names such as 'chr1:100-200' (an array, or a function returning it: a file's 100,000
+    names are read only when needed); chr/start alone as fixed-width tiles (ArchR's TileMatrix)
+    whose width is inferred from the starts."""
     cols = {str(c).lower(): c for c in columns}
     chrom = next((cols[c] for c in _CHROM_COLUMNS if c in cols), None)
     end = next((cols[c] for c in _END_COLUMNS if c in cols), None)
-    if chrom is not None and "start" in cols and end is not None:
+    start = cols.get("start")
+    if chrom is not None and start is not None and end is not None:
         return Intervals.from_columns(
-            np.asarray(columns[chrom]).astype(str), columns[cols["start"]], columns[end],
-            f"{source}: var", column_names=(str(cols["start"]), str(end)),
+            np.asarray(columns[chrom]).astype(str), columns[start], columns[end],
+            f"{source}: var", column_names=(str(start), str(end)),
         )
+    tiles = chrom is not None and start is not None
+    if tiles and tile_width is not None:
+        return _tiles(columns[chrom], columns[start], str(start), _checked_width(tile_width, source), source)
     names = [str(n) for n in (var_names() if callable(var_names) else var_names)]
+    parsed = _parse_region_names(names, source)
+    if parsed is not None:
+        return parsed if isinstance(parsed, Intervals) else _bad_names(parsed, source)
+    if tiles:
+        idx = columns[cols["idx"]] if "idx" in cols else None
+        return _tiles(columns[chrom], columns[start], str(start), None, source, idx)
+    return _bad_names(names[0] if names else "", source)
+
+
+def _parse_region_names(names: list[str], source: str) -> Intervals | str | None:
+    """Regions parsed from names like 'chr1:100-200'; None when the first name is not one (so a
+    tile matrix's million plain names are not all tried), else the first bad name."""
+    if names and _REGION_NAME.match(names[0]) is None:
+        return None
     parsed = [_REGION_NAME.match(n) for n in names]
     bad = next((n for n, m in zip(names, parsed) if m is None), None)
     if bad is not None:
-        raise GtokError(
-            f"{source}: no usable region coordinates: var has no chr/start/end columns and var name "
-            f"{bad!r} is not a region like 'chr1:100-200', 'chr1-100-200' or 'chr1_100_200'."
-        )
+        return bad
     return Intervals.from_columns([m[1] for m in parsed], [m[2] for m in parsed], [m[3] for m in parsed],
                                   f"{source}: var names", column_names=("start", "end"))
+
+
+def _bad_names(bad: str, source: str) -> NoReturn:
+    raise GtokError(
+        f"{source}: no usable region coordinates: var has no chr/start/end columns and var name "
+        f"{bad!r} is not a region like 'chr1:100-200', 'chr1-100-200' or 'chr1_100_200'."
+    )
+
+
+def _checked_width(width: Any, source: str) -> int:
+    if isinstance(width, bool) or not isinstance(width, (int, np.integer)) or width < 1:
+        raise GtokError(f"{source}: tile width {width!r} is not a whole number of bases (1 or more); give e.g. 500.")
+    return int(width)
+
+
+def _tiles(chroms: Any, starts: Any, start_name: str, width: int | None, source: str, idx: Any = None) -> Intervals:
+    """Fixed-width tiles [start, start + width): the var has a start per column but no end."""
+    chroms = np.asarray(chroms).astype(str)
+    starts = coordinates(starts, f"{source}: var, column {start_name!r}")
+    if width is None:
+        width = _width_from_idx(starts, idx) or _width_from_starts(chroms, starts, source)
+    return Intervals.from_columns(chroms, starts, starts + width, f"{source}: var",
+                                  column_names=(start_name, f"{start_name} + tile width {width}"))
+
+
+def _width_from_idx(starts: np.ndarray, idx: Any) -> int | None:
+    """ArchR's `idx` numbers the tiles of a chromosome from 1 (start = (idx - 1) * width): with it,
+    even one tile per chromosome tells the width. None when idx is absent or does not fit."""
+    if idx is None:
+        return None
+    try:
+        steps = coordinates(idx, "idx").astype(np.int64)
+    except GtokError:
+        return None
+    for base in (1, 0):  # ArchR's 1-based tile numbers, or 0-based ones
+        n = steps - base
+        known = n > 0
+        if steps.size == starts.size and (n >= 0).all() and known.any():
+            width = int(starts[known][0] // n[known][0])
+            if width > 0 and np.array_equal(starts, n * width):
+                return width
+    return None
+
+
+def _width_from_starts(chroms: np.ndarray, starts: np.ndarray, source: str) -> int:
+    """The smallest gap between consecutive starts on a chromosome, required to divide every gap
+    (a filtered tile matrix skips tiles, so gaps are multiples of the width)."""
+    order = np.lexsort((starts, chroms))
+    same = chroms[order][1:] == chroms[order][:-1]
+    gaps = np.diff(starts[order])[same]
+    how = "add an end column, or give the tile width (tile_width=, --tile-width N; ArchR's default is 500)"
+    if gaps.size == 0:
+        raise GtokError(f"{source}: var has chromosome and start columns but no end, and no chromosome has two "
+                        f"tiles to tell the tile width from; {how}.")
+    if (gaps == 0).any():
+        i = order[1:][same][np.flatnonzero(gaps == 0)[0]]
+        raise GtokError(f"{source}: var has no end column and two columns start at {chroms[i]}:{starts[i]}, so they "
+                        f"are not fixed-width tiles; {how}.")
+    width = int(gaps.min())
+    off = gaps[gaps % width != 0]
+    if off.size:
+        raise GtokError(f"{source}: var has no end column and its starts are not on one grid of fixed-width tiles "
+                        f"(consecutive starts differ by {width} and by {int(off[0])}); {how}.")
+    return width
 
 
 class ColumnTokens:
@@ -118,18 +202,20 @@ def _canonical(block: CsrRows) -> tuple[np.ndarray, np.ndarray]:
 class _Cells:
     """What tokenization needs from a cell matrix, whatever holds it."""
 
-    def __init__(self, source: Any):
-        self.name = os.fspath(source) if isinstance(source, (str, os.PathLike)) else "the AnnData"
+    def __init__(self, source: Any, modality: str = "atac"):
+        is_path = isinstance(source, (str, os.PathLike))
+        self.name = os.fspath(source) if is_path else "the AnnData"
+        self.modality = modality
         self._h5: H5adFile | None = None
         self._adata = None
-        if isinstance(source, (str, os.PathLike)):
-            input_file(source, ".h5ad file")
+        if is_path:
+            input_file(source, f"{file_kind(self.name)} file")
             try:
-                self._h5 = H5adFile(source)
-            except Unsupported:
-                self._adata = _read_backed(self.name)
+                self._h5 = H5adFile(source, modality=modality)
+            except Unsupported as why:
+                self._adata = self._read_backed(why)
         else:
-            self._adata = source
+            self._adata = _modality_of(source, modality)
         self.n_obs = self._h5.n_obs if self._h5 else self._adata.n_obs
 
     def var(self) -> tuple[dict[str, Any], Any]:
@@ -137,8 +223,8 @@ class _Cells:
             try:
                 h5 = self._h5
                 return {c: h5.column("var", c) for c in h5.columns("var")}, lambda: h5.index("var")
-            except Unsupported:
-                self._adata = _read_backed(self.name)
+            except Unsupported as why:
+                self._adata = self._read_backed(why)
         var = self._adata.var
         return {c: var[c].to_numpy() for c in var.columns}, var.index
 
@@ -152,9 +238,21 @@ class _Cells:
         values = self._h5.column("obs", key) if self._h5 else self._adata.obs[key].to_numpy(dtype=object)
         return np.array([None if _missing(v) else str(v) for v in values], dtype=object)
 
-    def rows(self, start: int, stop: int) -> CsrRows:
+    def row_blocks(self, start: int, stop: int, chunk_rows: int) -> Iterator[CsrRows]:
+        """Consecutive CSR blocks of rows start:stop; a CSC matrix is regrouped in one pass, since
+        slicing its rows chunk by chunk would read the whole matrix once per chunk."""
         if self._h5:
-            return self._h5.rows(start, stop)
+            yield from self._h5.row_blocks(start, stop, chunk_rows)
+            return
+        X = self._adata.X
+        if getattr(X, "format", None) == "csc" and hasattr(X, "indptr"):  # scipy, in memory
+            arrays = CscArrays(np.asarray(X.indptr, dtype=np.int64), X.indices, X.data, X.shape[0])
+            yield from csc_row_blocks(arrays, start, stop, chunk_rows, self.name)
+            return
+        for a in range(start, stop, chunk_rows):
+            yield self._rows(a, min(stop, a + chunk_rows))
+
+    def _rows(self, start: int, stop: int) -> CsrRows:
         with reading(self.name):
             block = self._adata.X[start:stop]
         if hasattr(block, "tocsr"):
@@ -163,6 +261,26 @@ class _Cells:
             csr = sp.csr_matrix(block)
             return CsrRows(csr.indptr, csr.indices, csr.data)
         return dense_to_csr(block)
+
+    def _read_backed(self, why: Unsupported):
+        """anndata's backed mode for what the small reader does not handle; a MuData modality has
+        no such mode, so it is refused in one line instead of being loaded whole."""
+        if file_kind(self.name) == ".h5mu":
+            raise GtokError(f"{self.name}: modality {self.modality!r} uses an encoding gtok cannot read in chunks "
+                            f"({why}); write it out as an .h5ad (mudata: mdata[{self.modality!r}].write_h5ad(...)) "
+                            "and tokenize that.")
+        return _read_backed(self.name)
+
+
+def _modality_of(source: Any, modality: str) -> Any:
+    """An in-memory MuData's modality (an AnnData), or the AnnData itself."""
+    mods = getattr(source, "mod", None)
+    if not isinstance(mods, Mapping):
+        return source
+    if modality not in mods:
+        raise GtokError(f"the MuData has no modality {modality!r} (modalities present: "
+                        f"{', '.join(map(str, mods)) or 'none'}); pass --modality NAME to choose one.")
+    return mods[modality]
 
 
 def _missing(value: Any) -> bool:
@@ -182,17 +300,27 @@ def iter_cell_tokens(
     rows: tuple[int, int] | None = None,
     chunk_rows: int = 2048,
     label_key: str | None = None,
+    modality: str = "atac",
+    tile_width: int | None = None,
 ) -> Iterator[CellChunk]:
-    """Tokenize cells `rows=(start, stop)` (default all) in chunks of `chunk_rows`, in bounded memory."""
-    cells = _Cells(source)
+    """Tokenize cells `rows=(start, stop)` (default all) in chunks of `chunk_rows`, in bounded memory.
+
+    `source`: an AnnData, a MuData, or an `.h5ad` / `.h5mu` path; of a MuData, the cells of
+    `modality`. `tile_width`: the width of fixed-width tiles whose var gives starts but no ends
+    (inferred from the starts when not given)."""
+    if chunk_rows < 1:
+        raise GtokError(f"chunk_rows must be 1 or more, not {chunk_rows}.")
+    cells = _Cells(source, modality)
     start, stop = _row_range(rows, cells.n_obs, cells.name)
-    columns = ColumnTokens(tokenizer, var_intervals(*cells.var(), cells.name))
+    columns = ColumnTokens(tokenizer, var_intervals(*cells.var(), cells.name, tile_width=tile_width))
     labels = cells.labels(label_key) if label_key else None
     names = cells.obs_names()
-    for a in range(start, stop, chunk_rows):
-        b = min(stop, a + chunk_rows)
-        tokens, lengths = columns.tokenize(cells.rows(a, b))
+    a = start
+    for block in cells.row_blocks(start, stop, chunk_rows):
+        b = a + block.indptr.size - 1
+        tokens, lengths = columns.tokenize(block)
         yield CellChunk([str(n) for n in names[a:b]], tokens, lengths, None if labels is None else list(labels[a:b]))
+        a = b
 
 
 def _row_range(rows: tuple[int, int] | None, n_obs: int, name: str) -> tuple[int, int]:
