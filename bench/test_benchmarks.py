@@ -26,6 +26,18 @@ def test_tokenize_speed(tmp_path):
     assert cells["gtok_cells_per_s"] / cells["gtars_cells_per_s"] >= 100
 
 
+def test_fragment_file_speed_and_memory(tmp_path):
+    """Issue 11: the whole `gtok tokenize` of a 50 M-fragment file at least 5x gtars'
+    tokenize_fragment_file call, identical tokens, and peak memory that does not grow with the
+    number of fragments (a 5 M-fragment file of the same barcodes as the yardstick)."""
+    out = tmp_path / "fragments.json"
+    subprocess.run([sys.executable, str(HERE / "bench_fragments.py"), "--work", str(tmp_path), "--json", str(out)], check=True)
+    res = json.loads(out.read_text())
+    assert res["small"]["gtars"]["identical"] and res["large"]["gtars"]["identical"]
+    assert res["large"]["speedup"] >= 5
+    assert res["large"]["gtok"]["rss_mib"] < 1.5 * res["small"]["gtok"]["rss_mib"]
+
+
 # -- scale and fault drills (bench/drill_*.py; results in bench/README.md, "Scale and fault drills") --
 
 def slurm_running() -> bool:

@@ -33,10 +33,13 @@ def tokenize_to_shard(
     progress: bool = True,
     threads: int | None = None,
     fragments: FragmentOptions | None = None,
+    modality: str = "atac",
+    tile_width: int | None = None,
 ) -> Path:
     """Tokenize every input into the shard `output`; on any error nothing is written there.
 
-    Inputs are told apart by name: `.h5ad` files (a record per cell), fragment files
+    Inputs are told apart by name: `.h5ad` and `.h5mu` files (a record per cell; of an `.h5mu`,
+    the cells of `modality`; `tile_width` for tile matrices whose var has starts only), fragment files
     (`.tsv.gz`, `.tsv.bgz`, `.tsv`: a record per barcode, chosen by `fragments`), `.parquet`
     token documents (copied), and BED files (a record each). `threads` read BED files side by side (default: the CPUs this process may
     use, its affinity, which a SLURM job or `taskset` limits; never all the machine's cores)."""
@@ -55,7 +58,7 @@ def tokenize_to_shard(
             tokens, lengths = tok.tokenize_many([iv for _, iv in batch])
             writer.add_batch(names, tokens, lengths, [labels[p] for p, _ in batch] if labels else None)
         for path in kinds["h5ad"]:
-            write_cells(writer, tok, path, row_range, label_key, chunk_rows, progress)
+            write_cells(writer, tok, path, row_range, label_key, chunk_rows, progress, modality, tile_width)
         for path in kinds["parquet"]:
             _copy_parquet(writer, tok, path)
         if kinds["fragments"]:
@@ -64,10 +67,10 @@ def tokenize_to_shard(
 
 
 def input_kinds(inputs: Sequence[str]) -> dict[str, list[str]]:
-    """The inputs by kind, told by their names: h5ad, fragments, bed (anything else)."""
+    """The inputs by kind, told by their names: h5ad (also .h5mu), parquet, fragments, bed (anything else)."""
     kinds: dict[str, list[str]] = {"bed": [], "h5ad": [], "fragments": [], "parquet": []}
     for p in inputs:
-        kind = "h5ad" if p.endswith(".h5ad") else "parquet" if p.endswith(".parquet") else "fragments" if is_fragments(p) else "bed"
+        kind = "h5ad" if p.endswith((".h5ad", ".h5mu")) else "parquet" if p.endswith(".parquet") else "fragments" if is_fragments(p) else "bed"
         kinds[kind].append(p)
     return kinds
 
@@ -150,13 +153,15 @@ def _ordered_map(fn, items: Sequence, workers: int, window: int = 64) -> Iterato
             yield pending.popleft().result()
 
 
-def write_cells(writer, tok, path, row_range=None, label_key=None, chunk_rows=2048, progress=False) -> None:
+def write_cells(writer, tok, path, row_range=None, label_key=None, chunk_rows=2048, progress=False, modality="atac",
+                tile_width=None) -> None:
     """Tokenize the cells of one .h5ad into `writer`; the next chunk is read and tokenized on a
     thread while this one is written, since both release the GIL for most of their time."""
     from gtok.cells import iter_cell_tokens
 
     bar = _progress(None, progress, desc=os.path.basename(path), unit="cell")
-    chunks = iter_cell_tokens(tok, path, rows=row_range, chunk_rows=chunk_rows, label_key=label_key)
+    chunks = iter_cell_tokens(tok, path, rows=row_range, chunk_rows=chunk_rows, label_key=label_key, modality=modality,
+                              tile_width=tile_width)
     for chunk in prefetched(chunks):
         writer.add_batch(chunk.names, chunk.tokens, chunk.lengths, chunk.labels)
         if bar is not None:

@@ -143,6 +143,9 @@ def embed_to_files(
 
     for path in inputs:
         input_file(path)
+    if any(p.endswith(".h5mu") for p in inputs):
+        raise GtokError("gtok embed reads .h5ad files, not .h5mu yet; write the modality out first "
+                        "(mudata: mdata['atac'].write_h5ad('atac.h5ad')).")
     h5ads = [p for p in inputs if p.endswith(".h5ad")]
     if h5ads:
         if len(inputs) != 1 or not output.endswith(".h5ad"):

@@ -13,7 +13,7 @@ def _add_tokenize(sub) -> None:
     help_ = "Tokenize BED files, .h5ad files or fragment files into one .gtok shard."
     p = add_command(sub, "tokenize", help_, _run_tokenize)
     p.add_argument("inputs", nargs="+", metavar="INPUT",
-                   help="BED / BED.gz files (one record each), .h5ad files (one record per cell) or fragment files "
+                   help="BED / BED.gz files (one record each), .h5ad / .h5mu files (one record per cell) or fragment files "
                         "(.tsv.gz, .tsv.bgz, .tsv: one record per barcode) or .parquet token documents (from export-parquet or geniml)")
     p.add_argument("--universe", "-u", required=True, help="universe BED (.bed or .bed.gz): the vocabulary")
     p.add_argument("--output", "-o", required=True, help="the shard to write (.gtok); written atomically")
@@ -29,6 +29,10 @@ def _add_tokenize(sub) -> None:
     p.add_argument("--part", type=part, default=(0, 1), metavar="K/N",
                    help="fragment files: keep the barcodes of part K of N (a stable hash of the barcode), so that N jobs "
                         "split a file; default 0/1, all")
+    p.add_argument("--modality", default="atac", metavar="NAME", help=".h5mu inputs: the modality whose cells to tokenize (default atac)")
+    p.add_argument("--tile-width", type=positive_int, metavar="BP",
+                   help="tile matrices (e.g. ArchR's) whose var has chromosome and start but no end: the tile width "
+                        "(default: from var's idx column, or the spacing of the starts)")
     p.add_argument("--chunk-rows", type=positive_int, default=2048, help="cells tokenized at a time (bounds memory; default 2048)")
     p.add_argument("--no-cache", action="store_true", help="do not use or write the binary universe cache")
     p.add_argument("--threads", type=positive_int, help="threads for reading files (default: the CPUs this process may use)")
@@ -51,6 +55,8 @@ def _run_tokenize(args: argparse.Namespace) -> int:
         progress=not args.quiet,
         threads=args.threads,
         fragments=FragmentOptions(args.barcodes, args.min_fragments, args.part),
+        modality=args.modality,
+        tile_width=args.tile_width,
     )
     return 0
 
