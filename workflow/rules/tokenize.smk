@@ -95,6 +95,8 @@ rule tokenize_fragments:
         argv=lambda wildcards, threads: PLAN.tokenize_fragments_argv(
             wildcards.sample, wildcards.part, threads
         ),
-        selection=lambda wildcards: PLAN.fragment_selection(wildcards.sample, wildcards.part),
+        selection=lambda wildcards: PLAN.fragment_selection(
+            wildcards.sample, wildcards.part
+        ),
     script:
         RUN_GTOK
