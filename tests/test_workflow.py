@@ -428,9 +428,10 @@ def test_schema_fills_defaults():
     config = {"universe": "u.bed", "inputs": {"bed": ["*.bed"]}}
     validate(config, str(SCHEMA))
     assert config["results"] == "results"
-    assert config["shards"] == {"files_per_shard": 200, "cells_per_shard": 50000}
+    assert config["shards"] == {"files_per_shard": 200, "cells_per_shard": 50000, "fragment_parts": 1}
     assert config["train"]["enabled"] is False
-    assert config["inputs"]["h5ad"] == []
+    assert config["inputs"]["h5ad"] == [] and config["inputs"]["fragments"] == []
+    assert config["inputs"]["min_fragments"] == 1 and config["inputs"]["fragment_labels"] is None
 
 
 @pytest.mark.parametrize(
