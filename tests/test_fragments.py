@@ -126,6 +126,8 @@ def test_many_blocks_and_windows_assemble_each_barcode_in_file_order(tmp_path, m
     monkeypatch.setattr(fragment_parser, "BLOCK_BYTES", 4096)
     monkeypatch.setattr(fragments, "WINDOW_TOKENS", 300)
     assert ours(UNIVERSE, path, tmp_path) == gtars_fragments(UNIVERSE, path)
+    source = fragment_parser.FragmentFile(path, ["chr1"], fragment_parser.Barcodes())
+    assert len(list(source.blocks())) > 50  # really many blocks (and lines cut across them)
 
 
 def test_barcode_list_keeps_its_cells_in_its_order(tmp_path, many):
@@ -242,3 +244,9 @@ def test_tokenize_of_fragments_does_not_import_torch(tmp_path, many):
         "assert 'torch' not in sys.modules, 'torch was imported'; sys.exit(rc)"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_lines_longer_than_a_block_grow_the_buffer(tmp_path, many, monkeypatch):
+    path = write_fragments(tmp_path / "f.tsv", many[:300])
+    monkeypatch.setattr(fragment_parser, "BLOCK_BYTES", 16)  # every line is longer than this
+    assert ours(UNIVERSE, path, tmp_path) == gtars_fragments(UNIVERSE, path)

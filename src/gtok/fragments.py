@@ -219,7 +219,7 @@ def write_fragments(writer, tok: Tokenizer, path: str, options: FragmentOptions,
         records._grow(len(barcodes))
         codes = _kept(records, options, keep, path)
         names = barcodes.names
-        for part, tokens, lengths in records.documents(codes):
+        for part, tokens, lengths in prefetched(records.documents(codes)):  # assembly beside the writes
             batch = [names[c] for c in part.tolist()]
             writer.add_batch(batch, tokens, lengths, [labels.get(b) for b in batch] if labels else None)
     return int(codes.size)
