@@ -111,6 +111,21 @@ def test_h5ad_row_ranges(folder):
     assert argv[argv.index("--universe") + 1] == "out/universe/universe.gtokidx" == plan.index
 
 
+def test_fragment_files_fan_out_into_barcode_parts(folder):
+    entries = ["a/frags.tsv.gz", {"path": "b/frags2.tsv.bgz", "barcodes": "b/cells.txt"}]
+    plan = Plan.from_config(config(inputs={"bed": [], "fragments": entries, "min_fragments": 500,
+                                           "fragment_labels": "types.tsv"}, shards={"fragment_parts": 2}))
+    assert plan.fragment_shard_paths() == [f"out/shards/fragments/{s}/{k}.gtok" for s in ("frags", "frags2") for k in ("0000", "0001")]
+    assert plan.fragment_inputs("frags2") == ["b/frags2.tsv.bgz", "b/cells.txt", "types.tsv"]
+    argv = plan.tokenize_fragments_argv("frags2", "0001", threads=2)
+    assert argv[-1] == "b/frags2.tsv.bgz" and argv[argv.index("--part") + 1] == "1/2"
+    assert argv[argv.index("--min-fragments") + 1] == "500" and argv[argv.index("--barcodes") + 1] == "b/cells.txt"
+    assert plan.fragment_selection("frags", "0000") == ["--part", "0/2", "--min-fragments", "500", "--labels", "types.tsv"]
+    assert plan.has_labels() and set(plan.fragment_shard_paths()) <= set(plan.manifest_argv())
+    with pytest.raises(GtokError, match="same sample name 'frags'"):
+        Plan.from_config(config(inputs={"bed": [], "fragments": ["a/frags.tsv.gz", "c/frags.tsv"]}))
+
+
 # -- command lines ----------------------------------------------------------------------------------------
 
 

@@ -40,14 +40,14 @@ class _Spilled:
 
     offset: int  # in tokens
     codes: np.ndarray  # barcodes present in the block, increasing
-    counts: np.ndarray  # their token counts
+    bounds: np.ndarray  # codes[i]'s tokens are at offset + bounds[i] up to offset + bounds[i + 1]
 
 
 @dataclass
 class FragmentRecords:
     """Per-barcode token documents of one fragments file, held in a spill file until written."""
 
-    tokenizer: Tokenizer
+    unk: int  # the <unk> id
     search: tuple[np.ndarray, ...]  # Universe.search_arrays()
     barcodes: Barcodes
     spill: object
@@ -58,16 +58,21 @@ class FragmentRecords:
     n_tokens: int = 0
 
     def add(self, block: Block) -> None:
-        tokens, counts = overlap_block(self.search, self.tokenizer.unk_token_id, block)
+        tokens, counts = overlap_block(self.search, self.unk, block)
         n_codes = len(self.barcodes)
         grouped, per_code, frags = _group(block.barcodes, counts, tokens, n_codes)
         self._grow(n_codes)
         self.tokens[:n_codes] += per_code
         self.fragments[:n_codes] += frags
         present = np.flatnonzero(per_code)
-        self.blocks.append(_Spilled(self.n_tokens, present, per_code[present]))
+        self.blocks.append(_Spilled(self.n_tokens, present, np.concatenate(([0], np.cumsum(per_code[present])))))
         self.spill.write(memoryview(grouped.astype(self.dtype, copy=False)).cast("B"))
         self.n_tokens += grouped.size
+
+    def fragment_counts(self) -> np.ndarray:
+        """Fragments per barcode, for every barcode numbered so far (seen or listed)."""
+        self._grow(len(self.barcodes))
+        return self.fragments
 
     def _grow(self, n: int) -> None:
         if self.tokens.size < n:
@@ -92,13 +97,12 @@ class FragmentRecords:
             i0, i1 = np.searchsorted(block.codes, (lo, hi))
             if i0 == i1:
                 continue
-            starts = np.cumsum(block.counts) - block.counts
-            first, last = int(starts[i0]), int(starts[i1 - 1] + block.counts[i1 - 1])
-            src = self._read(block.offset + first, last - first)
+            first = int(block.bounds[i0])
+            src = self._read(block.offset + first, int(block.bounds[i1]) - first)
             where = np.searchsorted(codes, block.codes[i0:i1])
             wanted = (where < codes.size) & (codes[np.minimum(where, codes.size - 1)] == block.codes[i0:i1])
-            n = block.counts[i0:i1]
-            _place(out, src, (base[where] + filled[where])[wanted], (starts[i0:i1] - first)[wanted], n[wanted])
+            n = np.diff(block.bounds[i0 : i1 + 1])
+            _place(out, src, (base[where] + filled[where])[wanted], (block.bounds[i0:i1] - first)[wanted], n[wanted])
             filled[where[wanted]] += n[wanted]
         return out
 
@@ -212,11 +216,10 @@ def write_fragments(writer, tok: Tokenizer, path: str, options: FragmentOptions,
     barcodes = Barcodes(keep, options.part)
     source = FragmentFile(path, list(tok.universe.chrom_names), barcodes)
     with tempfile.TemporaryFile(dir=Path(writer.path).parent or ".", prefix=".gtok-fragments-") as spill, _bar(path, progress) as bar:
-        records = FragmentRecords(tok, tok.universe.search_arrays(), barcodes, spill, writer.dtype)
+        records = FragmentRecords(tok.unk_token_id, tok.universe.search_arrays(), barcodes, spill, writer.dtype)
         for block in prefetched(source.blocks()):  # parsing on a thread of its own
             records.add(block)
             bar.update(source.lines - bar.n)
-        records._grow(len(barcodes))
         codes = _kept(records, options, keep, path)
         names = barcodes.names
         for part, tokens, lengths in prefetched(records.documents(codes)):  # assembly beside the writes
@@ -226,10 +229,11 @@ def write_fragments(writer, tok: Tokenizer, path: str, options: FragmentOptions,
 
 
 def _kept(records: FragmentRecords, options: FragmentOptions, keep: Sequence[str] | None, path: str) -> np.ndarray:
-    found = records.fragments > 0
+    fragments = records.fragment_counts()
+    found = fragments > 0
     if keep is not None:
         _report_matches(int(found.sum()), len(records.barcodes), options.barcodes, path)
-    codes = np.flatnonzero(found & (records.fragments >= options.min_fragments))
+    codes = np.flatnonzero(found & (fragments >= options.min_fragments))
     if not codes.size:
         raise GtokError(
             f"{describe(path)}: no barcode has at least {options.min_fragments} fragments"

@@ -118,7 +118,7 @@ def read_bytes(path: str | os.PathLike, what: str = "BED file") -> bytes:
         except (EOFError, OSError, zlib.error) as exc:
             raise GtokError(f"{name}: not a readable gzip file, it may be truncated or corrupt ({exc}).") from None
     if b"\x00" in raw[:65536]:
-        raise GtokError(f"{name}: looks like a binary file, not a BED text file.")
+        raise GtokError(f"{name}: looks like a binary file, not a text {what}.")
     return raw
 
 
@@ -252,11 +252,16 @@ def _explain(line: bytes) -> str:
     chrom, start, end = fields[:3]
     if not chrom:
         return f"the chromosome name is empty in {text!r} (a leading tab or space?)."
+    return coordinates_problem(start, end) or f"start {start} is greater than end {end}."
+
+
+def coordinates_problem(start: str, end: str) -> str | None:
+    """What is wrong with a line's start or end field (the first that is wrong), or None."""
     for label, value in (("start", start), ("end", end)):
         problem = coordinate_problem(value)
         if problem:
             return f"{label} coordinate {problem}"
-    return f"start {start} is greater than end {end}."
+    return None
 
 
 def coordinate_problem(value: str) -> str | None:

@@ -54,8 +54,7 @@ class Table:
 
     def add(self, name: str, value: int) -> bool:
         """Insert `name` unless present; False when it was there already."""
-        if 2 * (self.count + 1) > self.values.size:
-            self.grow()
+        self.make_room(self.count + 1)
         a, b = hash_name(name.encode())
         slot = _slot(self.a, self.b, self.values, a, b)
         if self.values[slot] != _NO_CODE:
@@ -64,8 +63,10 @@ class Table:
         self.count += 1
         return True
 
-    def grow(self) -> None:
-        self.a, self.b, self.values = _rehash(self.a, self.b, self.values, 2 * self.values.size)
+    def make_room(self, count: int) -> None:
+        """Keep the table at most half full for `count` keys (the parser stops before that)."""
+        while 2 * count > self.values.size:
+            self.a, self.b, self.values = _rehash(self.a, self.b, self.values, 2 * self.values.size)
 
 
 @numba.njit(nogil=True, cache=True, inline="always")
@@ -268,8 +269,7 @@ class FragmentFile:
             )
             bc.names.extend(text[lo:hi].decode("utf-8", "replace") for lo, hi in zip(new_lo[:n_new].tolist(), new_hi[:n_new].tolist()))
             table.count = len(bc.names)
-            if 2 * (table.count + 1) > table.values.size:
-                table.grow()
+            table.make_room(table.count + 1)
             if n:
                 yield Block(*(a[:n] for a in out))
             if status == 2:

@@ -13,7 +13,7 @@ import os
 from dataclasses import dataclass
 
 from gtok.errors import GtokError, describe
-from gtok.inputs.bed import coordinate_problem
+from gtok.inputs.bed import coordinates_problem
 from gtok.paths import input_file
 
 #: Name suffixes that make an input a fragments file (`.tsv.bgz` is bgzip; gtars reads only `.gz`).
@@ -73,10 +73,9 @@ def explain(line: bytes) -> str:
     chrom, start, end, barcode = fields[:4]
     if not chrom:
         return f"the chromosome name is empty in {text!r}."
-    for label, value in (("start", start), ("end", end)):
-        problem = coordinate_problem(value)
-        if problem:
-            return f"{label} coordinate {problem}"
+    problem = coordinates_problem(start, end)
+    if problem:
+        return problem
     if not barcode:
         return f"the barcode (column 4) is empty in {text!r}."
     return f"start {start} is greater than end {end}."

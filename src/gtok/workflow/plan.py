@@ -40,7 +40,8 @@ class Plan:
     label_key: str | None
     fragments: dict[str, dict[str, str | None]] = field(default_factory=dict)  # sample -> path, barcodes
     fragment_parts: int = 1  # shards per fragments file, split by barcode hash
-    fragment_options: dict[str, Any] = field(default_factory=dict)  # min_fragments, labels
+    min_fragments: int = 1
+    fragment_labels: str | None = None  # barcode -> label sheet
     train: dict[str, Any] = field(default_factory=dict)
     evaluate: str | bool = "auto"
 
@@ -63,7 +64,8 @@ class Plan:
             label_key=config["inputs"]["label_key"],
             fragments=fragment_samples(config["inputs"].get("fragments") or []),
             fragment_parts=config["shards"].get("fragment_parts", 1),
-            fragment_options={k: config["inputs"].get(k) for k in ("min_fragments", "fragment_labels")},
+            min_fragments=config["inputs"].get("min_fragments", 1),
+            fragment_labels=config["inputs"].get("fragment_labels"),
             train=dict(config["train"]),
             evaluate=(config.get("evaluate") or {}).get("enabled", "auto"),
         )
@@ -105,8 +107,8 @@ class Plan:
 
     def fragment_inputs(self, sample: str) -> list[str]:
         """A fragments file, its barcode list and the label sheet: what its shards read."""
-        entry, labels = self.fragments[sample], self.fragment_options.get("fragment_labels")
-        return [p for p in (entry["path"], entry["barcodes"], labels) if p]
+        entry = self.fragments[sample]
+        return [p for p in (entry["path"], entry["barcodes"], self.fragment_labels) if p]
 
     def bed_shard_paths(self) -> list[str]:
         return [self.bed_shard(shard) for shard in self.bed_shards]
@@ -143,10 +145,10 @@ class Plan:
         """Which barcodes of a fragments file one shard holds, as options: a param, so that a new
         part count, barcode list or minimum reruns the shards (the threads-dependent argv is not
         recorded by Snakemake)."""
-        entry, options = self.fragments[sample], self.fragment_options
-        return ["--part", f"{int(part)}/{self.fragment_parts}", "--min-fragments", str(options.get("min_fragments") or 1),
-                *(["--barcodes", entry["barcodes"]] if entry["barcodes"] else []),
-                *(["--labels", options["fragment_labels"]] if options.get("fragment_labels") else [])]
+        barcodes = self.fragments[sample]["barcodes"]
+        return ["--part", f"{int(part)}/{self.fragment_parts}", "--min-fragments", str(self.min_fragments),
+                *(["--barcodes", barcodes] if barcodes else []),
+                *(["--labels", self.fragment_labels] if self.fragment_labels else [])]
 
     def tokenize_fragments_argv(self, sample: str, part: str, threads: int) -> list[str]:
         return ["tokenize", "--quiet", "--threads", str(threads), "--universe", self.index,
@@ -178,7 +180,7 @@ class Plan:
     def has_labels(self) -> bool:
         """Whether any input brings labels: a sample sheet's label column, or obs[label_key]."""
         return (self.label_sheet is not None or (self.label_key is not None and bool(self.h5ad))
-                or bool(self.fragments and self.fragment_options.get("fragment_labels")))
+                or bool(self.fragments and self.fragment_labels))
 
     def evaluates(self) -> bool:
         """Evaluation runs after training: `enabled: auto` (the default) when the data has labels."""
