@@ -124,7 +124,7 @@ def test_export_refuses_shards_of_two_vocabularies(shard, tmp_path, capsys):
     other = write_shard(tmp_path / "other.gtok", [("x", np.array([1, 2]))], 40, "ab" * 32)
     assert gtok("export-parquet", shard, other, "-o", tmp_path / "x.parquet") == 1
     line = error_line(capsys)
-    assert str(other) in line and "differs" in line
+    assert str(other) in line and "different universes" in line
     assert not (tmp_path / "x.parquet").exists()
 
 
@@ -269,7 +269,16 @@ def test_geniml_folder_refuses_a_universe_of_another_size(geniml_folder, tmp_pat
     other = write_bed(tmp_path / "u.bed", [("chr1", 0, 100)])
     assert gtok("embed", "-q", "--model", geniml_folder, "-u", other, "-o", tmp_path / "e.npy", BEDS[0]) == 1
     line = error_line(capsys)
-    assert str(other) in line and "8 tokens" in line
+    assert str(other) in line and "8 tokens" in line and "trained on 2385" in line
+
+
+def test_geniml_folder_with_duplicate_universe_lines_warns(geniml_folder, recwarn):
+    from gtok.pretrained import geniml_config, geniml_tokenizer
+
+    shutil.copy(GENIML / "universe.bed", geniml_folder / "universe.bed")  # 55 duplicate lines, same regions
+    tok = geniml_tokenizer(geniml_folder, None, geniml_config(geniml_folder))
+    assert tok.universe.duplicate_lines == 55
+    assert any("numbers the regions after a duplicate line" in str(w.message) for w in recwarn)
 
 
 def test_tokenizer_from_pretrained_reads_a_geniml_folder(geniml_folder):

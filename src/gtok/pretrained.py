@@ -178,7 +178,8 @@ def geniml_config(folder: Path) -> dict[str, Any]:
         value = config.get(key)
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise GtokError(f"{name}: {key} is {value!r}, not a positive integer; is this a geniml Region2Vec folder?")
-    if config.get("pooling_method", "mean") not in ("mean", "max"):
+    config.setdefault("pooling_method", "mean")
+    if config["pooling_method"] not in ("mean", "max"):
         raise GtokError(f"{name}: pooling_method {config['pooling_method']!r} is neither 'mean' nor 'max'.")
     return config
 
@@ -192,12 +193,8 @@ def geniml_tokenizer(folder: Path, universe: str | os.PathLike | None, config: d
     if universe is None and not path.is_file():
         raise GtokError(f"{describe(folder)}: a geniml model folder without its {GENIML_UNIVERSE} (geniml's export "
                         "does not write it); pass --universe with the universe BED its tokenizer was built from.")
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        tok = Tokenizer.from_bed(path, cache_dir="off")
-    for w in caught:
-        warnings.warn(w.message, w.category, stacklevel=2)
-    if any("duplicate region line" in str(w.message) for w in caught):
+    tok = Tokenizer.from_bed(path, cache_dir="off")  # parsed, so that duplicate lines are counted
+    if tok.universe.duplicate_lines:
         warnings.warn(f"{describe(path)}: gtars (geniml's tokenizer) numbers the regions after a duplicate line "
                       "differently from its own vocabulary, so geniml's encode and gtok can disagree for this model; "
                       "remove the duplicate lines from the universe before training in geniml.", stacklevel=2)

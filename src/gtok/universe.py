@@ -66,6 +66,7 @@ class Universe:
         self._plan = plan or self._make_plan()
         self._classes = self._build_classes(self._plan)
         self._fingerprint: str | None = None
+        self.duplicate_lines = 0  # dropped by from_intervals (a universe loaded from an index does not know)
 
     # -- construction -------------------------------------------------------------------------
 
@@ -93,7 +94,9 @@ class Universe:
         recode = np.zeros(len(intervals.chrom_names), dtype=np.int32)
         old_code = {n: i for i, n in enumerate(intervals.chrom_names)}
         recode[[old_code[n] for n in names]] = np.arange(len(names), dtype=np.int32)
-        return cls(names, recode[unique.codes], unique.starts, unique.ends)
+        universe = cls(names, recode[unique.codes], unique.starts, unique.ends)
+        universe.duplicate_lines = int((~keep).sum())
+        return universe
 
     @classmethod
     def from_bed(cls, path: str | os.PathLike, cache_dir: str | os.PathLike | None = None) -> "Universe":

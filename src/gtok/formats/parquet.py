@@ -21,6 +21,7 @@ import numpy as np
 
 from gtok.atomic import atomic_path
 from gtok.errors import FingerprintMismatchError, GtokError, describe
+from gtok.formats.manifest import common_vocabulary
 from gtok.paths import has_magic, input_file, output_file
 
 if TYPE_CHECKING:
@@ -85,30 +86,18 @@ def write_parquet(readers_or_shard_paths: Sequence[ShardReader | str | os.PathLi
     if not readers_or_shard_paths:
         raise GtokError("give at least one shard to export.")
     readers = [r if isinstance(r, ShardReader) else ShardReader(r) for r in readers_or_shard_paths]
-    vocab_size, fingerprint = _shared_vocabulary(readers)
+    fingerprint, vocab_size = common_vocabulary([(describe(r.path), r.fingerprint, r.vocab_size) for r in readers])
+    for reader in readers:
+        reader.verify()  # a corrupt shard must not turn into a clean-looking parquet; checked before writing
     target = output_file(output, (".parquet",), [r.path for r in readers], has_magic(PARQUET_MAGIC), "parquet file")
     schema = _schema(pa, vocab_size, fingerprint)
     with atomic_path(target) as tmp:
         with pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
             for reader in readers:
-                reader.verify()  # a corrupt shard must not turn into a clean-looking parquet
                 for table in _shard_tables(pa, schema, reader):
                     writer.write_table(table)
     return ParquetExport(target, len(readers), sum(len(r) for r in readers), sum(r.n_tokens for r in readers),
                          vocab_size, fingerprint)
-
-
-def _shared_vocabulary(readers: Sequence[ShardReader]) -> tuple[int | None, str | None]:
-    """The one (vocabulary size, fingerprint) of all shards; ids of two vocabularies cannot share a table."""
-    first = readers[0]
-    for reader in readers[1:]:
-        if (reader.vocab_size, reader.fingerprint) != (first.vocab_size, first.fingerprint):
-            raise FingerprintMismatchError(
-                f"{describe(reader.path)}: vocabulary {(reader.fingerprint or 'unknown')[:12]} "
-                f"({reader.vocab_size} tokens) differs from {describe(first.path)}'s "
-                f"({(first.fingerprint or 'unknown')[:12]}, {first.vocab_size} tokens); export shards of one universe together."
-            )
-    return first.vocab_size, first.fingerprint
 
 
 def _schema(pa: Any, vocab_size: int | None, fingerprint: str | None) -> pa.Schema:
@@ -136,7 +125,6 @@ def _shard_tables(pa: Any, schema: pa.Schema, reader: ShardReader) -> Iterator[p
     lo, n = 0, len(reader)
     while lo < n:
         hi = max(lo + 1, int(np.searchsorted(offsets, offsets[lo] + BATCH_TOKENS, side="right")) - 1)
-        hi = min(hi, n)
         ids = np.asarray(reader.tokens[offsets[lo] : offsets[hi]]).astype(value_type.to_pandas_dtype())
         rel = (offsets[lo : hi + 1] - offsets[lo]).astype(np.int32)
         tokens = pa.ListArray.from_arrays(pa.array(rel, pa.int32()), pa.array(ids, value_type))
@@ -189,9 +177,7 @@ def _open(path: str | os.PathLike) -> Any:
     _, pq = _pyarrow()
     name = describe(path)
     input_file(path, "parquet file")
-    with open(path, "rb") as fh:
-        head = fh.read(4)
-    if head != PARQUET_MAGIC:
+    if not has_magic(PARQUET_MAGIC)(path):
         raise GtokError(f"{name}: not a parquet file (it does not start with 'PAR1').")
     try:
         return pq.ParquetFile(path)
@@ -232,29 +218,33 @@ def _records(batch: pa.RecordBatch, row0: int, name: str, vocab_size: int | None
     lengths = np.asarray(column.value_lengths(), dtype=np.int64)
     values = column.flatten()
     if values.null_count:
-        row = row0 + int(np.searchsorted(np.cumsum(lengths), _first_null(values), side="right"))
+        row = row0 + _row_of(lengths, _first_null(values))
         raise GtokError(f"{name}: row {row} holds a null token id; every id must be an integer.")
     ids = values.to_numpy(zero_copy_only=False)
     _check_ids(ids, lengths, row0, name, vocab_size)
-    names = _strings(batch, "name") or [None] * batch.num_rows
-    names = [n if n is not None else f"row{row0 + i}" for i, n in enumerate(names)]
+    names = _strings(batch, "name")
+    if names is None or None in names:  # unnamed rows are named by their row
+        names = [n if n is not None else f"row{row0 + i}" for i, n in enumerate(names or [None] * batch.num_rows)]
     return RecordBatch(names, ids.astype(np.int64, copy=False), lengths, _strings(batch, "label"))
 
 
 def _check_ids(ids: np.ndarray, lengths: np.ndarray, row0: int, name: str, vocab_size: int | None) -> None:
     """Negative ids, and ids >= vocab_size when it is known, are refused with the row they are in."""
-    if not ids.size:
+    if not ids.size or (ids.min() >= 0 and (vocab_size is None or ids.max() < vocab_size)):
         return
     bad = ids < 0 if vocab_size is None else (ids < 0) | (ids >= vocab_size)
-    if not bad.any():
-        return
     at = int(np.argmax(bad))
-    row = row0 + int(np.searchsorted(np.cumsum(lengths), at, side="right"))
+    row = row0 + _row_of(lengths, at)
     value = int(ids[at])
     if value < 0:
         raise GtokError(f"{name}: row {row} has the negative token id {value}; token ids are 0 or more.")
     raise GtokError(f"{name}: row {row} has token id {value}, outside the vocabulary of {vocab_size} tokens "
                     f"(ids 0..{vocab_size - 1}); it was tokenized with another universe.")
+
+
+def _row_of(lengths: np.ndarray, at: int) -> int:
+    """The row (from 0) that holds flat position `at` of rows of these lengths."""
+    return int(np.searchsorted(np.cumsum(lengths), at, side="right"))
 
 
 def _strings(batch: pa.RecordBatch, column: str) -> list[str | None] | None:

@@ -55,7 +55,7 @@ def load_geniml(folder: Path, universe: str | os.PathLike | None = None
     config = geniml_config(folder)
     tokenizer = geniml_tokenizer(folder, universe, config)
     weight = _projection(folder / GENIML_CHECKPOINT, config)
-    model = GenimlRegion2Vec(weight, Vocab.of(tokenizer), config.get("pooling_method", "mean"))
+    model = GenimlRegion2Vec(weight, Vocab.of(tokenizer), config["pooling_method"])
     return model.eval(), tokenizer, {"geniml": config}
 
 
