@@ -159,15 +159,13 @@ def tokens_of(chunks) -> list[list[int]]:
 
 @pytest.fixture(scope="module")
 def big_csr(pbmc):
-    """300 cells over the PBMC peaks, with empty cells, stored zeros and unsorted-looking columns."""
+    """300 cells over the PBMC peaks, with empty cells and stored zeros."""
     rng = np.random.default_rng(1)
     X = sp.random(300, pbmc.n_vars, density=0.05, format="csr", random_state=rng, dtype=np.float32)
     X.data[::7] = 0  # stored zeros are not peaks
     X = X.tolil()
     X[[0, 150, 299]] = 0
-    X = X.tocsr()
-    X.data[X.data == 0] = 0
-    return X
+    return X.tocsr()
 
 
 @pytest.fixture()
@@ -194,6 +192,23 @@ def test_csc_h5ad_equals_csr_in_chunks(universe, pbmc, big_csr, tmp_path, small_
     assert all(len(c.names) == c.lengths.size <= chunk_rows for c in chunks)
     part = tokens_of(iter_cell_tokens(tok, csc_path, rows=(13, 290), chunk_rows=chunk_rows))
     assert part == expected[13:290]
+
+
+def test_csc_spill_goes_to_the_given_folder_and_its_failure_names_it(universe, pbmc, big_csr, tmp_path, small_blocks, capsys):
+    """gtok tokenize spills beside its output, not in $TMPDIR; a spill that cannot be written
+    blames the spill's folder, not the input."""
+    from gtok.cli import main
+
+    tok = Tokenizer.from_bed(universe)
+    path = tmp_path / "csc.h5ad"
+    ad.AnnData(X=big_csr.tocsc(), var=pbmc.var).write_h5ad(path)
+    missing = tmp_path / "no-such-folder"
+    with pytest.raises(GtokError, match=f"cannot write the temporary copy of X's rows in {missing}"):
+        list(iter_cell_tokens(tok, path, chunk_rows=7, spill_dir=str(missing)))
+    out = tmp_path / "out" / "csc.gtok"
+    out.parent.mkdir()
+    assert main(["tokenize", "-q", "--chunk-rows", "7", "-u", str(universe), "-o", str(out), str(path)]) == 0
+    assert sorted(p.name for p in out.parent.iterdir()) == ["csc.gtok"]  # nothing left beside it
 
 
 def test_csc_h5ad_matches_gtars(universe, pbmc, tmp_path, small_blocks):

@@ -11,6 +11,7 @@ from gtok.errors import GtokError
 from gtok.formats.shard import MAGIC, ShardWriter, record_name
 from gtok.inputs.bed import read_bed
 from gtok.inputs.fragments import FragmentOptions, is_fragments
+from gtok.inputs.h5ad import DEFAULT_MODALITY
 from gtok.inputs.labels import read_label_sheet
 from gtok.paths import has_magic, input_file, output_file
 from gtok.pipeline import prefetched
@@ -33,7 +34,7 @@ def tokenize_to_shard(
     progress: bool = True,
     threads: int | None = None,
     fragments: FragmentOptions | None = None,
-    modality: str = "atac",
+    modality: str = DEFAULT_MODALITY,
     tile_width: int | None = None,
 ) -> Path:
     """Tokenize every input into the shard `output`; on any error nothing is written there.
@@ -153,7 +154,7 @@ def _ordered_map(fn, items: Sequence, workers: int, window: int = 64) -> Iterato
             yield pending.popleft().result()
 
 
-def write_cells(writer, tok, path, row_range=None, label_key=None, chunk_rows=2048, progress=False, modality="atac",
+def write_cells(writer, tok, path, row_range=None, label_key=None, chunk_rows=2048, progress=False, modality=DEFAULT_MODALITY,
                 tile_width=None) -> None:
     """Tokenize the cells of one .h5ad into `writer`; the next chunk is read and tokenized on a
     thread while this one is written, since both release the GIL for most of their time."""
@@ -161,7 +162,7 @@ def write_cells(writer, tok, path, row_range=None, label_key=None, chunk_rows=20
 
     bar = _progress(None, progress, desc=os.path.basename(path), unit="cell")
     chunks = iter_cell_tokens(tok, path, rows=row_range, chunk_rows=chunk_rows, label_key=label_key, modality=modality,
-                              tile_width=tile_width)
+                              tile_width=tile_width, spill_dir=str(Path(writer.path).parent))  # not $TMPDIR
     for chunk in prefetched(chunks):
         writer.add_batch(chunk.names, chunk.tokens, chunk.lengths, chunk.labels)
         if bar is not None:

@@ -21,8 +21,18 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import numpy as np
 
 from gtok.errors import GtokError
+from gtok.inputs import DEFAULT_MODALITY
 from gtok.inputs.bed import Intervals, coordinates
-from gtok.inputs.h5ad import CscArrays, CsrRows, H5adFile, Unsupported, csc_row_blocks, dense_to_csr, file_kind, reading
+from gtok.inputs.h5ad import (
+    CscArrays,
+    CsrRows,
+    H5adFile,
+    Unsupported,
+    csc_row_blocks,
+    dense_to_csr,
+    file_kind,
+    reading,
+)
 from gtok.paths import input_file
 from gtok.universe import expand_ranges
 
@@ -61,21 +71,22 @@ def var_intervals(columns: Mapping[str, Any], var_names: Any, source: str, tile_
     tiles = chrom is not None and start is not None
     if tiles and tile_width is not None:
         return _tiles(columns[chrom], columns[start], str(start), _checked_width(tile_width, source), source)
-    names = [str(n) for n in (var_names() if callable(var_names) else var_names)]
+    names = var_names() if callable(var_names) else var_names
     parsed = _parse_region_names(names, source)
     if parsed is not None:
         return parsed if isinstance(parsed, Intervals) else _bad_names(parsed, source)
     if tiles:
         idx = columns[cols["idx"]] if "idx" in cols else None
         return _tiles(columns[chrom], columns[start], str(start), None, source, idx)
-    return _bad_names(names[0] if names else "", source)
+    return _bad_names(str(names[0]) if len(names) else "", source)
 
 
-def _parse_region_names(names: list[str], source: str) -> Intervals | str | None:
+def _parse_region_names(names: Any, source: str) -> Intervals | str | None:
     """Regions parsed from names like 'chr1:100-200'; None when the first name is not one (so a
-    tile matrix's million plain names are not all tried), else the first bad name."""
-    if names and _REGION_NAME.match(names[0]) is None:
+    tile matrix's million plain names are neither converted nor tried), else the first bad name."""
+    if len(names) and _REGION_NAME.match(str(names[0])) is None:
         return None
+    names = [str(n) for n in names]
     parsed = [_REGION_NAME.match(n) for n in names]
     bad = next((n for n, m in zip(names, parsed) if m is None), None)
     if bad is not None:
@@ -202,7 +213,7 @@ def _canonical(block: CsrRows) -> tuple[np.ndarray, np.ndarray]:
 class _Cells:
     """What tokenization needs from a cell matrix, whatever holds it."""
 
-    def __init__(self, source: Any, modality: str = "atac"):
+    def __init__(self, source: Any, modality: str = DEFAULT_MODALITY):
         is_path = isinstance(source, (str, os.PathLike))
         self.name = os.fspath(source) if is_path else "the AnnData"
         self.modality = modality
@@ -238,16 +249,16 @@ class _Cells:
         values = self._h5.column("obs", key) if self._h5 else self._adata.obs[key].to_numpy(dtype=object)
         return np.array([None if _missing(v) else str(v) for v in values], dtype=object)
 
-    def row_blocks(self, start: int, stop: int, chunk_rows: int) -> Iterator[CsrRows]:
+    def row_blocks(self, start: int, stop: int, chunk_rows: int, spill_dir: str | None) -> Iterator[CsrRows]:
         """Consecutive CSR blocks of rows start:stop; a CSC matrix is regrouped in one pass, since
         slicing its rows chunk by chunk would read the whole matrix once per chunk."""
         if self._h5:
-            yield from self._h5.row_blocks(start, stop, chunk_rows)
+            yield from self._h5.row_blocks(start, stop, chunk_rows, spill_dir)
             return
         X = self._adata.X
         if getattr(X, "format", None) == "csc" and hasattr(X, "indptr"):  # scipy, in memory
             arrays = CscArrays(np.asarray(X.indptr, dtype=np.int64), X.indices, X.data, X.shape[0])
-            yield from csc_row_blocks(arrays, start, stop, chunk_rows, self.name)
+            yield from csc_row_blocks(arrays, start, stop, chunk_rows, self.name, spill_dir)
             return
         for a in range(start, stop, chunk_rows):
             yield self._rows(a, min(stop, a + chunk_rows))
@@ -300,14 +311,16 @@ def iter_cell_tokens(
     rows: tuple[int, int] | None = None,
     chunk_rows: int = 2048,
     label_key: str | None = None,
-    modality: str = "atac",
+    modality: str = DEFAULT_MODALITY,
     tile_width: int | None = None,
+    spill_dir: str | None = None,
 ) -> Iterator[CellChunk]:
     """Tokenize cells `rows=(start, stop)` (default all) in chunks of `chunk_rows`, in bounded memory.
 
     `source`: an AnnData, a MuData, or an `.h5ad` / `.h5mu` path; of a MuData, the cells of
     `modality`. `tile_width`: the width of fixed-width tiles whose var gives starts but no ends
-    (inferred from the starts when not given)."""
+    (inferred from the starts when not given). `spill_dir`: where a CSC matrix's rows are regrouped
+    (default $TMPDIR)."""
     if chunk_rows < 1:
         raise GtokError(f"chunk_rows must be 1 or more, not {chunk_rows}.")
     cells = _Cells(source, modality)
@@ -316,7 +329,7 @@ def iter_cell_tokens(
     labels = cells.labels(label_key) if label_key else None
     names = cells.obs_names()
     a = start
-    for block in cells.row_blocks(start, stop, chunk_rows):
+    for block in cells.row_blocks(start, stop, chunk_rows, spill_dir):
         b = a + block.indptr.size - 1
         tokens, lengths = columns.tokenize(block)
         yield CellChunk([str(n) for n in names[a:b]], tokens, lengths, None if labels is None else list(labels[a:b]))

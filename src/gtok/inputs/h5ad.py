@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from gtok.errors import GtokError
+from gtok.inputs import DEFAULT_MODALITY
 
 #: CSC entries read at a time while regrouping a column-major X into row chunks: about 30 MiB of
 #: work arrays, whatever the matrix's size (larger blocks were no faster, measured on 100M entries).
@@ -80,7 +81,7 @@ class H5adFile:
     `group` is the HDF5 group laid out like an `.h5ad`; by default the file's root, or
     `mod/<modality>` when the file is a MuData file."""
 
-    def __init__(self, path: str | os.PathLike, group: str | None = None, modality: str = "atac"):
+    def __init__(self, path: str | os.PathLike, group: str | None = None, modality: str = DEFAULT_MODALITY):
         import h5py
 
         self.path = os.fspath(path)
@@ -123,16 +124,12 @@ class H5adFile:
     def close(self) -> None:
         self._file.close()
 
-    def rows(self, start: int, stop: int) -> CsrRows:
-        """Rows start:stop in CSR form (for a CSC X this reads the whole matrix: prefer row_blocks)."""
-        blocks = list(self.row_blocks(start, stop, max(stop - start, 1)))
-        return blocks[0] if blocks else CsrRows(np.zeros(1, dtype=np.int64), np.zeros(0, dtype=np.int32), None)
-
-    def row_blocks(self, start: int, stop: int, chunk_rows: int) -> Iterator[CsrRows]:
-        """Rows start:stop as consecutive CSR blocks of `chunk_rows` rows (the last may be shorter)."""
+    def row_blocks(self, start: int, stop: int, chunk_rows: int, spill_dir: str | None = None) -> Iterator[CsrRows]:
+        """Rows start:stop as consecutive CSR blocks of `chunk_rows` rows (the last may be shorter);
+        a CSC matrix is regrouped through a spill in `spill_dir` (see csc_row_blocks)."""
         if self._format == "csc":
             with reading(self.path):
-                yield from csc_row_blocks(self._csc(), start, stop, chunk_rows, self.path)
+                yield from csc_row_blocks(self._csc(), start, stop, chunk_rows, self.path, spill_dir)
             return
         for a in range(start, stop, chunk_rows):
             with reading(self.path):
@@ -229,7 +226,8 @@ def dense_to_csr(block) -> CsrRows:
 # -- CSC to row chunks ---------------------------------------------------------------------------
 
 
-def csc_row_blocks(csc: CscArrays, start: int, stop: int, chunk_rows: int, name: str = "X") -> Iterator[CsrRows]:
+def csc_row_blocks(csc: CscArrays, start: int, stop: int, chunk_rows: int, name: str = "X",
+                   spill_dir: str | None = None) -> Iterator[CsrRows]:
     """Rows start:stop of a CSC matrix as CSR blocks of `chunk_rows` rows, reading it once.
 
     One pass over `indices`/`data` in blocks of CSC_BLOCK_ENTRIES turns each kept entry into a key
@@ -237,15 +235,23 @@ def csc_row_blocks(csc: CscArrays, start: int, stop: int, chunk_rows: int, name:
     spill (memory, then a temporary file) with a table of where each block's part of each chunk
     lies; a chunk is then its parts read back and sorted. Cost: the matrix read once plus 8 bytes
     per kept entry written and read back, instead of the whole matrix read once per chunk; memory:
-    one block's work arrays and one chunk."""
+    one block's work arrays and one chunk. The spill goes to `spill_dir` (default $TMPDIR, which
+    on a cluster node may be small or in memory: `gtok tokenize` puts it beside its output)."""
     n_chunks = -(-(stop - start) // chunk_rows)
     if n_chunks <= 1:  # one chunk: its entries are needed in memory anyway
         parts = list(_csc_keys(csc, start, stop))
         if stop > start:
             yield _keys_to_csr(np.sort(np.concatenate(parts)) if parts else np.zeros(0, np.int64), 0, stop - start)
         return
-    with tempfile.SpooledTemporaryFile(max_size=CSC_SPILL_IN_MEMORY, prefix="gtok-csc-") as spill:
-        table = _spill_by_chunk(csc, start, stop, chunk_rows, n_chunks, spill)
+    with tempfile.SpooledTemporaryFile(max_size=CSC_SPILL_IN_MEMORY, prefix=".gtok-csc-", dir=spill_dir) as spill:
+        try:
+            table = _spill_by_chunk(csc, start, stop, chunk_rows, n_chunks, spill)
+        except OSError as exc:
+            if exc.errno is None:
+                raise  # h5py's read errors: `reading` names the input
+            where = spill_dir or tempfile.gettempdir()
+            raise GtokError(f"{name}: cannot write the temporary copy of X's rows in {where} "
+                            f"({os.strerror(exc.errno).lower()}); free space there.") from None
         for c in range(n_chunks):
             first = c * chunk_rows
             keys = _read_chunk(spill, table, c, name)
@@ -305,7 +311,7 @@ def _read_chunk(spill, table: _SpillTable, c: int, name: str) -> np.ndarray:
         spill.seek(int(table.base[b] + table.cum[b, c]) * 8)
         view = memoryview(out[at : at + sizes[b]]).cast("B")
         if spill.readinto(view) != len(view):
-            raise GtokError(f"{name}: the temporary copy of X's rows was cut short (is $TMPDIR full?).")
+            raise GtokError(f"{name}: the temporary copy of X's rows was cut short (is its folder full?).")
         at += int(sizes[b])
     return out
 
