@@ -454,3 +454,20 @@ def test_gtok_tokenize_reads_an_h5mu_modality_and_tiles_of_a_given_width(univers
     for path, extra in ((bare, ["--tile-width", str(TILE)]), (explicit, [])):
         assert main(["tokenize", "-q", "-u", str(tiles.universe), "-o", str(path.with_suffix(".gtok")), *extra, str(path)]) == 0
     assert [t.tolist() for t in ShardReader(bare.with_suffix(".gtok"))] == [t.tolist() for t in ShardReader(explicit.with_suffix(".gtok"))]
+
+
+def test_var_columns_other_than_coordinates_are_not_read(universe, pbmc, tmp_path, monkeypatch):
+    """A var column in an encoding the small reader does not know (here a made-up one) neither
+    stops tokenization nor sends the file to anndata: only chr/start/end-like columns are read."""
+    import h5py
+
+    from gtok import cells
+
+    monkeypatch.setattr(cells._Cells, "_read_backed", lambda self, why: pytest.fail(f"fell back to anndata: {why}"))
+
+    path = tmp_path / "extra.h5ad"
+    pbmc.write_h5ad(path)
+    with h5py.File(path, "a") as f:
+        f["var"].create_group("notes").attrs["encoding-type"] = "made-up-encoding"
+    tok = Tokenizer.from_bed(universe)
+    assert tokens_of(iter_cell_tokens(tok, path)) == as_lists(tok.encode_anndata(pbmc))

@@ -42,6 +42,8 @@ if TYPE_CHECKING:
 _REGION_NAME = re.compile(r"^(.+?)[:_-](\d+)[-_](\d+)$")
 _CHROM_COLUMNS = ("chr", "chrom", "chromosome", "seqnames")
 _END_COLUMNS = ("end", "stop")  # epiScanpy writes chr / start / stop
+#: The var columns var_intervals may use (case-insensitive): a file's others are not read.
+_COORDINATE_COLUMNS = {*_CHROM_COLUMNS, "start", *_END_COLUMNS, "idx"}
 
 
 @dataclass(frozen=True)
@@ -233,7 +235,8 @@ class _Cells:
         if self._h5:
             try:
                 h5 = self._h5
-                return {c: h5.column("var", c) for c in h5.columns("var")}, lambda: h5.index("var")
+                wanted = [c for c in h5.columns("var") if c.lower() in _COORDINATE_COLUMNS]
+                return {c: h5.column("var", c) for c in wanted}, lambda: h5.index("var")
             except Unsupported as why:
                 self._adata = self._read_backed(why)
         var = self._adata.var
