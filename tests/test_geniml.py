@@ -105,7 +105,11 @@ def test_several_shards_stream_in_row_groups(shard, tmp_path, monkeypatch):
     done = write_parquet([shard, ShardReader(shard)], tmp_path / "two.parquet")
     reader = ShardReader(shard)
     assert (done.shards, done.records, done.tokens) == (2, 2 * len(reader), 2 * reader.n_tokens)
-    assert pq.ParquetFile(done.path).metadata.num_row_groups > 2
+    groups = pq.ParquetFile(done.path)
+    assert groups.metadata.num_row_groups > 2
+    for g in range(groups.metadata.num_row_groups):  # at most BATCH_TOKENS tokens, or a single record
+        table = groups.read_row_group(g, columns=["tokens"])
+        assert table.num_rows == 1 or sum(len(t) for t in table.column("tokens").to_pylist()) <= 100
     names, docs, _ = all_records(done.path)
     assert names == reader.names * 2 and docs == [d.tolist() for d in reader] * 2
 
