@@ -50,12 +50,14 @@ def tokenize_to_shard(
     metadata records `dataset` (default: `default_dataset`) and the universe file."""
     kinds = input_kinds(inputs)
     row_range = _check_options(kinds, rows, label_key, labels_sheet, fragments)
-    dataset = check_dataset(dataset, "--dataset") if dataset is not None else default_dataset(kinds, output)
+    if dataset is not None:
+        check_dataset(dataset, "--dataset")
     for path in inputs:
         input_file(path)
     input_file(universe, "universe")
     sources = [*inputs, universe, *([labels_sheet] if labels_sheet else [])]
     target = output_file(output, (".gtok",), sources, has_magic(MAGIC), "gtok shard")
+    dataset = dataset if dataset is not None else default_dataset(kinds, output)
     tok = Tokenizer.from_bed(universe, cache_dir=None if cache else "off")
     meta = ShardMeta(dataset, universe_record(universe, tok.fingerprint), __version__,
                      {kind: len(paths) for kind, paths in kinds.items() if paths})
