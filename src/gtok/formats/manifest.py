@@ -22,6 +22,7 @@ import numpy as np
 from gtok.atomic import atomic_path
 from gtok.errors import FingerprintMismatchError, GtokError, ShardFormatError, describe
 from gtok.formats.metadata import DEFAULT_DATASET, UniverseRecord, check_dataset, dataset_problem, sha256_file
+from gtok.formats.names import UniqueNames
 from gtok.formats.shard import ShardReader
 from gtok.paths import input_file, output_file
 
@@ -184,7 +185,8 @@ def write_manifest(out: str | os.PathLike, shards: Sequence[ShardSpec], progress
         universes.append((describe(path), reader.meta.universe if reader.meta else None))
         if not reader.version:  # gtars files: no vocabulary, and no writer checked their ids against one
             gtars_ids.append((describe(path), reader.max_id))
-        _raise_if(names.add(reader))
+        names.add(reader)
+    _raise_if(names.problem())
     universe = common_universe(universes)
     fingerprint, vocab_size = common_vocabulary(vocab)
     for name, top in gtars_ids:
@@ -260,41 +262,6 @@ def id_problem(shard: str, top: int, vocab_size: int | None) -> str | None:
         return None
     return (f"{shard}: holds token id {top}, outside the vocabulary of size {vocab_size} of the other shards; it was "
             "tokenized with another universe (or is damaged): tokenize it again with the universe of the others.")
-
-
-class UniqueNames:
-    """Record names seen so far, shard by shard: every record must have a name of its own, since
-    splits, evaluation and embeddings tell records apart by name. Names are read from each shard's
-    names table; an earlier shard is opened again only to name it when a name repeats."""
-
-    def __init__(self) -> None:
-        self._seen: set[str] = set()
-        self._paths: list[Path] = []
-
-    def add(self, reader: ShardReader) -> str | None:
-        """Add a shard's names; the problem, if one of them was already taken, else None."""
-        names = reader.names
-        unique = set(names)
-        where = describe(reader.path)
-        if len(unique) != len(names):
-            first: dict[str, int] = {}
-            for i, name in enumerate(names):
-                if name in first:
-                    return (f"{where}: record name {name!r} is used by records {first[name]} and {i}; "
-                            f"{_UNIQUE_NAMES}")
-                first[name] = i
-        if not self._seen.isdisjoint(unique):
-            name = next(n for n in names if n in self._seen)
-            earlier = next(p for p in self._paths if name in set(ShardReader(p).names))
-            return f"record name {name!r} is in both {describe(earlier)} and {where}; {_UNIQUE_NAMES}"
-        self._seen |= unique
-        self._paths.append(reader.path)
-        return None
-
-
-_UNIQUE_NAMES = ("record names must be unique in a manifest (splits and embeddings tell records apart by name): "
-                 "rename the inputs (e.g. give each sample's cells a prefix) and tokenize them again, or leave one "
-                 "of the shards out.")
 
 
 def _split_name(split: str | None) -> str | None:
@@ -570,5 +537,6 @@ def verify_manifest(path: str | os.PathLike, progress: bool = False) -> list[str
         reader, found = shard_problems(entry, manifest.path, integrity=True, sha256=True, vocab_size=manifest.vocab_size)
         problems.extend(found)
         if reader is not None:
-            problems.extend(filter(None, [names.add(reader)]))
+            names.add(reader)
+    problems.extend(filter(None, [names.problem()]))
     return problems
