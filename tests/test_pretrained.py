@@ -53,7 +53,7 @@ def test_training_refuses_to_start_when_the_recorded_universe_is_gone(tmp_path, 
     change(universe)
     with pytest.raises(GtokError, match=f"m.json: the universe its shards were tokenized with .*{words}.* pass --universe"):
         train(manifest, "region2vec", tmp_path / "run", max_steps=1, progress=False)
-    assert not (tmp_path / "run").exists()  # refused before the output folder was touched
+    assert not (tmp_path / "run").exists()  # refused before the output folder was touched (or created)
 
 
 def test_shards_that_record_no_universe_need_one_given(tmp_path):
@@ -85,3 +85,11 @@ def test_an_index_is_bundled_as_its_regions_which_gtok_and_gtars_read_as_the_sam
     bed.write_bytes(universe_bed_bytes(index))
     assert Tokenizer.from_bed(bed).fingerprint == Tokenizer.from_bed(UNIVERSE).fingerprint
     assert gtars_tokens(bed, BED) == gtars_tokens(UNIVERSE, BED)
+
+
+def test_a_given_universe_must_have_the_vocabulary_size_of_data_without_a_fingerprint(tmp_path):
+    shard = write_shard(tmp_path / "s.gtok", [("a", np.array([1, 2]))], 100, None)
+    write_manifest(tmp_path / "m.json", [shard])
+    with pytest.raises(FingerprintMismatchError, match=r"\(2385 tokens\) is not the one .* \(unknown, 100 tokens\)"):
+        train(tmp_path / "m.json", "region2vec", tmp_path / "run", max_steps=1, progress=False, universe=UNIVERSE)
+    assert not (tmp_path / "run").exists()

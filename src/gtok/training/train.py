@@ -81,6 +81,7 @@ def train(
     check_train_config(cfg)  # everything a user can get wrong is checked before torch is imported
     if model not in MODEL_CONFIGS:
         raise GtokError(f"unknown model {model!r}; choose one of {', '.join(MODEL_CONFIGS)}.")
+    output_folder(out, "training folder (--out)", create=False)
     listed = load_manifest(manifest)
     data = make_config(DataOptions, cfg.get("data"), "config section 'data'")
     opts = make_config(TrainerOptions, cfg.get("trainer"), "config section 'trainer'")
@@ -198,10 +199,11 @@ def _universe(listed: Manifest, given: str | os.PathLike | None) -> tuple[str, s
     from gtok.tokenizer import Tokenizer
 
     tok = Tokenizer.from_bed(given)
-    if listed.fingerprint and tok.fingerprint != listed.fingerprint:
+    if (listed.fingerprint not in (None, tok.fingerprint)) or (listed.vocab_size not in (None, tok.vocab_size)):
         raise FingerprintMismatchError(
-            f"{describe(given)}: vocabulary {tok.fingerprint[:12]} is not the one the training data "
-            f"{describe(listed.path)} was tokenized with ({listed.fingerprint[:12]}); pass that universe"
+            f"{describe(given)}: vocabulary {tok.fingerprint[:12]} ({tok.vocab_size} tokens) is not the one the "
+            f"training data {describe(listed.path)} was tokenized with ({(listed.fingerprint or 'unknown')[:12]}, "
+            f"{listed.vocab_size} tokens); pass that universe"
             + (" (or none: its shards record where it is)." if listed.universe else ".")
         )
     return os.path.abspath(given), tok.fingerprint
