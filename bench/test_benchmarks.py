@@ -38,6 +38,16 @@ def test_fragment_file_speed_and_memory(tmp_path):
     assert res["large"]["gtok"]["rss_mib"] < 1.5 * res["small"]["gtok"]["rss_mib"]
 
 
+
+def test_manifest_name_check_speed(tmp_path):
+    """Issue 16: record names unique across a manifest, checked fast: a million records in 1,000
+    shards (the per-record work, not hashing bytes), names checked in well under the time the rest
+    of `gtok manifest` and `gtok verify` take on real shards."""
+    out = tmp_path / "manifest.json"
+    subprocess.run([sys.executable, str(HERE / "bench_manifest.py"), "--json", str(out)], check=True)
+    res = json.loads(out.read_text())
+    assert res["records"] == 1_000_000 and res["names_check_s"] < 3 and res["manifest_s"] < 10
+
 # -- scale and fault drills (bench/drill_*.py; results in bench/README.md, "Scale and fault drills") --
 
 def slurm_running() -> bool:

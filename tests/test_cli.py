@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import hashlib
 import subprocess
 import sys
 from pathlib import Path
@@ -38,6 +39,7 @@ def test_info_and_export_round_trip(tmp_path):
     gtok("tokenize", "-q", "-u", UNIVERSE, "-o", out, *SAMPLES[:3])
     info = gtok("info", out).stdout
     assert "records      3" in info and "uint16" in info and "fingerprint" in info and "median" in info
+    assert "checksums    OK" in info and "dataset      s" in info and f"universe     {UNIVERSE.resolve()}" in info
     gtok("export-gtars", out, tmp_path / "gt")
     from gtars.utils import read_tokens_from_gtok
 
@@ -153,3 +155,68 @@ def test_numeric_options_of_simulate_and_evaluate_accept_only_valid_values(tmp_p
     proc = subprocess.run([sys.executable, "-m", "gtok.cli", *args], cwd=tmp_path, capture_output=True, text=True)
     assert proc.returncode != 0 and message in proc.stderr and "Traceback" not in proc.stderr
     assert not list(tmp_path.iterdir())  # nothing written
+
+
+def test_tokenize_records_the_dataset_and_the_universe(tmp_path):
+    from gtok import ShardReader
+    from gtok.cli import main
+    from gtok.tokenizer import Tokenizer
+
+    beds = tmp_path / "collection.gtok"
+    assert main(["tokenize", "-q", "-u", str(UNIVERSE), "-o", str(beds), *map(str, SAMPLES[:2])]) == 0
+    meta = ShardReader(beds).meta
+    assert meta.dataset == "collection" and meta.inputs == {"bed": 2}  # BED files: the shard's name
+    assert meta.universe.path == str(UNIVERSE.resolve()) and meta.universe.source is None
+    assert meta.universe.fingerprint == Tokenizer.from_bed(UNIVERSE).fingerprint
+    assert meta.universe.sha256 == hashlib.sha256(UNIVERSE.read_bytes()).hexdigest()
+    cells = tmp_path / "part-0000.gtok"
+    assert main(["tokenize", "-q", "-u", str(GTARS / "peaks.bed"), "-o", str(cells), "--rows", "0:3",
+                 str(GTARS / "pbmc_hg38.h5ad")]) == 0
+    assert ShardReader(cells).dataset == "pbmc_hg38"  # one .h5ad: its name
+    index = tmp_path / "u.gtokidx"
+    assert main(["index", "-q", "-u", str(UNIVERSE), "-o", str(index)]) == 0
+    named = tmp_path / "named.gtok"
+    assert main(["tokenize", "-q", "-u", str(index), "--dataset", "ENCODE 2024", "-o", str(named), str(SAMPLES[0])]) == 0
+    meta = ShardReader(named).meta
+    assert meta.dataset == "ENCODE 2024" and meta.universe.path == str(index.resolve())
+    assert (meta.universe.source, meta.universe.source_sha256) == (str(UNIVERSE.resolve()), hashlib.sha256(UNIVERSE.read_bytes()).hexdigest())
+
+
+def test_a_bad_dataset_name_is_one_line_before_any_work(tmp_path):
+    proc = gtok("tokenize", "-q", "-u", UNIVERSE, "--dataset", " padded", "-o", tmp_path / "x.gtok", SAMPLES[0], check=False)
+    assert proc.returncode == 1 and "--dataset ' padded': a dataset name has no control characters" in proc.stderr
+    assert not list(tmp_path.iterdir())
+
+
+def damaged_shard(tmp_path: Path) -> Path:
+    out = tmp_path / "s.gtok"
+    gtok("tokenize", "-q", "-u", UNIVERSE, "-o", out, *SAMPLES[:2])
+    data = bytearray(out.read_bytes())
+    data[130] ^= 0x10  # a token
+    out.write_bytes(bytes(data))
+    return out
+
+
+def test_dump_and_info_say_when_a_checksum_fails(tmp_path):
+    shard = damaged_shard(tmp_path)
+    proc = gtok("dump", shard, check=False)
+    assert proc.returncode == 1 and proc.stdout == ""
+    assert proc.stderr == f"gtok dump: error: {shard}: the token data is corrupt (checksum mismatch). Re-create it (e.g. rerun the tokenization job).\n"
+    proc = gtok("info", shard, check=False)
+    assert proc.returncode == 1 and "checksums    FAILED: " in proc.stdout and "records      2" in proc.stdout
+    assert proc.stderr.count("\n") == 1 and "token data is corrupt" in proc.stderr
+
+
+@pytest.mark.parametrize("name", ["x" * 251, "y" * 240, "a\0b", "é" * 130])
+def test_export_gtars_gives_any_record_name_a_file_name(tmp_path, name):
+    import numpy as np
+
+    from gtok.formats.shard import ShardReader, write_shard
+
+    shard = write_shard(tmp_path / "s.gtok", [(name, np.array([1, 2])), ("plain", np.array([3]))], 10, None)
+    proc = gtok("export-gtars", shard, tmp_path / "out")
+    files = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert len(files) == 2 and "plain.gtok" in files and "1 records share a file name" in proc.stdout
+    odd = next(f for f in files if f != "plain.gtok")
+    assert len(odd.encode()) <= 205 and "\0" not in odd and "/" not in odd
+    assert ShardReader(tmp_path / "out" / odd)[0].tolist() == [1, 2]

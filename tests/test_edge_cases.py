@@ -620,7 +620,12 @@ def test_a_checkpoint_that_is_a_bed_file_or_a_shard(tmp_path, shard, kind, words
 
 @pytest.mark.slow
 def test_an_id_beyond_the_vocabulary_is_refused_before_training_without_verify(tmp_path):
-    path = write_shard(tmp_path / "s.gtok", [("a", np.array([1, 2, 3])), ("b", np.array([4, 5]))], 100, "ab" * 32)
+    from gtok.tokenizer import Tokenizer
+
+    universe = tmp_path / "u.bed"  # 93 regions and 7 special tokens: 100 ids
+    universe.write_text("".join(f"chr1\t{i * 100}\t{i * 100 + 50}\n" for i in range(93)))
+    fingerprint = Tokenizer.from_bed(universe).fingerprint
+    path = write_shard(tmp_path / "s.gtok", [("a", np.array([1, 2, 3])), ("b", np.array([4, 5]))], 100, fingerprint)
     manifest = tmp_path / "m.json"
     write_manifest(manifest, [path])
     data = bytearray(path.read_bytes())
@@ -628,7 +633,8 @@ def test_an_id_beyond_the_vocabulary_is_refused_before_training_without_verify(t
     path.write_bytes(bytes(data))
     cfg = tmp_path / "t.yaml"
     cfg.write_text(yaml.safe_dump({"data": {"verify": False, "val_fraction": 0}}))
-    proc = gtok("train", "-q", "-m", manifest, "--model", "encoder", "--out", tmp_path / "run", "-c", cfg, "--max-steps", "1")
+    proc = gtok("train", "-q", "-m", manifest, "--model", "encoder", "--out", tmp_path / "run", "-c", cfg, "--max-steps", "1",
+                "-u", universe)
     one_line_error(proc, "s.gtok: token id 5000 does not fit the vocabulary of size 100")
     assert not (tmp_path / "run" / "model.ckpt").exists()
 

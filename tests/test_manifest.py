@@ -14,7 +14,8 @@ from gtok.cli import main
 from gtok.data.dataset import GTokDataset
 from gtok.errors import FingerprintMismatchError, GtokError, ShardFormatError
 from gtok.formats.manifest import load_manifest, verify_manifest, write_manifest
-from gtok.formats.shard import write_shard
+from gtok.formats.metadata import ShardMeta, UniverseRecord
+from gtok.formats.shard import ShardReader, write_shard
 
 
 @pytest.fixture
@@ -119,3 +120,161 @@ def test_a_malformed_manifest_is_one_clear_error(tmp_path, capsys):
         load_manifest(bad)
     assert main(["verify", str(tmp_path / "absent.json")]) == 1
     assert "no such manifest" in capsys.readouterr().err
+
+
+# -- what verify used to call OK -------------------------------------------------------------------------
+
+
+def edited(manifest: Path, edit) -> Path:
+    content = json.loads(manifest.read_text())
+    edit(content)
+    manifest.write_text(json.dumps(content))
+    return manifest
+
+
+def test_a_shard_listed_twice_is_refused(shards, tmp_path, capsys):
+    out = tmp_path / "m.json"
+    written = write_manifest(out, shards)
+
+    def twice(m):
+        m["shards"].append(dict(m["shards"][0]))
+        m["records"] += m["shards"][0]["records"]
+        m["tokens"] += m["shards"][0]["tokens"]
+
+    edited(out, twice)
+    assert main(["verify", "-q", str(out)]) == 1
+    assert "s0.gtok is listed twice (entries 1 and 3), so training would read its records twice" in capsys.readouterr().err
+    with pytest.raises(GtokError, match="listed twice"):
+        GTokDataset(out)
+    assert written["records"] == 8
+
+
+def test_a_hand_added_label_class_is_refused(shards, tmp_path, capsys):
+    out = tmp_path / "m.json"
+    write_manifest(out, shards)
+    edited(out, lambda m: m.update(label_classes=["A", "B", "T"]))
+    assert main(["verify", "-q", str(out)]) == 1
+    assert "label_classes include 'A', which no shard's records have" in capsys.readouterr().err
+
+
+def gtars_file(path: Path, ids) -> Path:
+    from gtok.formats.gtars import export_gtars
+
+    return export_gtars(np.array(ids), path)
+
+
+def test_gtars_ids_outside_the_vocabulary_are_refused_by_manifest_verify_and_export(shards, tmp_path):
+    from gtok.formats.parquet import write_parquet
+
+    bad = gtars_file(tmp_path / "bad.gtok", [3, 60_000])  # the shards' vocabulary has 1,007 ids
+    with pytest.raises(GtokError, match="bad.gtok: holds token id 60000, outside the vocabulary of size 1007"):
+        write_manifest(tmp_path / "m.json", [*shards, bad])
+    with pytest.raises(GtokError, match="bad.gtok: holds token id 60000"):
+        write_parquet([*shards, bad], tmp_path / "x.parquet")
+    assert not (tmp_path / "m.json").exists() and not (tmp_path / "x.parquet").exists()
+
+    good = gtars_file(tmp_path / "late.gtok", [3, 4])
+    out = tmp_path / "m.json"
+    write_manifest(out, [*shards, good])
+    gtars_file(good, [3, 60_000])  # replaced afterwards, by a file of the same length
+    edited(out, lambda m: m["shards"][2].update(sha256=hashlib.sha256(good.read_bytes()).hexdigest()))
+    assert verify_manifest(out) == [f"{good.resolve()}: holds token id 60000, outside the vocabulary of size 1007 of the "
+                                    "other shards; it was tokenized with another universe (or is damaged): tokenize it "
+                                    "again with the universe of the others."]
+
+
+def test_record_names_must_be_unique_across_and_within_shards(shards, tmp_path):
+    copy = tmp_path / "copy.gtok"
+    copy.write_bytes(shards[0].read_bytes())
+    with pytest.raises(GtokError, match=f"record name 'rec0' is in both {shards[0]} and {copy}; record names must be unique"):
+        write_manifest(tmp_path / "m.json", [*shards, copy])
+    twice = write_shard(tmp_path / "twice.gtok", [("a", np.array([1])), ("b", np.array([2])), ("a", np.array([3]))],
+                        VOCAB, FP)
+    with pytest.raises(GtokError, match="twice.gtok: record name 'a' is used by records 0 and 2"):
+        write_manifest(tmp_path / "m.json", [twice])
+    assert not (tmp_path / "m.json").exists()
+
+    out = tmp_path / "m.json"
+    write_manifest(out, shards)
+    write_shard(shards[1], [(f"rec{i}", np.array([i + 1])) for i in range(5)], VOCAB, FP)  # now reuses s0's names
+    assert any(f"record name 'rec0' is in both {shards[0].resolve()} and {shards[1].resolve()}" in p
+               for p in verify_manifest(out))
+
+
+@pytest.mark.parametrize("edit, words", [
+    (lambda m: m["shards"][0].update(records="6"), "field 'records' of shard entry 1 (shards/s0.gtok) is \"6\", not a count"),
+    (lambda m: m["shards"][1].pop("sha256"), "field 'sha256' of shard entry 2 (shards/s1.gtok) is missing"),
+    (lambda m: m["shards"][1].update(dataset=""), "field 'dataset' of shard entry 2 (shards/s1.gtok) is \"\", not a dataset"),
+    (lambda m: m.update(vocab_size=-3), "field 'vocab_size' of the manifest is -3, not a positive integer"),
+    (lambda m: m["shards"].__setitem__(0, 6), "shard entry 1 is 6, not an object"),
+])
+def test_a_malformed_field_is_named_with_its_entry(shards, tmp_path, capsys, edit, words):
+    out = tmp_path / "data" / "m.json"
+    write_manifest(out, shards)
+    edited(out, edit)
+    assert main(["verify", "-q", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert words in err and err.count("\n") == 1, err
+
+
+def test_a_shard_replaced_by_an_intact_one_of_the_same_counts_is_caught_on_opening(shards, tmp_path):
+    from gtok.data.datamodule import check_shards
+
+    out = tmp_path / "m.json"
+    write_manifest(out, shards)
+    old = ShardReader(shards[0])
+    records = [(n, np.asarray(t) % 7, x) for n, t, x in zip(old.names, old, old.labels)]  # same lengths and labels
+    del old
+    write_shard(shards[0], records, VOCAB, FP)
+    with pytest.raises(ShardFormatError, match="s0.gtok: is not the shard .* lists \\(its header checksum differs"):
+        check_shards(out)  # what training checks before its first step: CRCs, not the sha256
+    with pytest.raises(ShardFormatError, match="header checksum differs"):
+        GTokDataset(out)
+
+
+# -- the universe and the datasets -----------------------------------------------------------------------
+
+
+def meta(dataset: str, path: str = "/u/universe.bed", fingerprint: str = FP) -> ShardMeta:
+    return ShardMeta(dataset, UniverseRecord(path, "0" * 64, fingerprint))
+
+
+def test_the_manifest_records_the_universe_and_each_shards_dataset(tmp_path):
+    a = write_shard(tmp_path / "a.gtok", [("x", np.array([1]))], VOCAB, FP, meta("pbmc"))
+    b = write_shard(tmp_path / "b.gtok", [("y", np.array([2]))], VOCAB, FP, meta("beds", "/copy/universe.bed.gz"))
+    old = write_shard(tmp_path / "old.gtok", [("z", np.array([3]))], VOCAB, FP)
+    out = tmp_path / "m.json"
+    written = write_manifest(out, [a, (b, None, "renamed"), old])
+    assert written["universe"] == {"path": "/u/universe.bed", "sha256": "0" * 64, "fingerprint": FP}
+    m = load_manifest(out)
+    assert [e.dataset for e in m.entries] == ["pbmc", "renamed", None]
+    assert [e.dataset_name for e in m.entries] == ["pbmc", "renamed", "default"]
+    assert m.universe.path == "/u/universe.bed" and m.datasets()["pbmc"] == {"shards": 1, "records": 1, "tokens": 1}
+
+
+def test_shards_of_two_universes_name_both(tmp_path):
+    a = write_shard(tmp_path / "a.gtok", [("x", np.array([1]))], VOCAB, FP, meta("d"))
+    b = write_shard(tmp_path / "b.gtok", [("y", np.array([2]))], VOCAB, "cd" * 32, meta("d", "/v/other.bed", "cd" * 32))
+    with pytest.raises(FingerprintMismatchError, match=r"a.gtok \(universe /u/universe.bed, fingerprint abababababab\) "
+                                                       r"and .*b.gtok \(universe /v/other.bed, fingerprint cdcdcdcdcdcd\)"):
+        write_manifest(tmp_path / "m.json", [a, b])
+
+
+def test_cli_manifest_dataset_overrides_and_info_lists_datasets(tmp_path, capsys):
+    a = write_shard(tmp_path / "a.gtok", [("x", np.array([1, 2]))], VOCAB, FP, meta("pbmc"))
+    b = write_shard(tmp_path / "b.gtok", [("y", np.array([2])), ("w", np.array([5]))], VOCAB, FP, meta("beds"))
+    c = write_shard(tmp_path / "c.gtok", [("z", np.array([3]))], VOCAB, FP, meta("beds"))
+    out = tmp_path / "m.json"
+    assert main(["manifest", "-q", "-o", str(out), str(a), "--split", "val", str(b), "--dataset", "atlas", str(b), str(c)]) == 0
+    m = load_manifest(out)
+    assert [(e.path.name, e.split, e.dataset) for e in m.entries] == [("a.gtok", None, "pbmc"), ("b.gtok", "val", "atlas"),
+                                                                     ("c.gtok", None, "atlas")]
+    capsys.readouterr()
+    assert main(["info", str(out)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "  datasets     2" in lines
+    rows = {line.split()[0]: line.split()[1:] for line in lines[lines.index("  datasets     2") + 2:]}
+    assert rows == {"pbmc": ["1", "1", "2", "25.0%"], "atlas": ["2", "3", "3", "75.0%"]}  # shares of the records
+    assert main(["manifest", "-q", "-o", str(out), str(a), "--dataset", "x", str(a), "--dataset", "y", str(a)]) == 1
+    assert "is given two datasets, 'x' and 'y'" in capsys.readouterr().err
+

@@ -13,7 +13,8 @@ from conftest import GENIML, GTARS
 
 from gtok.errors import ShardFormatError
 from gtok.formats.gtars import export_gtars
-from gtok.formats.shard import HEADER_SIZE, ShardReader, ShardWriter, write_shard
+from gtok.formats.metadata import ShardMeta, UniverseRecord
+from gtok.formats.shard import HEADER, HEADER_SIZE, ShardReader, ShardWriter, write_shard
 
 FP = "ab" * 32
 
@@ -183,3 +184,59 @@ def test_readers_pickle_by_path(tmp_path):
     path = write_shard(tmp_path / "p.gtok", [("a", np.array([1, 2, 3]))], 10, FP)
     again = pickle.loads(pickle.dumps(ShardReader(path)))
     assert again[0].tolist() == [1, 2, 3]
+
+
+# -- the metadata section ----------------------------------------------------------------------------
+
+META = ShardMeta("pbmc", UniverseRecord("/data/u.gtokidx", "12" * 32, FP, "/data/u.bed", "34" * 32), "0.1.0", {"h5ad": 1})
+
+
+def test_metadata_round_trips_and_its_bytes_are_checked(tmp_path):
+    records = sample_records(np.random.default_rng(2), n=5)
+    path = write_shard(tmp_path / "m.gtok", records, 1000, FP, META)
+    r = ShardReader(path)
+    assert r.meta == META and r.dataset == "pbmc" and r.names == [n for n, _, _ in records]
+    r.verify()  # the tables' CRC covers the metadata too, as readers that do not know it compute it
+    assert ShardReader(write_shard(tmp_path / "n.gtok", records, 1000, FP)).meta is None
+    data = path.read_bytes()
+    flipped = bytearray(data)
+    flipped[-3] ^= 0x01  # inside the metadata's JSON
+    path.write_bytes(bytes(flipped))
+    with pytest.raises(ShardFormatError, match="m.gtok: the metadata section is corrupt"):
+        ShardReader(path)
+
+
+def rewrite_header(data: bytes, **changes) -> bytes:
+    """`data` with header fields changed (by position in HEADER) and the header CRC made right again."""
+    import zlib
+
+    fields = list(HEADER.unpack_from(data))
+    for index, value in changes.items():
+        fields[int(index.removeprefix("f"))] = value
+    head = HEADER.pack(*fields[:-1], 0)
+    return HEADER.pack(*fields[:-1], zlib.crc32(head[:-4])) + data[HEADER.size:]
+
+
+@pytest.mark.parametrize("changes, words", [
+    ({"f4": 0}, "reserved bytes are not zero"),  # metadata present, flag bit cleared
+    ({"f17": 5}, "do not fit the file"),  # a metadata length that is not the section's
+])
+def test_a_header_that_misplaces_the_metadata_is_refused(tmp_path, changes, words):
+    path = write_shard(tmp_path / "m.gtok", sample_records(np.random.default_rng(3), n=4), 1000, FP, META)
+    path.write_bytes(rewrite_header(path.read_bytes(), **changes))
+    with pytest.raises(ShardFormatError, match=words):
+        ShardReader(path)
+
+
+def test_malformed_metadata_is_named(tmp_path):
+    import zlib
+
+    path = write_shard(tmp_path / "m.gtok", [("a", np.array([1]))], 10, FP, ShardMeta(dataset="x"))
+    data = path.read_bytes()
+    bad = b'{"dataset": 7}'
+    meta_len = HEADER.unpack_from(data)[17]
+    body = data[:-meta_len] + bad
+    crc_tables = zlib.crc32(body[HEADER.unpack_from(data)[11]:])
+    path.write_bytes(rewrite_header(body, f16=crc_tables, f17=len(bad), f18=zlib.crc32(bad), f13=len(body)))
+    with pytest.raises(ShardFormatError, match=r"metadata section is malformed \(dataset 7: a dataset name"):
+        ShardReader(path)

@@ -58,9 +58,10 @@ def universe_rows(path: Path) -> list[tuple[str, int, int]]:
     return [(c, int(s), int(e)) for c, s, e, *_ in (line.split("\t") for line in path.read_text().splitlines())]
 
 
-def write_data(folder: Path, universe: Path, per_class: int = 16, shards: int = 2) -> Path:
+def write_data(folder: Path, universe: Path, per_class: int = 16, shards: int = 2, index: Path | None = None) -> Path:
     """BED files whose regions come from one third of the universe per class (so the label is
-    learnable), tokenized with labels by `gtok tokenize` into shards, and their manifest."""
+    learnable), tokenized with labels by `gtok tokenize` into shards (against `index` when given),
+    and their manifest."""
     folder.mkdir(parents=True, exist_ok=True)
     rows = universe_rows(universe)
     blocks = np.array_split(np.arange(len(rows)), len(CLASSES))
@@ -75,7 +76,7 @@ def write_data(folder: Path, universe: Path, per_class: int = 16, shards: int = 
                 beds.append(str(write_bed(folder / f"{name}.bed", [(rows[j][0], rows[j][1] + 10, rows[j][2] - 10) for j in pick])))
                 sheet.append(f"{name}\t{label}")
         (folder / f"labels{s}.tsv").write_text("\n".join(sheet) + "\n")
-        paths.append(tokenize_to_shard(beds, str(universe), str(folder / f"shard{s}.gtok"),
+        paths.append(tokenize_to_shard(beds, str(index or universe), str(folder / f"shard{s}.gtok"),
                                        labels_sheet=str(folder / f"labels{s}.tsv"), progress=False))
     write_manifest(folder / "manifest.json", paths)
     return folder / "manifest.json"
@@ -430,14 +431,68 @@ def test_embed_refuses_a_universe_of_another_vocabulary(data, encoder_ckpt, othe
         embed_regions(encoder_ckpt, [bed], universe=other_universe)
 
 
-def test_embed_needs_a_universe_when_the_checkpoint_has_none(tmp_path, data):
+def test_embed_needs_a_universe_when_the_checkpoint_has_lost_it(tmp_path, data):
+    import shutil
+
     from gtok.embed import embed_regions
 
-    last = train(data, "region2vec", tmp_path, config(), max_steps=1, progress=False)
+    universe = tmp_path / "universe.bed"
+    shutil.copy(UNIVERSE, universe)
+    last = train(data, "region2vec", tmp_path / "run", config(), max_steps=1, progress=False, universe=universe)
+    (tmp_path / "run" / "universe.bed.gz").unlink()
+    universe.unlink()
     bed = sorted(data.parent.glob("A_0_*.bed"))[0]
-    with pytest.raises(GtokError, match="carries no universe .* pass --universe"):
+    with pytest.raises(GtokError, match="its universe .* is gone .* pass --universe"):
         embed_regions(last, [bed])
     assert embed_regions(last, [bed], universe=UNIVERSE).shape == (1, 8)
+
+
+def test_a_model_trained_from_a_manifest_alone_carries_its_universe(tmp_path):
+    """As users meet it: tokenize, manifest, train without --universe, move the model folder away and
+    delete the universe file; the folder still embeds, in a fresh process."""
+    import shutil
+
+    import yaml
+
+    universe = tmp_path / "universe.bed"
+    shutil.copy(UNIVERSE, universe)
+    manifest = write_data(tmp_path / "data", universe, per_class=2, shards=1)
+    cfg = tmp_path / "train.yaml"
+    cfg.write_text(yaml.safe_dump(config(trainer={"val_check_interval": 1})))
+    run = subprocess.run([*GTOK, "train", "-q", "--manifest", str(manifest), "--model", "region2vec", "--out",
+                          str(tmp_path / "run"), "--config", str(cfg), "--max-steps", "1"], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    moved = tmp_path / "elsewhere" / "model"
+    shutil.move(tmp_path / "run", moved)
+    universe.unlink()
+    bed = sorted((tmp_path / "data").glob("A_0_*.bed"))[0]
+    out = tmp_path / "v.npy"
+    run = subprocess.run([*GTOK, "embed", "-q", "--model", str(moved), "-o", str(out), str(bed)], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    from gtok.embed import embed_regions
+
+    np.testing.assert_allclose(np.load(out), embed_regions(moved, [bed], universe=UNIVERSE), rtol=1e-6)
+
+
+def test_data_tokenized_against_an_index_bundles_its_universe(tmp_path):
+    """The workflow tokenizes against the universe index: the model folder carries the BED it was
+    built from while it exists, and the index's own regions when only the index is left."""
+    import gzip
+    import shutil
+
+    from gtok.build import build_index
+    from gtok.tokenizer import Tokenizer
+
+    universe, index = tmp_path / "universe.bed", tmp_path / "universe.gtokidx"
+    shutil.copy(UNIVERSE, universe)
+    build_index(str(universe), str(index))
+    manifest = write_data(tmp_path / "data", universe, per_class=2, shards=1, index=index)
+    small = config(trainer={"val_check_interval": 1})
+    train(manifest, "region2vec", tmp_path / "a", small, max_steps=1, progress=False)
+    assert gzip.decompress((tmp_path / "a" / "universe.bed.gz").read_bytes()) == UNIVERSE.read_bytes()
+    universe.unlink()
+    train(manifest, "region2vec", tmp_path / "b", small, max_steps=1, progress=False)
+    assert Tokenizer.from_pretrained(tmp_path / "b").fingerprint == Tokenizer.from_bed(UNIVERSE).fingerprint
 
 
 def test_a_trained_folder_is_a_self_contained_model(tmp_path, data):

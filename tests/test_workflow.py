@@ -173,6 +173,10 @@ def test_local_run_produces_everything(finished):
     assert table[-1].startswith("all\tall\t32\t")  # 12 BED files + 20 cells
     assert yaml.safe_load((results / "train_config.yaml").read_text())["trainer"]["max_steps"] == 2
     assert gtok("verify", "-q", results / "manifest.json").returncode == 0
+    manifest = json.loads((results / "manifest.json").read_text())
+    assert {e["dataset"] for e in manifest["shards"]} == {"samples", "pbmc_hg38"}  # the sheet's and the .h5ad's names
+    assert manifest["universe"]["path"] == str(results.resolve() / "universe" / "universe.gtokidx")
+    assert manifest["universe"]["source"]["path"] == str(finished.resolve() / "resources" / "example" / "universe.bed")
 
 
 def test_report_holds_the_plots(finished):

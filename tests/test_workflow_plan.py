@@ -141,6 +141,39 @@ def test_manifest_argv_passes_the_splits(folder):
     assert all(p.startswith(f"out/shards/bed/{name}-") for name, paths in named.items() for p in paths)
 
 
+def test_each_tokenize_job_records_its_dataset_and_the_manifest_renames(folder):
+    (folder / "cells.h5ad").write_bytes(b"")
+    sheet = folder / "atlas.tsv"
+    sheet.write_text("path\n" + "".join(f"beds/b{i:02d}.bed\n" for i in range(12)))
+    inputs = {"bed": "atlas.tsv", "h5ad": ["cells.h5ad"], "fragments": ["f/pbmc.tsv.gz"]}
+    plan = Plan.from_config(config(inputs=inputs), n_obs=lambda path: 25)
+
+    def dataset(argv):
+        return argv[argv.index("--dataset") + 1]
+
+    assert {dataset(plan.tokenize_bed_argv(s, 1)) for s in plan.bed_shards} == {"atlas"}  # the sheet's name
+    assert dataset(plan.tokenize_h5ad_argv("cells", "0001", 1)) == "cells"
+    assert dataset(plan.tokenize_fragments_argv("pbmc", "0000", 1)) == "pbmc"
+    assert plan.dataset_names() == ["atlas", "cells", "pbmc"] and "--dataset" not in plan.manifest_argv()
+    assert dataset(Plan.from_config(config()).tokenize_bed_argv("0000", 1)) == "bed"  # glob patterns
+
+    renamed = Plan.from_config(config(inputs={**inputs, "datasets": {"cells": "blood", "pbmc": "blood"}}), n_obs=lambda p: 25)
+    assert renamed.dataset_names() == ["atlas", "blood"]
+    assert renamed.tokenize_h5ad_argv("cells", "0000", 1) == plan.tokenize_h5ad_argv("cells", "0000", 1)  # no re-tokenizing
+    argv = renamed.manifest_argv()
+    assert argv[argv.index("--dataset"):] == ["--dataset", "blood", *renamed.h5ad_shard_paths(), *renamed.fragment_shard_paths()]
+
+
+@pytest.mark.parametrize("datasets, words", [
+    ({"nope": "x"}, "config inputs.datasets: 'nope' is not a dataset of the inputs (they are 'bed'); rename one of those"),
+    ({"bed": "tab\there"}, "config inputs.datasets.bed: 'tab\\there': a dataset name has no control characters"),
+])
+def test_renaming_a_dataset_is_checked(folder, datasets, words):
+    with pytest.raises(GtokError) as err:
+        Plan.from_config(config(inputs={"datasets": datasets}))
+    assert words in str(err.value)
+
+
 def test_train_options_are_sorted_and_exclude_workflow_keys(folder):
     plan = Plan.from_config(config(train={"enabled": True, "model": "region2vec", "trainer": {"max_steps": 3, "log_every_n_steps": 1},
                                           "data": {"batch_size": 2}, "seed": 1}))

@@ -7,7 +7,9 @@ import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+from gtok import __version__
 from gtok.errors import GtokError
+from gtok.formats.metadata import ShardMeta, check_dataset, universe_record
 from gtok.formats.shard import MAGIC, ShardWriter, record_name
 from gtok.inputs.bed import read_bed
 from gtok.inputs.fragments import FragmentOptions, is_fragments
@@ -36,6 +38,7 @@ def tokenize_to_shard(
     fragments: FragmentOptions | None = None,
     modality: str = DEFAULT_MODALITY,
     tile_width: int | None = None,
+    dataset: str | None = None,
 ) -> Path:
     """Tokenize every input into the shard `output`; on any error nothing is written there.
 
@@ -43,16 +46,22 @@ def tokenize_to_shard(
     the cells of `modality`; `tile_width` for tile matrices whose var has starts only), fragment files
     (`.tsv.gz`, `.tsv.bgz`, `.tsv`: a record per barcode, chosen by `fragments`), `.parquet`
     token documents (copied), and BED files (a record each). `threads` read BED files side by side (default: the CPUs this process may
-    use, its affinity, which a SLURM job or `taskset` limits; never all the machine's cores)."""
+    use, its affinity, which a SLURM job or `taskset` limits; never all the machine's cores). The shard's
+    metadata records `dataset` (default: `default_dataset`) and the universe file."""
     kinds = input_kinds(inputs)
     row_range = _check_options(kinds, rows, label_key, labels_sheet, fragments)
+    if dataset is not None:
+        check_dataset(dataset, "--dataset")
     for path in inputs:
         input_file(path)
     input_file(universe, "universe")
     sources = [*inputs, universe, *([labels_sheet] if labels_sheet else [])]
     target = output_file(output, (".gtok",), sources, has_magic(MAGIC), "gtok shard")
+    dataset = dataset if dataset is not None else default_dataset(kinds, output)
     tok = Tokenizer.from_bed(universe, cache_dir=None if cache else "off")
-    with ShardWriter(target, tok.vocab_size, tok.fingerprint) as writer:
+    meta = ShardMeta(dataset, universe_record(universe, tok.fingerprint), __version__,
+                     {kind: len(paths) for kind, paths in kinds.items() if paths})
+    with ShardWriter(target, tok.vocab_size, tok.fingerprint, meta) as writer:
         labels = read_label_sheet(labels_sheet, kinds["bed"]) if labels_sheet and kinds["bed"] else None
         for batch in _bed_batches(kinds["bed"], progress, threads or len(os.sched_getaffinity(0))):
             names = [record_name(p) for p, _ in batch]
@@ -74,6 +83,21 @@ def input_kinds(inputs: Sequence[str]) -> dict[str, list[str]]:
         kind = "h5ad" if p.endswith((".h5ad", ".h5mu")) else "parquet" if p.endswith(".parquet") else "fragments" if is_fragments(p) else "bed"
         kinds[kind].append(p)
     return kinds
+
+
+def default_dataset(kinds: dict[str, list[str]], output: str) -> str:
+    """The dataset of a shard when `--dataset` names none: the input's name when it is one .h5ad
+    (or .h5mu), fragments or parquet file (its file name without the suffix: for fragments, the
+    workflow's sample name), else the shard's own name without `.gtok` (BED files: one shard of
+    files is one collection)."""
+    others = [p for kind in ("h5ad", "fragments", "parquet") for p in kinds[kind]]
+    if len(others) == 1 and not kinds["bed"]:
+        name = os.path.basename(others[0])
+        suffix = next((s for s in (".tsv.gz", ".tsv.bgz", ".tsv", ".h5ad", ".h5mu", ".parquet") if name.lower().endswith(s)), "")
+        name = name[: len(name) - len(suffix)]
+    else:
+        name = Path(output).name.removesuffix(".gtok")
+    return check_dataset(name, "the dataset name taken from the input's file name (give --dataset)")
 
 
 def _copy_parquet(writer, tok, path: str) -> None:
@@ -189,5 +213,6 @@ def build_index(universe: str, output: str) -> Universe:
     raw = read_bytes(universe, "universe BED")
     target = output_file(output, (SUFFIX,), [universe], has_magic(INDEX_MAGIC), "universe index")
     loaded = Universe.from_text(raw, universe)
-    write_index(target, list(loaded.chrom_names), loaded.index_arrays(), loaded.fingerprint, hashlib.sha256(raw).hexdigest())
+    write_index(target, list(loaded.chrom_names), loaded.index_arrays(), loaded.fingerprint, hashlib.sha256(raw).hexdigest(),
+                source=universe)
     return loaded

@@ -3,11 +3,14 @@
 A model trained on one universe is useless without that universe: token ids mean its regions.
 So `gtok train` leaves in its output folder, beside `model.ckpt`,
 
-    universe.bed.gz   the universe BED the data was tokenized with (its bytes, gzipped)
+    universe.bed.gz   the universe BED the data was tokenized with (its bytes, gzipped; for data
+                      tokenized against a universe index, the index's regions, one line each)
     config.yaml       the model's name and options, the data options it saw (max_length),
                       the vocabulary's size and fingerprint, and the gtok version
 
-and anything that takes a model (`gtok embed --model`, `Tokenizer.from_pretrained`,
+`gtok train` takes that universe from `--universe`, else from where the data's manifest says its
+shards were tokenized (`data_universe`), and refuses to start when it cannot find it. Anything
+that takes a model (`gtok embed --model`, `Tokenizer.from_pretrained`,
 `load_pretrained`) accepts that folder or any checkpoint in it (`model.ckpt`,
 `checkpoints/last.ckpt`). The universe is looked for in this order: one given explicitly, the
 folder's `universe.bed.gz`, then the path an older checkpoint recorded. Whichever is used must
@@ -36,8 +39,10 @@ from gtok.atomic import atomic_path
 from gtok.errors import FingerprintMismatchError, GtokError, describe
 
 if TYPE_CHECKING:
+    from gtok.formats.manifest import Manifest
     from gtok.models import GTokModel
     from gtok.tokenizer import Tokenizer
+    from gtok.universe import Universe
 
 UNIVERSE_FILE = "universe.bed.gz"
 CONFIG_FILE = "config.yaml"
@@ -72,12 +77,65 @@ def write_model_folder(out: Path, universe: str | os.PathLike | None, config: di
     from gtok import __version__
 
     if universe is not None:
-        with open(universe, "rb") as fh:
-            raw = fh.read()
+        raw = universe_bed_bytes(universe)
         with atomic_path(out / UNIVERSE_FILE) as tmp:
             Path(tmp).write_bytes(raw if raw[:2] == b"\x1f\x8b" else gzip.compress(raw, compresslevel=6, mtime=0))
     with atomic_path(out / CONFIG_FILE) as tmp:
         Path(tmp).write_text(yaml.safe_dump({"gtok_version": __version__, **config}, sort_keys=False))
+
+
+def universe_bed_bytes(path: str | os.PathLike) -> bytes:
+    """A universe file as BED bytes: a BED (or .bed.gz) as it is; a universe index (`gtok index`)
+    as its regions in id order, one line each, which gtok and gtars read back as the same
+    vocabulary (the same fingerprint)."""
+    from gtok.formats.index import is_index
+
+    if is_index(path):
+        from gtok.universe import Universe
+
+        return regions_bed(Universe.from_index(path)[0])
+    with open(path, "rb") as fh:
+        return fh.read()
+
+
+def regions_bed(universe: Universe) -> bytes:
+    """A universe's regions as BED text, in id order."""
+    chroms = [universe.chrom_names[c] for c in universe.codes.tolist()]
+    lines = (f"{c}\t{s}\t{e}\n" for c, s, e in zip(chroms, universe.starts.tolist(), universe.ends.tolist()))
+    return "".join(lines).encode()
+
+
+def data_universe(manifest: Manifest) -> str:
+    """The universe file of a manifest's data, where its shards recorded it: the BED a universe
+    index was built from, else the file they were tokenized with. A file is taken when its bytes
+    are the recorded ones (sha256), or when it still holds the recorded vocabulary (fingerprint).
+    When none is found, the error names each file expected and why it was not taken."""
+    from gtok.formats.metadata import sha256_file
+    from gtok.tokenizer import Tokenizer
+
+    record = manifest.universe
+    if record is None:
+        raise GtokError(f"{describe(manifest.path)}: its shards record no universe (they were written by gtars or an "
+                        "older gtok); pass --universe with the universe BED they were tokenized with, which the model "
+                        "needs to be used.")
+    tried = []
+    for path, sha256 in record.files():
+        if not os.path.isfile(path):
+            tried.append(f"{path} is missing")
+            continue
+        if sha256_file(path) == sha256:
+            return path
+        try:
+            fingerprint = Tokenizer.from_bed(path).fingerprint
+        except GtokError as exc:
+            tried.append(f"{path} is no longer a universe ({str(exc).rstrip('.')})")
+            continue
+        if fingerprint == record.fingerprint:
+            return path
+        tried.append(f"{path} has changed (it is vocabulary {fingerprint[:12]} now)")
+    raise GtokError(f"{describe(manifest.path)}: the universe its shards were tokenized with (vocabulary "
+                    f"{record.fingerprint[:12]}) is not where they recorded it: {'; '.join(tried)}; pass --universe "
+                    "with that universe BED.")
 
 
 def universe_of(checkpoint: Path, vocab: Any, universe: str | os.PathLike | None) -> str:

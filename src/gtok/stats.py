@@ -17,8 +17,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from gtok.errors import GtokError, describe
-from gtok.formats.manifest import common_vocabulary, length_stats
+from gtok.errors import GtokError, ShardFormatError, describe
+from gtok.formats.manifest import Manifest, common_vocabulary, length_stats
+from gtok.formats.metadata import DEFAULT_DATASET, UniverseRecord
 from gtok.formats.shard import ShardReader
 from gtok.tokenizer import SPECIAL_TOKENS, Tokenizer
 
@@ -26,17 +27,32 @@ if TYPE_CHECKING:
     import pandas as pd
 
 
-def describe_shard(reader: ShardReader) -> str:
+def shard_damage(reader: ShardReader) -> str | None:
+    """What the shard's CRCs say is damaged (one pass over the file), or None when every byte is intact."""
+    try:
+        reader.verify()
+    except ShardFormatError as exc:
+        return str(exc)
+    return None
+
+
+def describe_shard(reader: ShardReader, damage: str | None = None) -> str:
+    """`gtok info` of a shard; `damage` is what `shard_damage` found."""
     stats = length_stats(reader.lengths)
-    kind = "gtars single-record file" if reader.version == 0 else f"gtok shard, format version {reader.version}"
+    gtars = reader.version == 0
+    kind = "gtars single-record file" if gtars else f"gtok shard, format version {reader.version}"
+    meta = reader.meta
     lines = [
         f"{reader.path}",
         f"  format       {kind}",
+        f"  checksums    {'none (gtars file)' if gtars else f'FAILED: {damage}' if damage else 'OK'}",
         f"  records      {len(reader):,}",
         f"  tokens       {reader.n_tokens:,}",
         f"  dtype        {reader.dtype.name}",
         f"  vocab size   {reader.vocab_size if reader.vocab_size is not None else 'unknown'}",
         f"  fingerprint  {reader.fingerprint or 'none (gtars file)'}",
+        f"  dataset      {reader.dataset or f'none recorded (counts as {DEFAULT_DATASET!r})'}",
+        f"  universe     {_universe_line(meta.universe if meta else None)}",
         "  length       min {min:,}  median {median:,.0f}  mean {mean:,.1f}  max {max:,}".format(**stats),
     ]
     labels = reader.labels
@@ -44,6 +60,37 @@ def describe_shard(reader: ShardReader) -> str:
         classes = sorted({x for x in labels if x is not None})
         shown = ", ".join(classes[:8]) + (" ..." if len(classes) > 8 else "")
         lines.append(f"  labels       {len(classes)} classes: {shown}")
+    return "\n".join(lines)
+
+
+def _universe_line(universe: UniverseRecord | None) -> str:
+    if universe is None:
+        return "not recorded"
+    return universe.path + (f" (built from {universe.source})" if universe.source else "")
+
+
+def describe_manifest(manifest: Manifest) -> str:
+    """`gtok info` of a manifest: its totals, universe, label classes, and records and tokens per dataset."""
+    lines = [
+        f"{manifest.path}",
+        "  format       gtok manifest",
+        f"  shards       {len(manifest.entries):,}",
+        f"  records      {manifest.records:,}",
+        f"  tokens       {manifest.tokens:,}",
+        f"  vocab size   {manifest.vocab_size if manifest.vocab_size is not None else 'unknown'}",
+        f"  fingerprint  {manifest.fingerprint or 'none (gtars files)'}",
+        f"  universe     {_universe_line(manifest.universe)}",
+    ]
+    if manifest.label_classes is not None:
+        shown = ", ".join(manifest.label_classes[:8]) + (" ..." if len(manifest.label_classes) > 8 else "")
+        lines.append(f"  labels       {len(manifest.label_classes)} classes: {shown}")
+    datasets = manifest.datasets()
+    width = max(len("dataset"), *map(len, datasets))
+    lines += [f"  datasets     {len(datasets)}",
+              f"    {'dataset':<{width}}  {'shards':>8}  {'records':>12}  {'tokens':>15}  {'share':>6}"]
+    for name, row in datasets.items():
+        share = row["records"] / manifest.records if manifest.records else 0.0
+        lines.append(f"    {name:<{width}}  {row['shards']:>8,}  {row['records']:>12,}  {row['tokens']:>15,}  {share:>6.1%}")
     return "\n".join(lines)
 
 

@@ -35,6 +35,10 @@ def _add_tokenize(sub) -> None:
     p.add_argument("--tile-width", type=positive_int, metavar="BP",
                    help="tile matrices (e.g. ArchR's) whose var has chromosome and start but no end: the tile width "
                         "(default: from var's idx column, or the spacing of the starts)")
+    p.add_argument("--dataset", metavar="NAME",
+                   help="the dataset the records belong to, recorded in the shard (weighted mixtures draw by dataset); "
+                        "default: the input's file name without its suffix for one .h5ad, fragments or parquet file, "
+                        "else the shard's name without .gtok")
     p.add_argument("--chunk-rows", type=positive_int, default=2048, help="cells tokenized at a time (bounds memory; default 2048)")
     p.add_argument("--no-cache", action="store_true", help="do not use or write the binary universe cache")
     p.add_argument("--threads", type=positive_int, help="threads for reading files (default: the CPUs this process may use)")
@@ -59,6 +63,7 @@ def _run_tokenize(args: argparse.Namespace) -> int:
         fragments=FragmentOptions(args.barcodes, args.min_fragments, args.part),
         modality=args.modality,
         tile_width=args.tile_width,
+        dataset=args.dataset,
     )
     return 0
 
@@ -81,7 +86,8 @@ def _run_index(args: argparse.Namespace) -> int:
 
 
 def _add_dump(sub) -> None:
-    p = add_command(sub, "dump", "Print every record of a shard as NAME<TAB>id,id,id.", _run_dump)
+    help_ = "Print every record of a shard as NAME<TAB>id,id,id, once its checksums show it intact."
+    p = add_command(sub, "dump", help_, _run_dump)
     p.add_argument("shard", help=".gtok shard (or gtars .gtok file)")
 
 
@@ -89,6 +95,7 @@ def _run_dump(args: argparse.Namespace) -> int:
     from gtok.formats.shard import ShardReader
 
     reader = ShardReader(args.shard)
+    reader.verify()  # damaged data must not be printed as if it were the records
     out = sys.stdout
     for name, tokens in zip(reader.names, reader):
         out.write(f"{name}\t{','.join(map(str, tokens.tolist()))}\n")
@@ -96,18 +103,31 @@ def _run_dump(args: argparse.Namespace) -> int:
 
 
 def _add_info(sub) -> None:
-    p = add_command(sub, "info", "Summarise a shard: records, tokens, dtype, fingerprint, lengths.", _run_info)
-    p.add_argument("shards", nargs="+", metavar="SHARD")
+    help_ = ("Summarise shards (records, tokens, dtype, fingerprint, dataset, universe, lengths; their checksums "
+             "checked) or manifests (totals, universe, and records and tokens per dataset).")
+    p = add_command(sub, "info", help_, _run_info)
+    p.add_argument("shards", nargs="+", metavar="SHARD", help=".gtok shards, gtars .gtok files, or manifests (.json)")
 
 
 def _run_info(args: argparse.Namespace) -> int:
+    from gtok.formats.manifest import load_manifest
     from gtok.formats.shard import ShardReader
-    from gtok.stats import describe_shard
+    from gtok.stats import describe_manifest, describe_shard, shard_damage
 
+    damaged = []
     for i, path in enumerate(args.shards):
         if i:
             print()
-        print(describe_shard(ShardReader(path)))
+        if path.endswith(".json"):
+            print(describe_manifest(load_manifest(path)))
+            continue
+        reader = ShardReader(path)
+        damage = shard_damage(reader)
+        print(describe_shard(reader, damage))
+        damaged += [damage] if damage else []
+    if damaged:
+        more = f" (and {len(damaged) - 1} more damaged shard(s) above)" if len(damaged) > 1 else ""
+        raise GtokError(damaged[0] + more)
     return 0
 
 
@@ -118,15 +138,20 @@ def _add_export(sub) -> None:
 
 
 def _run_export(args: argparse.Namespace) -> int:
-    from gtok.formats.gtars import export_gtars_folder
+    from gtok.formats.gtars import MAX_STEM_BYTES, export_gtars_folder
     from gtok.formats.shard import ShardReader
 
     renamed = export_gtars_folder(ShardReader(args.shard), args.outdir)
     if renamed:
-        shown = ", ".join(f"{name!r} -> {file}" for name, file in renamed[:5]) + (" ..." if len(renamed) > 5 else "")
-        print(f"note: {len(renamed)} records share a file name with another and got a numbered one: {shown}")
+        shown = ", ".join(f"{_short(repr(name))} -> {_short(file)}" for name, file in renamed[:5]) + (" ..." if len(renamed) > 5 else "")
+        print(f"note: {len(renamed)} records share a file name with another, or their name cannot be one as it is "
+              f"(it holds '/' or NUL, or is over {MAX_STEM_BYTES} bytes), and got another: {shown}")
     print(f"wrote {len(ShardReader(args.shard))} gtars .gtok files to {args.outdir}")
     return 0
+
+
+def _short(text: str, width: int = 40) -> str:
+    return text if len(text) <= width else text[: width - 3] + "..."
 
 
 def _add_export_parquet(sub) -> None:
@@ -147,11 +172,15 @@ def _run_export_parquet(args: argparse.Namespace) -> int:
 
 
 def _add_manifest(sub) -> None:
-    help_ = "List shards with their sha256, counts and label classes in a JSON manifest."
+    help_ = ("List shards with their sha256, counts, datasets, label classes and universe in a JSON manifest; record "
+             "names must be unique across its shards.")
     p = add_command(sub, "manifest", help_, _run_manifest)
     p.add_argument("shards", nargs="*", metavar="SHARD", help=".gtok shards, or folders of them (their *.gtok, sorted)")
     p.add_argument("--split", nargs="+", action="append", default=[], metavar=("NAME", "SHARD"),
                    help="shards that hold split NAME (train, val, ...): --split val a.gtok b.gtok; repeatable")
+    p.add_argument("--dataset", nargs="+", action="append", default=[], metavar=("NAME", "SHARD"),
+                   help="record these shards as dataset NAME instead of the one they record (listing them if they "
+                        "are not listed otherwise): --dataset pbmc a.gtok b.gtok; repeatable")
     p.add_argument("--output", "-o", required=True, help="the manifest to write (.json); written atomically")
     add_quiet(p)
 
@@ -164,9 +193,31 @@ def _run_manifest(args: argparse.Namespace) -> int:
         if not paths:
             raise GtokError(f"--split {name}: name the shards of split {name!r} after it.")
         shards += [(path, name) for path in expand_shards(paths)]
-    manifest = write_manifest(args.output, shards, progress=not args.quiet)
+    datasets = _dataset_overrides(args.dataset)
+    listed = {path.resolve() for path, _ in shards}
+    shards += [(path, None) for key, (path, _) in datasets.items() if key not in listed]
+    specs = [(path, split, datasets.get(path.resolve(), (None, None))[1]) for path, split in shards]
+    manifest = write_manifest(args.output, specs, progress=not args.quiet)
     print(f"wrote {args.output}: {len(manifest['shards'])} shards, {manifest['records']:,} records, {manifest['tokens']:,} tokens")
     return 0
+
+
+def _dataset_overrides(groups: list[list[str]]) -> dict:
+    """--dataset NAME SHARD... groups as {resolved path: (path as given, NAME)}; a shard given two names is refused."""
+    from gtok.formats.manifest import expand_shards
+    from gtok.formats.metadata import check_dataset
+
+    out: dict = {}
+    for name, *paths in groups:
+        check_dataset(name, "--dataset")
+        if not paths:
+            raise GtokError(f"--dataset {name}: name the shards of dataset {name!r} after it.")
+        for path in expand_shards(paths):
+            key = path.resolve()
+            if key in out and out[key][1] != name:
+                raise GtokError(f"--dataset: {path} is given two datasets, {out[key][1]!r} and {name!r}; give it one.")
+            out[key] = (path, name)
+    return out
 
 
 def _add_verify(sub) -> None:

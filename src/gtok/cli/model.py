@@ -31,7 +31,8 @@ def _add_train(sub) -> None:
     p.add_argument("--seed", type=non_negative_int)
     p.add_argument("--devices", type=devices, help="auto, a count, or indices like 0,1 (several: DDP)")
     p.add_argument("--accelerator", choices=("auto", "cpu", "gpu", "cuda", "mps"), help="auto (default), cpu or gpu")
-    p.add_argument("--universe", "-u", help="universe BED of the data, recorded in the checkpoint for 'gtok embed'")
+    p.add_argument("--universe", "-u", help="universe BED of the data, carried by the model folder for 'gtok embed' "
+                                          "(default: the one the manifest's shards were tokenized with)")
     add_quiet(p)
 
 

@@ -15,7 +15,8 @@ arrays that were loaded and compared with the one recorded when it was written. 
    56  32  vocabulary fingerprint (sha256, raw bytes)
    88   4  CRC-32 of everything after the 96-byte header
    92   4  CRC-32 of bytes 0..91
-   96      JSON table {"names": [chromosomes], "arrays": {name: [dtype, count, offset]}}, space-padded
+   96      JSON table {"names": [chromosomes], "arrays": {name: [dtype, count, offset]},
+           "source": absolute path of the universe BED}, space-padded
            array data, each array at its offset from the start of the data
 """
 
@@ -56,14 +57,18 @@ def is_index(path: str | os.PathLike) -> bool:
 
 
 def write_index(path: str | os.PathLike, names: list[str], arrays: dict[str, np.ndarray], fingerprint: str,
-                source_sha256: str) -> Path:
-    """Write a universe's chromosome names and arrays (`ARRAYS`) as an index file, atomically."""
+                source_sha256: str, source: str | os.PathLike | None = None) -> Path:
+    """Write a universe's chromosome names and arrays (`ARRAYS`) as an index file, atomically.
+
+    `source` is the universe BED it is built from: its absolute path is recorded, so that shards
+    tokenized against the index can name the BED (`gtok.formats.metadata`)."""
     layout, offset = {}, 0
     for name in ARRAYS:
         arr = arrays[name]
         layout[name] = [arr.dtype.str, int(arr.size), offset]
         offset += arr.nbytes
-    table = json.dumps({"names": list(names), "arrays": layout}).encode()
+    extra = {"source": os.path.abspath(source)} if source is not None else {}
+    table = json.dumps({"names": list(names), "arrays": layout, **extra}).encode()
     table += b" " * (-len(table) % 8)
     body = [table, *(memoryview(np.ascontiguousarray(arrays[n])).cast("B") for n in ARRAYS)]
     crc = 0
@@ -117,6 +122,26 @@ def read_index(path: str | os.PathLike) -> IndexContent:
         return IndexContent(list(table["names"]), arrays, fingerprint.hex(), source.hex())
     except (ValueError, KeyError, TypeError, IndexError) as exc:
         index_error(name, f"its table is inconsistent ({exc})")
+
+
+def index_source(path: str | os.PathLike) -> tuple[str | None, str]:
+    """(absolute path of the BED an index was built from, or None where it did not record one;
+    the sha256 of that BED's bytes), read from its header and table alone. Only a header that
+    passes its checksum is trusted; the rest is checked by whoever loads the index."""
+    name = describe(path)
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(_HEADER_SIZE)
+            fields = _HEADER.unpack(head) if len(head) == _HEADER_SIZE else None
+            if fields is None or fields[0] != MAGIC or zlib.crc32(head[:-4]) != fields[-1]:
+                index_error(name, "the header is corrupt or missing")
+            table = json.loads(fh.read(fields[2]))
+    except OSError as exc:
+        raise IndexFormatError(f"{name}: cannot read the universe index ({os.strerror(exc.errno).lower()}).") from None
+    except ValueError:
+        index_error(name, "its table is not JSON")
+    source = table.get("source") if isinstance(table, dict) else None
+    return (source if isinstance(source, str) else None), fields[4].hex()
 
 
 def index_error(name: str, what: str) -> None:

@@ -21,7 +21,7 @@ import numpy as np
 
 from gtok.atomic import atomic_path
 from gtok.errors import FingerprintMismatchError, GtokError, describe
-from gtok.formats.manifest import common_vocabulary
+from gtok.formats.manifest import common_vocabulary, id_problem
 from gtok.paths import has_magic, input_file, output_file
 
 if TYPE_CHECKING:
@@ -77,7 +77,7 @@ def write_parquet(readers_or_shard_paths: Sequence[ShardReader | str | os.PathLi
     """Write the records of shards, in order, to one parquet file with `name`, `tokens`, `label`.
 
     All shards must share one vocabulary (size and fingerprint), which the file's metadata then
-    records. The output is checked first (a `.parquet` name, not an input, only a parquet file
+    records, and their ids must fit it (a gtars file records no vocabulary). The output is checked first (a `.parquet` name, not an input, only a parquet file
     replaced) and written atomically, a row group of at most `BATCH_TOKENS` tokens at a time.
     """
     from gtok.formats.shard import ShardReader
@@ -89,6 +89,9 @@ def write_parquet(readers_or_shard_paths: Sequence[ShardReader | str | os.PathLi
     fingerprint, vocab_size = common_vocabulary([(describe(r.path), r.fingerprint, r.vocab_size) for r in readers])
     for reader in readers:
         reader.verify()  # a corrupt shard must not turn into a clean-looking parquet; checked before writing
+        problem = id_problem(describe(reader.path), reader.max_id, vocab_size)  # gtars files: ids no writer checked
+        if problem:
+            raise GtokError(problem)
     target = output_file(output, (".parquet",), [r.path for r in readers], has_magic(PARQUET_MAGIC), "parquet file")
     schema = _schema(pa, vocab_size, fingerprint)
     with atomic_path(target) as tmp:

@@ -27,12 +27,12 @@ from pathlib import Path
 from typing import Any
 
 from gtok.atomic import atomic_path
-from gtok.errors import GtokError, describe
-from gtok.formats.manifest import load_manifest
+from gtok.errors import FingerprintMismatchError, GtokError, describe
+from gtok.formats.manifest import Manifest, load_manifest
 from gtok.options import MODEL_CONFIGS, SECTIONS, DataOptions, TrainerOptions, check_train_config, make_config
 from gtok.paths import input_file, output_folder
 from gtok.plots import plot_loss
-from gtok.pretrained import write_model_folder
+from gtok.pretrained import data_universe, write_model_folder
 from gtok.training.processes import await_decision, devices_and_environment, launch_id, share_decision
 from gtok.training.run import flatten_metrics, publish, resume_point, run_options
 
@@ -81,7 +81,7 @@ def train(
     check_train_config(cfg)  # everything a user can get wrong is checked before torch is imported
     if model not in MODEL_CONFIGS:
         raise GtokError(f"unknown model {model!r}; choose one of {', '.join(MODEL_CONFIGS)}.")
-    out = output_folder(out, "training folder (--out)")
+    output_folder(out, "training folder (--out)", create=False)
     listed = load_manifest(manifest)
     data = make_config(DataOptions, cfg.get("data"), "config section 'data'")
     opts = make_config(TrainerOptions, cfg.get("trainer"), "config section 'trainer'")
@@ -89,6 +89,8 @@ def train(
     seed = int(seed if seed is not None else cfg.get("seed", 0))
     options = {**(cfg.get(model) or {}), "seed": seed}
     model_config = make_config(MODEL_CONFIGS[model], options, f"{model} model")
+    universe_file = _universe(listed, universe or data.universe)  # a model that could never be used is not trained
+    out = output_folder(out, "training folder (--out)")
 
     import lightning as L
     from lightning.pytorch.utilities import rank_zero_only
@@ -111,7 +113,7 @@ def train(
     dm_options = {k: v for k, v in dataclasses.asdict(data).items() if k not in ("universe", "verify")}
     dm = GTokDataModule(manifest, seed=seed, verify=data.verify and leader, progress=progress, **dm_options)
     source = dm.vocab_source  # opens (and checks) the data before anything in `out` changes
-    vocab = _vocab(source, universe or data.universe)
+    vocab = _vocab(source, universe_file)
     resume = _agreed_resume_point(out, run, opts, leader)
     L.seed_everything(seed, workers=True, verbose=False)
     net = _build_model(cls, vocab, options, source, str(manifest), resume)
@@ -188,17 +190,31 @@ def _hardware(opts: TrainerOptions) -> dict[str, Any]:
     return {"precision": precision, "deterministic": deterministic}
 
 
-def _vocab(source, universe: str | os.PathLike | None):
-    """The data's vocabulary record; a universe given for `gtok embed` must be the data's own."""
-    from gtok.models import Vocab, check_fingerprint
-
-    if universe is None:
-        return Vocab.of(source)
+def _universe(listed: Manifest, given: str | os.PathLike | None) -> tuple[str, str]:
+    """(absolute path, fingerprint) of the universe the model folder will carry, found before
+    anything is written: the one given, which must be the data's own vocabulary, else the one the
+    data's shards recorded (`gtok.pretrained.data_universe`, which refuses when it is not found)."""
+    if given is None:
+        return data_universe(listed), listed.universe.fingerprint
     from gtok.tokenizer import Tokenizer
 
-    tok = Tokenizer.from_bed(universe)
-    check_fingerprint(source.fingerprint, "the training data", tok.fingerprint, describe(universe))
-    return Vocab.of(source, universe=os.path.abspath(universe), fingerprint=source.fingerprint or tok.fingerprint)
+    tok = Tokenizer.from_bed(given)
+    if (listed.fingerprint not in (None, tok.fingerprint)) or (listed.vocab_size not in (None, tok.vocab_size)):
+        raise FingerprintMismatchError(
+            f"{describe(given)}: vocabulary {tok.fingerprint[:12]} ({tok.vocab_size} tokens) is not the one the "
+            f"training data {describe(listed.path)} was tokenized with ({(listed.fingerprint or 'unknown')[:12]}, "
+            f"{listed.vocab_size} tokens); pass that universe"
+            + (" (or none: its shards record where it is)." if listed.universe else ".")
+        )
+    return os.path.abspath(given), tok.fingerprint
+
+
+def _vocab(source, universe: tuple[str, str]):
+    """The data's vocabulary record, with the universe file the model folder carries."""
+    from gtok.models import Vocab
+
+    path, fingerprint = universe
+    return Vocab.of(source, universe=path, fingerprint=source.fingerprint or fingerprint)
 
 
 def _build_model(cls, vocab, options: dict[str, Any], source, manifest: str, resume: dict[str, Any] | None):

@@ -44,6 +44,8 @@ class Plan:
     fragment_labels: str | None = None  # barcode -> label sheet
     train: dict[str, Any] = field(default_factory=dict)
     evaluate: str | bool = "auto"
+    bed_dataset: str = "bed"  # the dataset of the BED inputs: the sample sheet's name, or `bed` for glob patterns
+    renamed_datasets: dict[str, str] = field(default_factory=dict)  # inputs.datasets: default name -> recorded name
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any], n_obs: Callable[[str], int] = n_obs) -> "Plan":
@@ -68,9 +70,12 @@ class Plan:
             fragment_labels=config["inputs"].get("fragment_labels"),
             train=dict(config["train"]),
             evaluate=(config.get("evaluate") or {}).get("enabled", "auto"),
+            bed_dataset=os.path.splitext(os.path.basename(spec))[0] if isinstance(spec, str) else "bed",
+            renamed_datasets=dict(config["inputs"].get("datasets") or {}),
         )
         if not plan.bed_shards and not plan.h5ad_parts and not plan.fragments:
             raise GtokError(f"config: inputs.bed, inputs.h5ad and inputs.fragments select no input at all; {HOW_TO_CONFIGURE}.")
+        plan._check_datasets()
         if plan.train.get("enabled"):
             check_train_config(plan.train_options(), "config train")
         return plan
@@ -124,11 +129,37 @@ class Plan:
         sample sheet itself is not an input; touching it must not rerun every shard)."""
         return [row.get("label") or "" for row in self.bed_shards[shard]] if self.label_sheet else []
 
+    # -- datasets ----------------------------------------------------------------------------------
+
+    def shard_datasets(self) -> dict[str, str]:
+        """Each shard's dataset as its tokenize job records it: the BED inputs are one dataset
+        (`bed_dataset`), each .h5ad and each fragments file one of its sample's name."""
+        return {**{path: self.bed_dataset for path in self.bed_shard_paths()},
+                **{self.h5ad_shard(s, part): s for s, part in self.h5ad_parts},
+                **{self.fragment_shard(s, f"{k:04d}"): s for s in self.fragments for k in range(self.fragment_parts)}}
+
+    def dataset_names(self) -> list[str]:
+        """The datasets the manifest will list (after `inputs.datasets` renamed them), sorted."""
+        return sorted({self.renamed_datasets.get(name, name) for name in self.shard_datasets().values()})
+
+    def _check_datasets(self) -> None:
+        """`inputs.datasets` renames datasets the inputs have, to usable names."""
+        from gtok.formats.metadata import dataset_problem
+
+        have = sorted(set(self.shard_datasets().values()))
+        for old, new in self.renamed_datasets.items():
+            if old not in have:
+                raise GtokError(f"config inputs.datasets: {old!r} is not a dataset of the inputs (they are "
+                                f"{', '.join(map(repr, have))}); rename one of those.")
+            problem = dataset_problem(new)
+            if problem:
+                raise GtokError(f"config inputs.datasets.{old}: {new!r}: {problem}.")
+
     # -- job command lines -------------------------------------------------------------------------
 
     def tokenize_bed_argv(self, shard: str, threads: int) -> list[str]:
         labels = ["--labels", self.label_sheet] if self.label_sheet else []
-        return ["tokenize", "--quiet", "--threads", str(threads), "--universe", self.index,
+        return ["tokenize", "--quiet", "--threads", str(threads), "--universe", self.index, "--dataset", self.bed_dataset,
                 "-o", self.bed_shard(shard), *labels, *self.bed_files(shard)]
 
     def h5ad_rows(self, sample: str, part: str) -> str:
@@ -138,7 +169,7 @@ class Plan:
 
     def tokenize_h5ad_argv(self, sample: str, part: str, threads: int) -> list[str]:
         labels = ["--label-key", self.label_key] if self.label_key else []
-        return ["tokenize", "--quiet", "--threads", str(threads), "--universe", self.index,
+        return ["tokenize", "--quiet", "--threads", str(threads), "--universe", self.index, "--dataset", sample,
                 "-o", self.h5ad_shard(sample, part), "--rows", self.h5ad_rows(sample, part), *labels, self.h5ad[sample]]
 
     def fragment_selection(self, sample: str, part: str) -> list[str]:
@@ -151,7 +182,7 @@ class Plan:
                 *(["--labels", self.fragment_labels] if self.fragment_labels else [])]
 
     def tokenize_fragments_argv(self, sample: str, part: str, threads: int) -> list[str]:
-        return ["tokenize", "--quiet", "--threads", str(threads), "--universe", self.index,
+        return ["tokenize", "--quiet", "--threads", str(threads), "--universe", self.index, "--dataset", sample,
                 "-o", self.fragment_shard(sample, part), *self.fragment_selection(sample, part),
                 self.fragments[sample]["path"]]
 
@@ -159,7 +190,9 @@ class Plan:
         return ["index", "--quiet", "--universe", self.universe, "-o", self.index]
 
     def manifest_argv(self) -> list[str]:
-        """Shards without a split, then `--split NAME SHARD...` per split of the sample sheet."""
+        """Shards without a split, then `--split NAME SHARD...` per split of the sample sheet, then
+        `--dataset NAME SHARD...` per dataset that `inputs.datasets` renames: renaming reruns only
+        the manifest and what follows, not the tokenization."""
         unsplit, by_split = self.h5ad_shard_paths() + self.fragment_shard_paths(), {}
         for shard, rows in self.bed_shards.items():
             split = rows[0].get("split") or None  # a shard's files share one split
@@ -167,6 +200,12 @@ class Plan:
         args = ["manifest", "--quiet", "-o", self.manifest, *unsplit]
         for split, paths in sorted(by_split.items()):
             args += ["--split", split, *paths]
+        renamed: dict[str, list[str]] = {}
+        for path, name in self.shard_datasets().items():
+            if name in self.renamed_datasets:
+                renamed.setdefault(self.renamed_datasets[name], []).append(path)
+        for name, paths in sorted(renamed.items()):
+            args += ["--dataset", name, *paths]
         return args
 
     def train_argv(self) -> list[str]:
