@@ -219,6 +219,13 @@ def test_bad_lines_name_the_file_and_line(tmp_path, capsys, line, expected):
     assert not out.exists()
 
 
+def test_zero_padded_coordinates_match_gtars(tmp_path):
+    """gtars reads coordinates as u32, leading zeros and all; they are not 'too large'."""
+    path = tmp_path / "f.tsv"
+    path.write_text(fragment_text([("chr1", "0000000000100", "0" * 25 + "16000", "a", 1), ("chr1", "00", "0", "b", 1)]))
+    assert ours(UNIVERSE, path, tmp_path) == gtars_fragments(UNIVERSE, path)
+
+
 def test_truncated_gzip_is_one_line(tmp_path, many, capsys):
     path = write_fragments(tmp_path / "f.tsv.gz", many)
     path.write_bytes(path.read_bytes()[:-5000])

@@ -21,7 +21,7 @@ from gtok.paths import input_file
 
 #: Field separators. BED is tab-separated, but space-separated files are common enough to accept.
 _DELIMITERS = (ord("\t"), ord(" "))
-_MAX_DIGITS = 18  # fits int64 with room to spare; longer numbers are "too large" without parsing them
+_MAX_DIGITS = 18  # fits int64 with room to spare; more significant digits are "too large" without parsing them
 #: The largest coordinate accepted anywhere (queries, universes, h5ad var): gtars reads coordinates as
 #: 32-bit unsigned integers, and the universe index folds positions into 34 bits of an int64 key, so
 #: a larger one would be misread by one tool and wrap onto the next chromosome in the other.
@@ -204,6 +204,7 @@ def _windows(buf: np.ndarray, begin: np.ndarray, width: int) -> np.ndarray:
 
 def _parse_uints(buf: np.ndarray, begin: np.ndarray, end: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Decimal digits in buf[begin:end] as int64, with a mask of the spans that were valid."""
+    begin = _skip_zero_padding(buf, begin, end)
     length = end - begin
     ok = (length >= 1) & (length <= _MAX_DIGITS)
     width = int(np.where(ok, length, 0).max(initial=0))
@@ -214,6 +215,20 @@ def _parse_uints(buf: np.ndarray, begin: np.ndarray, end: np.ndarray) -> tuple[n
         ok &= (digits[:, j] <= 9) | ~inside
         values = np.where(inside, values * 10 + digits[:, j], values)
     return np.where(ok, values, 0), ok
+
+
+def _skip_zero_padding(buf: np.ndarray, begin: np.ndarray, end: np.ndarray) -> np.ndarray:
+    """Field starts moved past the leading zeros of numbers longer than _MAX_DIGITS digits:
+    gtars reads `0000000000000000000100` as 100. A step per padding zero, over those fields only
+    (shorter numbers parse as they are, zeros included)."""
+    padded = np.flatnonzero(end - begin > _MAX_DIGITS)
+    if not padded.size:
+        return begin
+    begin = begin.copy()
+    while padded.size:
+        padded = padded[(buf[begin[padded]] == ord("0")) & (end[padded] - begin[padded] > _MAX_DIGITS)]
+        begin[padded] += 1
+    return begin
 
 
 _BYTE_MASKS = np.array([(1 << (8 * k)) - 1 for k in range(8)] + [2**64 - 1], dtype=np.uint64)
@@ -273,6 +288,7 @@ def coordinate_problem(value: str) -> str | None:
         return f"{value} is negative; BED coordinates are 0-based and non-negative."
     if not digits:
         return f"{value!r} is not a non-negative integer (only the digits 0-9)."
-    if len(value) > _MAX_DIGITS or int(value) > MAX_COORDINATE:
+    significant = value.lstrip("0")
+    if len(significant) > _MAX_DIGITS or int(significant or "0") > MAX_COORDINATE:
         return f"{value} is too large (the largest supported is {MAX_COORDINATE:,}, as in gtars)."
     return None

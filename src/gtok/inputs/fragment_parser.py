@@ -216,7 +216,10 @@ def _next_field_end(buf, t, size):
 
 @numba.njit(nogil=True, cache=True, inline="always")
 def _uint(buf, lo, hi):
-    """buf[lo:hi] as a coordinate, or -1 when it is not one (empty, not digits, too large)."""
+    """buf[lo:hi] as a coordinate, or -1 when it is not one (empty, not digits, too large).
+    Leading zeros are skipped (gtars reads 000100 as 100), so only significant digits count."""
+    while hi - lo > 1 and buf[lo] == 48:
+        lo += 1
     if hi <= lo or hi - lo > 10:
         return -1
     value = 0
