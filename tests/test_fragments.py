@@ -226,6 +226,18 @@ def test_zero_padded_coordinates_match_gtars(tmp_path):
     assert ours(UNIVERSE, path, tmp_path) == gtars_fragments(UNIVERSE, path)
 
 
+def test_barcodes_that_are_not_utf8_are_refused_by_line(tmp_path, capsys):
+    """gtars refuses such a file; read with replacement, b'\\xff1' and b'\\xfe1' would both be '\\ufffd1'.
+    UTF-8 barcodes beyond ASCII are fine."""
+    path = tmp_path / "f.tsv"
+    path.write_bytes(fragment_text([("chr1", 10, 20, "caf\u00e9-1", 1)]).encode() + b"chr1\t30\t40\t\xff1\t1\nchr1\t30\t40\t\xfe1\t1\n")
+    assert main(["tokenize", str(path), "-u", str(UNIVERSE), "-o", str(tmp_path / "o.gtok"), "-q"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"{path}, line 4: " in err and "is not UTF-8 text" in err, err
+    path.write_bytes(fragment_text([("chr1", 10, 20, "caf\u00e9-1", 1), ("chr1", 10, 20, "cafe-1", 1)]).encode())
+    assert ours(UNIVERSE, path, tmp_path) == gtars_fragments(UNIVERSE, path)
+
+
 def test_truncated_gzip_is_one_line(tmp_path, many, capsys):
     path = write_fragments(tmp_path / "f.tsv.gz", many)
     path.write_bytes(path.read_bytes()[:-5000])

@@ -148,8 +148,28 @@ def parse_bed_bytes(data: bytes, name: str) -> Intervals:
         line = data[line_starts[rows[bad]] : line_ends[rows[bad]]]
         raise BedFormatError(f"{name}, line {rows[bad] + 1}: {_explain(line)} Fix or remove this line.")
 
-    names, codes = _factorize(buf, ls, fields[0])
-    return Intervals(names, codes, starts, ends)
+    names, codes, first = _factorize(buf, ls, fields[0])
+    return Intervals(_decoded(names, rows[first], name), codes, starts, ends)
+
+
+def _decoded(names: list[bytes], lines: np.ndarray, source: str) -> tuple[str, ...]:
+    """Chromosome names as text; a name that is not UTF-8 is refused at the first line holding
+    it (gtars refuses such a file, and two such names must not both become '\ufffd...')."""
+    try:
+        return tuple(n.decode() for n in names)
+    except UnicodeDecodeError:
+        bad = [i for i, n in enumerate(names) if not _is_utf8(n)]
+        i = min(bad, key=lambda k: lines[k])
+        raise BedFormatError(f"{source}, line {lines[i] + 1}: the chromosome name {names[i]!r} is not UTF-8 text; "
+                             "save the file as UTF-8 (gtars refuses it too).") from None
+
+
+def _is_utf8(data: bytes) -> bool:
+    try:
+        data.decode()
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def _is_letter(byte: int) -> bool:
@@ -234,10 +254,11 @@ def _skip_zero_padding(buf: np.ndarray, begin: np.ndarray, end: np.ndarray) -> n
 _BYTE_MASKS = np.array([(1 << (8 * k)) - 1 for k in range(8)] + [2**64 - 1], dtype=np.uint64)
 
 
-def _factorize(buf: np.ndarray, begin: np.ndarray, end: np.ndarray) -> tuple[tuple[str, ...], np.ndarray]:
-    """Chromosome names of the spans, and a code per span; exact, with a hash as the fast path."""
+def _factorize(buf: np.ndarray, begin: np.ndarray, end: np.ndarray) -> tuple[list[bytes], np.ndarray, np.ndarray]:
+    """Chromosome names of the spans (bytes), a code per span, and the first span of each name;
+    exact, with a hash as the fast path."""
     if not begin.size:
-        return (), np.zeros(0, np.int32)
+        return [], np.zeros(0, np.int32), np.zeros(0, np.int64)
     length = end - begin
     n_words = -(-int(length.max()) // 8)
     words = np.ascontiguousarray(_windows(buf, begin, 8 * n_words)).view("<u8")  # names as uint64 words
@@ -254,8 +275,7 @@ def _factorize(buf: np.ndarray, begin: np.ndarray, end: np.ndarray) -> tuple[tup
     if n_words > 1 and not (words == words[reps[codes]]).all():  # a hash collision: go exact
         _, reps, codes = np.unique(words, axis=0, return_index=True, return_inverse=True)
         codes = codes.reshape(-1).astype(np.int32)
-    names = tuple(bytes(buf[begin[r] : end[r]]).decode("utf-8", "replace") for r in reps)
-    return names, codes
+    return [bytes(buf[begin[r] : end[r]]) for r in reps], codes, reps
 
 
 def _explain(line: bytes) -> str:

@@ -257,7 +257,22 @@ class FragmentFile:
 
     def blocks(self, block_bytes: int | None = None) -> Iterator[Block]:
         for text, size in _text_blocks(self.path, self.name, block_bytes or BLOCK_BYTES):
+            self._check_utf8(text, size)
             yield from self._parse(text, size)
+
+    def _check_utf8(self, text: bytearray, size: int) -> None:
+        """Refuse bytes that are not UTF-8, as gtars does: two barcodes `\\xff1` and `\\xfe1` must not
+        both become `\\ufffd1`. A block that is all ASCII (one vectorized max) needs no decoding."""
+        if size == 0 or np.frombuffer(text, np.uint8, count=size).max() < 0x80:
+            return
+        try:
+            text[:size].decode()
+        except UnicodeDecodeError as exc:
+            line = self.lines + text.count(b"\n", 0, exc.start) + 1
+            begin, end = text.rfind(b"\n", 0, exc.start) + 1, text.find(b"\n", exc.start, size)
+            raise GtokError(f"{self.name}, line {line}: {bytes(text[begin : end if end >= 0 else size])!r} is not "
+                            "UTF-8 text; barcodes and chromosome names must be UTF-8 (gtars refuses such a file too). "
+                            "Fix or remove this line.") from None
 
     def _parse(self, text: bytearray, size: int, cap: int = 1 << 20) -> Iterator[Block]:
         buf = np.frombuffer(text, dtype=np.uint8, count=size)
@@ -270,7 +285,7 @@ class FragmentFile:
                 buf, pos, self.lines, (chroms.a, chroms.b, chroms.values), table.a, table.b, table.values,
                 len(bc.names), bc.open, bc.part[0], bc.part[1], *out, new_lo, new_hi,
             )
-            bc.names.extend(text[lo:hi].decode("utf-8", "replace") for lo, hi in zip(new_lo[:n_new].tolist(), new_hi[:n_new].tolist()))
+            bc.names.extend(text[lo:hi].decode() for lo, hi in zip(new_lo[:n_new].tolist(), new_hi[:n_new].tolist()))
             table.count = len(bc.names)
             table.make_room(table.count + 1)
             if n:
