@@ -185,6 +185,65 @@ def test_parts_split_the_barcodes_of_a_file(tmp_path, many):
     assert all(parts)
 
 
+def test_an_empty_file_is_called_empty(tmp_path):
+    for name, text in (("empty.tsv", b""), ("comments.tsv.gz", gzip.compress(b"# id=x\n\n# end\n"))):
+        (tmp_path / name).write_bytes(text)
+        with pytest.raises(GtokError, match=f"{name}: holds no fragments \\(the file is empty"):
+            ours(UNIVERSE, tmp_path / name, tmp_path)
+
+
+def empty_part(path: Path, parts: int) -> int:
+    """A part of `parts` that holds none of the file's barcodes."""
+    barcodes = {line.split("\t")[3] for line in path.read_text().splitlines() if not line.startswith("#")}
+    return next(k for k in range(parts) if not any(fragment_parser.in_part(b, (k, parts)) for b in barcodes))
+
+
+def test_a_part_without_barcodes_is_an_empty_shard_that_manifest_stats_and_dataset_take(tmp_path, many, recwarn):
+    """The workflow's fragment_parts may exceed the barcodes a file has: the part is a valid empty
+    shard (with a warning), not an error telling to lower --min-fragments."""
+    from gtok.data.dataset import GTokDataset
+    from gtok.formats.manifest import load_manifest, write_manifest
+    from gtok.plots import plot_coverage, plot_tokens_per_record, plot_unk_only
+    from gtok.stats import shard_stats
+
+    big = write_fragments(tmp_path / "big.tsv", many)
+    small = write_fragments(tmp_path / "small.tsv", [("chr1", 10, 20, "a", 1), ("chr1", 15, 90, "b", 1)])
+    k = empty_part(small, 16)
+    shards = [tmp_path / "big.gtok", tmp_path / "empty.gtok"]
+    tokenize_to_shard([str(big)], str(UNIVERSE), str(shards[0]), progress=False)
+    tokenize_to_shard([str(small)], str(UNIVERSE), str(shards[1]), fragments=FragmentOptions(part=(k, 16)), progress=False)
+    assert len(ShardReader(shards[1])) == 0 and f"part {k}/16 holds no barcode" in str(recwarn[-1].message)
+    write_manifest(tmp_path / "m.json", shards)
+    assert load_manifest(tmp_path / "m.json").records == 300
+    table, lengths = shard_stats([(str(p), "fragment files") for p in shards])
+    assert table["records"].tolist() == [300, 0, 300]
+    plot_tokens_per_record(lengths, tmp_path / "l.png")
+    plot_unk_only(table, tmp_path / "u.png")
+    plot_coverage(table, tmp_path / "c.png")
+    assert len(list(GTokDataset(tmp_path / "m.json"))) == 300
+    with pytest.raises(GtokError, match="no barcode has at least 3 fragments; lower --min-fragments"):
+        ours(UNIVERSE, small, tmp_path, min_fragments=3)  # the whole file: nothing qualifies, an error
+
+
+@pytest.mark.slow
+def test_training_takes_a_manifest_with_an_empty_shard(tmp_path, many):
+    from gtok.formats.manifest import write_manifest
+    from gtok.training.train import train
+
+    small = write_fragments(tmp_path / "small.tsv", [("chr1", 10, 20, "a", 1)])
+    shards = [tmp_path / "a.gtok", tmp_path / "empty.gtok", tmp_path / "b.gtok"]
+    tokenize_to_shard([str(write_fragments(tmp_path / "big.tsv", many))], str(UNIVERSE), str(shards[0]),
+                      fragments=FragmentOptions(part=(0, 2)), progress=False)
+    tokenize_to_shard([str(small)], str(UNIVERSE), str(shards[1]), fragments=FragmentOptions(part=(empty_part(small, 2), 2)),
+                      progress=False)
+    tokenize_to_shard([str(tmp_path / "big.tsv")], str(UNIVERSE), str(shards[2]), fragments=FragmentOptions(part=(1, 2)),
+                      progress=False)
+    write_manifest(tmp_path / "m.json", shards)
+    cfg = {"data": {"batch_size": 8, "num_workers": 0, "max_length": 32}, "region2vec": {"embedding_dim": 8},
+           "trainer": {"num_sanity_val_steps": 0}}
+    assert train(tmp_path / "m.json", "region2vec", tmp_path / "run", cfg, max_steps=3, progress=False).is_file()
+
+
 def test_labels_come_from_the_sheet_by_barcode(tmp_path, many):
     path = write_fragments(tmp_path / "f.tsv.gz", many)
     (tmp_path / "cells.txt").write_text("cell1\ncell2\ncell3\n")

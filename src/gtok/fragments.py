@@ -83,6 +83,8 @@ class FragmentRecords:
         """(codes, concatenated tokens, lengths) of the barcodes `codes` (increasing), a window of
         about WINDOW_TOKENS tokens at a time (a larger document makes a window of its own)."""
         self.spill.flush()
+        if not codes.size:
+            return
         lengths = self.tokens[codes]
         window = (np.cumsum(lengths) - lengths) // WINDOW_TOKENS
         for part in np.split(np.arange(codes.size), np.flatnonzero(np.diff(window)) + 1):
@@ -220,7 +222,7 @@ def write_fragments(writer, tok: Tokenizer, path: str, options: FragmentOptions,
         for block in prefetched(source.blocks()):  # parsing on a thread of its own
             records.add(block)
             bar.update(source.lines - bar.n)
-        codes = _kept(records, options, keep, path)
+        codes = _kept(records, source.fragments, options, keep, path)
         names = barcodes.names
         for part, tokens, lengths in prefetched(records.documents(codes)):  # assembly beside the writes
             batch = [names[c] for c in part.tolist()]
@@ -228,18 +230,25 @@ def write_fragments(writer, tok: Tokenizer, path: str, options: FragmentOptions,
     return int(codes.size)
 
 
-def _kept(records: FragmentRecords, options: FragmentOptions, keep: Sequence[str] | None, path: str) -> np.ndarray:
+def _kept(records: FragmentRecords, n_fragments: int, options: FragmentOptions, keep: Sequence[str] | None,
+          path: str) -> np.ndarray:
+    """The codes of the barcodes that become records. A file without fragments is an error; a part
+    of a file (--part K/N) without a barcode that qualifies is an empty shard, since how many of a
+    file's barcodes fall in each part is up to the hash, not the user."""
+    if n_fragments == 0:
+        raise GtokError(f"{describe(path)}: holds no fragments (the file is empty or has only comment lines).")
     fragments = records.fragment_counts()
     found = fragments > 0
-    if keep is not None:
+    if keep is not None and len(records.barcodes):
         _report_matches(int(found.sum()), len(records.barcodes), options.barcodes, path)
     codes = np.flatnonzero(found & (fragments >= options.min_fragments))
-    if not codes.size:
-        raise GtokError(
-            f"{describe(path)}: no barcode has at least {options.min_fragments} fragments"
-            f"{' in this part' if options.part[1] > 1 else ''}; lower --min-fragments."
-        )
-    return codes
+    k, n = options.part
+    if codes.size or n > 1:
+        if not codes.size:
+            warnings.warn(f"{describe(path)}: part {k}/{n} holds no barcode with at least {options.min_fragments} "
+                          "fragments; its shard has no records.", stacklevel=3)
+        return codes
+    raise GtokError(f"{describe(path)}: no barcode has at least {options.min_fragments} fragments; lower --min-fragments.")
 
 
 def _report_matches(found: int, listed: int, barcodes: str | None, path: str) -> None:
