@@ -173,3 +173,14 @@ def test_the_jobs_conda_environment_lists_every_runtime_dependency():
     listed = {re.split(r"[<>=]", d)[0] for d in env if isinstance(d, str)}
     names = {conda_names.get(n, n) for n in (re.split(r"[<>=\[ ]", d)[0] for d in wanted)}
     assert names <= listed, sorted(names - listed)
+
+
+@pytest.mark.parametrize("encoding", ["utf-8-sig", "utf-16"])
+def test_a_sample_sheet_saved_by_a_spreadsheet_is_read(folder, encoding):
+    """Excel's 'CSV UTF-8' (a byte-order mark) and 'Unicode text' (UTF-16) sheets."""
+    (folder / "sheet.tsv").write_bytes("path\tlabel\nbeds/b00.bed\tT\nbeds/b01.bed\tB\n".encode(encoding))
+    plan = Plan.from_config(config(inputs={"bed": "sheet.tsv"}))
+    assert plan.label_sheet == "sheet.tsv" and sorted(x for s in plan.bed_shards for x in plan.bed_labels(s)) == ["B", "T"]
+    (folder / "sheet.tsv").write_text("path\tlabel\n")
+    with pytest.raises(GtokError, match="sheet.tsv: the BED sample sheet has a header but no rows"):
+        Plan.from_config(config(inputs={"bed": "sheet.tsv"}))

@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import codecs
 import csv
+import io
 import os
 from collections.abc import Sequence
 
@@ -31,19 +33,60 @@ def read_barcode_labels(sheet: str) -> dict[str, str | None]:
     return _read_sheet(sheet, ("barcode", "name"))[1]
 
 
+def read_sheet(sheet: str, what: str) -> tuple[list[str], list[dict[str, str]]]:
+    """The column names and rows of a tab-separated sheet with a header line.
+
+    Spreadsheets save text in several encodings: a byte-order mark tells UTF-8 (Excel's "CSV
+    UTF-8"), UTF-16 and UTF-32 apart, and UTF-16 without one shows as a zero byte beside every ASCII
+    character; anything else must be UTF-8 (Latin-1 cannot be told from other 8-bit encodings, so
+    it is refused with the line of its first non-UTF-8 byte)."""
+    try:
+        raw = input_file(sheet, what).read_bytes()
+    except OSError as exc:
+        raise GtokError(f"{sheet}: cannot read the {what} ({os.strerror(exc.errno).lower()}).") from None
+    encoding = _encoding(raw)
+    try:
+        text = raw.decode(encoding)
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise GtokError(f"{sheet}, line {line}: the {what} is not UTF-8 text ({raw[exc.start:exc.start + 1]!r}); "
+                        "save it as UTF-8 (Excel: 'CSV UTF-8'; LibreOffice: character set Unicode (UTF-8)).") from None
+    reader = csv.DictReader(io.StringIO(text, newline=""), delimiter="\t", restval="")
+    rows = list(reader)
+    if not reader.fieldnames:
+        raise GtokError(f"{sheet}: the {what} is empty; it needs a header line of tab-separated column names.")
+    return list(reader.fieldnames), rows
+
+
+_BOMS = ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"), (codecs.BOM_UTF8, "utf-8-sig"),
+         (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))
+
+
+def _encoding(raw: bytes) -> str:
+    """The encoding a byte-order mark, or the zero bytes of ASCII text in UTF-16, tell; else UTF-8."""
+    for bom, encoding in _BOMS:
+        if raw.startswith(bom):
+            return encoding
+    head = raw[:512]
+    if head and len(raw) % 2 == 0:
+        if 0 not in head[::2] and not any(head[1::2]):
+            return "utf-16-le"
+        if 0 not in head[1::2] and not any(head[::2]):
+            return "utf-16-be"
+    return "utf-8"
+
+
 def _read_sheet(sheet: str, keys: Sequence[str]) -> tuple[str, dict[str, str | None]]:
     """The sheet's key column (the first of `keys` it has) and its label per key. Two rows giving
     one key different labels are an error: neither can be trusted."""
-    try:
-        with open(input_file(sheet, "label sheet"), newline="") as fh:
-            table = list(csv.DictReader(fh, delimiter="\t"))
-    except OSError as exc:
-        raise GtokError(f"{sheet}: cannot read the label sheet ({exc.strerror}).") from None
-    columns = set(table[0]) if table else set()
-    key = next((k for k in keys if k in columns), None)
-    if "label" not in columns or key is None:
+    header, table = read_sheet(sheet, "label sheet")
+    key = next((k for k in keys if k in header), None)
+    if "label" not in header or key is None:
         wanted = " or ".join(repr(k) for k in keys)
-        raise GtokError(f"{sheet}: the label sheet needs a 'label' column and a {wanted} column.")
+        raise GtokError(f"{sheet}: the label sheet needs a 'label' column and a {wanted} column "
+                        f"(its columns: {', '.join(map(repr, header))}).")
+    if not table:
+        raise GtokError(f"{sheet}: the label sheet has a header but no rows; add one row per {key}.")
     by_key: dict[str, tuple[str | None, int]] = {}
     for line, row in enumerate(table, start=2):  # line 1 is the header
         k = _norm(row[key]) if key == "path" else row[key]

@@ -7,7 +7,6 @@ what only the rows together can tell (a file listed twice) is checked here.
 
 from __future__ import annotations
 
-import csv
 import glob
 import os
 
@@ -21,14 +20,14 @@ def refuse_braces(path: str, what: str) -> None:
 
 
 def read_sample_sheet(sheet: str) -> list[dict]:
-    """The rows of a tab-separated sample sheet with a header line."""
-    try:
-        with open(sheet, newline="") as fh:
-            rows = list(csv.DictReader(fh, delimiter="\t"))
-    except OSError as exc:
-        raise GtokError(f"{sheet}: cannot read the BED sample sheet ({os.strerror(exc.errno).lower()}).") from None
-    if not rows or "path" not in rows[0]:
-        raise GtokError(f"{sheet}: the BED sample sheet needs a header with a 'path' column and at least one row.")
+    """The rows of a tab-separated sample sheet with a header line (UTF-8, or UTF-16 with its mark)."""
+    from gtok.inputs.labels import read_sheet
+
+    header, rows = read_sheet(sheet, "BED sample sheet")
+    if "path" not in header:
+        raise GtokError(f"{sheet}: the BED sample sheet needs a 'path' column (its columns: {', '.join(map(repr, header))}).")
+    if not rows:
+        raise GtokError(f"{sheet}: the BED sample sheet has a header but no rows; add one row per BED file.")
     return rows
 
 
