@@ -78,11 +78,12 @@ def input_kinds(inputs: Sequence[str]) -> dict[str, list[str]]:
 
 def _copy_parquet(writer, tok, path: str) -> None:
     """A parquet of token documents (gtok export-parquet, geniml) holds tokens already: its records
-    are copied, checked against this universe's vocabulary."""
+    are copied, checked against this universe's vocabulary; an empty list is a document without a
+    match, `[<unk>]`, as everywhere else (a 0-token record would crash training)."""
     from gtok.formats.parquet import read_parquet_records
 
     for batch in read_parquet_records(path, tok.vocab_size, tok.fingerprint):
-        writer.add_batch(batch.names, batch.tokens, batch.lengths, batch.labels)
+        writer.add_batch(batch.names, *tok.fill_empty(batch.tokens, batch.lengths), batch.labels)
 
 
 def _write_fragments(writer, tok, paths, options, labels_sheet, progress) -> None:
