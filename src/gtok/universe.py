@@ -113,7 +113,7 @@ class Universe:
         raw = read_bytes(path, "universe BED")
         digest = hashlib.sha256(raw).hexdigest()
         cache = _cache_path(digest, cache_dir)
-        if cache is not None and cache.exists():
+        if cache is not None and cache.is_file():
             try:
                 universe, source = cls.from_index(cache)
                 if source == digest:
@@ -121,8 +121,8 @@ class Universe:
             except IndexFormatError:
                 pass  # a damaged cache entry: rebuilt below
         universe = cls.from_text(raw, os.fspath(path))
-        if cache is not None:
-            with contextlib.suppress(GtokError):  # a cache is an optimisation: a read-only disk must not fail
+        if cache is not None and (cache.is_file() or not cache.exists()):  # a folder in its place is left alone
+            with contextlib.suppress(GtokError, OSError):  # a cache is an optimisation: a read-only disk must not fail
                 make_folder(cache.parent)
                 write_index(cache, list(universe.chrom_names), universe.index_arrays(), universe.fingerprint, digest)
         return universe

@@ -44,7 +44,7 @@ def run_options(model: str, model_config: Any, data: DataOptions, opts: TrainerO
 
     The model and its options, the seed, the data options, the trainer options that change the
     steps (with `auto` resolved), and the data: the vocabulary and every shard's sha256 and split,
-    in manifest order (and its dataset, with a mixture). Left out (`NOT_RUN_OPTIONS`): when to stop, checkpoint, log or validate,
+    in manifest order. Left out (`NOT_RUN_OPTIONS`): when to stop, checkpoint, log or validate,
     whether to check the shards, and the universe's path; so raising max_steps extends a run.
     """
     shards = json.dumps([[e.sha256, e.split] for e in manifest.entries]).encode()
@@ -55,8 +55,6 @@ def run_options(model: str, model_config: Any, data: DataOptions, opts: TrainerO
         "data.vocabulary": manifest.fingerprint[:16] if manifest.fingerprint else None,
         "data.shards": hashlib.sha256(shards).hexdigest()[:16],
     }
-    if data.mixture is not None:  # a mixture draws by dataset: renaming one is another run
-        record["data.datasets"] = hashlib.sha256(json.dumps([e.dataset for e in manifest.entries]).encode()).hexdigest()[:16]
     sections = (("data", dataclasses.asdict(data)), ("trainer", {**dataclasses.asdict(opts), **hardware}),
                 (model, model_options))
     for section, values in sections:
