@@ -36,16 +36,17 @@ def tokenize_to_shard(
     fragments: FragmentOptions | None = None,
     modality: str = DEFAULT_MODALITY,
     tile_width: int | None = None,
+    layer: str | None = None,
 ) -> Path:
     """Tokenize every input into the shard `output`; on any error nothing is written there.
 
     Inputs are told apart by name: `.h5ad` and `.h5mu` files (a record per cell; of an `.h5mu`,
-    the cells of `modality`; `tile_width` for tile matrices whose var has starts only), fragment files
+    the cells of `modality`, from `layer` instead of X when given; `tile_width` for tile matrices whose var has starts only), fragment files
     (`.tsv.gz`, `.tsv.bgz`, `.tsv`: a record per barcode, chosen by `fragments`), `.parquet`
     token documents (copied), and BED files (a record each). `threads` read BED files side by side (default: the CPUs this process may
     use, its affinity, which a SLURM job or `taskset` limits; never all the machine's cores)."""
     kinds = input_kinds(inputs)
-    row_range = _check_options(kinds, rows, label_key, labels_sheet, fragments)
+    row_range = _check_options(kinds, rows, label_key, labels_sheet, fragments, layer)
     for path in inputs:
         input_file(path)
     input_file(universe, "universe")
@@ -59,7 +60,7 @@ def tokenize_to_shard(
             tokens, lengths = tok.tokenize_many([iv for _, iv in batch])
             writer.add_batch(names, tokens, lengths, [labels[p] for p, _ in batch] if labels else None)
         for path in kinds["h5ad"]:
-            write_cells(writer, tok, path, row_range, label_key, chunk_rows, progress, modality, tile_width)
+            write_cells(writer, tok, path, row_range, label_key, chunk_rows, progress, modality, tile_width, layer)
         for path in kinds["parquet"]:
             _copy_parquet(writer, tok, path)
         if kinds["fragments"]:
@@ -95,12 +96,14 @@ def _write_fragments(writer, tok, paths, options, labels_sheet, progress) -> Non
         write_fragments(writer, tok, path, options, labels, progress)
 
 
-def _check_options(kinds, rows, label_key, labels_sheet, fragments) -> tuple[int, int] | None:
+def _check_options(kinds, rows, label_key, labels_sheet, fragments, layer) -> tuple[int, int] | None:
     beds, h5ads, frags = kinds["bed"], kinds["h5ad"], kinds["fragments"]
     if rows is not None and (len(h5ads) != 1 or beds or frags):
         raise GtokError("--rows needs exactly one .h5ad input and no other inputs.")
     if label_key and not h5ads:
         raise GtokError("--label-key applies to .h5ad inputs; use --labels SHEET.tsv for BED and fragment files.")
+    if layer and not h5ads:
+        raise GtokError("--layer applies to .h5ad and .h5mu inputs.")
     if labels_sheet and not (beds or frags):
         raise GtokError("--labels applies to BED and fragment inputs; use --label-key COLUMN for .h5ad files.")
     if labels_sheet and beds and frags:
@@ -156,14 +159,14 @@ def _ordered_map(fn, items: Sequence, workers: int, window: int = 64) -> Iterato
 
 
 def write_cells(writer, tok, path, row_range=None, label_key=None, chunk_rows=2048, progress=False, modality=DEFAULT_MODALITY,
-                tile_width=None) -> None:
+                tile_width=None, layer=None) -> None:
     """Tokenize the cells of one .h5ad into `writer`; the next chunk is read and tokenized on a
     thread while this one is written, since both release the GIL for most of their time."""
     from gtok.cells import iter_cell_tokens
 
     bar = _progress(None, progress, desc=os.path.basename(path), unit="cell")
     chunks = iter_cell_tokens(tok, path, rows=row_range, chunk_rows=chunk_rows, label_key=label_key, modality=modality,
-                              tile_width=tile_width, spill_dir=str(Path(writer.path).parent))  # not $TMPDIR
+                              tile_width=tile_width, spill_dir=str(Path(writer.path).parent), layer=layer)  # not $TMPDIR
     for chunk in prefetched(chunks):
         writer.add_batch(chunk.names, chunk.tokens, chunk.lengths, chunk.labels)
         if bar is not None:

@@ -30,6 +30,8 @@ def _add_tokenize(sub) -> None:
     p.add_argument("--part", type=part, default=(0, 1), metavar="K/N",
                    help="fragment files: keep the barcodes of part K of N (a stable hash of the barcode), so that N jobs "
                         "split a file; default 0/1, all")
+    p.add_argument("--layer", metavar="NAME",
+                   help=".h5ad / .h5mu inputs: tokenize this layer (e.g. counts) instead of X")
     p.add_argument("--modality", default=DEFAULT_MODALITY, metavar="NAME",
                    help=f".h5mu inputs: the modality whose cells to tokenize (default {DEFAULT_MODALITY})")
     p.add_argument("--tile-width", type=positive_int, metavar="BP",
@@ -59,6 +61,7 @@ def _run_tokenize(args: argparse.Namespace) -> int:
         fragments=FragmentOptions(args.barcodes, args.min_fragments, args.part),
         modality=args.modality,
         tile_width=args.tile_width,
+        layer=args.layer,
     )
     return 0
 

@@ -57,20 +57,34 @@ class Intervals:
     def from_columns(chroms, starts, ends, source: str = "the regions", column_names=("start", "end")) -> "Intervals":
         """Build from array-likes of names and coordinates (DataFrame columns, tuple lists, h5ad
         var), checked like BED text: `source` and the row are named for any bad value."""
-        chroms = np.asarray(chroms, dtype=object).reshape(-1)
+        chroms = chromosome_names(chroms, source)
         starts = coordinates(starts, f"{source}, column {column_names[0]!r}")
         ends = coordinates(ends, f"{source}, column {column_names[1]!r}")
         if not chroms.size == starts.size == ends.size:
             raise GtokError(f"{source}: the chromosome, start and end columns differ in length.")
-        empty = np.flatnonzero((chroms == "") | (chroms == None))  # noqa: E711 (elementwise)
-        if empty.size:
-            raise GtokError(f"{source}, row {int(empty[0])}: the chromosome name is empty.")
         backwards = np.flatnonzero(starts > ends)
         if backwards.size:
             i = int(backwards[0])
             raise GtokError(f"{source}, row {i}: start {starts[i]} is greater than end {ends[i]}.")
-        names, codes = np.unique(chroms.astype(str), return_inverse=True) if chroms.size else ([], chroms)
+        names, codes = np.unique(chroms, return_inverse=True) if chroms.size else ([], chroms)
         return Intervals(tuple(str(n) for n in names), np.asarray(codes, dtype=np.int32).reshape(-1), starts, ends)
+
+
+def chromosome_names(values, source: str) -> np.ndarray:
+    """`values` as an array of str, refusing a missing name (None, NaN: a categorical's missing
+    value would otherwise become the chromosome 'None' or 'nan') and an empty one."""
+    arr = np.asarray(values, dtype=object).reshape(-1)
+    bad = np.flatnonzero(_missing(arr) | (arr == ""))
+    if bad.size:
+        i = int(bad[0])
+        what = "empty" if isinstance(arr[i], str) else "missing"
+        raise GtokError(f"{source}, row {i}: the chromosome name is {what}.")
+    return arr.astype(str)
+
+
+def _missing(arr: np.ndarray) -> np.ndarray:
+    """Which entries of an object array are None or NaN (NaN is the one value not equal to itself)."""
+    return (arr == None) | (arr != arr)  # noqa: E711 (elementwise)
 
 
 def coordinates(values, what: str) -> np.ndarray:
@@ -81,14 +95,16 @@ def coordinates(values, what: str) -> np.ndarray:
         bad = ~np.isfinite(arr) | (arr != np.floor(arr)) | (arr < 0) | (arr > MAX_COORDINATE)
     elif arr.dtype.kind in "iu":
         bad = (arr < 0) | (arr > MAX_COORDINATE)
-    else:  # strings or objects: each must be a plain non-negative integer
+    else:  # strings or objects (a nullable column holds None where missing): each must be a plain non-negative integer
         text = arr.astype(str)
         bad = np.array([coordinate_problem(t) is not None for t in text], dtype=bool)
         if not bad.any():
             return text.astype(np.int64)
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
-        raise GtokError(f"{what}, row {i}: {arr[i].item()!r} is not a coordinate (a whole number from 0 to {MAX_COORDINATE:,}).")
+        value = arr[i].item() if isinstance(arr[i], np.generic) else arr[i]
+        shown = "the value is missing" if value is None else f"{value!r} is not a coordinate"
+        raise GtokError(f"{what}, row {i}: {shown} (a whole number from 0 to {MAX_COORDINATE:,} is needed).")
     return arr.astype(np.int64)
 
 
