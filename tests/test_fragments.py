@@ -130,6 +130,50 @@ def test_many_blocks_and_windows_assemble_each_barcode_in_file_order(tmp_path, m
     assert len(list(source.blocks())) > 50  # really many blocks (and lines cut across them)
 
 
+def kinds_of(paths) -> dict[str, list[str]]:
+    from gtok.build import input_kinds
+
+    return {k: [Path(p).name for p in v] for k, v in input_kinds([str(p) for p in paths]).items() if v}
+
+
+def test_fragments_are_told_by_content_whatever_the_name(tmp_path, many, recwarn):
+    """A fragments file named in capitals or like a BED file used to become one BED record holding
+    every cell; a BED-named file read as fragments says so."""
+    upper = write_fragments(tmp_path / "f.tsv.gz", many).rename(tmp_path / "F.TSV.GZ")
+    as_bed = write_fragments(tmp_path / "fragments.bed.gz", many)
+    as_bed.write_bytes(gzip.compress(fragment_text(many).encode()))
+    plain = tmp_path / "fragments.txt"
+    plain.write_text(fragment_text(many))
+    assert kinds_of([upper, as_bed, plain]) == {"fragments": ["F.TSV.GZ", "fragments.bed.gz", "fragments.txt"]}
+    warned = [str(w.message) for w in recwarn]
+    assert len(warned) == 2 and all("read as a fragments file" in w for w in warned)
+    assert str(as_bed) in warned[0] and str(plain) in warned[1]
+    reference = gtars_fragments(UNIVERSE, write_fragments(tmp_path / "ref.tsv.gz", many))
+    assert ours(UNIVERSE, upper, tmp_path) == ours(UNIVERSE, as_bed, tmp_path) == reference
+
+
+@pytest.mark.parametrize(("name", "text"), [
+    ("bed4.bed", "chr1\t10\t20\tpeak1\nchr1\t30\t40\tpeak1\n"),
+    ("bed6.bed", "chr1\t10\t20\tpeak\t500\t+\nchr1\t30\t40\tpeak\t0\t-\n"),
+    ("narrow.narrowPeak", "chr1\t10\t20\tp\t500\t.\t5.1\t-1\t3.2\t4\nchr1\t30\t40\tp\t9\t.\t1\t-1\t1\t2\n"),
+    ("bed12.bed.gz", "chr1\t1\t9\tn\t0\t+\t1\t9\t0\t1\t8,\t0,\nchr1\t1\t9\tn\t0\t+\t1\t9\t0\t1\t8,\t0,\n"),
+    ("scores.bed", "chr1\t10\t20\t.\t500\nchr1\t30\t40\t.\t7\n"),
+    ("header.bed", "chrom\tstart\tend\tname\tscore\nchr1\t10\t20\tx\t5\nchr1\t30\t40\tx\t5\n"),
+])
+def test_bed_files_with_extra_columns_stay_bed_files(tmp_path, recwarn, name, text):
+    """Names, scores and strands (BED4-BED12, narrowPeak) are not barcodes and counts."""
+    path = tmp_path / name
+    path.write_bytes(gzip.compress(text.encode()) if name.endswith(".gz") else text.encode())
+    assert kinds_of([path]) == {"bed": [name]} and not recwarn
+
+
+def test_a_bed5_of_unique_names_and_scores_stays_bed_with_a_warning(tmp_path, recwarn):
+    path = tmp_path / "peaks.bed"
+    path.write_text("chr1\t10\t20\tpeak1\t500\nchr1\t30\t40\tpeak2\t7\n")
+    assert kinds_of([path]) == {"bed": ["peaks.bed"]}
+    assert "read as a BED file (one record), though its lines look like fragments" in str(recwarn[-1].message)
+
+
 def test_barcode_list_keeps_its_cells_in_its_order(tmp_path, many):
     path = write_fragments(tmp_path / "f.tsv.gz", many)
     (tmp_path / "cells.txt").write_text("cell7\ncell3\n\ncell250\n")

@@ -40,16 +40,17 @@ def tokenize_to_shard(
 ) -> Path:
     """Tokenize every input into the shard `output`; on any error nothing is written there.
 
-    Inputs are told apart by name: `.h5ad` and `.h5mu` files (a record per cell; of an `.h5mu`,
-    the cells of `modality`, from `layer` instead of X when given; `tile_width` for tile matrices whose var has starts only), fragment files
-    (`.tsv.gz`, `.tsv.bgz`, `.tsv`: a record per barcode, chosen by `fragments`), `.parquet`
-    token documents (copied), and BED files (a record each). `threads` read BED files side by side (default: the CPUs this process may
-    use, its affinity, which a SLURM job or `taskset` limits; never all the machine's cores)."""
-    kinds = input_kinds(inputs)
-    row_range = _check_options(kinds, rows, label_key, labels_sheet, fragments, layer)
+    Inputs are told apart by name, and text files by content (`input_kinds`): `.h5ad` and `.h5mu`
+    files (a record per cell; of an `.h5mu`, the cells of `modality`, from `layer` instead of X
+    when given; `tile_width` for tile matrices whose var has starts only), fragment files (a record
+    per barcode, chosen by `fragments`), `.parquet` token documents (copied), and BED files (a
+    record each). `threads` read BED files side by side (default: the CPUs this process may use,
+    its affinity, which a SLURM job or `taskset` limits; never all the machine's cores)."""
     for path in inputs:
         input_file(path)
     input_file(universe, "universe")
+    kinds = input_kinds(inputs)
+    row_range = _check_options(kinds, rows, label_key, labels_sheet, fragments, layer)
     sources = [*inputs, universe, *([labels_sheet] if labels_sheet else [])]
     target = output_file(output, (".gtok",), sources, has_magic(MAGIC), "gtok shard")
     tok = Tokenizer.from_bed(universe, cache_dir=None if cache else "off")
@@ -69,11 +70,13 @@ def tokenize_to_shard(
 
 
 def input_kinds(inputs: Sequence[str]) -> dict[str, list[str]]:
-    """The inputs by kind, told by their names: h5ad (also .h5mu), parquet, fragments, bed (anything else)."""
+    """The inputs by kind: h5ad (also .h5mu) and parquet by their names (in any case), then text
+    files: fragments (by name, else by content: gtok.inputs.fragments.is_fragments), bed (the rest)."""
     kinds: dict[str, list[str]] = {"bed": [], "h5ad": [], "fragments": [], "parquet": []}
     for p in inputs:
-        kind = "h5ad" if p.endswith((".h5ad", ".h5mu")) else "parquet" if p.endswith(".parquet") else "fragments" if is_fragments(p) else "bed"
-        kinds[kind].append(p)
+        name = p.lower()
+        kind = "h5ad" if name.endswith((".h5ad", ".h5mu")) else "parquet" if name.endswith(".parquet") else None
+        kinds[kind or ("fragments" if is_fragments(p) else "bed")].append(p)
     return kinds
 
 

@@ -10,18 +10,96 @@ file need not be sorted.
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass
 
 from gtok.errors import GtokError, describe
 from gtok.inputs.bed import coordinates_problem
 from gtok.paths import input_file
 
-#: Name suffixes that make an input a fragments file (`.tsv.bgz` is bgzip; gtars reads only `.gz`).
+#: Name suffixes that make an input a fragments file, in any case (`.tsv.bgz` is bgzip; gtars reads only `.gz`).
 SUFFIXES = (".tsv.gz", ".tsv.bgz", ".tsv")
+#: Decompressed text read to tell an input without a fragments name by its content, and its
+#: lines at most: enough for a barcode to repeat among the first fragments of a sorted file.
+SNIFF_BYTES = 1 << 20
+SNIFF_LINES = 20_000
+_STRANDS = (b"+", b"-", b".")
+
+
+def named_fragments(path: str | os.PathLike) -> bool:
+    return os.fspath(path).lower().endswith(SUFFIXES)
+
+
+def sample_name(path: str | os.PathLike) -> str:
+    """A fragments file's name without its fragments suffix (the default sample name)."""
+    name = os.path.basename(os.fspath(path))
+    return next((name[: -len(s)] for s in SUFFIXES if name.lower().endswith(s)), name)
 
 
 def is_fragments(path: str | os.PathLike) -> bool:
-    return os.fspath(path).endswith(SUFFIXES)
+    """Whether a text input is a fragments file (one record per barcode) rather than a BED file
+    (one record), by its name, else by its content (docs/tokenization.md, "What makes a
+    fragments file"): a name ending in .tsv, .tsv.gz or .tsv.bgz, in any case, is one; any other
+    is one when its first lines are all `chrom start end barcode count` (a barcode: not a number
+    and not '.'; no strand in a sixth column, as BED6 and BED12 have) and a barcode repeats among
+    them, since cells have many fragments and BED names rarely repeat. Both surprising outcomes
+    warn: a file read as fragments without a fragments name, and one read as BED whose lines
+    look like fragments but whose names do not repeat (a BED5 of names and scores, or a few
+    cells)."""
+    if named_fragments(path):
+        return True
+    lines = first_data_lines(path, 1)
+    if not lines or not _fragment_shaped(lines[0]):  # BED3, BED4, BED6+: told by the first line
+        return False
+    lines = first_data_lines(path, SNIFF_LINES)
+    if not all(_fragment_shaped(line) for line in lines):
+        return False
+    barcodes = [line.split(b"\t", 4)[3] for line in lines]
+    name = describe(path)
+    if len(set(barcodes)) < len(barcodes):
+        warnings.warn(f"{name}: read as a fragments file (one record per barcode): its lines are chrom, start, end, "
+                      "barcode, count with barcodes repeating; name it .tsv.gz to say so.", stacklevel=2)
+        return True
+    warnings.warn(f"{name}: read as a BED file (one record), though its lines look like fragments (chrom, start, end, "
+                  "barcode, count) with no barcode repeating; if it is a fragments file, name it .tsv.gz.", stacklevel=2)
+    return False
+
+
+def _fragment_shaped(line: bytes) -> bool:
+    fields = line.split(b"\t")
+    if len(fields) < 5 or (len(fields) > 5 and fields[5] in _STRANDS):
+        return False
+    start, end, barcode, count = fields[1:5]
+    return start.isdigit() and end.isdigit() and count.isdigit() and barcode not in (b"", b".") and not _is_number(barcode)
+
+
+def _is_number(field: bytes) -> bool:
+    try:
+        float(field)
+    except ValueError:
+        return False
+    return True
+
+
+def first_data_lines(path: str | os.PathLike, count: int) -> list[bytes]:
+    """Up to `count` lines of a text file (gzip or not) that are neither blank nor comments (`#`,
+    `track`, `browser`), from its first SNIFF_BYTES; [] when it cannot be read (its reader says why)."""
+    import gzip
+    import zlib
+
+    limit = SNIFF_BYTES if count > 1 else 1 << 16
+    try:
+        with open(path, "rb") as fh:
+            gzipped = fh.read(2) == b"\x1f\x8b"
+        with (gzip.open(path, "rb") if gzipped else open(path, "rb")) as fh:
+            text = fh.read(limit)
+    except (OSError, EOFError, zlib.error):
+        return []
+    lines = text.split(b"\n")
+    if len(text) == limit:
+        lines = lines[:-1]  # cut short by the read
+    lines = [line.rstrip(b"\r") for line in lines]
+    return [line for line in lines if line.strip() and not line.startswith((b"#", b"track", b"browser"))][:count]
 
 
 @dataclass(frozen=True)
