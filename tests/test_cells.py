@@ -609,3 +609,15 @@ def test_an_h5ad_from_before_anndata_0_7_is_read(universe, pbmc, tmp_path):
     chunks = list(iter_cell_tokens(tok, path, chunk_rows=4))
     assert tokens_of(chunks) == per_cell_oracle(universe, pbmc)[:6]
     assert [n for c in chunks for n in c.names] == list(small.obs_names)
+
+
+def test_a_var_on_no_chromosome_of_the_universe_is_named(universe, pbmc, recwarn):
+    tok = Tokenizer.from_bed(universe)
+    var = pbmc.var.copy()
+    var["chr"] = var["chr"].astype(str).str.removeprefix("chr")
+    tokens = tokens_of(iter_cell_tokens(tok, ad.AnnData(X=pbmc.X, obs=pbmc.obs, var=var)))
+    assert tokens == [[tok.unk_token_id]] * pbmc.n_obs
+    assert "the AnnData (var): none of its chromosomes (1, 10, 11, ... (" in str(recwarn[-1].message)
+    recwarn.clear()
+    list(iter_cell_tokens(tok, pbmc))
+    assert not [w for w in recwarn if "none of its chromosomes" in str(w.message)]

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import GENIML, GTARS, gtars_tokens
+from conftest import GENIML, GTARS, gtars_tokens, write_bed
 
 GTOK = [sys.executable, "-m", "gtok.cli"]
 UNIVERSE = GENIML / "universe.uniq.bed"
@@ -153,3 +153,17 @@ def test_numeric_options_of_simulate_and_evaluate_accept_only_valid_values(tmp_p
     proc = subprocess.run([sys.executable, "-m", "gtok.cli", *args], cwd=tmp_path, capture_output=True, text=True)
     assert proc.returncode != 0 and message in proc.stderr and "Traceback" not in proc.stderr
     assert not list(tmp_path.iterdir())  # nothing written
+
+
+def test_inputs_that_share_no_chromosome_with_the_universe_are_named_once_each(tmp_path):
+    """`1` against a `chr1` universe gives every region <unk> without a word from gtars; the tokens
+    stay gtars', and a warning names each such input (a few, then a count)."""
+    beds = [write_bed(tmp_path / f"n{i}.bed", [(str(i), 10, 500), (str(i), 900, 1000)]) for i in range(1, 6)]
+    proc = gtok("tokenize", "-q", "-u", UNIVERSE, "-o", tmp_path / "x.gtok", SAMPLES[0], *beds)
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 4 and all(line.startswith("gtok tokenize: warning: ") for line in lines), lines
+    assert "n1.bed: none of its chromosomes (1) is in the universe (chr1, chr10, chr11, ..." in lines[0]
+    assert "(1 vs chr1)" in lines[0] and "2 more BED files share no chromosome" in lines[3]
+    assert [int(x) for x in gtok("dump", tmp_path / "x.gtok").stdout.splitlines()[1].split("\t")[1].split(",")] == \
+        gtars_tokens(UNIVERSE, beds[0])
+    assert not gtok("tokenize", "-q", "-u", UNIVERSE, "-o", tmp_path / "y.gtok", *SAMPLES).stderr

@@ -341,6 +341,15 @@ def test_barcodes_that_are_not_utf8_are_refused_by_line(tmp_path, capsys):
     assert ours(UNIVERSE, path, tmp_path) == gtars_fragments(UNIVERSE, path)
 
 
+def test_a_file_on_no_chromosome_of_the_universe_is_named(tmp_path, recwarn):
+    path = write_fragments(tmp_path / "f.tsv", [("1", 10, 20, "a", 1), ("2", 10, 20, "b", 1)])
+    assert ours(UNIVERSE, path, tmp_path) == gtars_fragments(UNIVERSE, path)
+    assert f"{path}: none of its chromosomes (1) is in the universe" in str(recwarn[-1].message)
+    recwarn.clear()
+    ours(UNIVERSE, write_fragments(tmp_path / "g.tsv", [("1", 10, 20, "a", 1), ("chr1", 10, 20, "b", 1)]), tmp_path)
+    assert not recwarn
+
+
 def test_truncated_gzip_is_one_line(tmp_path, many, capsys):
     path = write_fragments(tmp_path / "f.tsv.gz", many)
     path.write_bytes(path.read_bytes()[:-5000])

@@ -4,6 +4,7 @@ and a universe into its index (`gtok index`)."""
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -56,10 +57,13 @@ def tokenize_to_shard(
     tok = Tokenizer.from_bed(universe, cache_dir=None if cache else "off")
     with ShardWriter(target, tok.vocab_size, tok.fingerprint) as writer:
         labels = read_label_sheet(labels_sheet, kinds["bed"]) if labels_sheet and kinds["bed"] else None
+        foreign: list[str] = []
         for batch in _bed_batches(kinds["bed"], progress, threads or len(os.sched_getaffinity(0))):
             names = [record_name(p) for p, _ in batch]
             tokens, lengths = tok.tokenize_many([iv for _, iv in batch])
             writer.add_batch(names, tokens, lengths, [labels[p] for p, _ in batch] if labels else None)
+            foreign += filter(None, (tok.universe.foreign_input(iv.chrom_names, p) for p, iv in batch))
+        _warn_foreign(foreign)
         for path in kinds["h5ad"]:
             write_cells(writer, tok, path, row_range, label_key, chunk_rows, progress, modality, tile_width, layer)
         for path in kinds["parquet"]:
@@ -78,6 +82,15 @@ def input_kinds(inputs: Sequence[str]) -> dict[str, list[str]]:
         kind = "h5ad" if name.endswith((".h5ad", ".h5mu")) else "parquet" if name.endswith(".parquet") else None
         kinds[kind or ("fragments" if is_fragments(p) else "bed")].append(p)
     return kinds
+
+
+def _warn_foreign(messages: list[str], shown: int = 3) -> None:
+    """A warning per BED file that shares no chromosome with the universe, the first few of them,
+    and then one with the count (a collection of thousands named `1` instead of `chr1`)."""
+    for message in messages[:shown]:
+        warnings.warn(message, stacklevel=3)
+    if len(messages) > shown:
+        warnings.warn(f"{len(messages) - shown:,} more BED files share no chromosome with the universe either.", stacklevel=3)
 
 
 def _copy_parquet(writer, tok, path: str) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import re
+import warnings
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -366,6 +367,9 @@ def iter_cell_tokens(
     cells = _Cells(source, modality, layer)
     start, stop = _row_range(rows, cells.n_obs, cells.name)
     regions = var_intervals(*cells.var(), cells.name, tile_width=tile_width)
+    foreign = tokenizer.universe.foreign_input(regions.chrom_names, f"{cells.name} (var)")
+    if foreign:
+        warnings.warn(foreign, stacklevel=2)
     names = cells.obs_names()
     _check_shape(cells, len(names), len(regions))
     columns = ColumnTokens(tokenizer, regions)

@@ -26,7 +26,7 @@ import numpy as np
 
 from gtok.errors import GtokError, describe
 from gtok.inputs.fragment_parser import Barcodes, Block, FragmentFile
-from gtok.inputs.fragments import FragmentOptions, read_barcode_list
+from gtok.inputs.fragments import FragmentOptions, first_data_lines, read_barcode_list
 from gtok.pipeline import prefetched
 from gtok.tokenizer import Tokenizer
 
@@ -56,8 +56,10 @@ class FragmentRecords:
     tokens: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # per barcode
     fragments: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # per barcode
     n_tokens: int = 0
+    on_universe: bool = False  # whether a fragment lies on a chromosome of the universe
 
     def add(self, block: Block) -> None:
+        self.on_universe = self.on_universe or bool((block.chroms >= 0).any())
         tokens, counts = overlap_block(self.search, self.unk, block)
         n_codes = len(self.barcodes)
         grouped, per_code, frags = _group(block.barcodes, counts, tokens, n_codes)
@@ -223,6 +225,8 @@ def write_fragments(writer, tok: Tokenizer, path: str, options: FragmentOptions,
             records.add(block)
             bar.update(source.lines - bar.n)
         codes = _kept(records, source.fragments, options, keep, path)
+        if codes.size and not records.on_universe:
+            _warn_foreign(tok, path)
         names = barcodes.names
         for part, tokens, lengths in prefetched(records.documents(codes)):  # assembly beside the writes
             batch = [names[c] for c in part.tolist()]
@@ -249,6 +253,16 @@ def _kept(records: FragmentRecords, n_fragments: int, options: FragmentOptions, 
                           "fragments; its shard has no records.", stacklevel=3)
         return codes
     raise GtokError(f"{describe(path)}: no barcode has at least {options.min_fragments} fragments; lower --min-fragments.")
+
+
+def _warn_foreign(tok: Tokenizer, path: str) -> None:
+    """No fragment on a chromosome of the universe: named by the first line's chromosome (the
+    parser numbers only the universe's chromosomes)."""
+    first = first_data_lines(path, 1)
+    chromosome = first[0].split(b"\t")[0].decode("utf-8", "replace") if first else "?"
+    message = tok.universe.foreign_input([chromosome], describe(path))
+    if message:
+        warnings.warn(message, stacklevel=3)
 
 
 def _report_matches(found: int, listed: int, barcodes: str | None, path: str) -> None:
