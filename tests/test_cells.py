@@ -621,3 +621,20 @@ def test_a_var_on_no_chromosome_of_the_universe_is_named(universe, pbmc, recwarn
     recwarn.clear()
     list(iter_cell_tokens(tok, pbmc))
     assert not [w for w in recwarn if "none of its chromosomes" in str(w.message)]
+
+
+def test_h5ad_files_whose_cells_share_names_are_named_by_their_samples(universe, pbmc, tmp_path):
+    """Obs names repeat across .h5ad files as barcodes do across fragment files."""
+    from gtok.cli import main
+    from gtok.formats.shard import ShardReader
+
+    a, b = tmp_path / "a" / "cells.h5ad", tmp_path / "b.h5ad"
+    a.parent.mkdir()
+    pbmc[:3].write_h5ad(a)
+    pbmc[:2].write_h5ad(b)
+    out = tmp_path / "o.gtok"
+    assert main(["tokenize", "-q", "-u", str(universe), "-o", str(out), str(a), str(b)]) == 0
+    names = list(pbmc.obs_names)
+    assert ShardReader(out).names == [f"cells#{n}" for n in names[:3]] + [f"b#{n}" for n in names[:2]]
+    assert main(["tokenize", "-q", "-u", str(universe), "-o", str(out), "--rows", "1:3", "--sample", "P", str(a)]) == 0
+    assert ShardReader(out).names == [f"P#{n}" for n in names[1:3]]

@@ -298,6 +298,97 @@ def test_labels_come_from_the_sheet_by_barcode(tmp_path, many):
     assert ShardReader(out).labels == ["B", "T", None]
 
 
+# -- samples: barcodes repeat across samples --------------------------------------------------------------
+
+
+@pytest.fixture
+def two_samples(tmp_path) -> tuple[Path, Path]:
+    """Two samples' fragment files, as 10x writes them: the same barcodes, other fragments."""
+    a = write_fragments(tmp_path / "donor1.tsv.gz", [("chr1", 10, 5000, "AAAC-1", 1), ("chr1", 200, 900, "TTTG-1", 1)])
+    b = write_fragments(tmp_path / "donor2.tsv.gz", [("chr2", 10, 5000, "AAAC-1", 1), ("chr1", 60, 70, "CCCA-1", 1)])
+    return a, b
+
+
+def records(path: Path) -> dict[str, tuple[list[int], str | None]]:
+    reader = ShardReader(path)
+    return {n: (t.tolist(), lab) for n, t, lab in zip(reader.names, reader, reader.labels or [None] * len(reader))}
+
+
+def test_samples_that_share_barcodes_give_records_of_their_own(tmp_path, two_samples):
+    """Two files in one call are named by their file names; --sample names them; one file keeps
+    its barcodes, as gtars names them."""
+    a, b = two_samples
+    out = tmp_path / "o.gtok"
+    tokenize_to_shard([str(a), str(b)], str(UNIVERSE), str(out), progress=False)
+    got = {n: t for n, (t, _) in records(out).items()}
+    ref_a, ref_b = gtars_fragments(UNIVERSE, a), gtars_fragments(UNIVERSE, b)
+    assert got == {**{f"donor1#{k}": v for k, v in ref_a.items()}, **{f"donor2#{k}": v for k, v in ref_b.items()}}
+    tokenize_to_shard([str(a), str(b)], str(UNIVERSE), str(out), samples=["x", "y"], name_format="{barcode}-{sample}",
+                      progress=False)
+    assert ShardReader(out).names == ["AAAC-1-x", "TTTG-1-x", "AAAC-1-y", "CCCA-1-y"]
+    assert main(["tokenize", "-q", "-u", str(UNIVERSE), "-o", str(out), "--sample", "S1", str(a)]) == 0
+    assert ShardReader(out).names == ["S1#AAAC-1", "S1#TTTG-1"]
+    assert list(ours(UNIVERSE, a, tmp_path)) == ["AAAC-1", "TTTG-1"]
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--sample", "x"], "--sample is given 1 time(s) for 2 cell input(s)"),
+    (["--sample", "x", "--sample", "x"], "have the same sample name 'x'"),
+    (["--sample", "x", "--sample", "a/b"], "--sample 'a/b': a sample name must not"),
+    (["--sample", "x", "--sample", "y", "--name-format", "{sample}"], "--name-format '{sample}': a record name format holds"),
+])
+def test_sample_options_are_checked_before_any_work(tmp_path, two_samples, capsys, args, message):
+    assert main(["tokenize", "-q", "-u", str(UNIVERSE), "-o", str(tmp_path / "o.gtok"), *args, *map(str, two_samples)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and message in err, err
+    assert not (tmp_path / "o.gtok").exists()
+
+
+def test_one_input_without_a_sample_takes_no_name_format_and_bed_inputs_no_sample(tmp_path, two_samples):
+    with pytest.raises(GtokError, match="--name-format makes record names of a sample name and a barcode; give --sample"):
+        tokenize_to_shard([str(two_samples[0])], str(UNIVERSE), str(tmp_path / "o.gtok"), name_format="{sample}_{barcode}")
+    bed = write_bed(tmp_path / "a.bed", [("chr1", 1, 100)])
+    with pytest.raises(GtokError, match="--sample names the cells of fragment and .h5ad inputs; there are none"):
+        tokenize_to_shard([str(bed)], str(UNIVERSE), str(tmp_path / "o.gtok"), samples=["x"])
+
+
+def test_labels_by_sample_and_barcode_label_only_that_samples_cells(tmp_path, two_samples, recwarn):
+    a, b = two_samples
+    out = tmp_path / "o.gtok"
+    sheet = tmp_path / "labels.tsv"
+    sheet.write_text("sample\tbarcode\tlabel\ndonor1\tAAAC-1\tB\ndonor2\tCCCA-1\tT\n")
+    tokenize_to_shard([str(a), str(b)], str(UNIVERSE), str(out), labels_sheet=str(sheet), progress=False)
+    assert {n: lab for n, (_, lab) in records(out).items()} == {
+        "donor1#AAAC-1": "B", "donor1#TTTG-1": None, "donor2#AAAC-1": None, "donor2#CCCA-1": "T"}
+    sheet.write_text("name\tlabel\ndonor2#AAAC-1\tNK\n")
+    tokenize_to_shard([str(a), str(b)], str(UNIVERSE), str(out), labels_sheet=str(sheet), progress=False)
+    assert [lab for _, lab in records(out).values()] == [None, None, "NK", None]
+    assert f"{a}: none of its 2 cells has a label in the label sheet (matched on record names such as 'donor1#BARCODE')" in \
+        str(recwarn[-1].message)
+    sheet.write_text("barcode\tlabel\nAAAC-1\tB\n")
+    with pytest.raises(GtokError, match="labels.tsv: the label sheet matches cells by 'barcode' alone, but 2 samples"):
+        tokenize_to_shard([str(a), str(b)], str(UNIVERSE), str(out), labels_sheet=str(sheet), progress=False)
+    tokenize_to_shard([str(b)], str(UNIVERSE), str(out), labels_sheet=str(sheet), samples=["donor2"], progress=False)
+    assert {n: lab for n, (_, lab) in records(out).items()} == {"donor2#AAAC-1": "B", "donor2#CCCA-1": None}
+    sheet.write_text("sample\tbarcode\tlabel\ndonor2\tAAAC-1\tB\n")
+    with pytest.raises(GtokError, match="the label sheet has a 'sample' column, but the cells have no sample name; give --sample"):
+        tokenize_to_shard([str(b)], str(UNIVERSE), str(out), labels_sheet=str(sheet), progress=False)
+
+
+def test_a_barcode_list_of_record_names_keeps_each_samples_own_cells(tmp_path, two_samples, recwarn):
+    """The obs names of a merged object (SAMPLE#BARCODE) select the cells of each sample."""
+    import anndata as ad
+    import pandas as pd
+
+    cells = tmp_path / "cells.h5ad"
+    ad.AnnData(obs=pd.DataFrame(index=["donor1#TTTG-1", "donor2#AAAC-1", "donor2#CCCA-1"])).write_h5ad(cells)
+    out = tmp_path / "o.gtok"
+    tokenize_to_shard([str(p) for p in two_samples], str(UNIVERSE), str(out), fragments=FragmentOptions(barcodes=str(cells)),
+                      progress=False)
+    assert ShardReader(out).names == ["donor1#TTTG-1", "donor2#AAAC-1", "donor2#CCCA-1"]
+    assert not [w for w in recwarn if "barcodes of" in str(w.message)]
+
+
 @pytest.mark.parametrize(
     "line, expected",
     [

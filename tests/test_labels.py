@@ -17,7 +17,7 @@ def test_sheets_in_the_encodings_spreadsheets_write_are_read(tmp_path, encoding)
     UTF-16 is told by the zero byte beside each ASCII character."""
     sheet = tmp_path / "labels.tsv"
     sheet.write_bytes(TEXT.replace("\n", "\r\n").encode(encoding))
-    assert read_barcode_labels(str(sheet)) == {"AAAC-1": "B cell", "TTTG-1": "caf\u00e9"}
+    assert read_barcode_labels(str(sheet)).labels == {"AAAC-1": "B cell", "TTTG-1": "caf\u00e9"}
 
 
 def test_a_latin1_sheet_is_one_line_naming_its_line(tmp_path):
@@ -39,7 +39,8 @@ def test_a_header_only_sheet_says_it_has_no_rows(tmp_path):
     with pytest.raises(GtokError, match="labels.tsv: the label sheet is empty; it needs a header line"):
         read_barcode_labels(str(sheet))
     sheet.write_text("cell\ttype\nA\tB\n")
-    with pytest.raises(GtokError, match=r"needs a 'label' column and a 'barcode' or 'name' column \(its columns: 'cell', 'type'\)"):
+    with pytest.raises(GtokError, match=r"needs a 'label' column and a 'sample' \+ 'barcode', 'barcode' or 'name' column "
+                                        r"\(its columns: 'cell', 'type'\)"):
         read_barcode_labels(str(sheet))
 
 

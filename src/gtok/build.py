@@ -14,6 +14,7 @@ from gtok.inputs.bed import read_bed
 from gtok.inputs.fragments import FragmentOptions, is_fragments
 from gtok.inputs.h5ad import DEFAULT_MODALITY
 from gtok.inputs.labels import read_label_sheet
+from gtok.inputs.samples import AS_THEY_ARE, CellNames, cell_names
 from gtok.paths import has_magic, input_file, output_file
 from gtok.pipeline import prefetched
 from gtok.tokenizer import Tokenizer
@@ -38,6 +39,8 @@ def tokenize_to_shard(
     modality: str = DEFAULT_MODALITY,
     tile_width: int | None = None,
     layer: str | None = None,
+    samples: Sequence[str] | None = None,
+    name_format: str | None = None,
 ) -> Path:
     """Tokenize every input into the shard `output`; on any error nothing is written there.
 
@@ -46,12 +49,19 @@ def tokenize_to_shard(
     when given; `tile_width` for tile matrices whose var has starts only), fragment files (a record
     per barcode, chosen by `fragments`), `.parquet` token documents (copied), and BED files (a
     record each). `threads` read BED files side by side (default: the CPUs this process may use,
-    its affinity, which a SLURM job or `taskset` limits; never all the machine's cores)."""
+    its affinity, which a SLURM job or `taskset` limits; never all the machine's cores).
+
+    Cells are named by `samples`, one per cell input (fragment and .h5ad files, in their order),
+    with `name_format` (default `{sample}#{barcode}`); without samples, a single cell input keeps
+    its barcodes or obs names and several are named by their file names (gtok.inputs.samples)."""
     for path in inputs:
         input_file(path)
     input_file(universe, "universe")
     kinds = input_kinds(inputs)
     row_range = _check_options(kinds, rows, label_key, labels_sheet, fragments, layer)
+    if samples is not None and not (kinds["h5ad"] or kinds["fragments"]):
+        raise GtokError("--sample names the cells of fragment and .h5ad inputs; there are none.")
+    names = cell_names([p for p in inputs if p in kinds["h5ad"] or p in kinds["fragments"]], samples, name_format)
     sources = [*inputs, universe, *([labels_sheet] if labels_sheet else [])]
     target = output_file(output, (".gtok",), sources, has_magic(MAGIC), "gtok shard")
     tok = Tokenizer.from_bed(universe, cache_dir=None if cache else "off")
@@ -65,11 +75,11 @@ def tokenize_to_shard(
             foreign += filter(None, (tok.universe.foreign_input(iv.chrom_names, p) for p, iv in batch))
         _warn_foreign(foreign)
         for path in kinds["h5ad"]:
-            write_cells(writer, tok, path, row_range, label_key, chunk_rows, progress, modality, tile_width, layer)
+            write_cells(writer, tok, path, row_range, label_key, chunk_rows, progress, modality, tile_width, layer, names[path])
         for path in kinds["parquet"]:
             _copy_parquet(writer, tok, path)
         if kinds["fragments"]:
-            _write_fragments(writer, tok, kinds["fragments"], fragments or FragmentOptions(), labels_sheet, progress)
+            _write_fragments(writer, tok, kinds["fragments"], fragments or FragmentOptions(), labels_sheet, progress, names)
     return Path(output)
 
 
@@ -103,13 +113,14 @@ def _copy_parquet(writer, tok, path: str) -> None:
         writer.add_batch(batch.names, *tok.fill_empty(batch.tokens, batch.lengths), batch.labels)
 
 
-def _write_fragments(writer, tok, paths, options, labels_sheet, progress) -> None:
+def _write_fragments(writer, tok, paths, options, labels_sheet, progress, names: dict[str, CellNames]) -> None:
     from gtok.fragments import write_fragments
     from gtok.inputs.labels import read_barcode_labels
 
-    labels = read_barcode_labels(labels_sheet) if labels_sheet else None
+    sheet = read_barcode_labels(labels_sheet) if labels_sheet else None
     for path in paths:
-        write_fragments(writer, tok, path, options, labels, progress)
+        labels = sheet.of(names[path], len(paths)) if sheet else None
+        write_fragments(writer, tok, path, options, labels, progress, names[path])
 
 
 def _check_options(kinds, rows, label_key, labels_sheet, fragments, layer) -> tuple[int, int] | None:
@@ -175,7 +186,7 @@ def _ordered_map(fn, items: Sequence, workers: int, window: int = 64) -> Iterato
 
 
 def write_cells(writer, tok, path, row_range=None, label_key=None, chunk_rows=2048, progress=False, modality=DEFAULT_MODALITY,
-                tile_width=None, layer=None) -> None:
+                tile_width=None, layer=None, names: CellNames = AS_THEY_ARE) -> None:
     """Tokenize the cells of one .h5ad into `writer`; the next chunk is read and tokenized on a
     thread while this one is written, since both release the GIL for most of their time."""
     from gtok.cells import iter_cell_tokens
@@ -184,7 +195,7 @@ def write_cells(writer, tok, path, row_range=None, label_key=None, chunk_rows=20
     chunks = iter_cell_tokens(tok, path, rows=row_range, chunk_rows=chunk_rows, label_key=label_key, modality=modality,
                               tile_width=tile_width, spill_dir=str(Path(writer.path).parent), layer=layer)  # not $TMPDIR
     for chunk in prefetched(chunks):
-        writer.add_batch(chunk.names, chunk.tokens, chunk.lengths, chunk.labels)
+        writer.add_batch(names.names(chunk.names), chunk.tokens, chunk.lengths, chunk.labels)
         if bar is not None:
             bar.update(len(chunk.names))
 

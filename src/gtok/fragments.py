@@ -27,6 +27,7 @@ import numpy as np
 from gtok.errors import GtokError, describe
 from gtok.inputs.fragment_parser import Barcodes, Block, FragmentFile
 from gtok.inputs.fragments import FragmentOptions, first_data_lines, read_barcode_list
+from gtok.inputs.samples import AS_THEY_ARE, CellNames
 from gtok.pipeline import prefetched
 from gtok.tokenizer import Tokenizer
 
@@ -214,9 +215,11 @@ def _place(out, src, dest, source, lengths):
         out[dest[k] : dest[k] + lengths[k]] = src[source[k] : source[k] + lengths[k]]
 
 
-def write_fragments(writer, tok: Tokenizer, path: str, options: FragmentOptions, labels: dict | None, progress: bool) -> int:
-    """Tokenize one fragments file into `writer`, one record per kept barcode; returns the records."""
-    keep = read_barcode_list(options.barcodes) if options.barcodes else None
+def write_fragments(writer, tok: Tokenizer, path: str, options: FragmentOptions, labels: dict | None, progress: bool,
+                    names: CellNames = AS_THEY_ARE) -> int:
+    """Tokenize one fragments file into `writer`, one record per kept barcode, named by `names`
+    (its sample's record names) and labelled by `labels` (by record name); returns the records."""
+    keep = names.own(read_barcode_list(options.barcodes)) if options.barcodes else None
     barcodes = Barcodes(keep, options.part)
     source = FragmentFile(path, list(tok.universe.chrom_names), barcodes)
     with tempfile.TemporaryFile(dir=Path(writer.path).parent or ".", prefix=".gtok-fragments-") as spill, _bar(path, progress) as bar:
@@ -227,10 +230,16 @@ def write_fragments(writer, tok: Tokenizer, path: str, options: FragmentOptions,
         codes = _kept(records, source.fragments, options, keep, path)
         if codes.size and not records.on_universe:
             _warn_foreign(tok, path)
-        names = barcodes.names
+        labelled = 0
         for part, tokens, lengths in prefetched(records.documents(codes)):  # assembly beside the writes
-            batch = [names[c] for c in part.tolist()]
-            writer.add_batch(batch, tokens, lengths, [labels.get(b) for b in batch] if labels else None)
+            batch = names.names([barcodes.names[c] for c in part.tolist()])
+            batch_labels = [labels.get(n) for n in batch] if labels is not None else None
+            labelled += sum(label is not None for label in batch_labels or ())
+            writer.add_batch(batch, tokens, lengths, batch_labels)
+    if labels and codes.size and not labelled:
+        warnings.warn(f"{describe(path)}: none of its {codes.size:,} cells has a label in the label sheet (matched on "
+                      f"{'record names such as ' + repr(names.names(['BARCODE'])[0]) if names.sample else 'barcodes'}).",
+                      stacklevel=2)
     return int(codes.size)
 
 

@@ -13,7 +13,8 @@ from gtok.workflow.samples import read_sample_sheet
 
 def sample_sheet_checked(config) -> None:
     """The BED sample sheet's columns, checked against its schema (as the config is); read as
-    the plan reads it (UTF-8, or UTF-16 with a byte-order mark, as spreadsheets save it)."""
+    the plan reads it (UTF-8, or UTF-16 with a byte-order mark, as spreadsheets save it).
+    """
     sheet = config["inputs"]["bed"]
     if isinstance(sheet, str):
         try:

@@ -21,8 +21,15 @@ def _add_tokenize(sub) -> None:
     p.add_argument("--rows", metavar="START:STOP", help="tokenize only this row range of one .h5ad (for fan-out)")
     p.add_argument("--label-key", metavar="COLUMN", help="obs column of the .h5ad to store as cell labels")
     p.add_argument("--labels", metavar="SHEET.tsv",
-                   help="TSV with a 'label' column and a 'name' or 'path' column (BED files) or a 'barcode' or 'name' "
-                        "column (fragment files)")
+                   help="TSV with a 'label' column and a 'name' or 'path' column (BED files), or 'sample' and "
+                        "'barcode' columns, a 'barcode' column (one sample) or a 'name' column of record names "
+                        "(fragment files)")
+    p.add_argument("--sample", action="append", metavar="NAME",
+                   help="fragment and .h5ad inputs: the sample name of each, in their order (repeat it), so that "
+                        "cells are named SAMPLE#BARCODE: barcodes repeat across samples (default: one input keeps "
+                        "its barcodes, several are named by their file names)")
+    p.add_argument("--name-format", metavar="FORMAT",
+                   help="how a cell's record name is made of its sample and barcode (default '{sample}#{barcode}')")
     p.add_argument("--barcodes", metavar="FILE",
                    help="fragment files: keep only these cells (one barcode per line, or an .h5ad whose obs_names are the cells)")
     p.add_argument("--min-fragments", type=positive_int, default=1, metavar="N",
@@ -62,6 +69,8 @@ def _run_tokenize(args: argparse.Namespace) -> int:
         modality=args.modality,
         tile_width=args.tile_width,
         layer=args.layer,
+        samples=args.sample,
+        name_format=args.name_format,
     )
     return 0
 
