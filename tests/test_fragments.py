@@ -144,9 +144,12 @@ def test_fragments_are_told_by_content_whatever_the_name(tmp_path, many, recwarn
     as_bed.write_bytes(gzip.compress(fragment_text(many).encode()))
     plain = tmp_path / "fragments.txt"
     plain.write_text(fragment_text(many))
-    assert kinds_of([upper, as_bed, plain]) == {"fragments": ["F.TSV.GZ", "fragments.bed.gz", "fragments.txt"]}
+    bgzipped = tmp_path / "fragments.gz"
+    bgzipped.write_bytes(bgzf(fragment_text(many).encode()))  # many small gzip members
+    assert kinds_of([upper, as_bed, plain, bgzipped]) == {"fragments": ["F.TSV.GZ", "fragments.bed.gz", "fragments.txt",
+                                                                        "fragments.gz"]}
     warned = [str(w.message) for w in recwarn]
-    assert len(warned) == 2 and all("read as a fragments file" in w for w in warned)
+    assert len(warned) == 3 and all("read as a fragments file" in w for w in warned)
     assert str(as_bed) in warned[0] and str(plain) in warned[1]
     reference = gtars_fragments(UNIVERSE, write_fragments(tmp_path / "ref.tsv.gz", many))
     assert ours(UNIVERSE, upper, tmp_path) == ours(UNIVERSE, as_bed, tmp_path) == reference

@@ -267,7 +267,7 @@ def _kept(records: FragmentRecords, n_fragments: int, options: FragmentOptions, 
 def _warn_foreign(tok: Tokenizer, path: str) -> None:
     """No fragment on a chromosome of the universe: named by the first line's chromosome (the
     parser numbers only the universe's chromosomes)."""
-    first = first_data_lines(path, 1)
+    first = first_data_lines(path, 1, 1 << 16)
     chromosome = first[0].split(b"\t")[0].decode("utf-8", "replace") if first else "?"
     message = tok.universe.foreign_input([chromosome], describe(path))
     if message:

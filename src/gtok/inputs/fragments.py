@@ -48,7 +48,7 @@ def is_fragments(path: str | os.PathLike) -> bool:
     cells)."""
     if named_fragments(path):
         return True
-    lines = first_data_lines(path, 1)
+    lines = first_data_lines(path, 1, 1 << 13) or first_data_lines(path, 1)  # the second: long comments first
     if not lines or not _fragment_shaped(lines[0]):  # BED3, BED4, BED6+: told by the first line
         return False
     lines = first_data_lines(path, SNIFF_LINES)
@@ -81,25 +81,42 @@ def _is_number(field: bytes) -> bool:
     return True
 
 
-def first_data_lines(path: str | os.PathLike, count: int) -> list[bytes]:
+def first_data_lines(path: str | os.PathLike, count: int, limit: int = SNIFF_BYTES) -> list[bytes]:
     """Up to `count` lines of a text file (gzip or not) that are neither blank nor comments (`#`,
-    `track`, `browser`), from its first SNIFF_BYTES; [] when it cannot be read (its reader says why)."""
+    `track`, `browser`), from its first `limit` bytes of text; [] when it cannot be read (its
+    reader says why later)."""
     import gzip
     import zlib
 
-    limit = SNIFF_BYTES if count > 1 else 1 << 16
     try:
         with open(path, "rb") as fh:
             gzipped = fh.read(2) == b"\x1f\x8b"
-        with (gzip.open(path, "rb") if gzipped else open(path, "rb")) as fh:
-            text = fh.read(limit)
+            fh.seek(0)
+            if not gzipped:
+                text = fh.read(limit)
+                whole = len(text) < limit
+            elif limit <= 1 << 16:  # within the first gzip member (a bgzip block holds 64 KiB): 4x cheaper
+                raw = fh.read(limit)
+                inflate = zlib.decompressobj(31)
+                text = inflate.decompress(raw, limit)
+                whole = len(raw) < limit and inflate.eof and not inflate.unused_data
+            else:
+                with gzip.GzipFile(fileobj=fh) as text_file:
+                    text = text_file.read(limit)
+                whole = len(text) < limit
     except (OSError, EOFError, zlib.error):
         return []
-    lines = text.split(b"\n")
-    if len(text) == limit:
-        lines = lines[:-1]  # cut short by the read
-    lines = [line.rstrip(b"\r") for line in lines]
-    return [line for line in lines if line.strip() and not line.startswith((b"#", b"track", b"browser"))][:count]
+    lines: list[bytes] = []
+    at = 0
+    while len(lines) < count and at < len(text):
+        end = text.find(b"\n", at)
+        if end < 0 and not whole:
+            break  # a line cut short by the read
+        line = text[at : end if end >= 0 else len(text)].rstrip(b"\r")
+        at = end + 1 if end >= 0 else len(text)
+        if line.strip() and not line.startswith((b"#", b"track", b"browser")):
+            lines.append(line)
+    return lines
 
 
 @dataclass(frozen=True)
