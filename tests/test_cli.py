@@ -138,6 +138,8 @@ def test_option_misuse_is_explained(tmp_path):
     assert proc.returncode == 1 and "--rows needs exactly one .h5ad" in proc.stderr
     proc = gtok("tokenize", "-u", UNIVERSE, "-o", tmp_path / "x.gtok", "--rows", "a:b", GTARS / "pbmc_hg38.h5ad", check=False)
     assert "expected START:STOP" in proc.stderr
+    proc = gtok("tokenize", "-u", UNIVERSE, "-o", tmp_path / "x.gtok", "--layer", "counts", SAMPLES[0], check=False)
+    assert proc.returncode == 1 and "--layer applies to .h5ad and .h5mu inputs" in proc.stderr
     proc = gtok("info", tmp_path / "nope.gtok", check=False)
     assert proc.returncode == 1 and "nope.gtok: no such shard file" in proc.stderr
 

@@ -67,6 +67,7 @@ def tokenize_to_shard(
     tok = Tokenizer.from_bed(universe, cache_dir=None if cache else "off")
     with ShardWriter(target, tok.vocab_size, tok.fingerprint) as writer:
         labels = read_label_sheet(labels_sheet, kinds["bed"]) if labels_sheet and kinds["bed"] else None
+        cell_labels = _cell_labels(labels_sheet, kinds["fragments"], names) if labels_sheet and kinds["fragments"] else {}
         foreign: list[str] = []
         for batch in _bed_batches(kinds["bed"], progress, threads or len(os.sched_getaffinity(0))):
             names = [record_name(p) for p, _ in batch]
@@ -79,7 +80,7 @@ def tokenize_to_shard(
         for path in kinds["parquet"]:
             _copy_parquet(writer, tok, path)
         if kinds["fragments"]:
-            _write_fragments(writer, tok, kinds["fragments"], fragments or FragmentOptions(), labels_sheet, progress, names)
+            _write_fragments(writer, tok, kinds["fragments"], fragments or FragmentOptions(), cell_labels, progress, names)
     return Path(output)
 
 
@@ -113,14 +114,19 @@ def _copy_parquet(writer, tok, path: str) -> None:
         writer.add_batch(batch.names, *tok.fill_empty(batch.tokens, batch.lengths), batch.labels)
 
 
-def _write_fragments(writer, tok, paths, options, labels_sheet, progress, names: dict[str, CellNames]) -> None:
-    from gtok.fragments import write_fragments
+def _cell_labels(sheet: str, paths: Sequence[str], names: dict[str, CellNames]) -> dict[str, dict]:
+    """Each fragments input's labels by record name, read (and checked) before any work."""
     from gtok.inputs.labels import read_barcode_labels
 
-    sheet = read_barcode_labels(labels_sheet) if labels_sheet else None
+    cells = read_barcode_labels(sheet)
+    return {path: cells.of(names[path], len(paths)) for path in paths}
+
+
+def _write_fragments(writer, tok, paths, options, labels: dict[str, dict], progress, names: dict[str, CellNames]) -> None:
+    from gtok.fragments import write_fragments
+
     for path in paths:
-        labels = sheet.of(names[path], len(paths)) if sheet else None
-        write_fragments(writer, tok, path, options, labels, progress, names[path])
+        write_fragments(writer, tok, path, options, labels.get(path), progress, names[path])
 
 
 def _check_options(kinds, rows, label_key, labels_sheet, fragments, layer) -> tuple[int, int] | None:
