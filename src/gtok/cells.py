@@ -291,7 +291,7 @@ class _Cells:
         region = f"{regions.chrom_names[regions.codes[bad.column]]}:{regions.starts[bad.column]}-{regions.ends[bad.column]}"
         others = [n for n in self.layers() if n != self.layer]
         hint = f" (its layers: {', '.join(others)}; --layer NAME)" if others else ""
-        return (f"{self.name}: {f'layer {self.layer!r}' if self.layer else 'X'} holds {bad.value!r} for cell "
+        return (f"{self.name}: {f'layer {self.layer!r}' if self.layer else 'X'} holds {bad.value:g} for cell "
                 f"{str(names[bad.row])!r} (row {bad.row}) at peak {region} (column {bad.column}): it is not a matrix of "
                 f"counts, and such values cannot stand for accessible peaks; tokenize the raw counts{hint}, not a scaled "
                 "matrix.")
