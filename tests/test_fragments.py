@@ -334,6 +334,20 @@ def test_samples_that_share_barcodes_give_records_of_their_own(tmp_path, two_sam
     assert list(ours(UNIVERSE, a, tmp_path)) == ["AAAC-1", "TTTG-1"]
 
 
+def test_bed_h5ad_and_fragment_inputs_in_one_call(tmp_path, two_samples):
+    """The cell inputs (in their order) take the samples; BED files keep their names."""
+    from conftest import GTARS
+
+    bed = write_bed(tmp_path / "peaks.bed", [("chr1", 1, 100)])
+    h5ad = GTARS / "pbmc_hg38.h5ad"
+    out = tmp_path / "o.gtok"
+    assert main(["tokenize", "-q", "-u", str(UNIVERSE), "-o", str(out), "--sample", "A", "--sample", "P", "--sample", "B",
+                 str(two_samples[0]), str(bed), str(h5ad), str(two_samples[1])]) == 0
+    names = ShardReader(out).names
+    assert names[0] == "peaks" and len(names) == 1 + 20 + 4 and names[1].startswith("P#")
+    assert names[-4:] == ["A#AAAC-1", "A#TTTG-1", "B#AAAC-1", "B#CCCA-1"]
+
+
 @pytest.mark.parametrize(("args", "message"), [
     (["--sample", "x"], "--sample is given 1 time(s) for 2 cell input(s)"),
     (["--sample", "x", "--sample", "x"], "have the same sample name 'x'"),

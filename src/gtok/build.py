@@ -61,13 +61,13 @@ def tokenize_to_shard(
     row_range = _check_options(kinds, rows, label_key, labels_sheet, fragments, layer)
     if samples is not None and not (kinds["h5ad"] or kinds["fragments"]):
         raise GtokError("--sample names the cells of fragment and .h5ad inputs; there are none.")
-    names = cell_names([p for p in inputs if p in kinds["h5ad"] or p in kinds["fragments"]], samples, name_format)
+    cells = cell_names([p for p in inputs if p in kinds["h5ad"] or p in kinds["fragments"]], samples, name_format)
     sources = [*inputs, universe, *([labels_sheet] if labels_sheet else [])]
     target = output_file(output, (".gtok",), sources, has_magic(MAGIC), "gtok shard")
     tok = Tokenizer.from_bed(universe, cache_dir=None if cache else "off")
     with ShardWriter(target, tok.vocab_size, tok.fingerprint) as writer:
         labels = read_label_sheet(labels_sheet, kinds["bed"]) if labels_sheet and kinds["bed"] else None
-        cell_labels = _cell_labels(labels_sheet, kinds["fragments"], names) if labels_sheet and kinds["fragments"] else {}
+        cell_labels = _cell_labels(labels_sheet, kinds["fragments"], cells) if labels_sheet and kinds["fragments"] else {}
         foreign: list[str] = []
         for batch in _bed_batches(kinds["bed"], progress, threads or len(os.sched_getaffinity(0))):
             names = [record_name(p) for p, _ in batch]
@@ -76,11 +76,11 @@ def tokenize_to_shard(
             foreign += filter(None, (tok.universe.foreign_input(iv.chrom_names, p) for p, iv in batch))
         _warn_foreign(foreign)
         for path in kinds["h5ad"]:
-            write_cells(writer, tok, path, row_range, label_key, chunk_rows, progress, modality, tile_width, layer, names[path])
+            write_cells(writer, tok, path, row_range, label_key, chunk_rows, progress, modality, tile_width, layer, cells[path])
         for path in kinds["parquet"]:
             _copy_parquet(writer, tok, path)
         if kinds["fragments"]:
-            _write_fragments(writer, tok, kinds["fragments"], fragments or FragmentOptions(), cell_labels, progress, names)
+            _write_fragments(writer, tok, kinds["fragments"], fragments or FragmentOptions(), cell_labels, progress, cells)
     return Path(output)
 
 

@@ -30,12 +30,6 @@ def named_fragments(path: str | os.PathLike) -> bool:
     return os.fspath(path).lower().endswith(SUFFIXES)
 
 
-def sample_name(path: str | os.PathLike) -> str:
-    """A fragments file's name without its fragments suffix (the default sample name)."""
-    name = os.path.basename(os.fspath(path))
-    return next((name[: -len(s)] for s in SUFFIXES if name.lower().endswith(s)), name)
-
-
 def is_fragments(path: str | os.PathLike) -> bool:
     """Whether a text input is a fragments file (one record per barcode) rather than a BED file
     (one record), by its name, else by its content (docs/tokenization.md, "What makes a
