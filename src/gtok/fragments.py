@@ -238,7 +238,7 @@ def write_fragments(writer, tok: Tokenizer, path: str, options: FragmentOptions,
             writer.add_batch(batch, tokens, lengths, batch_labels)
     if labels and codes.size and not labelled:
         warnings.warn(f"{describe(path)}: none of its {codes.size:,} cells has a label in the label sheet (matched on "
-                      f"{'record names such as ' + repr(names.names(['BARCODE'])[0]) if names.sample else 'barcodes'}).",
+                      f"{'record names such as ' + repr(names.name('BARCODE')) if names.sample else 'barcodes'}).",
                       stacklevel=2)
     return int(codes.size)
 

@@ -45,13 +45,13 @@ class CellLabels:
             if names.sample is None:
                 raise GtokError(f"{self.sheet}: the label sheet has a 'sample' column, but the cells have no sample "
                                 "name; give --sample NAME.")
-            return {names.prefix + b + names.suffix: label for (s, b), label in self.labels.items() if s == names.sample}
+            return {names.name(b): label for (s, b), label in self.labels.items() if s == names.sample}
         if self.key == ("barcode",):
             if n_samples > 1:
                 raise GtokError(f"{self.sheet}: the label sheet matches cells by 'barcode' alone, but {n_samples} samples "
                                 "are tokenized and barcodes repeat across samples; add a 'sample' column (or give "
                                 "whole record names in a 'name' column).")
-            return {names.prefix + b + names.suffix: label for b, label in self.labels.items()}
+            return {names.name(b): label for b, label in self.labels.items()}
         return self.labels
 
 

@@ -60,6 +60,9 @@ class CellNames:
         prefix, suffix = name_format.replace("{sample}", sample).split("{barcode}")
         return cls(sample, prefix, suffix)
 
+    def name(self, barcode: str) -> str:
+        return f"{self.prefix}{barcode}{self.suffix}"
+
     def names(self, barcodes: Sequence[str]) -> list[str]:
         if not (self.prefix or self.suffix):
             return [str(b) for b in barcodes]
