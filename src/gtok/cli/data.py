@@ -15,7 +15,8 @@ def _add_tokenize(sub) -> None:
     p = add_command(sub, "tokenize", help_, _run_tokenize)
     p.add_argument("inputs", nargs="+", metavar="INPUT",
                    help="BED / BED.gz files (one record each), .h5ad / .h5mu files (one record per cell) or fragment files "
-                        "(.tsv.gz, .tsv.bgz, .tsv: one record per barcode) or .parquet token documents (from export-parquet or geniml)")
+                        "(.tsv.gz, .tsv.bgz, .tsv, or any name whose lines are fragments: one record per barcode) or "
+                        ".parquet token documents (from export-parquet or geniml)")
     p.add_argument("--universe", "-u", required=True, help="universe BED (.bed or .bed.gz): the vocabulary")
     p.add_argument("--output", "-o", required=True, help="the shard to write (.gtok); written atomically")
     p.add_argument("--rows", metavar="START:STOP", help="tokenize only this row range of one .h5ad (for fan-out)")
