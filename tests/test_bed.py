@@ -77,6 +77,32 @@ def test_malformed_lines_name_file_and_line(tmp_path, text, line, words):
     assert msg.startswith(f"{p}, line {line}: ") and words in msg, msg
 
 
+def test_zero_padded_coordinates_are_read_as_gtars_reads_them(tmp_path):
+    """gtars parses coordinates as u32 and accepts any number of leading zeros."""
+    from conftest import gtars_tokens
+
+    from gtok import Tokenizer
+
+    p = tmp_path / "padded.bed"
+    p.write_text("chr1\t0000000000100\t" + "0" * 30 + "150\nchr1\t007\t8\nchr1\t0\t000\n")
+    assert rows(read_bed(p)) == [("chr1", 100, 150), ("chr1", 7, 8), ("chr1", 0, 0)]
+    universe = GENIML / "universe.uniq.bed"
+    assert Tokenizer.from_bed(universe).tokenize(p).tolist() == gtars_tokens(universe, p)
+    p.write_text("chr1\t1\t" + "0" * 30 + "4294967296\n")
+    with pytest.raises(BedFormatError, match="line 1: end coordinate 0+4294967296 is too large"):
+        read_bed(p)
+
+
+def test_chromosome_names_that_are_not_utf8_are_refused_at_their_first_line(tmp_path):
+    """gtars refuses such a file; decoded with replacement, two names would become one."""
+    p = tmp_path / "latin1.bed"
+    p.write_bytes(b"chr1\t1\t2\nchr\xe91\t1\t2\nchr\xff\t1\t2\nchr\xe91\t5\t6\n")
+    with pytest.raises(BedFormatError, match=r"latin1.bed, line 2: the chromosome name b'chr\\xe91' is not UTF-8"):
+        read_bed(p)
+    p.write_bytes("chr\u00e91\t1\t2\n".encode())
+    assert rows(read_bed(p)) == [("chr\u00e91", 1, 2)]
+
+
 def test_gtars_scored_fixture_with_end_before_start_is_rejected():
     with pytest.raises(BedFormatError, match=r"peaks\.scored\.bed, line 25: start 49155935 is greater than end 4915618"):
         read_bed(GTARS / "peaks.scored.bed")

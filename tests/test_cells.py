@@ -471,3 +471,170 @@ def test_var_columns_other_than_coordinates_are_not_read(universe, pbmc, tmp_pat
         f["var"].create_group("notes").attrs["encoding-type"] = "made-up-encoding"
     tok = Tokenizer.from_bed(universe)
     assert tokens_of(iter_cell_tokens(tok, path)) == as_lists(tok.encode_anndata(pbmc))
+
+
+# -- matrices that are not counts, damaged matrices, missing coordinates: one line each ----------------
+
+
+def float_pbmc(pbmc, value=None, at=(4, 7)) -> ad.AnnData:
+    """The PBMC cells as float counts, with `value` stored at cell at[0], among its nonzero columns."""
+    X = sp.csr_matrix(pbmc.X, dtype=np.float32)
+    if value is not None:
+        row = X[at[0]]
+        X[at[0], row.indices[at[1]]] = value
+    return ad.AnnData(X=X, obs=pbmc.obs, var=pbmc.var)
+
+
+@pytest.mark.parametrize("value", [np.nan, -0.75])
+@pytest.mark.parametrize("layout", ["csr", "csc", "dense"])
+@pytest.mark.parametrize("where", ["memory", "file"])
+def test_values_that_are_not_counts_are_refused_naming_the_cell(universe, pbmc, tmp_path, small_blocks, value, layout, where):
+    """A scaled matrix (negative values) or NaN would count every stored entry as an open peak."""
+    adata = float_pbmc(pbmc, value)
+    column = int(sp.csr_matrix(adata.X)[4].indices[7])
+    adata.X = {"csr": adata.X, "csc": sp.csc_matrix(adata.X), "dense": adata.X.toarray()}[layout]
+    source = adata
+    if where == "file":
+        source = tmp_path / "scaled.h5ad"
+        adata.write_h5ad(source)
+    tok = Tokenizer.from_bed(universe)
+    with pytest.raises(GtokError) as info:
+        list(iter_cell_tokens(tok, source, chunk_rows=3))
+    message = str(info.value)
+    name = "scaled.h5ad" if where == "file" else "the AnnData"
+    assert message.startswith(f"{source if where == 'file' else name}: X holds ") and "\n" not in message
+    assert f"for cell {pbmc.obs_names[4]!r} (row 4)" in message and f"(column {column})" in message
+    assert "not a matrix of counts" in message
+    assert tokens_of(iter_cell_tokens(tok, float_pbmc(pbmc), chunk_rows=3)) == per_cell_oracle(universe, pbmc)
+
+
+def test_a_value_outside_the_rows_read_does_not_stop_a_row_range(universe, pbmc, tmp_path):
+    path = tmp_path / "scaled.h5ad"
+    float_pbmc(pbmc, -1.0, at=(15, 0)).write_h5ad(path)
+    tok = Tokenizer.from_bed(universe)
+    assert tokens_of(iter_cell_tokens(tok, path, rows=(0, 10))) == per_cell_oracle(universe, pbmc)[:10]
+
+
+def test_layers_are_named_when_x_is_empty_and_layer_reads_one(universe, pbmc, tmp_path):
+    """An AnnData with X=None and its counts in layers is not 'not an AnnData file'."""
+    from gtok.cli import main
+    from gtok.formats.shard import ShardReader
+
+    tok = Tokenizer.from_bed(universe)
+    adata = ad.AnnData(obs=pbmc.obs, var=pbmc.var, layers={"counts": pbmc.X, "scaled": pbmc.X * -1.0})
+    path = tmp_path / "layers.h5ad"
+    adata.write_h5ad(path)
+    for source in (path, adata):
+        with pytest.raises(GtokError, match="X is empty \\(None\\), so there is no matrix of cells to tokenize; its layers: "
+                                            "counts, scaled; pass --layer NAME"):
+            next(iter_cell_tokens(tok, source))
+        assert tokens_of(iter_cell_tokens(tok, source, layer="counts")) == per_cell_oracle(universe, pbmc)
+        with pytest.raises(GtokError, match="has no layer 'raw' \\(its layers: counts, scaled\\)"):
+            next(iter_cell_tokens(tok, source, layer="raw"))
+        with pytest.raises(GtokError, match="layer 'scaled' holds -"):
+            next(iter_cell_tokens(tok, source, layer="scaled"))
+    out = tmp_path / "cells.gtok"
+    assert main(["tokenize", "-q", "-u", str(universe), "-o", str(out), "--layer", "counts", str(path)]) == 0
+    assert [t.tolist() for t in ShardReader(out)] == per_cell_oracle(universe, pbmc)
+
+
+def damage(path, change) -> None:
+    import h5py
+
+    with h5py.File(path, "r+") as f:
+        change(f)
+
+
+def replace(f, key: str, values) -> None:
+    del f[key]
+    f[key] = values
+
+
+@pytest.mark.parametrize(("layout", "change", "message"), [
+    ("csr", lambda f: replace(f, "X/indices", np.where(f["X/indices"][...] == 3, 1000, f["X/indices"][...])),
+     r"X is a damaged matrix: row \d+ has column index 1000, outside its 1000 columns"),
+    ("csr", lambda f: replace(f, "X/indices", np.where(f["X/indices"][...] == 3, -2, f["X/indices"][...])),
+     r"X is a damaged matrix: row \d+ has column index -2, outside its 1000 columns"),
+    ("csr", lambda f: replace(f, "X/indptr", f["X/indptr"][...][::-1]), r"X is a damaged CSR matrix \(its indptr does not fit"),
+    ("csr", lambda f: replace(f, "X/indptr", f["X/indptr"][:-3]), r"X is a damaged CSR matrix \(its indptr does not fit"),
+    ("csc", lambda f: replace(f, "X/indices", np.where(f["X/indices"][...] == 19, 20, f["X/indices"][...])),
+     r"X is a damaged CSC matrix: column \d+ has row index 20, outside its 20 rows"),
+    ("dense", lambda f: replace(f, "X", np.ones((20, 1001), np.float32)), r"X has 1,001 columns but var has 1,000 rows"),
+    ("csr", lambda f: replace(f, "obs/_index", np.array([b"a", b"b"])), r"X has 20 rows but obs has 2 names"),
+])
+def test_damaged_matrices_are_one_line(universe, pbmc, tmp_path, layout, change, message):
+    """Indices beyond the matrix, broken pointers and a matrix wider than var used to raise
+    tracebacks, or (a CSC row index beyond the cells) drop a peak silently."""
+    X = {"csr": sp.csr_matrix(pbmc.X), "csc": sp.csc_matrix(pbmc.X), "dense": pbmc.X.toarray()}[layout]
+    path = tmp_path / "damaged.h5ad"
+    ad.AnnData(X=X, obs=pbmc.obs, var=pbmc.var).write_h5ad(path)
+    damage(path, change)
+    with pytest.raises(GtokError, match=f"damaged.h5ad: {message}"):
+        list(iter_cell_tokens(Tokenizer.from_bed(universe), path, chunk_rows=6))
+
+
+@pytest.mark.parametrize("where", ["memory", "file"])
+def test_missing_chromosome_and_end_are_named_not_read_as_none(universe, pbmc, tmp_path, where):
+    """A categorical's missing chromosome used to become the chromosome 'None'; a nullable end
+    with NA crashed inside the error message."""
+    tok = Tokenizer.from_bed(universe)
+    var = pbmc.var.copy()
+    var.loc[var.index[5], "chr"] = np.nan
+    nullable = pbmc.var.copy()
+    nullable["end"] = nullable["end"].astype("Int64")
+    nullable.loc[nullable.index[8], "end"] = pd.NA
+    for bad_var, message in ((var, r"var, row 5: the chromosome name is missing"),
+                             (nullable, r"var, column 'end', row 8: the value is missing")):
+        source = ad.AnnData(X=pbmc.X, obs=pbmc.obs, var=bad_var)
+        if where == "file":
+            source.write_h5ad(tmp_path / "na.h5ad")
+            source = tmp_path / "na.h5ad"
+        with pytest.raises(GtokError, match=message):
+            next(iter_cell_tokens(tok, source))
+
+
+def test_an_h5ad_from_before_anndata_0_7_is_read(universe, pbmc, tmp_path):
+    """obs and var stored as compound datasets (tables), categories in uns: anndata reads it."""
+    import h5py
+
+    path = tmp_path / "legacy.h5ad"
+    small = pbmc[:6]
+    var = small.var
+    with h5py.File(path, "w") as f:
+        f["X"] = small.X.toarray().astype(np.float32)
+        f["obs"] = np.array([(n.encode(),) for n in small.obs_names], dtype=[("index", "S40")])
+        f["var"] = np.array([(n.encode(), c.encode(), s, e) for n, c, s, e in zip(var.index, var["chr"].astype(str), var["start"], var["end"])],
+                            dtype=[("index", "S40"), ("chr", "S8"), ("start", "i8"), ("end", "i8")])
+    tok = Tokenizer.from_bed(universe)
+    chunks = list(iter_cell_tokens(tok, path, chunk_rows=4))
+    assert tokens_of(chunks) == per_cell_oracle(universe, pbmc)[:6]
+    assert [n for c in chunks for n in c.names] == list(small.obs_names)
+
+
+def test_a_var_on_no_chromosome_of_the_universe_is_named(universe, pbmc, recwarn):
+    tok = Tokenizer.from_bed(universe)
+    var = pbmc.var.copy()
+    var["chr"] = var["chr"].astype(str).str.removeprefix("chr")
+    tokens = tokens_of(iter_cell_tokens(tok, ad.AnnData(X=pbmc.X, obs=pbmc.obs, var=var)))
+    assert tokens == [[tok.unk_token_id]] * pbmc.n_obs
+    assert "the AnnData (var): none of its chromosomes (1, 10, 11, ... (" in str(recwarn[-1].message)
+    recwarn.clear()
+    list(iter_cell_tokens(tok, pbmc))
+    assert not [w for w in recwarn if "none of its chromosomes" in str(w.message)]
+
+
+def test_h5ad_files_whose_cells_share_names_are_named_by_their_samples(universe, pbmc, tmp_path):
+    """Obs names repeat across .h5ad files as barcodes do across fragment files."""
+    from gtok.cli import main
+    from gtok.formats.shard import ShardReader
+
+    a, b = tmp_path / "a" / "cells.h5ad", tmp_path / "b.h5ad"
+    a.parent.mkdir()
+    pbmc[:3].write_h5ad(a)
+    pbmc[:2].write_h5ad(b)
+    out = tmp_path / "o.gtok"
+    assert main(["tokenize", "-q", "-u", str(universe), "-o", str(out), str(a), str(b)]) == 0
+    names = list(pbmc.obs_names)
+    assert ShardReader(out).names == [f"cells#{n}" for n in names[:3]] + [f"b#{n}" for n in names[:2]]
+    assert main(["tokenize", "-q", "-u", str(universe), "-o", str(out), "--rows", "1:3", "--sample", "P", str(a)]) == 0
+    assert ShardReader(out).names == [f"P#{n}" for n in names[1:3]]

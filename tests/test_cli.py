@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import GENIML, GTARS, gtars_tokens
+from conftest import GENIML, GTARS, gtars_tokens, write_bed
 
 GTOK = [sys.executable, "-m", "gtok.cli"]
 UNIVERSE = GENIML / "universe.uniq.bed"
@@ -140,6 +140,8 @@ def test_option_misuse_is_explained(tmp_path):
     assert proc.returncode == 1 and "--rows needs exactly one .h5ad" in proc.stderr
     proc = gtok("tokenize", "-u", UNIVERSE, "-o", tmp_path / "x.gtok", "--rows", "a:b", GTARS / "pbmc_hg38.h5ad", check=False)
     assert "expected START:STOP" in proc.stderr
+    proc = gtok("tokenize", "-u", UNIVERSE, "-o", tmp_path / "x.gtok", "--layer", "counts", SAMPLES[0], check=False)
+    assert proc.returncode == 1 and "--layer applies to .h5ad and .h5mu inputs" in proc.stderr
     proc = gtok("info", tmp_path / "nope.gtok", check=False)
     assert proc.returncode == 1 and "nope.gtok: no such shard file" in proc.stderr
 
@@ -220,3 +222,17 @@ def test_export_gtars_gives_any_record_name_a_file_name(tmp_path, name):
     odd = next(f for f in files if f != "plain.gtok")
     assert len(odd.encode()) <= 205 and "\0" not in odd and "/" not in odd
     assert ShardReader(tmp_path / "out" / odd)[0].tolist() == [1, 2]
+
+
+def test_inputs_that_share_no_chromosome_with_the_universe_are_named_once_each(tmp_path):
+    """`1` against a `chr1` universe gives every region <unk> without a word from gtars; the tokens
+    stay gtars', and a warning names each such input (a few, then a count)."""
+    beds = [write_bed(tmp_path / f"n{i}.bed", [(str(i), 10, 500), (str(i), 900, 1000)]) for i in range(1, 6)]
+    proc = gtok("tokenize", "-q", "-u", UNIVERSE, "-o", tmp_path / "x.gtok", SAMPLES[0], *beds)
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 4 and all(line.startswith("gtok tokenize: warning: ") for line in lines), lines
+    assert "n1.bed: none of its chromosomes (1) is in the universe (chr1, chr10, chr11, ..." in lines[0]
+    assert "(1 vs chr1)" in lines[0] and "2 more BED files share no chromosome" in lines[3]
+    assert [int(x) for x in gtok("dump", tmp_path / "x.gtok").stdout.splitlines()[1].split("\t")[1].split(",")] == \
+        gtars_tokens(UNIVERSE, beds[0])
+    assert not gtok("tokenize", "-q", "-u", UNIVERSE, "-o", tmp_path / "y.gtok", *SAMPLES).stderr

@@ -130,6 +130,53 @@ def test_many_blocks_and_windows_assemble_each_barcode_in_file_order(tmp_path, m
     assert len(list(source.blocks())) > 50  # really many blocks (and lines cut across them)
 
 
+def kinds_of(paths) -> dict[str, list[str]]:
+    from gtok.build import input_kinds
+
+    return {k: [Path(p).name for p in v] for k, v in input_kinds([str(p) for p in paths]).items() if v}
+
+
+def test_fragments_are_told_by_content_whatever_the_name(tmp_path, many, recwarn):
+    """A fragments file named in capitals or like a BED file used to become one BED record holding
+    every cell; a BED-named file read as fragments says so."""
+    upper = write_fragments(tmp_path / "f.tsv.gz", many).rename(tmp_path / "F.TSV.GZ")
+    as_bed = write_fragments(tmp_path / "fragments.bed.gz", many)
+    as_bed.write_bytes(gzip.compress(fragment_text(many).encode()))
+    plain = tmp_path / "fragments.txt"
+    plain.write_text(fragment_text(many))
+    bgzipped = tmp_path / "fragments.gz"
+    bgzipped.write_bytes(bgzf(fragment_text(many).encode()))  # many small gzip members
+    assert kinds_of([upper, as_bed, plain, bgzipped]) == {"fragments": ["F.TSV.GZ", "fragments.bed.gz", "fragments.txt",
+                                                                        "fragments.gz"]}
+    warned = [str(w.message) for w in recwarn]
+    assert len(warned) == 3 and all("read as a fragments file" in w for w in warned)
+    assert str(as_bed) in warned[0] and str(plain) in warned[1]
+    reference = gtars_fragments(UNIVERSE, write_fragments(tmp_path / "ref.tsv.gz", many))
+    assert ours(UNIVERSE, upper, tmp_path) == ours(UNIVERSE, as_bed, tmp_path) == reference
+
+
+@pytest.mark.parametrize(("name", "text"), [
+    ("bed4.bed", "chr1\t10\t20\tpeak1\nchr1\t30\t40\tpeak1\n"),
+    ("bed6.bed", "chr1\t10\t20\tpeak\t500\t+\nchr1\t30\t40\tpeak\t0\t-\n"),
+    ("narrow.narrowPeak", "chr1\t10\t20\tp\t500\t.\t5.1\t-1\t3.2\t4\nchr1\t30\t40\tp\t9\t.\t1\t-1\t1\t2\n"),
+    ("bed12.bed.gz", "chr1\t1\t9\tn\t0\t+\t1\t9\t0\t1\t8,\t0,\nchr1\t1\t9\tn\t0\t+\t1\t9\t0\t1\t8,\t0,\n"),
+    ("scores.bed", "chr1\t10\t20\t.\t500\nchr1\t30\t40\t.\t7\n"),
+    ("header.bed", "chrom\tstart\tend\tname\tscore\nchr1\t10\t20\tx\t5\nchr1\t30\t40\tx\t5\n"),
+])
+def test_bed_files_with_extra_columns_stay_bed_files(tmp_path, recwarn, name, text):
+    """Names, scores and strands (BED4-BED12, narrowPeak) are not barcodes and counts."""
+    path = tmp_path / name
+    path.write_bytes(gzip.compress(text.encode()) if name.endswith(".gz") else text.encode())
+    assert kinds_of([path]) == {"bed": [name]} and not recwarn
+
+
+def test_a_bed5_of_unique_names_and_scores_stays_bed_with_a_warning(tmp_path, recwarn):
+    path = tmp_path / "peaks.bed"
+    path.write_text("chr1\t10\t20\tpeak1\t500\nchr1\t30\t40\tpeak2\t7\n")
+    assert kinds_of([path]) == {"bed": ["peaks.bed"]}
+    assert "read as a BED file (one record), though its lines look like fragments" in str(recwarn[-1].message)
+
+
 def test_barcode_list_keeps_its_cells_in_its_order(tmp_path, many):
     path = write_fragments(tmp_path / "f.tsv.gz", many)
     (tmp_path / "cells.txt").write_text("cell7\ncell3\n\ncell250\n")
@@ -185,6 +232,65 @@ def test_parts_split_the_barcodes_of_a_file(tmp_path, many):
     assert all(parts)
 
 
+def test_an_empty_file_is_called_empty(tmp_path):
+    for name, text in (("empty.tsv", b""), ("comments.tsv.gz", gzip.compress(b"# id=x\n\n# end\n"))):
+        (tmp_path / name).write_bytes(text)
+        with pytest.raises(GtokError, match=f"{name}: holds no fragments \\(the file is empty"):
+            ours(UNIVERSE, tmp_path / name, tmp_path)
+
+
+def empty_part(path: Path, parts: int) -> int:
+    """A part of `parts` that holds none of the file's barcodes."""
+    barcodes = {line.split("\t")[3] for line in path.read_text().splitlines() if not line.startswith("#")}
+    return next(k for k in range(parts) if not any(fragment_parser.in_part(b, (k, parts)) for b in barcodes))
+
+
+def test_a_part_without_barcodes_is_an_empty_shard_that_manifest_stats_and_dataset_take(tmp_path, many, recwarn):
+    """The workflow's fragment_parts may exceed the barcodes a file has: the part is a valid empty
+    shard (with a warning), not an error telling to lower --min-fragments."""
+    from gtok.data.dataset import GTokDataset
+    from gtok.formats.manifest import load_manifest, write_manifest
+    from gtok.plots import plot_coverage, plot_tokens_per_record, plot_unk_only
+    from gtok.stats import shard_stats
+
+    big = write_fragments(tmp_path / "big.tsv", many)
+    small = write_fragments(tmp_path / "small.tsv", [("chr1", 10, 20, "a", 1), ("chr1", 15, 90, "b", 1)])
+    k = empty_part(small, 16)
+    shards = [tmp_path / "big.gtok", tmp_path / "empty.gtok"]
+    tokenize_to_shard([str(big)], str(UNIVERSE), str(shards[0]), progress=False)
+    tokenize_to_shard([str(small)], str(UNIVERSE), str(shards[1]), fragments=FragmentOptions(part=(k, 16)), progress=False)
+    assert len(ShardReader(shards[1])) == 0 and f"part {k}/16 holds no barcode" in str(recwarn[-1].message)
+    write_manifest(tmp_path / "m.json", shards)
+    assert load_manifest(tmp_path / "m.json").records == 300
+    table, lengths = shard_stats([(str(p), "fragment files") for p in shards])
+    assert table["records"].tolist() == [300, 0, 300]
+    plot_tokens_per_record(lengths, tmp_path / "l.png")
+    plot_unk_only(table, tmp_path / "u.png")
+    plot_coverage(table, tmp_path / "c.png")
+    assert len(list(GTokDataset(tmp_path / "m.json"))) == 300
+    with pytest.raises(GtokError, match="no barcode has at least 3 fragments; lower --min-fragments"):
+        ours(UNIVERSE, small, tmp_path, min_fragments=3)  # the whole file: nothing qualifies, an error
+
+
+@pytest.mark.slow
+def test_training_takes_a_manifest_with_an_empty_shard(tmp_path, many):
+    from gtok.formats.manifest import write_manifest
+    from gtok.training.train import train
+
+    small = write_fragments(tmp_path / "small.tsv", [("chr1", 10, 20, "a", 1)])
+    shards = [tmp_path / "a.gtok", tmp_path / "empty.gtok", tmp_path / "b.gtok"]
+    tokenize_to_shard([str(write_fragments(tmp_path / "big.tsv", many))], str(UNIVERSE), str(shards[0]),
+                      fragments=FragmentOptions(part=(0, 2)), progress=False)
+    tokenize_to_shard([str(small)], str(UNIVERSE), str(shards[1]), fragments=FragmentOptions(part=(empty_part(small, 2), 2)),
+                      progress=False)
+    tokenize_to_shard([str(tmp_path / "big.tsv")], str(UNIVERSE), str(shards[2]), fragments=FragmentOptions(part=(1, 2)),
+                      progress=False)
+    write_manifest(tmp_path / "m.json", shards)
+    cfg = {"data": {"batch_size": 8, "num_workers": 0, "max_length": 32}, "region2vec": {"embedding_dim": 8},
+           "trainer": {"num_sanity_val_steps": 0}}
+    assert train(tmp_path / "m.json", "region2vec", tmp_path / "run", cfg, max_steps=3, progress=False).is_file()
+
+
 def test_labels_come_from_the_sheet_by_barcode(tmp_path, many):
     path = write_fragments(tmp_path / "f.tsv.gz", many)
     (tmp_path / "cells.txt").write_text("cell1\ncell2\ncell3\n")
@@ -193,6 +299,111 @@ def test_labels_come_from_the_sheet_by_barcode(tmp_path, many):
     tokenize_to_shard([str(path)], str(UNIVERSE), str(out), labels_sheet=str(tmp_path / "labels.tsv"),
                       fragments=FragmentOptions(barcodes=str(tmp_path / "cells.txt")), progress=False)
     assert ShardReader(out).labels == ["B", "T", None]
+
+
+# -- samples: barcodes repeat across samples --------------------------------------------------------------
+
+
+@pytest.fixture
+def two_samples(tmp_path) -> tuple[Path, Path]:
+    """Two samples' fragment files, as 10x writes them: the same barcodes, other fragments."""
+    a = write_fragments(tmp_path / "donor1.tsv.gz", [("chr1", 10, 5000, "AAAC-1", 1), ("chr1", 200, 900, "TTTG-1", 1)])
+    b = write_fragments(tmp_path / "donor2.tsv.gz", [("chr2", 10, 5000, "AAAC-1", 1), ("chr1", 60, 70, "CCCA-1", 1)])
+    return a, b
+
+
+def records(path: Path) -> dict[str, tuple[list[int], str | None]]:
+    reader = ShardReader(path)
+    return {n: (t.tolist(), lab) for n, t, lab in zip(reader.names, reader, reader.labels or [None] * len(reader))}
+
+
+def test_samples_that_share_barcodes_give_records_of_their_own(tmp_path, two_samples):
+    """Two files in one call are named by their file names; --sample names them; one file keeps
+    its barcodes, as gtars names them."""
+    a, b = two_samples
+    out = tmp_path / "o.gtok"
+    tokenize_to_shard([str(a), str(b)], str(UNIVERSE), str(out), progress=False)
+    got = {n: t for n, (t, _) in records(out).items()}
+    ref_a, ref_b = gtars_fragments(UNIVERSE, a), gtars_fragments(UNIVERSE, b)
+    assert got == {**{f"donor1#{k}": v for k, v in ref_a.items()}, **{f"donor2#{k}": v for k, v in ref_b.items()}}
+    tokenize_to_shard([str(a), str(b)], str(UNIVERSE), str(out), samples=["x", "y"], name_format="{barcode}-{sample}",
+                      progress=False)
+    assert ShardReader(out).names == ["AAAC-1-x", "TTTG-1-x", "AAAC-1-y", "CCCA-1-y"]
+    assert main(["tokenize", "-q", "-u", str(UNIVERSE), "-o", str(out), "--sample", "S1", str(a)]) == 0
+    assert ShardReader(out).names == ["S1#AAAC-1", "S1#TTTG-1"]
+    assert list(ours(UNIVERSE, a, tmp_path)) == ["AAAC-1", "TTTG-1"]
+
+
+def test_bed_h5ad_and_fragment_inputs_in_one_call(tmp_path, two_samples):
+    """The cell inputs (in their order) take the samples; BED files keep their names."""
+    from conftest import GTARS
+
+    bed = write_bed(tmp_path / "peaks.bed", [("chr1", 1, 100)])
+    h5ad = GTARS / "pbmc_hg38.h5ad"
+    out = tmp_path / "o.gtok"
+    assert main(["tokenize", "-q", "-u", str(UNIVERSE), "-o", str(out), "--sample", "A", "--sample", "P", "--sample", "B",
+                 str(two_samples[0]), str(bed), str(h5ad), str(two_samples[1])]) == 0
+    names = ShardReader(out).names
+    assert names[0] == "peaks" and len(names) == 1 + 20 + 4 and names[1].startswith("P#")
+    assert names[-4:] == ["A#AAAC-1", "A#TTTG-1", "B#AAAC-1", "B#CCCA-1"]
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--sample", "x"], "--sample is given 1 time(s) for 2 cell input(s)"),
+    (["--sample", "x", "--sample", "x"], "have the same sample name 'x'"),
+    (["--sample", "x", "--sample", "a/b"], "--sample 'a/b': a sample name must not"),
+    (["--sample", "x", "--sample", "y", "--name-format", "{sample}"], "--name-format '{sample}': a record name format holds"),
+])
+def test_sample_options_are_checked_before_any_work(tmp_path, two_samples, capsys, args, message):
+    assert main(["tokenize", "-q", "-u", str(UNIVERSE), "-o", str(tmp_path / "o.gtok"), *args, *map(str, two_samples)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and message in err, err
+    assert not (tmp_path / "o.gtok").exists()
+
+
+def test_one_input_without_a_sample_takes_no_name_format_and_bed_inputs_no_sample(tmp_path, two_samples):
+    with pytest.raises(GtokError, match="--name-format makes record names of a sample name and a barcode; give --sample"):
+        tokenize_to_shard([str(two_samples[0])], str(UNIVERSE), str(tmp_path / "o.gtok"), name_format="{sample}_{barcode}")
+    bed = write_bed(tmp_path / "a.bed", [("chr1", 1, 100)])
+    with pytest.raises(GtokError, match="--sample names the cells of fragment and .h5ad inputs; there are none"):
+        tokenize_to_shard([str(bed)], str(UNIVERSE), str(tmp_path / "o.gtok"), samples=["x"])
+
+
+def test_labels_by_sample_and_barcode_label_only_that_samples_cells(tmp_path, two_samples, recwarn):
+    a, b = two_samples
+    out = tmp_path / "o.gtok"
+    sheet = tmp_path / "labels.tsv"
+    sheet.write_text("sample\tbarcode\tlabel\ndonor1\tAAAC-1\tB\ndonor2\tCCCA-1\tT\n")
+    tokenize_to_shard([str(a), str(b)], str(UNIVERSE), str(out), labels_sheet=str(sheet), progress=False)
+    assert {n: lab for n, (_, lab) in records(out).items()} == {
+        "donor1#AAAC-1": "B", "donor1#TTTG-1": None, "donor2#AAAC-1": None, "donor2#CCCA-1": "T"}
+    sheet.write_text("name\tlabel\ndonor2#AAAC-1\tNK\n")
+    tokenize_to_shard([str(a), str(b)], str(UNIVERSE), str(out), labels_sheet=str(sheet), progress=False)
+    assert [lab for _, lab in records(out).values()] == [None, None, "NK", None]
+    assert f"{a}: none of its 2 cells has a label in the label sheet (matched on record names such as 'donor1#BARCODE')" in \
+        str(recwarn[-1].message)
+    sheet.write_text("barcode\tlabel\nAAAC-1\tB\n")
+    with pytest.raises(GtokError, match="labels.tsv: the label sheet matches cells by 'barcode' alone, but 2 samples"):
+        tokenize_to_shard([str(a), str(b)], str(UNIVERSE), str(out), labels_sheet=str(sheet), progress=False)
+    tokenize_to_shard([str(b)], str(UNIVERSE), str(out), labels_sheet=str(sheet), samples=["donor2"], progress=False)
+    assert {n: lab for n, (_, lab) in records(out).items()} == {"donor2#AAAC-1": "B", "donor2#CCCA-1": None}
+    sheet.write_text("sample\tbarcode\tlabel\ndonor2\tAAAC-1\tB\n")
+    with pytest.raises(GtokError, match="the label sheet has a 'sample' column, but the cells have no sample name; give --sample"):
+        tokenize_to_shard([str(b)], str(UNIVERSE), str(out), labels_sheet=str(sheet), progress=False)
+
+
+def test_a_barcode_list_of_record_names_keeps_each_samples_own_cells(tmp_path, two_samples, recwarn):
+    """The obs names of a merged object (SAMPLE#BARCODE) select the cells of each sample."""
+    import anndata as ad
+    import pandas as pd
+
+    cells = tmp_path / "cells.h5ad"
+    ad.AnnData(obs=pd.DataFrame(index=["donor1#TTTG-1", "donor2#AAAC-1", "donor2#CCCA-1"])).write_h5ad(cells)
+    out = tmp_path / "o.gtok"
+    tokenize_to_shard([str(p) for p in two_samples], str(UNIVERSE), str(out), fragments=FragmentOptions(barcodes=str(cells)),
+                      progress=False)
+    assert ShardReader(out).names == ["donor1#TTTG-1", "donor2#AAAC-1", "donor2#CCCA-1"]
+    assert not [w for w in recwarn if "barcodes of" in str(w.message)]
 
 
 @pytest.mark.parametrize(
@@ -217,6 +428,34 @@ def test_bad_lines_name_the_file_and_line(tmp_path, capsys, line, expected):
     assert len(err.splitlines()) == 1
     assert f"{path}, line 4: " in err and expected in err, err
     assert not out.exists()
+
+
+def test_zero_padded_coordinates_match_gtars(tmp_path):
+    """gtars reads coordinates as u32, leading zeros and all; they are not 'too large'."""
+    path = tmp_path / "f.tsv"
+    path.write_text(fragment_text([("chr1", "0000000000100", "0" * 25 + "16000", "a", 1), ("chr1", "00", "0", "b", 1)]))
+    assert ours(UNIVERSE, path, tmp_path) == gtars_fragments(UNIVERSE, path)
+
+
+def test_barcodes_that_are_not_utf8_are_refused_by_line(tmp_path, capsys):
+    """gtars refuses such a file; read with replacement, b'\\xff1' and b'\\xfe1' would both be '\\ufffd1'.
+    UTF-8 barcodes beyond ASCII are fine."""
+    path = tmp_path / "f.tsv"
+    path.write_bytes(fragment_text([("chr1", 10, 20, "caf\u00e9-1", 1)]).encode() + b"chr1\t30\t40\t\xff1\t1\nchr1\t30\t40\t\xfe1\t1\n")
+    assert main(["tokenize", str(path), "-u", str(UNIVERSE), "-o", str(tmp_path / "o.gtok"), "-q"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"{path}, line 4: " in err and "is not UTF-8 text" in err, err
+    path.write_bytes(fragment_text([("chr1", 10, 20, "caf\u00e9-1", 1), ("chr1", 10, 20, "cafe-1", 1)]).encode())
+    assert ours(UNIVERSE, path, tmp_path) == gtars_fragments(UNIVERSE, path)
+
+
+def test_a_file_on_no_chromosome_of_the_universe_is_named(tmp_path, recwarn):
+    path = write_fragments(tmp_path / "f.tsv", [("1", 10, 20, "a", 1), ("2", 10, 20, "b", 1)])
+    assert ours(UNIVERSE, path, tmp_path) == gtars_fragments(UNIVERSE, path)
+    assert f"{path}: none of its chromosomes (1) is in the universe" in str(recwarn[-1].message)
+    recwarn.clear()
+    ours(UNIVERSE, write_fragments(tmp_path / "g.tsv", [("1", 10, 20, "a", 1), ("chr1", 10, 20, "b", 1)]), tmp_path)
+    assert not recwarn
 
 
 def test_truncated_gzip_is_one_line(tmp_path, many, capsys):

@@ -212,6 +212,17 @@ def test_names_and_labels_are_optional(tmp_path):
     assert names == ["a", "row1"] and labels == [None, "3"]
 
 
+def test_an_empty_token_list_becomes_the_unk_document(tmp_path):
+    """Everywhere else a document without a match is [<unk>]; a 0-token record crashes training."""
+    from gtok import Tokenizer
+
+    tok = Tokenizer.from_bed(UNIVERSE)
+    table = write_table(tmp_path / "t.parquet", {"name": ["a", "b", "c"], "tokens": [[1, 2], [], [3]]})
+    assert gtok("tokenize", "-q", "-u", UNIVERSE, "-o", tmp_path / "t.gtok", table) == 0
+    reader = ShardReader(tmp_path / "t.gtok")
+    assert [t.tolist() for t in reader] == [[1, 2], [tok.unk_token_id], [3]]
+
+
 # -- geniml Region2Vec folders in gtok embed --------------------------------------------------------
 
 

@@ -98,6 +98,20 @@ def test_universe_cache_is_used_and_equivalent(tmp_path):
         assert Tokenizer.from_bed(u, cache_dir=tmp_path).tokenize(q).tolist() == [147, 95, 133]
 
 
+def test_a_folder_in_place_of_the_cache_entry_is_left_alone(tmp_path):
+    """The cache is an optimisation: a folder where its entry would be is neither read nor
+    replaced, and the universe is built from the BED instead of failing with a traceback."""
+    u = GENIML / "universe.uniq.bed"
+    Tokenizer.from_bed(u, cache_dir=tmp_path)
+    entry = next(tmp_path.glob("universe-*.gtokidx"))
+    entry.unlink()
+    entry.mkdir()
+    (entry / "keep").write_text("mine")
+    for _ in range(2):
+        assert Tokenizer.from_bed(u, cache_dir=tmp_path).tokenize(GENIML / "to_tokenize.bed").tolist() == [147, 95, 133]
+    assert (entry / "keep").read_text() == "mine"
+
+
 def test_encode_returns_long_tensors(tok, tmp_path):
     bed = write_bed(tmp_path / "q.bed", [("chr1", 310, 311), ("chr1", 120, 130)])
     t = tok.encode(bed)

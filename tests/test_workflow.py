@@ -336,10 +336,13 @@ def write_example_fragments(folder: Path, n: int = 3000) -> str:
 
 def test_fragment_files_fan_out_by_barcode_into_the_manifest(tmp_path):
     """A fragments file in 3 barcode parts: 3 shard jobs whose records are every barcode once,
-    token for token what `gtok tokenize` gives the whole file; a new part count reruns only them."""
+    token for token what `gtok tokenize` gives the whole file; a second sample with the same
+    barcodes gets records of its own (SAMPLE#BARCODE); a new part count reruns only them."""
     folder = copy_workflow(tmp_path, train={"enabled": False}, shards={"fragment_parts": 3})
     fragments = write_example_fragments(folder)
-    update_config(folder, {"inputs": {"fragments": [fragments], "min_fragments": 2}})
+    shutil.copy(folder / fragments, folder / "resources" / "example" / "fragments.tsv.gz")
+    second = {"path": "resources/example/fragments.tsv.gz", "sample": "donor2"}
+    update_config(folder, {"inputs": {"fragments": [fragments, second], "min_fragments": 2}})
     snakemake(folder)
     shards = sorted((folder / "results" / "shards" / "fragments" / "cells").glob("*.gtok"))
     assert [p.name for p in shards] == ["0000.gtok", "0001.gtok", "0002.gtok"]
@@ -348,9 +351,11 @@ def test_fragment_files_fan_out_by_barcode_into_the_manifest(tmp_path):
     assert gtok("tokenize", "-q", "-u", folder / universe, "-o", whole, "--min-fragments", "2", folder / fragments).returncode == 0
     expected = dict(zip(ShardReader(whole).names, (t.tolist() for t in ShardReader(whole))))
     got = {n: t.tolist() for p in shards for n, t in zip(ShardReader(p).names, ShardReader(p))}
-    assert got == expected and len(got) == 40
+    assert got == {f"cells#{n}": t for n, t in expected.items()} and len(got) == 40
     manifest = json.loads((folder / "results" / "manifest.json").read_text())
-    assert sum(1 for e in manifest["shards"] if "/fragments/" in e["path"]) == 3
+    assert sum(1 for e in manifest["shards"] if "/fragments/" in e["path"]) == 6
+    names = [n for e in manifest["shards"] for n in ShardReader(folder / "results" / e["path"]).names]  # relative to it
+    assert len(names) == len(set(names)) and sum(n.startswith("donor2#") for n in names) == 40
     update_config(folder, {"shards": {"fragment_parts": 2}})
     assert planned(folder).keys() == {"tokenize_fragments", "manifest", "stats", "all"}
 

@@ -77,7 +77,7 @@ def test_globs_become_sorted_shards(folder):
     ({"universe": "missing.bed"}, "config universe: missing.bed: no such file; edit config/config.yaml"),
     ({"inputs": {"bed": ["nothing/*.bed"]}}, "the pattern 'nothing/*.bed' matches no file"),
     ({"inputs": {"bed": []}}, "select no input at all"),
-    ({"inputs": {"h5ad": ["a/c.h5ad", "b/c.h5ad"]}}, "have the same file name 'c'"),
+    ({"inputs": {"h5ad": ["a/c.h5ad", "b/c.h5ad"]}}, "a/c.h5ad and b/c.h5ad have the same sample name 'c'; give one of"),
     ({"train": {"enabled": True, "model": "encoder", "data": {"batch_size": "x"}}}, "config train section 'data': batch_size must be an integer"),
 ])
 def test_config_errors_are_one_line(folder, change, words):
@@ -112,6 +112,7 @@ def test_h5ad_row_ranges(folder):
 
 
 def test_fragment_files_fan_out_into_barcode_parts(folder):
+    (folder / "types.tsv").write_text("sample\tbarcode\tlabel\nfrags\tAAAC-1\tB\n")
     entries = ["a/frags.tsv.gz", {"path": "b/frags2.tsv.bgz", "barcodes": "b/cells.txt"}]
     plan = Plan.from_config(config(inputs={"bed": [], "fragments": entries, "min_fragments": 500,
                                            "fragment_labels": "types.tsv"}, shards={"fragment_parts": 2}))
@@ -124,6 +125,53 @@ def test_fragment_files_fan_out_into_barcode_parts(folder):
     assert plan.has_labels() and set(plan.fragment_shard_paths()) <= set(plan.manifest_argv())
     with pytest.raises(GtokError, match="same sample name 'frags'"):
         Plan.from_config(config(inputs={"bed": [], "fragments": ["a/frags.tsv.gz", "c/frags.tsv"]}))
+
+
+def test_every_cell_is_named_by_its_sample_so_no_two_records_share_a_name(folder):
+    """10x barcodes repeat across samples, and obs names across .h5ad files: each cell input has a
+    sample name (settable per entry) and its records are SAMPLE#BARCODE; sample names must differ
+    across .h5ad and fragment inputs, and BED files must not share a record name."""
+    entries = [{"path": "s1/outs/fragments.tsv.gz", "sample": "donor1"}, {"path": "s2/outs/fragments.tsv.gz", "sample": "donor2"},
+               "c/Third.TSV.GZ"]
+    h5ad = [{"path": "a/cells.h5ad", "sample": "atlas"}, "b/cells.h5ad"]
+    plan = Plan.from_config(config(inputs={"bed": [], "h5ad": h5ad, "fragments": entries}), n_obs=lambda path: 5)
+    assert list(plan.fragments) == ["donor1", "donor2", "Third"] and list(plan.h5ad) == ["atlas", "cells"]
+    argv = plan.tokenize_fragments_argv("donor2", "0000", threads=1)
+    assert argv[-3:] == ["--name-format", "{sample}#{barcode}", "s2/outs/fragments.tsv.gz"]
+    assert argv[argv.index("--sample") + 1] == "donor2" and plan.cell_naming("donor2") == ["--sample", "donor2", "--name-format", "{sample}#{barcode}"]
+    argv = plan.tokenize_h5ad_argv("atlas", "0000", threads=1)
+    assert argv[argv.index("--sample") + 1] == "atlas" and argv[-1] == "a/cells.h5ad"
+    other = Plan.from_config(config(inputs={"bed": [], "h5ad": ["a/cells.h5ad"], "name_format": "{barcode}_{sample}"}),
+                             n_obs=lambda path: 5)
+    assert other.cell_naming("cells") == ["--sample", "cells", "--name-format", "{barcode}_{sample}"]
+    with pytest.raises(GtokError, match=r"inputs.fragments: s1/outs/fragments.tsv.gz and s2/outs/fragments.tsv.gz have the "
+                                        r"same sample name 'fragments'"):
+        Plan.from_config(config(inputs={"bed": [], "fragments": ["s1/outs/fragments.tsv.gz", "s2/outs/fragments.tsv.gz"]}))
+    with pytest.raises(GtokError, match=r"inputs.h5ad a/pbmc.h5ad and inputs.fragments p/pbmc.tsv.gz have the same sample "
+                                        r"name 'pbmc'"):
+        Plan.from_config(config(inputs={"bed": [], "h5ad": ["a/pbmc.h5ad"], "fragments": ["p/pbmc.tsv.gz"]}), n_obs=lambda p: 5)
+    with pytest.raises(GtokError, match=r"config inputs.name_format '\{sample\}#\{barcode': a record name format holds"):
+        Plan.from_config(config(inputs={"bed": [], "h5ad": ["a/c.h5ad"], "name_format": "{sample}#{barcode"}), n_obs=lambda p: 5)
+    with pytest.raises(GtokError, match=r"sample 'a/b': a sample name must not"):
+        Plan.from_config(config(inputs={"bed": [], "fragments": [{"path": "f.tsv", "sample": "a/b"}]}))
+    (folder / "beds" / "more").mkdir()
+    (folder / "beds" / "more" / "b03.bed.gz").write_bytes(b"")
+    with pytest.raises(GtokError, match=r"BED inputs beds/b03.bed and beds/more/b03.bed.gz would both be records named 'b03'"):
+        Plan.from_config(config(inputs={"bed": ["beds/*.bed", "beds/more/*.bed.gz"]}))
+
+
+@pytest.mark.parametrize(("header", "refused"), [("barcode\tlabel", True), ("sample\tbarcode\tlabel", False),
+                                                 ("name\tlabel", False)])
+def test_a_label_sheet_of_barcodes_alone_cannot_label_several_samples(folder, header, refused):
+    """One sheet keyed by barcode would label the cells of every sample that shares a barcode."""
+    (folder / "types.tsv").write_text(f"{header}\n")
+    inputs = {"bed": [], "fragments": ["a/x.tsv.gz", "b/y.tsv.gz"], "fragment_labels": "types.tsv"}
+    if refused:
+        with pytest.raises(GtokError, match="types.tsv matches cells by 'barcode' alone, but the fragment files are 2 samples"):
+            Plan.from_config(config(inputs=inputs))
+    else:
+        assert Plan.from_config(config(inputs=inputs)).fragment_labels == "types.tsv"
+    assert Plan.from_config(config(inputs={**inputs, "fragments": ["a/x.tsv.gz"]})).fragment_labels == "types.tsv"
 
 
 # -- command lines ----------------------------------------------------------------------------------------
@@ -206,3 +254,14 @@ def test_the_jobs_conda_environment_lists_every_runtime_dependency():
     listed = {re.split(r"[<>=]", d)[0] for d in env if isinstance(d, str)}
     names = {conda_names.get(n, n) for n in (re.split(r"[<>=\[ ]", d)[0] for d in wanted)}
     assert names <= listed, sorted(names - listed)
+
+
+@pytest.mark.parametrize("encoding", ["utf-8-sig", "utf-16"])
+def test_a_sample_sheet_saved_by_a_spreadsheet_is_read(folder, encoding):
+    """Excel's 'CSV UTF-8' (a byte-order mark) and 'Unicode text' (UTF-16) sheets."""
+    (folder / "sheet.tsv").write_bytes("path\tlabel\nbeds/b00.bed\tT\nbeds/b01.bed\tB\n".encode(encoding))
+    plan = Plan.from_config(config(inputs={"bed": "sheet.tsv"}))
+    assert plan.label_sheet == "sheet.tsv" and sorted(x for s in plan.bed_shards for x in plan.bed_labels(s)) == ["B", "T"]
+    (folder / "sheet.tsv").write_text("path\tlabel\n")
+    with pytest.raises(GtokError, match="sheet.tsv: the BED sample sheet has a header but no rows"):
+        Plan.from_config(config(inputs={"bed": "sheet.tsv"}))

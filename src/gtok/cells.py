@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import re
+import warnings
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -22,15 +23,18 @@ import numpy as np
 
 from gtok.errors import GtokError
 from gtok.inputs import DEFAULT_MODALITY
-from gtok.inputs.bed import Intervals, coordinates
+from gtok.inputs.bed import Intervals, chromosome_names, coordinates
 from gtok.inputs.h5ad import (
     CscArrays,
     CsrRows,
     H5adFile,
+    NotCounts,
     Unsupported,
+    checked_block,
     csc_row_blocks,
     dense_to_csr,
     file_kind,
+    matrix,
     reading,
 )
 from gtok.paths import input_file
@@ -67,7 +71,7 @@ def var_intervals(columns: Mapping[str, Any], var_names: Any, source: str, tile_
     start = cols.get("start")
     if chrom is not None and start is not None and end is not None:
         return Intervals.from_columns(
-            np.asarray(columns[chrom]).astype(str), columns[start], columns[end],
+            columns[chrom], columns[start], columns[end],
             f"{source}: var", column_names=(str(start), str(end)),
         )
     tiles = chrom is not None and start is not None
@@ -112,7 +116,7 @@ def _checked_width(width: Any, source: str) -> int:
 
 def _tiles(chroms: Any, starts: Any, start_name: str, width: int | None, source: str, idx: Any = None) -> Intervals:
     """Fixed-width tiles [start, start + width): the var has a start per column but no end."""
-    chroms = np.asarray(chroms).astype(str)
+    chroms = chromosome_names(chroms, f"{source}: var")
     starts = coordinates(starts, f"{source}: var, column {start_name!r}")
     if width is None:
         width = _width_from_idx(starts, idx) or _width_from_starts(chroms, starts, source)
@@ -215,21 +219,24 @@ def _canonical(block: CsrRows) -> tuple[np.ndarray, np.ndarray]:
 class _Cells:
     """What tokenization needs from a cell matrix, whatever holds it."""
 
-    def __init__(self, source: Any, modality: str = DEFAULT_MODALITY):
+    def __init__(self, source: Any, modality: str = DEFAULT_MODALITY, layer: str | None = None):
         is_path = isinstance(source, (str, os.PathLike))
         self.name = os.fspath(source) if is_path else "the AnnData"
         self.modality = modality
+        self.layer = layer
         self._h5: H5adFile | None = None
         self._adata = None
         if is_path:
             input_file(source, f"{file_kind(self.name)} file")
             try:
-                self._h5 = H5adFile(source, modality=modality)
+                self._h5 = H5adFile(source, modality=modality, layer=layer)
             except Unsupported as why:
                 self._adata = self._read_backed(why)
         else:
             self._adata = _modality_of(source, modality)
-        self.n_obs = self._h5.n_obs if self._h5 else self._adata.n_obs
+        if self._adata is not None:
+            self._X = matrix(self._adata.X, self._adata.layers, layer, self.name)
+        self.n_obs, self.n_vars = (self._h5.n_obs, self._h5.n_vars) if self._h5 else self._adata.shape
 
     def var(self) -> tuple[dict[str, Any], Any]:
         if self._h5:
@@ -240,7 +247,7 @@ class _Cells:
             except Unsupported as why:
                 self._adata = self._read_backed(why)
         var = self._adata.var
-        return {c: var[c].to_numpy() for c in var.columns}, var.index
+        return {c: _values(var[c]) for c in var.columns}, var.index
 
     def obs_names(self) -> np.ndarray:
         return self._h5.index("obs") if self._h5 else np.asarray(self._adata.obs_names)
@@ -258,7 +265,7 @@ class _Cells:
         if self._h5:
             yield from self._h5.row_blocks(start, stop, chunk_rows, spill_dir)
             return
-        X = self._adata.X
+        X = self._X
         if getattr(X, "format", None) == "csc" and hasattr(X, "indptr"):  # scipy, in memory
             arrays = CscArrays(np.asarray(X.indptr, dtype=np.int64), X.indices, X.data, X.shape[0])
             yield from csc_row_blocks(arrays, start, stop, chunk_rows, self.name, spill_dir)
@@ -268,13 +275,26 @@ class _Cells:
 
     def _rows(self, start: int, stop: int) -> CsrRows:
         with reading(self.name):
-            block = self._adata.X[start:stop]
+            block = self._X[start:stop]
         if hasattr(block, "tocsr"):
             import scipy.sparse as sp
 
             csr = sp.csr_matrix(block)
             return CsrRows(csr.indptr, csr.indices, csr.data)
         return dense_to_csr(block)
+
+    def layers(self) -> list[str]:
+        return self._h5.layers if self._h5 else list(map(str, self._adata.layers))
+
+    def not_counts(self, bad: NotCounts, names: np.ndarray, regions: Intervals) -> str:
+        """Why a value that is not a count is refused, naming its cell and peak."""
+        region = f"{regions.chrom_names[regions.codes[bad.column]]}:{regions.starts[bad.column]}-{regions.ends[bad.column]}"
+        others = [n for n in self.layers() if n != self.layer]
+        hint = f" (its layers: {', '.join(others)}; --layer NAME)" if others else ""
+        return (f"{self.name}: {f'layer {self.layer!r}' if self.layer else 'X'} holds {bad.value:g} for cell "
+                f"{str(names[bad.row])!r} (row {bad.row}) at peak {region} (column {bad.column}): it is not a matrix of "
+                f"counts, and such values cannot stand for accessible peaks; tokenize the raw counts{hint}, not a scaled "
+                "matrix.")
 
     def _read_backed(self, why: Unsupported):
         """anndata's backed mode for what the small reader does not handle; a MuData modality has
@@ -297,14 +317,27 @@ def _modality_of(source: Any, modality: str) -> Any:
     return mods[modality]
 
 
+def _values(column: Any) -> np.ndarray:
+    """A pandas column as numpy, its missing values as the h5py reader gives them: NaN in floats,
+    None elsewhere (a categorical's NaN, the pd.NA of nullable dtypes)."""
+    if not column.hasnans:
+        return column.to_numpy()
+    if column.dtype.kind == "f":
+        return column.to_numpy(dtype=float, na_value=np.nan)
+    return column.to_numpy(dtype=object, na_value=None)
+
+
 def _missing(value: Any) -> bool:
     return value is None or (isinstance(value, float) and np.isnan(value))
 
 
 def _read_backed(path: str):
+    import warnings
+
     import anndata
 
-    with reading(path):
+    with reading(path), warnings.catch_warnings():
+        warnings.simplefilter("ignore", anndata.OldFormatWarning)  # a file from before anndata 0.7 is read as it is
         return anndata.read_h5ad(path, backed="r")
 
 
@@ -317,26 +350,51 @@ def iter_cell_tokens(
     modality: str = DEFAULT_MODALITY,
     tile_width: int | None = None,
     spill_dir: str | None = None,
+    layer: str | None = None,
 ) -> Iterator[CellChunk]:
     """Tokenize cells `rows=(start, stop)` (default all) in chunks of `chunk_rows`, in bounded memory.
 
     `source`: an AnnData, a MuData, or an `.h5ad` / `.h5mu` path; of a MuData, the cells of
-    `modality`. `tile_width`: the width of fixed-width tiles whose var gives starts but no ends
-    (inferred from the starts when not given). `spill_dir`: where a CSC matrix's rows are regrouped
-    (default $TMPDIR)."""
+    `modality`. `layer`: tokenize that layer instead of X. `tile_width`: the width of fixed-width
+    tiles whose var gives starts but no ends (inferred from the starts when not given).
+    `spill_dir`: where a CSC matrix's rows are regrouped (default $TMPDIR).
+
+    The matrix must hold counts (or any non-negative values: a nonzero entry is an accessible
+    peak); a negative or NaN value, a column index outside var or damaged row pointers
+    are refused in one line naming the cell or the problem."""
     if chunk_rows < 1:
         raise GtokError(f"chunk_rows must be 1 or more, not {chunk_rows}.")
-    cells = _Cells(source, modality)
+    cells = _Cells(source, modality, layer)
     start, stop = _row_range(rows, cells.n_obs, cells.name)
-    columns = ColumnTokens(tokenizer, var_intervals(*cells.var(), cells.name, tile_width=tile_width))
-    labels = cells.labels(label_key) if label_key else None
+    regions = var_intervals(*cells.var(), cells.name, tile_width=tile_width)
+    foreign = tokenizer.universe.foreign_input(regions.chrom_names, f"{cells.name} (var)")
+    if foreign:
+        warnings.warn(foreign, stacklevel=2)
     names = cells.obs_names()
+    _check_shape(cells, len(names), len(regions))
+    columns = ColumnTokens(tokenizer, regions)
+    labels = cells.labels(label_key) if label_key else None
     a = start
-    for block in cells.row_blocks(start, stop, chunk_rows, spill_dir):
-        b = a + block.indptr.size - 1
-        tokens, lengths = columns.tokenize(block)
-        yield CellChunk([str(n) for n in names[a:b]], tokens, lengths, None if labels is None else list(labels[a:b]))
-        a = b
+    try:
+        for block in cells.row_blocks(start, stop, chunk_rows, spill_dir):
+            b = a + block.indptr.size - 1
+            tokens, lengths = columns.tokenize(checked_block(block, cells.n_vars, a, cells.name))
+            yield CellChunk([str(n) for n in names[a:b]], tokens, lengths, None if labels is None else list(labels[a:b]))
+            a = b
+    except NotCounts as bad:
+        raise GtokError(cells.not_counts(bad, names, regions)) from None
+
+
+def _check_shape(cells: _Cells, n_names: int, n_regions: int) -> None:
+    """The matrix must be as wide as var and as tall as obs: a column without its region, or a
+    cell without its name, would shift every later one."""
+    what = f"layer {cells.layer!r}" if cells.layer else "X"
+    if n_regions != cells.n_vars:
+        raise GtokError(f"{cells.name}: {what} has {cells.n_vars:,} columns but var has {n_regions:,} rows (peaks); "
+                        "they must match, one column per peak.")
+    if n_names != cells.n_obs:
+        raise GtokError(f"{cells.name}: {what} has {cells.n_obs:,} rows but obs has {n_names:,} names; they must "
+                        "match, one row per cell.")
 
 
 def _row_range(rows: tuple[int, int] | None, n_obs: int, name: str) -> tuple[int, int]:

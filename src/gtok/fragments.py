@@ -26,7 +26,8 @@ import numpy as np
 
 from gtok.errors import GtokError, describe
 from gtok.inputs.fragment_parser import Barcodes, Block, FragmentFile
-from gtok.inputs.fragments import FragmentOptions, read_barcode_list
+from gtok.inputs.fragments import FragmentOptions, first_data_lines, read_barcode_list
+from gtok.inputs.samples import AS_THEY_ARE, CellNames
 from gtok.pipeline import prefetched
 from gtok.tokenizer import Tokenizer
 
@@ -56,8 +57,10 @@ class FragmentRecords:
     tokens: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # per barcode
     fragments: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # per barcode
     n_tokens: int = 0
+    on_universe: bool = False  # whether a fragment lies on a chromosome of the universe
 
     def add(self, block: Block) -> None:
+        self.on_universe = self.on_universe or bool((block.chroms >= 0).any())
         tokens, counts = overlap_block(self.search, self.unk, block)
         n_codes = len(self.barcodes)
         grouped, per_code, frags = _group(block.barcodes, counts, tokens, n_codes)
@@ -83,6 +86,8 @@ class FragmentRecords:
         """(codes, concatenated tokens, lengths) of the barcodes `codes` (increasing), a window of
         about WINDOW_TOKENS tokens at a time (a larger document makes a window of its own)."""
         self.spill.flush()
+        if not codes.size:
+            return
         lengths = self.tokens[codes]
         window = (np.cumsum(lengths) - lengths) // WINDOW_TOKENS
         for part in np.split(np.arange(codes.size), np.flatnonzero(np.diff(window)) + 1):
@@ -210,9 +215,11 @@ def _place(out, src, dest, source, lengths):
         out[dest[k] : dest[k] + lengths[k]] = src[source[k] : source[k] + lengths[k]]
 
 
-def write_fragments(writer, tok: Tokenizer, path: str, options: FragmentOptions, labels: dict | None, progress: bool) -> int:
-    """Tokenize one fragments file into `writer`, one record per kept barcode; returns the records."""
-    keep = read_barcode_list(options.barcodes) if options.barcodes else None
+def write_fragments(writer, tok: Tokenizer, path: str, options: FragmentOptions, labels: dict | None, progress: bool,
+                    names: CellNames = AS_THEY_ARE) -> int:
+    """Tokenize one fragments file into `writer`, one record per kept barcode, named by `names`
+    (its sample's record names) and labelled by `labels` (by record name); returns the records."""
+    keep = names.own(read_barcode_list(options.barcodes)) if options.barcodes else None
     barcodes = Barcodes(keep, options.part)
     source = FragmentFile(path, list(tok.universe.chrom_names), barcodes)
     with tempfile.TemporaryFile(dir=Path(writer.path).parent or ".", prefix=".gtok-fragments-") as spill, _bar(path, progress) as bar:
@@ -220,26 +227,51 @@ def write_fragments(writer, tok: Tokenizer, path: str, options: FragmentOptions,
         for block in prefetched(source.blocks()):  # parsing on a thread of its own
             records.add(block)
             bar.update(source.lines - bar.n)
-        codes = _kept(records, options, keep, path)
-        names = barcodes.names
+        codes = _kept(records, source.fragments, options, keep, path)
+        if codes.size and not records.on_universe:
+            _warn_foreign(tok, path)
+        labelled = 0
         for part, tokens, lengths in prefetched(records.documents(codes)):  # assembly beside the writes
-            batch = [names[c] for c in part.tolist()]
-            writer.add_batch(batch, tokens, lengths, [labels.get(b) for b in batch] if labels else None)
+            batch = names.names([barcodes.names[c] for c in part.tolist()])
+            batch_labels = [labels.get(n) for n in batch] if labels is not None else None
+            labelled += sum(label is not None for label in batch_labels or ())
+            writer.add_batch(batch, tokens, lengths, batch_labels)
+    if labels and codes.size and not labelled:
+        warnings.warn(f"{describe(path)}: none of its {codes.size:,} cells has a label in the label sheet (matched on "
+                      f"{'record names such as ' + repr(names.name('BARCODE')) if names.sample else 'barcodes'}).",
+                      stacklevel=2)
     return int(codes.size)
 
 
-def _kept(records: FragmentRecords, options: FragmentOptions, keep: Sequence[str] | None, path: str) -> np.ndarray:
+def _kept(records: FragmentRecords, n_fragments: int, options: FragmentOptions, keep: Sequence[str] | None,
+          path: str) -> np.ndarray:
+    """The codes of the barcodes that become records. A file without fragments is an error; a part
+    of a file (--part K/N) without a barcode that qualifies is an empty shard, since how many of a
+    file's barcodes fall in each part is up to the hash, not the user."""
+    if n_fragments == 0:
+        raise GtokError(f"{describe(path)}: holds no fragments (the file is empty or has only comment lines).")
     fragments = records.fragment_counts()
     found = fragments > 0
-    if keep is not None:
+    if keep is not None and len(records.barcodes):
         _report_matches(int(found.sum()), len(records.barcodes), options.barcodes, path)
     codes = np.flatnonzero(found & (fragments >= options.min_fragments))
-    if not codes.size:
-        raise GtokError(
-            f"{describe(path)}: no barcode has at least {options.min_fragments} fragments"
-            f"{' in this part' if options.part[1] > 1 else ''}; lower --min-fragments."
-        )
-    return codes
+    k, n = options.part
+    if codes.size or n > 1:
+        if not codes.size:
+            warnings.warn(f"{describe(path)}: part {k}/{n} holds no barcode with at least {options.min_fragments} "
+                          "fragments; its shard has no records.", stacklevel=3)
+        return codes
+    raise GtokError(f"{describe(path)}: no barcode has at least {options.min_fragments} fragments; lower --min-fragments.")
+
+
+def _warn_foreign(tok: Tokenizer, path: str) -> None:
+    """No fragment on a chromosome of the universe: named by the first line's chromosome (the
+    parser numbers only the universe's chromosomes)."""
+    first = first_data_lines(path, 1, 1 << 16)
+    chromosome = first[0].split(b"\t")[0].decode("utf-8", "replace") if first else "?"
+    message = tok.universe.foreign_input([chromosome], describe(path))
+    if message:
+        warnings.warn(message, stacklevel=3)
 
 
 def _report_matches(found: int, listed: int, barcodes: str | None, path: str) -> None:

@@ -113,7 +113,7 @@ class Universe:
         raw = read_bytes(path, "universe BED")
         digest = hashlib.sha256(raw).hexdigest()
         cache = _cache_path(digest, cache_dir)
-        if cache is not None and cache.exists():
+        if cache is not None and cache.is_file():
             try:
                 universe, source = cls.from_index(cache)
                 if source == digest:
@@ -121,8 +121,8 @@ class Universe:
             except IndexFormatError:
                 pass  # a damaged cache entry: rebuilt below
         universe = cls.from_text(raw, os.fspath(path))
-        if cache is not None:
-            with contextlib.suppress(GtokError):  # a cache is an optimisation: a read-only disk must not fail
+        if cache is not None and (cache.is_file() or not cache.exists()):  # a folder in its place is left alone
+            with contextlib.suppress(GtokError, OSError):  # a cache is an optimisation: a read-only disk must not fail
                 make_folder(cache.parent)
                 write_index(cache, list(universe.chrom_names), universe.index_arrays(), universe.fingerprint, digest)
         return universe
@@ -224,6 +224,20 @@ class Universe:
             self._fingerprint = h.hexdigest()
         return self._fingerprint
 
+    def shares_chromosomes(self, names) -> bool:
+        """Whether any of the chromosome `names` is one of the universe's."""
+        return any(n in self._code_of for n in names)
+
+    def foreign_input(self, names, source: str) -> str | None:
+        """A one-line warning for an input none of whose chromosomes (`names`, the input's, not
+        per region) is in the universe: gtars gives every region `<unk>` without a word, and the
+        usual cause is a naming mismatch (`1` vs `chr1`). None when they share one, or when the
+        input has no chromosome at all."""
+        if not len(names) or self.shares_chromosomes(names):
+            return None
+        return (f"{source}: none of its chromosomes ({_few(names)}) is in the universe ({_few(self.chrom_names)}), "
+                "so all its tokens are <unk>; are the chromosomes named differently (1 vs chr1)?")
+
     def region_names(self, ids) -> list[str]:
         return [f"{self.chrom_names[self.codes[i]]}:{self.starts[i]}-{self.ends[i]}" for i in ids]
 
@@ -281,6 +295,11 @@ def _merge_length_classes(bits: np.ndarray, lengths: np.ndarray, span: float) ->
         group[b] = g
         g_count, g_total, g_longest = g_count + count[b], g_total + total[b], longest[b]
     return group
+
+
+def _few(names, shown: int = 3) -> str:
+    names = list(names)
+    return ", ".join(names[:shown]) + (f", ... ({len(names)} in all)" if len(names) > shown else "")
 
 
 def expand_ranges(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -8,18 +8,19 @@ from snakemake.utils import validate
 
 from gtok.errors import GtokError
 from gtok.workflow.plan import Plan
+from gtok.workflow.samples import read_sample_sheet
 
 
 def sample_sheet_checked(config) -> None:
-    """The BED sample sheet's columns, checked against its schema (as the config is)."""
+    """The BED sample sheet's columns, checked against its schema (as the config is); read as
+    the plan reads it (UTF-8, or UTF-16 with a byte-order mark, as spreadsheets save it).
+    """
     sheet = config["inputs"]["bed"]
     if isinstance(sheet, str):
         try:
-            table = pd.read_csv(sheet, sep="\t", dtype=str, keep_default_na=False)
-        except (OSError, ValueError) as exc:
-            raise WorkflowError(
-                f"{sheet}: cannot read the BED sample sheet ({exc})."
-            ) from None
+            table = pd.DataFrame(read_sample_sheet(sheet), dtype=str)
+        except GtokError as exc:
+            raise WorkflowError(str(exc)) from None
         validate(table, "../schemas/samples.schema.yaml")
 
 

@@ -50,7 +50,7 @@ rule tokenize_bed:
 
 
 rule tokenize_h5ad:
-    """`cells_per_shard` rows of one .h5ad, one record per cell."""
+    """`cells_per_shard` rows of one .h5ad, one record per cell, named SAMPLE#OBS_NAME."""
     input:
         h5ad=h5ad_file,
         index=PLAN.index,
@@ -70,13 +70,15 @@ rule tokenize_h5ad:
             wildcards.sample, wildcards.part, threads
         ),
         rows=lambda wildcards: PLAN.h5ad_rows(wildcards.sample, wildcards.part),
+        naming=lambda wildcards: PLAN.cell_naming(wildcards.sample),
     script:
         RUN_GTOK
 
 
 rule tokenize_fragments:
     """Part `part` of `fragment_parts` of one fragments file: the barcodes whose hash falls in it,
-    one record per barcode (each part's job reads the whole file, in bounded memory)."""
+    one record per barcode, named SAMPLE#BARCODE (each part's job reads the whole file, in
+    bounded memory)."""
     input:
         fragments=fragment_inputs,
         index=PLAN.index,
@@ -98,5 +100,6 @@ rule tokenize_fragments:
         selection=lambda wildcards: PLAN.fragment_selection(
             wildcards.sample, wildcards.part
         ),
+        naming=lambda wildcards: PLAN.cell_naming(wildcards.sample),
     script:
         RUN_GTOK

@@ -15,14 +15,22 @@ def _add_tokenize(sub) -> None:
     p = add_command(sub, "tokenize", help_, _run_tokenize)
     p.add_argument("inputs", nargs="+", metavar="INPUT",
                    help="BED / BED.gz files (one record each), .h5ad / .h5mu files (one record per cell) or fragment files "
-                        "(.tsv.gz, .tsv.bgz, .tsv: one record per barcode) or .parquet token documents (from export-parquet or geniml)")
+                        "(.tsv.gz, .tsv.bgz, .tsv, or any name whose lines are fragments: one record per barcode) or "
+                        ".parquet token documents (from export-parquet or geniml)")
     p.add_argument("--universe", "-u", required=True, help="universe BED (.bed or .bed.gz): the vocabulary")
     p.add_argument("--output", "-o", required=True, help="the shard to write (.gtok); written atomically")
     p.add_argument("--rows", metavar="START:STOP", help="tokenize only this row range of one .h5ad (for fan-out)")
     p.add_argument("--label-key", metavar="COLUMN", help="obs column of the .h5ad to store as cell labels")
     p.add_argument("--labels", metavar="SHEET.tsv",
-                   help="TSV with a 'label' column and a 'name' or 'path' column (BED files) or a 'barcode' or 'name' "
-                        "column (fragment files)")
+                   help="TSV with a 'label' column and a 'name' or 'path' column (BED files), or 'sample' and "
+                        "'barcode' columns, a 'barcode' column (one sample) or a 'name' column of record names "
+                        "(fragment files)")
+    p.add_argument("--sample", action="append", metavar="NAME",
+                   help="fragment and .h5ad inputs: the sample name of each, in their order (repeat it), so that "
+                        "cells are named SAMPLE#BARCODE: barcodes repeat across samples (default: one input keeps "
+                        "its barcodes, several are named by their file names)")
+    p.add_argument("--name-format", metavar="FORMAT",
+                   help="how a cell's record name is made of its sample and barcode (default '{sample}#{barcode}')")
     p.add_argument("--barcodes", metavar="FILE",
                    help="fragment files: keep only these cells (one barcode per line, or an .h5ad whose obs_names are the cells)")
     p.add_argument("--min-fragments", type=positive_int, default=1, metavar="N",
@@ -30,6 +38,8 @@ def _add_tokenize(sub) -> None:
     p.add_argument("--part", type=part, default=(0, 1), metavar="K/N",
                    help="fragment files: keep the barcodes of part K of N (a stable hash of the barcode), so that N jobs "
                         "split a file; default 0/1, all")
+    p.add_argument("--layer", metavar="NAME",
+                   help=".h5ad / .h5mu inputs: tokenize this layer (e.g. counts) instead of X")
     p.add_argument("--modality", default=DEFAULT_MODALITY, metavar="NAME",
                    help=f".h5mu inputs: the modality whose cells to tokenize (default {DEFAULT_MODALITY})")
     p.add_argument("--tile-width", type=positive_int, metavar="BP",
@@ -63,6 +73,9 @@ def _run_tokenize(args: argparse.Namespace) -> int:
         fragments=FragmentOptions(args.barcodes, args.min_fragments, args.part),
         modality=args.modality,
         tile_width=args.tile_width,
+        layer=args.layer,
+        samples=args.sample,
+        name_format=args.name_format,
         dataset=args.dataset,
     )
     return 0

@@ -21,7 +21,7 @@ from gtok.paths import input_file
 
 #: Field separators. BED is tab-separated, but space-separated files are common enough to accept.
 _DELIMITERS = (ord("\t"), ord(" "))
-_MAX_DIGITS = 18  # fits int64 with room to spare; longer numbers are "too large" without parsing them
+_MAX_DIGITS = 18  # fits int64 with room to spare; more significant digits are "too large" without parsing them
 #: The largest coordinate accepted anywhere (queries, universes, h5ad var): gtars reads coordinates as
 #: 32-bit unsigned integers, and the universe index folds positions into 34 bits of an int64 key, so
 #: a larger one would be misread by one tool and wrap onto the next chromosome in the other.
@@ -57,20 +57,34 @@ class Intervals:
     def from_columns(chroms, starts, ends, source: str = "the regions", column_names=("start", "end")) -> "Intervals":
         """Build from array-likes of names and coordinates (DataFrame columns, tuple lists, h5ad
         var), checked like BED text: `source` and the row are named for any bad value."""
-        chroms = np.asarray(chroms, dtype=object).reshape(-1)
+        chroms = chromosome_names(chroms, source)
         starts = coordinates(starts, f"{source}, column {column_names[0]!r}")
         ends = coordinates(ends, f"{source}, column {column_names[1]!r}")
         if not chroms.size == starts.size == ends.size:
             raise GtokError(f"{source}: the chromosome, start and end columns differ in length.")
-        empty = np.flatnonzero((chroms == "") | (chroms == None))  # noqa: E711 (elementwise)
-        if empty.size:
-            raise GtokError(f"{source}, row {int(empty[0])}: the chromosome name is empty.")
         backwards = np.flatnonzero(starts > ends)
         if backwards.size:
             i = int(backwards[0])
             raise GtokError(f"{source}, row {i}: start {starts[i]} is greater than end {ends[i]}.")
-        names, codes = np.unique(chroms.astype(str), return_inverse=True) if chroms.size else ([], chroms)
+        names, codes = np.unique(chroms, return_inverse=True) if chroms.size else ([], chroms)
         return Intervals(tuple(str(n) for n in names), np.asarray(codes, dtype=np.int32).reshape(-1), starts, ends)
+
+
+def chromosome_names(values, source: str) -> np.ndarray:
+    """`values` as an array of str, refusing a missing name (None, NaN: a categorical's missing
+    value would otherwise become the chromosome 'None' or 'nan') and an empty one."""
+    arr = np.asarray(values, dtype=object).reshape(-1)
+    bad = np.flatnonzero(_missing(arr) | (arr == ""))
+    if bad.size:
+        i = int(bad[0])
+        what = "empty" if isinstance(arr[i], str) else "missing"
+        raise GtokError(f"{source}, row {i}: the chromosome name is {what}.")
+    return arr.astype(str)
+
+
+def _missing(arr: np.ndarray) -> np.ndarray:
+    """Which entries of an object array are None or NaN (NaN is the one value not equal to itself)."""
+    return (arr == None) | (arr != arr)  # noqa: E711 (elementwise)
 
 
 def coordinates(values, what: str) -> np.ndarray:
@@ -81,14 +95,16 @@ def coordinates(values, what: str) -> np.ndarray:
         bad = ~np.isfinite(arr) | (arr != np.floor(arr)) | (arr < 0) | (arr > MAX_COORDINATE)
     elif arr.dtype.kind in "iu":
         bad = (arr < 0) | (arr > MAX_COORDINATE)
-    else:  # strings or objects: each must be a plain non-negative integer
+    else:  # strings or objects (a nullable column holds None where missing): each must be a plain non-negative integer
         text = arr.astype(str)
         bad = np.array([coordinate_problem(t) is not None for t in text], dtype=bool)
         if not bad.any():
             return text.astype(np.int64)
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
-        raise GtokError(f"{what}, row {i}: {arr[i].item()!r} is not a coordinate (a whole number from 0 to {MAX_COORDINATE:,}).")
+        value = arr[i].item() if isinstance(arr[i], np.generic) else arr[i]
+        shown = "the value is missing" if value is None else f"{value!r} is not a coordinate"
+        raise GtokError(f"{what}, row {i}: {shown} (a whole number from 0 to {MAX_COORDINATE:,} is needed).")
     return arr.astype(np.int64)
 
 
@@ -148,8 +164,28 @@ def parse_bed_bytes(data: bytes, name: str) -> Intervals:
         line = data[line_starts[rows[bad]] : line_ends[rows[bad]]]
         raise BedFormatError(f"{name}, line {rows[bad] + 1}: {_explain(line)} Fix or remove this line.")
 
-    names, codes = _factorize(buf, ls, fields[0])
-    return Intervals(names, codes, starts, ends)
+    names, codes, first = _factorize(buf, ls, fields[0])
+    return Intervals(_decoded(names, rows[first], name), codes, starts, ends)
+
+
+def _decoded(names: list[bytes], lines: np.ndarray, source: str) -> tuple[str, ...]:
+    """Chromosome names as text; a name that is not UTF-8 is refused at the first line holding
+    it (gtars refuses such a file, and two such names must not both become '\ufffd...')."""
+    try:
+        return tuple(n.decode() for n in names)
+    except UnicodeDecodeError:
+        bad = [i for i, n in enumerate(names) if not _is_utf8(n)]
+        i = min(bad, key=lambda k: lines[k])
+        raise BedFormatError(f"{source}, line {lines[i] + 1}: the chromosome name {names[i]!r} is not UTF-8 text; "
+                             "save the file as UTF-8 (gtars refuses it too).") from None
+
+
+def _is_utf8(data: bytes) -> bool:
+    try:
+        data.decode()
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def _is_letter(byte: int) -> bool:
@@ -204,6 +240,7 @@ def _windows(buf: np.ndarray, begin: np.ndarray, width: int) -> np.ndarray:
 
 def _parse_uints(buf: np.ndarray, begin: np.ndarray, end: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Decimal digits in buf[begin:end] as int64, with a mask of the spans that were valid."""
+    begin = _skip_zero_padding(buf, begin, end)
     length = end - begin
     ok = (length >= 1) & (length <= _MAX_DIGITS)
     width = int(np.where(ok, length, 0).max(initial=0))
@@ -216,13 +253,28 @@ def _parse_uints(buf: np.ndarray, begin: np.ndarray, end: np.ndarray) -> tuple[n
     return np.where(ok, values, 0), ok
 
 
+def _skip_zero_padding(buf: np.ndarray, begin: np.ndarray, end: np.ndarray) -> np.ndarray:
+    """Field starts moved past the leading zeros of numbers longer than _MAX_DIGITS digits:
+    gtars reads `0000000000000000000100` as 100. A step per padding zero, over those fields only
+    (shorter numbers parse as they are, zeros included)."""
+    padded = np.flatnonzero(end - begin > _MAX_DIGITS)
+    if not padded.size:
+        return begin
+    begin = begin.copy()
+    while padded.size:
+        padded = padded[(buf[begin[padded]] == ord("0")) & (end[padded] - begin[padded] > _MAX_DIGITS)]
+        begin[padded] += 1
+    return begin
+
+
 _BYTE_MASKS = np.array([(1 << (8 * k)) - 1 for k in range(8)] + [2**64 - 1], dtype=np.uint64)
 
 
-def _factorize(buf: np.ndarray, begin: np.ndarray, end: np.ndarray) -> tuple[tuple[str, ...], np.ndarray]:
-    """Chromosome names of the spans, and a code per span; exact, with a hash as the fast path."""
+def _factorize(buf: np.ndarray, begin: np.ndarray, end: np.ndarray) -> tuple[list[bytes], np.ndarray, np.ndarray]:
+    """Chromosome names of the spans (bytes), a code per span, and the first span of each name;
+    exact, with a hash as the fast path."""
     if not begin.size:
-        return (), np.zeros(0, np.int32)
+        return [], np.zeros(0, np.int32), np.zeros(0, np.int64)
     length = end - begin
     n_words = -(-int(length.max()) // 8)
     words = np.ascontiguousarray(_windows(buf, begin, 8 * n_words)).view("<u8")  # names as uint64 words
@@ -239,8 +291,7 @@ def _factorize(buf: np.ndarray, begin: np.ndarray, end: np.ndarray) -> tuple[tup
     if n_words > 1 and not (words == words[reps[codes]]).all():  # a hash collision: go exact
         _, reps, codes = np.unique(words, axis=0, return_index=True, return_inverse=True)
         codes = codes.reshape(-1).astype(np.int32)
-    names = tuple(bytes(buf[begin[r] : end[r]]).decode("utf-8", "replace") for r in reps)
-    return names, codes
+    return [bytes(buf[begin[r] : end[r]]) for r in reps], codes, reps
 
 
 def _explain(line: bytes) -> str:
@@ -273,6 +324,7 @@ def coordinate_problem(value: str) -> str | None:
         return f"{value} is negative; BED coordinates are 0-based and non-negative."
     if not digits:
         return f"{value!r} is not a non-negative integer (only the digits 0-9)."
-    if len(value) > _MAX_DIGITS or int(value) > MAX_COORDINATE:
+    significant = value.lstrip("0")
+    if len(significant) > _MAX_DIGITS or int(significant or "0") > MAX_COORDINATE:
         return f"{value} is too large (the largest supported is {MAX_COORDINATE:,}, as in gtars)."
     return None

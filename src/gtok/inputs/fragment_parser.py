@@ -139,11 +139,13 @@ def _hash(buf, lo, hi):
 def _parse(buf, pos, line, chroms, bc_a, bc_b, bc_v, n_codes, open_, part_k, part_n, out_c, out_s, out_e, out_b, new_lo, new_hi):
     """Parse the lines of buf[pos:] until the end, a full output or table, or a bad line.
 
-    Returns (status, position, lines, fragments, new barcodes): status 0 is the end of `buf`, 1 a
-    full output (or barcode table: call again from `position` after making room), 2 a bad line
-    starting at `position` (explained in Python)."""
+    Returns (status, position, lines, fragments, new barcodes, fragment lines): status 0 is the end
+    of `buf`, 1 a full output (or barcode table: call again from `position` after making room), 2 a
+    bad line starting at `position` (explained in Python). Fragments are those of kept barcodes;
+    fragment lines count every valid one, kept or not (a file without any is empty)."""
     ch_a, ch_b, ch_v = chroms
     n = 0
+    seen = 0
     n_new = 0
     size = buf.size
     prev_lo = -1
@@ -151,7 +153,7 @@ def _parse(buf, pos, line, chroms, bc_a, bc_b, bc_v, n_codes, open_, part_k, par
     prev_code = _NO_CODE
     while pos < size:
         if n == out_c.size or 2 * (n_codes + 1) > bc_v.size:
-            return 1, pos, line, n, n_new
+            return 1, pos, line, n, n_new, seen
         begin = pos
         # fields 1-4 end at tabs (a fifth must follow), the line at a newline
         t0 = _field_end(buf, begin, size)
@@ -169,9 +171,10 @@ def _parse(buf, pos, line, chroms, bc_a, bc_b, bc_v, n_codes, open_, part_k, par
         start = _uint(buf, t0 + 1, t1)
         end = _uint(buf, t1 + 1, t2)
         if t3 >= end_of_line or buf[t3] != _TAB or t0 == begin or t3 == t2 + 1 or start < 0 or end < 0 or start > end:
-            return 2, begin, line + 1, n, n_new
+            return 2, begin, line + 1, n, n_new, seen
         pos = stop + 1
         line += 1
+        seen += 1
         # the chromosome: most lines repeat the previous line's
         if not (t0 - begin == prev_len and _same(buf, begin, prev_lo, prev_len)):
             a, b = _hash(buf, begin, t0)
@@ -197,7 +200,7 @@ def _parse(buf, pos, line, chroms, bc_a, bc_b, bc_v, n_codes, open_, part_k, par
         out_e[n] = end
         out_b[n] = code
         n += 1
-    return 0, pos, line, n, n_new
+    return 0, pos, line, n, n_new, seen
 
 
 @numba.njit(nogil=True, cache=True, inline="always")
@@ -216,7 +219,10 @@ def _next_field_end(buf, t, size):
 
 @numba.njit(nogil=True, cache=True, inline="always")
 def _uint(buf, lo, hi):
-    """buf[lo:hi] as a coordinate, or -1 when it is not one (empty, not digits, too large)."""
+    """buf[lo:hi] as a coordinate, or -1 when it is not one (empty, not digits, too large).
+    Leading zeros are skipped (gtars reads 000100 as 100), so only significant digits count."""
+    while hi - lo > 1 and buf[lo] == 48:
+        lo += 1
     if hi <= lo or hi - lo > 10:
         return -1
     value = 0
@@ -251,10 +257,26 @@ class FragmentFile:
         for code, name in enumerate(chromosomes):
             self.chroms.add(name, code)
         self.lines = 0
+        self.fragments = 0  # valid fragment lines read, of every barcode
 
     def blocks(self, block_bytes: int | None = None) -> Iterator[Block]:
         for text, size in _text_blocks(self.path, self.name, block_bytes or BLOCK_BYTES):
+            self._check_utf8(text, size)
             yield from self._parse(text, size)
+
+    def _check_utf8(self, text: bytearray, size: int) -> None:
+        """Refuse bytes that are not UTF-8, as gtars does: two barcodes `\\xff1` and `\\xfe1` must not
+        both become `\\ufffd1`. A block that is all ASCII (one vectorized max) needs no decoding."""
+        if size == 0 or np.frombuffer(text, np.uint8, count=size).max() < 0x80:
+            return
+        try:
+            text[:size].decode()
+        except UnicodeDecodeError as exc:
+            line = self.lines + text.count(b"\n", 0, exc.start) + 1
+            begin, end = text.rfind(b"\n", 0, exc.start) + 1, text.find(b"\n", exc.start, size)
+            raise GtokError(f"{self.name}, line {line}: {bytes(text[begin : end if end >= 0 else size])!r} is not "
+                            "UTF-8 text; barcodes and chromosome names must be UTF-8 (gtars refuses such a file too). "
+                            "Fix or remove this line.") from None
 
     def _parse(self, text: bytearray, size: int, cap: int = 1 << 20) -> Iterator[Block]:
         buf = np.frombuffer(text, dtype=np.uint8, count=size)
@@ -263,11 +285,12 @@ class FragmentFile:
         while pos < buf.size:
             out = np.empty(cap, np.int32), np.empty(cap, np.int64), np.empty(cap, np.int64), np.empty(cap, np.int64)
             new_lo, new_hi = np.empty(cap, np.int64), np.empty(cap, np.int64)
-            status, pos, self.lines, n, n_new = _parse(
+            status, pos, self.lines, n, n_new, seen = _parse(
                 buf, pos, self.lines, (chroms.a, chroms.b, chroms.values), table.a, table.b, table.values,
                 len(bc.names), bc.open, bc.part[0], bc.part[1], *out, new_lo, new_hi,
             )
-            bc.names.extend(text[lo:hi].decode("utf-8", "replace") for lo, hi in zip(new_lo[:n_new].tolist(), new_hi[:n_new].tolist()))
+            self.fragments += seen
+            bc.names.extend(text[lo:hi].decode() for lo, hi in zip(new_lo[:n_new].tolist(), new_hi[:n_new].tolist()))
             table.count = len(bc.names)
             table.make_room(table.count + 1)
             if n:

@@ -10,18 +10,107 @@ file need not be sorted.
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass
 
 from gtok.errors import GtokError, describe
 from gtok.inputs.bed import coordinates_problem
 from gtok.paths import input_file
 
-#: Name suffixes that make an input a fragments file (`.tsv.bgz` is bgzip; gtars reads only `.gz`).
+#: Name suffixes that make an input a fragments file, in any case (`.tsv.bgz` is bgzip; gtars reads only `.gz`).
 SUFFIXES = (".tsv.gz", ".tsv.bgz", ".tsv")
+#: Decompressed text read to tell an input without a fragments name by its content, and its
+#: lines at most: enough for a barcode to repeat among the first fragments of a sorted file.
+SNIFF_BYTES = 1 << 20
+SNIFF_LINES = 20_000
+_STRANDS = (b"+", b"-", b".")
+
+
+def named_fragments(path: str | os.PathLike) -> bool:
+    return os.fspath(path).lower().endswith(SUFFIXES)
 
 
 def is_fragments(path: str | os.PathLike) -> bool:
-    return os.fspath(path).endswith(SUFFIXES)
+    """Whether a text input is a fragments file (one record per barcode) rather than a BED file
+    (one record), by its name, else by its content (docs/tokenization.md, "What makes a
+    fragments file"): a name ending in .tsv, .tsv.gz or .tsv.bgz, in any case, is one; any other
+    is one when its first lines are all `chrom start end barcode count` (a barcode: not a number
+    and not '.'; no strand in a sixth column, as BED6 and BED12 have) and a barcode repeats among
+    them, since cells have many fragments and BED names rarely repeat. Both surprising outcomes
+    warn: a file read as fragments without a fragments name, and one read as BED whose lines
+    look like fragments but whose names do not repeat (a BED5 of names and scores, or a few
+    cells)."""
+    if named_fragments(path):
+        return True
+    lines = first_data_lines(path, 1, 1 << 13) or first_data_lines(path, 1)  # the second: long comments first
+    if not lines or not _fragment_shaped(lines[0]):  # BED3, BED4, BED6+: told by the first line
+        return False
+    lines = first_data_lines(path, SNIFF_LINES)
+    if not all(_fragment_shaped(line) for line in lines):
+        return False
+    barcodes = [line.split(b"\t", 4)[3] for line in lines]
+    name = describe(path)
+    if len(set(barcodes)) < len(barcodes):
+        warnings.warn(f"{name}: read as a fragments file (one record per barcode): its lines are chrom, start, end, "
+                      "barcode, count with barcodes repeating; name it .tsv.gz to say so.", stacklevel=2)
+        return True
+    warnings.warn(f"{name}: read as a BED file (one record), though its lines look like fragments (chrom, start, end, "
+                  "barcode, count) with no barcode repeating; if it is a fragments file, name it .tsv.gz.", stacklevel=2)
+    return False
+
+
+def _fragment_shaped(line: bytes) -> bool:
+    fields = line.split(b"\t")
+    if len(fields) < 5 or (len(fields) > 5 and fields[5] in _STRANDS):
+        return False
+    start, end, barcode, count = fields[1:5]
+    return start.isdigit() and end.isdigit() and count.isdigit() and barcode not in (b"", b".") and not _is_number(barcode)
+
+
+def _is_number(field: bytes) -> bool:
+    try:
+        float(field)
+    except ValueError:
+        return False
+    return True
+
+
+def first_data_lines(path: str | os.PathLike, count: int, limit: int = SNIFF_BYTES) -> list[bytes]:
+    """Up to `count` lines of a text file (gzip or not) that are neither blank nor comments (`#`,
+    `track`, `browser`), from its first `limit` bytes of text; [] when it cannot be read (its
+    reader says why later)."""
+    import gzip
+    import zlib
+
+    try:
+        with open(path, "rb") as fh:
+            gzipped = fh.read(2) == b"\x1f\x8b"
+            fh.seek(0)
+            if not gzipped:
+                text = fh.read(limit)
+                whole = len(text) < limit
+            elif limit <= 1 << 16:  # within the first gzip member (a bgzip block holds 64 KiB): 4x cheaper
+                raw = fh.read(limit)
+                inflate = zlib.decompressobj(31)
+                text = inflate.decompress(raw, limit)
+                whole = len(raw) < limit and inflate.eof and not inflate.unused_data
+            else:
+                with gzip.GzipFile(fileobj=fh) as text_file:
+                    text = text_file.read(limit)
+                whole = len(text) < limit
+    except (OSError, EOFError, zlib.error):
+        return []
+    lines: list[bytes] = []
+    at = 0
+    while len(lines) < count and at < len(text):
+        end = text.find(b"\n", at)
+        if end < 0 and not whole:
+            break  # a line cut short by the read
+        line = text[at : end if end >= 0 else len(text)].rstrip(b"\r")
+        at = end + 1 if end >= 0 else len(text)
+        if line.strip() and not line.startswith((b"#", b"track", b"browser")):
+            lines.append(line)
+    return lines
 
 
 @dataclass(frozen=True)

@@ -39,6 +39,16 @@ class Unsupported(Exception):
     """This file uses an encoding the small reader does not handle; use anndata instead."""
 
 
+class NotCounts(Exception):
+    """A stored value of X that is not a count (negative or NaN): tokenizing it as a
+    peak would count a scaled matrix's every entry as accessible. The caller, who knows the cells'
+    names, says which cell."""
+
+    def __init__(self, row: int, column: int, value: Any):
+        super().__init__(row, column, value)
+        self.row, self.column, self.value = row, column, value
+
+
 @dataclass(frozen=True)
 class CsrRows:
     """Rows of a matrix in CSR form: row i's columns are indices[indptr[i]:indptr[i+1]]."""
@@ -79,9 +89,10 @@ class H5adFile:
     """Read-only access to an `.h5ad` file, or one modality of an `.h5mu`, a row chunk at a time.
 
     `group` is the HDF5 group laid out like an `.h5ad`; by default the file's root, or
-    `mod/<modality>` when the file is a MuData file."""
+    `mod/<modality>` when the file is a MuData file. `layer` reads that layer instead of X."""
 
-    def __init__(self, path: str | os.PathLike, group: str | None = None, modality: str = DEFAULT_MODALITY):
+    def __init__(self, path: str | os.PathLike, group: str | None = None, modality: str = DEFAULT_MODALITY,
+                 layer: str | None = None):
         import h5py
 
         self.path = os.fspath(path)
@@ -89,7 +100,7 @@ class H5adFile:
             self._file = h5py.File(self.path, "r")
             try:
                 self._root = self._file[self._group(group, modality)]
-                self._open()
+                self._open(layer)
             except BaseException:
                 self._file.close()
                 raise
@@ -107,12 +118,17 @@ class H5adFile:
             )
         raise GtokError(f"{self.path}: has no group {group!r}; give the group that holds X, obs and var.")
 
-    def _open(self) -> None:
+    def _open(self, layer: str | None) -> None:
+        import h5py
+
         root = self._root
-        if "X" not in root or "obs" not in root or "var" not in root:
+        if "obs" not in root or "var" not in root:
             where = "" if root.name == "/" else f" in {root.name.lstrip('/')}"
-            raise GtokError(f"{self.path}: not an AnnData {file_kind(self.path)} file (X, obs or var is missing{where}).")
-        self._x = root["X"]
+            raise GtokError(f"{self.path}: not an AnnData {file_kind(self.path)} file (obs or var is missing{where}).")
+        if isinstance(root["obs"], h5py.Dataset) or isinstance(root["var"], h5py.Dataset):
+            raise Unsupported("obs and var are tables, as anndata wrote them before 0.7")
+        self.layers = list(root["layers"].keys()) if isinstance(root.get("layers"), h5py.Group) else []
+        self._x = matrix(root.get("X"), root["layers"] if self.layers else {}, layer, self.path)
         self._format = sparse_format(self._x)
         if self._format in ("csr", "csc"):
             self.n_obs, self.n_vars = sparse_shape(self._x)
@@ -137,20 +153,23 @@ class H5adFile:
             yield block
 
     def _csr_rows(self, start: int, stop: int) -> CsrRows:
+        """Rows start:stop; `data` is kept only when a value is not positive (a stored zero, which
+        is no peak, or a value that is not a count), so that the usual block skips both checks."""
         if self._format != "csr":
             return dense_to_csr(self._x[start:stop])
         indptr = self._x["indptr"][start : stop + 1].astype(np.int64)
+        check_pointers(indptr, stop - start, self._entries(), "CSR", self.path)
         lo, hi = int(indptr[0]), int(indptr[-1])
         data = self._x["data"][lo:hi]
-        return CsrRows(indptr - lo, self._x["indices"][lo:hi], None if np.all(data != 0) else data)
+        return CsrRows(indptr - lo, self._x["indices"][lo:hi], None if np.all(data > 0) else data)
+
+    def _entries(self) -> int:
+        return min(self._x["indices"].shape[0], self._x["data"].shape[0])
 
     def _csc(self) -> CscArrays:
         indptr = self._x["indptr"][...].astype(np.int64)
-        indices, data = self._x["indices"], self._x["data"]
-        if indptr.size != self.n_vars + 1 or indptr[-1] > min(indices.shape[0], data.shape[0]) or np.any(np.diff(indptr) < 0):
-            raise GtokError(f"{self.path}: X is a damaged CSC matrix (its indptr does not fit its {self.n_vars} columns "
-                            "and its entries); rewrite the file.")
-        return CscArrays(indptr, indices, data, self.n_obs)
+        check_pointers(indptr, self.n_vars, self._entries(), "CSC", self.path)
+        return CscArrays(indptr, self._x["indices"], self._x["data"], self.n_obs)
 
     def column(self, frame: str, name: str) -> np.ndarray:
         with reading(self.path):
@@ -172,6 +191,21 @@ class H5adFile:
             if key is None or key not in group:
                 raise Unsupported(f"{frame} has no _index")
             return read_array(group[key])
+
+
+def matrix(x: Any, layers: Any, layer: str | None, name: str) -> Any:
+    """The matrix of cells: `layers[layer]` when a layer is named, else X; one line listing the
+    layers when the one named is not there, or when X is empty (an AnnData with X=None keeps its
+    data in layers)."""
+    present = ", ".join(map(str, layers)) or "none"
+    if layer is not None:
+        if layer not in layers:
+            raise GtokError(f"{name}: has no layer {layer!r} (its layers: {present}).")
+        return layers[layer]
+    if x is None:
+        raise GtokError(f"{name}: X is empty (None), so there is no matrix of cells to tokenize; its layers: {present}"
+                        f"{'; pass --layer NAME (layer= in Python) to tokenize one' if layers else ''}.")
+    return x
 
 
 def is_mudata(file) -> bool:
@@ -216,11 +250,64 @@ def read_array(node) -> np.ndarray:
 
 
 def dense_to_csr(block) -> CsrRows:
-    """CSR row structure of a dense block (its nonzero entries, row-major)."""
+    """CSR row structure of a dense block (its nonzero entries, row-major, with their values)."""
     block = np.asarray(block)
     rows, cols = np.nonzero(block)
     counts = np.bincount(rows, minlength=block.shape[0])
-    return CsrRows(np.concatenate(([0], np.cumsum(counts))), cols, None)
+    return CsrRows(np.concatenate(([0], np.cumsum(counts))), cols, block[rows, cols])
+
+
+# -- checks of what is read ------------------------------------------------------------------------
+
+
+def check_pointers(indptr: np.ndarray, n: int, entries: int, layout: str, name: str) -> None:
+    """Refuse the pointers of n rows (CSR) or columns (CSC) that do not fit: n + 1 of them,
+    non-decreasing, within the stored entries. Damaged ones would misplace every later cell."""
+    if indptr.size != n + 1 or indptr[0] < 0 or indptr[-1] > entries or np.any(np.diff(indptr) < 0):
+        what = "rows" if layout == "CSR" else "columns"
+        raise GtokError(f"{name}: X is a damaged {layout} matrix (its indptr does not fit its {what} and its "
+                        f"{entries:,} entries); rewrite the file.")
+
+
+def checked_block(block: CsrRows, n_cols: int, first_row: int, name: str) -> CsrRows:
+    """`block` (rows from `first_row`) once its column indices are columns of X and its values
+    counts; without `data` when every value is positive (there is nothing left to filter).
+    Raises NotCounts at the first value that is not a count."""
+    indices = np.asarray(block.indices)
+    if indices.size and (indices.min() < 0 or indices.max() >= n_cols):
+        i = int(np.argmax((indices < 0) | (indices >= n_cols)))
+        raise GtokError(f"{name}: X is a damaged matrix: row {first_row + _row_of(block.indptr, i)} has column index "
+                        f"{int(indices[i])}, outside its {n_cols} columns; rewrite the file.")
+    if block.data is None:
+        return block
+    data = np.asarray(block.data)
+    rest = np.flatnonzero(~(data > 0))  # zeros, and what is not a count
+    if not rest.size:
+        return CsrRows(block.indptr, indices, None)
+    bad = not_counts(data[rest], name)
+    if bad is not None:
+        i = int(rest[np.argmax(bad)])
+        raise NotCounts(first_row + _row_of(block.indptr, i), int(indices[i]), data[i].item())
+    return block
+
+
+def not_counts(values: np.ndarray, name: str) -> np.ndarray | None:
+    """Where values are not counts (negative or NaN), or None when all are. A positive value of any
+    size is a peak (binarized, TF-IDF or log-normalized matrices are fine)."""
+    kind = values.dtype.kind
+    if kind in "ub":
+        return None
+    if kind == "i":
+        bad = values < 0
+    elif kind == "f":
+        bad = ~(values >= 0)
+    else:
+        raise GtokError(f"{name}: X holds values of type {values.dtype}, not numbers; tokenize a matrix of counts.")
+    return bad if bad.any() else None
+
+
+def _row_of(indptr: np.ndarray, entry: int) -> int:
+    return int(np.searchsorted(indptr, entry, side="right")) - 1
 
 
 # -- CSC to row chunks ---------------------------------------------------------------------------
@@ -239,13 +326,13 @@ def csc_row_blocks(csc: CscArrays, start: int, stop: int, chunk_rows: int, name:
     on a cluster node may be small or in memory: `gtok tokenize` puts it beside its output)."""
     n_chunks = -(-(stop - start) // chunk_rows)
     if n_chunks <= 1:  # one chunk: its entries are needed in memory anyway
-        parts = list(_csc_keys(csc, start, stop))
+        parts = list(_csc_keys(csc, start, stop, name))
         if stop > start:
             yield _keys_to_csr(np.sort(np.concatenate(parts)) if parts else np.zeros(0, np.int64), 0, stop - start)
         return
     with tempfile.SpooledTemporaryFile(max_size=CSC_SPILL_IN_MEMORY, prefix=".gtok-csc-", dir=spill_dir) as spill:
         try:
-            table = _spill_by_chunk(csc, start, stop, chunk_rows, n_chunks, spill)
+            table = _spill_by_chunk(csc, start, stop, chunk_rows, n_chunks, spill, name)
         except OSError as exc:
             if exc.errno is None:
                 raise  # h5py's read errors: `reading` names the input
@@ -265,11 +352,11 @@ class _SpillTable:
     cum: np.ndarray  # int64 [n_blocks, n_chunks + 1]: within a block, where each chunk's keys begin
 
 
-def _spill_by_chunk(csc: CscArrays, start: int, stop: int, chunk_rows: int, n_chunks: int, spill) -> _SpillTable:
+def _spill_by_chunk(csc: CscArrays, start: int, stop: int, chunk_rows: int, n_chunks: int, spill, name: str) -> _SpillTable:
     """Write every block's keys sorted (so grouped by chunk) and say where each chunk's lie."""
     chunk_bounds = (np.arange(n_chunks + 1, dtype=np.int64) * chunk_rows) << 32
     bases, cums, at = [], [], 0
-    for keys in _csc_keys(csc, start, stop):
+    for keys in _csc_keys(csc, start, stop, name):
         keys.sort()
         spill.write(memoryview(keys).cast("B"))
         bases.append(at)
@@ -279,16 +366,26 @@ def _spill_by_chunk(csc: CscArrays, start: int, stop: int, chunk_rows: int, n_ch
     return _SpillTable(np.array(bases, dtype=np.int64), cum)
 
 
-def _csc_keys(csc: CscArrays, start: int, stop: int) -> Iterator[np.ndarray]:
+def _csc_keys(csc: CscArrays, start: int, stop: int, name: str) -> Iterator[np.ndarray]:
     """Per block of entries, each kept entry as one int64 key `(row - start) << 32 | column`, so that
     sorting keys orders entries by row, then column. Kept: the row is in start:stop and the stored
-    value is not zero."""
+    value is not zero. A row index outside the matrix is refused (dropping it would lose a peak
+    silently), and so is a value of a kept row that is not a count (NotCounts)."""
     nnz = int(csc.indptr[-1])
     for lo in range(0, nnz, CSC_BLOCK_ENTRIES):
         hi = min(nnz, lo + CSC_BLOCK_ENTRIES)
         rows = np.asarray(csc.indices[lo:hi])
         cols = _columns_of(csc.indptr, lo, hi)
-        keep = (rows >= start) & (rows < stop) & (np.asarray(csc.data[lo:hi]) != 0)
+        if rows.size and (rows.min() < 0 or rows.max() >= csc.n_rows):
+            i = int(np.argmax((rows < 0) | (rows >= csc.n_rows)))
+            raise GtokError(f"{name}: X is a damaged CSC matrix: column {int(cols[i])} has row index {int(rows[i])}, "
+                            f"outside its {csc.n_rows} rows; rewrite the file.")
+        values = np.asarray(csc.data[lo:hi])
+        keep = (rows >= start) & (rows < stop) & (values != 0)
+        bad = not_counts(values, name)
+        if bad is not None and (bad & keep).any():
+            i = int(np.argmax(bad & keep))
+            raise NotCounts(int(rows[i]), int(cols[i]), values[i].item())
         if not keep.all():
             rows, cols = rows[keep], cols[keep]
         yield ((rows.astype(np.int64) - start) << 32) | cols

@@ -19,8 +19,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gtok.errors import GtokError
+from gtok.inputs.samples import DEFAULT_NAME_FORMAT
 from gtok.options import DataOptions, check_train_config
-from gtok.workflow.samples import bed_rows, fragment_samples, h5ad_samples, n_obs, refuse_braces
+from gtok.workflow.samples import (
+    bed_rows,
+    check_cell_samples,
+    check_fragment_labels,
+    fragment_samples,
+    h5ad_samples,
+    n_obs,
+    refuse_braces,
+)
 from gtok.workflow.sharding import group_shards
 
 HOW_TO_CONFIGURE = "edit config/config.yaml or pass --configfile (config/README.md); `make run` runs the bundled example"
@@ -42,6 +51,7 @@ class Plan:
     fragment_parts: int = 1  # shards per fragments file, split by barcode hash
     min_fragments: int = 1
     fragment_labels: str | None = None  # barcode -> label sheet
+    name_format: str = DEFAULT_NAME_FORMAT  # a cell's record name, of its sample and barcode (or obs name)
     train: dict[str, Any] = field(default_factory=dict)
     evaluate: str | bool = "auto"
     bed_dataset: str = "bed"  # the dataset of the BED inputs: the sample sheet's name, or `bed` for glob patterns
@@ -68,6 +78,7 @@ class Plan:
             fragment_parts=config["shards"].get("fragment_parts", 1),
             min_fragments=config["inputs"].get("min_fragments", 1),
             fragment_labels=config["inputs"].get("fragment_labels"),
+            name_format=config["inputs"].get("name_format", DEFAULT_NAME_FORMAT),
             train=dict(config["train"]),
             evaluate=(config.get("evaluate") or {}).get("enabled", "auto"),
             bed_dataset=os.path.splitext(os.path.basename(spec))[0] if isinstance(spec, str) else "bed",
@@ -75,6 +86,8 @@ class Plan:
         )
         if not plan.bed_shards and not plan.h5ad_parts and not plan.fragments:
             raise GtokError(f"config: inputs.bed, inputs.h5ad and inputs.fragments select no input at all; {HOW_TO_CONFIGURE}.")
+        check_cell_samples(plan.h5ad, plan.fragments, plan.name_format)
+        check_fragment_labels(plan.fragment_labels, plan.fragments)
         plan._check_datasets()
         if plan.train.get("enabled"):
             check_train_config(plan.train_options(), "config train")
@@ -167,10 +180,16 @@ class Plan:
         parts whose range changed (Snakemake does not record the threads-dependent argv)."""
         return "{}:{}".format(*self.h5ad_parts[(sample, part)])
 
+    def cell_naming(self, sample: str) -> list[str]:
+        """How the cells of a sample are named, `SAMPLE#BARCODE` (config/README.md, "Record names"):
+        a param, so that another name format reruns the shards."""
+        return ["--sample", sample, "--name-format", self.name_format]
+
     def tokenize_h5ad_argv(self, sample: str, part: str, threads: int) -> list[str]:
         labels = ["--label-key", self.label_key] if self.label_key else []
         return ["tokenize", "--quiet", "--threads", str(threads), "--universe", self.index, "--dataset", sample,
-                "-o", self.h5ad_shard(sample, part), "--rows", self.h5ad_rows(sample, part), *labels, self.h5ad[sample]]
+                "-o", self.h5ad_shard(sample, part), "--rows", self.h5ad_rows(sample, part), *labels,
+                *self.cell_naming(sample), self.h5ad[sample]]
 
     def fragment_selection(self, sample: str, part: str) -> list[str]:
         """Which barcodes of a fragments file one shard holds, as options: a param, so that a new
@@ -184,7 +203,7 @@ class Plan:
     def tokenize_fragments_argv(self, sample: str, part: str, threads: int) -> list[str]:
         return ["tokenize", "--quiet", "--threads", str(threads), "--universe", self.index, "--dataset", sample,
                 "-o", self.fragment_shard(sample, part), *self.fragment_selection(sample, part),
-                self.fragments[sample]["path"]]
+                *self.cell_naming(sample), self.fragments[sample]["path"]]
 
     def index_argv(self) -> list[str]:
         return ["index", "--quiet", "--universe", self.universe, "-o", self.index]

@@ -1,0 +1,50 @@
+"""Label sheets (gtok.inputs.labels): the encodings spreadsheets save them in, and one clear line
+for a sheet that cannot be used."""
+
+from __future__ import annotations
+
+import pytest
+
+from gtok.errors import GtokError
+from gtok.inputs.labels import read_barcode_labels, read_label_sheet, read_sheet
+
+TEXT = "barcode\tlabel\nAAAC-1\tB cell\nTTTG-1\tcaf\u00e9\n"
+
+
+@pytest.mark.parametrize("encoding", ["utf-8", "utf-8-sig", "utf-16", "utf-16-le", "utf-16-be", "utf-32"])
+def test_sheets_in_the_encodings_spreadsheets_write_are_read(tmp_path, encoding):
+    """Excel's 'CSV UTF-8' starts with a byte-order mark, 'Unicode text' is UTF-16; without a mark,
+    UTF-16 is told by the zero byte beside each ASCII character."""
+    sheet = tmp_path / "labels.tsv"
+    sheet.write_bytes(TEXT.replace("\n", "\r\n").encode(encoding))
+    assert read_barcode_labels(str(sheet)).labels == {"AAAC-1": "B cell", "TTTG-1": "caf\u00e9"}
+
+
+def test_a_latin1_sheet_is_one_line_naming_its_line(tmp_path):
+    sheet = tmp_path / "labels.tsv"
+    sheet.write_bytes(TEXT.encode("latin-1"))
+    with pytest.raises(GtokError, match=r"labels.tsv, line 3: the label sheet is not UTF-8 text \(b'\\xe9'\); save it as UTF-8"):
+        read_barcode_labels(str(sheet))
+
+
+def test_a_header_only_sheet_says_it_has_no_rows(tmp_path):
+    sheet = tmp_path / "labels.tsv"
+    sheet.write_text("barcode\tlabel\n")
+    with pytest.raises(GtokError, match="labels.tsv: the label sheet has a header but no rows"):
+        read_barcode_labels(str(sheet))
+    sheet.write_text("path\tlabel\n")
+    with pytest.raises(GtokError, match="has a header but no rows"):
+        read_label_sheet(str(sheet), ["a.bed"])
+    sheet.write_text("")
+    with pytest.raises(GtokError, match="labels.tsv: the label sheet is empty; it needs a header line"):
+        read_barcode_labels(str(sheet))
+    sheet.write_text("cell\ttype\nA\tB\n")
+    with pytest.raises(GtokError, match=r"needs a 'label' column and a 'sample' \+ 'barcode', 'barcode' or 'name' column "
+                                        r"\(its columns: 'cell', 'type'\)"):
+        read_barcode_labels(str(sheet))
+
+
+def test_short_rows_read_as_empty_fields(tmp_path):
+    sheet = tmp_path / "s.tsv"
+    sheet.write_text("path\tlabel\tsplit\na.bed\n")
+    assert read_sheet(str(sheet), "sheet") == (["path", "label", "split"], [{"path": "a.bed", "label": "", "split": ""}])
