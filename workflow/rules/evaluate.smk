@@ -21,7 +21,7 @@ rule evaluate:
         ),
         umaps=report(
             multiext(
-                f"{PLAN.eval_dir}/umap_", f"{PLAN.train['model']}.png", "lsi.png"
+                f"{PLAN.eval_dir}/umap_", f"{PLAN.model_label}.png", "lsi.png"
             ),
             caption="../report/umap.rst",
             category="Evaluation",

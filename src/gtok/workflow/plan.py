@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gtok.errors import GtokError
+from gtok.modelspec import parse_model, resolve_model
 from gtok.options import DataOptions, check_train_config
 from gtok.workflow.samples import bed_rows, fragment_samples, h5ad_samples, n_obs, refuse_braces
 from gtok.workflow.sharding import group_shards
@@ -73,7 +74,22 @@ class Plan:
             raise GtokError(f"config: inputs.bed, inputs.h5ad and inputs.fragments select no input at all; {HOW_TO_CONFIGURE}.")
         if plan.train.get("enabled"):
             check_train_config(plan.train_options(), "config train")
+            parse_model(plan.train["model"], "config train model")
         return plan
+
+    def check_model(self) -> None:
+        """A brought training class imported and checked against its config (gtok.modelspec).
+
+        Importing it costs seconds (torch, maybe transformers), so the Snakefile calls this in
+        its main process only, where the dry run happens, not again in every job."""
+        if self.train.get("enabled") and not parse_model(self.train["model"]).builtin:
+            options = self.train_options()
+            resolve_model(self.train["model"], options, options.get("seed", 0), "config train", embeds=self.evaluates())
+
+    @property
+    def model_label(self) -> str:
+        """The trained model's name in the evaluation's files (umap_LABEL.png)."""
+        return parse_model(self.train["model"]).label
 
     # -- paths -------------------------------------------------------------------------------------
 
