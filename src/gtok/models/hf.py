@@ -75,22 +75,12 @@ class HFModel(GTokModel):
     def losses(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         if self.objective == "triplet":
             return self._triplet(batch)
-        ids, attention = batch["input_ids"], batch["attention_mask"].bool()
-        regions = self.region_mask(batch)
-        chosen = regions & (torch.rand(ids.shape, device=ids.device) < self.cfg.mlm_probability)
-        random_ids = torch.randint_like(ids, self.vocab.n_regions)
-        if self.objective == "rtd":
-            inputs = torch.where(chosen, random_ids, ids)
-            labels = (inputs != ids).long().masked_fill(~regions, -100)
-        else:
-            r = torch.rand(ids.shape, device=ids.device)
-            inputs = torch.where(chosen & (r < _MLM_MASK), torch.full_like(ids, self.vocab.mask_token_id), ids)
-            inputs = torch.where(chosen & (r >= _MLM_MASK) & (r < _MLM_MASK + _MLM_RANDOM), random_ids, inputs)
-            labels = ids.masked_fill(~chosen, -100)
-        out = self.model(input_ids=inputs, attention_mask=attention, labels=labels)
+        inputs, labels = corrupt(self.objective, batch["input_ids"], self.region_mask(batch), self.vocab,
+                                 self.cfg.mlm_probability)
+        out = self.model(input_ids=inputs, attention_mask=batch["attention_mask"].bool(), labels=labels)
         logits = out.logits if hasattr(out, "logits") else out[1]
         loss = _loss(out)
-        if loss is None or (self.objective == "mlm" and not chosen.any()):  # nothing to predict in this batch
+        if loss is None or not (labels >= 0).any():  # nothing to predict in this batch
             loss = logits.sum() * 0.0  # still through every parameter: DDP needs each one used
         result = {"loss": loss}
         if self.objective == "rtd" and logits.shape == labels.shape:
@@ -174,6 +164,21 @@ def hf_config(brought: Brought, model_args: Mapping[str, Any], vocab: Vocab, bas
            "bos_token_id": vocab.bos_token_id, "sep_token_id": vocab.sep_token_id}
     values = {**(base or {}), **model_args, "vocab_size": size, **ids}
     return hf_config_class(brought, what).from_dict(values).to_dict()
+
+
+def corrupt(objective: str, ids: torch.Tensor, regions: torch.Tensor, vocab: Vocab, probability: float
+            ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(model inputs, labels) of an `rtd` or `mlm` step (see the module docstring); `regions`: the
+    positions holding a universe region. Draws from the global generator (the step's seeded one)."""
+    chosen = regions & (torch.rand(ids.shape, device=ids.device) < probability)
+    random_ids = torch.randint_like(ids, vocab.n_regions)
+    if objective == "rtd":
+        inputs = torch.where(chosen, random_ids, ids)
+        return inputs, (inputs != ids).long().masked_fill(~regions, -100)
+    r = torch.rand(ids.shape, device=ids.device)
+    inputs = torch.where(chosen & (r < _MLM_MASK), torch.full_like(ids, vocab.mask_token_id), ids)
+    inputs = torch.where(chosen & (r >= _MLM_MASK) & (r < _MLM_MASK + _MLM_RANDOM), random_ids, inputs)
+    return inputs, ids.masked_fill(~chosen, -100)
 
 
 def triplets(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
