@@ -74,15 +74,16 @@ class Plan:
             raise GtokError(f"config: inputs.bed, inputs.h5ad and inputs.fragments select no input at all; {HOW_TO_CONFIGURE}.")
         if plan.train.get("enabled"):
             check_train_config(plan.train_options(), "config train")
-            parse_model(plan.train["model"], "config train model")
+            if parse_model(plan.train["model"], "config train model").builtin:
+                plan.check_model()  # nothing to import
         return plan
 
     def check_model(self) -> None:
-        """A brought training class imported and checked against its config (gtok.modelspec).
+        """The training model checked against its config (gtok.modelspec); a brought class is imported.
 
-        Importing it costs seconds (torch, maybe transformers), so the Snakefile calls this in
-        its main process only, where the dry run happens, not again in every job."""
-        if self.train.get("enabled") and not parse_model(self.train["model"]).builtin:
+        That costs seconds (torch, maybe transformers), so the Snakefile calls this in its main
+        process only, where the dry run happens, not again in every job."""
+        if self.train.get("enabled"):
             options = self.train_options()
             resolve_model(self.train["model"], options, options.get("seed", 0), "config train", embeds=self.evaluates())
 
