@@ -179,6 +179,21 @@ def test_checkpoint_round_trip_restores_the_adapter(tmp_path):
     assert all(torch.equal(a, b) for a, b in zip(net.state_dict().values(), back.state_dict().values()))
 
 
+def test_train_refuses_a_config_of_a_smaller_vocabulary_before_reading_the_shards(tmp_path):
+    from gtok.formats.manifest import write_manifest
+    from gtok.formats.shard import write_shard
+    from gtok.training.train import train
+
+    write_shard(tmp_path / "a.gtok", [("r0", np.arange(5), None)], N_REGIONS + 7, "ab" * 32)
+    write_manifest(tmp_path / "m.json", [tmp_path / "a.gtok"])
+    (tmp_path / "a.gtok").write_bytes(b"damaged")  # never read: the config is refused first
+    config = {"data": {"max_length": 64}, "model_args": {**TINY, "vocab_size": 200}}
+    with pytest.raises(GtokError, match=r"^config section 'model_args': vocab_size 200 is smaller than the data's "
+                                        r"vocabulary of 307 tokens \(300 regions and the special tokens\)"):
+        train(tmp_path / "m.json", RTD, tmp_path / "out", config, progress=False)
+    assert not (tmp_path / "out" / "checkpoints").exists()
+
+
 # -- the whole route, through the workflow ----------------------------------------------------------
 
 
