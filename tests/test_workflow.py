@@ -413,7 +413,7 @@ def test_malformed_bed_fails_its_shard_only(tmp_path):
         ({"shards": {"cells_per_shard": 0}}, "0 is less than the minimum of 1"),
         ({"inputs": {"h5ad": "cells.h5ad"}}, "'cells.h5ad' is not of type 'array'"),
         ({"inputs": {"bed": "samples.csv"}}, "'samples.csv' is not valid under any of the given schemas"),
-        ({"train": {"model": "gpt"}}, "'gpt' is not one of ['region2vec', 'encoder', 'classifier']"),
+        ({"train": {"model": 3}}, "3 is not of type 'string'"),  # a name or an import path: gtok.modelspec
         ({"train": {"epochs": 3}}, "Additional properties are not allowed ('epochs' was unexpected)"),
     ],
 )
