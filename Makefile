@@ -36,7 +36,7 @@ bench: setup
 
 # Python (ruff), Snakemake formatting (snakefmt) and Snakemake's own linter, on the quick CI config.
 lint: setup
-	$(BIN)/ruff check src tests bench scripts
+	$(BIN)/ruff check src tests bench scripts examples
 	$(BIN)/snakefmt --check Snakefile workflow/
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/snakemake --lint --directory .test
 

@@ -35,20 +35,21 @@ VOCAB_REGIONS = 50_000
 ENCODER = {"d_model": 256, "n_layers": 4, "n_heads": 8, "d_ff": 1024, "dropout": 0.1}
 
 
-def write_shards(folder: Path, records: int, shards: int = 4, seed: int = 0) -> Path:
-    """Shards of random records and their manifest; lengths lognormal, median ~1,500 tokens."""
+def write_shards(folder: Path, records: int, shards: int = 4, seed: int = 0, median: int = 1500,
+                 regions: int = VOCAB_REGIONS) -> Path:
+    """Shards of random records and their manifest; lengths lognormal around `median` tokens."""
     from gtok.formats.manifest import write_manifest
     from gtok.formats.shard import ShardWriter
     from gtok.tokenizer import SPECIAL_TOKENS
 
     rng = np.random.default_rng(seed)
-    vocab = VOCAB_REGIONS + len(SPECIAL_TOKENS)
+    vocab = regions + len(SPECIAL_TOKENS)
     fingerprint = "ab" * 32
     paths = []
     for s in range(shards):
         n = records // shards
-        lengths = np.clip(rng.lognormal(np.log(1500), 0.6, n).astype(np.int64), 50, 20_000)
-        tokens = rng.integers(0, VOCAB_REGIONS, int(lengths.sum()))
+        lengths = np.clip(rng.lognormal(np.log(median), 0.6, n).astype(np.int64), 50, max(20_000, 4 * median))
+        tokens = rng.integers(0, regions, int(lengths.sum()))
         path = folder / f"shard{s}.gtok"
         with ShardWriter(path, vocab, fingerprint) as writer:
             writer.add_batch([f"s{s}r{i}" for i in range(n)], tokens, lengths)

@@ -1,10 +1,12 @@
 """Several processes: DDP on the CPU (gloo) with Lightning spawning the ranks, and elastic resume:
 a run stopped mid-epoch at one world size continues at another with exactly the records not yet
-seen (this file doubles as the script each launch runs)."""
+seen (this file doubles as the script each launch runs). Each test runs with the built-in encoder
+and with a brought LightningModule (docs/models.md's example, examples/bag_of_regions.py)."""
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from collections import Counter
@@ -17,6 +19,8 @@ pytestmark = pytest.mark.slow
 
 RECORDS = 26  # 13 batches of 2: an odd number of batches, so a world of 2 or 3 pads
 BATCH = 2
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+MODELS = ["encoder", "bag_of_regions:BagOfRegions"]
 
 
 def make_data(folder: Path) -> Path:
@@ -31,9 +35,10 @@ def make_data(folder: Path) -> Path:
     return folder / "m.json"
 
 
-def launch(manifest: Path, out: Path, devices: int, max_steps: int) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, __file__, str(manifest), str(out), str(devices), str(max_steps)],
-                          capture_output=True, text=True, timeout=600)
+def launch(manifest: Path, out: Path, devices: int, max_steps: int, model: str) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(EXAMPLES), *filter(None, [os.environ.get("PYTHONPATH")])]))
+    return subprocess.run([sys.executable, __file__, str(manifest), str(out), str(devices), str(max_steps), model],
+                          capture_output=True, text=True, timeout=600, env=env)
 
 
 def batches(out: Path) -> list[dict]:
@@ -54,9 +59,10 @@ def manifest(tmp_path) -> Path:
     return make_data(tmp_path)
 
 
-def test_two_processes_share_an_epoch_without_overlap(manifest, tmp_path):
+@pytest.mark.parametrize("model", MODELS)
+def test_two_processes_share_an_epoch_without_overlap(manifest, tmp_path, model):
     out = tmp_path / "run"
-    done = launch(manifest, out, devices=2, max_steps=7)  # a whole epoch: 13 batches, 7 per rank
+    done = launch(manifest, out, devices=2, max_steps=7, model=model)  # a whole epoch: 13 batches, 7 per rank
     assert done.returncode == 0, done.stderr[-3000:]
     summary = json.loads((out / "summary.json").read_text())
     assert (summary["world_size"], summary["num_nodes"], summary["devices_per_node"]) == (2, 1, 2)
@@ -71,14 +77,16 @@ def test_two_processes_share_an_epoch_without_overlap(manifest, tmp_path):
     assert (out / "model.ckpt").is_file() and len(list((out / "logs").glob("version_*"))) == 1  # logged once
 
 
+@pytest.mark.parametrize("model", MODELS)
 @pytest.mark.parametrize("before, after, steps", [(2, 1, 3), (1, 3, 3)])
-def test_a_run_resumes_at_another_world_size_with_exactly_the_unseen_records(manifest, tmp_path, before, after, steps):
+def test_a_run_resumes_at_another_world_size_with_exactly_the_unseen_records(manifest, tmp_path, before, after, steps,
+                                                                             model):
     out = tmp_path / "run"
-    first = launch(manifest, out, devices=before, max_steps=steps)  # stops mid-epoch
+    first = launch(manifest, out, devices=before, max_steps=steps, model=model)  # stops mid-epoch
     assert first.returncode == 0, first.stderr[-3000:]
     consumed = epoch_records(batches(out), 0)
     assert sum(consumed.values()) == steps * before * BATCH and max(consumed.values()) == 1
-    second = launch(manifest, out, devices=after, max_steps=100)  # continues the same run
+    second = launch(manifest, out, devices=after, max_steps=100, model=model)  # continues the same run
     assert second.returncode == 0, second.stderr[-3000:]
     assert "starting a new run" not in second.stderr
     rows = batches(out)
@@ -96,11 +104,12 @@ def test_a_run_resumes_at_another_world_size_with_exactly_the_unseen_records(man
 if __name__ == "__main__":
     from gtok.training.train import train
 
-    manifest_path, out_dir, devices, max_steps = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+    manifest_path, out_dir, devices, max_steps, model = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
     config = {
         "data": {"batch_size": BATCH, "val_fraction": 0, "num_workers": 0, "max_length": 16},
         "trainer": {"accelerator": "cpu", "checkpoint_every_n_steps": 100, "num_sanity_val_steps": 0,
                     "log_every_n_steps": 1, "max_epochs": 1, "log_batches": True},
-        "encoder": {"d_model": 8, "n_layers": 1, "n_heads": 2, "d_ff": 16},
+        **({"encoder": {"d_model": 8, "n_layers": 1, "n_heads": 2, "d_ff": 16}} if model == "encoder" else
+           {"model_args": {"dim": 8}}),
     }
-    train(manifest_path, "encoder", out_dir, config, max_steps=max_steps, max_epochs=1, devices=devices, progress=False)
+    train(manifest_path, model, out_dir, config, max_steps=max_steps, max_epochs=1, devices=devices, progress=False)

@@ -288,12 +288,23 @@ def test_geniml_folder_refuses_a_universe_of_another_size(geniml_folder, tmp_pat
 
 
 def test_geniml_folder_with_duplicate_universe_lines_warns(geniml_folder, recwarn):
-    from gtok.pretrained import geniml_config, geniml_tokenizer
+    from gtok.tokenizer import Tokenizer
 
     shutil.copy(GENIML / "universe.bed", geniml_folder / "universe.bed")  # 55 duplicate lines, same regions
-    tok = geniml_tokenizer(geniml_folder, None, geniml_config(geniml_folder))
+    tok = Tokenizer.from_pretrained(geniml_folder)
     assert tok.universe.duplicate_lines == 55
     assert any("numbers the regions after a duplicate line" in str(w.message) for w in recwarn)
+
+
+def test_geniml_universe_is_checked_only_by_its_size_and_says_so(geniml_folder, tmp_path, capsys):
+    """geniml records no fingerprint: a universe of the right size but other regions is not refused,
+    so every use of a geniml folder warns that only the size was checked (issue 16)."""
+    rows = [line.split("\t")[:3] for line in UNIVERSE.read_text().splitlines()]
+    swapped = write_bed(tmp_path / "swapped.bed", [(c, int(s) + 1, int(e) + 1) for c, s, e in rows])
+    shutil.copy(swapped, geniml_folder / "universe.bed")
+    assert gtok("embed", "-q", "--model", geniml_folder, "-o", tmp_path / "e.npy", BEDS[0]) == 0
+    warning = capsys.readouterr().err.strip().splitlines()
+    assert len(warning) == 1 and "records no fingerprint" in warning[0] and "checked only for its size" in warning[0]
 
 
 def test_tokenizer_from_pretrained_reads_a_geniml_folder(geniml_folder):

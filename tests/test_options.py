@@ -39,6 +39,13 @@ def test_good_values_pass_and_ints_are_numbers():
     assert make_config(TrainerOptions, {"devices": [0, 1], "val_check_interval": 50}, "t").devices == [0, 1]
 
 
+def test_model_args_is_a_mapping_of_argument_names():
+    assert check_train_config({"model_args": {"dim": 8, "layers": [1, 2]}}) is None
+    for bad in ([1, 2], {"not a name": 1}, "dim=8"):
+        with pytest.raises(GtokError, match="cfg section 'model_args': expected a mapping of argument names"):
+            check_train_config({"model_args": bad}, "cfg")
+
+
 def test_a_whole_config_is_checked_section_by_section():
     check_train_config({"seed": 3, "data": {}, "trainer": {"max_steps": 5}, "encoder": {"d_model": 32}})
     with pytest.raises(GtokError, match="cfg: unknown section.*optimizer"):
@@ -49,10 +56,11 @@ def test_a_whole_config_is_checked_section_by_section():
         check_train_config({"data": [1, 2]}, "cfg")
 
 
-def test_the_docs_tables_are_the_options():
+@pytest.mark.parametrize("doc, tables", [("training.md", 6), ("models.md", 1)])
+def test_the_docs_tables_are_the_options(doc, tables):
     sys.path.insert(0, str(ROOT / "tools"))
     from sync_option_tables import BLOCK, synced
 
-    text = (ROOT / "docs" / "training.md").read_text()
-    assert len(BLOCK.findall(text)) == 6
-    assert synced(text) == text, "docs/training.md is out of date: run python tools/sync_option_tables.py"
+    text = (ROOT / "docs" / doc).read_text()
+    assert len(BLOCK.findall(text)) == tables
+    assert synced(text) == text, f"docs/{doc} is out of date: run python tools/sync_option_tables.py"

@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+import lightning as L
 import numpy as np
 import pandas as pd
 import pytest
@@ -247,6 +248,31 @@ def test_resume_continues_mid_epoch_with_the_batches_of_an_uninterrupted_run(tmp
 
 
 # -- refusals --------------------------------------------------------------------------------------
+
+
+class Unembeddable(L.LightningModule):
+    """A brought LightningModule that trains but defines no embed."""
+
+    def __init__(self, vocab):
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.zeros(1))
+
+    def training_step(self, batch, batch_idx):
+        return (self.weight - batch["attention_mask"].float().mean()).pow(2).sum()
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+
+def test_embedding_a_model_that_cannot_embed_is_one_line(tmp_path, data, capsys):
+    out = tmp_path / "run"
+    train(data, "test_train:Unembeddable", out, {"data": DATA, "trainer": TRAINER}, max_steps=2, universe=UNIVERSE,
+          progress=False)
+    bed = sorted(data.parent.glob("A_0_*.bed"))[0]
+    assert main(["embed", "-q", "--model", str(out), "-o", str(tmp_path / "e.npy"), str(bed)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"gtok embed: error: {out}: its model (Unembeddable) cannot embed: it defines no embed(batch) -> "
+                   "Tensor[B, D] (docs/models.md)."]
 
 
 def trained_steps(log: Path) -> list[int]:

@@ -79,8 +79,14 @@ def merge(base: dict, changes: dict) -> None:
             base[key] = value
 
 
+EXAMPLES = ROOT / "examples"  # docs/models.md's brought LightningModule: train.model bag_of_regions:BagOfRegions
+BROUGHT = {"model": "bag_of_regions:BagOfRegions", "model_args": {"dim": 8}}
+
+
 def snakemake_env() -> dict[str, str]:
-    return dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    """This interpreter's tools first on PATH; the examples importable by every job (SLURM's too)."""
+    python_path = os.pathsep.join([str(EXAMPLES), *filter(None, [os.environ.get("PYTHONPATH")])])
+    return dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}", PYTHONPATH=python_path)
 
 
 def snakemake(folder: Path, *args: str, check: bool = True, timeout: int = 300) -> subprocess.CompletedProcess:
@@ -95,7 +101,8 @@ def snakemake(folder: Path, *args: str, check: bool = True, timeout: int = 300) 
 
 
 def gtok(*args) -> subprocess.CompletedProcess:
-    result = subprocess.run([Path(sys.executable).parent / "gtok", *map(str, args)], capture_output=True, text=True)
+    result = subprocess.run([Path(sys.executable).parent / "gtok", *map(str, args)], capture_output=True, text=True,
+                            env=snakemake_env())
     print(result.stdout, result.stderr)
     return result
 
@@ -215,6 +222,22 @@ def test_example_run_evaluates_the_model_against_lsi(tmp_path):
         text = "".join(report.read(n).decode(errors="ignore") for n in report.namelist() if n.endswith((".html", ".js")))
     assert {"umap_region2vec.png", "umap_lsi.png", "summary.html"} <= names and "Evaluation" in text
     assert re.search(r"(region2vec|LSI) did better than (LSI|region2vec)|equally well", text)  # the caption's verdict
+
+
+def test_a_brought_lightning_module_trains_and_is_evaluated_by_the_workflow(tmp_path):
+    """docs/models.md's worked example: train.model names a class of the user's, imported by the jobs."""
+    folder = copy_workflow(tmp_path, evaluate={"enabled": True},
+                           train={**BROUGHT, "data": {"val_fraction": 0.5}, "trainer": {"max_steps": 4}})
+    snakemake(folder)
+    train = folder / "results" / "train"
+    card = yaml.safe_load((train / "config.yaml").read_text())
+    assert card["model"] == BROUGHT["model"] and card["model_args"] == {"dim": 8}
+    assert (folder / "results" / "eval" / "umap_bagofregions.png").stat().st_size > 1000
+    metrics = pd.read_csv(folder / "results" / "eval" / "metrics.tsv", sep="\t")
+    assert set(metrics["method"]) == {"bagofregions", "lsi"}
+    bed = sorted((folder / BED_DIR).glob("*.bed"))[0]
+    assert gtok("embed", "-q", "--model", train, "-o", tmp_path / "e.npy", bed).returncode == 0
+    assert np.load(tmp_path / "e.npy").shape == (1, 8)
 
 
 def test_nothing_changed_nothing_to_do(finished):
@@ -399,7 +422,7 @@ def test_malformed_bed_fails_its_shard_only(tmp_path):
         ({"shards": {"cells_per_shard": 0}}, "0 is less than the minimum of 1"),
         ({"inputs": {"h5ad": "cells.h5ad"}}, "'cells.h5ad' is not of type 'array'"),
         ({"inputs": {"bed": "samples.csv"}}, "'samples.csv' is not valid under any of the given schemas"),
-        ({"train": {"model": "gpt"}}, "'gpt' is not one of ['region2vec', 'encoder', 'classifier']"),
+        ({"train": {"model": 3}}, "3 is not of type 'string'"),  # a name or an import path: gtok.modelspec
         ({"train": {"epochs": 3}}, "Additional properties are not allowed ('epochs' was unexpected)"),
     ],
 )
@@ -450,6 +473,12 @@ def test_schema_fills_defaults():
         ({"train": {"trainer": {"max_step": 3}}}, "config train section 'trainer': unknown option(s) max_step; known:"),
         ({"train": {"data": {"batch_size": 0}}}, "config train section 'data': batch_size must be at least 1, not 0."),
         ({"train": {"trainer": {"max_steps": "abc"}}}, "section 'trainer': max_steps must be an integer, not 'abc'."),
+        ({"train": {"model": "Encoder"}}, "config train model: 'Encoder' is neither a built-in model"),
+        ({"train": {"model": "no_such_package:Net"}},
+         "config train model: no_such_package:Net: cannot import no_such_package (ModuleNotFoundError"),
+        ({"train": {**BROUGHT, "model_args": {"dimm": 8}}},
+         "config train section 'model_args': bag_of_regions:BagOfRegions accepts no argument dimm; it accepts: dim, lr."),
+        ({"train": {"model_args": {"d_model": 8}}}, "config train section 'model_args': applies to a brought class"),
     ],
 )
 def test_snakemake_reports_config_errors(tmp_path, extra, message):
@@ -468,13 +497,14 @@ def test_snakemake_reports_config_errors(tmp_path, extra, message):
     shutil.which("sinfo") is None and not os.environ.get("GTOK_REQUIRE_SLURM"),  # CI sets it: never skip there
     reason="SLURM is not installed (no sinfo); start it with `bash tools/local-slurm.sh start`",
 )
-def test_slurm_end_to_end_with_two_training_tasks(tmp_path):
+@pytest.mark.parametrize("model", [{"model": "encoder"}, BROUGHT], ids=["encoder", "brought"])
+def test_slurm_end_to_end_with_two_training_tasks(tmp_path, model):
     """Tokenization, stats and training as SLURM jobs of the local cluster: the 5 shard jobs
     (3 BED shards, 2 h5ad row ranges) as 2 SLURM jobs (group "tokenize", group-components 4 in
     profiles/slurm-local); training as one job of 2 tasks started by srun, one process per (CPU)
-    device, DDP over gloo."""
+    device, DDP over gloo; once with the built-in encoder, once with a brought LightningModule."""
     folder = copy_workflow(tmp_path, shards={"files_per_shard": 4, "cells_per_shard": 10},
-                           train={"trainer": {"devices": 2, "accelerator": "cpu", "max_steps": 2},
+                           train={**model, "trainer": {"devices": 2, "accelerator": "cpu", "max_steps": 2},
                                   "data": {"num_workers": 0, "val_fraction": 0}})
     result = snakemake(folder, "--profile", "profiles/slurm-local", timeout=600)
     output = result.stdout + result.stderr
@@ -498,7 +528,7 @@ def test_slurm_end_to_end_with_two_training_tasks(tmp_path):
     assert epoch["batches_per_rank"] == 2 and epoch["records_per_rank"] == [16, 16]
     assert epoch["records_seen_by_several_ranks"] == 0  # disjoint halves of the records
     assert epoch["records_seen"] == epoch["records"] == 32
-    assert "trained encoder" in (folder / "results" / "logs" / "train.log").read_text()
+    assert f"trained {model['model']}" in (folder / "results" / "logs" / "train.log").read_text()
 
 
 @pytest.mark.slurm

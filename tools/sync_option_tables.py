@@ -1,6 +1,6 @@
 """Rewrite the option tables of docs/training.md from gtok.options, the one source of defaults.
 
-    python tools/sync_option_tables.py [docs/training.md]
+    python tools/sync_option_tables.py [FILE.md ...]     (default: docs/training.md docs/models.md)
 
 A table stands between `<!-- options: CLASS -->` and `<!-- /options -->`; tests/test_options.py
 fails when a table and its dataclass disagree.
@@ -21,7 +21,9 @@ def synced(text: str) -> str:
     return BLOCK.sub(lambda m: m[1] + options.options_table(getattr(options, m[2])) + "\n" + m[4], text)
 
 
+DOCS = ("docs/training.md", "docs/models.md")
+
 if __name__ == "__main__":
-    path = Path(sys.argv[1] if len(sys.argv) > 1 else "docs/training.md")
-    path.write_text(synced(path.read_text()))
-    print(f"synced the option tables of {path}")
+    for path in map(Path, sys.argv[1:] or DOCS):
+        path.write_text(synced(path.read_text()))
+        print(f"synced the option tables of {path}")

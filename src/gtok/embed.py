@@ -1,7 +1,7 @@
 """Inference: one vector per record from a trained model, tokenizing in memory.
 
-The model (a `gtok train` folder or checkpoint, gtok.pretrained) brings its universe and the
-tokenizer's fingerprint; a universe given explicitly must have that same fingerprint, so a vector
+The model (a `gtok train` folder or checkpoint, or a geniml folder: gtok.loading) brings its
+universe and the tokenizer's fingerprint; a universe given explicitly must have that same fingerprint, so a vector
 can never come from ids that mean other regions. Nothing is written to disk here (the universe is
 parsed without its binary cache); the CLI writes only the requested output.
 
@@ -37,13 +37,16 @@ class Embedder:
     ):
         import torch
 
-        from gtok.pretrained import load_pretrained
+        from gtok.loading import load_model
+        from gtok.tokenizer import Tokenizer
 
-        net, self.tokenizer, ckpt = load_pretrained(model, universe)
+        loaded = load_model(model, universe)
+        self.tokenizer = Tokenizer.for_model(loaded.expected)
+        self.vocab, self.name = loaded.vocab, loaded.name
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        self.model = net.to(self.device)
-        self.data_options = ckpt.get("datamodule_hyper_parameters") or {}  # what training saw
-        self.max_length = self.data_options.get("max_length") if self.model.attends else None
+        self.model = loaded.model.to(self.device)
+        self.data_options = loaded.data  # what training saw
+        self.max_length = self.data_options.get("max_length") if loaded.attends else None
         self.batch_size = int(batch_size)
 
     def embed_docs(self, docs: Sequence[np.ndarray], progress: bool = False) -> np.ndarray:

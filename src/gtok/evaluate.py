@@ -188,10 +188,10 @@ def evaluate(model_path: str | os.PathLike, manifest: str | os.PathLike, out: st
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     embedder = Embedder(model_path, None, None, 64)
-    name = type(embedder.model).__name__.lower()
+    name = embedder.name
     if val_fraction is None:  # the records the model was held out from: its training's val_fraction
         val_fraction = embedder.data_options.get("val_fraction", DataOptions.val_fraction)
-    records = held_out_records(manifest, val_fraction, fingerprint=embedder.model.vocab.fingerprint)
+    records = held_out_records(manifest, val_fraction, fingerprint=embedder.vocab.fingerprint)
     rows: list[tuple[str, str, float]] = []
     plots = {name: out / f"umap_{name}.png", "lsi": out / "umap_lsi.png"}
     note = _why_not(records, manifest)

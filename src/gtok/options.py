@@ -117,8 +117,26 @@ class ClassifierConfig(BackboneConfig):
     head_dropout: float = opt(0.1, "dropout before the linear head", min=0.0, max=0.99)
 
 
+@dataclass
+class HFConfig(BaseConfig):
+    """The `hf:` section: how gtok trains a brought Hugging Face model (docs/models.md)."""
+
+    objective: str = opt("auto", "rtd: replaced-token detection, mlm: masked tokens, triplet: labelled triplets; auto: from the class name", choices=("auto", "rtd", "mlm", "triplet"))
+    mlm_probability: float = opt(0.15, "rtd, mlm: share of region tokens replaced (rtd) or masked (mlm)", min=0.0, max=1.0, min_exclusive=True)
+    init_from: str | None = opt(None, "a gtok model folder of a Hugging Face model whose weights start the training (same vocabulary)")
+
+
+@dataclass
+class LightningConfig:
+    """What gtok itself decides for a brought LightningModule (its optimiser is its own)."""
+
+    seed: int = opt(0, "weights, data order, crops", min=0)
+
+
 MODEL_CONFIGS: dict[str, type] = {"region2vec": Region2VecConfig, "encoder": EncoderConfig, "classifier": ClassifierConfig}
-SECTIONS = ("seed", "data", "trainer", *MODEL_CONFIGS)
+#: Sections of a brought model: the keyword arguments of its class, and the Hugging Face adapter's options.
+BROUGHT_SECTIONS = ("model_args", "hf")
+SECTIONS = ("seed", "data", "trainer", *MODEL_CONFIGS, *BROUGHT_SECTIONS)
 
 
 # -- checking ----------------------------------------------------------------------------------------
@@ -193,6 +211,19 @@ def check_train_config(cfg: Mapping[str, Any], what: str = "config") -> None:
     make_config(TrainerOptions, cfg.get("trainer"), f"{what} section 'trainer'")
     for name, cls in MODEL_CONFIGS.items():
         make_config(cls, cfg.get(name), f"{what} section '{name}'")
+    make_config(HFConfig, cfg.get("hf"), f"{what} section 'hf'")
+    model_args(cfg, what)
+
+
+def model_args(cfg: Mapping[str, Any], what: str = "config") -> dict[str, Any]:
+    """The `model_args:` section: keyword arguments for a brought class, checked only for being a
+    mapping of names here (the class itself says what it accepts: gtok.modelspec)."""
+    args = cfg.get("model_args")
+    if args is None:
+        return {}
+    if not isinstance(args, Mapping) or not all(isinstance(k, str) and k.isidentifier() for k in args):
+        raise GtokError(f"{what} section 'model_args': expected a mapping of argument names to values, not {args!r}.")
+    return dict(args)
 
 
 # -- documentation -----------------------------------------------------------------------------------

@@ -1,52 +1,43 @@
-"""The self-contained model: a folder that holds its weights, its vocabulary and its config.
+"""The self-contained model folder: what `gtok train` leaves in its output folder, and where.
 
 A model trained on one universe is useless without that universe: token ids mean its regions.
 So `gtok train` leaves in its output folder, beside `model.ckpt`,
 
     universe.bed.gz   the universe BED the data was tokenized with (its bytes, gzipped; for data
                       tokenized against a universe index, the index's regions, one line each)
-    config.yaml       the model's name and options, the data options it saw (max_length),
-                      the vocabulary's size and fingerprint, and the gtok version
+    config.yaml       the model (a built-in's name or a brought class's import path) and its
+                      options, the data options it saw (max_length), the vocabulary's size and
+                      fingerprint, and the gtok version
+
+and, for a brought Hugging Face model, what its `save_pretrained` writes (config.json,
+model.safetensors), which `from_pretrained` of its class reads as it is. A geniml Region2Vec
+folder (checkpoint.pt, config.yaml, universe.bed) is the other kind of folder gtok reads.
 
 `gtok train` takes that universe from `--universe`, else from where the data's manifest says its
-shards were tokenized (`data_universe`), and refuses to start when it cannot find it. Anything
-that takes a model (`gtok embed --model`, `Tokenizer.from_pretrained`,
-`load_pretrained`) accepts that folder or any checkpoint in it (`model.ckpt`,
-`checkpoints/last.ckpt`). The universe is looked for in this order: one given explicitly, the
-folder's `universe.bed.gz`, then the path an older checkpoint recorded. Whichever is used must
-have the fingerprint the checkpoint records, or nothing is embedded.
+shards were tokenized (`data_universe`), and refuses to start when it cannot find it.
 
-A geniml Region2Vec folder (what geniml's `Region2VecExModel.export` writes, and its models on
-Hugging Face) is accepted too, as the folder or its checkpoint.pt:
-
-    checkpoint.pt     torch state dict; `projection.weight` is [vocab_size, embedding_dim]
-    config.yaml       vocab_size and embedding_dim (older models: embedding_size), pooling_method
-    universe.bed      the universe its gtars tokenizer was built from (export does not write it)
-
-geniml records no fingerprint, so the universe (`--universe`, else universe.bed) is checked only
-by its vocabulary size; its ids are gtars' ids, which are ours (gtok.tokenizer).
+This module knows the layout and writes it; gtok.loading reads every kind of model folder.
 """
 
 from __future__ import annotations
 
 import gzip
 import os
-import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gtok.atomic import atomic_path
-from gtok.errors import FingerprintMismatchError, GtokError, describe
+from gtok.errors import GtokError, describe
 
 if TYPE_CHECKING:
     from gtok.formats.manifest import Manifest
-    from gtok.models import GTokModel
-    from gtok.tokenizer import Tokenizer
     from gtok.universe import Universe
 
 UNIVERSE_FILE = "universe.bed.gz"
 CONFIG_FILE = "config.yaml"
 CHECKPOINT_FILE = "model.ckpt"
+HF_CONFIG_FILE = "config.json"  # with model.safetensors: what save_pretrained writes
+SAVED_WITH_HF = "save_pretrained"  # config.yaml's `saved_with` when the folder holds them
 GENIML_CHECKPOINT = "checkpoint.pt"
 GENIML_UNIVERSE = "universe.bed"
 
@@ -136,129 +127,3 @@ def data_universe(manifest: Manifest) -> str:
     raise GtokError(f"{describe(manifest.path)}: the universe its shards were tokenized with (vocabulary "
                     f"{record.fingerprint[:12]}) is not where they recorded it: {'; '.join(tried)}; pass --universe "
                     "with that universe BED.")
-
-
-def universe_of(checkpoint: Path, vocab: Any, universe: str | os.PathLike | None) -> str:
-    """The universe file to tokenize with for a checkpoint (see the module docstring)."""
-    if universe is not None:
-        return os.fspath(universe)
-    bundled = model_folder(checkpoint) / UNIVERSE_FILE
-    if bundled.is_file():
-        return str(bundled)
-    if vocab.universe is None:
-        raise GtokError(f"{describe(checkpoint)}: the model carries no universe (no {UNIVERSE_FILE} beside it, none "
-                        "recorded); pass --universe (the BED its training data was tokenized with).")
-    if not os.path.isfile(vocab.universe):
-        raise GtokError(f"{describe(checkpoint)}: its universe {vocab.universe} is gone and no {UNIVERSE_FILE} is "
-                        "beside it; pass --universe with a copy of it.")
-    return vocab.universe
-
-
-def tokenizer_for(vocab: Any, universe: str, checkpoint: Path) -> Tokenizer:
-    """The tokenizer of a universe file, refused unless it is the vocabulary the model learned."""
-    from gtok.tokenizer import Tokenizer
-
-    tok = Tokenizer.from_bed(universe, cache_dir="off")
-    if (vocab.fingerprint and tok.fingerprint != vocab.fingerprint) or tok.vocab_size != vocab.vocab_size:
-        raise FingerprintMismatchError(
-            f"{describe(universe)}: vocabulary {tok.fingerprint[:12]} ({tok.vocab_size} tokens) is not the one "
-            f"{describe(checkpoint)} was trained on ({(vocab.fingerprint or 'unknown')[:12]}, {vocab.vocab_size} tokens)."
-        )
-    return tok
-
-
-def load_pretrained(path: str | os.PathLike, universe: str | os.PathLike | None = None
-                    ) -> tuple[GTokModel, Tokenizer, dict[str, Any]]:
-    """(model in eval mode on the CPU, its tokenizer, its checkpoint) from a model folder or checkpoint."""
-    from gtok.models import model_from, read_checkpoint
-
-    geniml = geniml_folder(path)
-    if geniml is not None:
-        from gtok.models.geniml import load_geniml
-
-        return load_geniml(geniml, universe)
-    checkpoint = model_checkpoint(path)
-    ckpt = read_checkpoint(checkpoint)
-    model = model_from(ckpt)
-    return model, tokenizer_for(model.vocab, universe_of(checkpoint, model.vocab, universe), checkpoint), ckpt
-
-
-def pretrained_tokenizer(path: str | os.PathLike) -> Tokenizer:
-    """`Tokenizer.from_pretrained`: the tokenizer of a model folder or checkpoint, without torch
-    when the folder has its config.yaml (the vocabulary's fingerprint is checked against it)."""
-    import yaml
-
-    geniml = geniml_folder(path)
-    if geniml is not None:
-        return geniml_tokenizer(geniml, None, geniml_config(geniml))
-    path = Path(path)
-    folder = path if path.is_dir() else model_folder(path)
-    config, universe = folder / CONFIG_FILE, folder / UNIVERSE_FILE
-    if config.is_file() and universe.is_file():
-        from types import SimpleNamespace
-
-        vocab = yaml.safe_load(config.read_text())["vocabulary"]
-        return tokenizer_for(SimpleNamespace(**vocab), str(universe), folder)
-    return load_pretrained(path)[1]
-
-
-# -- geniml Region2Vec folders --------------------------------------------------------------------
-
-
-def geniml_folder(path: str | os.PathLike) -> Path | None:
-    """The geniml Region2Vec folder `path` names (the folder, or its checkpoint.pt), else None.
-
-    Such a folder holds checkpoint.pt and config.yaml; one that also holds a gtok model.ckpt is
-    a gtok folder, so the two kinds can never be confused."""
-    path = Path(path)
-    folder = path if path.is_dir() else path.parent if path.name == GENIML_CHECKPOINT else None
-    if folder is None or (folder / CHECKPOINT_FILE).is_file():
-        return None
-    if (folder / GENIML_CHECKPOINT).is_file() and (folder / CONFIG_FILE).is_file():
-        return folder
-    return None
-
-
-def geniml_config(folder: Path) -> dict[str, Any]:
-    """A geniml folder's config.yaml, with `vocab_size` and `embedding_dim` known to be positive integers
-    (older geniml models call the latter `embedding_size`)."""
-    import yaml
-
-    name = describe(folder / CONFIG_FILE)
-    try:
-        config = yaml.safe_load((folder / CONFIG_FILE).read_text())
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise GtokError(f"{name}: not a readable geniml config ({type(exc).__name__}).") from None
-    if not isinstance(config, dict):
-        raise GtokError(f"{name}: not a geniml config (expected a mapping with vocab_size and embedding_dim).")
-    config = {**config, "embedding_dim": config.get("embedding_dim", config.get("embedding_size"))}
-    for key in ("vocab_size", "embedding_dim"):
-        value = config.get(key)
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise GtokError(f"{name}: {key} is {value!r}, not a positive integer; is this a geniml Region2Vec folder?")
-    config.setdefault("pooling_method", "mean")
-    if config["pooling_method"] not in ("mean", "max"):
-        raise GtokError(f"{name}: pooling_method {config['pooling_method']!r} is neither 'mean' nor 'max'.")
-    return config
-
-
-def geniml_tokenizer(folder: Path, universe: str | os.PathLike | None, config: dict[str, Any]) -> Tokenizer:
-    """The tokenizer of a geniml folder: over `universe` if given, else its universe.bed, refused
-    unless it has the vocabulary size the model was trained with (geniml records no fingerprint)."""
-    from gtok.tokenizer import Tokenizer
-
-    path = Path(universe) if universe is not None else folder / GENIML_UNIVERSE
-    if universe is None and not path.is_file():
-        raise GtokError(f"{describe(folder)}: a geniml model folder without its {GENIML_UNIVERSE} (geniml's export "
-                        "does not write it); pass --universe with the universe BED its tokenizer was built from.")
-    tok = Tokenizer.from_bed(path, cache_dir="off")  # parsed, so that duplicate lines are counted
-    if tok.universe.duplicate_lines:
-        warnings.warn(f"{describe(path)}: gtars (geniml's tokenizer) numbers the regions after a duplicate line "
-                      "differently from its own vocabulary, so geniml's encode and gtok can disagree for this model; "
-                      "remove the duplicate lines from the universe before training in geniml.", stacklevel=2)
-    if tok.vocab_size != config["vocab_size"]:
-        raise FingerprintMismatchError(
-            f"{describe(path)}: its vocabulary has {tok.vocab_size} tokens, but the geniml model {describe(folder)} "
-            f"was trained on {config['vocab_size']}; give the universe BED its tokenizer was built from."
-        )
-    return tok

@@ -27,6 +27,9 @@ def sample_sheet_checked(config) -> None:
 sample_sheet_checked(config)
 try:
     PLAN = Plan.from_config(config)
+    # importing a brought model class takes seconds: in the main process, not in every job
+    if workflow.is_main_process:
+        PLAN.check_model()
 except GtokError as exc:
     raise WorkflowError(str(exc)) from None
 

@@ -20,9 +20,7 @@ rule evaluate:
             category="Evaluation",
         ),
         umaps=report(
-            multiext(
-                f"{PLAN.eval_dir}/umap_", f"{PLAN.train['model']}.png", "lsi.png"
-            ),
+            multiext(f"{PLAN.eval_dir}/umap_", f"{PLAN.model_label}.png", "lsi.png"),
             caption="../report/umap.rst",
             category="Evaluation",
         ),

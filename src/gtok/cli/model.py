@@ -13,9 +13,7 @@ from gtok.cli.common import (
     positive_int,
     steps,
 )
-
-#: The models `gtok train` knows (gtok.models.MODELS; listed here so `gtok --help` needs no torch).
-MODEL_NAMES = ("region2vec", "encoder", "classifier")
+from gtok.modelspec import BUILTIN_MODELS
 
 
 def _add_train(sub) -> None:
@@ -23,9 +21,12 @@ def _add_train(sub) -> None:
              "starts a new one, keeping the old in OUT/previous/).")
     p = add_command(sub, "train", help_, _run_train)
     p.add_argument("--manifest", "-m", required=True, help="manifest written by 'gtok manifest'")
-    p.add_argument("--model", required=True, choices=MODEL_NAMES)
+    p.add_argument("--model", required=True, metavar="MODEL",
+                   help=f"{', '.join(BUILTIN_MODELS)}, or package.module:ClassName of a LightningModule or a Hugging "
+                        "Face PreTrainedModel, with its model_args in --config (docs/models.md)")
     p.add_argument("--out", "-o", required=True, help="folder for model.ckpt, checkpoints/, logs/, metrics.csv and loss.png")
-    p.add_argument("--config", "-c", help="YAML with seed, data, trainer and per-model sections (docs/training.md)")
+    p.add_argument("--config", "-c", help="YAML with seed, data, trainer and per-model sections, model_args and hf "
+                                           "(docs/training.md, docs/models.md)")
     p.add_argument("--max-epochs", type=positive_int)
     p.add_argument("--max-steps", type=steps, help="a positive number of steps, or -1 for no limit")
     p.add_argument("--seed", type=non_negative_int)
@@ -56,7 +57,7 @@ def _add_embed(sub) -> None:
     p = add_command(sub, "embed", help_, _run_embed)
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="BED / BED.gz files, or one .h5ad")
     p.add_argument("--model", "--checkpoint", "-m", "-c", dest="model", required=True,
-                   help="a 'gtok train' output folder (it carries its universe), or a checkpoint")
+                   help="a 'gtok train' output folder (it carries its universe), a checkpoint, or a geniml Region2Vec folder")
     p.add_argument("--output", "-o", required=True, help="OUT.npy for BED files, OUT.h5ad for an .h5ad")
     p.add_argument("--universe", "-u", help="the universe BED, for a model without its universe.bed.gz (older runs)")
     p.add_argument("--batch-size", type=positive_int, default=64)

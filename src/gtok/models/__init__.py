@@ -1,8 +1,9 @@
-"""The gtok models (Lightning modules) and loading them back from checkpoints."""
+"""The gtok models (Lightning modules) and rebuilding any trained model from its checkpoint."""
 
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from gtok.errors import GtokError
 from gtok.models.base import GTokModel, Vocab, check_fingerprint, read_checkpoint
@@ -20,14 +21,28 @@ def model_class(name: str) -> type[GTokModel]:
     return MODELS[name]
 
 
-def load_model(checkpoint: str | os.PathLike, map_location: str = "cpu") -> GTokModel:
+def load_model(checkpoint: str | os.PathLike, map_location: str = "cpu") -> Any:
     """The model of a `gtok train` checkpoint, in eval mode, whatever its kind."""
     return model_from(read_checkpoint(checkpoint)).to(map_location)
 
 
-def model_from(ckpt: dict) -> GTokModel:
-    """The model held by a checkpoint already read with `read_checkpoint`, in eval mode."""
-    model = model_class(ckpt["gtok"]["model"])(**ckpt["hyper_parameters"])
+def model_from(ckpt: dict) -> Any:
+    """The model held by a checkpoint already read with `read_checkpoint`, in eval mode: a built-in,
+    a brought LightningModule (gtok.models.brought) or a brought Hugging Face model (gtok.models.hf)."""
+    from gtok.modelspec import import_brought, parse_model
+
+    spec = parse_model(ckpt["gtok"]["model"], "checkpoint model")
+    if spec.builtin:
+        model = model_class(spec.text)(**ckpt["hyper_parameters"])
+    else:
+        brought = import_brought(spec, "checkpoint model")
+        if brought.kind == "lightning":
+            from gtok.models.brought import lightning_from
+
+            return lightning_from(brought, ckpt)
+        from gtok.models.hf import HFModel
+
+        model = HFModel(**ckpt["hyper_parameters"])
     model.load_state_dict(ckpt["state_dict"])
     return model.eval()
 

@@ -3,6 +3,7 @@
 A checkpoint must be usable on its own, long after training: `Vocab` (vocabulary size, special
 token ids, the tokenizer's fingerprint and, when known, the universe path) is saved in the
 hyperparameters of every model, so inference can rebuild the tokenizer and refuse a different one.
+`Vocab` is also what a brought LightningModule is constructed with (docs/models.md).
 """
 
 from __future__ import annotations
@@ -27,7 +28,12 @@ from gtok.paths import input_file
 
 @dataclass(frozen=True)
 class Vocab:
-    """The tokenizer a model was trained with (everything but the regions themselves)."""
+    """The tokenizer a model was trained with (everything but the regions themselves).
+
+    Ids below `n_regions` are universe regions; the special tokens follow them in gtars' order
+    <unk>, <pad>, <mask>, <cls>, <eos>, <bos>, <sep>. `fingerprint` identifies the universe (None
+    for data that carries none, such as gtars' files).
+    """
 
     vocab_size: int
     pad_token_id: int
@@ -50,10 +56,32 @@ class Vocab:
             universe=universe,
         )
 
+    @classmethod
+    def of_size(cls, vocab_size: int) -> "Vocab":
+        """The vocabulary of `vocab_size` tokens in gtars' layout, without a fingerprint (geniml's models)."""
+        unk = vocab_size - len(_SPECIAL_AFTER_UNK) - 1
+        return cls(vocab_size, pad_token_id=unk + 1, mask_token_id=unk + 2, unk_token_id=unk, cls_token_id=unk + 3)
+
     @property
     def n_regions(self) -> int:
         """Ids below this are universe regions; the special tokens follow them."""
         return min(self.unk_token_id, self.pad_token_id, self.mask_token_id, self.cls_token_id)
+
+    @property
+    def eos_token_id(self) -> int:
+        return self.unk_token_id + 1 + _SPECIAL_AFTER_UNK.index("eos")
+
+    @property
+    def bos_token_id(self) -> int:
+        return self.unk_token_id + 1 + _SPECIAL_AFTER_UNK.index("bos")
+
+    @property
+    def sep_token_id(self) -> int:
+        return self.unk_token_id + 1 + _SPECIAL_AFTER_UNK.index("sep")
+
+
+#: gtars' special tokens after <unk>, in id order (gtok.tokenizer.SPECIAL_TOKENS).
+_SPECIAL_AFTER_UNK = ("pad", "mask", "cls", "eos", "bos", "sep")
 
 
 class GTokModel(L.LightningModule):
@@ -110,8 +138,13 @@ class GTokModel(L.LightningModule):
             self.log(f"{stage}_{key}", value, on_step=train, on_epoch=not train, prog_bar=key == "loss",
                      batch_size=size, sync_dist=not train)
 
+    @property
+    def model_spec(self) -> str:
+        """The `--model` that rebuilds this model from its checkpoint (gtok.loading)."""
+        return self.name
+
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint["gtok"] = {"model": self.name, "vocab": dataclasses.asdict(self.vocab)}
+        checkpoint["gtok"] = {"model": self.model_spec, "vocab": dataclasses.asdict(self.vocab)}
 
     def configure_optimizers(self):
         decay = [p for p in self.parameters() if p.requires_grad and p.ndim >= 2]

@@ -1,4 +1,4 @@
-"""geniml's Region2Vec models, for `gtok embed` and `Embedder` (the folder layout: gtok.pretrained).
+"""geniml's Region2Vec models, for `gtok embed` and `Embedder` (the folder: gtok.loading).
 
 A model trained in geniml (e.g. on a parquet from `gtok export-parquet`) should give the same
 vectors here as geniml's own `Region2VecExModel.encode`; so this is geniml's computation, not
@@ -10,18 +10,10 @@ tokenizer gives gtars' ids over the same universe.
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-from typing import Any
-
 import torch
 from torch import nn
 
-from gtok.errors import GtokError, describe
 from gtok.models.base import Vocab, masked_mean
-from gtok.tokenizer import Tokenizer
-
-WEIGHT_KEY = "projection.weight"
 
 
 class GenimlRegion2Vec(nn.Module):
@@ -45,32 +37,3 @@ class GenimlRegion2Vec(nn.Module):
         if self.pooling == "max":
             return vectors.masked_fill(~mask.unsqueeze(-1), float("-inf")).max(dim=1).values
         return masked_mean(vectors, mask)
-
-
-def load_geniml(folder: Path, universe: str | os.PathLike | None = None
-                ) -> tuple[GenimlRegion2Vec, Tokenizer, dict[str, Any]]:
-    """(model in eval mode on the CPU, its tokenizer, {"geniml": config}) from a geniml Region2Vec folder."""
-    from gtok.pretrained import GENIML_CHECKPOINT, geniml_config, geniml_tokenizer
-
-    config = geniml_config(folder)
-    tokenizer = geniml_tokenizer(folder, universe, config)
-    weight = _projection(folder / GENIML_CHECKPOINT, config)
-    model = GenimlRegion2Vec(weight, Vocab.of(tokenizer), config["pooling_method"])
-    return model.eval(), tokenizer, {"geniml": config}
-
-
-def _projection(path: Path, config: dict[str, Any]) -> torch.Tensor:
-    """`projection.weight` of a geniml checkpoint, checked against its config's sizes."""
-    name = describe(path)
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many kinds for a truncated or foreign file
-        raise GtokError(f"{name}: not a readable geniml checkpoint ({type(exc).__name__}).") from None
-    weight = state.get(WEIGHT_KEY) if isinstance(state, dict) else None
-    if not isinstance(weight, torch.Tensor):
-        raise GtokError(f"{name}: has no {WEIGHT_KEY}; not a geniml Region2Vec checkpoint.")
-    expected = (config["vocab_size"], config["embedding_dim"])
-    if tuple(weight.shape) != expected:
-        raise GtokError(f"{name}: {WEIGHT_KEY} is {tuple(weight.shape)}, but config.yaml says "
-                        f"vocab_size x embedding_dim = {expected}.")
-    return weight.float()

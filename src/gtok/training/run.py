@@ -39,10 +39,10 @@ of them: bit-exactly on the same, with exactly the records not yet seen on anoth
 
 
 def run_options(model: str, model_config: Any, data: DataOptions, opts: TrainerOptions, hardware: dict[str, Any],
-                manifest: Manifest) -> dict[str, Any]:
+                manifest: Manifest, model_args: dict[str, Any] | None = None) -> dict[str, Any]:
     """What decides the course of a run, flat ("section.key": value).
 
-    The model and its options, the seed, the data options, the trainer options that change the
+    The model and its options (a brought class's `model_args` too), the seed, the data options, the trainer options that change the
     steps (with `auto` resolved), and the data: the vocabulary and every shard's sha256 and split,
     in manifest order. Left out (`NOT_RUN_OPTIONS`): when to stop, checkpoint, log or validate,
     whether to check the shards, and the universe's path; so raising max_steps extends a run.
@@ -56,7 +56,7 @@ def run_options(model: str, model_config: Any, data: DataOptions, opts: TrainerO
         "data.shards": hashlib.sha256(shards).hexdigest()[:16],
     }
     sections = (("data", dataclasses.asdict(data)), ("trainer", {**dataclasses.asdict(opts), **hardware}),
-                (model, model_options))
+                (model, model_options), ("model_args", model_args or {}))
     for section, values in sections:
         skip = NOT_RUN_OPTIONS.get(section, ())
         record.update({f"{section}.{key}": value for key, value in values.items() if key not in skip})

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import sys
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -29,10 +30,11 @@ from typing import Any
 from gtok.atomic import atomic_path
 from gtok.errors import FingerprintMismatchError, GtokError, describe
 from gtok.formats.manifest import Manifest, load_manifest
-from gtok.options import MODEL_CONFIGS, SECTIONS, DataOptions, TrainerOptions, check_train_config, make_config
+from gtok.modelspec import Resolved, resolve_model
+from gtok.options import SECTIONS, DataOptions, TrainerOptions, check_train_config, make_config
 from gtok.paths import input_file, output_folder
 from gtok.plots import plot_loss
-from gtok.pretrained import data_universe, write_model_folder
+from gtok.pretrained import SAVED_WITH_HF, data_universe, write_model_folder
 from gtok.training.processes import await_decision, devices_and_environment, launch_id, share_decision
 from gtok.training.run import flatten_metrics, publish, resume_point, run_options
 
@@ -73,22 +75,22 @@ def train(
 ) -> Path:
     """Train `model` on `manifest` into `out`; return out/model.ckpt, the final checkpoint.
 
-    Continues the run of out/checkpoints/last.ckpt when it is this run (`resume_point`), else
+    `model` is a built-in name or the import path of a brought class (gtok.modelspec). Continues the run of out/checkpoints/last.ckpt when it is this run (`resume_point`), else
     starts a new one. Arguments other than `config` override the config's values. `callbacks` are
     extra Lightning callbacks (for instance to watch the batches).
     """
     cfg = dict(config) if isinstance(config, Mapping) else read_config(config)
     check_train_config(cfg)  # everything a user can get wrong is checked before torch is imported
-    if model not in MODEL_CONFIGS:
-        raise GtokError(f"unknown model {model!r}; choose one of {', '.join(MODEL_CONFIGS)}.")
+    seed = int(seed if seed is not None else cfg.get("seed", 0))
+    what = describe(config) if config is not None and not isinstance(config, Mapping) else "config"
+    resolved = resolve_model(model, cfg, seed, what)  # imports a brought class: torch, maybe transformers
     output_folder(out, "training folder (--out)", create=False)
     listed = load_manifest(manifest)
     data = make_config(DataOptions, cfg.get("data"), "config section 'data'")
     opts = make_config(TrainerOptions, cfg.get("trainer"), "config section 'trainer'")
     _override(opts, max_epochs=max_epochs, max_steps=max_steps, devices=devices, accelerator=accelerator)
-    seed = int(seed if seed is not None else cfg.get("seed", 0))
-    options = {**(cfg.get(model) or {}), "seed": seed}
-    model_config = make_config(MODEL_CONFIGS[model], options, f"{model} model")
+    model_config = resolved.config
+    _check_hf_vocabulary(resolved, listed.vocab_size, what)
     universe_file = _universe(listed, universe or data.universe)  # a model that could never be used is not trained
     out = output_folder(out, "training folder (--out)")
 
@@ -97,15 +99,13 @@ def train(
     from lightning.pytorch.utilities.exceptions import SIGTERMException
 
     from gtok.data.datamodule import GTokDataModule
-    from gtok.models import model_class
     from gtok.training.callbacks import BatchLog, RunSummary
 
     if not progress:
         _quiet_lightning()
     opts.devices, environment = devices_and_environment(opts.devices, opts.num_nodes)
-    cls = model_class(model)
     hardware = _hardware(opts)
-    run = run_options(model, model_config, data, opts, hardware, listed)
+    run = run_options(model, model_config, data, opts, hardware, listed, resolved.model_args)
     # Every process of the launch runs this function: only the first checks the shards and
     # decides whether the run resumes (rearranging `out`); the others wait for its decision.
     leader = rank_zero_only.rank == 0
@@ -116,9 +116,10 @@ def train(
     vocab = _vocab(source, universe_file)
     resume = _agreed_resume_point(out, run, opts, leader)
     L.seed_everything(seed, workers=True, verbose=False)
-    net = _build_model(cls, vocab, options, source, str(manifest), resume)
+    net = _build_model(resolved, vocab, source, str(manifest), resume, what, leader)
     last = out / "checkpoints" / "last.ckpt"
-    extra = [RunSummary(out / "summary.json"), *([BatchLog(out / "batches", launch_id())] if opts.log_batches else [])]
+    extra = [RunSummary(out / "summary.json"), *([BatchLog(out / "batches", launch_id())] if opts.log_batches else []),
+             *_model_record(resolved, vocab)]
     trainer = _trainer(opts, hardware, run, out, last, progress, [*callbacks, *extra], environment)
     with warnings.catch_warnings():
         # GTokDataset's len() counts this rank's batches exactly, whatever the number of workers
@@ -139,9 +140,11 @@ def train(
         with atomic_path(out / "metrics.csv") as tmp:
             metrics.to_csv(tmp, index=False)
         plot_loss(metrics, out / "loss.png")
+        saved = _save_pretrained(net, out)  # before model.ckpt: a published model.ckpt has them beside it
         publish(last, final)
         write_model_folder(out, vocab.universe, {
             "model": model, "options": dataclasses.asdict(model_config),
+            **({"model_args": resolved.model_args} if resolved.brought is not None else {}), **saved,
             "data": {"max_length": data.max_length, "val_fraction": data.val_fraction},
             "vocabulary": {"vocab_size": vocab.vocab_size, "fingerprint": vocab.fingerprint},
         })
@@ -217,13 +220,27 @@ def _vocab(source, universe: tuple[str, str]):
     return Vocab.of(source, universe=path, fingerprint=source.fingerprint or fingerprint)
 
 
-def _build_model(cls, vocab, options: dict[str, Any], source, manifest: str, resume: dict[str, Any] | None):
+def _build_model(resolved: Resolved, vocab, source, manifest: str, resume: dict[str, Any] | None, what: str,
+                 leader: bool):
     """A fresh model, or the resumed checkpoint's (same options, so its weights fit)."""
-    from gtok.models import Classifier
+    brought = resolved.brought
+    if brought is not None and brought.kind == "lightning":  # its weights come from the checkpoint on resume
+        from gtok.models.brought import build_lightning
+
+        return build_lightning(brought, vocab, resolved.model_args)
+    if brought is not None:
+        return _build_hf(resolved, vocab, source, resume, what, leader)
+    return _build_builtin(resolved, vocab, source, manifest, resume)
+
+
+def _build_builtin(resolved: Resolved, vocab, source, manifest: str, resume: dict[str, Any] | None):
+    from gtok.models import Classifier, model_class
     from gtok.models.region2vec import Region2Vec, region_counts
 
+    cls = model_class(resolved.spec.text)
     if resume is not None:
         return cls(**resume["hyper_parameters"])
+    options = dataclasses.asdict(resolved.config)
     vocab_dict = dataclasses.asdict(vocab)
     init_from = options.get("init_from") if cls is Classifier else None
     if init_from:
@@ -233,6 +250,77 @@ def _build_model(cls, vocab, options: dict[str, Any], source, manifest: str, res
     if isinstance(net, Region2Vec):
         net.set_noise_counts(region_counts(load_manifest(manifest).paths, vocab.vocab_size))
     return net
+
+
+def _build_hf(resolved: Resolved, vocab, source, resume: dict[str, Any] | None, what: str, leader: bool):
+    """The adapter around a brought Hugging Face model: resumed, fine-tuned from `hf.init_from`, or new."""
+    from gtok.models.hf import HFModel, hf_config
+    from gtok.modelspec import hf_objective
+
+    if resume is not None:
+        return HFModel(**resume["hyper_parameters"])
+    options = dataclasses.asdict(resolved.config)
+    net_args = (vocab, resolved.spec.text)
+    if hf_objective(resolved.brought, resolved.config.objective) == "triplet" and not source.label_classes:
+        raise GtokError(f"{what} model: {resolved.spec.text} trains on labelled triplets, and the data has no "
+                            "labels; tokenize with --label-key or --labels.")
+    if not resolved.config.init_from:
+        return HFModel(*net_args, hf_config(resolved.brought, resolved.model_args, vocab, what=what), options)
+    parent, universe = _init_from(resolved.config.init_from, vocab, what)
+    vocab = dataclasses.replace(vocab, universe=vocab.universe or universe)  # the parent's, unless given
+    net, taken = HFModel.fine_tune(parent, vocab, resolved.spec.text, resolved.model_args, options,
+                                   f"{what} section 'hf': init_from")
+    if leader:
+        print(f"gtok train: {resolved.spec.text} starts from {taken} weight tensors of {resolved.config.init_from} "
+              f"({parent.model_class}).", file=sys.stderr, flush=True)
+    return net
+
+
+def _init_from(path: str, vocab, what: str):
+    """The Hugging Face model trained by gtok that `hf.init_from` names, on the data's vocabulary,
+    and the path of its universe."""
+    from gtok.loading import load_model
+    from gtok.models import check_fingerprint
+    from gtok.models.hf import HFModel
+
+    parent = load_model(path)
+    if not isinstance(parent.model, HFModel):
+        raise GtokError(f"{what} section 'hf': init_from {path} holds a {parent.name} model, not a Hugging Face model "
+                        "trained by gtok.")
+    check_fingerprint(vocab.fingerprint, "the training data", parent.vocab.fingerprint, describe(path))
+    if parent.vocab.vocab_size != vocab.vocab_size:
+        raise GtokError(f"{what} section 'hf': init_from {path} was trained on {parent.vocab.vocab_size} tokens, the "
+                        f"data has {vocab.vocab_size}; fine-tune on data tokenized with its universe.")
+    return parent.model, os.path.abspath(parent.expected.universe)
+
+
+def _check_hf_vocabulary(resolved: Resolved, vocab_size: int | None, what: str) -> None:
+    """A Hugging Face config of a vocabulary smaller than the manifest's is refused before the shards are read."""
+    if resolved.brought is None or resolved.brought.kind != "hf" or vocab_size is None:
+        return
+    from gtok.models import Vocab
+    from gtok.models.hf import hf_config
+
+    hf_config(resolved.brought, resolved.model_args, Vocab.of_size(vocab_size), what=what)
+
+
+def _model_record(resolved: Resolved, vocab) -> list:
+    """The callback that makes a brought LightningModule's checkpoints say what they hold."""
+    if resolved.brought is None or resolved.brought.kind != "lightning":
+        return []
+    from gtok.models.brought import BroughtRecord
+
+    return [BroughtRecord(resolved.spec.text, vocab, resolved.model_args)]
+
+
+def _save_pretrained(net, out: Path) -> dict[str, Any]:
+    """A Hugging Face model's save_pretrained into the model folder; what config.yaml then says of it."""
+    from gtok.models.hf import HFModel
+
+    if not isinstance(net, HFModel):
+        return {}
+    net.save_pretrained(out)
+    return {"saved_with": SAVED_WITH_HF}
 
 
 def _trainer(opts: TrainerOptions, hardware: dict[str, Any], run: dict[str, Any], out: Path, last: Path,

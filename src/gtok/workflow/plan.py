@@ -20,6 +20,7 @@ from typing import Any
 
 from gtok.errors import GtokError
 from gtok.inputs.samples import DEFAULT_NAME_FORMAT
+from gtok.modelspec import parse_model, resolve_model
 from gtok.options import DataOptions, check_train_config
 from gtok.workflow.samples import (
     bed_rows,
@@ -91,7 +92,23 @@ class Plan:
         plan._check_datasets()
         if plan.train.get("enabled"):
             check_train_config(plan.train_options(), "config train")
+            if parse_model(plan.train["model"], "config train model").builtin:
+                plan.check_model()  # nothing to import
         return plan
+
+    def check_model(self) -> None:
+        """The training model checked against its config (gtok.modelspec); a brought class is imported.
+
+        That costs seconds (torch, maybe transformers), so the Snakefile calls this in its main
+        process only, where the dry run happens, not again in every job."""
+        if self.train.get("enabled"):
+            options = self.train_options()
+            resolve_model(self.train["model"], options, options.get("seed", 0), "config train", embeds=self.evaluates())
+
+    @property
+    def model_label(self) -> str:
+        """The trained model's name in the evaluation's files (umap_LABEL.png)."""
+        return parse_model(self.train["model"]).label
 
     # -- paths -------------------------------------------------------------------------------------
 

@@ -1,0 +1,328 @@
+"""Brought Hugging Face models (gtok.models.hf): geniml's Atacformer trained from gtok's shards.
+
+The adapter's pieces against geniml's semantics (replacements, labels, the cell embedding of
+`encode_tokenized_cells`), a transformers model trained by masked tokens, and the whole route
+for real: cells tokenized and a tiny AtacformerForReplacedTokenDetection trained by the workflow,
+killed and resumed to the weights of an uninterrupted run, fine-tuned as AtacformerForCellClustering
+through `hf.init_from`, and `gtok embed` of its folder equal to geniml's own vectors.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from gtok.cli import main
+from gtok.errors import FingerprintMismatchError, GtokError
+
+pytest.importorskip("geniml.atacformer")  # transformers 4.57 and scanpy: the test extra
+
+RTD = "geniml.atacformer:AtacformerForReplacedTokenDetection"
+CLUSTERING = "geniml.atacformer:AtacformerForCellClustering"
+CONTEXT = 96
+TINY = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2,
+        "max_position_embeddings": CONTEXT}
+N_REGIONS = 300
+
+
+def vocab(n_regions: int = N_REGIONS):
+    from gtok.models import Vocab
+
+    return dataclasses.replace(Vocab.of_size(n_regions + 7), fingerprint="ab" * 32)
+
+
+def hf_model(model_class: str = RTD, model_args=None, **options):
+    from gtok.models.hf import HFModel, hf_config
+    from gtok.modelspec import ModelSpec, import_brought
+
+    brought = import_brought(ModelSpec(model_class))
+    return HFModel(vocab(), model_class, hf_config(brought, model_args or TINY, vocab()), options)
+
+
+def batch(lengths=(5, 12, 1, 30), seed: int = 0, labels=None) -> dict[str, torch.Tensor]:
+    from gtok.tokenizer import pad_batch
+
+    rng = np.random.default_rng(seed)
+    docs = [rng.integers(0, N_REGIONS, n) for n in lengths]
+    docs[2] = np.array([vocab().unk_token_id])  # a cell without any region: [<unk>]
+    out = pad_batch(docs, vocab().pad_token_id)
+    if labels is not None:
+        out["labels"] = torch.tensor(labels)
+    return out
+
+
+# -- the adapter's pieces ----------------------------------------------------------------------------
+
+
+def test_config_takes_the_datas_vocabulary_and_refuses_a_smaller_one():
+    from gtok.models.hf import hf_config
+    from gtok.modelspec import ModelSpec, import_brought
+
+    brought = import_brought(ModelSpec(RTD))
+    config = hf_config(brought, TINY, vocab())
+    v = vocab()
+    assert config["vocab_size"] == v.vocab_size == N_REGIONS + 7 and config["hidden_size"] == 32
+    assert (config["pad_token_id"], config["cls_token_id"], config["eos_token_id"], config["sep_token_id"]) == (
+        N_REGIONS + 1, N_REGIONS + 3, N_REGIONS + 4, N_REGIONS + 6)
+    with pytest.raises(GtokError, match=r"model_args': vocab_size 100 is smaller than the data's vocabulary of 307 tokens"):
+        hf_config(brought, {**TINY, "vocab_size": 100}, v)
+
+
+def test_rtd_replaces_regions_uniformly_with_genimls_labels():
+    """As geniml's DataCollatorForReplacedTokenDetection: only region tokens are chosen, at
+    mlm_probability, and replaced by a uniform region (itself included: then label 0); labels
+    -100 on special tokens and padding, 1 where the input differs from the original."""
+    from gtok.models.hf import corrupt
+
+    b = batch(lengths=(400, 700, 1, 900))
+    ids = b["input_ids"]
+    regions = b["attention_mask"].bool() & (ids < N_REGIONS)
+    torch.manual_seed(0)
+    inputs, labels = corrupt("rtd", ids, regions, vocab(), 0.3)
+    assert torch.equal(labels == -100, ~regions)
+    assert torch.equal(inputs[~regions], ids[~regions])
+    assert torch.equal(labels[regions] == 1, inputs[regions] != ids[regions])
+    assert int(inputs.max()) < N_REGIONS + 7 and int(inputs[regions].max()) < N_REGIONS
+    share = (labels[regions] == 1).float().mean().item()
+    assert abs(share - 0.3 * (1 - 1 / N_REGIONS)) < 0.03
+
+
+def test_mlm_masks_regions_only_and_labels_what_it_chose():
+    from gtok.models.hf import corrupt
+
+    b = batch(lengths=(400, 700, 1, 900))
+    ids = b["input_ids"]
+    regions = b["attention_mask"].bool() & (ids < N_REGIONS)
+    torch.manual_seed(0)
+    inputs, labels = corrupt("mlm", ids, regions, vocab(), 0.2)
+    chosen = labels != -100
+    assert not chosen[~regions].any() and torch.equal(labels[chosen], ids[chosen])
+    assert abs((inputs[chosen] == vocab().mask_token_id).float().mean().item() - 0.8) < 0.05
+
+
+def test_the_embedding_is_genimls_encode_tokenized_cells():
+    from gtok.tokenizer import pad_batch
+
+    net = hf_model().eval()
+    rng = np.random.default_rng(1)
+    docs = [rng.integers(0, N_REGIONS, n) for n in (3, 40, 17, CONTEXT, 1)]
+    with torch.inference_mode():
+        ours = net.embed(pad_batch(docs, vocab().pad_token_id)).numpy()
+    theirs = net.model.encode_tokenized_cells([d.tolist() for d in docs], batch_size=2).numpy()
+    np.testing.assert_allclose(ours, theirs, atol=1e-5)
+
+
+def test_triplets_pair_each_anchor_with_its_label_and_another():
+    from gtok.models.hf import triplets
+
+    labels = torch.tensor([0, 1, 0, 2, -100, 1, 2, 3])
+    torch.manual_seed(0)
+    anchors, positives, negatives = triplets(labels)
+    assert anchors.tolist() == [0, 1, 2, 3, 5, 6]  # not the unlabelled record, nor the only 3
+    assert torch.equal(labels[positives], labels[anchors]) and not (positives == anchors).any()
+    assert (labels[negatives] != labels[anchors]).all() and (labels[negatives] >= 0).all()
+
+
+def test_a_triplet_model_trains_on_labels_and_an_rtd_model_on_records():
+    net = hf_model(CLUSTERING)
+    assert net.objective == "triplet"
+    out = net.losses(batch(labels=[0, 1, 0, 1]))
+    assert out["loss"].requires_grad and out["triplets"] == 4
+    assert net.losses(batch(labels=[0, 1, 2, 3]))["loss"] == 0  # no label twice: nothing to learn here
+    with pytest.raises(GtokError, match="triplet needs labelled records"):
+        net.losses(batch())
+    rtd = hf_model()
+    assert rtd.objective == "rtd" and 0 <= rtd.losses(batch())["detector_acc"] <= 1
+
+
+def test_a_transformers_masked_lm_learns_on_a_fixed_batch():
+    """Any PreTrainedModel: BERT from transformers itself, trained by masked tokens."""
+    args = {"hidden_size": 16, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 32,
+            "max_position_embeddings": 64}
+    net = hf_model("transformers:BertForMaskedLM", args, mlm_probability=0.3)
+    assert net.objective == "mlm"
+    b = batch(lengths=(30, 40, 1, 50))
+    opt = torch.optim.AdamW(net.parameters(), lr=1e-2)
+    losses = []
+    for step in range(30):
+        with net.seeded("test", step % 2):  # two masks, seen again and again
+            loss = net.losses(b)["loss"]
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert np.mean(losses[-4:]) < 0.6 * np.mean(losses[:4])
+
+
+def test_checkpoint_round_trip_restores_the_adapter(tmp_path):
+    import lightning as L
+
+    from gtok.models import model_from, read_checkpoint
+
+    net = hf_model()
+    trainer = L.Trainer(max_steps=0, logger=False, enable_checkpointing=False, enable_progress_bar=False)
+    trainer.strategy.connect(net)
+    trainer.save_checkpoint(tmp_path / "m.ckpt")
+    back = model_from(read_checkpoint(tmp_path / "m.ckpt"))
+    assert back.model_class == RTD and back.vocab == net.vocab
+    assert all(torch.equal(a, b) for a, b in zip(net.state_dict().values(), back.state_dict().values()))
+
+
+def test_train_refuses_a_config_of_a_smaller_vocabulary_before_reading_the_shards(tmp_path):
+    from gtok.formats.manifest import write_manifest
+    from gtok.formats.shard import write_shard
+    from gtok.training.train import train
+
+    write_shard(tmp_path / "a.gtok", [("r0", np.arange(5), None)], N_REGIONS + 7, "ab" * 32)
+    write_manifest(tmp_path / "m.json", [tmp_path / "a.gtok"])
+    (tmp_path / "a.gtok").write_bytes(b"damaged")  # never read: the config is refused first
+    config = {"data": {"max_length": 64}, "model_args": {**TINY, "vocab_size": 200}}
+    with pytest.raises(GtokError, match=r"^config section 'model_args': vocab_size 200 is smaller than the data's "
+                                        r"vocabulary of 307 tokens \(300 regions and the special tokens\)"):
+        train(tmp_path / "m.json", RTD, tmp_path / "out", config, progress=False)
+    assert not (tmp_path / "out" / "checkpoints").exists()
+
+
+# -- the whole route, through the workflow ----------------------------------------------------------
+
+
+def simulated_cells(folder: Path) -> tuple[Path, Path]:
+    """Cells with a known answer (gtok simulate), and their peaks as the universe."""
+    cells, universe = folder / "cells.h5ad", folder / "peaks.bed"
+    assert main(["simulate", "-o", str(cells), "--universe-out", str(universe), "--cells", "160", "--peaks", "500",
+                 "--cell-types", "3", "--base-rate", "0.04"]) == 0
+    return cells, universe
+
+
+TRAIN = {"seed": 0, "data": {"batch_size": 8, "max_length": CONTEXT, "num_workers": 0, "val_fraction": 0.1},
+         "trainer": {"max_steps": 12, "max_epochs": 100, "checkpoint_every_n_steps": 3, "log_every_n_steps": 1,
+                     "num_sanity_val_steps": 0, "val_check_interval": 6},
+         "model_args": TINY, "hf": {"lr": 0.002}}
+
+
+@pytest.fixture(scope="module")
+def workflow_run(tmp_path_factory):
+    """The workflow, with train.model the tiny Atacformer: killed after its first checkpoint, then rerun."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
+    from workflow_copy import start_snakemake, write_workflow
+
+    folder = tmp_path_factory.mktemp("atacformer")
+    cells, universe = simulated_cells(folder / "data")
+    config = {"universe": str(universe), "results": "results",
+              "inputs": {"bed": [], "h5ad": [str(cells)], "label_key": "cell_type"},
+              "shards": {"cells_per_shard": 80}, "evaluate": {"enabled": False},
+              "train": {"enabled": True, "model": RTD, **TRAIN}}
+    write_workflow(folder, config)
+    last = folder / "results" / "train" / "checkpoints" / "last.ckpt"
+    run = start_snakemake(folder, folder / "first.log", "--cores", "2")
+    deadline = time.monotonic() + 300
+    while not last.exists():
+        assert run.poll() is None and time.monotonic() < deadline, (folder / "first.log").read_text()[-3000:]
+        time.sleep(0.05)
+    os.killpg(run.pid, signal.SIGKILL)
+    run.wait()
+    killed_at = torch.load(last, map_location="cpu", weights_only=False)["global_step"]
+    subprocess.run([sys.executable, "-m", "snakemake", "--unlock"], cwd=folder, check=True, capture_output=True)
+    rerun = subprocess.run([sys.executable, "-m", "snakemake", "--cores", "2"], cwd=folder, capture_output=True, text=True,
+                           env=dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"))
+    assert rerun.returncode == 0, rerun.stderr[-4000:]
+    return folder, cells, killed_at
+
+
+@pytest.mark.slow
+def test_atacformer_trains_through_the_workflow_and_resumes_exactly(workflow_run, tmp_path):
+    from gtok.training.train import train
+
+    folder, _, killed_at = workflow_run
+    out = folder / "results" / "train"
+    assert 3 <= killed_at < 12
+    assert {"config.json", "model.safetensors", "model.ckpt", "universe.bed.gz", "config.yaml"} <= {p.name for p in out.iterdir()}
+    card = yaml.safe_load((out / "config.yaml").read_text())
+    assert card["model"] == RTD and card["model_args"] == TINY and card["saved_with"] == "save_pretrained"
+    log = (folder / "results" / "logs" / "train.log").read_text()
+    assert "starting a new run" not in log and f"trained {RTD}" in log
+    # the rerun continued from the checkpoint to the weights of a run never killed (on one thread,
+    # as the workflow's job: another thread count sums in another order)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        whole = train(folder / "results" / "manifest.json", RTD, tmp_path / "whole", TRAIN, progress=False)
+    finally:
+        torch.set_num_threads(threads)
+    ours = torch.load(out / "model.ckpt", map_location="cpu", weights_only=False)
+    reference = torch.load(whole, map_location="cpu", weights_only=False)
+    assert ours["global_step"] == reference["global_step"] == 12
+    assert all(torch.equal(v, reference["state_dict"][k]) for k, v in ours["state_dict"].items())
+
+
+@pytest.mark.slow
+def test_gtok_embed_of_the_folder_is_genimls_encode_tokenized_cells(workflow_run, tmp_path):
+    """Both read the folder's save_pretrained files; on cells no longer than the context (geniml
+    subsamples longer ones at random) the vectors agree."""
+    import anndata
+    from geniml.atacformer import AtacformerForReplacedTokenDetection
+
+    from gtok.tokenizer import Tokenizer
+
+    folder, cells, _ = workflow_run
+    model = folder / "results" / "train"
+    assert main(["embed", "-q", "--model", str(model), "-o", str(tmp_path / "e.h5ad"), str(cells)]) == 0
+    ours = anndata.read_h5ad(tmp_path / "e.h5ad").obsm["X_gtok"]
+    ids = [t.tolist() for t in Tokenizer.from_pretrained(model).encode_anndata(str(cells))]
+    short = [i for i, doc in enumerate(ids) if len(doc) <= CONTEXT]
+    assert len(short) > 100
+    geniml_model = AtacformerForReplacedTokenDetection.from_pretrained(model).eval()
+    theirs = geniml_model.encode_tokenized_cells([ids[i] for i in short], batch_size=16).numpy()
+    np.testing.assert_allclose(ours[short], theirs, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_cell_clustering_fine_tunes_from_the_pretrained_folder(workflow_run, tmp_path, capsys):
+    """`hf.init_from`, as the classifier's `init_from`: the new head's model starts from the parent's backbone."""
+    from gtok.embed import embed_anndata
+    from gtok.loading import load_model
+    from gtok.models.hf import HFModel
+    from gtok.training.train import train
+
+    folder, cells, _ = workflow_run
+    parent_folder = folder / "results" / "train"
+    parent = load_model(parent_folder).model
+    child, taken = HFModel.fine_tune(parent, parent.vocab, CLUSTERING, {}, {}, "test")
+    backbone = {k: v for k, v in parent.model.state_dict().items() if k.startswith("atacformer.")}
+    assert taken == len(backbone) > 0
+    assert all(torch.equal(child.model.state_dict()[k], v) for k, v in backbone.items())
+
+    config = {**TRAIN, "model_args": {}, "hf": {"init_from": str(parent_folder)}}
+    train(folder / "results" / "manifest.json", CLUSTERING, tmp_path / "ft", config, max_steps=2, progress=False)
+    assert f"starts from {taken} weight tensors of {parent_folder} ({RTD})" in capsys.readouterr().err
+    assert (tmp_path / "ft" / "universe.bed.gz").is_file()  # the parent's: the folder embeds on its own
+    assert embed_anndata(tmp_path / "ft", str(cells)).shape == (160, 32)
+
+
+@pytest.mark.slow
+def test_fine_tuning_refuses_a_parent_of_another_vocabulary(workflow_run, tmp_path):
+    from gtok.build import tokenize_to_shard
+    from gtok.formats.manifest import write_manifest
+    from gtok.training.train import train
+
+    folder, cells, _ = workflow_run
+    other = tmp_path / "other.bed"
+    shutil.copy(folder / "data" / "peaks.bed", other)
+    with open(other, "a") as fh:
+        fh.write("chr22\t100\t200\n")
+    shard = tokenize_to_shard([str(cells)], str(other), str(tmp_path / "o.gtok"), label_key="cell_type", progress=False)
+    write_manifest(tmp_path / "m.json", [shard])
+    config = {**TRAIN, "model_args": {}, "hf": {"init_from": str(folder / "results" / "train")}}
+    with pytest.raises(FingerprintMismatchError, match="the training data: tokenized with vocabulary .* but .* was trained on"):
+        train(tmp_path / "m.json", CLUSTERING, tmp_path / "ft", config, progress=False)
