@@ -102,7 +102,7 @@ def data_universe(manifest: Manifest) -> str:
     are the recorded ones (sha256), or when it still holds the recorded vocabulary (fingerprint).
     When none is found, the error names each file expected and why it was not taken."""
     from gtok.formats.metadata import sha256_file
-    from gtok.tokenizer import Tokenizer
+    from gtok.universe import Universe
 
     record = manifest.universe
     if record is None:
@@ -117,7 +117,7 @@ def data_universe(manifest: Manifest) -> str:
         if sha256_file(path) == sha256:
             return path
         try:
-            fingerprint = Tokenizer.from_bed(path).fingerprint
+            fingerprint = Universe.from_bed(path).fingerprint
         except GtokError as exc:
             tried.append(f"{path} is no longer a universe ({str(exc).rstrip('.')})")
             continue
