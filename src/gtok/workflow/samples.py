@@ -14,10 +14,10 @@ import os
 from gtok.errors import GtokError
 
 
-def refuse_braces(path: str, what: str) -> None:
+def refuse_braces(path: str, what: str, fix: str = "rename the file") -> None:
     """Snakemake reads `{...}` in a file name as a wildcard, whatever the rule: say so, by name."""
     if "{" in path or "}" in path:
-        raise GtokError(f"{what} {path}: Snakemake cannot use file names with braces {{ }}; rename the file.")
+        raise GtokError(f"{what} {path}: Snakemake cannot use file names with braces {{ }}; {fix}.")
 
 
 def read_sample_sheet(sheet: str) -> list[dict]:
