@@ -195,10 +195,10 @@ def _check_fit(model: str, opts: TrainerOptions, source, world: int, manifest: s
         raise GtokError(f"{describe(manifest)}: the classifier learns to tell label classes apart, and this data has "
                         f"{len(classes)} ({', '.join(map(str, classes)) or 'no labels'}); tokenize records of two or more "
                         "classes with --labels or --label-key.")
-    interval = opts.val_check_interval
+    interval = opts.val_check_interval  # Lightning reads an int, or a float above 1, as a number of steps
     batches = per_rank(len(source), 0, world, False)
-    if isinstance(interval, int) and interval > batches:
-        raise GtokError(f"trainer.val_check_interval is {interval} steps, but an epoch has "
+    if (isinstance(interval, int) or interval > 1) and interval > batches:
+        raise GtokError(f"trainer.val_check_interval is {int(interval)} steps, but an epoch has "
                         f"{batches} batches{' per process' if world > 1 else ''}; give at most {batches}, or a share "
                         "of the epoch such as 0.5 (1.0: after each epoch).")
 
