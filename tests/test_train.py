@@ -357,7 +357,7 @@ def test_an_unreadable_checkpoint_is_refused_and_left_alone(tmp_path, data):
 
 
 def test_init_from_refuses_an_encoder_of_another_vocabulary(tmp_path, other_data, encoder_ckpt):
-    cfg = config(classifier={"init_from": str(encoder_ckpt)})
+    cfg = config(classifier={"init_from": str(encoder_ckpt)}, trainer={"val_check_interval": 1.0})  # 2 batches an epoch
     with pytest.raises(FingerprintMismatchError, match=f"{other_data}: tokenized with vocabulary"):
         train(other_data, "classifier", tmp_path, cfg, max_steps=1, progress=False)
 
