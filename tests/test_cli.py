@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from conftest import GENIML, GTARS, gtars_tokens, write_bed
 
 GTOK = [sys.executable, "-m", "gtok.cli"]
@@ -236,3 +237,28 @@ def test_inputs_that_share_no_chromosome_with_the_universe_are_named_once_each(t
     assert [int(x) for x in gtok("dump", tmp_path / "x.gtok").stdout.splitlines()[1].split("\t")[1].split(",")] == \
         gtars_tokens(UNIVERSE, beds[0])
     assert not gtok("tokenize", "-q", "-u", UNIVERSE, "-o", tmp_path / "y.gtok", *SAMPLES).stderr
+
+
+@pytest.mark.parametrize("folder", ["model.ckpt", "checkpoints"], ids=["finished model", "run in progress"])
+def test_evaluate_refuses_to_write_into_a_model_folder(tmp_path, folder):
+    """Its summary.html and plots would replace the training folder's own (the workflow writes a summary.html there)."""
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / folder).mkdir() if folder == "checkpoints" else (run / folder).write_bytes(b"weights")
+    (run / "summary.html").write_text("the training summary")
+    before = sorted((p.name, p.stat().st_mtime_ns) for p in run.iterdir())
+    proc = gtok("evaluate", "-q", "--model", run, "--manifest", tmp_path / "m.json", "--out", run, check=False)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines() == [f"gtok evaluate: error: {run}: is a model folder; give evaluate a folder "
+                                                f"of its own for its metrics, plots and summary.html, such as {run / 'eval'}."]
+    assert sorted((p.name, p.stat().st_mtime_ns) for p in run.iterdir()) == before
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA: the refusal cannot be seen")
+def test_embed_on_a_device_the_machine_lacks_is_one_line(tmp_path):
+    proc = gtok("embed", "-q", "--model", tmp_path, "-o", tmp_path / "v.npy", "--device", "cuda", SAMPLES[0], check=False)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    (line,) = proc.stderr.strip().splitlines()
+    assert line.startswith("gtok embed: error: --device cuda: this machine has no GPU that torch can use (")
+    assert line.endswith("); use --device cpu, or leave --device out.")
+    assert list(tmp_path.iterdir()) == []

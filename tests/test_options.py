@@ -12,6 +12,7 @@ from gtok.errors import GtokError
 from gtok.options import DataOptions, EncoderConfig, TrainerOptions, check_train_config, make_config
 
 ROOT = Path(__file__).resolve().parent.parent
+DEVICES = "must be auto, a positive count, -1 (every GPU) or a list of distinct device indices like [0, 1]"
 
 
 @pytest.mark.parametrize("cls, options, words", [
@@ -24,6 +25,20 @@ ROOT = Path(__file__).resolve().parent.parent
     (TrainerOptions, {"max_steps": -2}, "max_steps must be at least -1, not -2."),
     (TrainerOptions, {"accelerator": "tpu"}, "accelerator must be one of auto, cpu, gpu, cuda, mps, not 'tpu'."),
     (TrainerOptions, {"val_check_interval": 0}, "val_check_interval must be above 0.0, not 0."),
+    (TrainerOptions, {"val_check_interval": 2.5},
+     "val_check_interval must be a share of an epoch (at most 1.0) or a whole number of steps, not 2.5."),
+    (TrainerOptions, {"precision": "banana"},
+     "precision must be one of auto, 32-true, bf16-mixed, 16-mixed, bf16-true, 16-true, 64-true, not 'banana'."),
+    (TrainerOptions, {"precision": 32},
+     "precision must be one of auto, 32-true, bf16-mixed, 16-mixed, bf16-true, 16-true, 64-true, not 32."),
+    (TrainerOptions, {"strategy": "foo"},
+     "strategy must be one of auto, ddp, ddp_spawn, ddp_find_unused_parameters_true, not 'foo'."),
+    (TrainerOptions, {"devices": -3}, f"devices {DEVICES}, not -3."),
+    (TrainerOptions, {"devices": 0}, f"devices {DEVICES}, not 0."),
+    (TrainerOptions, {"devices": "2"}, f"devices {DEVICES}, not '2'."),
+    (TrainerOptions, {"devices": [0, 0]}, f"devices {DEVICES}, not [0, 0]."),
+    (TrainerOptions, {"devices": []}, f"devices {DEVICES}, not []."),
+    (TrainerOptions, {"deterministic": "banana"}, "deterministic must be auto, true, false or warn, not 'banana'."),
     (EncoderConfig, {"mask_prob": 0.0}, "mask_prob must be above 0.0, not 0.0."),
     (EncoderConfig, {"d_model": None}, "d_model must be given (not null), not None."),
 ])
@@ -37,6 +52,9 @@ def test_good_values_pass_and_ints_are_numbers():
     data = make_config(DataOptions, {"batch_size": 8, "val_fraction": 0, "max_length": None}, "d")
     assert (data.batch_size, data.val_fraction, data.max_length, data.num_workers) == (8, 0, None, DataOptions.num_workers)
     assert make_config(TrainerOptions, {"devices": [0, 1], "val_check_interval": 50}, "t").devices == [0, 1]
+    for good in ({"devices": -1}, {"devices": "auto"}, {"devices": 4}, {"val_check_interval": 2.0},
+                 {"precision": "bf16-mixed"}, {"strategy": "ddp"}, {"deterministic": False}):
+        make_config(TrainerOptions, good, "t")
 
 
 def test_model_args_is_a_mapping_of_argument_names():

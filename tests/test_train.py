@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -17,6 +19,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+import yaml
 from conftest import GENIML, GTARS, write_bed
 
 from gtok.build import tokenize_to_shard
@@ -333,17 +336,19 @@ def test_rerun_of_another_run_starts_afresh_and_sets_the_old_one_aside(tmp_path,
     final = train(manifest, model, out, cfg, max_steps=2, progress=False, callbacks=[Watch(tmp_path / "new.batches")])
 
     notes = [line for line in capsys.readouterr().err.splitlines() if line.startswith("gtok train:")]
+    (previous,) = (out / "previous").iterdir()
     assert len(notes) == 1 and notes[0].startswith(f"gtok train: {last} {message}")
-    assert notes[0].endswith(f"starting a new run (the old one is now in {out / 'previous'}).")
+    assert notes[0].endswith(f"starting a new run (the old one is now in {previous}).")
     assert trained_steps(tmp_path / "new.batches") == [0, 1]
     ckpt = torch.load(final, map_location="cpu", weights_only=False)
     assert ckpt["global_step"] == 2 and ckpt["gtok"]["model"] == model
     assert pd.read_csv(out / "metrics.csv")["step"].tolist() == [0, 1]
     assert [p.name for p in (out / "logs").iterdir()] == ["version_0"]
-    previous = out / "previous"
-    assert sorted(p.name for p in previous.iterdir()) == ["checkpoints", "logs", "loss.png", "metrics.csv", "summary.json"]
+    assert sorted(p.name for p in previous.iterdir()) == ["checkpoints", "config.yaml", "logs", "loss.png", "metrics.csv",
+                                                          "model.ckpt", "summary.json"]
     kept = torch.load(previous / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
     assert kept["global_step"] == 3 and all(torch.equal(kept["state_dict"][k], v) for k, v in old_weights.items())
+    assert (previous / "model.ckpt").samefile(previous / "checkpoints" / "last.ckpt")  # the old finished model
 
 
 def test_sigterm_fails_the_command_and_leaves_no_final_model(tmp_path, data):
@@ -378,14 +383,17 @@ def test_an_unreadable_checkpoint_is_refused_and_left_alone(tmp_path, data):
 
 
 def test_init_from_refuses_an_encoder_of_another_vocabulary(tmp_path, other_data, encoder_ckpt):
-    cfg = config(classifier={"init_from": str(encoder_ckpt)})
+    cfg = config(classifier={"init_from": str(encoder_ckpt)}, trainer={"val_check_interval": 1.0})  # 2 batches an epoch
     with pytest.raises(FingerprintMismatchError, match=f"{other_data}: tokenized with vocabulary"):
         train(other_data, "classifier", tmp_path, cfg, max_steps=1, progress=False)
 
 
 def test_universe_of_another_vocabulary_is_refused(tmp_path, data, other_universe):
-    with pytest.raises(FingerprintMismatchError, match="the training data"):
-        train(data, "encoder", tmp_path, config(), max_steps=1, universe=other_universe, progress=False)
+    with pytest.raises(FingerprintMismatchError) as error:
+        train(data, "encoder", tmp_path / "run", config(), max_steps=1, universe=other_universe, progress=False)
+    assert str(error.value).startswith(f"{other_universe}: its vocabulary ")
+    assert f"is not the one the training data ({data}) was tokenized with (" in str(error.value)
+    assert "checkpoint" not in str(error.value) and not (tmp_path / "run").exists()
 
 
 def test_config_mistakes_are_named(tmp_path, data):
@@ -396,6 +404,140 @@ def test_config_mistakes_are_named(tmp_path, data):
     bad.write_text("optimizer: {}\n")
     with pytest.raises(GtokError, match="unknown section.*optimizer"):
         train(data, "encoder", tmp_path / "o", bad)
+
+
+# -- the run folder: a finished model is never lost --------------------------------------------------
+
+
+def snapshot(folder: Path) -> dict[str, tuple[int, int, int]]:
+    """Every file under `folder`: (inode, size, modification time)."""
+    return {str(p.relative_to(folder)): (p.stat().st_ino, p.stat().st_size, p.stat().st_mtime_ns)
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_out_must_be_new_empty_or_a_folder_gtok_train_wrote(tmp_path, data):
+    out = tmp_path / "out"
+    (out / "logs").mkdir(parents=True)
+    (out / "logs" / "snakemake.log").write_text("keep\n")
+    with pytest.raises(GtokError, match=f"{out}: is not empty and holds no gtok training run"):
+        train(data, "region2vec", out, config(), max_steps=1, progress=False)
+    assert snapshot(out) == {"logs/snakemake.log": snapshot(out)["logs/snakemake.log"]}
+    assert (out / "logs" / "snakemake.log").read_text() == "keep\n"
+
+
+def one_class_manifest(folder: Path, data: Path) -> Path:
+    """Records of label A only."""
+    folder.mkdir()
+    beds = sorted(str(p) for p in data.parent.glob("A_0_*.bed"))
+    (folder / "labels.tsv").write_text("name\tlabel\n" + "".join(f"{Path(b).stem}\tA\n" for b in beds))
+    shard = tokenize_to_shard(beds, str(UNIVERSE), str(folder / "a.gtok"), labels_sheet=str(folder / "labels.tsv"),
+                              progress=False)
+    write_manifest(folder / "m.json", [shard])
+    return folder / "m.json"
+
+
+def test_a_rerun_that_fails_its_checks_changes_nothing(tmp_path, data):
+    """Every option, the data and the hardware are checked before the folder changes: the finished
+    model stays, and a new folder is not even created."""
+    out = tmp_path / "run"
+    train(data, "region2vec", out, config(), max_steps=2, universe=UNIVERSE, progress=False)
+    before = snapshot(out)
+    batches = epoch_batches(data)
+    assert -(-batches // 2) < 12 <= batches  # 12 steps fit one process's epoch, not two processes' halves
+    failing = [
+        ({"devices": [0, 1]}, "trainer.devices is [0, 1], but training runs on the CPU", "region2vec", data),
+        ({"config": config(trainer={"val_check_interval": 10**6})},
+         f"trainer.val_check_interval is {10**6} steps, but an epoch has {batches} batches", "region2vec", data),
+        ({"config": config(trainer={"devices": 2, "val_check_interval": 12})},
+         f"an epoch has {-(-batches // 2)} batches per process", "region2vec", data),
+        ({}, "the classifier learns to tell label classes apart, and this data has 1 (A)", "classifier",
+         one_class_manifest(tmp_path / "one", data)),
+    ]
+    if not torch.cuda.is_available():
+        failing.append(({"accelerator": "gpu"}, "trainer.accelerator is gpu, but this machine has no GPU", "region2vec", data))
+    for arguments, words, model, manifest in failing:
+        cfg = arguments.pop("config", config())
+        for folder in (out, tmp_path / "new"):
+            with pytest.raises(GtokError, match=re.escape(words)):
+                train(manifest, model, folder, cfg, max_steps=3, progress=False, **arguments)
+        assert snapshot(out) == before and not (tmp_path / "new").exists()
+    assert load_pretrained(out)[2]["global_step"] == 2
+
+
+def test_every_finished_run_is_kept(tmp_path, data):
+    """Seeds 0, 1, 2 into one folder: the folder holds seed 2's model, and previous/ each earlier
+    one, whole (a model folder of its own); files that are not gtok's stay where they are."""
+    out = tmp_path / "run"
+    finished = {}
+    for seed in (0, 1, 2):
+        train(data, "region2vec", out, config(), max_steps=1, seed=seed, universe=UNIVERSE, progress=False)
+        finished[seed] = (out / "model.ckpt").read_bytes()
+        if seed == 0:
+            (out / "summary.html").write_text("the workflow's")
+            (out / "eval").mkdir()
+            (out / "eval" / "metrics.tsv").write_text("evaluate's")
+    kept = sorted((out / "previous").iterdir())
+    assert len(kept) == 2
+    for seed, folder in zip((0, 1), kept):
+        assert (folder / "model.ckpt").read_bytes() == finished[seed]
+        model, tok, ckpt = load_pretrained(folder)
+        assert ckpt["hyper_parameters"]["config"]["seed"] == seed and tok.fingerprint == model.vocab.fingerprint
+        assert yaml.safe_load((folder / "config.yaml").read_text())["options"]["seed"] == seed
+    assert load_pretrained(out)[2]["hyper_parameters"]["config"]["seed"] == 2
+    assert (out / "summary.html").read_text() == "the workflow's" and (out / "eval" / "metrics.tsv").is_file()
+
+
+def load_pretrained(path):
+    """(model, tokenizer, checkpoint) of what a model path stands for, as embed and evaluate load it."""
+    from gtok.loading import load_model
+    from gtok.models import read_checkpoint
+    from gtok.pretrained import model_checkpoint
+    from gtok.tokenizer import Tokenizer
+
+    loaded = load_model(path)
+    return loaded.model, Tokenizer.for_model(loaded.expected), read_checkpoint(model_checkpoint(path))
+
+
+INTERRUPTED_RUN = """
+import sys
+sys.path.insert(0, {tests!r})
+from test_train import Watch, config
+from gtok.training.train import train
+train({data!r}, "region2vec", {out!r}, config(trainer={{"checkpoint_every_n_steps": 2}}), max_steps=50, seed=1,
+      progress=False, callbacks=[Watch({out!r} + ".batches", kill_at=3)])
+"""
+
+
+def test_only_the_finished_model_is_loaded_from_a_folder(tmp_path, data):
+    """A new run killed after its first checkpoint leaves the folder's finished model (seed 0) as
+    the model, consistent with its config.yaml; a folder whose files are of two runs is refused."""
+    from gtok.embed import embed_regions
+    from gtok.pretrained import model_checkpoint
+    from gtok.tokenizer import Tokenizer
+
+    out = tmp_path / "run"
+    train(data, "region2vec", out, config(), max_steps=2, seed=0, universe=UNIVERSE, progress=False)
+    bed = sorted(data.parent.glob("A_0_*.bed"))[0]
+    vector = embed_regions(out, [bed])
+    script = INTERRUPTED_RUN.format(tests=str(Path(__file__).parent), data=str(data), out=str(out))
+    killed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    last = torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert last["global_step"] == 2 and last["hyper_parameters"]["config"]["seed"] == 1  # the new run's checkpoint
+
+    assert model_checkpoint(out) == out / "model.ckpt"
+    _, tok, ckpt = load_pretrained(out)
+    assert ckpt["global_step"] == 2 and ckpt["hyper_parameters"]["config"]["seed"] == 0
+    assert Tokenizer.from_pretrained(out).fingerprint == tok.fingerprint
+    np.testing.assert_array_equal(embed_regions(out, [bed]), vector)
+
+    shutil.copyfile(out / "checkpoints" / "last.ckpt", out / "model.ckpt.tmp")  # a model of another run
+    os.replace(out / "model.ckpt.tmp", out / "model.ckpt")
+    with pytest.raises(GtokError, match=f"{out}: model.ckpt .* is not the model its config.yaml describes"):
+        load_pretrained(out)
+    (out / "model.ckpt").unlink()
+    with pytest.raises(GtokError, match=f"{out}: holds no finished model .*its latest earlier model is {out}/previous/"):
+        embed_regions(out, [bed])
 
 
 # -- command line and embedding --------------------------------------------------------------------

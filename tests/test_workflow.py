@@ -30,6 +30,7 @@ from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 from gtok.formats.shard import ShardReader
+from gtok.options import DataOptions
 from gtok.workflow.plan import Plan
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))  # shared with the drills
@@ -287,7 +288,8 @@ def test_changed_training_option_starts_a_new_run(clone):
     assert restarts(train) == [0] and global_step(train / "model.ckpt") == 2
     log = (clone / "results" / "logs" / "train.log").read_text()
     assert "is of a run with other options: seed 0 -> 1; starting a new run" in log
-    assert global_step(train / "previous" / "checkpoints" / "last.ckpt") == 2
+    (kept,) = (train / "previous").iterdir()  # Snakemake deleted the outputs, model.ckpt too; the weights stay
+    assert global_step(kept / "checkpoints" / "last.ckpt") == 2
 
 
 def test_killed_training_resumes_from_its_checkpoint_when_rerun(clone):
@@ -479,6 +481,8 @@ def test_schema_fills_defaults():
         ({"train": {**BROUGHT, "model_args": {"dimm": 8}}},
          "config train section 'model_args': bag_of_regions:BagOfRegions accepts no argument dimm; it accepts: dim, lr."),
         ({"train": {"model_args": {"d_model": 8}}}, "config train section 'model_args': applies to a brought class"),
+        ({"train": {"trainer": {"strategy": "foo"}}}, "section 'trainer': strategy must be one of auto, ddp, "),
+        ({"results": "res_{x}"}, "config results: res_{x}: Snakemake cannot use file names with braces"),
     ],
 )
 def test_snakemake_reports_config_errors(tmp_path, extra, message):
@@ -497,15 +501,29 @@ def test_snakemake_reports_config_errors(tmp_path, extra, message):
     shutil.which("sinfo") is None and not os.environ.get("GTOK_REQUIRE_SLURM"),  # CI sets it: never skip there
     reason="SLURM is not installed (no sinfo); start it with `bash tools/local-slurm.sh start`",
 )
-@pytest.mark.parametrize("model", [{"model": "encoder"}, BROUGHT], ids=["encoder", "brought"])
-def test_slurm_end_to_end_with_two_training_tasks(tmp_path, model):
+@pytest.mark.parametrize(
+    "model, data, profile_sets_cpus",
+    [({"model": "encoder"}, {"num_workers": DataOptions.num_workers}, True),
+     ({"model": "encoder"}, {"num_workers": 0}, False),
+     (BROUGHT, {"num_workers": DataOptions.num_workers}, True)],
+    ids=["the profile gives fewer CPUs than the plan asks", "the plan's CPUs", "a brought LightningModule"])
+def test_slurm_end_to_end_with_two_training_tasks(tmp_path, model, data, profile_sets_cpus):
     """Tokenization, stats and training as SLURM jobs of the local cluster: the 5 shard jobs
     (3 BED shards, 2 h5ad row ranges) as 2 SLURM jobs (group "tokenize", group-components 4 in
     profiles/slurm-local); training as one job of 2 tasks started by srun, one process per (CPU)
-    device, DDP over gloo; once with the built-in encoder, once with a brought LightningModule."""
+    device, DDP over gloo; with the built-in encoder and with a brought LightningModule. The plan
+    asks 1 + data.num_workers CPUs per task; profiles/slurm-local gives the train job 1 (the node
+    has 2 cores), and the job step must take what the job got. (config/example.yaml sets
+    num_workers 0; the first case trains with gtok's default, 1.)"""
+    assert DataOptions.num_workers > 0
     folder = copy_workflow(tmp_path, shards={"files_per_shard": 4, "cells_per_shard": 10},
                            train={**model, "trainer": {"devices": 2, "accelerator": "cpu", "max_steps": 2},
-                                  "data": {"num_workers": 0, "val_fraction": 0}})
+                                  "data": {"val_fraction": 0, **data}})
+    if not profile_sets_cpus:  # a profile that leaves the train job's CPUs to the plan
+        profile = folder / "profiles" / "slurm-local" / "config.yaml"
+        settings = yaml.safe_load(profile.read_text())
+        del settings["set-resources"]["train"]["cpus_per_task"]
+        profile.write_text(yaml.safe_dump(settings))
     result = snakemake(folder, "--profile", "profiles/slurm-local", timeout=600)
     output = result.stdout + result.stderr
     submitted = re.findall(r"submitted with SLURM jobid (\d+) \(log: \S+/slurm_logs/(\w+)/", output)
@@ -522,6 +540,7 @@ def test_slurm_end_to_end_with_two_training_tasks(tmp_path, model):
 
     job = subprocess.run(["scontrol", "show", "job", jobs["rule_train"]], capture_output=True, text=True).stdout
     assert re.search(r"\bNumTasks=2\b", job), job  # the SLURM job itself had two tasks
+    assert re.search(r"\bCPUs/Task=1\b", job), job  # the profile's 1 CPU, or the plan's 1 + 0 workers
     summary = json.loads((train / "summary.json").read_text())
     assert (summary["world_size"], summary["num_nodes"], summary["devices_per_node"]) == (2, 1, 2)
     (epoch,) = summary["epochs"]  # 32 records in batches of 8: one epoch is 2 steps of 2 ranks

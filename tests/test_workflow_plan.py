@@ -4,10 +4,13 @@ linear hashing, splits, the jobs' command lines, and the one-line errors of a ba
 from __future__ import annotations
 
 import os
+import re
+import sys
 
 import pytest
 
 from gtok.errors import GtokError
+from gtok.workflow.jobs import train_job_command
 from gtok.workflow.plan import Plan
 from gtok.workflow.sharding import group_shards, shard_buckets
 
@@ -79,9 +82,15 @@ def test_globs_become_sorted_shards(folder):
     ({"inputs": {"bed": []}}, "select no input at all"),
     ({"inputs": {"h5ad": ["a/c.h5ad", "b/c.h5ad"]}}, "a/c.h5ad and b/c.h5ad have the same sample name 'c'; give one of"),
     ({"train": {"enabled": True, "model": "encoder", "data": {"batch_size": "x"}}}, "config train section 'data': batch_size must be an integer"),
+    ({"train": {"enabled": True, "model": "encoder", "trainer": {"precision": "banana"}}},
+     "config train section 'trainer': precision must be one of auto, 32-true"),
+    ({"train": {"enabled": True, "model": "encoder", "trainer": {"strategy": "foo"}}},
+     "config train section 'trainer': strategy must be one of auto, ddp"),
+    ({"results": "res_{x}"}, "config results: res_{x}: Snakemake cannot use file names with braces { }; choose a results "
+                             "folder without them."),
 ])
 def test_config_errors_are_one_line(folder, change, words):
-    with pytest.raises(GtokError, match=words.replace("(", r"\(").replace("*", r"\*").replace(".", r"\.")):
+    with pytest.raises(GtokError, match=re.escape(words)):
         Plan.from_config(config(**change), n_obs=lambda path: 10)
 
 
@@ -228,6 +237,33 @@ def test_train_options_are_sorted_and_exclude_workflow_keys(folder):
     options = plan.train_options()
     assert list(options) == ["data", "seed", "trainer"] and list(options["trainer"]) == ["log_every_n_steps", "max_steps"]
     assert plan.train_argv()[plan.train_argv().index("--model") + 1] == "region2vec"
+
+
+@pytest.mark.parametrize("trainer, srun, resources", [
+    ({}, [], {"cpus_per_task": 2}),
+    ({"accelerator": "gpu"}, [], {"cpus_per_task": 2, "gpu": 1}),
+    ({"devices": 2}, ["--nodes=1", "--ntasks-per-node=2"],
+     {"cpus_per_task": 2, "nodes": 1, "tasks": 2, "mpi": "srun", "slurm_extra": "--ntasks-per-node=2"}),
+    ({"devices": 4, "num_nodes": 2, "accelerator": "gpu"}, ["--nodes=2", "--ntasks-per-node=4", "--gpus-per-node=4"],
+     {"cpus_per_task": 2, "nodes": 2, "tasks": 8, "mpi": "srun", "slurm_extra": "--ntasks-per-node=4 --gpus-per-node=4"}),
+])
+def test_the_training_job_has_a_task_per_device(folder, trainer, srun, resources):
+    plan = Plan.from_config(config(train={"enabled": True, "model": "encoder", "trainer": trainer}))
+    assert plan.train_srun() == srun and plan.train_resources() == resources
+
+
+def test_the_training_step_takes_the_cpus_its_job_was_given(monkeypatch):
+    """Not the plan's cpus_per_task (1 + data.num_workers): a profile may have given the job fewer,
+    and srun then refuses a step that asks for more ("More processors requested than permitted")."""
+    gtok = [sys.executable, "-m", "gtok.cli", "train", "-q"]
+    for name in ("SLURM_JOB_ID", "SLURM_CPUS_PER_TASK"):
+        monkeypatch.delenv(name, raising=False)
+    assert train_job_command(["train", "-q"], ["--nodes=1", "--ntasks-per-node=2"]) == gtok  # not in a SLURM job
+    monkeypatch.setenv("SLURM_JOB_ID", "7")
+    monkeypatch.setenv("SLURM_CPUS_PER_TASK", "3")
+    assert train_job_command(["train", "-q"], []) == gtok  # one process: no srun
+    assert train_job_command(["train", "-q"], ["--nodes=1", "--ntasks-per-node=2"]) == [
+        "srun", "--nodes=1", "--ntasks-per-node=2", "--cpus-per-task=3", "--kill-on-bad-exit=1", *gtok]
 
 
 def test_example_inputs_are_recognised(folder):

@@ -33,8 +33,10 @@ from gtok.pretrained import (
     GENIML_CHECKPOINT,
     GENIML_UNIVERSE,
     HF_CONFIG_FILE,
+    HF_WEIGHTS_FILE,
     SAVED_WITH_HF,
     UNIVERSE_FILE,
+    check_published,
     model_checkpoint,
     model_folder,
 )
@@ -90,15 +92,16 @@ def expected_vocabulary(path: str | os.PathLike, universe: str | os.PathLike | N
         config = geniml_config(geniml)
         return Expected(_geniml_universe(geniml, universe), config["vocab_size"], None, describe(geniml))
     path = Path(path)
-    folder = path if path.is_dir() else model_folder(path)
-    card = _read_card(folder) if (folder / CONFIG_FILE).is_file() else None
+    checkpoint = None if hf_card(path) is not None else model_checkpoint(path)
+    folder = path if checkpoint is None else checkpoint.parent
+    finished = checkpoint is None or checkpoint.name == CHECKPOINT_FILE  # config.yaml describes model.ckpt only
+    card = _read_card(folder) if finished and (folder / CONFIG_FILE).is_file() else None
     if card is not None and (universe is not None or (folder / UNIVERSE_FILE).is_file()):
         vocab = card["vocabulary"]
         return Expected(os.fspath(universe or folder / UNIVERSE_FILE), vocab["vocab_size"], vocab.get("fingerprint"),
                         describe(folder))
     from gtok.models import read_checkpoint
 
-    checkpoint = model_checkpoint(path)
     return _expected(checkpoint, read_checkpoint(checkpoint)["gtok"]["vocab"], universe)
 
 
@@ -133,6 +136,7 @@ def _load_checkpoint(checkpoint: Path, universe: str | os.PathLike | None) -> Lo
     from gtok.modelspec import ModelSpec
 
     ckpt = read_checkpoint(checkpoint)
+    check_published(checkpoint, ckpt)
     model = model_from(ckpt)
     record = ckpt["gtok"]
     return LoadedModel(model, _vocab(record["vocab"]), _expected(checkpoint, record["vocab"], universe),
@@ -180,6 +184,7 @@ def _load_hf(folder: Path, card: dict[str, Any], universe: str | os.PathLike | N
     from gtok.modelspec import import_brought, parse_model
 
     name = describe(folder / CONFIG_FILE)
+    _check_hf_published(folder, card)
     if universe is None and not (folder / UNIVERSE_FILE).is_file():
         raise GtokError(f"{describe(folder)}: the model carries no {UNIVERSE_FILE}; pass --universe (the BED its "
                         "training data was tokenized with).")
@@ -199,6 +204,23 @@ def _load_hf(folder: Path, card: dict[str, Any], universe: str | os.PathLike | N
     expected = Expected(os.fspath(universe or folder / UNIVERSE_FILE), vocab.vocab_size, vocab.fingerprint,
                         describe(folder))
     return LoadedModel(model, vocab, expected, brought.spec.label, card.get("data") or {})
+
+
+def _check_hf_published(folder: Path, card: dict[str, Any]) -> None:
+    """save_pretrained's files are those of the finished model that config.yaml describes: it
+    records their sha256 and model.ckpt's run (a publication cut short, or files copied together
+    from two runs, is refused)."""
+    from gtok.formats.metadata import sha256_file
+    from gtok.models import read_checkpoint
+
+    checkpoint = model_checkpoint(folder)
+    check_published(checkpoint, read_checkpoint(checkpoint))
+    weights = folder / HF_WEIGHTS_FILE
+    recorded = card.get("weights_sha256")
+    if recorded is not None and (not weights.is_file() or sha256_file(weights) != recorded):
+        raise GtokError(f"{describe(folder)}: {HF_WEIGHTS_FILE} is not the model its {CONFIG_FILE} describes (its "
+                        "sha256 differs, or it is missing): the folder's files are of different runs; rerun the "
+                        "'gtok train' that wrote it to publish its model again.")
 
 
 def _read_card(folder: Path) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,10 +21,42 @@ from gtok.errors import GtokError
 
 
 def opt(default: Any, doc: str, *, min: float | None = None, max: float | None = None,
-        choices: tuple | None = None, min_exclusive: bool = False) -> Any:
-    """A dataclass field with its documentation and the values it accepts."""
-    meta = {"doc": doc, "min": min, "max": max, "choices": choices, "min_exclusive": min_exclusive}
+        choices: tuple | None = None, min_exclusive: bool = False,
+        check: Callable[[Any], str | None] | None = None) -> Any:
+    """A dataclass field with its documentation and the values it accepts (`check`: why a value of
+    the right type is still wrong, or None)."""
+    meta = {"doc": doc, "min": min, "max": max, "choices": choices, "min_exclusive": min_exclusive, "check": check}
     return field(default=default, metadata=meta)
+
+
+# -- values that Lightning takes in several shapes ----------------------------------------------------
+
+#: The precisions gtok trains with (Lightning's names); auto is resolved by gtok.hardware.
+PRECISIONS = ("auto", "32-true", "bf16-mixed", "16-mixed", "bf16-true", "16-true", "64-true")
+#: The strategies gtok starts the processes for (gtok.training.processes); others are not tested with it.
+STRATEGIES = ("auto", "ddp", "ddp_spawn", "ddp_find_unused_parameters_true")
+
+
+def devices_problem(value: Any) -> str | None:
+    """Why `value` is not a `devices` option (auto, a positive count, -1 for every GPU, or a list of
+    distinct device indices), or None. Whether the devices exist is known only where training runs
+    (gtok.hardware)."""
+    if value == "auto" or (_is(value, int) and (value >= 1 or value == -1)):
+        return None
+    if isinstance(value, list) and value and all(_is(i, int) and i >= 0 for i in value) and len(set(value)) == len(value):
+        return None
+    return "must be auto, a positive count, -1 (every GPU) or a list of distinct device indices like [0, 1]"
+
+
+def _interval_problem(value: float | int) -> str | None:
+    """Lightning reads a float as a share of the epoch and an integer as a number of batches."""
+    if isinstance(value, float) and value > 1 and not value.is_integer():
+        return "must be a share of an epoch (at most 1.0) or a whole number of steps"
+    return None
+
+
+def _deterministic_problem(value: Any) -> str | None:
+    return None if value in ("auto", "warn") or isinstance(value, bool) else "must be auto, true, false or warn"
 
 
 # -- training ---------------------------------------------------------------------------------------
@@ -52,14 +84,18 @@ class TrainerOptions:
     max_steps: int = opt(-1, "steps to train, -1: no limit; --max-steps overrides (alone, it also lifts max_epochs)", min=-1)
     checkpoint_every_n_steps: int = opt(100, "steps between checkpoints (checkpoints/last.ckpt)", min=1)
     log_every_n_steps: int = opt(10, "steps between logged training metrics", min=1)
-    val_check_interval: float | int = opt(1.0, "1.0: validate after each epoch; an integer N: every N steps", min=0.0, min_exclusive=True)
+    val_check_interval: float | int = opt(1.0, "1.0: validate after each epoch; an integer N: every N steps (at most an epoch's)",
+                                          min=0.0, min_exclusive=True, check=_interval_problem)
     num_sanity_val_steps: int = opt(2, "validation batches run before training, to fail early", min=-1)
     accelerator: str = opt("auto", "auto, cpu or gpu; --accelerator overrides", choices=("auto", "cpu", "gpu", "cuda", "mps"))
-    devices: Any = opt("auto", "devices per node: auto, a count or a list of indices; several train with DDP")
+    devices: Any = opt("auto", "devices per node: auto, a count, -1 (every GPU) or a list of GPU indices; several train with DDP",
+                       check=devices_problem)
     num_nodes: int = opt(1, "nodes; the workflow starts devices x num_nodes tasks with srun", min=1)
-    strategy: str = opt("auto", "Lightning's strategy (auto, ddp, ...)")
-    precision: str = opt("auto", "auto: bf16-mixed on a GPU that has bf16, else 32-true")
-    deterministic: Any = opt("auto", "auto: true on the CPU (bit-exact resumes), false on a GPU (speed)")
+    strategy: str = opt("auto", "Lightning's strategy: auto, ddp, ddp_spawn or ddp_find_unused_parameters_true", choices=STRATEGIES)
+    precision: str = opt("auto", "auto: bf16-mixed on a GPU that has bf16, else 32-true; or 16-mixed, bf16-true, 16-true, 64-true",
+                         choices=PRECISIONS)
+    deterministic: Any = opt("auto", "auto: true on the CPU (bit-exact resumes), false on a GPU (speed)",
+                             check=_deterministic_problem)
     gradient_clip_val: float | None = opt(1.0, "clip the gradient norm to this; null: no clipping", min=0.0)
     accumulate_grad_batches: int = opt(1, "batches whose gradients add up to one step", min=1)
     log_batches: bool = opt(False, "write the records of every trained batch to batches/rank-R.jsonl (to audit what each rank saw)")
@@ -168,13 +204,13 @@ def _problem(value: Any, hint: Any, meta: Mapping[str, Any]) -> str | None:
     allowed = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, _UnionType) else (hint,)
     if value is None:
         return None if type(None) in allowed else "must be given (not null)"
-    if Any in allowed:
-        return None
-    kinds = [t for t in allowed if t is not type(None)]
-    if not any(_is(value, t) for t in kinds):
-        return f"must be {' or '.join(_KIND_NAMES[t] for t in kinds)}" + (" or null" if type(None) in allowed else "")
-    if meta.get("choices") and value not in meta["choices"]:
+    if meta.get("choices") and not (isinstance(value, str) and value in meta["choices"]):
         return f"must be one of {', '.join(map(str, meta['choices']))}"
+    kinds = [t for t in allowed if t is not type(None)]
+    if Any not in allowed and not any(_is(value, t) for t in kinds):
+        return f"must be {' or '.join(_KIND_NAMES[t] for t in kinds)}" + (" or null" if type(None) in allowed else "")
+    if meta.get("check") and (problem := meta["check"](value)):
+        return problem
     low, high = meta.get("min"), meta.get("max")
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         if low is not None and (value < low or (meta.get("min_exclusive") and value == low)):

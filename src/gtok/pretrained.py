@@ -13,6 +13,11 @@ and, for a brought Hugging Face model, what its `save_pretrained` writes (config
 model.safetensors), which `from_pretrained` of its class reads as it is. A geniml Region2Vec
 folder (checkpoint.pt, config.yaml, universe.bed) is the other kind of folder gtok reads.
 
+A folder stands for its finished model, model.ckpt, and nothing else: a run still training (or one
+that failed) in checkpoints/ is never taken for it. config.yaml records the run and step of
+model.ckpt, and a folder whose files are not of one model (changed by hand, or a publication cut
+short) is refused on load. A checkpoint given explicitly (`checkpoints/last.ckpt`) is loaded as it is.
+
 `gtok train` takes that universe from `--universe`, else from where the data's manifest says its
 shards were tokenized (`data_universe`), and refuses to start when it cannot find it.
 
@@ -37,22 +42,63 @@ UNIVERSE_FILE = "universe.bed.gz"
 CONFIG_FILE = "config.yaml"
 CHECKPOINT_FILE = "model.ckpt"
 HF_CONFIG_FILE = "config.json"  # with model.safetensors: what save_pretrained writes
+HF_WEIGHTS_FILE = "model.safetensors"
 SAVED_WITH_HF = "save_pretrained"  # config.yaml's `saved_with` when the folder holds them
+MODEL_FILES = (CHECKPOINT_FILE, UNIVERSE_FILE, CONFIG_FILE, HF_CONFIG_FILE, HF_WEIGHTS_FILE, "metrics.csv", "loss.png",
+               "summary.json")
+"""A finished model and how its training went: replaced together when a later run finishes."""
+RUN_KEY = "gtok_run"
+"""Checkpoint key of the run record: {"fingerprint": sha256 hex, "options": gtok.training.run.run_options}."""
 GENIML_CHECKPOINT = "checkpoint.pt"
 GENIML_UNIVERSE = "universe.bed"
 
 
+def is_gtok_folder(folder: Path) -> bool:
+    """Whether `folder` is one gtok train wrote: it holds a finished model, a run's checkpoints/, or
+    the runs it set aside in previous/ (for the moment a new run's checkpoints/ takes their place)."""
+    return (folder / CHECKPOINT_FILE).is_file() or (folder / "checkpoints").is_dir() or (folder / "previous").is_dir()
+
+
 def model_checkpoint(path: str | os.PathLike) -> Path:
-    """The checkpoint a model path stands for: a folder's model.ckpt (else its last checkpoint)."""
+    """The checkpoint a model path stands for: a folder's finished model, model.ckpt."""
     path = Path(path)
     if not path.is_dir():
         return path
-    for candidate in (path / CHECKPOINT_FILE, path / "checkpoints" / "last.ckpt"):
-        if candidate.is_file():
-            return candidate
-    raise GtokError(f"{describe(path)}: not a gtok model folder: it holds no {CHECKPOINT_FILE} (nor checkpoints/last.ckpt); "
-                    "give the --out folder of 'gtok train', a checkpoint, or a geniml Region2Vec folder "
-                    f"({GENIML_CHECKPOINT} and {CONFIG_FILE}).")
+    if (path / CHECKPOINT_FILE).is_file():
+        return path / CHECKPOINT_FILE
+    if not is_gtok_folder(path):
+        raise GtokError(f"{describe(path)}: not a gtok model folder: it holds no {CHECKPOINT_FILE}; give the --out folder "
+                        f"of 'gtok train', a checkpoint, or a geniml Region2Vec folder ({GENIML_CHECKPOINT} and {CONFIG_FILE}).")
+    kept = sorted(path.glob(f"previous/*/{CHECKPOINT_FILE}"))
+    earlier = f"; its latest earlier model is {describe(kept[-1].parent)}" if kept else ""
+    raise GtokError(f"{describe(path)}: holds no finished model (no {CHECKPOINT_FILE}): its run is still training, "
+                    f"or stopped before the end; rerun 'gtok train' to finish it, or give a checkpoint file itself{earlier}.")
+
+
+def published_run(folder: Path) -> dict[str, Any] | None:
+    """The run and step of the folder's model.ckpt, as its config.yaml records them (None for a
+    folder an older gtok wrote, or without config.yaml)."""
+    import yaml
+
+    try:
+        config = yaml.safe_load((folder / CONFIG_FILE).read_text())
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return None
+    return config.get("run") if isinstance(config, dict) else None
+
+
+def check_published(checkpoint: Path, ckpt: dict[str, Any]) -> None:
+    """A folder's model.ckpt must be the model its config.yaml (and universe.bed.gz) describe."""
+    if checkpoint.name != CHECKPOINT_FILE:
+        return
+    recorded = published_run(checkpoint.parent)
+    found = {"fingerprint": (ckpt.get(RUN_KEY) or {}).get("fingerprint"), "step": ckpt.get("global_step")}
+    if recorded is not None and recorded != found:
+        folder = describe(checkpoint.parent)
+        raise GtokError(f"{folder}: {CHECKPOINT_FILE} (run {str(found['fingerprint'])[:12]}, step {found['step']}) is not "
+                        f"the model its {CONFIG_FILE} describes (run {str(recorded.get('fingerprint'))[:12]}, step "
+                        f"{recorded.get('step')}): the folder's files are of different runs; rerun the 'gtok train' that "
+                        "wrote it to publish its model again, or copy a model's files together.")
 
 
 def model_folder(checkpoint: Path) -> Path:

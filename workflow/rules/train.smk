@@ -17,10 +17,12 @@ rule train_config:
 
 
 # The outputs are what a finished run leaves; Snakemake deletes them before every (re)run of the
-# job, and that loses nothing. train/checkpoints/last.ckpt is deliberately not an output: a job
-# killed mid-run (a preempted SLURM job retried, or `snakemake` rerun with --rerun-incomplete)
-# then finds it and `gtok train` continues from it. `gtok train` itself starts afresh when the
-# checkpoint is of other options or data, moving the old run to train/previous/.
+# job (and after a failed one), so in the workflow the finished model of a changed config lives on
+# as the checkpoints in train/previous/TIME/. train/checkpoints/last.ckpt is deliberately not an
+# output: a job killed mid-run (a preempted SLURM job retried, or `snakemake` rerun with
+# --rerun-incomplete) then finds it and `gtok train` continues from it. `gtok train` itself starts
+# afresh when the checkpoint is of other options or data, moving the old run to
+# train/previous/TIME/.
 rule train:
     input:
         manifest=PLAN.manifest,
@@ -46,11 +48,11 @@ rule train:
     resources:
         **PLAN.train_resources(),
     params:
-        command=PLAN.train_command(),
-    shell:
+        argv=PLAN.train_argv(),
+        srun=PLAN.train_srun(),
+    script:
         # inside a SLURM job, srun starts one process per device; elsewhere Lightning spawns them
-        'if [ -n "${{SLURM_JOB_ID:-}}" ]; then {resources.launcher} gtok {params.command}; '
-        "else gtok {params.command}; fi > {log} 2>&1"
+        "../../scripts/train.py"
 
 
 rule train_summary:

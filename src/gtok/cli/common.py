@@ -56,17 +56,18 @@ def fraction(text: str) -> float:
 
 
 def devices(text: str) -> int | str | list[int]:
-    """`auto`, a positive count, -1 for every device, or a list of device indices like `0,1`."""
+    """`auto`, a positive count, -1 for every GPU, or a list of device indices like `0,1`
+    (the rule is gtok.options.devices_problem's)."""
+    from gtok.options import devices_problem
+
     if text == "auto":
-        return text
-    if "," in text:
-        indices = [_integer(x) for x in text.split(",") if x]
-        if not indices or min(indices) < 0:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a list of device indices like 0,1")
-        return indices
-    value = _integer(text)
-    if value < 1 and value != -1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not 'auto', a positive count, -1 (all) or indices like 0,1")
+        value: int | str | list[int] = text
+    elif "," in text:
+        value = [_integer(x) for x in text.split(",") if x]
+    else:
+        value = _integer(text)
+    if devices_problem(value):
+        raise argparse.ArgumentTypeError(f"{text!r} is not 'auto', a positive count, -1 (every GPU) or distinct indices like 0,1")
     return value
 
 

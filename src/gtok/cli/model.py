@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from gtok.cli.common import (
     add_command,
@@ -13,18 +14,20 @@ from gtok.cli.common import (
     positive_int,
     steps,
 )
+from gtok.errors import GtokError, describe
 from gtok.modelspec import BUILTIN_MODELS
 
 
 def _add_train(sub) -> None:
     help_ = ("Train a model on the shards of a manifest; rerun to resume an interrupted run (a changed option "
-             "starts a new one, keeping the old in OUT/previous/).")
+             "starts a new one, keeping the old in OUT/previous/TIME/).")
     p = add_command(sub, "train", help_, _run_train)
     p.add_argument("--manifest", "-m", required=True, help="manifest written by 'gtok manifest'")
     p.add_argument("--model", required=True, metavar="MODEL",
                    help=f"{', '.join(BUILTIN_MODELS)}, or package.module:ClassName of a LightningModule or a Hugging "
                         "Face PreTrainedModel, with its model_args in --config (docs/models.md)")
-    p.add_argument("--out", "-o", required=True, help="folder for model.ckpt, checkpoints/, logs/, metrics.csv and loss.png")
+    p.add_argument("--out", "-o", required=True,
+                   help="a new or empty folder, or one 'gtok train' wrote: for model.ckpt, checkpoints/, logs/, metrics.csv ...")
     p.add_argument("--config", "-c", help="YAML with seed, data, trainer and per-model sections, model_args and hf "
                                            "(docs/training.md, docs/models.md)")
     p.add_argument("--max-epochs", type=positive_int)
@@ -67,8 +70,9 @@ def _add_embed(sub) -> None:
 
 def _run_embed(args: argparse.Namespace) -> int:
     from gtok.embed import embed_to_files
+    from gtok.hardware import torch_device
 
-    out = embed_to_files(args.model, args.inputs, args.output, args.universe, args.device,
+    out = embed_to_files(args.model, args.inputs, args.output, args.universe, torch_device(args.device),
                          args.batch_size, progress=not args.quiet)
     print(f"wrote {out}")
     return 0
@@ -89,12 +93,25 @@ def _add_evaluate(sub) -> None:
 
 def _run_evaluate(args: argparse.Namespace) -> int:
     from gtok.evaluate import evaluate
-    from gtok.paths import output_folder
 
-    out = evaluate(args.model, args.manifest, output_folder(args.out, "evaluation folder (--out)"), args.val_fraction,
-                   args.seed, progress=not args.quiet)
+    out = evaluate(args.model, args.manifest, _evaluation_folder(args.out), args.val_fraction, args.seed,
+                   progress=not args.quiet)
     print(f"wrote {out}")
     return 0
+
+
+def _evaluation_folder(path: str) -> Path:
+    """Evaluate's --out, never a model folder: its summary.html and plots would replace or mix with
+    the model's own files (the workflow writes a summary.html there too)."""
+    from gtok.loading import geniml_folder
+    from gtok.paths import output_folder
+    from gtok.pretrained import is_gtok_folder
+
+    folder = Path(path)
+    if folder.is_dir() and (is_gtok_folder(folder) or geniml_folder(folder)):
+        raise GtokError(f"{describe(folder)}: is a model folder; give evaluate a folder of its own for its metrics, "
+                        f"plots and summary.html, such as {describe(folder / 'eval')}.")
+    return output_folder(folder, "evaluation folder (--out)")
 
 
 COMMANDS = [_add_train, _add_embed, _add_evaluate]

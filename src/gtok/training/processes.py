@@ -26,7 +26,7 @@ from gtok.atomic import atomic_path
 from gtok.errors import GtokError, describe
 
 _TOKEN = "GTOK_LAUNCH_ID"
-_DECISION = ".resume-decision.json"
+DECISION_FILE = ".resume-decision.json"
 
 
 def slurm_tasks() -> int:
@@ -72,14 +72,14 @@ def launch_id() -> str:
 
 def share_decision(out: Path, resume: bool) -> None:
     """The first process: tell the others whether this launch resumes."""
-    with atomic_path(out / _DECISION) as tmp:
+    with atomic_path(out / DECISION_FILE) as tmp:
         Path(tmp).write_text(json.dumps({"launch": launch_id(), "resume": resume}))
 
 
 def await_decision(out: Path, timeout: float = 6 * 3600) -> bool:
     """Another process: wait until the first has decided (after checking every shard, which can
     take minutes), then return whether this launch resumes."""
-    path, me, deadline = out / _DECISION, launch_id(), time.monotonic() + timeout
+    path, me, deadline = out / DECISION_FILE, launch_id(), time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
             decision = json.loads(path.read_text())

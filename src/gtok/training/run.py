@@ -1,10 +1,23 @@
-"""One training run in its folder: what identifies it, whether a rerun continues it or starts
-afresh, and what a finished run publishes (model.ckpt, metrics.csv).
+"""One training run in its folder (`--out`): what identifies a run, whether a rerun continues it or
+starts afresh, where an old run goes, and what a finished run publishes.
 
-Every checkpoint records the options that decide the run's course (`run_options`). A rerun on
-the same folder continues from checkpoints/last.ckpt when they are unchanged and it is not past
-the stopping criteria; otherwise the old run moves to previous/ and a new one starts. The stopping
-criteria themselves are not part of a run, so raising them extends a run.
+The folder's rules (docs/training.md, "The run folder"):
+
+- `--out` is new, empty, or a folder gtok train wrote (it holds model.ckpt, checkpoints/ or previous/);
+  anything else is refused, since nothing in it is gtok's to write over. In its folder gtok writes
+  only its own names (`MODEL_FILES`, `RUN_FILES`, previous/ and the resume decision of
+  gtok.training.processes), and leaves anything else (the workflow's summary.html, an eval/).
+- The folder's *finished model* (`MODEL_FILES`) stays as it is until a run finishes; only then does
+  that run's replace it, config.yaml last (it records the run and step of model.ckpt, which
+  gtok.pretrained checks on load). A run in progress, or one that failed, lives in checkpoints/
+  and logs/ and is never offered as the model.
+- Every checkpoint records the options that decide the run's course (`run_options`). A rerun
+  continues from checkpoints/last.ckpt when they are unchanged and it is not past the stopping
+  criteria (which are not part of a run, so raising them extends a run). Otherwise the old run
+  moves to previous/TIME/, with the finished model when previous/ does not keep it yet, and is
+  kept there until the user deletes it.
+- The caller (gtok.training.train) checks every option, the data and the hardware before
+  `begin` changes anything: a rerun that fails on them leaves the folder as it was.
 """
 
 from __future__ import annotations
@@ -15,18 +28,19 @@ import json
 import os
 import shutil
 import sys
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gtok.atomic import atomic_path
-from gtok.errors import describe
+from gtok.errors import GtokError, describe
 from gtok.options import DataOptions, TrainerOptions
+from gtok.paths import make_folder
+from gtok.pretrained import CHECKPOINT_FILE, MODEL_FILES, RUN_KEY, is_gtok_folder
 
 if TYPE_CHECKING:
     from gtok.formats.manifest import Manifest
 
-RUN_KEY = "gtok_run"
-"""Checkpoint key of the run record: {"fingerprint": sha256 hex, "options": `run_options`}."""
 NOT_RUN_OPTIONS = {
     "data": {"verify", "universe", "num_workers"},
     "trainer": {"max_epochs", "max_steps", "checkpoint_every_n_steps", "log_every_n_steps",
@@ -63,31 +77,59 @@ def run_options(model: str, model_config: Any, data: DataOptions, opts: TrainerO
     return record
 
 
-def resume_point(out: Path, run: dict[str, Any], opts: TrainerOptions, leader: bool = True) -> dict[str, Any] | None:
-    """The checkpoint to continue from: out/checkpoints/last.ckpt when it is of `run` and not past
-    the stopping criteria; else None, and (as `leader`) the folder's old run moves to out/previous/.
+RUN_FILES = ("checkpoints", "logs", "batches")
+"""What a run writes while it trains; they move to previous/ together when a new run starts."""
 
-    out/model.ckpt goes in any case: it is written again when this run finishes.
-    """
+
+def check_run_folder(out: str | os.PathLike) -> Path:
+    """`out` as a Path, once it is known to be a folder gtok train may write into: new, empty, or
+    one it wrote before. Nothing is created yet (a run that fails its checks leaves no folder)."""
+    name = describe(out)
+    if not name:
+        raise GtokError("the training folder (--out) path is empty.")
+    folder = Path(out)
+    if os.path.lexists(folder) and not folder.is_dir():
+        raise GtokError(f"{name}: exists and is not a folder; --out must be a folder.")
+    if folder.is_dir() and not is_gtok_folder(folder) and any(folder.iterdir()):
+        raise GtokError(f"{name}: is not empty and holds no gtok training run (no {CHECKPOINT_FILE}, checkpoints/ or previous/); "
+                        "train into a new or empty folder, so that nothing in it is overwritten.")
+    return folder
+
+
+@dataclasses.dataclass
+class Start:
+    """How a launch starts: from `checkpoint` (continuing its run), or afresh; `why` says why the
+    folder's last checkpoint is not continued (None when there is none, or when it is)."""
+
+    checkpoint: dict[str, Any] | None = None
+    why: str | None = None
+
+
+def resume_point(out: Path, run: dict[str, Any], opts: TrainerOptions) -> Start:
+    """Whether out/checkpoints/last.ckpt is continued: when it is of `run` and not past the
+    stopping criteria. Reads only; `begin` acts on the answer."""
     from gtok.models import read_checkpoint
 
     last = out / "checkpoints" / "last.ckpt"
-    if leader:
-        (out / "model.ckpt").unlink(missing_ok=True)
     if not last.is_file():
-        if leader:
-            for name in ("logs", "batches"):  # of a run that never checkpointed
-                shutil.rmtree(out / name, ignore_errors=True)
-        return None
+        return Start()
     ckpt = read_checkpoint(last)
     why = _other_run(ckpt, run, opts)
-    if why is None:
-        return ckpt
-    if leader:
-        _move_aside(out)
-        print(f"gtok train: {describe(last)} {why}; starting a new run (the old one is now in "
-              f"{describe(out / 'previous')}).", file=sys.stderr, flush=True)
-    return None
+    return Start(None, why) if why else Start(ckpt)
+
+
+def begin(out: Path, start: Start) -> None:
+    """Prepare `out` for this launch (the first process only), the first change to it: a new run
+    sets the folder's old run aside in previous/TIME/ (a run that never checkpointed has nothing
+    to keep but its logs, which go); the finished model stays where it is until this run finishes."""
+    if start.why is not None:
+        kept = _set_aside(out)
+        print(f"gtok train: {describe(out / 'checkpoints' / 'last.ckpt')} {start.why}; starting a new run (the old "
+              f"one is now in {describe(kept)}).", file=sys.stderr, flush=True)
+    elif start.checkpoint is None:
+        for name in ("logs", "batches"):
+            shutil.rmtree(out / name, ignore_errors=True)
+    make_folder(out / "checkpoints")  # also what marks the folder as gtok's
 
 
 def _other_run(ckpt: dict[str, Any], run: dict[str, Any], opts: TrainerOptions) -> str | None:
@@ -114,14 +156,42 @@ def run_fingerprint(run: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(run, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def _move_aside(out: Path) -> None:
-    """Move the run in `out` (checkpoints first: they decide what a rerun does) to out/previous/."""
+def _set_aside(out: Path) -> Path:
+    """Move the run in `out` to a new out/previous/TIME/, and link the folder's finished model into
+    it unless previous/ keeps it already: every finished model survives every later run. The
+    checkpoints go last, so that a rerun after a crash midway decides the same and loses nothing."""
     previous = out / "previous"
-    shutil.rmtree(previous, ignore_errors=True)
-    previous.mkdir()
-    for name in ("checkpoints", "logs", "metrics.csv", "loss.png", "summary.json", "batches"):
+    previous.mkdir(exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    folder, n = previous / stamp, 1
+    while folder.exists():
+        n += 1
+        folder = previous / f"{stamp}-{n}"
+    folder.mkdir()
+    model = out / CHECKPOINT_FILE
+    if model.is_file() and not any(_same_file(model, p) for p in previous.glob(f"*/{CHECKPOINT_FILE}")):
+        for name in MODEL_FILES:
+            if (out / name).is_file():
+                _link(out / name, folder / name)
+    for name in (*RUN_FILES[1:], RUN_FILES[0]):
         if (out / name).exists():
-            os.replace(out / name, previous / name)
+            os.replace(out / name, folder / name)
+    return folder
+
+
+def _link(source: Path, target: Path) -> None:
+    """A second name for a file (a copy where the file system has no hard links)."""
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copyfile(source, target)
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
 
 
 def publish(last: Path, final: Path) -> None:
@@ -130,10 +200,7 @@ def publish(last: Path, final: Path) -> None:
     so the link keeps the final weights."""
     with atomic_path(final) as tmp:
         tmp.unlink()
-        try:
-            os.link(last, tmp)
-        except OSError:
-            shutil.copyfile(last, tmp)
+        _link(last, tmp)
 
 
 def flatten_metrics(logs: Path):

@@ -1,20 +1,31 @@
 """`gtok train`: fit a model on the shards of a manifest, resumable, with metrics and a loss plot.
 
-Writes into OUT:
-  model.ckpt              the final checkpoint, once training has finished (atomically; a hard link
-                          to checkpoints/last.ckpt where the file system allows)
+OUT is a new or empty folder, or one gtok train wrote (anything else is refused). It writes there
+only these names, and leaves anything else alone:
+
+  The finished model, replaced only when a run finishes (config.yaml last):
+  model.ckpt              the final checkpoint (a hard link to checkpoints/last.ckpt where the
+                          file system allows)
+  universe.bed.gz,        what makes the folder a self-contained model (gtok.pretrained): the
+  config.yaml             universe the data was tokenized with, and the model's config, with the
+                          run fingerprint and step of model.ckpt (checked on load)
+  metrics.csv             the run's logs flattened: one row per step, later launches replacing the
+                          steps they re-did after a resume
+  loss.png, summary.json  training and validation loss against the step; world size, steps, tokens
+
+  The run in progress (or the last one, finished or not):
   checkpoints/last.ckpt   every `checkpoint_every_n_steps` steps and at the end (atomically)
   logs/version_N/         Lightning's CSV logs, one version per (re)start
-  metrics.csv             those logs flattened: one row per step, later runs replacing the
-                          steps they re-did after a resume
-  loss.png                training and validation loss against the step
-  universe.bed.gz,        what makes the folder a self-contained model (gtok.pretrained): the
-  config.yaml             universe the data was tokenized with, and the model's config
-  previous/               the run this folder held before, when a changed option started a new one
+  batches/                with trainer.log_batches: every trained batch's records
+
+  previous/TIME/          each run set aside when a rerun with other options started a new one,
+                          with its finished model: kept until you delete it
 
 Run again on the same OUT and training continues from last.ckpt, mid-epoch, with the exact batches
 an uninterrupted run would have seen next (gtok.data.datamodule), provided it is the same run
-(gtok.training.run). The config's sections and options are gtok.options' (docs/training.md).
+(gtok.training.run). Every option, the data, the hardware and OUT are checked before OUT changes:
+a rerun that fails on them leaves it as it was; one that fails while training leaves the finished
+model in place. The config's sections and options are gtok.options' (docs/training.md).
 """
 
 from __future__ import annotations
@@ -30,13 +41,24 @@ from typing import Any
 from gtok.atomic import atomic_path
 from gtok.errors import FingerprintMismatchError, GtokError, describe
 from gtok.formats.manifest import Manifest, load_manifest
+from gtok.hardware import accelerator_kind, devices_per_node
+from gtok.hardware import resolved as resolved_hardware
 from gtok.modelspec import Resolved, resolve_model
 from gtok.options import SECTIONS, DataOptions, TrainerOptions, check_train_config, make_config
-from gtok.paths import input_file, output_folder
+from gtok.paths import input_file
 from gtok.plots import plot_loss
-from gtok.pretrained import SAVED_WITH_HF, data_universe, write_model_folder
+from gtok.pretrained import CHECKPOINT_FILE, HF_WEIGHTS_FILE, SAVED_WITH_HF, data_universe, write_model_folder
 from gtok.training.processes import await_decision, devices_and_environment, launch_id, share_decision
-from gtok.training.run import flatten_metrics, publish, resume_point, run_options
+from gtok.training.run import (
+    Start,
+    begin,
+    check_run_folder,
+    flatten_metrics,
+    publish,
+    resume_point,
+    run_fingerprint,
+    run_options,
+)
 
 
 def read_config(path: str | os.PathLike | None) -> dict[str, Any]:
@@ -75,52 +97,57 @@ def train(
 ) -> Path:
     """Train `model` on `manifest` into `out`; return out/model.ckpt, the final checkpoint.
 
-    `model` is a built-in name or the import path of a brought class (gtok.modelspec). Continues the run of out/checkpoints/last.ckpt when it is this run (`resume_point`), else
-    starts a new one. Arguments other than `config` override the config's values. `callbacks` are
-    extra Lightning callbacks (for instance to watch the batches).
+    `model` is a built-in name or the import path of a brought class (gtok.modelspec). Continues
+    the run of out/checkpoints/last.ckpt when it is this run (`resume_point`), else starts a new
+    one, setting the old aside in out/previous/TIME/. Every option, the data, the hardware and the
+    folder itself are checked before anything in `out` changes, and the folder's finished model
+    stays until this run finishes (gtok.training.run states the rules). Arguments other than
+    `config` override the config's values. `callbacks` are extra Lightning callbacks (for instance
+    to watch the batches).
     """
     cfg = dict(config) if isinstance(config, Mapping) else read_config(config)
     check_train_config(cfg)  # everything a user can get wrong is checked before torch is imported
     seed = int(seed if seed is not None else cfg.get("seed", 0))
     what = describe(config) if config is not None and not isinstance(config, Mapping) else "config"
-    resolved = resolve_model(model, cfg, seed, what)  # imports a brought class: torch, maybe transformers
-    output_folder(out, "training folder (--out)", create=False)
+    resolved_model = resolve_model(model, cfg, seed, what)  # imports a brought class: torch, maybe transformers
+    out = check_run_folder(out)
     listed = load_manifest(manifest)
     data = make_config(DataOptions, cfg.get("data"), "config section 'data'")
     opts = make_config(TrainerOptions, cfg.get("trainer"), "config section 'trainer'")
     _override(opts, max_epochs=max_epochs, max_steps=max_steps, devices=devices, accelerator=accelerator)
-    model_config = resolved.config
-    _check_hf_vocabulary(resolved, listed.vocab_size, what)
+    _check_hf_vocabulary(resolved_model, listed.vocab_size, what)
     universe_file = _universe(listed, universe or data.universe)  # a model that could never be used is not trained
-    out = output_folder(out, "training folder (--out)")
 
     import lightning as L
     from lightning.pytorch.utilities import rank_zero_only
     from lightning.pytorch.utilities.exceptions import SIGTERMException
 
     from gtok.data.datamodule import GTokDataModule
+    from gtok.models import read_checkpoint
     from gtok.training.callbacks import BatchLog, RunSummary
 
-    if not progress:
-        _quiet_lightning()
-    opts.devices, environment = devices_and_environment(opts.devices, opts.num_nodes)
-    hardware = _hardware(opts)
-    run = run_options(model, model_config, data, opts, hardware, listed, resolved.model_args)
     # Every process of the launch runs this function: only the first checks the shards and
     # decides whether the run resumes (rearranging `out`); the others wait for its decision.
     leader = rank_zero_only.rank == 0
+    if not progress:
+        _quiet_lightning()
+    opts.devices, environment = devices_and_environment(opts.devices, opts.num_nodes)
+    kind = accelerator_kind(opts.accelerator)
+    world = devices_per_node(opts.devices, kind) * opts.num_nodes
+    hardware = resolved_hardware(opts.precision, opts.deterministic, kind)
+    run = run_options(model, resolved_model.config, data, opts, hardware, listed, resolved_model.model_args)
 
     dm_options = {k: v for k, v in dataclasses.asdict(data).items() if k not in ("universe", "verify")}
     dm = GTokDataModule(manifest, seed=seed, verify=data.verify and leader, progress=progress, **dm_options)
     source = dm.vocab_source  # opens (and checks) the data before anything in `out` changes
     vocab = _vocab(source, universe_file)
-    resume = _agreed_resume_point(out, run, opts, leader)
-    L.seed_everything(seed, workers=True, verbose=False)
-    net = _build_model(resolved, vocab, source, str(manifest), resume, what, leader)
+    _check_fit(resolved_model, opts, source, world, manifest)
     last = out / "checkpoints" / "last.ckpt"
+    start = resume_point(out, run, opts) if leader else Start(read_checkpoint(last) if await_decision(out) else None)
+    L.seed_everything(seed, workers=True, verbose=False)
+    net = _build_model(resolved_model, vocab, source, str(manifest), start.checkpoint, what, leader)
     extra = [RunSummary(out / "summary.json"), *([BatchLog(out / "batches", launch_id())] if opts.log_batches else []),
-             *_model_record(resolved, vocab)]
-    trainer = _trainer(opts, hardware, run, out, last, progress, [*callbacks, *extra], environment)
+             *_model_record(resolved_model, vocab)]
     with warnings.catch_warnings():
         # GTokDataset's len() counts this rank's batches exactly, whatever the number of workers
         warnings.filterwarnings("ignore", message="Your `IterableDataset` has `__len__` defined")
@@ -129,39 +156,58 @@ def train(
         warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
         warnings.filterwarnings("ignore", message=r"torch.distributed.nn.functional.all_gather is deprecated")
         warnings.filterwarnings("ignore", message="Total length of `list` across ranks is zero")  # no validation set
+        trainer = _trainer(opts, hardware, run, out, last, progress, [*callbacks, *extra], environment)
+        if leader:  # everything is checked: the first change to `out`
+            begin(out, start)
+            share_decision(out, start.checkpoint is not None)
         try:
-            trainer.fit(net, datamodule=dm, ckpt_path=last if resume is not None else None)
+            trainer.fit(net, datamodule=dm, ckpt_path=last if start.checkpoint is not None else None)
         except SIGTERMException:  # a SystemExit of status 0, which would pass for success
             raise GtokError(f"{describe(out)}: training stopped by SIGTERM at step {trainer.global_step}; "
                             "rerun the same command to continue from its last checkpoint.") from None
-    final = out / "model.ckpt"
+    final = out / CHECKPOINT_FILE
     if trainer.is_global_zero:
-        metrics = flatten_metrics(out / "logs")
-        with atomic_path(out / "metrics.csv") as tmp:
-            metrics.to_csv(tmp, index=False)
-        plot_loss(metrics, out / "loss.png")
-        saved = _save_pretrained(net, out)  # before model.ckpt: a published model.ckpt has them beside it
-        publish(last, final)
-        write_model_folder(out, vocab.universe, {
-            "model": model, "options": dataclasses.asdict(model_config),
-            **({"model_args": resolved.model_args} if resolved.brought is not None else {}), **saved,
-            "data": {"max_length": data.max_length, "val_fraction": data.val_fraction},
-            "vocabulary": {"vocab_size": vocab.vocab_size, "fingerprint": vocab.fingerprint},
-        })
+        _publish(out, last, net, trainer.global_step, run, vocab, model, resolved_model, data)
     return final
 
 
-def _agreed_resume_point(out: Path, run: dict[str, Any], opts: TrainerOptions, leader: bool):
-    """The checkpoint this launch continues from, or None, the same in every process."""
-    if leader:
-        resume = resume_point(out, run, opts, leader=True)
-        share_decision(out, resume is not None)
-        return resume
-    if not await_decision(out):
-        return None
-    from gtok.models import read_checkpoint
+def _publish(out: Path, last: Path, net, step: int, run: dict[str, Any], vocab, model: str, resolved_model: Resolved,
+             data: DataOptions) -> None:
+    """The finished run becomes the folder's model: metrics.csv and loss.png, a Hugging Face
+    model's save_pretrained files, model.ckpt, its universe, and config.yaml last, which records
+    model.ckpt's run and step and the saved weights' sha256 (gtok.loading checks them on load, so
+    a publication cut short is never mistaken for a model)."""
+    metrics = flatten_metrics(out / "logs")
+    with atomic_path(out / "metrics.csv") as tmp:
+        metrics.to_csv(tmp, index=False)
+    plot_loss(metrics, out / "loss.png")
+    saved = _save_pretrained(net, out)
+    publish(last, out / CHECKPOINT_FILE)
+    write_model_folder(out, vocab.universe, {
+        "model": model, "options": dataclasses.asdict(resolved_model.config),
+        **({"model_args": resolved_model.model_args} if resolved_model.brought is not None else {}), **saved,
+        "data": {"max_length": data.max_length, "val_fraction": data.val_fraction},
+        "vocabulary": {"vocab_size": vocab.vocab_size, "fingerprint": vocab.fingerprint},
+        "run": {"fingerprint": run_fingerprint(run), "step": step},
+    })
 
-    return read_checkpoint(out / "checkpoints" / "last.ckpt")
+
+def _check_fit(resolved_model: Resolved, opts: TrainerOptions, source, world: int, manifest: str | os.PathLike) -> None:
+    """What Lightning or the model would refuse only once training has started: options that do
+    not fit this data."""
+    from gtok.data.plan import per_rank
+
+    classes = source.label_classes or []
+    if resolved_model.spec.text == "classifier" and len(classes) < 2:
+        raise GtokError(f"{describe(manifest)}: the classifier learns to tell label classes apart, and this data has "
+                        f"{len(classes)} ({', '.join(map(str, classes)) or 'no labels'}); tokenize records of two or more "
+                        "classes with --labels or --label-key.")
+    interval = opts.val_check_interval  # Lightning reads an int, or a float above 1, as a number of steps
+    batches = per_rank(len(source), 0, world, False)
+    if (isinstance(interval, int) or interval > 1) and interval > batches:
+        raise GtokError(f"trainer.val_check_interval is {int(interval)} steps, but an epoch has "
+                        f"{batches} batches{' per process' if world > 1 else ''}; give at most {batches}, or a share "
+                        "of the epoch such as 0.5 (1.0: after each epoch).")
 
 
 def _quiet_lightning() -> None:
@@ -179,18 +225,6 @@ def _override(opts: TrainerOptions, **values: Any) -> None:
             setattr(opts, key, value)
     if values["max_steps"] is not None and values["max_epochs"] is None:
         opts.max_epochs = None
-
-
-def _hardware(opts: TrainerOptions) -> dict[str, Any]:
-    """The precision and determinism that `auto` stands for on this machine."""
-    import torch
-
-    gpu = opts.accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available()
-    precision = opts.precision
-    if precision == "auto":
-        precision = "bf16-mixed" if gpu and torch.cuda.is_bf16_supported() else "32-true"
-    deterministic = (not gpu) if opts.deterministic == "auto" else opts.deterministic
-    return {"precision": precision, "deterministic": deterministic}
 
 
 def _universe(listed: Manifest, given: str | os.PathLike | None) -> tuple[str, str]:
@@ -314,28 +348,28 @@ def _model_record(resolved: Resolved, vocab) -> list:
 
 
 def _save_pretrained(net, out: Path) -> dict[str, Any]:
-    """A Hugging Face model's save_pretrained into the model folder; what config.yaml then says of it."""
+    """A Hugging Face model's save_pretrained into the model folder; what config.yaml then says of
+    it, with the weights' sha256, so that weights of another run are never served with this card."""
+    from gtok.formats.metadata import sha256_file
     from gtok.models.hf import HFModel
 
     if not isinstance(net, HFModel):
         return {}
     net.save_pretrained(out)
-    return {"saved_with": SAVED_WITH_HF}
+    return {"saved_with": SAVED_WITH_HF, "weights_sha256": sha256_file(out / HF_WEIGHTS_FILE)}
 
 
 def _trainer(opts: TrainerOptions, hardware: dict[str, Any], run: dict[str, Any], out: Path, last: Path,
              progress: bool, callbacks: list, environment):
+    """Lightning's Trainer; it checks its options as it is made (and writes nothing), so what gtok
+    did not check itself is still refused before the run folder changes, in one line."""
     import lightning as L
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
     from lightning.pytorch.loggers import CSVLogger
 
-    from gtok.training.callbacks import (
-        AtomicCheckpointIO,
-        FinalCheckpoint,
-        RunRecord,
-        StepCheckpoint,
-    )
+    from gtok.training.callbacks import AtomicCheckpointIO, FinalCheckpoint, RunRecord, StepCheckpoint
 
-    return L.Trainer(
+    arguments = dict(
         default_root_dir=out,
         accelerator=opts.accelerator,
         devices=opts.devices,
@@ -359,3 +393,7 @@ def _trainer(opts: TrainerOptions, hardware: dict[str, Any], run: dict[str, Any]
         enable_progress_bar=progress,
         enable_model_summary=progress,
     )
+    try:
+        return L.Trainer(**arguments)
+    except (MisconfigurationException, ValueError) as exc:
+        raise GtokError(f"config section 'trainer': Lightning refuses the options: {str(exc).strip().splitlines()[0]}") from None

@@ -13,7 +13,6 @@ to a shard, another row range, another model) reruns exactly the jobs whose comm
 from __future__ import annotations
 
 import os
-import shlex
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -62,6 +61,7 @@ class Plan:
     def from_config(cls, config: Mapping[str, Any], n_obs: Callable[[str], int] = n_obs) -> "Plan":
         universe = config["universe"]
         refuse_braces(universe, "config universe:")
+        refuse_braces(config["results"], "config results:", "choose a results folder without them")
         if not os.path.isfile(universe):
             raise GtokError(f"config universe: {universe}: no such file; {HOW_TO_CONFIGURE}.")
         spec = config["inputs"]["bed"]
@@ -266,10 +266,6 @@ class Plan:
     def evaluate_argv(self) -> list[str]:
         return ["evaluate", "--quiet", "--model", self.train_dir, "--manifest", self.manifest, "--out", self.eval_dir]
 
-    def train_command(self) -> str:
-        """`gtok train`'s arguments as one shell word list (the rule runs it through srun)."""
-        return shlex.join(self.train_argv())
-
     @property
     def train_world(self) -> tuple[int, int]:
         """(devices per node, nodes) of the training job."""
@@ -285,29 +281,39 @@ class Plan:
         """Cores the training job uses on this machine when it runs locally (all its processes)."""
         return self.train_world[0] * self._train_cpus()
 
+    def _train_gpus(self) -> bool:
+        return (self.train.get("trainer") or {}).get("accelerator") in ("gpu", "cuda")
+
+    def _per_node(self) -> list[str]:
+        """The training job's tasks (and GPUs) per node, as SLURM options."""
+        devices = self.train_world[0]
+        return [f"--ntasks-per-node={devices}", *([f"--gpus-per-node={devices}"] if self._train_gpus() else [])]
+
     def train_resources(self) -> dict[str, Any]:
-        """The training job's shape as Snakemake resources, and the command that starts its processes.
+        """The training job's shape as Snakemake resources.
 
         Several devices are one SLURM task each, started by `srun` inside the job (the plugin's
         `mpi` pattern: the job gets `--nodes`, `--ntasks` and, through `slurm_extra`,
         `--ntasks-per-node` and `--gpus-per-node`), so that Lightning sees the true world size.
-        The rule uses `launcher` only inside a SLURM job; run locally, `gtok train` is one process
-        and Lightning spawns the others. (The executor is not known yet when the Snakefile is
-        parsed, so the choice is made where the job runs.)
+        `cpus_per_task` is what the job asks for; a profile may set another (`set-resources`),
+        so the job step takes what the job was given (gtok.workflow.jobs.train_job_command).
         """
         devices, nodes = self.train_world
-        cpus = self._train_cpus()
-        gpus = (self.train.get("trainer") or {}).get("accelerator") in ("gpu", "cuda")
-        resources: dict[str, Any] = {"cpus_per_task": cpus, "launcher": ""}
+        resources: dict[str, Any] = {"cpus_per_task": self._train_cpus()}
         if devices * nodes > 1:
-            per_node = f"--ntasks-per-node={devices}" + (f" --gpus-per-node={devices}" if gpus else "")
-            resources |= {
-                "nodes": nodes, "tasks": devices * nodes, "mpi": "srun", "slurm_extra": per_node,
-                "launcher": f"srun --nodes={nodes} {per_node} --cpus-per-task={cpus} --kill-on-bad-exit=1",
-            }
-        elif gpus:
+            resources |= {"nodes": nodes, "tasks": devices * nodes, "mpi": "srun",
+                          "slurm_extra": " ".join(self._per_node())}
+        elif self._train_gpus():
             resources["gpu"] = devices
         return resources
+
+    def train_srun(self) -> list[str]:
+        """srun's options that start the training processes inside a SLURM job, one task per device
+        ([] for a single process, which needs no srun). The rule uses them only inside a SLURM job;
+        run locally, `gtok train` is one process and Lightning spawns the others. (The executor is
+        not known yet when the Snakefile is parsed, so the choice is made where the job runs.)"""
+        devices, nodes = self.train_world
+        return [f"--nodes={nodes}", *self._per_node()] if devices * nodes > 1 else []
 
     def train_options(self) -> dict[str, Any]:
         """What goes into train_config.yaml: the `train` section less `enabled` and `model`, with

@@ -17,10 +17,10 @@ from gtok.inputs.labels import read_sheet, sheet_header
 from gtok.inputs.samples import check_name_format, check_sample, sample_of
 
 
-def refuse_braces(path: str, what: str) -> None:
+def refuse_braces(path: str, what: str, fix: str = "rename the file") -> None:
     """Snakemake reads `{...}` in a file name as a wildcard, whatever the rule: say so, by name."""
     if "{" in path or "}" in path:
-        raise GtokError(f"{what} {path}: Snakemake cannot use file names with braces {{ }}; rename the file.")
+        raise GtokError(f"{what} {path}: Snakemake cannot use file names with braces {{ }}; {fix}.")
 
 
 def read_sample_sheet(sheet: str) -> list[dict]:
