@@ -24,13 +24,20 @@ MODELS = ["encoder", "bag_of_regions:BagOfRegions"]
 
 
 def make_data(folder: Path) -> Path:
+    """Two shards that record their (real) universe, as `gtok tokenize` writes them."""
     from gtok.formats.manifest import write_manifest
+    from gtok.formats.metadata import ShardMeta, universe_record
     from gtok.formats.shard import write_shard
+    from gtok.tokenizer import Tokenizer
 
+    universe = folder / "universe.bed"
+    universe.write_text("".join(f"chr1\t{i * 100}\t{i * 100 + 50}\n" for i in range(200)))
+    tok = Tokenizer.from_bed(universe)
+    meta = ShardMeta(universe=universe_record(universe, tok.fingerprint))
     rng = np.random.default_rng(0)
     records = [(f"r{i}", rng.integers(0, 200, int(rng.integers(2, 12))), None) for i in range(RECORDS)]
-    write_shard(folder / "a.gtok", records[:11], 207, "ab" * 32)
-    write_shard(folder / "b.gtok", records[11:], 207, "ab" * 32)
+    write_shard(folder / "a.gtok", records[:11], tok.vocab_size, tok.fingerprint, meta)
+    write_shard(folder / "b.gtok", records[11:], tok.vocab_size, tok.fingerprint, meta)
     write_manifest(folder / "m.json", [folder / "a.gtok", folder / "b.gtok"])
     return folder / "m.json"
 

@@ -147,6 +147,19 @@ def test_evaluate_without_labels_says_it_skipped(trained, tmp_path):
 
 
 @pytest.mark.slow  # trains a model
+def test_evaluate_with_no_held_out_records_says_it_skipped(trained, tmp_path):
+    """A model trained on every record (val_fraction 0, as the SLURM tests train) has nothing to be
+    scored on: the report says so instead of the rule failing."""
+    from gtok.evaluate import evaluate
+
+    out = tmp_path / "eval"
+    evaluate(trained / "run", trained / "manifest.json", out, val_fraction=0)
+    assert (out / "metrics.tsv").read_text().strip() == "method\tmetric\tvalue"
+    assert "no records are held out from training" in (out / "summary.html").read_text()
+    assert "evaluation skipped" in (out / "caption.rst").read_text()
+
+
+@pytest.mark.slow  # trains a model
 def test_evaluate_refuses_data_of_another_vocabulary(trained, tmp_path):
     import subprocess
     import sys

@@ -345,7 +345,7 @@ def test_rerun_of_another_run_starts_afresh_and_sets_the_old_one_aside(tmp_path,
     assert pd.read_csv(out / "metrics.csv")["step"].tolist() == [0, 1]
     assert [p.name for p in (out / "logs").iterdir()] == ["version_0"]
     assert sorted(p.name for p in previous.iterdir()) == ["checkpoints", "config.yaml", "logs", "loss.png", "metrics.csv",
-                                                          "model.ckpt", "summary.json"]
+                                                          "model.ckpt", "summary.json", "universe.bed.gz"]
     kept = torch.load(previous / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
     assert kept["global_step"] == 3 and all(torch.equal(kept["state_dict"][k], v) for k, v in old_weights.items())
     assert (previous / "model.ckpt").samefile(previous / "checkpoints" / "last.ckpt")  # the old finished model
@@ -391,8 +391,8 @@ def test_init_from_refuses_an_encoder_of_another_vocabulary(tmp_path, other_data
 def test_universe_of_another_vocabulary_is_refused(tmp_path, data, other_universe):
     with pytest.raises(FingerprintMismatchError) as error:
         train(data, "encoder", tmp_path / "run", config(), max_steps=1, universe=other_universe, progress=False)
-    assert str(error.value).startswith(f"{other_universe}: its vocabulary ")
-    assert f"is not the one the training data ({data}) was tokenized with (" in str(error.value)
+    assert str(error.value).startswith(f"{other_universe}: vocabulary ")
+    assert f"is not the one the training data {data} was tokenized with (" in str(error.value)
     assert "checkpoint" not in str(error.value) and not (tmp_path / "run").exists()
 
 

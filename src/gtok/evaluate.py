@@ -68,8 +68,9 @@ def held_out_records(manifest: str | os.PathLike, val_fraction: float, split: st
     from gtok.data.records import IGNORE_LABEL, Records
     from gtok.universe import expand_ranges
 
-    rec = Records.open(manifest, verify=False, split=split, val_fraction=val_fraction, expected_fingerprint=fingerprint)
-    parts = []  # records come grouped by shard, in shard order: one gather per shard
+    rec = Records.open(manifest, verify=False, split=split, val_fraction=val_fraction, expected_fingerprint=fingerprint,
+                       allow_empty=True)
+    parts = [np.zeros(0, np.int64)]  # records come grouped by shard, in shard order: one gather per shard
     for shard in np.unique(rec.shard):
         pick = rec.shard == shard
         _, positions = expand_ranges(rec.start[pick], rec.start[pick] + rec.length[pick])
@@ -223,6 +224,9 @@ def evaluate(model_path: str | os.PathLike, manifest: str | os.PathLike, out: st
 def _why_not(records: EvalRecords, manifest: str | os.PathLike) -> str | None:
     """Why the held-out records cannot be scored (no labels, or too few), or None."""
     where = f"{describe(manifest)}: the {len(records.lengths):,} held-out records"
+    if not len(records.lengths):
+        return (f"{describe(manifest)}: no records are held out from training (val_fraction is 0 or too small for "
+                "this data, and no sample sheet names a 'val' split); evaluation skipped.")
     if records.labels is None:
         return f"{where} have no labels; evaluation skipped."
     labels, counts = np.unique(records.labels[np.not_equal(records.labels, None)].astype(str), return_counts=True)

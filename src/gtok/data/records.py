@@ -67,8 +67,9 @@ class Records:
 
     @classmethod
     def open(cls, source, *, verify: bool, split: str | None, val_fraction: float,
-             expected_fingerprint: str | None) -> "Records":
-        """Resolve `source`, check its shards, and keep the records of `split` (None: all)."""
+             expected_fingerprint: str | None, allow_empty: bool = False) -> "Records":
+        """Resolve `source`, check its shards, and keep the records of `split` (None: all). An
+        empty selection is an error unless `allow_empty` (evaluation says so and scores nothing)."""
         paths, manifest = _resolve_source(source)
         entries: list[ManifestEntry | None] = manifest.entries if manifest else [None] * len(paths)
         shards = [_scan(p, e, verify, manifest, split is not None) for p, e in zip(paths, entries)]
@@ -86,7 +87,7 @@ class Records:
             vocab_size=vocab_size,
             shard_records=[s.lengths.size for s in shards],
         )
-        if not records.length.size:
+        if not records.length.size and not allow_empty:
             what = f" in split {split!r} (val_fraction={val_fraction})" if split else ""
             raise GtokError(f"{_source_name(shards)}: no records to read{what}.")
         return records
