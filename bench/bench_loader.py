@@ -56,10 +56,11 @@ def make_data(folder: Path, n_records: int, n_baseline: int, n_shards: int = 8, 
     from gtars.utils import write_tokens_to_gtok
 
     from gtok.formats.shard import write_shard
+    from gtok.vocabulary import Vocabulary
 
     rng = np.random.default_rng(seed)
     lengths = rng.integers(500, 5001, n_records)
-    tokens = np.split(rng.integers(0, VOCAB - 7, int(lengths.sum()), dtype=np.uint32), np.cumsum(lengths)[:-1])
+    tokens = np.split(rng.integers(0, Vocabulary.of_size(VOCAB).n_regions, int(lengths.sum()), dtype=np.uint32), np.cumsum(lengths)[:-1])
     shards = folder / "shards"
     shards.mkdir(parents=True, exist_ok=True)
     for s, part in enumerate(np.array_split(np.arange(n_records), n_shards)):

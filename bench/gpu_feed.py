@@ -40,10 +40,10 @@ def write_shards(folder: Path, records: int, shards: int = 4, seed: int = 0, med
     """Shards of random records and their manifest; lengths lognormal around `median` tokens."""
     from gtok.formats.manifest import write_manifest
     from gtok.formats.shard import ShardWriter
-    from gtok.tokenizer import SPECIAL_TOKENS
+    from gtok.vocabulary import Vocabulary
 
     rng = np.random.default_rng(seed)
-    vocab = regions + len(SPECIAL_TOKENS)
+    vocab = Vocabulary(regions).size
     fingerprint = "ab" * 32
     paths = []
     for s in range(shards):

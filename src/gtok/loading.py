@@ -19,7 +19,6 @@ gtok.tokenizer (whose `from_pretrained` comes here): callers build the tokenizer
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import warnings
 from dataclasses import dataclass
@@ -139,14 +138,17 @@ def _load_checkpoint(checkpoint: Path, universe: str | os.PathLike | None) -> Lo
     check_published(checkpoint, ckpt)
     model = model_from(ckpt)
     record = ckpt["gtok"]
-    return LoadedModel(model, _vocab(record["vocab"]), _expected(checkpoint, record["vocab"], universe),
+    return LoadedModel(model, _vocab(record["vocab"], checkpoint), _expected(checkpoint, record["vocab"], universe),
                        ModelSpec(record["model"]).label, ckpt.get("datamodule_hyper_parameters") or {})
 
 
-def _vocab(record: dict[str, Any]) -> Any:
+def _vocab(record: dict[str, Any], checkpoint: str | os.PathLike) -> Any:
     from gtok.models import Vocab
 
-    return Vocab(**record)
+    try:
+        return Vocab(**record)
+    except (TypeError, ValueError) as exc:
+        raise GtokError(f"{describe(checkpoint)}: its vocabulary record is damaged ({exc}); retrain or restore the file.") from None
 
 
 def _expected(checkpoint: Path, vocab: dict[str, Any], universe: str | os.PathLike | None) -> Expected:
@@ -189,8 +191,7 @@ def _load_hf(folder: Path, card: dict[str, Any], universe: str | os.PathLike | N
         raise GtokError(f"{describe(folder)}: the model carries no {UNIVERSE_FILE}; pass --universe (the BED its "
                         "training data was tokenized with).")
     brought = import_brought(parse_model(card.get("model"), f"{name}: model"), f"{name}: model")
-    vocab = dataclasses.replace(Vocab.of_size(card["vocabulary"]["vocab_size"]),
-                                fingerprint=card["vocabulary"].get("fingerprint"))
+    vocab = Vocab.of_size(card["vocabulary"]["vocab_size"], card["vocabulary"].get("fingerprint"))
     try:
         weights = brought.cls.from_pretrained(folder)
     except Exception as exc:  # transformers raises many kinds for missing or damaged files

@@ -21,7 +21,8 @@ from gtok.errors import GtokError, ShardFormatError, describe
 from gtok.formats.manifest import Manifest, common_vocabulary, length_stats
 from gtok.formats.metadata import DEFAULT_DATASET, UniverseRecord
 from gtok.formats.shard import ShardReader
-from gtok.tokenizer import SPECIAL_TOKENS, Tokenizer
+from gtok.tokenizer import Tokenizer
+from gtok.vocabulary import Vocabulary
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -119,8 +120,8 @@ def shard_stats(shards: Sequence[tuple[str, str]]) -> tuple["pd.DataFrame", dict
     _, vocab_size = common_vocabulary([_vocabulary(path) for path, _ in shards])
     if vocab_size is None:
         raise GtokError(f"{describe(shards[0][0])}: gtars token files carry no vocabulary size; use gtok shards.")
-    n_regions = vocab_size - len(SPECIAL_TOKENS)
-    unk = n_regions  # the first special token
+    layout = Vocabulary.of_size(vocab_size)
+    n_regions, unk = layout.n_regions, layout.unk_token_id
     seen_all = np.zeros(vocab_size, dtype=bool)
     rows, lengths = [], {}
     for path, source in shards:

@@ -18,11 +18,12 @@ import numpy as np
 from gtok.errors import GtokError
 from gtok.inputs.bed import Intervals, read_bed
 from gtok.universe import Universe
+from gtok.vocabulary import SPECIAL_TOKENS, Vocabulary
 
 if TYPE_CHECKING:
     import torch
 
-SPECIAL_TOKENS = ("<unk>", "<pad>", "<mask>", "<cls>", "<eos>", "<bos>", "<sep>")
+__all__ = ["SPECIAL_TOKENS", "Tokenizer"]
 
 
 class Tokenizer:
@@ -30,9 +31,9 @@ class Tokenizer:
 
     def __init__(self, universe: Universe):
         self.universe = universe
-        n = len(universe)
-        (self.unk_token_id, self.pad_token_id, self.mask_token_id, self.cls_token_id,
-         self.eos_token_id, self.bos_token_id, self.sep_token_id) = range(n, n + len(SPECIAL_TOKENS))
+        layout = Vocabulary(len(universe))
+        (self.unk_token_id, self.pad_token_id, self.mask_token_id, self.cls_token_id, self.eos_token_id,
+         self.bos_token_id, self.sep_token_id) = (layout.special_id(t) for t in SPECIAL_TOKENS)
         self._fingerprint: str | None = None
 
     @classmethod
@@ -60,8 +61,13 @@ class Tokenizer:
         return tok
 
     @property
+    def vocabulary(self) -> Vocabulary:
+        """The id layout and the universe's fingerprint (computed once, on first use)."""
+        return Vocabulary(len(self.universe), self.fingerprint)
+
+    @property
     def vocab_size(self) -> int:
-        return len(self.universe) + len(SPECIAL_TOKENS)
+        return Vocabulary(len(self.universe)).size
 
     @property
     def fingerprint(self) -> str:
@@ -107,8 +113,8 @@ class Tokenizer:
 
     def decode(self, ids: Sequence[int]) -> list[str]:
         """Region strings (`chr:start-end`) or special token names for ids."""
-        n = len(self.universe)
-        return [SPECIAL_TOKENS[i - n] if i >= n else self.universe.region_names([i])[0] for i in map(int, ids)]
+        layout = Vocabulary(len(self.universe))
+        return [layout.special_name(i) or self.universe.region_names([i])[0] for i in map(int, ids)]
 
     # -- torch ----------------------------------------------------------------------------------
 

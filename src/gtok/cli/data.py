@@ -91,9 +91,10 @@ def _add_index(sub) -> None:
 
 def _run_index(args: argparse.Namespace) -> int:
     from gtok.build import build_index
+    from gtok.vocabulary import Vocabulary
 
     universe = build_index(args.universe, args.output)
-    print(f"wrote {args.output}: {len(universe):,} regions, vocabulary size {len(universe) + 7:,}, "
+    print(f"wrote {args.output}: {len(universe):,} regions, vocabulary size {Vocabulary(len(universe)).size:,}, "
           f"fingerprint {universe.fingerprint}")
     return 0
 

@@ -22,7 +22,7 @@ from gtok.data import plan
 from gtok.data.distributed import world
 from gtok.data.records import IGNORE_LABEL, Records
 from gtok.errors import GtokError
-from gtok.tokenizer import SPECIAL_TOKENS
+from gtok.vocabulary import Vocabulary
 
 __all__ = ["GTokDataset", "IGNORE_LABEL"]
 
@@ -92,8 +92,9 @@ class GTokDataset(IterableDataset):
         self.label_classes = self.records.label_classes
         self.num_records = len(self.records)
         self.num_tokens = int(self.records.length.sum())
-        self.unk_token_id = self.vocab_size - len(SPECIAL_TOKENS)
-        self.pad_token_id, self.mask_token_id, self.cls_token_id = self.unk_token_id + 1, self.unk_token_id + 2, self.unk_token_id + 3
+        self.vocabulary = Vocabulary.of_size(self.vocab_size, self.fingerprint)
+        self.unk_token_id, self.pad_token_id = self.vocabulary.unk_token_id, self.vocabulary.pad_token_id
+        self.mask_token_id, self.cls_token_id = self.vocabulary.mask_token_id, self.vocabulary.cls_token_id
 
         self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
         self._start: dict[str, int] = {"epoch": 0, "position": 0, "done": 0}

@@ -27,7 +27,7 @@ from gtok.formats.manifest import (
     load_manifest,
 )
 from gtok.formats.shard import ShardReader
-from gtok.tokenizer import SPECIAL_TOKENS
+from gtok.vocabulary import Vocabulary
 
 IGNORE_LABEL = -100
 """Class id of an unlabeled record in a labeled data set: torch's cross-entropy skips it by default."""
@@ -169,7 +169,7 @@ def _vocabulary(shards: Sequence[_Shard], manifest: Manifest | None, expected: s
         )
     top = max(s.max_token for s in shards)
     if vocab_size is None:
-        return fingerprint, top + 1 + len(SPECIAL_TOKENS)
+        return fingerprint, Vocabulary.holding(top).size
     if top >= vocab_size:
         bad = next(s.name for s in shards if s.max_token == top)
         raise ShardFormatError(

@@ -24,15 +24,16 @@ from torch import nn
 from gtok.errors import FingerprintMismatchError, GtokError
 from gtok.options import BaseConfig, make_config
 from gtok.paths import input_file
+from gtok.vocabulary import Vocabulary
 
 
 @dataclass(frozen=True)
 class Vocab:
-    """The tokenizer a model was trained with (everything but the regions themselves).
+    """The tokenizer a model was trained with (everything but the regions themselves), as its
+    checkpoint records it: the size, the special ids a model's layers use, the universe's
+    fingerprint (None for data that carries none, such as gtars' files) and its path.
 
-    Ids below `n_regions` are universe regions; the special tokens follow them in gtars' order
-    <unk>, <pad>, <mask>, <cls>, <eos>, <bos>, <sep>. `fingerprint` identifies the universe (None
-    for data that carries none, such as gtars' files).
+    The ids follow `gtok.vocabulary.Vocabulary`'s layout (checked), which answers the rest.
     """
 
     vocab_size: int
@@ -43,45 +44,46 @@ class Vocab:
     fingerprint: str | None = None
     universe: str | None = None
 
-    @classmethod
-    def of(cls, source: Any, universe: str | None = None, fingerprint: str | None = None) -> "Vocab":
-        """From anything with the tokenizer's attributes: a Tokenizer or a GTokDataset."""
-        return cls(
-            vocab_size=int(source.vocab_size),
-            pad_token_id=int(source.pad_token_id),
-            mask_token_id=int(source.mask_token_id),
-            unk_token_id=int(source.unk_token_id),
-            cls_token_id=int(source.cls_token_id),
-            fingerprint=fingerprint or source.fingerprint,
-            universe=universe,
-        )
+    def __post_init__(self) -> None:
+        layout = self.layout
+        ids = (self.pad_token_id, self.mask_token_id, self.unk_token_id, self.cls_token_id)
+        if ids != (layout.pad_token_id, layout.mask_token_id, layout.unk_token_id, layout.cls_token_id):
+            raise ValueError(f"special token ids {ids} (pad, mask, unk, cls) are not gtars' layout for a vocabulary of "
+                             f"{self.vocab_size} tokens")
 
     @classmethod
-    def of_size(cls, vocab_size: int) -> "Vocab":
-        """The vocabulary of `vocab_size` tokens in gtars' layout, without a fingerprint (geniml's models)."""
-        unk = vocab_size - len(_SPECIAL_AFTER_UNK) - 1
-        return cls(vocab_size, pad_token_id=unk + 1, mask_token_id=unk + 2, unk_token_id=unk, cls_token_id=unk + 3)
+    def of(cls, source: Any, universe: str | None = None, fingerprint: str | None = None) -> "Vocab":
+        """From anything with a `vocab_size` and `fingerprint`: a Tokenizer or a GTokDataset."""
+        return cls.of_size(int(source.vocab_size), fingerprint or source.fingerprint, universe)
+
+    @classmethod
+    def of_size(cls, vocab_size: int, fingerprint: str | None = None, universe: str | None = None) -> "Vocab":
+        """The vocabulary of `vocab_size` tokens in gtars' layout."""
+        layout = Vocabulary.of_size(vocab_size)
+        return cls(vocab_size, pad_token_id=layout.pad_token_id, mask_token_id=layout.mask_token_id,
+                   unk_token_id=layout.unk_token_id, cls_token_id=layout.cls_token_id, fingerprint=fingerprint,
+                   universe=universe)
+
+    @property
+    def layout(self) -> Vocabulary:
+        return Vocabulary.of_size(self.vocab_size, self.fingerprint)
 
     @property
     def n_regions(self) -> int:
         """Ids below this are universe regions; the special tokens follow them."""
-        return min(self.unk_token_id, self.pad_token_id, self.mask_token_id, self.cls_token_id)
+        return self.layout.n_regions
 
     @property
     def eos_token_id(self) -> int:
-        return self.unk_token_id + 1 + _SPECIAL_AFTER_UNK.index("eos")
+        return self.layout.eos_token_id
 
     @property
     def bos_token_id(self) -> int:
-        return self.unk_token_id + 1 + _SPECIAL_AFTER_UNK.index("bos")
+        return self.layout.bos_token_id
 
     @property
     def sep_token_id(self) -> int:
-        return self.unk_token_id + 1 + _SPECIAL_AFTER_UNK.index("sep")
-
-
-#: gtars' special tokens after <unk>, in id order (gtok.tokenizer.SPECIAL_TOKENS).
-_SPECIAL_AFTER_UNK = ("pad", "mask", "cls", "eos", "bos", "sep")
+        return self.layout.sep_token_id
 
 
 class GTokModel(L.LightningModule):
