@@ -576,6 +576,25 @@ def test_embed_regions_one_vector_per_input_in_order(data, encoder_ckpt):
     np.testing.assert_allclose(embed_regions(encoder_ckpt, [b])[0], vectors[1], rtol=1e-4, atol=1e-5)
 
 
+def test_embedding_crops_to_the_max_length_of_the_model_folders_config(tmp_path, encoder_ckpt):
+    """config.yaml is the one copy of max_length inference reads (a checkpoint of an unfinished run
+    falls back on its own record)."""
+    import shutil
+
+    import yaml
+
+    from gtok.embed import Embedder
+
+    folder = tmp_path / "model"
+    shutil.copytree(encoder_ckpt.parent, folder)
+    assert Embedder(folder).max_length == 32
+    card = yaml.safe_load((folder / "config.yaml").read_text())
+    card["data"]["max_length"] = 8
+    (folder / "config.yaml").write_text(yaml.safe_dump(card))
+    assert Embedder(folder).max_length == 8
+    assert Embedder(folder / "checkpoints" / "last.ckpt").max_length == 32
+
+
 def test_embed_anndata_and_h5ad_output(tmp_path, encoder_ckpt):
     import anndata as ad
 

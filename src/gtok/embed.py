@@ -5,9 +5,9 @@ universe and the tokenizer's fingerprint; a universe given explicitly must have 
 can never come from ids that mean other regions. Nothing is written to disk here (the universe is
 parsed without its binary cache); the CLI writes only the requested output.
 
-Records longer than the training `max_length` are cropped for the transformer models to an evenly
-spaced subset of that many tokens (a deterministic version of training's random crop), since their
-cost grows with the square of the length. Batches are formed from records of similar length.
+Records longer than the training `max_length` are cropped for the transformer models by gtok.crop's
+deterministic form of training's random crop (evenly spaced tokens over the whole record), since
+their cost grows with the square of the length. Batches are formed from records of similar length.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from gtok.atomic import atomic_path
+from gtok.crop import crop
 from gtok.errors import GtokError
 from gtok.paths import has_magic, input_file, output_file
 from gtok.tokenizer import pad_batch
@@ -59,7 +60,7 @@ class Embedder:
         starts = range(0, len(docs), self.batch_size)
         for lo in tqdm(starts, desc="embedding", unit="batch", disable=not progress, leave=False):
             idx = order[lo : lo + self.batch_size]
-            batch = pad_batch([_crop(docs[i], self.max_length) for i in idx], self.tokenizer.pad_token_id)
+            batch = pad_batch([crop(docs[i], self.max_length) for i in idx], self.tokenizer.pad_token_id)
             batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
             with torch.inference_mode(), torch.autocast(self.device.type, torch.bfloat16, enabled=self.device.type == "cuda"):
                 vectors = self.model.embed(batch).float().cpu().numpy()
@@ -67,12 +68,6 @@ class Embedder:
                 out = np.empty((len(docs), vectors.shape[1]), dtype=np.float32)
             out[idx] = vectors
         return out if out is not None else np.zeros((0, 0), dtype=np.float32)
-
-
-def _crop(doc: np.ndarray, max_length: int | None) -> np.ndarray:
-    if max_length is None or doc.size <= max_length:
-        return doc
-    return doc[np.linspace(0, doc.size - 1, max_length).round().astype(np.int64)]
 
 
 def embed_regions(

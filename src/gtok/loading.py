@@ -139,7 +139,18 @@ def _load_checkpoint(checkpoint: Path, universe: str | os.PathLike | None) -> Lo
     model = model_from(ckpt)
     record = ckpt["gtok"]
     return LoadedModel(model, _vocab(record["vocab"], checkpoint), _expected(checkpoint, record["vocab"], universe),
-                       ModelSpec(record["model"]).label, ckpt.get("datamodule_hyper_parameters") or {})
+                       ModelSpec(record["model"]).label, _data_options(checkpoint, ckpt))
+
+
+def _data_options(checkpoint: Path, ckpt: dict[str, Any]) -> dict[str, Any]:
+    """The data options inference follows (max_length): a finished model's folder config.yaml, the
+    copy users read and may look up, else what a checkpoint of an unfinished run recorded."""
+    folder = checkpoint.parent
+    if checkpoint.name == CHECKPOINT_FILE and (folder / CONFIG_FILE).is_file():
+        data = _read_card(folder).get("data")
+        if isinstance(data, dict):
+            return data
+    return ckpt.get("datamodule_hyper_parameters") or {}
 
 
 def _vocab(record: dict[str, Any], checkpoint: str | os.PathLike) -> Any:

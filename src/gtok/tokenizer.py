@@ -132,9 +132,13 @@ class Tokenizer:
     def encode_batch(self, sources: Sequence[Any], max_length: int | None = None) -> dict[str, "torch.Tensor"]:
         """A padded batch: `input_ids` and `attention_mask`, both LongTensor[B, T].
 
-        With `max_length`, longer documents are cut to their first `max_length` tokens.
+        With `max_length`, a longer document keeps `max_length` tokens spread evenly over the whole
+        document (gtok.crop, as `gtok embed` crops), not its first ones: a genome-sorted document's
+        first tokens are all on chr1.
         """
-        return pad_batch([self.tokenize(s) for s in sources], self.pad_token_id, max_length)
+        from gtok.crop import crop
+
+        return pad_batch([crop(self.tokenize(s), max_length) for s in sources], self.pad_token_id)
 
     def encode_anndata(self, adata: Any, chunk_rows: int = 4096) -> list["torch.Tensor"]:
         """One LongTensor per cell, in `obs` order, from an AnnData or an `.h5ad` path."""
@@ -149,11 +153,11 @@ class Tokenizer:
         return out
 
 
-def pad_batch(docs: Sequence[np.ndarray], pad_id: int, max_length: int | None = None) -> dict[str, "torch.Tensor"]:
+def pad_batch(docs: Sequence[np.ndarray], pad_id: int) -> dict[str, "torch.Tensor"]:
     """Right-pad 1-D id arrays into `input_ids` / `attention_mask` LongTensors."""
     import torch
 
-    lengths = np.array([d.size if max_length is None else min(d.size, max_length) for d in docs], dtype=np.int64)
+    lengths = np.array([d.size for d in docs], dtype=np.int64)
     width = int(lengths.max(initial=0))
     ids = np.full((len(docs), width), pad_id, dtype=np.int64)
     mask = np.arange(width) < lengths[:, None]

@@ -23,6 +23,8 @@ import hashlib
 
 import numpy as np
 
+from gtok.crop import kept_positions
+
 SORT_WINDOW = 1024  # records sorted by length together when packing to a token budget
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 
@@ -96,14 +98,12 @@ def worker_items(items: np.ndarray, worker: int, num_workers: int) -> np.ndarray
 
 def crop_positions(seed: int, epoch: int, record: int, length: int, max_length: int | None,
                    shuffle_tokens: bool) -> np.ndarray:
-    """Kept positions of a record: a random subset of `max_length` in order (Atacformer's crop),
+    """Kept positions of a record in training: gtok.crop's random, ordered subset of `max_length`,
     shuffled with `shuffle_tokens`. The random keys are a pure function of (seed, epoch, record),
     so any worker, in any process, draws the same crop."""
     keys = record_keys(seed, epoch, record, length)
-    if max_length is None or length <= max_length:
-        return np.argsort(keys)
-    pick = np.argpartition(keys, max_length - 1)[:max_length]
-    return pick[np.argsort(keys[pick])] if shuffle_tokens else np.sort(pick)
+    pick = kept_positions(length, max_length, keys)
+    return pick[np.argsort(keys[pick])] if shuffle_tokens else pick
 
 
 def record_keys(seed: int, epoch: int, record: int, length: int) -> np.ndarray:
