@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from gtok.errors import GtokError, describe
+from gtok.extras import require
 
 METRICS = ("knn_accuracy", "ari", "nmi", "silhouette")
 LSI_DIMS = 30
@@ -178,6 +179,7 @@ def evaluate(model_path: str | os.PathLike, manifest: str | os.PathLike, out: st
              val_fraction: float | None = None, seed: int = 0, progress: bool = False) -> Path:
     """Write OUT/metrics.tsv, OUT/umap_MODEL.png, OUT/umap_lsi.png, OUT/summary.html and OUT/caption.rst
     (the report's caption, which leads with the verdict)."""
+    require("eval", "gtok evaluate")
     import pandas as pd
 
     from gtok.atomic import atomic_path

@@ -40,6 +40,7 @@ from typing import Any
 
 from gtok.atomic import atomic_path
 from gtok.errors import FingerprintMismatchError, GtokError, describe
+from gtok.extras import require
 from gtok.formats.manifest import Manifest, load_manifest
 from gtok.hardware import accelerator_kind, devices_per_node
 from gtok.hardware import resolved as resolved_hardware
@@ -105,6 +106,7 @@ def train(
     `config` override the config's values. `callbacks` are extra Lightning callbacks (for instance
     to watch the batches).
     """
+    require("train", "gtok train")
     cfg = dict(config) if isinstance(config, Mapping) else read_config(config)
     check_train_config(cfg)  # everything a user can get wrong is checked before torch is imported
     seed = int(seed if seed is not None else cfg.get("seed", 0))

@@ -1,0 +1,129 @@
+"""Atomic file creation: a reader sees the old file or the complete new one, never a partial one.
+
+A write goes to a hidden temporary file beside the target (`.NAME.XXXXXXXX.tmp`), which is
+fsynced and renamed onto the target only when complete. Beside it the writer holds an exclusive
+`flock` on an empty `.NAME.XXXXXXXX.lock` for as long as it lives, so a later writer of the same
+target can tell what killed writers left (nobody holds their lock: delete it) from the live
+temporary file of a writer running beside it (locked: leave it alone). The kernel releases the
+lock when its holder dies, however it dies, and `flock` works across the hosts of a cluster file
+system that supports locks; where locks are unsupported nothing is deleted. The lock is a file of
+its own because what writes the temporary file may lock it too (HDF5 does).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import os
+import re
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from gtok.errors import GtokError, describe
+
+#: Errors of writing that a user can act on (free space, permissions), shown as one line.
+_WRITE_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG, errno.ENOTDIR}
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside `path`; on success it is fsynced and renamed onto `path`.
+
+    On any error, or a KeyboardInterrupt, the temporary file is removed and `path` is untouched; a
+    full disk or a read-only folder becomes a `GtokError` that says so. A `kill -9` leaves only the
+    hidden temporary and lock files, which the next writer of the same `path` removes.
+    """
+    target = Path(path)
+    remove_stale_temporaries(target)
+    lock_fd, lock = _held_lock(target)
+    tmp = lock.with_suffix(".tmp")
+    try:
+        try:
+            tmp.touch(mode=0o600, exist_ok=False)
+            yield tmp
+            with open(tmp, "rb+") as fh:
+                os.fsync(fh.fileno())
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, target)
+        except OSError as exc:
+            if exc.errno in _WRITE_ERRORS:
+                raise _write_error(target, exc) from None
+            raise
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(lock)
+        os.close(lock_fd)
+    _fsync_dir(target.parent)
+
+
+def _held_lock(target: Path) -> tuple[int, Path]:
+    """A new lock file for a write of `target`, locked (its fd, its path).
+
+    Between creating the file and locking it, another writer's clean-up could take it for a dead
+    writer's and delete it; so after locking, the path must still be the file we hold.
+    """
+    folder = target.parent if str(target.parent) else Path(".")
+    while True:
+        try:
+            fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".lock", dir=folder)
+        except OSError as exc:
+            raise _write_error(target, exc) from None
+        with contextlib.suppress(OSError):  # no locks on this file system: the files are still ours
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        try:
+            if os.stat(name).st_ino == os.fstat(fd).st_ino:
+                return fd, Path(name)
+        except FileNotFoundError:
+            pass
+        os.close(fd)
+
+
+def remove_stale_temporaries(target: Path) -> None:
+    """Delete what killed writers of `target` left: temporary files whose lock nobody holds.
+
+    A temporary file without any lock file beside it predates locking (an older gtok wrote it)."""
+    folder = target.parent if str(target.parent) else Path(".")
+    pattern = re.compile(rf"(\.{re.escape(target.name)}\.[a-z0-9_]{{8}})\.(tmp|lock)")
+    try:
+        found = [m for m in map(pattern.fullmatch, os.listdir(folder)) if m]
+    except OSError:
+        return
+    locks = {m[1] for m in found if m[2] == "lock"}
+    for stem in locks:
+        _remove_if_unlocked(folder / f"{stem}.lock", folder / f"{stem}.tmp")
+    for m in found:  # a writer creates its lock before its temporary file and removes it after
+        if m[2] == "tmp" and m[1] not in locks and not (folder / f"{m[1]}.lock").exists():
+            with contextlib.suppress(OSError):
+                os.unlink(folder / m[0])
+
+
+def _remove_if_unlocked(lock: Path, tmp: Path) -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(lock, os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # raises while its writer lives
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            os.unlink(lock)
+        finally:
+            os.close(fd)
+
+
+def _write_error(target: Path, exc: OSError) -> GtokError:
+    kept = " (the existing file is unchanged)" if target.exists() else ""
+    return GtokError(f"{describe(target)}: cannot write it: {os.strerror(exc.errno).lower()}; nothing was written{kept}.")
+
+
+def _fsync_dir(folder: Path) -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(folder or ".", os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)

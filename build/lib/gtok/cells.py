@@ -1,0 +1,406 @@
+"""Single-cell matrices (AnnData / `.h5ad`) to one token document per cell, vectorized.
+
+A cell's document is its nonzero columns in column order, each column standing for its peak
+region. Instead of tokenizing every cell's regions (what geniml does, one gtars call per cell), the
+peaks are tokenized once, giving each column its token list; then a whole chunk of rows is a
+gather over those lists, driven by the sparse matrix's own index arrays.
+
+An `.h5ad` path (or one modality of an `.h5mu`) is read a row chunk at a time with h5py (see
+gtok.inputs.h5ad), so memory stays bounded whatever the file's size; an AnnData object is sliced the
+same way. CSC matrices, on disk or in memory, are regrouped into row chunks in one pass.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import warnings
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, NoReturn
+
+import numpy as np
+
+from gtok.errors import GtokError
+from gtok.inputs import DEFAULT_MODALITY
+from gtok.inputs.bed import Intervals, chromosome_names, coordinates
+from gtok.inputs.h5ad import (
+    CscArrays,
+    CsrRows,
+    H5adFile,
+    NotCounts,
+    Unsupported,
+    checked_block,
+    csc_row_blocks,
+    dense_to_csr,
+    file_kind,
+    matrix,
+    reading,
+)
+from gtok.paths import input_file
+from gtok.universe import expand_ranges
+
+if TYPE_CHECKING:
+    from gtok.tokenizer import Tokenizer
+
+_REGION_NAME = re.compile(r"^(.+?)[:_-](\d+)[-_](\d+)$")
+_CHROM_COLUMNS = ("chr", "chrom", "chromosome", "seqnames")
+_END_COLUMNS = ("end", "stop")  # epiScanpy writes chr / start / stop
+#: The var columns var_intervals may use (case-insensitive): a file's others are not read.
+_COORDINATE_COLUMNS = {*_CHROM_COLUMNS, "start", *_END_COLUMNS, "idx"}
+
+
+@dataclass(frozen=True)
+class CellChunk:
+    names: list[str]
+    tokens: np.ndarray  # integer ids (int32 or int64), all cells of the chunk concatenated
+    lengths: np.ndarray  # int64, one per cell
+    labels: list[str | None] | None
+
+
+def var_intervals(columns: Mapping[str, Any], var_names: Any, source: str, tile_width: int | None = None) -> Intervals:
+    """The region of every column, from the most explicit coordinates the var has.
+
+    In order: `var` columns chr/start/end (or stop); chr/start with the given `tile_width`;
+    var_names such as 'chr1:100-200' (an array, or a function returning it: a file's 100,000
+    names are read only when needed); chr/start alone as fixed-width tiles (ArchR's TileMatrix)
+    whose width is inferred from the starts."""
+    cols = {str(c).lower(): c for c in columns}
+    chrom = next((cols[c] for c in _CHROM_COLUMNS if c in cols), None)
+    end = next((cols[c] for c in _END_COLUMNS if c in cols), None)
+    start = cols.get("start")
+    if chrom is not None and start is not None and end is not None:
+        return Intervals.from_columns(
+            columns[chrom], columns[start], columns[end],
+            f"{source}: var", column_names=(str(start), str(end)),
+        )
+    tiles = chrom is not None and start is not None
+    if tiles and tile_width is not None:
+        return _tiles(columns[chrom], columns[start], str(start), _checked_width(tile_width, source), source)
+    names = var_names() if callable(var_names) else var_names
+    parsed = _parse_region_names(names, source)
+    if parsed is not None:
+        return parsed if isinstance(parsed, Intervals) else _bad_names(parsed, source)
+    if tiles:
+        idx = columns[cols["idx"]] if "idx" in cols else None
+        return _tiles(columns[chrom], columns[start], str(start), None, source, idx)
+    return _bad_names(str(names[0]) if len(names) else "", source)
+
+
+def _parse_region_names(names: Any, source: str) -> Intervals | str | None:
+    """Regions parsed from names like 'chr1:100-200'; None when the first name is not one (so a
+    tile matrix's million plain names are neither converted nor tried), else the first bad name."""
+    if len(names) and _REGION_NAME.match(str(names[0])) is None:
+        return None
+    names = [str(n) for n in names]
+    parsed = [_REGION_NAME.match(n) for n in names]
+    bad = next((n for n, m in zip(names, parsed) if m is None), None)
+    if bad is not None:
+        return bad
+    return Intervals.from_columns([m[1] for m in parsed], [m[2] for m in parsed], [m[3] for m in parsed],
+                                  f"{source}: var names", column_names=("start", "end"))
+
+
+def _bad_names(bad: str, source: str) -> NoReturn:
+    raise GtokError(
+        f"{source}: no usable region coordinates: var has no chr/start/end columns and var name "
+        f"{bad!r} is not a region like 'chr1:100-200', 'chr1-100-200' or 'chr1_100_200'."
+    )
+
+
+def _checked_width(width: Any, source: str) -> int:
+    if isinstance(width, bool) or not isinstance(width, (int, np.integer)) or width < 1:
+        raise GtokError(f"{source}: tile width {width!r} is not a whole number of bases (1 or more); give e.g. 500.")
+    return int(width)
+
+
+def _tiles(chroms: Any, starts: Any, start_name: str, width: int | None, source: str, idx: Any = None) -> Intervals:
+    """Fixed-width tiles [start, start + width): the var has a start per column but no end."""
+    chroms = chromosome_names(chroms, f"{source}: var")
+    starts = coordinates(starts, f"{source}: var, column {start_name!r}")
+    if width is None:
+        width = _width_from_idx(starts, idx) or _width_from_starts(chroms, starts, source)
+    return Intervals.from_columns(chroms, starts, starts + width, f"{source}: var",
+                                  column_names=(start_name, f"{start_name} + tile width {width}"))
+
+
+def _width_from_idx(starts: np.ndarray, idx: Any) -> int | None:
+    """ArchR's `idx` numbers the tiles of a chromosome from 1 (start = (idx - 1) * width): with it,
+    even one tile per chromosome tells the width. None when idx is absent or does not fit."""
+    if idx is None:
+        return None
+    try:
+        steps = coordinates(idx, "idx").astype(np.int64)
+    except GtokError:
+        return None
+    for base in (1, 0):  # ArchR's 1-based tile numbers, or 0-based ones
+        n = steps - base
+        known = n > 0
+        if steps.size == starts.size and (n >= 0).all() and known.any():
+            width = int(starts[known][0] // n[known][0])
+            if width > 0 and np.array_equal(starts, n * width):
+                return width
+    return None
+
+
+def _width_from_starts(chroms: np.ndarray, starts: np.ndarray, source: str) -> int:
+    """The smallest gap between consecutive starts on a chromosome, required to divide every gap
+    (a filtered tile matrix skips tiles, so gaps are multiples of the width)."""
+    order = np.lexsort((starts, chroms))
+    same = chroms[order][1:] == chroms[order][:-1]
+    gaps = np.diff(starts[order])[same]
+    how = "add an end column, or give the tile width (tile_width=, --tile-width N; ArchR's default is 500)"
+    if gaps.size == 0:
+        raise GtokError(f"{source}: var has chromosome and start columns but no end, and no chromosome has two "
+                        f"tiles to tell the tile width from; {how}.")
+    if (gaps == 0).any():
+        i = order[1:][same][np.flatnonzero(gaps == 0)[0]]
+        raise GtokError(f"{source}: var has no end column and two columns start at {chroms[i]}:{starts[i]}, so they "
+                        f"are not fixed-width tiles; {how}.")
+    width = int(gaps.min())
+    off = gaps[gaps % width != 0]
+    if off.size:
+        raise GtokError(f"{source}: var has no end column and its starts are not on one grid of fixed-width tiles "
+                        f"(consecutive starts differ by {width} and by {int(off[0])}); {how}.")
+    return width
+
+
+class ColumnTokens:
+    """Each matrix column's token ids, as a CSR-like (pointer, ids) pair."""
+
+    def __init__(self, tokenizer: Tokenizer, regions: Intervals):
+        q, ids = tokenizer.universe.overlaps(regions)
+        self.count = np.bincount(q, minlength=len(regions)).astype(np.int64)
+        self.ptr = np.concatenate(([0], np.cumsum(self.count)))
+        self.ids = ids
+        # The usual case, a peak that is at most one universe region, is a plain lookup table.
+        self.single = np.where(self.count == 1, np.append(ids, 0)[self.ptr[:-1]], -1).astype(np.int32)
+        self.tokenizer = tokenizer
+
+    def tokenize(self, block: CsrRows) -> tuple[np.ndarray, np.ndarray]:
+        """(concatenated token ids, length per row) for the rows of a CSR block."""
+        indptr, indices = _canonical(block)
+        if self.count.max(initial=0) <= 1:
+            tokens = self.single[indices]
+            hit = tokens >= 0
+            if hit.all():  # every peak is a universe region: lengths are the row sizes
+                return self.tokenizer.fill_empty(tokens, np.diff(indptr))
+            before = np.concatenate(([0], np.cumsum(hit)))
+            return self.tokenizer.fill_empty(tokens[hit], before[indptr[1:]] - before[indptr[:-1]])
+        starts = np.concatenate(([0], np.cumsum(self.count[indices])))  # where each entry's tokens go
+        out = np.empty(int(starts[-1]), dtype=np.int64)
+        counts = np.diff(starts)
+        single = counts == 1
+        out[starts[:-1][single]] = self.single[indices[single]]
+        multi = np.flatnonzero(counts > 1)
+        if multi.size:
+            first = self.ptr[indices[multi]]
+            owner, pos = expand_ranges(first, self.ptr[indices[multi] + 1])
+            out[starts[multi][owner] + pos - first[owner]] = self.ids[pos]
+        return self.tokenizer.fill_empty(out, starts[indptr[1:]] - starts[indptr[:-1]])
+
+
+def _canonical(block: CsrRows) -> tuple[np.ndarray, np.ndarray]:
+    """indptr (int64) and column indices without stored zeros, sorted within each row."""
+    indptr, indices = block.indptr.astype(np.int64, copy=False), block.indices
+    if block.data is not None:
+        keep = np.asarray(block.data) != 0
+        indptr = np.concatenate(([0], np.cumsum(keep)))[indptr]
+        indices = indices[keep]
+    ascending = indices[1:] > indices[:-1]
+    row_starts = indptr[1:-1]
+    ascending[row_starts[(row_starts > 0) & (row_starts < indices.size)] - 1] = True  # rows restart
+    if not ascending.all():
+        rows = np.repeat(np.arange(indptr.size - 1), np.diff(indptr))
+        indices = indices[np.lexsort((indices, rows))]
+    return indptr, indices
+
+
+class _Cells:
+    """What tokenization needs from a cell matrix, whatever holds it."""
+
+    def __init__(self, source: Any, modality: str = DEFAULT_MODALITY, layer: str | None = None):
+        is_path = isinstance(source, (str, os.PathLike))
+        self.name = os.fspath(source) if is_path else "the AnnData"
+        self.modality = modality
+        self.layer = layer
+        self._h5: H5adFile | None = None
+        self._adata = None
+        if is_path:
+            input_file(source, f"{file_kind(self.name)} file")
+            try:
+                self._h5 = H5adFile(source, modality=modality, layer=layer)
+            except Unsupported as why:
+                self._adata = self._read_backed(why)
+        else:
+            self._adata = _modality_of(source, modality)
+        if self._adata is not None:
+            self._X = matrix(self._adata.X, self._adata.layers, layer, self.name)
+        self.n_obs, self.n_vars = (self._h5.n_obs, self._h5.n_vars) if self._h5 else self._adata.shape
+
+    def var(self) -> tuple[dict[str, Any], Any]:
+        if self._h5:
+            try:
+                h5 = self._h5
+                wanted = [c for c in h5.columns("var") if c.lower() in _COORDINATE_COLUMNS]
+                return {c: h5.column("var", c) for c in wanted}, lambda: h5.index("var")
+            except Unsupported as why:
+                self._adata = self._read_backed(why)
+        var = self._adata.var
+        return {c: _values(var[c]) for c in var.columns}, var.index
+
+    def obs_names(self) -> np.ndarray:
+        return self._h5.index("obs") if self._h5 else np.asarray(self._adata.obs_names)
+
+    def labels(self, key: str) -> np.ndarray:
+        columns = self._h5.columns("obs") if self._h5 else list(self._adata.obs.columns)
+        if key not in columns:
+            raise GtokError(f"{self.name}: obs has no column {key!r} (columns: {', '.join(map(str, columns))}).")
+        values = self._h5.column("obs", key) if self._h5 else self._adata.obs[key].to_numpy(dtype=object)
+        return np.array([None if _missing(v) else str(v) for v in values], dtype=object)
+
+    def row_blocks(self, start: int, stop: int, chunk_rows: int, spill_dir: str | None) -> Iterator[CsrRows]:
+        """Consecutive CSR blocks of rows start:stop; a CSC matrix is regrouped in one pass, since
+        slicing its rows chunk by chunk would read the whole matrix once per chunk."""
+        if self._h5:
+            yield from self._h5.row_blocks(start, stop, chunk_rows, spill_dir)
+            return
+        X = self._X
+        if getattr(X, "format", None) == "csc" and hasattr(X, "indptr"):  # scipy, in memory
+            arrays = CscArrays(np.asarray(X.indptr, dtype=np.int64), X.indices, X.data, X.shape[0])
+            yield from csc_row_blocks(arrays, start, stop, chunk_rows, self.name, spill_dir)
+            return
+        for a in range(start, stop, chunk_rows):
+            yield self._rows(a, min(stop, a + chunk_rows))
+
+    def _rows(self, start: int, stop: int) -> CsrRows:
+        with reading(self.name):
+            block = self._X[start:stop]
+        if hasattr(block, "tocsr"):
+            import scipy.sparse as sp
+
+            csr = sp.csr_matrix(block)
+            return CsrRows(csr.indptr, csr.indices, csr.data)
+        return dense_to_csr(block)
+
+    def layers(self) -> list[str]:
+        return self._h5.layers if self._h5 else list(map(str, self._adata.layers))
+
+    def not_counts(self, bad: NotCounts, names: np.ndarray, regions: Intervals) -> str:
+        """Why a value that is not a count is refused, naming its cell and peak."""
+        region = f"{regions.chrom_names[regions.codes[bad.column]]}:{regions.starts[bad.column]}-{regions.ends[bad.column]}"
+        others = [n for n in self.layers() if n != self.layer]
+        hint = f" (its layers: {', '.join(others)}; --layer NAME)" if others else ""
+        return (f"{self.name}: {f'layer {self.layer!r}' if self.layer else 'X'} holds {bad.value:g} for cell "
+                f"{str(names[bad.row])!r} (row {bad.row}) at peak {region} (column {bad.column}): it is not a matrix of "
+                f"counts, and such values cannot stand for accessible peaks; tokenize the raw counts{hint}, not a scaled "
+                "matrix.")
+
+    def _read_backed(self, why: Unsupported):
+        """anndata's backed mode for what the small reader does not handle; a MuData modality has
+        no such mode, so it is refused in one line instead of being loaded whole."""
+        if file_kind(self.name) == ".h5mu":
+            raise GtokError(f"{self.name}: modality {self.modality!r} uses an encoding gtok cannot read in chunks "
+                            f"({why}); write it out as an .h5ad (mudata: mdata[{self.modality!r}].write_h5ad(...)) "
+                            "and tokenize that.")
+        return _read_backed(self.name)
+
+
+def _modality_of(source: Any, modality: str) -> Any:
+    """An in-memory MuData's modality (an AnnData), or the AnnData itself."""
+    mods = getattr(source, "mod", None)
+    if not isinstance(mods, Mapping):
+        return source
+    if modality not in mods:
+        raise GtokError(f"the MuData has no modality {modality!r} (modalities present: "
+                        f"{', '.join(map(str, mods)) or 'none'}); pass --modality NAME to choose one.")
+    return mods[modality]
+
+
+def _values(column: Any) -> np.ndarray:
+    """A pandas column as numpy, its missing values as the h5py reader gives them: NaN in floats,
+    None elsewhere (a categorical's NaN, the pd.NA of nullable dtypes)."""
+    if not column.hasnans:
+        return column.to_numpy()
+    if column.dtype.kind == "f":
+        return column.to_numpy(dtype=float, na_value=np.nan)
+    return column.to_numpy(dtype=object, na_value=None)
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and np.isnan(value))
+
+
+def _read_backed(path: str):
+    import warnings
+
+    import anndata
+
+    with reading(path), warnings.catch_warnings():
+        warnings.simplefilter("ignore", anndata.OldFormatWarning)  # a file from before anndata 0.7 is read as it is
+        return anndata.read_h5ad(path, backed="r")
+
+
+def iter_cell_tokens(
+    tokenizer: Tokenizer,
+    source: Any,
+    rows: tuple[int, int] | None = None,
+    chunk_rows: int = 2048,
+    label_key: str | None = None,
+    modality: str = DEFAULT_MODALITY,
+    tile_width: int | None = None,
+    spill_dir: str | None = None,
+    layer: str | None = None,
+) -> Iterator[CellChunk]:
+    """Tokenize cells `rows=(start, stop)` (default all) in chunks of `chunk_rows`, in bounded memory.
+
+    `source`: an AnnData, a MuData, or an `.h5ad` / `.h5mu` path; of a MuData, the cells of
+    `modality`. `layer`: tokenize that layer instead of X. `tile_width`: the width of fixed-width
+    tiles whose var gives starts but no ends (inferred from the starts when not given).
+    `spill_dir`: where a CSC matrix's rows are regrouped (default $TMPDIR).
+
+    The matrix must hold counts (or any non-negative values: a nonzero entry is an accessible
+    peak); a negative or NaN value, a column index outside var or damaged row pointers
+    are refused in one line naming the cell or the problem."""
+    if chunk_rows < 1:
+        raise GtokError(f"chunk_rows must be 1 or more, not {chunk_rows}.")
+    cells = _Cells(source, modality, layer)
+    start, stop = _row_range(rows, cells.n_obs, cells.name)
+    regions = var_intervals(*cells.var(), cells.name, tile_width=tile_width)
+    foreign = tokenizer.universe.foreign_input(regions.chrom_names, f"{cells.name} (var)")
+    if foreign:
+        warnings.warn(foreign, stacklevel=2)
+    names = cells.obs_names()
+    _check_shape(cells, len(names), len(regions))
+    columns = ColumnTokens(tokenizer, regions)
+    labels = cells.labels(label_key) if label_key else None
+    a = start
+    try:
+        for block in cells.row_blocks(start, stop, chunk_rows, spill_dir):
+            b = a + block.indptr.size - 1
+            tokens, lengths = columns.tokenize(checked_block(block, cells.n_vars, a, cells.name))
+            yield CellChunk([str(n) for n in names[a:b]], tokens, lengths, None if labels is None else list(labels[a:b]))
+            a = b
+    except NotCounts as bad:
+        raise GtokError(cells.not_counts(bad, names, regions)) from None
+
+
+def _check_shape(cells: _Cells, n_names: int, n_regions: int) -> None:
+    """The matrix must be as wide as var and as tall as obs: a column without its region, or a
+    cell without its name, would shift every later one."""
+    what = f"layer {cells.layer!r}" if cells.layer else "X"
+    if n_regions != cells.n_vars:
+        raise GtokError(f"{cells.name}: {what} has {cells.n_vars:,} columns but var has {n_regions:,} rows (peaks); "
+                        "they must match, one column per peak.")
+    if n_names != cells.n_obs:
+        raise GtokError(f"{cells.name}: {what} has {cells.n_obs:,} rows but obs has {n_names:,} names; they must "
+                        "match, one row per cell.")
+
+
+def _row_range(rows: tuple[int, int] | None, n_obs: int, name: str) -> tuple[int, int]:
+    if rows is None:
+        return 0, n_obs
+    start, stop = rows
+    if not 0 <= start < max(n_obs, 1) or stop < start:
+        raise GtokError(f"{name}: row range {start}:{stop} is outside the file's {n_obs} cells.")
+    return start, min(stop, n_obs)  # the last range of a fan-out may run past the end

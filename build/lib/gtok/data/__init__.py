@@ -1,0 +1,2 @@
+"""Streaming shards into PyTorch: the epoch plan, the records of a data set, the IterableDataset
+and the Lightning data module."""

@@ -1,0 +1,164 @@
+"""Inference: one vector per record from a trained model, tokenizing in memory.
+
+The model (a `gtok train` folder or checkpoint, or a geniml folder: gtok.loading) brings its
+universe and the tokenizer's fingerprint; a universe given explicitly must have that same fingerprint, so a vector
+can never come from ids that mean other regions. Nothing is written to disk here (the universe is
+parsed without its binary cache); the CLI writes only the requested output.
+
+Records longer than the training `max_length` are cropped for the transformer models by gtok.crop's
+deterministic form of training's random crop (evenly spaced tokens over the whole record), since
+their cost grows with the square of the length. Batches are formed from records of similar length.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from gtok.atomic import atomic_path
+from gtok.crop import crop
+from gtok.errors import GtokError
+from gtok.paths import has_magic, input_file, output_file
+from gtok.tokenizer import pad_batch
+
+
+class Embedder:
+    """A model (folder or checkpoint) with the tokenizer it was trained with, on one device."""
+
+    def __init__(
+        self,
+        model: str | os.PathLike,
+        universe: str | os.PathLike | None = None,
+        device: str | None = None,
+        batch_size: int = 64,
+    ):
+        import torch
+
+        from gtok.loading import load_model
+        from gtok.tokenizer import Tokenizer
+
+        loaded = load_model(model, universe)
+        self.tokenizer = Tokenizer.for_model(loaded.expected)
+        self.vocab, self.name = loaded.vocab, loaded.name
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.model = loaded.model.to(self.device)
+        self.data_options = loaded.data  # what training saw
+        self.max_length = self.data_options.get("max_length") if loaded.attends else None
+        self.batch_size = int(batch_size)
+
+    def embed_docs(self, docs: Sequence[np.ndarray], progress: bool = False) -> np.ndarray:
+        """float32 [len(docs), D] for token id arrays, in their order."""
+        import torch
+        from tqdm import tqdm
+
+        order = np.argsort([-d.size for d in docs], kind="stable")
+        out: np.ndarray | None = None
+        starts = range(0, len(docs), self.batch_size)
+        for lo in tqdm(starts, desc="embedding", unit="batch", disable=not progress, leave=False):
+            idx = order[lo : lo + self.batch_size]
+            batch = pad_batch([crop(docs[i], self.max_length) for i in idx], self.tokenizer.pad_token_id)
+            batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
+            with torch.inference_mode(), torch.autocast(self.device.type, torch.bfloat16, enabled=self.device.type == "cuda"):
+                vectors = self.model.embed(batch).float().cpu().numpy()
+            if out is None:
+                out = np.empty((len(docs), vectors.shape[1]), dtype=np.float32)
+            out[idx] = vectors
+        return out if out is not None else np.zeros((0, 0), dtype=np.float32)
+
+
+def embed_regions(
+    model: str | os.PathLike,
+    sources: Sequence[Any],
+    *,
+    universe: str | os.PathLike | None = None,
+    device: str | None = None,
+    batch_size: int = 64,
+    progress: bool = False,
+) -> np.ndarray:
+    """float32 [len(sources), D]: one vector per region set (BED path, DataFrame, region list...)."""
+    embedder = Embedder(model, universe, device, batch_size)
+    docs = [embedder.tokenizer.tokenize(s) for s in sources]
+    return embedder.embed_docs(docs, progress)
+
+
+def embed_anndata(
+    model: str | os.PathLike,
+    adata: Any,
+    *,
+    universe: str | os.PathLike | None = None,
+    device: str | None = None,
+    batch_size: int = 64,
+    progress: bool = False,
+) -> np.ndarray:
+    """float32 [n_obs, D]: one vector per cell of an AnnData (or `.h5ad` path), in `obs` order.
+
+    A row chunk at a time (tokenized, embedded, dropped), so memory holds one chunk's tokens and
+    the result, whatever the number of cells."""
+    from tqdm import tqdm
+
+    from gtok.cells import iter_cell_tokens
+
+    embedder = Embedder(model, universe, device, batch_size)
+    parts = []
+    with tqdm(desc="embedding cells", unit="cell", disable=not progress) as bar:
+        for chunk in iter_cell_tokens(embedder.tokenizer, adata):
+            docs = np.split(chunk.tokens, np.cumsum(chunk.lengths)[:-1]) if chunk.lengths.size else []
+            parts.append(embedder.embed_docs(docs))
+            bar.update(len(docs))
+    parts = [p for p in parts if p.size]
+    return np.concatenate(parts) if parts else np.zeros((0, 0), dtype=np.float32)
+
+
+def write_obsm_copy(source: str, target: str | os.PathLike, key: str, vectors: np.ndarray) -> None:
+    """A copy of an .h5ad with `obsm[key]` set, written without loading the matrix (the file's
+    bytes are copied, then the one array is added with h5py)."""
+    import shutil
+
+    import h5py
+    from anndata.io import write_elem
+
+    shutil.copyfile(source, target)
+    with h5py.File(target, "r+") as f:
+        obsm = f.require_group("obsm")
+        if not obsm.attrs.get("encoding-type"):
+            obsm.attrs.update({"encoding-type": "dict", "encoding-version": "0.1.0"})
+        if key in obsm:
+            del obsm[key]
+        write_elem(obsm, key, vectors)
+
+
+def embed_to_files(
+    model: str, inputs: Sequence[str], output: str, universe: str | None, device: str | None,
+    batch_size: int, progress: bool,
+) -> Path:
+    """`gtok embed`: BED files -> OUT.npy + OUT.names.txt, or one .h5ad -> a copy with obsm['X_gtok']."""
+    from gtok.formats.shard import record_name
+    from gtok.inputs.h5ad import reading
+
+    for path in inputs:
+        input_file(path)
+    if any(p.endswith(".h5mu") for p in inputs):
+        raise GtokError("gtok embed reads .h5ad files, not .h5mu yet; write the modality out first "
+                        "(mudata: mdata['atac'].write_h5ad('atac.h5ad')).")
+    h5ads = [p for p in inputs if p.endswith(".h5ad")]
+    if h5ads:
+        if len(inputs) != 1 or not output.endswith(".h5ad"):
+            raise GtokError("an .h5ad input must be the only input, and the output must end in .h5ad.")
+        target = output_file(output, (".h5ad",), [*inputs, model], has_magic(b"\x89HDF"), "embedded .h5ad")
+        vectors = embed_anndata(model, inputs[0], universe=universe, device=device, batch_size=batch_size,
+                                progress=progress)
+        with reading(inputs[0]), atomic_path(target) as tmp:
+            write_obsm_copy(inputs[0], tmp, "X_gtok", vectors)
+        return target
+    target = output_file(output, (".npy",), [*inputs, model], has_magic(b"\x93NUMPY"), "embedding .npy")
+    names = output_file(output[: -len(".npy")] + ".names.txt", (".txt",), [*inputs, model])
+    vectors = embed_regions(model, inputs, universe=universe, device=device, batch_size=batch_size, progress=progress)
+    with atomic_path(target) as tmp, open(tmp, "wb") as fh:
+        np.save(fh, vectors)
+    with atomic_path(names) as tmp:
+        Path(tmp).write_text("".join(f"{record_name(p)}\n" for p in inputs))
+    return target

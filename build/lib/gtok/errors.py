@@ -1,0 +1,31 @@
+"""User-facing errors.
+
+Anything a user can fix (a bad line, a missing file, a corrupt shard) raises `GtokError` with one
+readable sentence that names the file. The command line prints that sentence and exits non-zero;
+anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import os
+
+
+class GtokError(Exception):
+    """An error caused by the input, with a message meant for people."""
+
+
+class BedFormatError(GtokError, ValueError):
+    """A BED file that cannot be parsed."""
+
+
+class ShardFormatError(GtokError, ValueError):
+    """A `.gtok` shard that is truncated, corrupt or of an unknown version."""
+
+
+class FingerprintMismatchError(GtokError, ValueError):
+    """Data tokenized with one vocabulary fed to something built for another."""
+
+
+def describe(path: str | os.PathLike) -> str:
+    """How a path is shown in messages (as given, so users recognise it)."""
+    return os.fspath(path)

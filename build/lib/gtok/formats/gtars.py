@@ -1,0 +1,66 @@
+"""gtars' single-record `.gtok` files: b"GTOK", a flag byte for the token width, then the tokens.
+
+`gtars.utils.write_tokens_to_gtok` writes one such file per record; `ShardReader` opens one as a
+one-record shard, and `export_gtars_folder` writes a shard's records in this format, byte for byte
+as gtars itself would.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from gtok.atomic import atomic_path
+from gtok.formats.shard import MAGIC, ShardReader
+from gtok.paths import has_magic, output_file, output_folder
+
+#: Longest file stem taken from a record name, in bytes: with `.gtok`, a number for a repeated
+#: name, and the hidden temporary name of an atomic write (`.NAME.XXXXXXXX.lock`, 15 bytes more),
+#: it stays under the 255 bytes a file name may have.
+MAX_STEM_BYTES = 200
+
+
+def export_gtars_folder(reader: ShardReader, outdir: str | os.PathLike) -> list[tuple[str, str]]:
+    """Write every record of `reader` as OUTDIR/NAME.gtok in gtars' format.
+
+    File names must be unique, or one record would silently replace another: a name already
+    taken (two BED files `a/s.bed` and `b/s.bed` are both record `s`) gets a number, `s-2.gtok`.
+    A name that cannot be a file name as it is (`file_stem`) is made into one. Returns the
+    (record name, file name) pairs that were numbered or changed. A file in the way that is not a
+    `.gtok` file is refused before anything is written.
+    """
+    folder = output_folder(outdir, "folder for the gtars files")
+    files, renamed, taken = [], [], set()
+    for name in reader.names:
+        base = file_stem(name)
+        stem, k = base, 1
+        while stem in taken:
+            k += 1
+            stem = f"{base}-{k}"
+        taken.add(stem)
+        files.append(output_file(folder / f"{stem}.gtok", (".gtok",), [reader.path], has_magic(MAGIC), "gtars .gtok file"))
+        if stem != base or base != name:
+            renamed.append((name, files[-1].name))
+    for tokens, path in zip(reader, files):
+        export_gtars(tokens, path)
+    return renamed
+
+
+def file_stem(name: str) -> str:
+    """A record name as a file stem: `/` and NUL (which no file name may hold) become `_`, an empty
+    name becomes `record`, and a name longer than `MAX_STEM_BYTES` in UTF-8 is cut there (at a
+    character boundary)."""
+    stem = name.replace("/", "_").replace("\0", "_") or "record"
+    return stem.encode()[:MAX_STEM_BYTES].decode("utf-8", errors="ignore")
+
+
+def export_gtars(tokens: np.ndarray, path: str | os.PathLike) -> Path:
+    """Write one record as a gtars `.gtok` file: 'GTOK', a width flag, little-endian ids."""
+    tokens = np.asarray(tokens)
+    wide = tokens.size and int(tokens.max()) > 0xFFFF
+    flag, dtype = (0x02, "<u4") if wide else (0x01, "<u2")
+    with atomic_path(path) as tmp:
+        Path(tmp).write_bytes(MAGIC + bytes([flag]) + tokens.astype(dtype).tobytes())
+    return Path(path)

@@ -1,0 +1,146 @@
+"""What a shard knows about where it came from: its dataset and the universe it was tokenized with.
+
+A token id means a region only through its universe, and a model trained from a manifest alone
+must still find that universe to be usable (`gtok embed`). So every shard `gtok tokenize` writes
+carries a small metadata section (docs/format.md): the universe file (absolute path, sha256 of its
+bytes, vocabulary fingerprint; for a universe index also the BED it was built from), the name of
+the dataset the records belong to (what weighted mixtures draw by), the gtok version and the
+kinds of inputs. Manifests copy the universe and the dataset from it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from gtok.errors import GtokError
+
+#: The dataset of shards and manifest entries that record none (written before gtok recorded
+#: datasets, or gtars files): they count as one dataset of this name.
+DEFAULT_DATASET = "default"
+_MAX_DATASET = 200  # characters
+
+
+@dataclass(frozen=True)
+class UniverseRecord:
+    """The universe file a shard was tokenized with.
+
+    `path` is absolute; `sha256` is of the file's bytes when it was used, so a file found there
+    later is known to be the same without parsing it. For a universe index (`.gtokidx`), `source`
+    and `source_sha256` name the BED it was built from, when the index recorded it.
+    """
+
+    path: str
+    sha256: str
+    fingerprint: str
+    source: str | None = None
+    source_sha256: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"path": self.path, "sha256": self.sha256, "fingerprint": self.fingerprint}
+        if self.source is not None:
+            out["source"] = {"path": self.source, "sha256": self.source_sha256}
+        return out
+
+    @classmethod
+    def from_json(cls, raw: Any) -> "UniverseRecord":
+        """Parsed and checked; a `ValueError` names what is wrong."""
+        if not isinstance(raw, dict):
+            raise ValueError(f"universe is {raw!r}, not an object")
+        path, sha256, fingerprint = (_text(raw, key, "universe") for key in ("path", "sha256", "fingerprint"))
+        source = raw.get("source")
+        if source is None:
+            return cls(path, sha256, fingerprint)
+        if not isinstance(source, dict):
+            raise ValueError(f"universe.source is {source!r}, not an object")
+        return cls(path, sha256, fingerprint, _text(source, "path", "universe.source"),
+                   _text(source, "sha256", "universe.source"))
+
+    def files(self) -> list[tuple[str, str | None]]:
+        """Where the universe may be found, best first, with the sha256 each had: the BED an index
+        was built from (its original bytes), then the file tokenized with."""
+        first = [(self.source, self.source_sha256)] if self.source else []
+        return [*first, (self.path, self.sha256)]
+
+
+@dataclass(frozen=True)
+class ShardMeta:
+    """A shard's metadata section. Unknown keys are ignored on reading, so later gtok versions
+    can add some without a new format version."""
+
+    dataset: str | None = None
+    universe: UniverseRecord | None = None
+    gtok_version: str | None = None
+    inputs: dict[str, int] = field(default_factory=dict)
+
+    def to_bytes(self) -> bytes:
+        raw = {"dataset": self.dataset, "universe": self.universe.to_json() if self.universe else None,
+               "gtok_version": self.gtok_version, "inputs": self.inputs}
+        return json.dumps(raw, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> "ShardMeta":
+        """Parsed and checked; a `ValueError` names what is wrong."""
+        try:
+            raw = json.loads(data.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ValueError(f"not JSON ({exc})") from None
+        if not isinstance(raw, dict):
+            raise ValueError("not a JSON object")
+        dataset = raw.get("dataset")
+        if dataset is not None:
+            problem = dataset_problem(dataset)
+            if problem:
+                raise ValueError(f"dataset {dataset!r}: {problem}")
+        universe = raw.get("universe")
+        inputs = raw.get("inputs") or {}
+        if not isinstance(inputs, dict) or not all(isinstance(v, int) for v in inputs.values()):
+            raise ValueError(f"inputs is {inputs!r}, not counts by kind")
+        version = raw.get("gtok_version")
+        return cls(dataset, None if universe is None else UniverseRecord.from_json(universe),
+                   version if isinstance(version, str) else None, dict(inputs))
+
+
+def _text(raw: dict, key: str, where: str) -> str:
+    value = raw.get(key)
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"{where}.{key} is {value!r}, not a text")
+    return value
+
+
+def dataset_problem(name: Any) -> str | None:
+    """What makes `name` unusable as a dataset name (it is a key of mixtures and of config files,
+    and shown in tables), or None."""
+    if not isinstance(name, str) or not name.strip():
+        return "a dataset name is a non-empty text"
+    if name != name.strip() or any(not c.isprintable() for c in name):
+        return "a dataset name has no control characters and no leading or trailing spaces"
+    if len(name) > _MAX_DATASET:
+        return f"a dataset name has at most {_MAX_DATASET} characters"
+    return None
+
+
+def check_dataset(name: str, what: str) -> str:
+    """`name`, or a `GtokError` that says why it cannot name a dataset (`what` names the option)."""
+    problem = dataset_problem(name)
+    if problem:
+        raise GtokError(f"{what} {name!r}: {problem}.")
+    return name
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    with open(path, "rb") as fh:
+        return hashlib.file_digest(fh, "sha256").hexdigest()
+
+
+def universe_record(path: str | os.PathLike, fingerprint: str) -> UniverseRecord:
+    """What a shard records of the universe file it is tokenized with (a BED, or an index, whose
+    source BED it names when the index recorded one)."""
+    from gtok.formats.index import index_source, is_index
+
+    absolute = os.path.abspath(path)
+    source, source_sha256 = index_source(path) if is_index(path) else (None, None)
+    return UniverseRecord(absolute, sha256_file(path), fingerprint, source, source_sha256)

@@ -1,0 +1,327 @@
+"""Reading a model back: the one module that knows every kind of model path (docs/models.md).
+
+* a `gtok train` folder (or a checkpoint in it) of a built-in model or a brought LightningModule:
+  the module is rebuilt from its checkpoint (gtok.models.model_from);
+* a `gtok train` folder of a brought Hugging Face model: its weights as `save_pretrained` left them
+  (config.json, model.safetensors), read by the class's own `from_pretrained`; the class, its
+  adapter options and the vocabulary come from config.yaml (a checkpoint of such a run is read as
+  above);
+* a geniml Region2Vec folder (what `Region2VecExModel.export` writes, or a geniml model from
+  Hugging Face): checkpoint.pt and config.yaml, plus universe.bed, which geniml does not write.
+
+What a model was trained on travels with it: `expected_vocabulary` names the universe to tokenize
+with (one given explicitly, else the folder's own, else the path an older checkpoint recorded) and
+the vocabulary it must have, without torch when the folder has its config.yaml; `check_tokenizer`
+refuses a universe of another vocabulary. geniml records no fingerprint, so a geniml model's
+universe is checked only by its size, with a warning saying so. This module does not import
+gtok.tokenizer (whose `from_pretrained` comes here): callers build the tokenizer from what it names.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from gtok.errors import FingerprintMismatchError, GtokError, describe
+from gtok.pretrained import (
+    CHECKPOINT_FILE,
+    CONFIG_FILE,
+    GENIML_CHECKPOINT,
+    GENIML_UNIVERSE,
+    HF_CONFIG_FILE,
+    HF_WEIGHTS_FILE,
+    SAVED_WITH_HF,
+    UNIVERSE_FILE,
+    check_published,
+    model_checkpoint,
+    model_folder,
+)
+
+GENIML_WEIGHT = "projection.weight"
+
+
+class Expected(NamedTuple):
+    """The universe to tokenize with for a model, and the vocabulary it must turn out to be."""
+
+    universe: str
+    vocab_size: int
+    fingerprint: str | None
+    model: str  # the model path, for messages
+
+
+@dataclass
+class LoadedModel:
+    """A model read back, in eval mode on the CPU, with what using it needs."""
+
+    model: Any  # a torch module with embed(batch) -> Tensor[B, D]
+    vocab: Any  # gtok.models.Vocab
+    expected: Expected
+    name: str  # for files and tables: the built-in's name, or the class name in lower case
+    data: dict[str, Any]  # the data options it was trained with (max_length, val_fraction)
+
+    @property
+    def attends(self) -> bool:
+        """Whether its cost grows with the record length squared (then records are cropped to max_length)."""
+        return bool(getattr(self.model, "attends", True))
+
+
+def load_model(path: str | os.PathLike, universe: str | os.PathLike | None = None) -> LoadedModel:
+    """The model a path stands for (see the module docstring), refused in one line when it cannot embed."""
+    geniml = geniml_folder(path)
+    if geniml is not None:
+        loaded = _load_geniml(geniml, universe)
+    elif (card := hf_card(path)) is not None:
+        loaded = _load_hf(Path(path), card, universe)
+    else:
+        loaded = _load_checkpoint(model_checkpoint(path), universe)
+    if not callable(getattr(loaded.model, "embed", None)):
+        raise GtokError(f"{describe(path)}: its model ({type(loaded.model).__name__}) cannot embed: it defines no "
+                        "embed(batch) -> Tensor[B, D] (docs/models.md).")
+    return loaded
+
+
+def expected_vocabulary(path: str | os.PathLike, universe: str | os.PathLike | None = None) -> Expected:
+    """The universe and vocabulary of a model path; torch is needed only for a checkpoint that has
+    no config.yaml and universe beside it."""
+    geniml = geniml_folder(path)
+    if geniml is not None:
+        config = geniml_config(geniml)
+        return Expected(_geniml_universe(geniml, universe), config["vocab_size"], None, describe(geniml))
+    path = Path(path)
+    checkpoint = None if hf_card(path) is not None else model_checkpoint(path)
+    folder = path if checkpoint is None else checkpoint.parent
+    finished = checkpoint is None or checkpoint.name == CHECKPOINT_FILE  # config.yaml describes model.ckpt only
+    card = _read_card(folder) if finished and (folder / CONFIG_FILE).is_file() else None
+    if card is not None and (universe is not None or (folder / UNIVERSE_FILE).is_file()):
+        vocab = card["vocabulary"]
+        return Expected(os.fspath(universe or folder / UNIVERSE_FILE), vocab["vocab_size"], vocab.get("fingerprint"),
+                        describe(folder))
+    from gtok.models import read_checkpoint
+
+    return _expected(checkpoint, read_checkpoint(checkpoint)["gtok"]["vocab"], universe)
+
+
+def check_tokenizer(tokenizer: Any, expected: Expected) -> None:
+    """Refuse a tokenizer of another vocabulary than the model's; warn where only its size can be checked."""
+    if expected.fingerprint is None:
+        if tokenizer.vocab_size != expected.vocab_size:
+            raise FingerprintMismatchError(
+                f"{describe(expected.universe)}: its vocabulary has {tokenizer.vocab_size} tokens, but the model "
+                f"{expected.model} was trained on {expected.vocab_size}; give the universe BED it was trained with.")
+        if tokenizer.universe.duplicate_lines:
+            warnings.warn(f"{describe(expected.universe)}: gtars (geniml's tokenizer) numbers the regions after a "
+                          "duplicate line differently from its own vocabulary, so geniml's encode and gtok can "
+                          "disagree for this model; remove the duplicate lines from the universe before training "
+                          "in geniml.", stacklevel=2)
+        warnings.warn(f"{expected.model} records no fingerprint of its universe, so {describe(expected.universe)} was "
+                      f"checked only for its size ({expected.vocab_size} tokens): another universe of that size would "
+                      "give vectors without an error; make sure it is the one the model was trained with.", stacklevel=2)
+        return
+    if tokenizer.fingerprint != expected.fingerprint or tokenizer.vocab_size != expected.vocab_size:
+        raise FingerprintMismatchError(
+            f"{describe(expected.universe)}: vocabulary {tokenizer.fingerprint[:12]} ({tokenizer.vocab_size} tokens) "
+            f"is not the one {expected.model} was trained on ({expected.fingerprint[:12]}, {expected.vocab_size} tokens)."
+        )
+
+
+# -- gtok checkpoints (built-in models, brought LightningModules) -----------------------------------
+
+
+def _load_checkpoint(checkpoint: Path, universe: str | os.PathLike | None) -> LoadedModel:
+    from gtok.models import model_from, read_checkpoint
+    from gtok.modelspec import ModelSpec
+
+    ckpt = read_checkpoint(checkpoint)
+    check_published(checkpoint, ckpt)
+    model = model_from(ckpt)
+    record = ckpt["gtok"]
+    return LoadedModel(model, _vocab(record["vocab"], checkpoint), _expected(checkpoint, record["vocab"], universe),
+                       ModelSpec(record["model"]).label, _data_options(checkpoint, ckpt))
+
+
+def _data_options(checkpoint: Path, ckpt: dict[str, Any]) -> dict[str, Any]:
+    """The data options inference follows (max_length): a finished model's folder config.yaml, the
+    copy users read and may look up, else what a checkpoint of an unfinished run recorded."""
+    folder = checkpoint.parent
+    if checkpoint.name == CHECKPOINT_FILE and (folder / CONFIG_FILE).is_file():
+        data = _read_card(folder).get("data")
+        if isinstance(data, dict):
+            return data
+    return ckpt.get("datamodule_hyper_parameters") or {}
+
+
+def _vocab(record: dict[str, Any], checkpoint: str | os.PathLike) -> Any:
+    from gtok.models import Vocab
+
+    try:
+        return Vocab(**record)
+    except (TypeError, ValueError) as exc:
+        raise GtokError(f"{describe(checkpoint)}: its vocabulary record is damaged ({exc}); retrain or restore the file.") from None
+
+
+def _expected(checkpoint: Path, vocab: dict[str, Any], universe: str | os.PathLike | None) -> Expected:
+    """The universe for a checkpoint: given, else its folder's universe.bed.gz, else the one it recorded."""
+    if universe is None:
+        bundled = model_folder(checkpoint) / UNIVERSE_FILE
+        if bundled.is_file():
+            universe = bundled
+        elif vocab.get("universe") is None:
+            raise GtokError(f"{describe(checkpoint)}: the model carries no universe (no {UNIVERSE_FILE} beside it, none "
+                            "recorded); pass --universe (the BED its training data was tokenized with).")
+        elif not os.path.isfile(vocab["universe"]):
+            raise GtokError(f"{describe(checkpoint)}: its universe {vocab['universe']} is gone and no {UNIVERSE_FILE} is "
+                            "beside it; pass --universe with a copy of it.")
+        else:
+            universe = vocab["universe"]
+    return Expected(os.fspath(universe), vocab["vocab_size"], vocab.get("fingerprint"), describe(checkpoint))
+
+
+# -- brought Hugging Face models ---------------------------------------------------------------------
+
+
+def hf_card(path: str | os.PathLike) -> dict[str, Any] | None:
+    """The config.yaml of a folder where `gtok train` saved a Hugging Face model with save_pretrained, else None."""
+    folder = Path(path)
+    if not folder.is_dir() or not (folder / CONFIG_FILE).is_file() or not (folder / HF_CONFIG_FILE).is_file():
+        return None
+    card = _read_card(folder)
+    return card if card.get("saved_with") == SAVED_WITH_HF else None
+
+
+def _load_hf(folder: Path, card: dict[str, Any], universe: str | os.PathLike | None) -> LoadedModel:
+    from gtok.models import Vocab
+    from gtok.models.hf import HFModel
+    from gtok.modelspec import import_brought, parse_model
+
+    name = describe(folder / CONFIG_FILE)
+    _check_hf_published(folder, card)
+    if universe is None and not (folder / UNIVERSE_FILE).is_file():
+        raise GtokError(f"{describe(folder)}: the model carries no {UNIVERSE_FILE}; pass --universe (the BED its "
+                        "training data was tokenized with).")
+    brought = import_brought(parse_model(card.get("model"), f"{name}: model"), f"{name}: model")
+    vocab = Vocab.of_size(card["vocabulary"]["vocab_size"], card["vocabulary"].get("fingerprint"))
+    try:
+        weights = brought.cls.from_pretrained(folder)
+    except Exception as exc:  # transformers raises many kinds for missing or damaged files
+        raise GtokError(f"{describe(folder)}: {brought.spec.text}.from_pretrained cannot read the saved model "
+                        f"({type(exc).__name__}: {exc}).") from None
+    if weights.config.vocab_size < vocab.vocab_size or weights.config.pad_token_id != vocab.pad_token_id:
+        raise GtokError(f"{describe(folder / HF_CONFIG_FILE)}: vocab_size {weights.config.vocab_size} and pad_token_id "
+                        f"{weights.config.pad_token_id} do not fit the vocabulary of {name} ({vocab.vocab_size} tokens, "
+                        f"<pad> {vocab.pad_token_id}); the folder mixes two models.")
+    model = HFModel(vocab, brought.spec.text, weights.config.to_dict(), card.get("options"), model=weights).eval()
+    expected = Expected(os.fspath(universe or folder / UNIVERSE_FILE), vocab.vocab_size, vocab.fingerprint,
+                        describe(folder))
+    return LoadedModel(model, vocab, expected, brought.spec.label, card.get("data") or {})
+
+
+def _check_hf_published(folder: Path, card: dict[str, Any]) -> None:
+    """save_pretrained's files are those of the finished model that config.yaml describes: it
+    records their sha256 and model.ckpt's run (a publication cut short, or files copied together
+    from two runs, is refused)."""
+    from gtok.formats.metadata import sha256_file
+    from gtok.models import read_checkpoint
+
+    checkpoint = model_checkpoint(folder)
+    check_published(checkpoint, read_checkpoint(checkpoint))
+    weights = folder / HF_WEIGHTS_FILE
+    recorded = card.get("weights_sha256")
+    if recorded is not None and (not weights.is_file() or sha256_file(weights) != recorded):
+        raise GtokError(f"{describe(folder)}: {HF_WEIGHTS_FILE} is not the model its {CONFIG_FILE} describes (its "
+                        "sha256 differs, or it is missing): the folder's files are of different runs; rerun the "
+                        "'gtok train' that wrote it to publish its model again.")
+
+
+def _read_card(folder: Path) -> dict[str, Any]:
+    """A gtok model folder's config.yaml (gtok.pretrained.write_model_folder)."""
+    import yaml
+
+    path = folder / CONFIG_FILE
+    try:
+        card = yaml.safe_load(path.read_text())
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise GtokError(f"{describe(path)}: not a readable model config ({type(exc).__name__}).") from None
+    if not isinstance(card, dict) or not isinstance(card.get("vocabulary"), dict):
+        raise GtokError(f"{describe(path)}: not the config.yaml of a gtok model (it names no vocabulary).")
+    return card
+
+
+# -- geniml Region2Vec folders ---------------------------------------------------------------------
+
+
+def geniml_folder(path: str | os.PathLike) -> Path | None:
+    """The geniml Region2Vec folder `path` names (the folder, or its checkpoint.pt), else None.
+
+    Such a folder holds checkpoint.pt and config.yaml; one that also holds a gtok model.ckpt is
+    a gtok folder, so the two kinds can never be confused."""
+    path = Path(path)
+    folder = path if path.is_dir() else path.parent if path.name == GENIML_CHECKPOINT else None
+    if folder is None or (folder / CHECKPOINT_FILE).is_file():
+        return None
+    if (folder / GENIML_CHECKPOINT).is_file() and (folder / CONFIG_FILE).is_file():
+        return folder
+    return None
+
+
+def geniml_config(folder: Path) -> dict[str, Any]:
+    """A geniml folder's config.yaml, with `vocab_size` and `embedding_dim` known to be positive integers
+    (older geniml models call the latter `embedding_size`)."""
+    import yaml
+
+    name = describe(folder / CONFIG_FILE)
+    try:
+        config = yaml.safe_load((folder / CONFIG_FILE).read_text())
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise GtokError(f"{name}: not a readable geniml config ({type(exc).__name__}).") from None
+    if not isinstance(config, dict):
+        raise GtokError(f"{name}: not a geniml config (expected a mapping with vocab_size and embedding_dim).")
+    config = {**config, "embedding_dim": config.get("embedding_dim", config.get("embedding_size"))}
+    for key in ("vocab_size", "embedding_dim"):
+        value = config.get(key)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise GtokError(f"{name}: {key} is {value!r}, not a positive integer; is this a geniml Region2Vec folder?")
+    config.setdefault("pooling_method", "mean")
+    if config["pooling_method"] not in ("mean", "max"):
+        raise GtokError(f"{name}: pooling_method {config['pooling_method']!r} is neither 'mean' nor 'max'.")
+    return config
+
+
+def _geniml_universe(folder: Path, universe: str | os.PathLike | None) -> str:
+    path = Path(universe) if universe is not None else folder / GENIML_UNIVERSE
+    if universe is None and not path.is_file():
+        raise GtokError(f"{describe(folder)}: a geniml model folder without its {GENIML_UNIVERSE} (geniml's export "
+                        "does not write it); pass --universe with the universe BED its tokenizer was built from.")
+    return os.fspath(path)
+
+
+def _load_geniml(folder: Path, universe: str | os.PathLike | None) -> LoadedModel:
+    from gtok.models import Vocab
+    from gtok.models.geniml import GenimlRegion2Vec
+
+    config = geniml_config(folder)
+    expected = Expected(_geniml_universe(folder, universe), config["vocab_size"], None, describe(folder))
+    vocab = Vocab.of_size(config["vocab_size"])
+    model = GenimlRegion2Vec(_geniml_projection(folder / GENIML_CHECKPOINT, config), vocab, config["pooling_method"])
+    return LoadedModel(model.eval(), vocab, expected, GenimlRegion2Vec.name.replace("-", ""), {})
+
+
+def _geniml_projection(path: Path, config: dict[str, Any]) -> Any:
+    """`projection.weight` of a geniml checkpoint, checked against its config's sizes."""
+    import torch
+
+    name = describe(path)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many kinds for a truncated or foreign file
+        raise GtokError(f"{name}: not a readable geniml checkpoint ({type(exc).__name__}).") from None
+    weight = state.get(GENIML_WEIGHT) if isinstance(state, dict) else None
+    if not isinstance(weight, torch.Tensor):
+        raise GtokError(f"{name}: has no {GENIML_WEIGHT}; not a geniml Region2Vec checkpoint.")
+    expected = (config["vocab_size"], config["embedding_dim"])
+    if tuple(weight.shape) != expected:
+        raise GtokError(f"{name}: {GENIML_WEIGHT} is {tuple(weight.shape)}, but config.yaml says "
+                        f"vocab_size x embedding_dim = {expected}.")
+    return weight.float()

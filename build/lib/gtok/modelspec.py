@@ -1,0 +1,224 @@
+"""What `--model` (the workflow's `train.model`) names, and whether it can train here.
+
+A model is a built-in name (region2vec, encoder, classifier) or the import path
+`package.module:ClassName` of a class a user brings (docs/models.md):
+
+* a Lightning `LightningModule`, constructed as `ClassName(vocab, **model_args)`;
+* a Hugging Face `PreTrainedModel`, whose config gtok builds from `model_args` and the data's
+  vocabulary, trained through gtok's adapter (gtok.models.hf) with the `hf:` options.
+
+Everything a user can get wrong about a brought class is checked here, before any work: the path
+imports and names a class, of one of the two kinds, `model_args` fit it, the training context fits
+its positions, it can embed when the workflow evaluates it. This module imports neither torch nor
+transformers; importing the user's class does, which is why `gtok tokenize` never comes here and
+the workflow checks a brought class once, in its main process.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from gtok.errors import GtokError
+
+BUILTIN_MODELS = ("region2vec", "encoder", "classifier")
+_PATH = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
+_LIGHTNING = {"lightning.pytorch.core.module.LightningModule", "pytorch_lightning.core.module.LightningModule"}
+_HF = {"transformers.modeling_utils.PreTrainedModel"}
+#: HF config keys that gtok sets from the data's vocabulary (a model_args value would contradict it)
+TOKEN_ID_KEYS = ("pad_token_id", "unk_token_id", "mask_token_id", "cls_token_id", "eos_token_id", "bos_token_id",
+                 "sep_token_id")
+OBJECTIVES = ("rtd", "mlm", "triplet")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A model option's text: a built-in name, or `package.module:ClassName`."""
+
+    text: str
+
+    @property
+    def builtin(self) -> bool:
+        return self.text in BUILTIN_MODELS
+
+    @property
+    def module(self) -> str:
+        return self.text.partition(":")[0]
+
+    @property
+    def qualname(self) -> str:
+        return self.text.partition(":")[2]
+
+    @property
+    def label(self) -> str:
+        """A short name for files and tables: the built-in's name, or the class name in lower case."""
+        return self.text if self.builtin else self.qualname.rpartition(".")[2].lower()
+
+
+def parse_model(text: Any, what: str = "--model") -> ModelSpec:
+    """The spec of a model option, refused in one line unless it is a built-in or an import path."""
+    if isinstance(text, str) and (text in BUILTIN_MODELS or _PATH.match(text)):
+        return ModelSpec(text)
+    raise GtokError(f"{what}: {text!r} is neither a built-in model ({', '.join(BUILTIN_MODELS)}) nor an import "
+                    "path package.module:ClassName of a LightningModule or a Hugging Face PreTrainedModel.")
+
+
+@dataclass(frozen=True)
+class Brought:
+    """A brought class, imported, and its kind: "lightning" or "hf"."""
+
+    spec: ModelSpec
+    cls: type
+    kind: str
+
+
+def import_brought(spec: ModelSpec, what: str = "--model") -> Brought:
+    """The class an import path names, of one of the two kinds a brought model may be."""
+    try:
+        module = importlib.import_module(spec.module)
+    except Exception as exc:  # a missing package, or any error raised by the module's own code
+        raise GtokError(f"{what}: {spec.text}: cannot import {spec.module} ({type(exc).__name__}: {exc}); install "
+                        "its package in this environment or put it on PYTHONPATH.") from None
+    obj: Any = module
+    for part in spec.qualname.split("."):
+        obj = getattr(obj, part, None)
+    if not isinstance(obj, type):
+        found = "nothing" if obj is None else f"a {type(obj).__name__}"
+        raise GtokError(f"{what}: {spec.text}: {spec.module} has no class {spec.qualname} ({found} by that name).")
+    kind = _kind(obj)
+    if kind is None:
+        raise GtokError(f"{what}: {spec.text} is neither a LightningModule nor a Hugging Face PreTrainedModel; "
+                        "docs/models.md says what a brought class must be.")
+    return Brought(spec, obj, kind)
+
+
+def _kind(cls: type) -> str | None:
+    """"lightning" or "hf" by the classes it derives from, named so that nothing new is imported."""
+    names = {f"{base.__module__}.{base.__qualname__}" for base in cls.__mro__}
+    if names & _LIGHTNING:
+        return "lightning"
+    if names & _HF:
+        return "hf"
+    return None
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """A model option with its config: the class when brought, and the options gtok itself uses
+    (a built-in's section; `hf` for a Hugging Face class; the seed for a LightningModule)."""
+
+    spec: ModelSpec
+    brought: Brought | None
+    config: Any  # the options dataclass
+    model_args: dict[str, Any]
+
+
+def resolve_model(text: Any, cfg: Mapping[str, Any], seed: int, what: str = "config", *,
+                  embeds: bool = False) -> Resolved:
+    """The model of a training config (`gtok train --model` and `--config`), every mistake refused in one line."""
+    from gtok.options import BROUGHT_SECTIONS, MODEL_CONFIGS, HFConfig, LightningConfig, make_config
+
+    spec = parse_model(text, f"{what} model")
+    if spec.builtin:
+        for section in BROUGHT_SECTIONS:
+            if cfg.get(section):
+                raise GtokError(f"{what} section '{section}': applies to a brought class (package.module:ClassName); "
+                                f"the options of {spec.text} go in its section '{spec.text}'.")
+        options = {**(cfg.get(spec.text) or {}), "seed": seed}
+        return Resolved(spec, None, make_config(MODEL_CONFIGS[spec.text], options, f"{what} section '{spec.text}'"), {})
+    brought = check_brought(spec.text, cfg, what, embeds=embeds)
+    kind = HFConfig if brought.kind == "hf" else LightningConfig
+    config = make_config(kind, {**(cfg.get("hf") or {}), "seed": seed}, f"{what} section 'hf'")
+    return Resolved(spec, brought, config, dict(cfg.get("model_args") or {}))
+
+
+def check_brought(text: str, cfg: Mapping[str, Any], what: str = "config", *, embeds: bool = False) -> Brought:
+    """Everything about a brought model that a training config decides, one line per mistake.
+
+    `cfg` is the config of `gtok train` (sections model_args, hf, data); `embeds`: the model must
+    embed (the workflow evaluates it)."""
+    from gtok.options import DataOptions, model_args
+
+    brought = import_brought(parse_model(text, f"{what} model"), f"{what} model")
+    args = model_args(cfg, what)
+    where = f"{what} section 'model_args'"
+    if brought.kind == "lightning":
+        if cfg.get("hf"):
+            raise GtokError(f"{what} section 'hf': applies to Hugging Face models, and {text} is a LightningModule; "
+                            "remove the section.")
+        _check_signature(brought, args, where)
+        if embeds and not callable(getattr(brought.cls, "embed", None)):
+            raise GtokError(f"{what} model: {text} cannot embed (it defines no embed(batch) -> Tensor[B, D]), and "
+                            "the evaluation embeds it; add an embed method, or set evaluate.enabled: false.")
+        return brought
+    config_class = hf_config_class(brought, what)
+    _check_config_keys(config_class, args, where)
+    max_length = (cfg.get("data") or {}).get("max_length", DataOptions.max_length)
+    positions = args.get("max_position_embeddings", getattr(config_class(), "max_position_embeddings", None))
+    if isinstance(positions, int) and (max_length is None or max_length > positions):
+        raise GtokError(f"{what} section 'data': max_length {max_length} is longer than the "
+                        f"{positions} positions of {text} (model_args max_position_embeddings); lower max_length or "
+                        "raise max_position_embeddings.")
+    hf_objective(brought, (cfg.get("hf") or {}).get("objective", "auto"), what)
+    return brought
+
+
+def _check_signature(brought: Brought, args: Mapping[str, Any], where: str) -> None:
+    """`Class(vocab, **model_args)` must be a valid call (by the signature of its __init__)."""
+    params = list(inspect.signature(brought.cls.__init__).parameters.values())[1:]  # less self
+    if not params or params[0].kind not in (params[0].POSITIONAL_ONLY, params[0].POSITIONAL_OR_KEYWORD):
+        raise GtokError(f"{where}: {brought.spec.text}.__init__ takes no vocabulary as its first argument; "
+                        "a brought LightningModule is constructed as Class(vocab, **model_args).")
+    named = {p.name: p for p in params[1:] if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    if not any(p.kind == p.VAR_KEYWORD for p in params):
+        unknown = sorted(set(args) - set(named))
+        if unknown:
+            raise GtokError(f"{where}: {brought.spec.text} accepts no argument {', '.join(unknown)}; it accepts: "
+                            f"{', '.join(named) or 'nothing but the vocabulary'}.")
+    missing = [n for n, p in named.items() if p.default is p.empty and n not in args]
+    if missing:
+        raise GtokError(f"{where}: {brought.spec.text} needs {', '.join(missing)}; give them in model_args.")
+
+
+def hf_config_class(brought: Brought, what: str = "config") -> type:
+    config_class = getattr(brought.cls, "config_class", None)
+    if not isinstance(config_class, type) or config_class.__name__ == "PretrainedConfig":
+        raise GtokError(f"{what} model: {brought.spec.text} names no config_class of its own, so gtok cannot build "
+                        "its config from model_args.")
+    return config_class
+
+
+def _check_config_keys(config_class: type, args: Mapping[str, Any], where: str) -> None:
+    """model_args must be options of the config class; the token ids are the data's, not the user's."""
+    ids = sorted(set(args) & set(TOKEN_ID_KEYS))
+    if ids:
+        raise GtokError(f"{where}: {', '.join(ids)} are set from the data's vocabulary; remove them.")
+    known = set(config_class().to_dict())
+    for klass in config_class.__mro__:
+        if "__init__" in vars(klass):
+            known |= {p.name for p in inspect.signature(klass.__init__).parameters.values()
+                      if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    unknown = sorted(set(args) - known - {"self"})
+    if unknown:
+        raise GtokError(f"{where}: {config_class.__name__} has no option {', '.join(unknown)}; its options: "
+                        f"{', '.join(sorted(known - {'self'} - set(TOKEN_ID_KEYS)))}.")
+
+
+def hf_objective(brought: Brought, objective: str, what: str = "config") -> str:
+    """The training objective of an HF class: `hf.objective`, or with `auto` what the class is for
+    (a triplet forward, ...ReplacedTokenDetection, ...ForMaskedLM)."""
+    if objective != "auto":
+        return objective
+    name = brought.cls.__name__
+    if "input_ids_anchor" in inspect.signature(brought.cls.forward).parameters:
+        return "triplet"
+    if name.endswith("ReplacedTokenDetection"):
+        return "rtd"
+    if name.endswith("ForMaskedLM"):
+        return "mlm"
+    raise GtokError(f"{what} section 'hf': objective auto cannot tell what {brought.spec.text} is trained for; "
+                    f"set hf.objective to one of {', '.join(OBJECTIVES)}.")

@@ -1,0 +1,125 @@
+"""The paths a command may read and write, checked before any work starts.
+
+A forgotten output name (`gtok tokenize -o data/*.bed`) must not turn an input into a shard, and
+`-o /dev/null` run as root must not turn a device into a regular file. So every command that
+writes checks its output first: it has the command's suffix, it is none of the inputs, and if it
+exists it is a regular file of the kind the command writes (it is replaced only by its own kind).
+Inputs must be regular files: a folder or a FIFO is named as such instead of "no such file", and
+a FIFO nobody writes to cannot hang a run.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+from gtok.errors import GtokError, describe
+
+
+def input_file(path: str | os.PathLike, what: str = "input") -> Path:
+    """`path` as a Path, once it is known to be a readable regular file."""
+    name = describe(path)
+    if not name:
+        raise GtokError(f"an empty path was given as the {what}.")
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise GtokError(f"{name}: no such file.") from None
+    except OSError as exc:
+        raise GtokError(f"{name}: cannot read the {what} ({os.strerror(exc.errno).lower()}).") from None
+    if stat.S_ISDIR(mode):
+        raise GtokError(f"{name}: is a folder; give the {what} file itself.")
+    if not stat.S_ISREG(mode):
+        raise GtokError(f"{name}: is not a regular file (a FIFO, device or socket); give the {what} as a file.")
+    return Path(path)
+
+
+def output_file(
+    path: str | os.PathLike,
+    suffixes: tuple[str, ...],
+    inputs: Iterable[str | os.PathLike] = (),
+    is_own_kind: Callable[[Path], bool] | None = None,
+    kind: str = "output",
+) -> Path:
+    """Check an output file before anything is computed; its folder is created if missing.
+
+    `is_own_kind(path)` says whether an existing file is one this command wrote (and may replace).
+    """
+    name = describe(path)
+    if not name:
+        raise GtokError(f"the output path is empty; give a file name ending in {suffixes[0]}.")
+    target = Path(path)
+    if target.is_dir():
+        raise GtokError(f"{name}: is a folder; give a file name ending in {suffixes[0]} for the {kind}.")
+    if not name.endswith(suffixes):
+        raise GtokError(
+            f"{name}: the {kind} must end in {' or '.join(suffixes)} (a forgotten output name would "
+            "otherwise overwrite an input); choose a name with that suffix."
+        )
+    if os.path.lexists(target):
+        _check_replaceable(target, inputs, is_own_kind, kind)
+    make_folder(target.parent)
+    return target
+
+
+def _check_replaceable(target: Path, inputs, is_own_kind, kind: str) -> None:
+    name = describe(target)
+    try:
+        mode = os.stat(target).st_mode
+    except OSError:  # a dangling link: writing replaces the link, not what it pointed to
+        return
+    if not stat.S_ISREG(mode):
+        raise GtokError(f"{name}: exists and is not a regular file (a device, FIFO or socket); refusing to replace it.")
+    for item in inputs:
+        if _same_file(target, item):
+            raise GtokError(f"{name}: is also an input ({describe(item)}); choose another name for the {kind}.")
+    if is_own_kind is not None and target.stat().st_size and not is_own_kind(target):
+        raise GtokError(f"{name}: exists and is not a {kind}; refusing to overwrite it (delete it first to replace it).")
+
+
+def output_folder(path: str | os.PathLike, kind: str = "output folder", create: bool = True) -> Path:
+    """A folder to write into, created if missing (only checked with `create=False`, for commands
+    that check everything before they touch anything); a file of that name is refused."""
+    name = describe(path)
+    if not name:
+        raise GtokError(f"the {kind} path is empty.")
+    folder = Path(path)
+    if os.path.lexists(folder) and not folder.is_dir():
+        raise GtokError(f"{name}: exists and is not a folder; the {kind} must be a folder.")
+    if create:
+        make_folder(folder)
+    return folder
+
+
+def make_folder(folder: Path) -> None:
+    """Create `folder` (and its parents) if missing, with a one-line error when that is impossible."""
+    if not str(folder) or folder.is_dir():
+        return
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise GtokError(f"{describe(folder)}: cannot be created as a folder (a file of that name is in the way).") from None
+    except OSError as exc:
+        raise GtokError(f"{describe(folder)}: cannot create the folder ({os.strerror(exc.errno).lower()}).") from None
+
+
+def _same_file(a: Path, b: str | os.PathLike) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def has_magic(magic: bytes) -> Callable[[Path], bool]:
+    """A test of whether a file starts with `magic` (for `output_file`'s `is_own_kind`)."""
+
+    def test(path: Path) -> bool:
+        try:
+            with open(path, "rb") as fh:
+                return fh.read(len(magic)) == magic
+        except OSError:
+            return False
+
+    return test

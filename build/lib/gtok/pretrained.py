@@ -1,0 +1,175 @@
+"""The self-contained model folder: what `gtok train` leaves in its output folder, and where.
+
+A model trained on one universe is useless without that universe: token ids mean its regions.
+So `gtok train` leaves in its output folder, beside `model.ckpt`,
+
+    universe.bed.gz   the universe BED the data was tokenized with (its bytes, gzipped; for data
+                      tokenized against a universe index, the index's regions, one line each)
+    config.yaml       the model (a built-in's name or a brought class's import path) and its
+                      options, the data options it saw (max_length), the vocabulary's size and
+                      fingerprint, and the gtok version
+
+and, for a brought Hugging Face model, what its `save_pretrained` writes (config.json,
+model.safetensors), which `from_pretrained` of its class reads as it is. A geniml Region2Vec
+folder (checkpoint.pt, config.yaml, universe.bed) is the other kind of folder gtok reads.
+
+A folder stands for its finished model, model.ckpt, and nothing else: a run still training (or one
+that failed) in checkpoints/ is never taken for it. config.yaml records the run and step of
+model.ckpt, and a folder whose files are not of one model (changed by hand, or a publication cut
+short) is refused on load. A checkpoint given explicitly (`checkpoints/last.ckpt`) is loaded as it is.
+
+`gtok train` takes that universe from `--universe`, else from where the data's manifest says its
+shards were tokenized (`data_universe`), and refuses to start when it cannot find it.
+
+This module knows the layout and writes it; gtok.loading reads every kind of model folder.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from gtok.atomic import atomic_path
+from gtok.errors import GtokError, describe
+
+if TYPE_CHECKING:
+    from gtok.formats.manifest import Manifest
+    from gtok.universe import Universe
+
+UNIVERSE_FILE = "universe.bed.gz"
+CONFIG_FILE = "config.yaml"
+CHECKPOINT_FILE = "model.ckpt"
+HF_CONFIG_FILE = "config.json"  # with model.safetensors: what save_pretrained writes
+HF_WEIGHTS_FILE = "model.safetensors"
+SAVED_WITH_HF = "save_pretrained"  # config.yaml's `saved_with` when the folder holds them
+MODEL_FILES = (CHECKPOINT_FILE, UNIVERSE_FILE, CONFIG_FILE, HF_CONFIG_FILE, HF_WEIGHTS_FILE, "metrics.csv", "loss.png",
+               "summary.json")
+"""A finished model and how its training went: replaced together when a later run finishes."""
+RUN_KEY = "gtok_run"
+"""Checkpoint key of the run record: {"fingerprint": sha256 hex, "options": gtok.training.run.run_options}."""
+GENIML_CHECKPOINT = "checkpoint.pt"
+GENIML_UNIVERSE = "universe.bed"
+
+
+def is_gtok_folder(folder: Path) -> bool:
+    """Whether `folder` is one gtok train wrote: it holds a finished model, a run's checkpoints/, or
+    the runs it set aside in previous/ (for the moment a new run's checkpoints/ takes their place)."""
+    return (folder / CHECKPOINT_FILE).is_file() or (folder / "checkpoints").is_dir() or (folder / "previous").is_dir()
+
+
+def model_checkpoint(path: str | os.PathLike) -> Path:
+    """The checkpoint a model path stands for: a folder's finished model, model.ckpt."""
+    path = Path(path)
+    if not path.is_dir():
+        return path
+    if (path / CHECKPOINT_FILE).is_file():
+        return path / CHECKPOINT_FILE
+    if not is_gtok_folder(path):
+        raise GtokError(f"{describe(path)}: not a gtok model folder: it holds no {CHECKPOINT_FILE}; give the --out folder "
+                        f"of 'gtok train', a checkpoint, or a geniml Region2Vec folder ({GENIML_CHECKPOINT} and {CONFIG_FILE}).")
+    kept = sorted(path.glob(f"previous/*/{CHECKPOINT_FILE}"))
+    earlier = f"; its latest earlier model is {describe(kept[-1].parent)}" if kept else ""
+    raise GtokError(f"{describe(path)}: holds no finished model (no {CHECKPOINT_FILE}): its run is still training, "
+                    f"or stopped before the end; rerun 'gtok train' to finish it, or give a checkpoint file itself{earlier}.")
+
+
+def published_run(folder: Path) -> dict[str, Any] | None:
+    """The run and step of the folder's model.ckpt, as its config.yaml records them (None for a
+    folder an older gtok wrote, or without config.yaml)."""
+    import yaml
+
+    try:
+        config = yaml.safe_load((folder / CONFIG_FILE).read_text())
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return None
+    return config.get("run") if isinstance(config, dict) else None
+
+
+def check_published(checkpoint: Path, ckpt: dict[str, Any]) -> None:
+    """A folder's model.ckpt must be the model its config.yaml (and universe.bed.gz) describe."""
+    if checkpoint.name != CHECKPOINT_FILE:
+        return
+    recorded = published_run(checkpoint.parent)
+    found = {"fingerprint": (ckpt.get(RUN_KEY) or {}).get("fingerprint"), "step": ckpt.get("global_step")}
+    if recorded is not None and recorded != found:
+        folder = describe(checkpoint.parent)
+        raise GtokError(f"{folder}: {CHECKPOINT_FILE} (run {str(found['fingerprint'])[:12]}, step {found['step']}) is not "
+                        f"the model its {CONFIG_FILE} describes (run {str(recorded.get('fingerprint'))[:12]}, step "
+                        f"{recorded.get('step')}): the folder's files are of different runs; rerun the 'gtok train' that "
+                        "wrote it to publish its model again, or copy a model's files together.")
+
+
+def model_folder(checkpoint: Path) -> Path:
+    """The folder a checkpoint belongs to (checkpoints/last.ckpt belongs to the folder above)."""
+    folder = checkpoint.parent
+    return folder.parent if folder.name == "checkpoints" else folder
+
+
+def write_model_folder(out: Path, universe: str | os.PathLike | None, config: dict[str, Any]) -> None:
+    """universe.bed.gz and config.yaml beside a finished run's model.ckpt (both atomically)."""
+    import yaml
+
+    from gtok import __version__
+
+    if universe is not None:
+        raw = universe_bed_bytes(universe)
+        with atomic_path(out / UNIVERSE_FILE) as tmp:
+            Path(tmp).write_bytes(raw if raw[:2] == b"\x1f\x8b" else gzip.compress(raw, compresslevel=6, mtime=0))
+    with atomic_path(out / CONFIG_FILE) as tmp:
+        Path(tmp).write_text(yaml.safe_dump({"gtok_version": __version__, **config}, sort_keys=False))
+
+
+def universe_bed_bytes(path: str | os.PathLike) -> bytes:
+    """A universe file as BED bytes: a BED (or .bed.gz) as it is; a universe index (`gtok index`)
+    as its regions in id order, one line each, which gtok and gtars read back as the same
+    vocabulary (the same fingerprint)."""
+    from gtok.formats.index import is_index
+
+    if is_index(path):
+        from gtok.universe import Universe
+
+        return regions_bed(Universe.from_index(path)[0])
+    with open(path, "rb") as fh:
+        return fh.read()
+
+
+def regions_bed(universe: Universe) -> bytes:
+    """A universe's regions as BED text, in id order."""
+    chroms = [universe.chrom_names[c] for c in universe.codes.tolist()]
+    lines = (f"{c}\t{s}\t{e}\n" for c, s, e in zip(chroms, universe.starts.tolist(), universe.ends.tolist()))
+    return "".join(lines).encode()
+
+
+def data_universe(manifest: Manifest) -> str:
+    """The universe file of a manifest's data, where its shards recorded it: the BED a universe
+    index was built from, else the file they were tokenized with. A file is taken when its bytes
+    are the recorded ones (sha256), or when it still holds the recorded vocabulary (fingerprint).
+    When none is found, the error names each file expected and why it was not taken."""
+    from gtok.formats.metadata import sha256_file
+    from gtok.universe import Universe
+
+    record = manifest.universe
+    if record is None:
+        raise GtokError(f"{describe(manifest.path)}: its shards record no universe (they were written by gtars or an "
+                        "older gtok); pass --universe with the universe BED they were tokenized with, which the model "
+                        "needs to be used.")
+    tried = []
+    for path, sha256 in record.files():
+        if not os.path.isfile(path):
+            tried.append(f"{path} is missing")
+            continue
+        if sha256_file(path) == sha256:
+            return path
+        try:
+            fingerprint = Universe.from_bed(path).fingerprint
+        except GtokError as exc:
+            tried.append(f"{path} is no longer a universe ({str(exc).rstrip('.')})")
+            continue
+        if fingerprint == record.fingerprint:
+            return path
+        tried.append(f"{path} has changed (it is vocabulary {fingerprint[:12]} now)")
+    raise GtokError(f"{describe(manifest.path)}: the universe its shards were tokenized with (vocabulary "
+                    f"{record.fingerprint[:12]}) is not where they recorded it: {'; '.join(tried)}; pass --universe "
+                    "with that universe BED.")

@@ -1,0 +1,142 @@
+"""The Lightning callbacks and plugins of `gtok train`: atomic checkpoints, a checkpoint at the
+last step, the run record every checkpoint carries, and the run summary."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+
+from gtok.atomic import atomic_path
+from gtok.training.run import RUN_KEY, run_fingerprint
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Checkpoints written beside their target and renamed: a kill never leaves half a file."""
+
+    def save_checkpoint(self, checkpoint, path, storage_options=None):
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(path) as tmp:
+            super().save_checkpoint(checkpoint, tmp, storage_options)
+
+
+class FinalCheckpoint(Callback):
+    """`last` also holds the final step when training stops between checkpoint steps.
+
+    Written at that step's end, like the periodic checkpoints: Lightning resumes those exactly,
+    whereas from a checkpoint written after the epoch loop has wound up, a resumed run limited
+    by max_steps would count its batches within the next epoch wrongly.
+    """
+
+    def __init__(self, last: Path):
+        self.last = last
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        steps_done = 0 < trainer.max_steps <= trainer.global_step
+        epochs_done = (trainer.max_epochs is not None and trainer.max_epochs > 0
+                       and trainer.current_epoch + 1 >= trainer.max_epochs
+                       and trainer.fit_loop.epoch_loop.batch_progress.is_last_batch)
+        if steps_done or epochs_done:
+            trainer.save_checkpoint(self.last, weights_only=False)
+
+
+class RunRecord(Callback):
+    """Every checkpoint says which run it belongs to (see `gtok.training.run.resume_point`)."""
+
+    def __init__(self, run: dict[str, Any]):
+        self.run = run
+
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint):
+        checkpoint[RUN_KEY] = {"fingerprint": run_fingerprint(self.run), "options": self.run}
+
+
+class StepCheckpoint(ModelCheckpoint):
+    """Saves last.ckpt every N steps, but not again when training ends: FinalCheckpoint has saved
+    the final step, and a checkpoint written after the epoch loop has wound up would, on the next
+    rerun, count its epoch as one more (and a run that had nothing left to do would rewrite it)."""
+
+    def __init__(self, folder: Path, every_n_steps: int):
+        super().__init__(dirpath=folder, save_top_k=0, save_last=True, every_n_train_steps=every_n_steps,
+                         enable_version_counter=False)
+
+    def on_train_end(self, trainer, pl_module):
+        return None
+
+
+class RunSummary(Callback):
+    """Writes `summary.json` when training ends: how the run was spread (world size, nodes, devices
+    per node), how far it got (global step, epochs, tokens seen, wall time of this launch) and,
+    per data epoch, which records each rank trained on, so that a reader can check that the ranks
+    shared the epoch out without overlap (but the documented padding).
+
+    Nothing synchronises per step: a rank keeps the record indices and token counts of its
+    batches on its device, and the ranks gather them once per epoch.
+    """
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def on_train_start(self, trainer, pl_module):
+        self.started = time.monotonic()
+        self.tokens = torch.zeros((), dtype=torch.int64, device=pl_module.device)
+        self.epochs: list[dict[str, Any]] = []
+        self._batches: list[torch.Tensor] = []
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        self.tokens += batch["attention_mask"].sum()
+        self._batches.append(batch["index"])
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        dm = trainer.datamodule
+        n = dm.train_set.num_records
+        seen = torch.zeros(n, dtype=torch.int32, device=pl_module.device)
+        if self._batches:
+            seen += torch.bincount(torch.cat(self._batches), minlength=n).to(torch.int32)
+        per_rank = trainer.strategy.all_gather(seen).reshape(-1, n)  # [world_size, records]
+        by_ranks = (per_rank > 0).sum(0)
+        self.epochs.append({
+            "epoch": dm.data_epoch,
+            "records": n,
+            "batches_per_rank": len(self._batches),
+            "records_per_rank": (per_rank > 0).sum(1).tolist(),
+            "records_seen": int((by_ranks > 0).sum()),
+            "records_seen_by_several_ranks": int((by_ranks > 1).sum()),
+        })
+        self._batches = []
+
+    def on_train_end(self, trainer, pl_module):
+        tokens = int(trainer.strategy.reduce(self.tokens, reduce_op="sum"))
+        if not trainer.is_global_zero:
+            return
+        summary = {
+            "world_size": trainer.world_size,
+            "num_nodes": trainer.num_nodes,
+            "devices_per_node": trainer.num_devices,
+            "global_step": trainer.global_step,
+            "epochs": self.epochs,
+            "tokens_seen": tokens,
+            "wall_seconds": round(time.monotonic() - self.started, 2),
+        }
+        with atomic_path(self.path) as tmp:
+            Path(tmp).write_text(json.dumps(summary, indent=1) + "\n")
+
+
+class BatchLog(Callback):
+    """Appends one JSON line per trained batch to `folder/rank-R.jsonl`: the launch, the step,
+    the data epoch and the batch's record indices (positions in the training set). A run resumed
+    after a kill redoes the steps after its checkpoint; their lines then appear once per launch."""
+
+    def __init__(self, folder: Path, launch: str):
+        self.folder, self.launch = folder, launch
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        self.folder.mkdir(parents=True, exist_ok=True)
+        row = {"launch": self.launch, "step": trainer.global_step - 1, "epoch": trainer.datamodule.data_epoch,
+               "records": batch["index"].tolist()}
+        with open(self.folder / f"rank-{trainer.global_rank}.jsonl", "a") as fh:
+            fh.write(json.dumps(row) + "\n")

@@ -1,0 +1,222 @@
+"""One training run in its folder (`--out`): what identifies a run, whether a rerun continues it or
+starts afresh, where an old run goes, and what a finished run publishes.
+
+The folder's rules (docs/training.md, "The run folder"):
+
+- `--out` is new, empty, or a folder gtok train wrote (it holds model.ckpt, checkpoints/ or previous/);
+  anything else is refused, since nothing in it is gtok's to write over. In its folder gtok writes
+  only its own names (`MODEL_FILES`, `RUN_FILES`, previous/ and the resume decision of
+  gtok.training.processes), and leaves anything else (the workflow's summary.html, an eval/).
+- The folder's *finished model* (`MODEL_FILES`) stays as it is until a run finishes; only then does
+  that run's replace it, config.yaml last (it records the run and step of model.ckpt, which
+  gtok.pretrained checks on load). A run in progress, or one that failed, lives in checkpoints/
+  and logs/ and is never offered as the model.
+- Every checkpoint records the options that decide the run's course (`run_options`). A rerun
+  continues from checkpoints/last.ckpt when they are unchanged and it is not past the stopping
+  criteria (which are not part of a run, so raising them extends a run). Otherwise the old run
+  moves to previous/TIME/, with the finished model when previous/ does not keep it yet, and is
+  kept there until the user deletes it.
+- The caller (gtok.training.train) checks every option, the data and the hardware before
+  `begin` changes anything: a rerun that fails on them leaves the folder as it was.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from gtok.atomic import atomic_path
+from gtok.errors import GtokError, describe
+from gtok.options import DataOptions, TrainerOptions
+from gtok.paths import make_folder
+from gtok.pretrained import CHECKPOINT_FILE, MODEL_FILES, RUN_KEY, is_gtok_folder
+
+if TYPE_CHECKING:
+    from gtok.formats.manifest import Manifest
+
+NOT_RUN_OPTIONS = {
+    "data": {"verify", "universe", "num_workers"},
+    "trainer": {"max_epochs", "max_steps", "checkpoint_every_n_steps", "log_every_n_steps",
+                "val_check_interval", "num_sanity_val_steps", "devices", "num_nodes", "strategy", "log_batches"},
+}
+"""Options that say when to stop, save, log or validate, what to check, and how the work is spread
+over processes: not where a run goes. The data's position in an epoch is one number whatever the
+number of devices, nodes and loader workers (gtok.data.plan), so a run continues on another number
+of them: bit-exactly on the same, with exactly the records not yet seen on another."""
+
+
+def run_options(model: str, model_config: Any, data: DataOptions, opts: TrainerOptions, hardware: dict[str, Any],
+                manifest: Manifest, model_args: dict[str, Any] | None = None) -> dict[str, Any]:
+    """What decides the course of a run, flat ("section.key": value).
+
+    The model and its options (a brought class's `model_args` too), the seed, the data options, the trainer options that change the
+    steps (with `auto` resolved), and the data: the vocabulary and every shard's sha256 and split,
+    in manifest order. Left out (`NOT_RUN_OPTIONS`): when to stop, checkpoint, log or validate,
+    whether to check the shards, and the universe's path; so raising max_steps extends a run.
+    """
+    shards = json.dumps([[e.sha256, e.split] for e in manifest.entries]).encode()
+    model_options = dataclasses.asdict(model_config)
+    record = {
+        "model": model,
+        "seed": model_options.pop("seed"),
+        "data.vocabulary": manifest.fingerprint[:16] if manifest.fingerprint else None,
+        "data.shards": hashlib.sha256(shards).hexdigest()[:16],
+    }
+    sections = (("data", dataclasses.asdict(data)), ("trainer", {**dataclasses.asdict(opts), **hardware}),
+                (model, model_options), ("model_args", model_args or {}))
+    for section, values in sections:
+        skip = NOT_RUN_OPTIONS.get(section, ())
+        record.update({f"{section}.{key}": value for key, value in values.items() if key not in skip})
+    return record
+
+
+RUN_FILES = ("checkpoints", "logs", "batches")
+"""What a run writes while it trains; they move to previous/ together when a new run starts."""
+
+
+def check_run_folder(out: str | os.PathLike) -> Path:
+    """`out` as a Path, once it is known to be a folder gtok train may write into: new, empty, or
+    one it wrote before. Nothing is created yet (a run that fails its checks leaves no folder)."""
+    name = describe(out)
+    if not name:
+        raise GtokError("the training folder (--out) path is empty.")
+    folder = Path(out)
+    if os.path.lexists(folder) and not folder.is_dir():
+        raise GtokError(f"{name}: exists and is not a folder; --out must be a folder.")
+    if folder.is_dir() and not is_gtok_folder(folder) and any(folder.iterdir()):
+        raise GtokError(f"{name}: is not empty and holds no gtok training run (no {CHECKPOINT_FILE}, checkpoints/ or previous/); "
+                        "train into a new or empty folder, so that nothing in it is overwritten.")
+    return folder
+
+
+@dataclasses.dataclass
+class Start:
+    """How a launch starts: from `checkpoint` (continuing its run), or afresh; `why` says why the
+    folder's last checkpoint is not continued (None when there is none, or when it is)."""
+
+    checkpoint: dict[str, Any] | None = None
+    why: str | None = None
+
+
+def resume_point(out: Path, run: dict[str, Any], opts: TrainerOptions) -> Start:
+    """Whether out/checkpoints/last.ckpt is continued: when it is of `run` and not past the
+    stopping criteria. Reads only; `begin` acts on the answer."""
+    from gtok.models import read_checkpoint
+
+    last = out / "checkpoints" / "last.ckpt"
+    if not last.is_file():
+        return Start()
+    ckpt = read_checkpoint(last)
+    why = _other_run(ckpt, run, opts)
+    return Start(None, why) if why else Start(ckpt)
+
+
+def begin(out: Path, start: Start) -> None:
+    """Prepare `out` for this launch (the first process only), the first change to it: a new run
+    sets the folder's old run aside in previous/TIME/ (a run that never checkpointed has nothing
+    to keep but its logs, which go); the finished model stays where it is until this run finishes."""
+    if start.why is not None:
+        kept = _set_aside(out)
+        print(f"gtok train: {describe(out / 'checkpoints' / 'last.ckpt')} {start.why}; starting a new run (the old "
+              f"one is now in {describe(kept)}).", file=sys.stderr, flush=True)
+    elif start.checkpoint is None:
+        for name in ("logs", "batches"):
+            shutil.rmtree(out / name, ignore_errors=True)
+    make_folder(out / "checkpoints")  # also what marks the folder as gtok's
+
+
+def _other_run(ckpt: dict[str, Any], run: dict[str, Any], opts: TrainerOptions) -> str | None:
+    """Why this run cannot continue from `ckpt`, or None when it can."""
+    saved = ckpt.get(RUN_KEY)
+    if saved is None:
+        return "records no run options (an older gtok wrote it)"
+    old = saved["options"]
+    if old["model"] != run["model"]:  # not also every option of the one model and the other
+        return f"holds a {old['model']} model, not a {run['model']}"
+    changed = [key for key in sorted(old.keys() | run.keys()) if old.get(key) != run.get(key)]
+    if changed:
+        return "is of a run with other options: " + ", ".join(f"{k} {old.get(k)!r} -> {run.get(k)!r}" for k in changed)
+    step, epoch = ckpt["global_step"], ckpt["epoch"]
+    if 0 <= opts.max_steps < step:
+        return f"is at step {step}, past max_steps {opts.max_steps}"
+    if opts.max_epochs is not None and 0 <= opts.max_epochs <= epoch:
+        return f"is in epoch {epoch + 1}, past max_epochs {opts.max_epochs}"
+    return None
+
+
+def run_fingerprint(run: dict[str, Any]) -> str:
+    """sha256 of a run's options, recorded beside them: one short name for a run, to tell runs apart."""
+    return hashlib.sha256(json.dumps(run, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _set_aside(out: Path) -> Path:
+    """Move the run in `out` to a new out/previous/TIME/, and link the folder's finished model into
+    it unless previous/ keeps it already: every finished model survives every later run. The
+    checkpoints go last, so that a rerun after a crash midway decides the same and loses nothing."""
+    previous = out / "previous"
+    previous.mkdir(exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    folder, n = previous / stamp, 1
+    while folder.exists():
+        n += 1
+        folder = previous / f"{stamp}-{n}"
+    folder.mkdir()
+    model = out / CHECKPOINT_FILE
+    if model.is_file() and not any(_same_file(model, p) for p in previous.glob(f"*/{CHECKPOINT_FILE}")):
+        for name in MODEL_FILES:
+            if (out / name).is_file():
+                _link(out / name, folder / name)
+    for name in (*RUN_FILES[1:], RUN_FILES[0]):
+        if (out / name).exists():
+            os.replace(out / name, folder / name)
+    return folder
+
+
+def _link(source: Path, target: Path) -> None:
+    """A second name for a file (a copy where the file system has no hard links)."""
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copyfile(source, target)
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def publish(last: Path, final: Path) -> None:
+    """`final`: the finished run's last.ckpt under a name that stays, atomically. A hard link where
+    the file system has them (no copy of a large file); last.ckpt is only ever replaced by a rename,
+    so the link keeps the final weights."""
+    with atomic_path(final) as tmp:
+        tmp.unlink()
+        _link(last, tmp)
+
+
+def flatten_metrics(logs: Path):
+    """One row per step from all CSV log versions; a later version replaces the steps it re-did."""
+    import pandas as pd
+
+    frames: list = []
+    for path in sorted(logs.glob("version_*/metrics.csv"), key=lambda p: int(p.parent.name.split("_")[1])):
+        df = pd.read_csv(path)
+        if df.empty:
+            continue
+        first = df["step"].min()
+        frames = [f[f["step"] < first] for f in frames]
+        frames.append(df)
+    if not frames:
+        return pd.DataFrame({"step": []})
+    return pd.concat(frames).groupby("step", as_index=False).last()
+
+
