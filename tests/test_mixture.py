@@ -244,3 +244,23 @@ def test_check_mixture_names_the_key(data, world, message):
 def test_train_config_refuses_bad_weights(mixture, message):
     with pytest.raises(GtokError, match=f"config section 'data': {message}"):
         check_train_config({"data": {"mixture": mixture}})
+
+
+def test_a_mixture_is_part_of_the_run_and_runs_without_one_keep_their_record(mixed, tmp_path):
+    from gtok.formats.manifest import load_manifest
+    from gtok.options import EncoderConfig, TrainerOptions
+    from gtok.training.run import run_options
+
+    manifest = load_manifest(mixed)
+
+    def record(**data):
+        return run_options("encoder", EncoderConfig(), DataOptions(**data), TrainerOptions(), {}, manifest)
+
+    plain = record()
+    assert not any(key.startswith(("data.mixture", "data.samples_per_epoch", "data.datasets")) for key in plain)
+    mixed_run = record(mixture={"big": 1}, samples_per_epoch=100)
+    assert mixed_run["data.mixture"] == {"big": 1} and mixed_run["data.samples_per_epoch"] == 100
+    renamed = write_datasets(tmp_path / "r", {"huge": 400, "mid": 30, "tiny": 3})
+    other = run_options("encoder", EncoderConfig(), DataOptions(mixture={"big": 1}, samples_per_epoch=100),
+                        TrainerOptions(), {}, load_manifest(renamed))
+    assert other["data.datasets"] != mixed_run["data.datasets"]
