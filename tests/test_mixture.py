@@ -70,10 +70,12 @@ def test_100000_draws_land_within_1_percent_of_each_share(sizes):
 
 
 def test_a_small_dataset_repeats_whole_permutations_and_a_large_one_is_subsampled():
-    of = dataset_of(7, 5000)
-    order = plan.mixture_order(of, np.array([0.5, 0.5]), 2000, seed=0, epoch=4)
+    of = dataset_of(7, 5000, 1500)
+    order = plan.mixture_order(of, np.array([1.0, 1.0, 4.0]), 6000, seed=0, epoch=4)
     small = Counter(order[of[order] == 0].tolist())
     assert set(small) == set(range(7)) and set(small.values()) <= {142, 143}  # 1000 draws: 142 or 143 each
+    longer = Counter(order[of[order] == 2].tolist())  # 4000 draws of 1500 (drawn a lap at a time)
+    assert len(longer) == 1500 and Counter(longer.values()) == {2: 500, 3: 1000}
     large = order[of[order] == 1]
     assert large.size == 1000 and np.unique(large).size == 1000  # no repeats within the epoch
     runs = np.flatnonzero(np.diff(of[order])) + 1
@@ -171,6 +173,17 @@ def test_ranks_share_the_drawn_epoch_and_resume_it_at_another_world_size(mixed):
         other.load_state_dict(state)
         rest.append(first_ids(other))
     assert sorted(sum(rest, [])) == sorted(whole[48:])
+
+
+def test_dataloader_workers_read_the_same_drawn_epoch(mixed):
+    from torch.utils.data import DataLoader
+
+    ds = GTokDataset(mixed, mixture=WEIGHTS, samples_per_epoch=90, seed=4, rank=0, world_size=1)
+    ds.set_epoch(1)
+    alone = [int(s["input_ids"][0]) for s in ds]
+    loader = DataLoader(ds, batch_size=3, collate_fn=ds.collate, num_workers=2)
+    # worker w reads items w, w + 2, ...; the loader takes a batch of 3 from each worker in turn
+    assert first_ids(loader) == [alone[k + j] for k in range(0, 90, 6) for j in (0, 2, 4, 1, 3, 5)]
 
 
 def test_token_budget_packs_the_mixed_epoch_into_full_batches(mixed):

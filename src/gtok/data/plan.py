@@ -30,6 +30,7 @@ import numpy as np
 
 SORT_WINDOW = 1024  # records sorted by length together when packing to a token budget
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_LONG_LAP = 1024  # records of a dataset from which its repeats are drawn one permutation at a time
 
 
 def epoch_order(shard_of: np.ndarray, n_shards: int, seed: int, epoch: int, shuffle: bool) -> np.ndarray:
@@ -76,8 +77,11 @@ def mixture_order(dataset_of: np.ndarray, weights: np.ndarray, samples: int, see
 def _draw(rng: np.random.Generator, size: int, count: int) -> np.ndarray:
     """`count` positions in range(size): whole permutations, then distinct ones for the rest."""
     whole, rest = divmod(count, size)
-    laps = np.argsort(rng.random((whole, size)), axis=1, kind="stable").ravel()  # one permutation per row
-    return np.concatenate([laps, rng.choice(size, rest, replace=False)]).astype(np.int64)
+    if size >= _LONG_LAP:  # a permutation per lap: linear, and few laps
+        laps = [rng.permutation(size) for _ in range(whole)]
+    else:  # many short laps (a tiny dataset drawn often): one row of random keys per lap
+        laps = [np.argsort(rng.random((whole, size)), axis=1, kind="stable").ravel()]
+    return np.concatenate([*laps, rng.choice(size, rest, replace=False)]).astype(np.int64)
 
 
 def fixed_batches(order: np.ndarray, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
