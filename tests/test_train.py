@@ -190,21 +190,26 @@ class Watch:
         return _Watch()
 
 
-RESUME_CONFIG = config(data={"batch_size": 8}, encoder={"dropout": 0.1}, trainer={"val_check_interval": 1.0})
+RESUME_CONFIGS = {
+    "plain": config(data={"batch_size": 8}, encoder={"dropout": 0.1}, trainer={"val_check_interval": 1.0}),
+    # shard0 drawn three times as often as shard1 (the datasets `gtok tokenize` named after the shards)
+    "mixture": config(data={"batch_size": 8, "mixture": {"shard0": 3, "shard1": 1}, "samples_per_epoch": 72},
+                      encoder={"dropout": 0.1}, trainer={"val_check_interval": 1.0}),
+}
 
 KILLED_RUN = """
 import sys
 sys.path.insert(0, {tests!r})
-from test_train import RESUME_CONFIG, Watch
+from test_train import RESUME_CONFIGS, Watch
 from gtok.training.train import train
-train({data!r}, "encoder", {out!r}, RESUME_CONFIG, max_steps={steps}, progress=False,
+train({data!r}, "encoder", {out!r}, RESUME_CONFIGS[{kind!r}], max_steps={steps}, progress=False,
       callbacks=[Watch({out!r} + ".batches", kill_at={kill_at})])
 """
 
 
-def run_training(tmp_path: Path, data: Path, out: str, max_steps: int) -> None:
+def run_training(tmp_path: Path, data: Path, out: str, max_steps: int, kind: str) -> None:
     path = tmp_path / out
-    train(data, "encoder", path, RESUME_CONFIG, max_steps=max_steps, progress=False,
+    train(data, "encoder", path, RESUME_CONFIGS[kind], max_steps=max_steps, progress=False,
           callbacks=[Watch(Path(f"{path}.batches"))])
 
 
@@ -217,19 +222,22 @@ def weights(tmp_path: Path, out: str) -> dict[str, torch.Tensor]:
     return torch.load(tmp_path / out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)["state_dict"]
 
 
-def test_resume_continues_mid_epoch_with_the_batches_of_an_uninterrupted_run(tmp_path, data):
-    epoch = epoch_batches(data, **RESUME_CONFIG["data"])
+@pytest.mark.parametrize("kind", list(RESUME_CONFIGS))
+def test_resume_continues_mid_epoch_with_the_batches_of_an_uninterrupted_run(tmp_path, data, kind):
+    epoch = epoch_batches(data, **RESUME_CONFIGS[kind]["data"])
     total = epoch + 3
-    run_training(tmp_path, data, "whole", total)
+    run_training(tmp_path, data, "whole", total, kind)
     reference = batches(tmp_path, "whole")
     assert len(reference) == total and len({d for _, _, d in reference[:epoch]}) == epoch > 5
+    if kind == "mixture":
+        assert epoch == 72 // 8
 
     # SIGKILLed two steps after the checkpoint of step 5, then rerun: it resumes at step 5
     script = KILLED_RUN.format(tests=str(Path(__file__).parent), data=str(data), out=str(tmp_path / "killed"),
-                               steps=total, kill_at=7)
+                               steps=total, kill_at=7, kind=kind)
     killed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert killed.returncode == -signal.SIGKILL, killed.stderr
-    run_training(tmp_path, data, "killed", total)
+    run_training(tmp_path, data, "killed", total, kind)
     seen = batches(tmp_path, "killed")
     assert seen[:7] == reference[:7]
     resumed = seen[7:]
@@ -237,8 +245,8 @@ def test_resume_continues_mid_epoch_with_the_batches_of_an_uninterrupted_run(tmp
     assert resumed == reference[5:]  # exactly the rest of the epoch, then the next epoch's batches
 
     # stopped by max_steps exactly at the end of an epoch, then extended to the same total
-    run_training(tmp_path, data, "extended", epoch)
-    run_training(tmp_path, data, "extended", total)
+    run_training(tmp_path, data, "extended", epoch, kind)
+    run_training(tmp_path, data, "extended", total, kind)
     assert batches(tmp_path, "extended") == reference
 
     whole = weights(tmp_path, "whole")
@@ -404,6 +412,17 @@ def test_config_mistakes_are_named(tmp_path, data):
     bad.write_text("optimizer: {}\n")
     with pytest.raises(GtokError, match="unknown section.*optimizer"):
         train(data, "encoder", tmp_path / "o", bad)
+    bad.write_text("data:\n  mixture: {shard0: 1, brain: 2}\n")
+    with pytest.raises(GtokError, match=r"bad.yaml section 'data': mixture names dataset 'brain', which the data lacks "
+                                        r"\(its datasets: 'shard0', 'shard1'\)"):
+        train(data, "encoder", tmp_path / "o", bad)
+    bad.write_text("data:\n  mixture: {shard0: 1}\n  samples_per_epoch: 15\n  batch_size: 8\ntrainer:\n  devices: 2\n")
+    with pytest.raises(GtokError, match="bad.yaml section 'data': samples_per_epoch is 15, below the 16 records"):
+        train(data, "encoder", tmp_path / "o", bad, accelerator="cpu")
+    bad.write_text("data:\n  mixture: {shard0: -1}\n")
+    with pytest.raises(GtokError, match="bad.yaml section 'data': mixture weight of 'shard0' must be a non-negative"):
+        train(data, "encoder", tmp_path / "o", bad)
+    assert not (tmp_path / "o").exists()  # refused before any work
 
 
 # -- the run folder: a finished model is never lost --------------------------------------------------

@@ -483,6 +483,9 @@ def test_schema_fills_defaults():
         ({"train": {"model_args": {"d_model": 8}}}, "config train section 'model_args': applies to a brought class"),
         ({"train": {"trainer": {"strategy": "foo"}}}, "section 'trainer': strategy must be one of auto, ddp, "),
         ({"results": "res_{x}"}, "config results: res_{x}: Snakemake cannot use file names with braces"),
+        ({"train": {"data": {"mixture": {"samples": 1, "brain": 1}}}},
+         "config train section 'data': mixture names dataset 'brain', which the data lacks (its datasets: "
+         "'pbmc_hg38', 'samples')"),
     ],
 )
 def test_snakemake_reports_config_errors(tmp_path, extra, message):

@@ -231,6 +231,33 @@ def test_renaming_a_dataset_is_checked(folder, datasets, words):
     assert words in str(err.value)
 
 
+def mixture_config(data: dict, trainer: dict | None = None) -> dict:
+    return config(train={"enabled": True, "model": "encoder", "data": data, "trainer": trainer or {}})
+
+
+@pytest.mark.parametrize("data, trainer, words", [
+    ({"mixture": {"bed": 1, "brain": 1}}, None,
+     "config train section 'data': mixture names dataset 'brain', which the data lacks (its datasets: 'bed')"),
+    ({"mixture": {"bed": -1}}, None, "config train section 'data': mixture weight of 'bed' must be a non-negative number"),
+    ({"mixture": {"bed": 0}}, None, "config train section 'data': mixture weights are all zero"),
+    ({"mixture": {"bed": 1}, "samples_per_epoch": 15, "batch_size": 4}, {"devices": 2, "num_nodes": 2},
+     "config train section 'data': samples_per_epoch is 15, below the 16 records of one batch on each of 4 processes"),
+    ({"samples_per_epoch": 100}, None, "config train section 'data': samples_per_epoch is the length of a mixture's epoch"),
+])
+def test_a_bad_mixture_is_one_line_at_the_dry_run(folder, data, trainer, words):
+    with pytest.raises(GtokError) as err:
+        Plan.from_config(mixture_config(data, trainer))
+    assert words in str(err.value) and "\n" not in str(err.value)
+
+
+def test_a_mixture_names_the_datasets_after_renaming(folder):
+    renamed = {**config()["inputs"], "datasets": {"bed": "atlas"}}
+    Plan.from_config({**mixture_config({"mixture": {"atlas": 1}, "samples_per_epoch": 16, "batch_size": 4},
+                                       {"devices": 4}), "inputs": renamed})
+    with pytest.raises(GtokError, match="mixture names dataset 'bed', which the data lacks"):
+        Plan.from_config({**mixture_config({"mixture": {"bed": 1}}), "inputs": renamed})
+
+
 def test_train_options_are_sorted_and_exclude_workflow_keys(folder):
     plan = Plan.from_config(config(train={"enabled": True, "model": "region2vec", "trainer": {"max_steps": 3, "log_every_n_steps": 1},
                                           "data": {"batch_size": 2}, "seed": 1}))

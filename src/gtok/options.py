@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -55,6 +55,23 @@ def _interval_problem(value: float | int) -> str | None:
     return None
 
 
+def mixture_problem(value: Any) -> str | None:
+    """Why `value` is not a mixture ({dataset: weight}, weights non-negative numbers, not all
+    zero), or None. Which datasets the data has is checked against it by `check_mixture`."""
+    from gtok.formats.metadata import dataset_problem
+
+    if not isinstance(value, Mapping) or not value:
+        return "must map dataset names to weights, like {pbmc: 0.7, brain: 0.3}"
+    for name, weight in value.items():
+        if dataset_problem(name):
+            return f"has {name!r}, which is not a dataset name ({dataset_problem(name)})"
+        if not _is(weight, float) or weight < 0:
+            return f"weight of {name!r} must be a non-negative number"
+    if not any(value.values()):
+        return "weights are all zero; give at least one dataset a positive weight"
+    return None
+
+
 def _deterministic_problem(value: Any) -> str | None:
     return None if value in ("auto", "warn") or isinstance(value, bool) else "must be auto, true, false or warn"
 
@@ -73,6 +90,9 @@ class DataOptions:
     val_fraction: float = opt(0.1, "share of records without a split held out for validation, by a stable hash of their name; 0: none", min=0.0, max=0.99)
     shuffle_tokens: bool = opt(False, "shuffle each record's tokens")
     verify: bool = opt(True, "check every shard (CRCs, counts) before training")
+    mixture: dict | None = opt(None, "draw the training records by dataset in these proportions, {DATASET: weight}; "
+                               "datasets left out are not drawn (see Mixtures)", check=mixture_problem)
+    samples_per_epoch: int | None = opt(None, "with a mixture: records drawn per epoch; null: as many as there are", min=1)
     universe: str | None = opt(None, "the universe BED, recorded with the model for `gtok embed`")
 
 
@@ -221,7 +241,7 @@ def _problem(value: Any, hint: Any, meta: Mapping[str, Any]) -> str | None:
 
 
 _UnionType = type(int | None)
-_KIND_NAMES = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
+_KIND_NAMES = {int: "an integer", float: "a number", bool: "true or false", str: "a string", dict: "a mapping"}
 
 
 def _is(value: Any, kind: type) -> bool:
@@ -243,12 +263,31 @@ def check_train_config(cfg: Mapping[str, Any], what: str = "config") -> None:
         problem = _problem(cfg["seed"], int, {"min": 0})
         if problem:
             raise GtokError(f"{what}: seed {problem}, not {cfg['seed']!r}.")
-    make_config(DataOptions, cfg.get("data"), f"{what} section 'data'")
+    data = make_config(DataOptions, cfg.get("data"), f"{what} section 'data'")
+    if data.samples_per_epoch is not None and data.mixture is None:
+        raise GtokError(f"{what} section 'data': samples_per_epoch is the length of a mixture's epoch; "
+                        "give a mixture too, or leave samples_per_epoch out.")
     make_config(TrainerOptions, cfg.get("trainer"), f"{what} section 'trainer'")
     for name, cls in MODEL_CONFIGS.items():
         make_config(cls, cfg.get(name), f"{what} section '{name}'")
     make_config(HFConfig, cfg.get("hf"), f"{what} section 'hf'")
     model_args(cfg, what)
+
+
+def check_mixture(data: DataOptions, datasets: Sequence[str], world: int, what: str) -> None:
+    """What a mixture needs of the data and the job: its datasets exist (`datasets`, the manifest's),
+    and an epoch of `samples_per_epoch` draws gives every one of `world` ranks a whole batch."""
+    if data.mixture is None:
+        return
+    unknown = [name for name in data.mixture if name not in datasets]
+    if unknown:
+        raise GtokError(f"{what} section 'data': mixture names dataset {unknown[0]!r}, which the data lacks (its "
+                        f"datasets: {', '.join(map(repr, datasets))}); name one of those (`gtok info` lists them).")
+    batch = 1 if data.token_budget is not None else data.batch_size  # a budget's batch holds at least one record
+    if data.samples_per_epoch is not None and data.samples_per_epoch < world * batch:
+        raise GtokError(f"{what} section 'data': samples_per_epoch is {data.samples_per_epoch}, below the "
+                        f"{world * batch} records of one batch on each of {world} processes (world size x "
+                        f"{'1 record' if data.token_budget is not None else 'batch_size'}); give at least {world * batch}.")
 
 
 def model_args(cfg: Mapping[str, Any], what: str = "config") -> dict[str, Any]:

@@ -75,7 +75,9 @@ class GTokDataModule(L.LightningDataModule):
     do neither. Records of shards without a split go to validation by a stable hash of their name
     (`val_fraction`). There is a validation loader when there are `val` shards or val_fraction > 0.
     `verify` checks every shard against the manifest once per process (`check_shards`), with a
-    progress bar when `progress` is true. The defaults are `gtok.options.DataOptions`'.
+    progress bar when `progress` is true. A `mixture` (with `samples_per_epoch`) draws the training
+    records by dataset (`GTokDataset`); validation reads its records once each, unmixed. The
+    defaults are `gtok.options.DataOptions`'.
     """
 
     def __init__(
@@ -90,6 +92,8 @@ class GTokDataModule(L.LightningDataModule):
         shuffle_tokens: bool = _DEFAULTS.shuffle_tokens,
         seed: int = 0,
         verify: bool = _DEFAULTS.verify,
+        mixture: dict[str, float] | None = _DEFAULTS.mixture,
+        samples_per_epoch: int | None = _DEFAULTS.samples_per_epoch,
         progress: bool = False,
     ):
         super().__init__()
@@ -104,11 +108,12 @@ class GTokDataModule(L.LightningDataModule):
         self._loader: EpochLoader | None = None
         self._resume = {"epoch": 0, "position": 0, "done": 0}  # where the next train loader starts
 
-    def _dataset(self, split: str | None, shuffle: bool, rank: int | None, world: int | None) -> GTokDataset:
+    def _dataset(self, split: str | None, train: bool, rank: int | None, world: int | None) -> GTokDataset:
+        """The training set (shuffled, mixed when there is a mixture) or the validation set."""
         h = self.hparams
         return GTokDataset(
             self.manifest,
-            shuffle=shuffle,
+            shuffle=train,
             seed=h.seed,
             max_length=h.max_length,
             shuffle_tokens=h.shuffle_tokens,
@@ -118,6 +123,7 @@ class GTokDataModule(L.LightningDataModule):
             world_size=world,
             split=split,
             val_fraction=h.val_fraction,
+            **({"mixture": h.mixture, "samples_per_epoch": h.samples_per_epoch} if train else {}),
         )
 
     def setup(self, stage: str | None = None) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import os
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -22,6 +22,7 @@ from gtok.data import plan
 from gtok.data.distributed import world
 from gtok.data.records import IGNORE_LABEL, Records
 from gtok.errors import GtokError
+from gtok.options import mixture_problem
 from gtok.vocabulary import Vocabulary
 
 __all__ = ["GTokDataset", "IGNORE_LABEL"]
@@ -55,6 +56,13 @@ class GTokDataset(IterableDataset):
     (the rest of the epoch is exactly the items not yet consumed); the states that a torchdata
     `StatefulDataLoader` keeps per worker resume that same worker (same workers, same ranks).
 
+    Mixtures: `mixture={dataset: weight}` draws the records by the dataset each shard's manifest
+    entry (else the shard) records, in those proportions: an epoch is `samples_per_epoch` draws
+    (default: as many as there are records), exactly largest-remainder shares of it per dataset,
+    a dataset smaller than its share repeating, a larger one subsampled without repeats, the
+    draws interleaved in a seeded order (`gtok.data.plan.mixture_order`). Datasets the mixture
+    leaves out are not drawn. Everything above (ranks, padding, resume) applies to the draws.
+
     `max_length` keeps a random, order-preserving subset of that many tokens of a longer record and
     `shuffle_tokens` permutes a record's tokens, both drawn per (seed, epoch, record). Shards of
     different fingerprints are refused, as is data whose fingerprint differs from
@@ -79,8 +87,11 @@ class GTokDataset(IterableDataset):
         expected_fingerprint: str | None = None,
         verify: bool = False,
         batch_size: int | None = None,
+        mixture: Mapping[str, float] | None = None,
+        samples_per_epoch: int | None = None,
     ):
         _check_options(max_length, token_budget, batch_size, split, val_fraction, seed)
+        _check_mixture_options(mixture, samples_per_epoch, shuffle)
         self.shuffle, self.seed, self.max_length, self.shuffle_tokens = shuffle, int(seed), max_length, shuffle_tokens
         self.token_budget, self.batch_size, self.drop_remainder = token_budget, batch_size, drop_remainder
         self._explicit = (rank, world_size) if rank is not None or world_size is not None else None
@@ -95,6 +106,9 @@ class GTokDataset(IterableDataset):
         self.vocabulary = Vocabulary.of_size(self.vocab_size, self.fingerprint)
         self.unk_token_id, self.pad_token_id = self.vocabulary.unk_token_id, self.vocabulary.pad_token_id
         self.mask_token_id, self.cls_token_id = self.vocabulary.mask_token_id, self.vocabulary.cls_token_id
+        self.mixture = dict(mixture) if mixture is not None else None
+        self._weights = _mixture_weights(self.records, self.mixture, split)
+        self.samples_per_epoch = None if mixture is None else samples_per_epoch or self.num_records
 
         self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
         self._start: dict[str, int] = {"epoch": 0, "position": 0, "done": 0}
@@ -138,7 +152,7 @@ class GTokDataset(IterableDataset):
         """Samples, or batches in a batching mode, in the whole epoch (all ranks)."""
         if self._batched:
             return self._batch_plan(epoch)[1].size - 1
-        return self.num_records
+        return self.num_records if self.samples_per_epoch is None else self.samples_per_epoch
 
     def __len__(self) -> int:
         """Samples (or batches, in a batching mode) this rank yields in the current epoch,
@@ -152,15 +166,23 @@ class GTokDataset(IterableDataset):
         if self._plan_cache is not None and self._plan_cache[0] == epoch:
             return self._plan_cache[1]
         r = self.records
-        order = plan.epoch_order(r.shard, len(r.paths), self.seed, epoch, self.shuffle)
+        order = self._order(epoch)
         if self.batch_size is not None:
             batches = plan.fixed_batches(order, self.batch_size)
         else:
             widths = np.maximum(r.length if self.max_length is None else np.minimum(r.length, self.max_length), 1)
             rng = np.random.default_rng([self.seed, epoch, 1]) if self.shuffle else None
-            batches = plan.budget_batches(order, widths, r.shard, self.token_budget, rng)
+            runs = r.shard if self._weights is None else np.zeros_like(r.shard)  # mixed: packed as one run
+            batches = plan.budget_batches(order, widths, runs, self.token_budget, rng)
         self._plan_cache = epoch, batches
         return batches
+
+    def _order(self, epoch: int) -> np.ndarray:
+        """The epoch's records in order: each once (the plain epoch), or a mixture's draws."""
+        r = self.records
+        if self._weights is None:
+            return plan.epoch_order(r.shard, len(r.paths), self.seed, epoch, self.shuffle)
+        return plan.mixture_order(r.dataset, self._weights, self.samples_per_epoch, self.seed, epoch)
 
     # -- iteration -------------------------------------------------------------------------------
 
@@ -177,8 +199,7 @@ class GTokDataset(IterableDataset):
         if self._batched:
             records, bounds = self._batch_plan(epoch)
         else:
-            records = plan.epoch_order(self.records.shard, len(self.records.paths), self.seed, epoch, self.shuffle)
-            bounds = None
+            records, bounds = self._order(epoch), None
         n_items = records.size if bounds is None else bounds.size - 1
         items = plan.rank_items(n_items, position, self.rank, self.world_size, self.drop_remainder)
         mine = plan.worker_items(items, worker, workers)
@@ -254,7 +275,8 @@ class GTokDataset(IterableDataset):
         progress = self._progress or {"epoch": self.epoch, **dict(zip(("position", "done"), self._session(self.epoch))),
                                       "yielded": 0, "worker": None, "num_workers": None,
                                       "rank": self.rank, "world_size": self.world_size}
-        return {**progress, "seed": self.seed, "num_records": self.num_records}
+        mixed = {"mixture": self.mixture, "samples_per_epoch": self.samples_per_epoch} if self.mixture is not None else {}
+        return {**progress, "seed": self.seed, "num_records": self.num_records, **mixed}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Continue from a saved state, also at another rank and world size.
@@ -268,6 +290,11 @@ class GTokDataset(IterableDataset):
             raise GtokError(
                 f"cannot resume: the loader state is for seed {state.get('seed')} and {state.get('num_records')} "
                 f"records, this data set has seed {self.seed} and {self.num_records} records."
+            )
+        if (state.get("mixture"), state.get("samples_per_epoch")) != (self.mixture, self.samples_per_epoch):
+            raise GtokError(
+                f"cannot resume: the loader state is of mixture {state.get('mixture')} with {state.get('samples_per_epoch')} "
+                f"samples per epoch, this data set has mixture {self.mixture} with {self.samples_per_epoch}."
             )
         position, done, yielded = int(state.get("position", 0)), int(state.get("done", 0)), int(state["yielded"])
         if (state.get("num_workers") or 1) == 1:
@@ -331,6 +358,38 @@ class _BufferPool:
         if len(self._buffers) > self._keep:
             self._buffers.pop(0)  # forget the oldest; whoever still holds it keeps it alive
         return buf[:size].reshape(shape)
+
+
+def _check_mixture_options(mixture: Mapping[str, float] | None, samples_per_epoch: int | None, shuffle: bool) -> None:
+    """A mixture's own options, before any shard is opened (the data's datasets come after)."""
+    if mixture is not None:
+        problem = mixture_problem(mixture)
+        if problem:
+            raise ValueError(f"mixture {problem}, not {mixture!r}")
+        if not shuffle:
+            raise ValueError("a mixture draws records at random: it needs shuffle=True")
+    if samples_per_epoch is not None:
+        if mixture is None:
+            raise ValueError("samples_per_epoch is the length of a mixture's epoch: give a mixture too")
+        if isinstance(samples_per_epoch, bool) or not isinstance(samples_per_epoch, int) or samples_per_epoch < 1:
+            raise ValueError(f"samples_per_epoch must be a positive integer, not {samples_per_epoch!r}")
+
+
+def _mixture_weights(records: Records, mixture: dict[str, float] | None, split: str | None) -> np.ndarray | None:
+    """The mixture's weight of each of the data's datasets (0 for those it leaves out), once every
+    dataset it names has records here."""
+    if mixture is None:
+        return None
+    sizes = dict(zip(records.datasets, np.bincount(records.dataset, minlength=len(records.datasets)).tolist()))
+    for name, weight in mixture.items():
+        if name not in sizes:
+            raise GtokError(f"mixture: the data has no dataset {name!r} (its datasets: "
+                            f"{', '.join(map(repr, records.datasets))}); name one of those (`gtok info` lists them).")
+        if weight > 0 and not sizes[name]:
+            where = f" in the {split} split" if split else ""
+            raise GtokError(f"mixture: dataset {name!r} has no records{where} to draw; "
+                            "give it weight 0, or give it records of that split.")
+    return np.array([float(mixture.get(name, 0.0)) for name in records.datasets])
 
 
 def _check_options(max_length, token_budget, batch_size, split, val_fraction, seed) -> None:

@@ -12,6 +12,11 @@ the epoch's *position*, says where training stands whatever the number of ranks 
 That is what lets a run saved at one world size resume at another (the rest of the epoch is
 exactly the items not yet seen), and at the same world size resume bit-exactly.
 
+With a weighted mixture (`mixture_order`), the epoch's records are drawn by dataset instead: an
+exact count per dataset, repeated or subsampled, interleaved in a seeded order. That index list
+takes the place of the plain order and everything after it (batches, ranks, resume, padding)
+applies to it unchanged.
+
 A rank's share is padded to the common count by wrapping around to the epoch's first items, so
 every rank yields the same number of items (a rank that ran out first would wait forever in an
 all-reduce); `drop_remainder` drops the tail instead.
@@ -27,6 +32,7 @@ from gtok.crop import kept_positions
 
 SORT_WINDOW = 1024  # records sorted by length together when packing to a token budget
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_LONG_LAP = 1024  # records of a dataset from which its repeats are drawn one permutation at a time
 
 
 def epoch_order(shard_of: np.ndarray, n_shards: int, seed: int, epoch: int, shuffle: bool) -> np.ndarray:
@@ -37,6 +43,47 @@ def epoch_order(shard_of: np.ndarray, n_shards: int, seed: int, epoch: int, shuf
     rng = np.random.default_rng([seed, epoch])
     shard_position = rng.permutation(n_shards)
     return np.lexsort((rng.random(shard_of.size), shard_position[shard_of]))
+
+
+def mixture_counts(weights: np.ndarray, samples: int) -> np.ndarray:
+    """Draws per dataset in one epoch: `samples` split in proportion to `weights` by largest
+    remainder (each gets the floor of its quota, the few left over go to the largest fractions,
+    ties to the first), so the counts are exact shares to within one and sum to `samples`."""
+    quota = np.asarray(weights, dtype=np.float64) / float(np.sum(weights)) * samples
+    counts = np.floor(quota).astype(np.int64)
+    left = samples - int(counts.sum())
+    counts[np.argsort(counts - quota, kind="stable")[:left]] += 1  # most negative: largest fraction first
+    return counts
+
+
+def mixture_order(dataset_of: np.ndarray, weights: np.ndarray, samples: int, seed: int, epoch: int) -> np.ndarray:
+    """Record indices of a mixed epoch: `mixture_counts` draws from each dataset, interleaved.
+
+    `dataset_of` is each record's dataset id (an index into `weights`). A dataset drawn more often
+    than it has records repeats whole permutations of itself plus part of one more (each record
+    k or k + 1 times); one drawn less often is subsampled without repeats. A pure function of
+    (seed, epoch), like the plain order, so every rank and every resume draws the same epoch.
+    """
+    counts = mixture_counts(weights, samples)
+    sizes = np.bincount(dataset_of, minlength=counts.size)
+    empty = np.flatnonzero((counts > 0) & (sizes == 0))
+    if empty.size:
+        raise ValueError(f"dataset {int(empty[0])} is drawn {int(counts[empty[0]])} times but has no records")
+    rng = np.random.default_rng([seed, epoch, 2])
+    members = np.split(np.argsort(dataset_of, kind="stable"), np.cumsum(sizes)[:-1])
+    draws = [members[d][_draw(rng, int(sizes[d]), int(counts[d]))] for d in range(counts.size) if counts[d]]
+    order = np.concatenate(draws) if draws else np.zeros(0, dtype=np.int64)
+    return order[rng.permutation(order.size)]
+
+
+def _draw(rng: np.random.Generator, size: int, count: int) -> np.ndarray:
+    """`count` positions in range(size): whole permutations, then distinct ones for the rest."""
+    whole, rest = divmod(count, size)
+    if size >= _LONG_LAP:  # a permutation per lap: linear, and few laps
+        laps = [rng.permutation(size) for _ in range(whole)]
+    else:  # many short laps (a tiny dataset drawn often): one row of random keys per lap
+        laps = [np.argsort(rng.random((whole, size)), axis=1, kind="stable").ravel()]
+    return np.concatenate([*laps, rng.choice(size, rest, replace=False)]).astype(np.int64)
 
 
 def fixed_batches(order: np.ndarray, batch_size: int) -> tuple[np.ndarray, np.ndarray]:

@@ -26,6 +26,7 @@ from gtok.formats.manifest import (
     expand_shards,
     load_manifest,
 )
+from gtok.formats.metadata import DEFAULT_DATASET
 from gtok.formats.shard import ShardReader
 from gtok.vocabulary import Vocabulary
 
@@ -47,6 +48,7 @@ class _Shard:
     names: list[str]  # only read when a split needs them
     labels: list[str | None] | None
     max_token: int  # the largest token id, or -1 where the CRCs were checked (the writer checked the ids)
+    dataset: str  # the manifest entry's dataset, else the shard's own, else DEFAULT_DATASET
 
 
 @dataclass
@@ -63,6 +65,8 @@ class Records:
     fingerprint: str | None
     vocab_size: int
     shard_records: list[int]  # records of each whole shard, to notice a shard changed under us
+    datasets: list[str]  # dataset names, in order of first appearance
+    shard_dataset: np.ndarray  # int32: each shard's index into `datasets`
     _open: dict[int, np.ndarray] = field(default_factory=dict, repr=False)
 
     @classmethod
@@ -86,6 +90,7 @@ class Records:
             fingerprint=fingerprint,
             vocab_size=vocab_size,
             shard_records=[s.lengths.size for s in shards],
+            **_dataset_columns(shards),
         )
         if not records.length.size and not allow_empty:
             what = f" in split {split!r} (val_fraction={val_fraction})" if split else ""
@@ -94,6 +99,11 @@ class Records:
 
     def __len__(self) -> int:
         return int(self.length.size)
+
+    @property
+    def dataset(self) -> np.ndarray:
+        """Each record's index into `datasets` (what a mixture draws by)."""
+        return self.shard_dataset[self.shard]
 
     def tokens(self, shard: int) -> np.ndarray:
         """The token array of a shard. A few shards stay mapped, so small data sets are not
@@ -148,7 +158,15 @@ def _scan(path: Path, entry: ManifestEntry | None, verify: bool, manifest: Manif
         names=reader.names if names else [],
         labels=reader.labels,
         max_token=-1 if verify and reader.vocab_size is not None else int(reader.tokens.max(initial=0)),
+        dataset=entry.dataset_name if entry is not None else reader.dataset or DEFAULT_DATASET,
     )
+
+
+def _dataset_columns(shards: Sequence[_Shard]) -> dict:
+    """The datasets in order of first appearance, and each shard's index into them."""
+    names = list(dict.fromkeys(s.dataset for s in shards))
+    index = {name: i for i, name in enumerate(names)}
+    return {"datasets": names, "shard_dataset": np.array([index[s.dataset] for s in shards], dtype=np.int32)}
 
 
 def _source_name(shards: Sequence[_Shard]) -> str:

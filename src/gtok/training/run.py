@@ -50,6 +50,9 @@ NOT_RUN_OPTIONS = {
 over processes: not where a run goes. The data's position in an epoch is one number whatever the
 number of devices, nodes and loader workers (gtok.data.plan), so a run continues on another number
 of them: bit-exactly on the same, with exactly the records not yet seen on another."""
+LATER_OPTIONS = {"data": {"mixture", "samples_per_epoch"}}
+"""Options added after runs were recorded: left out of the record while unset (null), so a run
+recorded before them still resumes."""
 
 
 def run_options(model: str, model_config: Any, data: DataOptions, opts: TrainerOptions, hardware: dict[str, Any],
@@ -58,7 +61,7 @@ def run_options(model: str, model_config: Any, data: DataOptions, opts: TrainerO
 
     The model and its options (a brought class's `model_args` too), the seed, the data options, the trainer options that change the
     steps (with `auto` resolved), and the data: the vocabulary and every shard's sha256 and split,
-    in manifest order. Left out (`NOT_RUN_OPTIONS`): when to stop, checkpoint, log or validate,
+    in manifest order (with a mixture, every shard's dataset too). Left out (`NOT_RUN_OPTIONS`): when to stop, checkpoint, log or validate,
     whether to check the shards, and the universe's path; so raising max_steps extends a run.
     """
     shards = json.dumps([[e.sha256, e.split] for e in manifest.entries]).encode()
@@ -69,11 +72,14 @@ def run_options(model: str, model_config: Any, data: DataOptions, opts: TrainerO
         "data.vocabulary": manifest.fingerprint[:16] if manifest.fingerprint else None,
         "data.shards": hashlib.sha256(shards).hexdigest()[:16],
     }
+    if data.mixture is not None:  # a mixture draws by dataset: renaming one in the manifest changes the run
+        record["data.datasets"] = hashlib.sha256(json.dumps([e.dataset_name for e in manifest.entries]).encode()).hexdigest()[:16]
     sections = (("data", dataclasses.asdict(data)), ("trainer", {**dataclasses.asdict(opts), **hardware}),
                 (model, model_options), ("model_args", model_args or {}))
     for section, values in sections:
-        skip = NOT_RUN_OPTIONS.get(section, ())
-        record.update({f"{section}.{key}": value for key, value in values.items() if key not in skip})
+        skip, later = NOT_RUN_OPTIONS.get(section, ()), LATER_OPTIONS.get(section, ())
+        record.update({f"{section}.{key}": value for key, value in values.items()
+                       if key not in skip and not (key in later and value is None)})
     return record
 
 

@@ -45,7 +45,7 @@ from gtok.formats.manifest import Manifest, load_manifest
 from gtok.hardware import accelerator_kind, devices_per_node
 from gtok.hardware import resolved as resolved_hardware
 from gtok.modelspec import Resolved, resolve_model
-from gtok.options import SECTIONS, DataOptions, TrainerOptions, check_train_config, make_config
+from gtok.options import SECTIONS, DataOptions, TrainerOptions, check_mixture, check_train_config, make_config
 from gtok.paths import input_file
 from gtok.plots import plot_loss
 from gtok.pretrained import CHECKPOINT_FILE, HF_WEIGHTS_FILE, SAVED_WITH_HF, data_universe, write_model_folder
@@ -136,6 +136,7 @@ def train(
     opts.devices, environment = devices_and_environment(opts.devices, opts.num_nodes)
     kind = accelerator_kind(opts.accelerator)
     world = devices_per_node(opts.devices, kind) * opts.num_nodes
+    check_mixture(data, list(listed.datasets()), world, what)  # before the data is opened
     hardware = resolved_hardware(opts.precision, opts.deterministic, kind)
     run = run_options(model, resolved_model.config, data, opts, hardware, listed, resolved_model.model_args)
 

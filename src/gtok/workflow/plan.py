@@ -20,7 +20,7 @@ from typing import Any
 from gtok.errors import GtokError
 from gtok.inputs.samples import DEFAULT_NAME_FORMAT
 from gtok.modelspec import parse_model, resolve_model
-from gtok.options import DataOptions, check_train_config
+from gtok.options import DataOptions, check_mixture, check_train_config, make_config
 from gtok.workflow.samples import (
     bed_rows,
     check_cell_samples,
@@ -92,6 +92,7 @@ class Plan:
         plan._check_datasets()
         if plan.train.get("enabled"):
             check_train_config(plan.train_options(), "config train")
+            plan._check_mixture()
             if parse_model(plan.train["model"], "config train model").builtin:
                 plan.check_model()  # nothing to import
         return plan
@@ -184,6 +185,13 @@ class Plan:
             problem = dataset_problem(new)
             if problem:
                 raise GtokError(f"config inputs.datasets.{old}: {new!r}: {problem}.")
+
+    def _check_mixture(self) -> None:
+        """`train.data.mixture` draws from datasets the manifest will list, and an epoch of
+        `samples_per_epoch` fills a batch on every training process (gtok.options.check_mixture)."""
+        devices, nodes = self.train_world
+        data = make_config(DataOptions, self.train.get("data"), "config train section 'data'")
+        check_mixture(data, self.dataset_names(), devices * nodes, "config train")
 
     # -- job command lines -------------------------------------------------------------------------
 
