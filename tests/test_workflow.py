@@ -10,6 +10,7 @@ unknown keys and wrong types, naming the key.
 
 from __future__ import annotations
 
+import copy
 import gzip
 import json
 import os
@@ -73,11 +74,13 @@ def update_config(folder: Path, changes: dict) -> None:
 
 
 def merge(base: dict, changes: dict) -> None:
+    """Merge `changes` into `base`, copying them: `base` must never share a dict with FAST, or a
+    test's own changes would leak into every later test's config."""
     for key, value in changes.items():
         if isinstance(value, dict) and isinstance(base.get(key), dict):
             merge(base[key], value)
         else:
-            base[key] = value
+            base[key] = copy.deepcopy(value)
 
 
 EXAMPLES = ROOT / "examples"  # docs/models.md's brought LightningModule: train.model bag_of_regions:BagOfRegions
