@@ -100,3 +100,33 @@ def test_a_stale_module_is_not_used(monkeypatch):
     """Built from other kernel sources (another fingerprint), it would hold other code."""
     monkeypatch.setattr(kernels, "SOURCES", (*kernels.SOURCES, "build.py"))
     assert not kernels.built()
+
+
+def test_compiled_kernels_release_the_gil(built):
+    """As the JIT's nogil=True kernels do: gtok.pipeline parses on one thread while the main
+    thread searches overlaps. A Python thread counts as fast while long kernel calls run as while
+    the main thread sleeps (holding the GIL, the kernels let it count about 30 times slower)."""
+    code = """
+import threading, time, numpy as np
+from gtok import fragments, kernels
+assert isinstance(fragments._place, kernels.Kernel)
+n = 1 << 26
+out, src = np.zeros(n, np.uint32), np.frombuffer(np.ones(n, np.uint32).tobytes(), np.uint32)
+one, k = np.zeros(1, np.int64), np.full(1, n, np.int64)
+count, done = 0, False
+def spin():
+    global count
+    while not done:
+        count += 1
+def rate(work):
+    before, start = count, time.perf_counter()
+    work()
+    return (count - before) / (time.perf_counter() - start)
+threading.Thread(target=spin, daemon=True).start()
+idle = rate(lambda: time.sleep(1))
+busy = rate(lambda: [fragments._place(out, src, one, one, k) for _ in range(10)])
+done = True
+print(busy / idle)
+"""
+    result = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True, timeout=300)
+    assert float(result.stdout) > 0.2, result.stdout

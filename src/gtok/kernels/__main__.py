@@ -8,10 +8,12 @@ module from gtok.kernels, which the kernels' own modules import, so that no impo
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -76,7 +78,7 @@ def build(output: Path = HERE) -> Path:
         for dispatcher in vars(module).values():
             if isinstance(dispatcher, CPUDispatcher) and dispatcher.py_func.__module__ == module.__name__:
                 table[qualified(dispatcher.py_func)] = _export(cc, dispatcher)
-    with tempfile.TemporaryDirectory(prefix="gtok-kernels-build-") as scratch:
+    with tempfile.TemporaryDirectory(prefix="gtok-kernels-build-") as scratch, _releasing_the_gil():
         cc.output_dir = scratch
         cc.compile()
         built = next(Path(scratch).glob(f"{name}*"))
@@ -84,6 +86,27 @@ def build(output: Path = HERE) -> Path:
     (output / f"{name}.json.tmp").write_text(json.dumps(table))
     os.replace(output / f"{name}.json.tmp", output / f"{name}.json")
     return output / built.name
+
+
+@contextlib.contextmanager
+def _releasing_the_gil() -> Iterator[None]:
+    """pycc's Python wrappers hold the GIL, which would serialize the parser thread and the
+    overlap search (gtok.pipeline runs them side by side); every kernel is `nogil=True` under
+    the JIT, so compile the exports with the same release of the GIL (pycc has no option for it)."""
+    from numba.pycc import compiler
+
+    plain = compiler.Flags
+
+    class Flags(plain):
+        def __init__(self, *args: Any, **kwargs: Any):
+            super().__init__(*args, **kwargs)
+            self.release_gil = True
+
+    compiler.Flags = Flags
+    try:
+        yield
+    finally:
+        compiler.Flags = plain
 
 
 def _export(cc: Any, dispatcher: Any) -> list[tuple[Any, str]]:
