@@ -3,13 +3,15 @@
 Writes N tiny BED files (default 100,000) and a config pointing at them into a temporary folder,
 then times `snakemake -n --quiet rules` there with the real Snakefile, twice: the first run includes
 writing the `.snakemake` folder's first metadata, the second is the steady state. Reports the
-seconds and the number of jobs. Run:  .venv/bin/python bench/bench_dag.py [--files N]
+seconds, the number of jobs and the peak RSS of the dry runs (the largest child process, i.e.
+Snakemake). Run:  .venv/bin/python bench/bench_dag.py [--files N] [--runs 2]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import resource
 import tempfile
 import time
 from pathlib import Path
@@ -27,7 +29,7 @@ def write_inputs(folder: Path, n_files: int) -> None:
         (sub / f"sample{i:06d}.bed").write_text(f"chr1\t{i % 500}\t{i % 500 + 50}\n")
 
 
-def measure(n_files: int, files_per_shard: int) -> dict:
+def measure(n_files: int, files_per_shard: int, runs: int = 2) -> dict:
     """Write the inputs and the workflow into a temporary folder and time two dry runs there."""
     results = {"files": n_files, "files_per_shard": files_per_shard}
     with tempfile.TemporaryDirectory(prefix="gtok-dag-") as tmp:
@@ -41,10 +43,12 @@ def measure(n_files: int, files_per_shard: int) -> dict:
             "shards": {"files_per_shard": files_per_shard},
             "train": {"enabled": True},
         })
-        for attempt in ("first", "second"):
+        for attempt in ("first", "second")[:runs]:
             seconds, jobs = dry_run(folder)
-            print(f"snakemake -n ({attempt} run): {seconds:.1f} s, {jobs:,} jobs")
+            print(f"snakemake -n ({attempt} run): {seconds:.1f} s, {jobs:,} jobs", flush=True)
             results[f"{attempt}_seconds"], results["jobs"] = round(seconds, 2), jobs
+        results["peak_rss_mib"] = round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024)
+        print(f"peak RSS of the dry runs: {results['peak_rss_mib']:,} MiB")
     return results
 
 
@@ -52,9 +56,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--files", type=int, default=100_000)
     parser.add_argument("--files-per-shard", type=int, default=200)
+    parser.add_argument("--runs", type=int, choices=(1, 2), default=2, help="dry runs (the second: steady state)")
     parser.add_argument("--json", help="also write the results to this JSON file")
     args = parser.parse_args()
-    results = measure(args.files, args.files_per_shard)
+    results = measure(args.files, args.files_per_shard, args.runs)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1) + "\n")
 

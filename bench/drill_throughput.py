@@ -3,7 +3,7 @@
 
     python bench/drill_throughput.py [--files 2000] [--regions 5000] [--universe 1000000]
         [--files-per-shard 200] [--profile profiles/slurm-local] [--group-components N]
-        [--data DIR] [--json OUT]
+        [--batching profile|plain|groups|arrays] [--data DIR] [--json OUT]
 
 Generates --files BED files of --regions realistic regions each (bench/make_data.py) and a universe
 of --universe regions, then measures, on this machine:
@@ -11,7 +11,9 @@ of --universe regions, then measures, on this machine:
 - the pipeline: `snakemake --profile PROFILE results/manifest.json` (the universe index, the
   tokenize_bed shards, the manifest; with profiles/slurm-local, on the local SLURM cluster of
   `bash tools/local-slurm.sh start`, N shard jobs per SLURM job), then `gtok verify` of the
-  manifest; tokens/s over both;
+  manifest; tokens/s over both. --batching rewrites the copied profile's batching of the shard
+  jobs: plain (one SLURM job each), groups (--group-components N, default 4, per SLURM job) or
+  arrays (slurm-array-jobs: one `sbatch --array` per rule); `profile` leaves it as it is;
 - for reference, one `gtok tokenize` process over all the files into one shard (no workflow);
 - gtars 0.10.0 in a simple loop, one process: `Tokenizer(universe)`, then per file
   `tokenize` + `write_tokens_to_gtok` (bench/bench_tokenize.py's GTARS_BED script).
@@ -30,6 +32,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import yaml
 from bench_tokenize import GTARS_BED
 from workflow_copy import (
     benchmarks,
@@ -55,6 +58,25 @@ def gtars_tokens(folder: Path) -> int:
     return sum(len(read_tokens_from_gtok(str(p))) for p in folder.glob("*.gtok"))
 
 
+SHARD_RULES = ("tokenize_bed", "tokenize_h5ad", "tokenize_fragments")
+
+
+def batch(profile: Path, batching: str, per_job: int) -> None:
+    """Set how the copied profile batches the shard jobs (`profile`: as it is)."""
+    if batching == "profile":
+        return
+    path = profile / "config.yaml"
+    settings = yaml.safe_load(path.read_text())
+    for key in ("groups", "group-components", "slurm-array-jobs"):
+        settings.pop(key, None)
+    if batching == "groups":
+        settings["groups"] = [f"{rule}=tokenize" for rule in SHARD_RULES]
+        settings["group-components"] = [f"tokenize={per_job}"]
+    elif batching == "arrays":
+        settings["slurm-array-jobs"] = ",".join(SHARD_RULES)
+    path.write_text(yaml.safe_dump(settings))
+
+
 def run(folder: Path, args: argparse.Namespace) -> dict:
     data = args.data or folder / "data"
     t = time.perf_counter()
@@ -72,6 +94,7 @@ def run(folder: Path, args: argparse.Namespace) -> dict:
         "train": {"enabled": False},
     })
     load = {"start": load_average()}
+    batch(wf / args.profile, args.batching, args.group_components or 4)
     grouping = ["--group-components", f"tokenize={args.group_components}"] if args.group_components else []
     pipeline = snakemake(wf, "--profile", args.profile, "results/manifest.json", *grouping).check("the workflow")
     slurm = slurm_jobs(pipeline.output)
@@ -94,7 +117,8 @@ def run(folder: Path, args: argparse.Namespace) -> dict:
     total = pipeline.seconds + verify_s
     return {
         "files": args.files, "regions": regions, "universe": args.universe, "files_per_shard": args.files_per_shard,
-        "profile": args.profile, "group_components": args.group_components, "slurm_jobs": len(slurm),
+        "profile": args.profile, "batching": args.batching, "group_components": args.group_components,
+        "slurm_jobs": len(slurm),
         **counts, "pipeline_seconds": round(pipeline.seconds, 1), "verify_and_count_seconds": round(verify_s, 1),
         "total_seconds": round(total, 1), "tokenize_jobs": len(jobs), "tokenize_job_seconds_mean": round(sum(jobs) / len(jobs), 1), "pipeline_tokens_per_s": round(counts["tokens"] / total),
         "gtok_single_cold_s": round(single_cold, 1), "gtok_single_warm_s": round(single_warm, 1),
@@ -111,7 +135,7 @@ def report(r: dict) -> str:
         f"{r['universe']:,} regions, files_per_shard {r['files_per_shard']} ({r['shards']} shards); "
         f"{r['tokens']:,} tokens; the pipeline's {r['tokenize_jobs']} tokenize_bed jobs took "
         f"{r['tokenize_job_seconds_mean']:.1f} s each on average, as {r['slurm_jobs']} SLURM jobs "
-        f"({r['profile']}, group-components {r['group_components'] or 'of the profile'})",
+        f"({r['profile']}, batching {r['batching']}, group-components {r['group_components'] or 'of the profile'})",
         "",
         f"Pipeline / gtars loop: **{r['pipeline_tokens_per_s'] / r['gtars_tokens_per_s']:.2f}x**.",
         "",
@@ -138,6 +162,8 @@ def main() -> None:
     ap.add_argument("--files-per-shard", type=int, default=200)
     ap.add_argument("--profile", default="profiles/slurm-local", help="profiles/default runs the jobs locally")
     ap.add_argument("--group-components", type=int, help="shard jobs per SLURM job (default: the profile's)")
+    ap.add_argument("--batching", choices=("profile", "plain", "groups", "arrays"), default="profile",
+                    help="how the shard jobs go to SLURM (default: as the profile says)")
     ap.add_argument("--data", type=Path, help="keep the generated data here, and reuse it on the next run")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()

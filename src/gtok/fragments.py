@@ -21,13 +21,13 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numba
 import numpy as np
 
 from gtok.errors import GtokError, describe
 from gtok.inputs.fragment_parser import Barcodes, Block, FragmentFile
 from gtok.inputs.fragments import FragmentOptions, first_data_lines, read_barcode_list
 from gtok.inputs.samples import AS_THEY_ARE, CellNames
+from gtok.kernels import kernel
 from gtok.pipeline import prefetched
 from gtok.tokenizer import Tokenizer
 
@@ -129,7 +129,7 @@ def overlap_block(search: tuple[np.ndarray, ...], unk: int, block: Block) -> tup
         cap *= 4
 
 
-@numba.njit(nogil=True, cache=True)
+@kernel(nogil=True, cache=True)
 def _overlap(chroms, starts, ends, start_keys, end_keys, ranks, bounds, maxlen, rank_to_id, unk, out, counts):
     """Universe.overlaps for one fragment at a time; -1 when `out` is too small.
 
@@ -170,7 +170,7 @@ def _overlap(chroms, starts, ends, start_keys, end_keys, ranks, bounds, maxlen, 
     return n
 
 
-@numba.njit(nogil=True, cache=True, inline="always")
+@kernel(nogil=True, cache=True, inline="always")
 def _gallop(keys, first, last, x, hint):
     """The first index in [first, last) whose key is >= x (searchsorted, side left), searched by
     doubling steps from `hint` in the direction of the answer, then bisection."""
@@ -189,7 +189,7 @@ def _gallop(keys, first, last, x, hint):
     return lo + np.searchsorted(keys[lo:hi], x)
 
 
-@numba.njit(nogil=True, cache=True)
+@kernel(nogil=True, cache=True)
 def _group(barcodes, counts, tokens, n_codes):
     """Tokens in barcode order (file order within a barcode), tokens and fragments per barcode."""
     per_code = np.zeros(n_codes, np.int64)
@@ -209,7 +209,7 @@ def _group(barcodes, counts, tokens, n_codes):
     return out, per_code, frags
 
 
-@numba.njit(nogil=True, cache=True)
+@kernel(nogil=True, cache=True)
 def _place(out, src, dest, source, lengths):
     for k in range(dest.size):
         out[dest[k] : dest[k] + lengths[k]] = src[source[k] : source[k] + lengths[k]]

@@ -1,7 +1,9 @@
 # Tokenization: the universe is indexed once, then BED shards, h5ad row ranges and fragment-file
 # barcode parts fan out.
-# The shard jobs share the group "tokenize": a cluster profile's `group-components: tokenize=N`
-# sends N of them as one cluster job, which runs them one after another (local runs ignore groups).
+# How a cluster batches the shard jobs is the profile's choice, not the rules': `groups` (these
+# rules into group "tokenize") with `group-components: tokenize=N` sends N of them as one cluster
+# job, run one after another; `slurm-array-jobs` submits them as SLURM job arrays, which a group
+# in the rule would rule out (the plugin submits group jobs one by one). See profiles/.
 
 
 rule universe_index:
@@ -37,8 +39,6 @@ rule tokenize_bed:
         f"{R}/logs/tokenize_bed/{{shard}}.log",
     benchmark:
         f"{R}/benchmarks/tokenize_bed/{{shard}}.tsv"
-    group:
-        "tokenize"
     conda:
         GTOK_ENV
     threads: 2
@@ -60,8 +60,6 @@ rule tokenize_h5ad:
         f"{R}/logs/tokenize_h5ad/{{sample}}/{{part}}.log",
     benchmark:
         f"{R}/benchmarks/tokenize_h5ad/{{sample}}/{{part}}.tsv"
-    group:
-        "tokenize"
     conda:
         GTOK_ENV
     threads: 2
@@ -88,8 +86,6 @@ rule tokenize_fragments:
         f"{R}/logs/tokenize_fragments/{{sample}}/{{part}}.log",
     benchmark:
         f"{R}/benchmarks/tokenize_fragments/{{sample}}/{{part}}.tsv"
-    group:
-        "tokenize"
     conda:
         GTOK_ENV
     threads: 2

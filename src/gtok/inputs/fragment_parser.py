@@ -16,12 +16,12 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-import numba
 import numpy as np
 
 from gtok.errors import GtokError, describe
 from gtok.inputs.bed import MAX_COORDINATE
 from gtok.inputs.fragments import explain
+from gtok.kernels import kernel
 from gtok.paths import input_file
 
 #: Bytes of decompressed text parsed at a time: with about 40 bytes a line, 400,000 fragments.
@@ -69,7 +69,7 @@ class Table:
             self.a, self.b, self.values = _rehash(self.a, self.b, self.values, 2 * self.values.size)
 
 
-@numba.njit(nogil=True, cache=True, inline="always")
+@kernel(nogil=True, cache=True, inline="always")
 def _slot(keys_a, keys_b, values, a, b):
     """The slot holding key (a, b), or the empty slot where it would go (linear probing)."""
     mask = values.size - 1
@@ -79,7 +79,7 @@ def _slot(keys_a, keys_b, values, a, b):
     return i
 
 
-@numba.njit(nogil=True, cache=True)
+@kernel(nogil=True, cache=True)
 def _rehash(keys_a, keys_b, values, size):
     new_a = np.zeros(size, np.uint64)
     new_b = np.zeros(size, np.uint64)
@@ -123,7 +123,7 @@ def hash_name(data: bytes) -> tuple[np.uint64, np.uint64]:
     return np.uint64(a), np.uint64(b)  # as Python ints, numba would type a small one as int64
 
 
-@numba.njit(nogil=True, cache=True, inline="always")
+@kernel(nogil=True, cache=True, inline="always")
 def _hash(buf, lo, hi):
     """Two independent 64-bit hashes (FNV-1a and a multiply-add), so that two names share a key
     with a probability of about 2**-128 per pair instead of 2**-64."""
@@ -135,7 +135,7 @@ def _hash(buf, lo, hi):
     return (a, np.uint64(b ^ (b >> np.uint64(33))))
 
 
-@numba.njit(nogil=True, cache=True)
+@kernel(nogil=True, cache=True)
 def _parse(buf, pos, line, chroms, bc_a, bc_b, bc_v, n_codes, open_, part_k, part_n, out_c, out_s, out_e, out_b, new_lo, new_hi):
     """Parse the lines of buf[pos:] until the end, a full output or table, or a bad line.
 
@@ -150,7 +150,7 @@ def _parse(buf, pos, line, chroms, bc_a, bc_b, bc_v, n_codes, open_, part_k, par
     size = buf.size
     prev_lo = -1
     prev_len = -1
-    prev_code = _NO_CODE
+    prev_code = np.int64(_NO_CODE)  # not a literal type: pycc (gtok.kernels) would keep it constant
     while pos < size:
         if n == out_c.size or 2 * (n_codes + 1) > bc_v.size:
             return 1, pos, line, n, n_new, seen
@@ -203,7 +203,7 @@ def _parse(buf, pos, line, chroms, bc_a, bc_b, bc_v, n_codes, open_, part_k, par
     return 0, pos, line, n, n_new, seen
 
 
-@numba.njit(nogil=True, cache=True, inline="always")
+@kernel(nogil=True, cache=True, inline="always")
 def _field_end(buf, i, size):
     """Where the field from i ends: the next tab, newline or the end of `buf`."""
     while i < size and buf[i] != _TAB and buf[i] != _NL:
@@ -211,13 +211,13 @@ def _field_end(buf, i, size):
     return i
 
 
-@numba.njit(nogil=True, cache=True, inline="always")
+@kernel(nogil=True, cache=True, inline="always")
 def _next_field_end(buf, t, size):
     """The end of the field after the one ending at t; t itself when that was the line's last."""
     return _field_end(buf, t + 1, size) if t < size and buf[t] == _TAB else t
 
 
-@numba.njit(nogil=True, cache=True, inline="always")
+@kernel(nogil=True, cache=True, inline="always")
 def _uint(buf, lo, hi):
     """buf[lo:hi] as a coordinate, or -1 when it is not one (empty, not digits, too large).
     Leading zeros are skipped (gtars reads 000100 as 100), so only significant digits count."""
@@ -234,7 +234,7 @@ def _uint(buf, lo, hi):
     return value if value <= MAX_COORDINATE else -1
 
 
-@numba.njit(nogil=True, cache=True, inline="always")
+@kernel(nogil=True, cache=True, inline="always")
 def _same(buf, a, b, length):
     for i in range(length):
         if buf[a + i] != buf[b + i]:
