@@ -4,6 +4,9 @@ evaluate` end to end on a trained model, bad input included."""
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -138,23 +141,91 @@ def trained(tmp_path_factory):
 
 
 @pytest.mark.slow  # trains a model
-def test_evaluate_scores_the_model_and_lsi_on_the_held_out_cells(trained):
+def test_evaluate_scores_the_model_and_lsi_on_the_same_held_out_cells_and_folds(trained):
     import pandas as pd
 
     from gtok.cli import main
+    from gtok.embed import Embedder
+    from gtok.evaluate import held_out_records, training_lsi
 
     out = trained / "eval"
     assert main(["evaluate", "-q", "--model", str(trained / "run"), "--manifest", str(trained / "manifest.json"),
                  "-o", str(out)]) == 0
     table = pd.read_csv(out / "metrics.tsv", sep="\t")
-    assert list(table.columns) == ["method", "metric", "value"]
+    assert list(table.columns) == ["method", "metric", "value", "sd"]
     wide = table.pivot(index="metric", columns="method", values="value")
     assert set(wide.columns) == {"region2vec", "lsi"} and set(wide.index) == {*METRIC_NAMES, "coaccessible_pair_auc"}
     assert wide.loc["knn_accuracy", "lsi"] > 0.8  # 3 types: chance is about 1/3
     assert {p.name for p in out.glob("umap_*.png")} == {"umap_region2vec.png", "umap_lsi.png"}
-    assert "did better than" in (out / "summary.html").read_text() or "equally" in (out / "summary.html").read_text()
+    # each method's per-fold scores are those of one set of folds over the same held-out records
+    folds = pd.read_csv(out / "folds.tsv", sep="\t")
+    held = held_out_records(trained / "manifest.json", 0.3)
+    labels = held.labels.astype(str)
+    ids = fold_ids(labels)
+    baseline, _ = training_lsi(trained / "manifest.json", 0.3)
+    embeddings = {"lsi": baseline.transform(held.counts()),
+                  "region2vec": Embedder(trained / "run", None, None, 64).embed_docs(held.docs())}
+    for method, x in embeddings.items():
+        mine = folds[folds["method"] == method].pivot(index="fold", columns="metric", values="value")
+        for metric, values in fold_metrics(x, labels, ids).items():
+            np.testing.assert_allclose(mine[metric].to_numpy(), values, atol=1e-4)
+        mean = table.set_index(["method", "metric"]).loc[(method, "knn_accuracy")]
+        assert mean["value"] == pytest.approx(mine["knn_accuracy"].mean(), abs=1e-4)
+        assert mean["sd"] == pytest.approx(mine["knn_accuracy"].std(ddof=0), abs=1e-4)
+    caption = (out / "caption.rst").read_text()
+    assert re.match(r"\*\*(region2vec did better than LSI|LSI did better than region2vec|region2vec and LSI are within "
+                    r"the noise)", caption) and "training records" in caption
 
 
+def relabelled(trained, tmp_path, labels) -> Path:
+    """A manifest of the trained fixture's cells, tokenized with the same universe, under `labels`."""
+    import anndata as ad
+
+    from gtok.cli import main
+
+    cells = ad.read_h5ad(trained / "cells.h5ad")
+    cells.obs["cell_type"] = list(labels(cells.obs["cell_type"].astype(str).to_numpy()))
+    cells.write_h5ad(tmp_path / "cells.h5ad")
+    shard = tmp_path / "cells.gtok"
+    assert main(["tokenize", "-q", "-u", str(trained / "peaks.bed"), "-o", str(shard), "--label-key", "cell_type",
+                 str(tmp_path / "cells.h5ad")]) == 0
+    assert main(["manifest", "-o", str(tmp_path / "m.json"), str(shard)]) == 0
+    return tmp_path / "m.json"
+
+
+@pytest.mark.slow  # trains a model
+def test_evaluate_with_one_label_says_it_skipped_in_one_line(trained, tmp_path, capsys):
+    from gtok.evaluate import evaluate
+
+    manifest = relabelled(trained, tmp_path, lambda y: np.full(y.size, "only"))
+    evaluate(trained / "run", manifest, tmp_path / "eval")
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "fewer than two labels with 5 records each" in err[0]
+    assert (tmp_path / "eval" / "metrics.tsv").read_text().strip() == "method\tmetric\tvalue\tsd"
+    assert "evaluation skipped" in (tmp_path / "eval" / "caption.rst").read_text().splitlines()[0]
+
+
+@pytest.mark.slow  # trains a model
+def test_evaluate_leaves_out_a_label_with_too_few_held_out_records_and_says_so(trained, tmp_path, capsys):
+    import pandas as pd
+
+    from gtok.evaluate import evaluate, held_out_records
+
+    def rare(y):  # the first 8 cells get a label of their own: a few of them are held out (by name hash)
+        return np.where(np.arange(y.size) < 8, "rare", y)
+
+    manifest = relabelled(trained, tmp_path, rare)
+    held_rare = int((held_out_records(manifest, 0.3).labels == "rare").sum())
+    assert 1 <= held_rare < 5
+    evaluate(trained / "run", manifest, tmp_path / "eval")
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"gtok evaluate: 1 label(s) with fewer than 5 held-out records were left out of the scores: rare ({held_rare})."]
+    table = pd.read_csv(tmp_path / "eval" / "metrics.tsv", sep="\t")
+    assert set(table["method"]) == {"region2vec", "lsi"} and table["value"].notna().all()
+    caption = (tmp_path / "eval" / "caption.rst").read_text().split("\n\n")
+    assert "did better" in caption[0] or "within the noise" in caption[0]
+    assert caption[1].startswith("- 1 label(s) with fewer than 5 held-out records")
+    assert "rare (" in (tmp_path / "eval" / "summary.html").read_text()
 @pytest.mark.slow  # trains a model
 def test_evaluate_without_labels_says_it_skipped(trained, tmp_path):
     from gtok.cli import main
@@ -164,7 +235,7 @@ def test_evaluate_without_labels_says_it_skipped(trained, tmp_path):
     assert main(["manifest", "-o", str(tmp_path / "m.json"), str(shard)]) == 0
     assert main(["evaluate", "-q", "--model", str(trained / "run"), "--manifest", str(tmp_path / "m.json"),
                  "-o", str(tmp_path / "eval")]) == 0
-    assert (tmp_path / "eval" / "metrics.tsv").read_text().strip() == "method\tmetric\tvalue"
+    assert (tmp_path / "eval" / "metrics.tsv").read_text().strip() == "method\tmetric\tvalue\tsd"
     assert "have no labels; evaluation skipped" in (tmp_path / "eval" / "summary.html").read_text()
 
 
@@ -176,7 +247,8 @@ def test_evaluate_with_no_held_out_records_says_it_skipped(trained, tmp_path):
 
     out = tmp_path / "eval"
     evaluate(trained / "run", trained / "manifest.json", out, val_fraction=0)
-    assert (out / "metrics.tsv").read_text().strip() == "method\tmetric\tvalue"
+    assert (out / "metrics.tsv").read_text().strip() == "method\tmetric\tvalue\tsd"
+    assert (out / "folds.tsv").read_text().strip() == "method\tmetric\tfold\tvalue"
     assert "no records are held out from training" in (out / "summary.html").read_text()
     assert "evaluation skipped" in (out / "caption.rst").read_text()
 
