@@ -20,11 +20,15 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/pip install --quiet -e ".[all,test]"
 	touch $(STAMP)
 
-# The whole workflow on the bundled example (resources/example/), locally, then its report.
+# The whole workflow on the bundled examples (resources/example/), locally, each with its report:
+# the simulated cells and BED files (results/, report.html), then the real Corces 2016 cells
+# (results-corces/, report-corces.html).
 run: setup
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/snakemake --configfile config/example.yaml
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/snakemake --configfile config/example.yaml --report report.html
-	@echo "Done: results/ holds the shards, manifest and trained model; open report.html for the plots."
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/snakemake --configfile config/example-corces.yaml
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/snakemake --configfile config/example-corces.yaml --report report-corces.html
+	@echo "Done: results/ and results-corces/ hold the shards, manifests and trained models; open report.html (simulated) and report-corces.html (real cells)."
 
 # Everything: unit, property, edge-case, training, workflow and real-SLURM tests (minutes).
 test: setup
@@ -51,4 +55,4 @@ lint: setup
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/snakemake --lint --directory .test
 
 clean:
-	rm -rf results .snakemake .test/results .test/.snakemake
+	rm -rf results results-corces .snakemake .test/results .test/.snakemake

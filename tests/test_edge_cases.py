@@ -119,6 +119,10 @@ def test_a_user_config_inherits_nothing_from_the_example(tmp_path):
     example = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--configfile", "config/example.yaml"],
                              cwd=folder, capture_output=True, text=True)
     assert "tokenize_h5ad" in example.stdout and "come from the bundled example" in example.stderr
+    corces = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--configfile", "config/example-corces.yaml"],
+                            cwd=folder, capture_output=True, text=True)  # make run's real cells: their own results
+    assert corces.returncode == 0, corces.stderr
+    assert "results-corces/eval/metrics.tsv" in corces.stdout and "tokenize_bed" not in corces.stdout
     plain = subprocess.run([sys.executable, "-m", "snakemake", "-n"], cwd=folder, capture_output=True, text=True)
     assert plain.returncode != 0 and "path/to/universe.bed: no such file; edit config/config.yaml" in plain.stdout + plain.stderr
     assert snapshot(folder / "resources") == before

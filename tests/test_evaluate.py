@@ -1,13 +1,18 @@
-"""Evaluation metrics on cases with known answers, LSI and the co-accessibility score on simulated
-cells whose truth is known, and `gtok evaluate` end to end on a trained model."""
+"""Evaluation metrics on cases with known answers, LSI (fitted on training records only) and the
+co-accessibility score on simulated cells whose truth is known, the verdict's wording, and `gtok
+evaluate` end to end on a trained model, bad input included."""
 
 from __future__ import annotations
+
+import re
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from gtok.evaluate import METRICS as METRIC_NAMES
-from gtok.evaluate import cell_metrics, coaccessible_pair_auc, lsi
+from gtok.evaluate import cell_metrics, coaccessible_pair_auc, fold_ids, fold_metrics
+from gtok.lsi import LSI
 from gtok.simulate import Simulation, simulate
 
 
@@ -30,18 +35,37 @@ def test_shuffled_labels_score_about_chance():
     x, y = clusters(100, 4, spread=0.1)
     m = cell_metrics(x, np.random.default_rng(1).permutation(y))
     assert abs(m["knn_accuracy"] - 0.25) < 0.08  # 4 equal labels: chance is 1/4
-    assert abs(m["ari"]) < 0.05 and m["nmi"] < 0.05 and abs(m["silhouette"]) < 0.1
+    # NMI is not corrected for chance: k-means of a fold's 80 records against 4 labels gives about 0.05
+    assert abs(m["ari"]) < 0.05 and m["nmi"] < 0.1 and abs(m["silhouette"]) < 0.1
 
 
-def test_labels_seen_once_are_left_out_and_one_label_is_refused():
+def test_labels_with_fewer_records_than_folds_are_left_out_and_one_label_is_refused():
     from gtok.errors import GtokError
 
     x, y = clusters(10, 2, spread=0.1)
     y = y.copy()
-    y[0] = "alone"
+    y[:4] = "few"  # 4 records: fewer than the 5 folds
     assert cell_metrics(x, y)["knn_accuracy"] == 1.0
     with pytest.raises(GtokError, match="at least two labels"):
         cell_metrics(x[:10], y[:10])
+
+
+def test_folds_are_seeded_stratified_and_cover_every_record_once():
+    y = np.repeat(["a", "b", "c"], [50, 30, 10])
+    folds = fold_ids(y, seed=3)
+    assert np.array_equal(folds, fold_ids(y, seed=3)) and not np.array_equal(folds, fold_ids(y, seed=4))
+    assert set(folds) == set(range(5))
+    for label in "abc":  # each fold holds a fifth of every label
+        assert set(np.bincount(folds[y == label])) == {int((y == label).sum() / 5)}
+
+
+def test_per_fold_scores_have_a_spread_and_separated_clusters_score_one_in_every_fold():
+    x, y = clusters(40, 4, spread=0.1)
+    per_fold = fold_metrics(x, y, fold_ids(y))
+    assert all(v.shape == (5,) for v in per_fold.values())
+    assert np.all(per_fold["knn_accuracy"] == 1.0) and np.allclose(per_fold["ari"], 1.0)
+    noisy, _ = clusters(40, 4, spread=6.0)
+    assert np.std(fold_metrics(noisy, y, fold_ids(y))["knn_accuracy"]) > 0  # folds differ on overlapping labels
 
 
 def test_simulated_cell_types_have_their_own_programs():
@@ -63,8 +87,9 @@ def test_simulated_cell_types_have_their_own_programs():
 
 def test_lsi_separates_simulated_types_and_its_regions_carry_co_accessibility():
     adata = simulate(Simulation(cells=600, peaks=1500, cell_types=3, program_peaks=100, seed=4))
-    x, loadings = lsi(adata.X.tocsr())
-    m = cell_metrics(x, adata.obs["cell_type"].to_numpy())
+    fitted = LSI.fit(adata.X[:400])
+    x, loadings = fitted.transform(adata.X[400:]), fitted.loadings
+    m = cell_metrics(x, adata.obs["cell_type"].to_numpy()[400:])
     assert m["knn_accuracy"] > 0.9 and m["ari"] > 0.7
     assert coaccessible_pair_auc(adata.X.tocsr(), loadings, top=600) > 0.7
     noise = np.random.default_rng(0).normal(size=loadings.shape)
@@ -116,23 +141,91 @@ def trained(tmp_path_factory):
 
 
 @pytest.mark.slow  # trains a model
-def test_evaluate_scores_the_model_and_lsi_on_the_held_out_cells(trained):
+def test_evaluate_scores_the_model_and_lsi_on_the_same_held_out_cells_and_folds(trained):
     import pandas as pd
 
     from gtok.cli import main
+    from gtok.embed import Embedder
+    from gtok.evaluate import held_out_records, training_lsi
 
     out = trained / "eval"
     assert main(["evaluate", "-q", "--model", str(trained / "run"), "--manifest", str(trained / "manifest.json"),
                  "-o", str(out)]) == 0
     table = pd.read_csv(out / "metrics.tsv", sep="\t")
-    assert list(table.columns) == ["method", "metric", "value"]
+    assert list(table.columns) == ["method", "metric", "value", "sd"]
     wide = table.pivot(index="metric", columns="method", values="value")
     assert set(wide.columns) == {"region2vec", "lsi"} and set(wide.index) == {*METRIC_NAMES, "coaccessible_pair_auc"}
     assert wide.loc["knn_accuracy", "lsi"] > 0.8  # 3 types: chance is about 1/3
     assert {p.name for p in out.glob("umap_*.png")} == {"umap_region2vec.png", "umap_lsi.png"}
-    assert "did better than" in (out / "summary.html").read_text() or "equally" in (out / "summary.html").read_text()
+    # each method's per-fold scores are those of one set of folds over the same held-out records
+    folds = pd.read_csv(out / "folds.tsv", sep="\t")
+    held = held_out_records(trained / "manifest.json", 0.3)
+    labels = held.labels.astype(str)
+    ids = fold_ids(labels)
+    baseline, _ = training_lsi(trained / "manifest.json", 0.3)
+    embeddings = {"lsi": baseline.transform(held.counts()),
+                  "region2vec": Embedder(trained / "run", None, None, 64).embed_docs(held.docs())}
+    for method, x in embeddings.items():
+        mine = folds[folds["method"] == method].pivot(index="fold", columns="metric", values="value")
+        for metric, values in fold_metrics(x, labels, ids).items():
+            np.testing.assert_allclose(mine[metric].to_numpy(), values, atol=1e-4)
+        mean = table.set_index(["method", "metric"]).loc[(method, "knn_accuracy")]
+        assert mean["value"] == pytest.approx(mine["knn_accuracy"].mean(), abs=1e-4)
+        assert mean["sd"] == pytest.approx(mine["knn_accuracy"].std(ddof=0), abs=1e-4)
+    caption = (out / "caption.rst").read_text()
+    assert re.match(r"\*\*(region2vec did better than LSI|LSI did better than region2vec|region2vec and LSI are within "
+                    r"the noise)", caption) and "training records" in caption
 
 
+def relabelled(trained, tmp_path, labels) -> Path:
+    """A manifest of the trained fixture's cells, tokenized with the same universe, under `labels`."""
+    import anndata as ad
+
+    from gtok.cli import main
+
+    cells = ad.read_h5ad(trained / "cells.h5ad")
+    cells.obs["cell_type"] = list(labels(cells.obs["cell_type"].astype(str).to_numpy()))
+    cells.write_h5ad(tmp_path / "cells.h5ad")
+    shard = tmp_path / "cells.gtok"
+    assert main(["tokenize", "-q", "-u", str(trained / "peaks.bed"), "-o", str(shard), "--label-key", "cell_type",
+                 str(tmp_path / "cells.h5ad")]) == 0
+    assert main(["manifest", "-o", str(tmp_path / "m.json"), str(shard)]) == 0
+    return tmp_path / "m.json"
+
+
+@pytest.mark.slow  # trains a model
+def test_evaluate_with_one_label_says_it_skipped_in_one_line(trained, tmp_path, capsys):
+    from gtok.evaluate import evaluate
+
+    manifest = relabelled(trained, tmp_path, lambda y: np.full(y.size, "only"))
+    evaluate(trained / "run", manifest, tmp_path / "eval")
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "fewer than two labels with 5 records each" in err[0]
+    assert (tmp_path / "eval" / "metrics.tsv").read_text().strip() == "method\tmetric\tvalue\tsd"
+    assert "evaluation skipped" in (tmp_path / "eval" / "caption.rst").read_text().splitlines()[0]
+
+
+@pytest.mark.slow  # trains a model
+def test_evaluate_leaves_out_a_label_with_too_few_held_out_records_and_says_so(trained, tmp_path, capsys):
+    import pandas as pd
+
+    from gtok.evaluate import evaluate, held_out_records
+
+    def rare(y):  # the first 8 cells get a label of their own: a few of them are held out (by name hash)
+        return np.where(np.arange(y.size) < 8, "rare", y)
+
+    manifest = relabelled(trained, tmp_path, rare)
+    held_rare = int((held_out_records(manifest, 0.3).labels == "rare").sum())
+    assert 1 <= held_rare < 5
+    evaluate(trained / "run", manifest, tmp_path / "eval")
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"gtok evaluate: 1 label(s) with fewer than 5 held-out records were left out of the scores: rare ({held_rare})."]
+    table = pd.read_csv(tmp_path / "eval" / "metrics.tsv", sep="\t")
+    assert set(table["method"]) == {"region2vec", "lsi"} and table["value"].notna().all()
+    caption = (tmp_path / "eval" / "caption.rst").read_text().split("\n\n")
+    assert "did better" in caption[0] or "within the noise" in caption[0]
+    assert caption[1].startswith("- 1 label(s) with fewer than 5 held-out records")
+    assert "rare (" in (tmp_path / "eval" / "summary.html").read_text()
 @pytest.mark.slow  # trains a model
 def test_evaluate_without_labels_says_it_skipped(trained, tmp_path):
     from gtok.cli import main
@@ -142,7 +235,7 @@ def test_evaluate_without_labels_says_it_skipped(trained, tmp_path):
     assert main(["manifest", "-o", str(tmp_path / "m.json"), str(shard)]) == 0
     assert main(["evaluate", "-q", "--model", str(trained / "run"), "--manifest", str(tmp_path / "m.json"),
                  "-o", str(tmp_path / "eval")]) == 0
-    assert (tmp_path / "eval" / "metrics.tsv").read_text().strip() == "method\tmetric\tvalue"
+    assert (tmp_path / "eval" / "metrics.tsv").read_text().strip() == "method\tmetric\tvalue\tsd"
     assert "have no labels; evaluation skipped" in (tmp_path / "eval" / "summary.html").read_text()
 
 
@@ -154,7 +247,8 @@ def test_evaluate_with_no_held_out_records_says_it_skipped(trained, tmp_path):
 
     out = tmp_path / "eval"
     evaluate(trained / "run", trained / "manifest.json", out, val_fraction=0)
-    assert (out / "metrics.tsv").read_text().strip() == "method\tmetric\tvalue"
+    assert (out / "metrics.tsv").read_text().strip() == "method\tmetric\tvalue\tsd"
+    assert (out / "folds.tsv").read_text().strip() == "method\tmetric\tfold\tvalue"
     assert "no records are held out from training" in (out / "summary.html").read_text()
     assert "evaluation skipped" in (out / "caption.rst").read_text()
 
@@ -193,3 +287,70 @@ def test_embedding_an_h5ad_with_the_model_folder_writes_obsm(trained, tmp_path):
     assert written.obsm["X_gtok"].shape == (600, 16) and (written.X != original.X).nnz == 0
     assert list(written.obs_names) == list(original.obs_names)
     np.testing.assert_allclose(written.obsm["X_gtok"], embed_anndata(trained / "run", original), rtol=1e-5)
+
+
+def test_lsi_drops_the_first_component_only_when_it_follows_depth():
+    adata = simulate(Simulation(cells=400, peaks=1200, cell_types=3, program_peaks=100, seed=6))
+    fitted = LSI.fit(adata.X)  # library sizes vary: the first component follows them
+    assert fitted.dropped_first and abs(fitted.depth_correlation) > 0.5
+    rng = np.random.default_rng(0)
+    even = np.zeros((300, 1200), np.float32)  # every record holds exactly 60 regions: nothing to follow
+    for row in even:
+        row[rng.choice(1200, 60, replace=False)] = 1
+    kept = LSI.fit(even)
+    assert not kept.dropped_first and kept.depth_correlation == 0.0 and kept.components.shape[0] == 30
+    assert np.allclose(np.linalg.norm(kept.transform(even[:5]), axis=1), 1.0)
+
+
+def test_lsi_is_fitted_on_the_training_records_only(tmp_path):
+    """The baseline's IDF and SVD come from the training split: changing a held-out record leaves
+    them as they are, changing a training record does not."""
+    from gtok.evaluate import held_out_records, training_lsi
+    from gtok.formats.manifest import write_manifest
+    from gtok.formats.shard import write_shard
+
+    rng = np.random.default_rng(0)
+    records = [(f"r{i}", np.concatenate(([100 + i], rng.choice(np.arange(10, 90), 12, replace=False))), f"L{i % 2}")
+               for i in range(80)]  # a record's first token says which it is
+
+    def fitted(recs):
+        write_shard(tmp_path / "s.gtok", recs, vocab_size=200, fingerprint="ab" * 32)
+        write_manifest(tmp_path / "m.json", [tmp_path / "s.gtok"])
+        return training_lsi(tmp_path / "m.json", val_fraction=0.5)
+
+    base, n = fitted(records)
+    held = {int(d[0]) - 100 for d in held_out_records(tmp_path / "m.json", 0.5).docs()}
+    assert 20 < len(held) < 60 and n == 80 - len(held)
+    i_val, i_train = min(held), min(set(range(80)) - held)
+
+    def changed(i):
+        recs = list(records)
+        recs[i] = (recs[i][0], np.array([100 + i, 5, 6, 7]), recs[i][2])
+        return fitted(recs)[0]
+
+    assert np.array_equal(changed(i_val).idf, base.idf) and np.allclose(changed(i_val).components, base.components)
+    assert not np.array_equal(changed(i_train).idf, base.idf)
+
+
+def verdict_table(model: tuple[float, float], lsi: tuple[float, float]):
+    import pandas as pd
+
+    return pd.DataFrame([("region2vec", "knn_accuracy", *model), ("lsi", "knn_accuracy", *lsi),
+                         ("region2vec", "ari", 0.5, 0.1), ("lsi", "ari", 0.6, 0.1)],
+                        columns=["method", "metric", "value", "sd"])
+
+
+def test_the_verdict_names_lsi_first_when_it_wins_and_no_winner_within_the_noise(tmp_path):
+    from gtok.report import verdict, write_evaluation_caption, write_evaluation_html
+
+    lsi_wins = verdict_table((0.70, 0.05), (0.86, 0.06))
+    assert verdict(lsi_wins, "region2vec") == "LSI did better than region2vec: kNN accuracy 0.86 ± 0.06 against 0.70 ± 0.05."
+    write_evaluation_caption(lsi_wins, "region2vec", 150, [], "LSI was fitted on 200 training records.", tmp_path / "c.rst")
+    assert (tmp_path / "c.rst").read_text().startswith("**LSI did better than region2vec: kNN accuracy 0.86")
+    write_evaluation_html(lsi_wins, "region2vec", 150, [], tmp_path / "s.html")
+    assert "<h3>LSI did better than region2vec" in (tmp_path / "s.html").read_text()
+    assert "0.860 ± 0.060" in (tmp_path / "s.html").read_text()
+    model_wins = verdict(verdict_table((0.90, 0.02), (0.80, 0.03)), "region2vec")
+    assert model_wins.startswith("region2vec did better than LSI: kNN accuracy 0.90 ± 0.02 against 0.80 ± 0.03")
+    close = verdict(verdict_table((0.76, 0.06), (0.80, 0.05)), "region2vec")  # 0.04 apart, spread 0.06
+    assert "within the noise" in close and "did better" not in close

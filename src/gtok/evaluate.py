@@ -1,22 +1,25 @@
-"""Did the model learn? Its embeddings of held-out records against an LSI baseline, by the metrics
-scATAC users judge embeddings with.
+"""Did the model learn? Its embeddings of held-out records against a fair LSI baseline, by the
+metrics scATAC users judge embeddings with.
 
 The records are the validation split of the training manifest (the split the model never trained
 on: a sample sheet's `split` column, else the same stable name hash and `val_fraction` as
-training), read straight from the shards, with their labels. Each method's embedding of them is
-scored by
+training), read straight from the shards, with their labels. The baseline, LSI (gtok.lsi), is
+fitted as the model is trained: on the training split's records (at most 20,000, drawn with the
+seed), then projects the held-out ones. Both embeddings of the same held-out records are scored
+on the same 5 seeded stratified folds:
 
-- `knn_accuracy`: a 15-nearest-neighbour classifier's label accuracy (fewer neighbours for a label
-  with fewer records), 5-fold stratified cross-validated (chance is about the largest class's share);
-- `ari`, `nmi`: agreement of a k-means clustering (k = the number of labels) with the labels;
-- `silhouette`: how much closer records of one label are to each other than to others (cosine).
+- `knn_accuracy`: a 15-nearest-neighbour classifier (fewer when a label has fewer records in the
+  training folds) fitted on 4 folds predicts the 5th (chance is about the largest label's share);
+- `ari`, `nmi`: agreement of a k-means clustering of the fold (k = its number of labels) with the labels;
+- `silhouette`: cosine silhouette of the labels within the fold.
 
-The baseline is LSI, the default of Signac and ArchR: TF-IDF of the records' token counts, then a
-truncated SVD, its first component dropped (it follows sequencing depth). For models that learn a
-vector per region (region2vec, and the encoder's input embeddings) one region-level metric is
-added, `coaccessible_pair_auc`: how often a pair of regions that are often accessible together
-(high Jaccard co-occurrence over the records) lies closer (cosine) than a random pair; 0.5 is no
-signal. LSI's region loadings get the same score.
+Each metric is reported as its mean and standard deviation over the folds (metrics.tsv), with the
+per-fold values in folds.tsv, so that a difference can be told from noise. Labels with fewer held-out
+records than folds are left out (said in the log and the report). For models that learn a vector
+per region (region2vec, and the encoder's input embeddings) one region-level metric is added,
+`coaccessible_pair_auc`: how often a pair of regions that are often accessible together (high
+Jaccard co-occurrence over the held-out records) lies closer (cosine) than a random pair; 0.5 is
+no signal. LSI's region loadings get the same score.
 
 scikit-learn (and umap-learn, for the plots) are imported here only.
 """
@@ -33,15 +36,17 @@ import numpy as np
 
 from gtok.errors import GtokError, describe
 from gtok.extras import require
+from gtok.lsi import LSI, MAX_TRAINING_RECORDS, unit_rows
 
 METRICS = ("knn_accuracy", "ari", "nmi", "silhouette")
-LSI_DIMS = 30
+FOLDS = 5
+NEIGHBOURS = 15
 TOP_REGIONS = 2_000
 
 
 @dataclass
 class EvalRecords:
-    """Held-out records: token ids (CSR-like) and labels (strings)."""
+    """Records of one split: token ids (CSR-like) and labels (strings)."""
 
     ids: np.ndarray  # all records' token ids, concatenated
     lengths: np.ndarray  # int64 per record
@@ -63,73 +68,85 @@ class EvalRecords:
 
 
 def held_out_records(manifest: str | os.PathLike, val_fraction: float, split: str = "val",
-                     fingerprint: str | None = None) -> EvalRecords:
+                     fingerprint: str | None = None, max_records: int | None = None, seed: int = 0) -> EvalRecords:
     """The records of `split` (their labels, when the data has any), from the shards; with a
-    `fingerprint`, shards of another vocabulary are refused."""
+    `fingerprint`, shards of another vocabulary are refused. With `max_records`, a seeded random
+    subset of that many (in shard order), chosen before any token is read."""
     from gtok.data.records import IGNORE_LABEL, Records
     from gtok.universe import expand_ranges
 
     rec = Records.open(manifest, verify=False, split=split, val_fraction=val_fraction, expected_fingerprint=fingerprint,
                        allow_empty=True)
+    chosen = np.arange(len(rec))
+    if max_records is not None and len(rec) > max_records:
+        chosen = np.sort(np.random.default_rng(seed).choice(len(rec), max_records, replace=False))
+    shard, start, length = rec.shard[chosen], rec.start[chosen], rec.length[chosen]
     parts = [np.zeros(0, np.int64)]  # records come grouped by shard, in shard order: one gather per shard
-    for shard in np.unique(rec.shard):
-        pick = rec.shard == shard
-        _, positions = expand_ranges(rec.start[pick], rec.start[pick] + rec.length[pick])
-        parts.append(np.asarray(rec.tokens(int(shard)))[positions])
+    for s in np.unique(shard):
+        pick = shard == s
+        _, positions = expand_ranges(start[pick], start[pick] + length[pick])
+        parts.append(np.asarray(rec.tokens(int(s)))[positions])
     ids = np.concatenate(parts)
     labels = None
     if rec.label is not None and rec.label_classes:
-        keep = rec.label != IGNORE_LABEL
+        label = rec.label[chosen]
+        keep = label != IGNORE_LABEL
         if keep.any():
             classes = np.asarray(rec.label_classes, dtype=object)
-            labels = np.where(keep, classes[np.where(keep, rec.label, 0)], None)
-    return EvalRecords(ids.astype(np.int64), rec.length.astype(np.int64), labels, rec.vocab_size)
+            labels = np.where(keep, classes[np.where(keep, label, 0)], None)
+    return EvalRecords(ids.astype(np.int64), length.astype(np.int64), labels, rec.vocab_size)
 
 
-def lsi(counts: Any, dims: int = LSI_DIMS, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """(record embedding [n, d], region loadings [vocab, d]) of TF-IDF + truncated SVD, the first
-    component dropped; rows L2-normalised."""
-    from sklearn.decomposition import TruncatedSVD
+def fold_ids(labels: np.ndarray, seed: int = 0, folds: int = FOLDS) -> np.ndarray:
+    """The fold (0..folds-1) of each record: seeded and stratified by label, the same for every method."""
+    from sklearn.model_selection import StratifiedKFold
 
-    tf = counts.multiply(1.0 / np.maximum(counts.sum(axis=1), 1)).tocsr()
-    idf = counts.shape[0] / np.maximum(np.asarray(counts.sum(axis=0)).ravel(), 1)
-    tfidf = tf.multiply(idf).tocsr()
-    tfidf.data = np.log1p(tfidf.data * 1e4)
-    k = max(2, min(dims + 1, min(counts.shape) - 1))
-    svd = TruncatedSVD(n_components=k, random_state=seed)
-    cells = svd.fit_transform(tfidf)[:, 1:]
-    return _unit(cells), svd.components_[1:].T
+    out = np.empty(len(labels), np.int64)
+    for f, (_, test) in enumerate(StratifiedKFold(folds, shuffle=True, random_state=seed).split(np.zeros(len(labels)), labels)):
+        out[test] = f
+    return out
 
 
-def _unit(x: np.ndarray) -> np.ndarray:
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+def fold_metrics(x: np.ndarray, labels: np.ndarray, folds: np.ndarray, seed: int = 0) -> dict[str, np.ndarray]:
+    """Per fold: kNN accuracy (fitted on the other folds), k-means ARI and NMI, and cosine silhouette
+    of the fold's records. NaN where a fold cannot give a metric (a silhouette of one record per label)."""
+    from sklearn.cluster import KMeans
+    from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score, silhouette_score
+    from sklearn.neighbors import KNeighborsClassifier
+
+    x, labels = unit_rows(np.asarray(x, dtype=np.float64)), np.asarray(labels).astype(str)
+    out = {m: np.full(int(folds.max()) + 1, np.nan) for m in METRICS}
+    for f in range(int(folds.max()) + 1):
+        test, train = folds == f, folds != f
+        # 15 neighbours, or as many as the rarest label has records in the training folds (more would
+        # outvote it whatever the embedding)
+        rarest = int(np.unique(labels[train], return_counts=True)[1].min())
+        knn = KNeighborsClassifier(n_neighbors=min(NEIGHBOURS, rarest)).fit(x[train], labels[train])
+        out["knn_accuracy"][f] = float((knn.predict(x[test]) == labels[test]).mean())
+        k = np.unique(labels[test]).size
+        clusters = KMeans(n_clusters=k, n_init=10, random_state=seed).fit_predict(x[test])
+        out["ari"][f] = adjusted_rand_score(labels[test], clusters)
+        out["nmi"][f] = normalized_mutual_info_score(labels[test], clusters)
+        if 2 <= k < test.sum():
+            out["silhouette"][f] = silhouette_score(x[test], labels[test], metric="cosine")
+    return out
 
 
 def cell_metrics(x: np.ndarray, labels: np.ndarray, seed: int = 0) -> dict[str, float]:
-    """knn_accuracy, ari, nmi and silhouette of an embedding against labels (see the module docstring)."""
-    from sklearn.cluster import KMeans
-    from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score, silhouette_score
-    from sklearn.model_selection import StratifiedKFold, cross_val_score
-    from sklearn.neighbors import KNeighborsClassifier
-
+    """The fold means of fold_metrics, on the seeded folds of `labels` (labels with fewer records than
+    folds left out; fewer than two labels left is an error)."""
     labels = np.asarray(labels).astype(str)
+    keep = scorable(labels)
+    if np.unique(labels[keep]).size < 2:
+        raise GtokError(f"evaluation needs held-out records of at least two labels, {FOLDS} records each.")
+    per_fold = fold_metrics(np.asarray(x)[keep], labels[keep], fold_ids(labels[keep], seed), seed)
+    return {m: float(np.nanmean(v)) for m, v in per_fold.items()}
+
+
+def scorable(labels: np.ndarray) -> np.ndarray:
+    """Which records have a label with at least one record per fold."""
     classes, y, sizes = np.unique(labels, return_inverse=True, return_counts=True)
-    keep = sizes[y] >= 2  # cross-validation needs two records of a label
-    x, y = _unit(np.asarray(x, dtype=np.float64))[keep], y[keep]
-    if np.unique(y).size < 2:
-        raise GtokError("evaluation needs held-out records of at least two labels, two records each.")
-    smallest = int(np.bincount(y)[np.bincount(y) > 0].min())
-    folds = min(5, smallest)
-    # at most 15 neighbours, and fewer than the smallest label has in a training fold
-    knn = KNeighborsClassifier(n_neighbors=max(1, min(15, smallest * (folds - 1) // folds - 1)))
-    accuracy = cross_val_score(knn, x, y, cv=StratifiedKFold(folds, shuffle=True, random_state=seed)).mean()
-    clusters = KMeans(n_clusters=np.unique(y).size, n_init=10, random_state=seed).fit_predict(x)
-    return {
-        "knn_accuracy": float(accuracy),
-        "ari": float(adjusted_rand_score(y, clusters)),
-        "nmi": float(normalized_mutual_info_score(y, clusters)),
-        "silhouette": float(silhouette_score(x, y, metric="cosine")),
-    }
+    return sizes[y] >= FOLDS
 
 
 def coaccessible_pair_auc(counts: Any, vectors: np.ndarray, seed: int = 0, top: int = TOP_REGIONS) -> float:
@@ -149,7 +166,7 @@ def coaccessible_pair_auc(counts: Any, vectors: np.ndarray, seed: int = 0, top: 
     i, j = np.triu_indices(regions.size, k=1)
     score = jaccard[i, j]
     positive = score >= np.quantile(score, 0.99)
-    v = _unit(np.asarray(vectors, dtype=np.float64)[regions])
+    v = unit_rows(np.asarray(vectors, dtype=np.float64)[regions])
     cosine = np.einsum("ij,ij->i", v[i], v[j])
     rng = np.random.default_rng(seed)
     negative = rng.choice(np.flatnonzero(~positive), size=min(int(positive.sum()) * 10, int((~positive).sum())), replace=False)
@@ -177,61 +194,112 @@ def region_vectors(model: Any) -> np.ndarray | None:
 
 def evaluate(model_path: str | os.PathLike, manifest: str | os.PathLike, out: str | os.PathLike,
              val_fraction: float | None = None, seed: int = 0, progress: bool = False) -> Path:
-    """Write OUT/metrics.tsv, OUT/umap_MODEL.png, OUT/umap_lsi.png, OUT/summary.html and OUT/caption.rst
-    (the report's caption, which leads with the verdict)."""
+    """Write OUT/metrics.tsv (fold mean and sd), OUT/folds.tsv (per fold), OUT/umap_MODEL.png,
+    OUT/umap_lsi.png, OUT/summary.html and OUT/caption.rst (the report's caption, verdict first).
+    Input that cannot be scored (no held-out records, no labels, too few of them) is said in one
+    line in the log and the report, and the tables are left header-only."""
     require("eval", "gtok evaluate")
     import pandas as pd
 
     from gtok.atomic import atomic_path
     from gtok.embed import Embedder
     from gtok.options import DataOptions
-    from gtok.plots import plot_umap, plot_unavailable
+    from gtok.plots import plot_unavailable
     from gtok.report import write_evaluation_caption, write_evaluation_html
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     embedder = Embedder(model_path, None, None, 64)
-    name = embedder.name
     if val_fraction is None:  # the records the model was held out from: its training's val_fraction
         val_fraction = embedder.data_options.get("val_fraction", DataOptions.val_fraction)
-    records = held_out_records(manifest, val_fraction, fingerprint=embedder.vocab.fingerprint)
-    rows: list[tuple[str, str, float]] = []
-    plots = {name: out / f"umap_{name}.png", "lsi": out / "umap_lsi.png"}
-    note = _why_not(records, manifest)
-    if note is not None:
+    fingerprint = embedder.vocab.fingerprint
+    records = held_out_records(manifest, val_fraction, fingerprint=fingerprint)
+    plots = {embedder.name: out / f"umap_{embedder.name}.png", "lsi": out / "umap_lsi.png"}
+    rows: list[tuple] = []
+    folds: list[tuple] = []
+    details = ""
+    notes = [_why_not(records, manifest)]
+    if notes[0] is None:
+        baseline, trained_on = training_lsi(manifest, val_fraction, fingerprint, seed)
+        notes = [_left_out(records)]
+        if baseline is None:
+            notes.append(f"{describe(manifest)}: no training records to fit LSI on; evaluation skipped.")
+        else:
+            rows, folds, details = _score(embedder, records, baseline, trained_on, plots, seed, progress)
+    notes = [n for n in notes if n]
+    for note in notes:
         print(f"gtok evaluate: {note}", file=sys.stderr)
+    if not rows:
         for path in plots.values():
-            plot_unavailable(note, path)
-    else:
-        labelled = np.not_equal(records.labels, None)
-        counts = records.counts()
-        model_x = embedder.embed_docs(records.docs(), progress)[labelled]
-        lsi_x, loadings = lsi(counts, seed=seed)
-        labels = records.labels[labelled].astype(str)
-        for method, x in ((name, model_x), ("lsi", lsi_x[labelled])):
-            rows += [(method, metric, value) for metric, value in cell_metrics(x, labels, seed).items()]
-            plot_umap(umap_coordinates(x, seed), labels, f"{method}: held-out records by label", plots[method])
-        vectors = region_vectors(embedder.model)
-        if vectors is not None:
-            rows.append((name, "coaccessible_pair_auc", coaccessible_pair_auc(counts, vectors[: counts.shape[1]], seed)))
-            rows.append(("lsi", "coaccessible_pair_auc", coaccessible_pair_auc(counts, loadings, seed)))
-    table = pd.DataFrame(rows, columns=["method", "metric", "value"])
-    with atomic_path(out / "metrics.tsv") as tmp:
-        table.to_csv(tmp, sep="\t", index=False, float_format="%.4f")
-    write_evaluation_html(table, name, len(records.lengths), note, out / "summary.html")
-    write_evaluation_caption(table, name, len(records.lengths), note, out / "caption.rst")
+            plot_unavailable(notes[-1], path)
+    table = pd.DataFrame(rows, columns=["method", "metric", "value", "sd"])
+    for name, frame in (("metrics.tsv", table), ("folds.tsv", pd.DataFrame(folds, columns=["method", "metric", "fold", "value"]))):
+        with atomic_path(out / name) as tmp:
+            frame.to_csv(tmp, sep="\t", index=False, float_format="%.4f")
+    write_evaluation_html(table, embedder.name, len(records.lengths), notes, out / "summary.html")
+    write_evaluation_caption(table, embedder.name, len(records.lengths), notes, details, out / "caption.rst")
     return out / "metrics.tsv"
 
 
+def training_lsi(manifest: str | os.PathLike, val_fraction: float, fingerprint: str | None = None,
+                 seed: int = 0) -> tuple[LSI | None, int]:
+    """(LSI fitted on the training split's records, as the model was trained, or None when there are
+    none; how many records it was fitted on: at most MAX_TRAINING_RECORDS, drawn with the seed)."""
+    training = held_out_records(manifest, val_fraction, "train", fingerprint, MAX_TRAINING_RECORDS, seed)
+    if not len(training.lengths):
+        return None, 0
+    return LSI.fit(training.counts(), seed=seed), len(training.lengths)
+
+
+def _score(embedder: Any, records: EvalRecords, fitted: LSI, trained_on: int, plots: dict[str, Path], seed: int,
+           progress: bool) -> tuple[list[tuple], list[tuple], str]:
+    """(metrics rows: method, metric, mean, sd; per-fold rows; what LSI was fitted on) of the model's
+    and the training-fitted LSI's embeddings of the same held-out records, on the same folds."""
+    from gtok.plots import plot_umap
+
+    keep = np.not_equal(records.labels, None)
+    keep[keep] = scorable(records.labels[keep].astype(str))
+    labels = records.labels[keep].astype(str)
+    folds = fold_ids(labels, seed)
+    counts = records.counts()
+    embeddings = {embedder.name: embedder.embed_docs(records.docs(), progress)[keep], "lsi": fitted.transform(counts)[keep]}
+    rows, fold_rows = [], []
+    for method, x in embeddings.items():
+        for metric, values in fold_metrics(x, labels, folds, seed).items():
+            rows.append((method, metric, float(np.nanmean(values)), float(np.nanstd(values))))
+            fold_rows += [(method, metric, f, float(v)) for f, v in enumerate(values)]
+        plot_umap(umap_coordinates(x, seed), labels, f"{method}: held-out records by label", plots[method])
+    vectors = region_vectors(embedder.model)
+    if vectors is not None:
+        rows.append((embedder.name, "coaccessible_pair_auc", coaccessible_pair_auc(counts, vectors[: counts.shape[1]], seed), np.nan))
+        rows.append(("lsi", "coaccessible_pair_auc", coaccessible_pair_auc(counts, fitted.loadings, seed), np.nan))
+    first = "dropped" if fitted.dropped_first else "kept"
+    details = (f"LSI was fitted on {trained_on:,} training records (IDF and SVD from them alone); its first "
+               f"component was {first} (correlation with log depth {fitted.depth_correlation:+.2f}). Scored on "
+               f"{int(keep.sum()):,} held-out records in {FOLDS} folds.")
+    return rows, fold_rows, details
+
+
 def _why_not(records: EvalRecords, manifest: str | os.PathLike) -> str | None:
-    """Why the held-out records cannot be scored (no labels, or too few), or None."""
+    """Why the held-out records cannot be scored (none, no labels, or too few), or None."""
     where = f"{describe(manifest)}: the {len(records.lengths):,} held-out records"
     if not len(records.lengths):
         return (f"{describe(manifest)}: no records are held out from training (val_fraction is 0 or too small for "
                 "this data, and no sample sheet names a 'val' split); evaluation skipped.")
     if records.labels is None:
         return f"{where} have no labels; evaluation skipped."
-    labels, counts = np.unique(records.labels[np.not_equal(records.labels, None)].astype(str), return_counts=True)
-    if (counts >= 2).sum() < 2:
-        return f"{where} hold fewer than two labels with two records each; evaluation skipped."
+    labels = records.labels[np.not_equal(records.labels, None)].astype(str)
+    if np.unique(labels[scorable(labels)]).size < 2:
+        return f"{where} hold fewer than two labels with {FOLDS} records each (one per fold); evaluation skipped."
     return None
+
+
+def _left_out(records: EvalRecords) -> str | None:
+    """Which labels have too few held-out records to be scored (they are left out), or None."""
+    labels = records.labels[np.not_equal(records.labels, None)].astype(str)
+    classes, sizes = np.unique(labels, return_counts=True)
+    few = [f"{c} ({n})" for c, n in zip(classes, sizes) if n < FOLDS]
+    if not few:
+        return None
+    return (f"{len(few)} label(s) with fewer than {FOLDS} held-out records were left out of the scores: "
+            f"{', '.join(few[:5])}{' ...' if len(few) > 5 else ''}.")

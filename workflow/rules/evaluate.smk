@@ -2,8 +2,9 @@
 
 
 rule evaluate:
-    """kNN accuracy, ARI, NMI and silhouette of the model and of LSI on the validation records,
-    with UMAPs; without labels in the held-out records, the outputs say it was skipped.
+    """kNN accuracy, ARI, NMI and silhouette of the model and of LSI (fitted on the training
+    records) on the same validation records and folds, mean and sd (metrics.tsv) and per fold
+    (folds.tsv), with UMAPs; without labels in the held-out records, the outputs say it was skipped.
     """
     input:
         model=rules.train.output.model,
@@ -12,6 +13,7 @@ rule evaluate:
         manifest=PLAN.manifest,
     output:
         metrics=f"{PLAN.eval_dir}/metrics.tsv",
+        folds=f"{PLAN.eval_dir}/folds.tsv",
         caption=f"{PLAN.eval_dir}/caption.rst",
         summary=report(
             f"{PLAN.eval_dir}/summary.html",

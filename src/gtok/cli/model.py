@@ -79,12 +79,12 @@ def _run_embed(args: argparse.Namespace) -> int:
 
 
 def _add_evaluate(sub) -> None:
-    help_ = ("Score a model's embeddings of the held-out records against LSI: kNN accuracy, ARI, NMI, silhouette "
-             "(metrics.tsv), with UMAP plots.")
+    help_ = ("Score a model's embeddings of the held-out records against LSI fitted on the training records, on the "
+             "same 5 folds: kNN accuracy, ARI, NMI, silhouette (metrics.tsv: mean and sd; folds.tsv), with UMAP plots.")
     p = add_command(sub, "evaluate", help_, _run_evaluate)
     p.add_argument("--model", "--checkpoint", "-c", dest="model", required=True, help="a 'gtok train' output folder, or a checkpoint")
     p.add_argument("--manifest", "-m", required=True, help="the manifest the model was trained on")
-    p.add_argument("--out", "-o", required=True, help="folder for metrics.tsv, umap_*.png and summary.html")
+    p.add_argument("--out", "-o", required=True, help="folder for metrics.tsv, folds.tsv, umap_*.png and summary.html")
     p.add_argument("--val-fraction", type=fraction,
                    help="held-out share by name hash, for records without a split (default: the model's own)")
     p.add_argument("--seed", type=non_negative_int, default=0)
