@@ -30,6 +30,7 @@ from gtok.inputs.samples import AS_THEY_ARE, CellNames
 from gtok.kernels import kernel
 from gtok.pipeline import prefetched
 from gtok.tokenizer import Tokenizer
+from gtok.universe import POS_BITS
 
 #: Tokens put together at a time when the documents are assembled (bounds that step's memory).
 WINDOW_TOKENS = 16_000_000
@@ -143,8 +144,8 @@ def _overlap(chroms, starts, ends, start_keys, end_keys, ranks, bounds, maxlen, 
     for i in range(chroms.size):
         m = 0
         if chroms[i] >= 0:
-            q_start = (np.int64(chroms[i]) << 34) | starts[i]
-            q_end = (np.int64(chroms[i]) << 34) | ends[i]
+            q_start = (np.int64(chroms[i]) << POS_BITS) | starts[i]
+            q_end = (np.int64(chroms[i]) << POS_BITS) | ends[i]
             for k in range(n_classes):
                 lo = _gallop(start_keys, bounds[k], bounds[k + 1], q_start - maxlen[k] + 1, lo_at[k])
                 hi = _gallop(start_keys, bounds[k], bounds[k + 1], q_end, hi_at[k])

@@ -34,7 +34,7 @@ from gtok.formats.index import (
 from gtok.inputs.bed import Intervals, parse_bed_bytes, read_bytes
 from gtok.paths import make_folder
 
-_POS_BITS = 34  # positions up to 17 Gbp (parsers accept up to 2**32 - 1); chromosome codes take the bits above
+POS_BITS = 34  # positions up to 17 Gbp (parsers accept up to 2**32 - 1); chromosome codes take the bits above
 
 
 @dataclass(frozen=True)
@@ -206,7 +206,7 @@ class Universe:
 
     @staticmethod
     def _key(codes: np.ndarray, positions: np.ndarray) -> np.ndarray:
-        return (codes.astype(np.int64) << _POS_BITS) | positions
+        return (codes.astype(np.int64) << POS_BITS) | positions
 
     # -- vocabulary ---------------------------------------------------------------------------
 
