@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -34,7 +35,12 @@ def core_venv(tmp_path_factory) -> Path:
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, env=ENV)
     pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
     subprocess.run([*pip, "torch==2.13.0"], check=True, timeout=900, env=ENV)  # the CPU build, as `make setup` pins
-    subprocess.run([*pip, str(ROOT)], check=True, timeout=900, env=ENV)  # no extras
+    # from a copy of what a wheel is built from: pip builds in the source tree, which must stay clean
+    source = venv.parent / "source"
+    shutil.copytree(ROOT / "src", source / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info", "_kernels_*"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, source / name)
+    subprocess.run([*pip, str(source)], check=True, timeout=900, env=ENV)  # no extras
     return venv
 
 

@@ -1,7 +1,0 @@
-"""`python -m gtok.cli`: the same as the `gtok` command."""
-
-import sys
-
-from gtok.cli import main
-
-sys.exit(main())

@@ -1,1 +1,0 @@
-"""`gtok train`: the run orchestration, the run's identity and resume, and its Lightning callbacks."""
