@@ -122,7 +122,7 @@ def test_a_run_resumes_at_another_world_size_with_exactly_the_unseen_records(man
     assert epoch_records(batches(out), 0) == Counter(order[:done * BATCH])
     second = launch(manifest, out, devices=after, max_steps=100, model=model, mixed=mixed)  # continues the same run
     assert second.returncode == 0, second.stderr[-3000:]
-    assert "starting a new run" not in second.stderr
+    assert "starting a new run" not in second.stderr and f"from step {steps} (checkpoints/last.ckpt)" in second.stderr
     seen = epoch_records(batches(out), 0)
     n_items = RECORDS // BATCH
     padding = -(-(n_items - done) // after) * after - (n_items - done)  # batches repeated to even out the ranks

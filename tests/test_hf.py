@@ -9,6 +9,7 @@ through `hf.init_from`, and `gtok embed` of its folder equal to geniml's own vec
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import shutil
@@ -211,9 +212,27 @@ TRAIN = {"seed": 0, "data": {"batch_size": 8, "max_length": CONTEXT, "num_worker
          "model_args": TINY, "hf": {"lr": 0.002}}
 
 
+def descendants(pid: int) -> list[int]:
+    """Every process below `pid` (from /proc), children before their own children."""
+    parents = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # it ended meanwhile
+            continue
+        parents.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = [], [pid]
+    while todo:
+        children = parents.get(todo.pop(), [])
+        found += children
+        todo += children
+    return found
+
+
 @pytest.fixture(scope="module")
 def workflow_run(tmp_path_factory):
-    """The workflow, with train.model the tiny Atacformer: killed after its first checkpoint, then rerun."""
+    """The workflow, with train.model the tiny Atacformer; its training job killed after the first
+    checkpoint (as a preempted SLURM job is), so Snakemake fails it, then rerun."""
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
     from workflow_copy import start_snakemake, write_workflow
 
@@ -230,10 +249,12 @@ def workflow_run(tmp_path_factory):
     while not last.exists():
         assert run.poll() is None and time.monotonic() < deadline, (folder / "first.log").read_text()[-3000:]
         time.sleep(0.05)
-    os.killpg(run.pid, signal.SIGKILL)
-    run.wait()
+    for pid in descendants(run.pid):  # the job, not Snakemake
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    assert run.wait(timeout=60) != 0
+    assert "Error in rule train" in (folder / "first.log").read_text()
     killed_at = torch.load(last, map_location="cpu", weights_only=False)["global_step"]
-    subprocess.run([sys.executable, "-m", "snakemake", "--unlock"], cwd=folder, check=True, capture_output=True)
     rerun = subprocess.run([sys.executable, "-m", "snakemake", "--cores", "2"], cwd=folder, capture_output=True, text=True,
                            env=dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"))
     assert rerun.returncode == 0, rerun.stderr[-4000:]
@@ -251,7 +272,7 @@ def test_atacformer_trains_through_the_workflow_and_resumes_exactly(workflow_run
     card = yaml.safe_load((out / "config.yaml").read_text())
     assert card["model"] == RTD and card["model_args"] == TINY and card["saved_with"] == "save_pretrained"
     log = (folder / "results" / "logs" / "train.log").read_text()
-    assert "starting a new run" not in log and f"trained {RTD}" in log
+    assert f"from step {killed_at} (checkpoints/last.ckpt)" in log and f"trained {RTD}" in log
     # the rerun continued from the checkpoint to the weights of a run never killed (on one thread,
     # as the workflow's job: another thread count sums in another order)
     threads = torch.get_num_threads()

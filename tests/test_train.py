@@ -301,7 +301,7 @@ def test_rerun_with_only_the_stopping_point_raised_resumes(tmp_path, data, capsy
     assert trained_steps(tmp_path / "second.batches") == [3, 4]
     assert torch.load(final, map_location="cpu", weights_only=False)["global_step"] == 5
     assert not (out / "previous").exists()
-    assert "gtok train:" not in capsys.readouterr().err
+    assert capsys.readouterr().err == f"gtok train: continuing the run in {out} from step 3 (checkpoints/last.ckpt).\n"
     assert pd.read_csv(out / "metrics.csv")["step"].tolist() == [0, 1, 2, 3, 4]
 
     # once more: nothing left to train, and the checkpoint is not rewritten (from past the epoch

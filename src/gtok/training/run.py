@@ -132,7 +132,10 @@ def begin(out: Path, start: Start) -> None:
         kept = _set_aside(out)
         print(f"gtok train: {describe(out / 'checkpoints' / 'last.ckpt')} {start.why}; starting a new run (the old "
               f"one is now in {describe(kept)}).", file=sys.stderr, flush=True)
-    elif start.checkpoint is None:
+    elif start.checkpoint is not None:  # said, so a log shows that a rerun continued and did not start over
+        print(f"gtok train: continuing the run in {describe(out)} from step {start.checkpoint['global_step']} "
+              "(checkpoints/last.ckpt).", file=sys.stderr, flush=True)
+    else:
         for name in ("logs", "batches"):
             shutil.rmtree(out / name, ignore_errors=True)
     make_folder(out / "checkpoints")  # also what marks the folder as gtok's
