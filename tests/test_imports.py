@@ -76,3 +76,85 @@ def test_no_module_imports_itself_in_a_circle():
 
 def test_the_circle_finder_finds_one():
     assert circles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+# -- the torch boundary -------------------------------------------------------------------------------
+
+TORCH = {"torch", "lightning", "transformers", "torchmetrics"}
+# The torch layer: what trains and runs models. Everything else is the numpy core (universe, input
+# kinds, tokenizing, formats, manifest, workflow plan), usable where torch is absent or unwanted.
+TORCH_LAYER = ("gtok.data", "gtok.models", "gtok.training", "gtok.embed", "gtok.loading", "gtok.hardware",
+               "gtok.evaluate", "gtok.cli.model")
+# The core's only doors into the torch layer, each a function that hands out tensors or a model's
+# vocabulary (docs/architecture.md); `gtok.cli` dispatches to the model commands.
+DOORS = {
+    ("gtok.tokenizer", "encode"), ("gtok.tokenizer", "encode_anndata"), ("gtok.tokenizer", "pad_batch"),
+    ("gtok.tokenizer", "from_pretrained"), ("gtok.tokenizer", "for_model"), ("gtok.cli", None),
+}
+
+
+def in_torch_layer(module: str) -> bool:
+    return any(module == top or module.startswith(top + ".") for top in TORCH_LAYER)
+
+
+def crossings(module: str, path: Path) -> set[tuple[str | None, str]]:
+    """(function or None for module level, what it imports) for each import of torch or the torch layer."""
+    found = set()
+
+    def visit(node: ast.AST, function: str | None) -> None:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.If) and isinstance(child.test, ast.Name) and child.test.id == "TYPE_CHECKING":
+                continue
+            if isinstance(child, ast.Import | ast.ImportFrom):
+                names = ([a.name for a in child.names] if isinstance(child, ast.Import)
+                         else [child.module or ""] + [f"{child.module}.{a.name}" for a in child.names])
+                for name in names:
+                    if name.split(".")[0] in TORCH or in_torch_layer(name):
+                        found.add((function, name))
+            inner = child.name if isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef) else function
+            visit(child, inner)
+
+    visit(ast.parse(path.read_text()), None)
+    return found
+
+
+def test_the_core_reaches_torch_only_through_its_doors():
+    graph = import_graph()
+    core = sorted(name for name in graph if not in_torch_layer(name))
+    assert {"gtok.universe", "gtok.tokenizer", "gtok.build", "gtok.formats.shard", "gtok.formats.manifest"} <= set(core)
+    crossing = {}
+    for name in core:
+        path = SRC / (name.replace(".", "/") + ".py")
+        path = path if path.is_file() else SRC / name.replace(".", "/") / "__init__.py"
+        for function, imported in crossings(name, path):
+            if (name, function) not in DOORS and (name, None) not in DOORS:
+                crossing.setdefault(f"{name}:{function or '<module>'}", set()).add(imported)
+    assert crossing == {}
+
+
+def test_the_core_imports_and_tokenizes_where_torch_cannot_be_imported(tmp_path):
+    """Every core module imported, and a BED file tokenized into a shard, with torch's packages unimportable."""
+    import subprocess
+    import sys
+
+    bed = tmp_path / "a.bed"
+    bed.write_text("chr1\t10\t20\nchr1\t30\t40\n")
+    script = f"""
+import importlib, pkgutil, sys
+class Refuse:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in {sorted(TORCH)!r}:
+            raise ImportError("torch is not installed here")
+sys.meta_path.insert(0, Refuse())
+import gtok
+for info in pkgutil.walk_packages(gtok.__path__, "gtok."):
+    if not any(info.name == t or info.name.startswith(t + ".") for t in {TORCH_LAYER!r}) and not info.name.endswith("__main__"):
+        importlib.import_module(info.name)
+from gtok.build import tokenize_to_shard
+from gtok.formats.shard import ShardReader
+tokenize_to_shard([{str(bed)!r}], {str(bed)!r}, {str(tmp_path / "a.gtok")!r}, progress=False)
+print(ShardReader({str(tmp_path / "a.gtok")!r}).tokens.tolist())
+"""
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout.split() == ["[0,", "1]"]
