@@ -90,7 +90,7 @@ def cell(table: pd.DataFrame, method: str, metric: str) -> str:
 
 def lsi_cpu_seconds(manifest: Path) -> float:
     """CPU seconds of fitting the baseline on the training records and projecting the held-out ones."""
-    from gtok.evaluate import held_out_records, training_lsi
+    from gtok.evaluation.evaluate import held_out_records, training_lsi
 
     start = time.process_time()
     fitted, _ = training_lsi(manifest, VAL_FRACTION)

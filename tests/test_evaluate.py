@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gtok.evaluate import METRICS as METRIC_NAMES
-from gtok.evaluate import cell_metrics, coaccessible_pair_auc, fold_ids, fold_metrics
-from gtok.lsi import LSI
+from gtok.evaluation.evaluate import METRICS as METRIC_NAMES
+from gtok.evaluation.evaluate import cell_metrics, coaccessible_pair_auc, fold_ids, fold_metrics
+from gtok.evaluation.lsi import LSI
 from gtok.simulate import Simulation, simulate
 
 
@@ -98,7 +98,7 @@ def test_lsi_separates_simulated_types_and_its_regions_carry_co_accessibility():
 
 def test_held_out_records_are_read_whole_from_every_shard(tmp_path):
     """The vectorized gather gives each held-out record's tokens and label, across shards."""
-    from gtok.evaluate import held_out_records
+    from gtok.evaluation.evaluate import held_out_records
     from gtok.formats.manifest import write_manifest
     from gtok.formats.shard import ShardReader, write_shard
 
@@ -145,8 +145,8 @@ def test_evaluate_scores_the_model_and_lsi_on_the_same_held_out_cells_and_folds(
     import pandas as pd
 
     from gtok.cli import main
-    from gtok.embed import Embedder
-    from gtok.evaluate import held_out_records, training_lsi
+    from gtok.evaluation.evaluate import held_out_records, training_lsi
+    from gtok.inference.embed import Embedder
 
     out = trained / "eval"
     assert main(["evaluate", "-q", "--model", str(trained / "run"), "--manifest", str(trained / "manifest.json"),
@@ -195,7 +195,7 @@ def relabelled(trained, tmp_path, labels) -> Path:
 
 @pytest.mark.slow  # trains a model
 def test_evaluate_with_one_label_says_it_skipped_in_one_line(trained, tmp_path, capsys):
-    from gtok.evaluate import evaluate
+    from gtok.evaluation.evaluate import evaluate
 
     manifest = relabelled(trained, tmp_path, lambda y: np.full(y.size, "only"))
     evaluate(trained / "run", manifest, tmp_path / "eval")
@@ -209,7 +209,7 @@ def test_evaluate_with_one_label_says_it_skipped_in_one_line(trained, tmp_path, 
 def test_evaluate_leaves_out_a_label_with_too_few_held_out_records_and_says_so(trained, tmp_path, capsys):
     import pandas as pd
 
-    from gtok.evaluate import evaluate, held_out_records
+    from gtok.evaluation.evaluate import evaluate, held_out_records
 
     def rare(y):  # the first 8 cells get a label of their own: a few of them are held out (by name hash)
         return np.where(np.arange(y.size) < 8, "rare", y)
@@ -243,7 +243,7 @@ def test_evaluate_without_labels_says_it_skipped(trained, tmp_path):
 def test_evaluate_with_no_held_out_records_says_it_skipped(trained, tmp_path):
     """A model trained on every record (val_fraction 0, as the SLURM tests train) has nothing to be
     scored on: the report says so instead of the rule failing."""
-    from gtok.evaluate import evaluate
+    from gtok.evaluation.evaluate import evaluate
 
     out = tmp_path / "eval"
     evaluate(trained / "run", trained / "manifest.json", out, val_fraction=0)
@@ -279,7 +279,7 @@ def test_embedding_an_h5ad_with_the_model_folder_writes_obsm(trained, tmp_path):
     import anndata as ad
 
     from gtok.cli import main
-    from gtok.embed import embed_anndata
+    from gtok.inference.embed import embed_anndata
 
     out = tmp_path / "embedded.h5ad"
     assert main(["embed", "-q", "--model", str(trained / "run"), "-o", str(out), str(trained / "cells.h5ad")]) == 0
@@ -305,7 +305,7 @@ def test_lsi_drops_the_first_component_only_when_it_follows_depth():
 def test_lsi_is_fitted_on_the_training_records_only(tmp_path):
     """The baseline's IDF and SVD come from the training split: changing a held-out record leaves
     them as they are, changing a training record does not."""
-    from gtok.evaluate import held_out_records, training_lsi
+    from gtok.evaluation.evaluate import held_out_records, training_lsi
     from gtok.formats.manifest import write_manifest
     from gtok.formats.shard import write_shard
 

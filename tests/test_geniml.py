@@ -258,7 +258,7 @@ def geniml_folder(tmp_path) -> Path:
 def test_embedder_gives_geniml_encode_vectors(geniml_folder, pooling):
     from geniml.region2vec.main import Region2VecExModel
 
-    from gtok.embed import Embedder
+    from gtok.inference.embed import Embedder
 
     if pooling == "max":
         with open(geniml_folder / "config.yaml", "a") as fh:
@@ -322,7 +322,7 @@ def test_geniml_trains_on_exported_parquet_and_gtok_embeds_its_model(parquet, tm
     from geniml.region2vec.utils import Region2VecDataset
     from gtars.tokenizers import Tokenizer
 
-    from gtok.embed import Embedder
+    from gtok.inference.embed import Embedder
     from gtok.tokenizer import Tokenizer as GTokTokenizer
 
     ours = GTokTokenizer.from_bed(UNIVERSE, cache_dir="off")

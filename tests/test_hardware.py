@@ -1,4 +1,4 @@
-"""gtok.hardware: an accelerator or device this machine does not have is one line, before anything
+"""gtok.training.hardware: an accelerator or device this machine does not have is one line, before anything
 runs, and `auto` resolves to what the machine has. The refusals of a GPU are checked where there is
 none (CPU-only machines, like CI); on a GPU machine those tests are skipped."""
 
@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from gtok.errors import GtokError
-from gtok.hardware import accelerator_kind, devices_per_node, resolved, torch_device
+from gtok.training.hardware import accelerator_kind, devices_per_node, resolved, torch_device
 
 NO_GPU = pytest.mark.skipif(torch.cuda.is_available() or torch.backends.mps.is_available(),
                             reason="this machine has a GPU: its refusal cannot be seen here")

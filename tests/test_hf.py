@@ -311,8 +311,8 @@ def test_gtok_embed_of_the_folder_is_genimls_encode_tokenized_cells(workflow_run
 @pytest.mark.slow
 def test_cell_clustering_fine_tunes_from_the_pretrained_folder(workflow_run, tmp_path, capsys):
     """`hf.init_from`, as the classifier's `init_from`: the new head's model starts from the parent's backbone."""
-    from gtok.embed import embed_anndata
-    from gtok.loading import load_model
+    from gtok.inference.embed import embed_anndata
+    from gtok.inference.loading import load_model
     from gtok.models.hf import HFModel
     from gtok.training.train import train
 

@@ -508,7 +508,7 @@ def test_every_finished_run_is_kept(tmp_path, data):
 
 def load_pretrained(path):
     """(model, tokenizer, checkpoint) of what a model path stands for, as embed and evaluate load it."""
-    from gtok.loading import load_model
+    from gtok.inference.loading import load_model
     from gtok.models import read_checkpoint
     from gtok.pretrained import model_checkpoint
     from gtok.tokenizer import Tokenizer
@@ -530,7 +530,7 @@ train({data!r}, "region2vec", {out!r}, config(trainer={{"checkpoint_every_n_step
 def test_only_the_finished_model_is_loaded_from_a_folder(tmp_path, data):
     """A new run killed after its first checkpoint leaves the folder's finished model (seed 0) as
     the model, consistent with its config.yaml; a folder whose files are of two runs is refused."""
-    from gtok.embed import embed_regions
+    from gtok.inference.embed import embed_regions
     from gtok.pretrained import model_checkpoint
     from gtok.tokenizer import Tokenizer
 
@@ -585,7 +585,7 @@ def test_cli_train_then_embed(tmp_path, data, monkeypatch):
 
 
 def test_embed_regions_one_vector_per_input_in_order(data, encoder_ckpt):
-    from gtok.embed import embed_regions
+    from gtok.inference.embed import embed_regions
 
     a, b = sorted(data.parent.glob("A_0_*.bed"))[0], sorted(data.parent.glob("C_1_*.bed"))[0]
     vectors = embed_regions(encoder_ckpt, [a, b, a], batch_size=2)
@@ -602,7 +602,7 @@ def test_embedding_crops_to_the_max_length_of_the_model_folders_config(tmp_path,
 
     import yaml
 
-    from gtok.embed import Embedder
+    from gtok.inference.embed import Embedder
 
     folder = tmp_path / "model"
     shutil.copytree(encoder_ckpt.parent, folder)
@@ -617,7 +617,7 @@ def test_embedding_crops_to_the_max_length_of_the_model_folders_config(tmp_path,
 def test_embed_anndata_and_h5ad_output(tmp_path, encoder_ckpt):
     import anndata as ad
 
-    from gtok.embed import embed_anndata
+    from gtok.inference.embed import embed_anndata
 
     pbmc = GTARS / "pbmc_hg38.h5ad"
     out = tmp_path / "cells.h5ad"
@@ -630,7 +630,7 @@ def test_embed_anndata_and_h5ad_output(tmp_path, encoder_ckpt):
 
 
 def test_embed_refuses_a_universe_of_another_vocabulary(data, encoder_ckpt, other_universe):
-    from gtok.embed import embed_regions
+    from gtok.inference.embed import embed_regions
 
     bed = sorted(data.parent.glob("A_0_*.bed"))[0]
     with pytest.raises(FingerprintMismatchError, match="is not the one .* was trained on"):
@@ -640,7 +640,7 @@ def test_embed_refuses_a_universe_of_another_vocabulary(data, encoder_ckpt, othe
 def test_embed_needs_a_universe_when_the_checkpoint_has_lost_it(tmp_path, data):
     import shutil
 
-    from gtok.embed import embed_regions
+    from gtok.inference.embed import embed_regions
 
     universe = tmp_path / "universe.bed"
     shutil.copy(UNIVERSE, universe)
@@ -675,7 +675,7 @@ def test_a_model_trained_from_a_manifest_alone_carries_its_universe(tmp_path):
     out = tmp_path / "v.npy"
     run = subprocess.run([*GTOK, "embed", "-q", "--model", str(moved), "-o", str(out), str(bed)], capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
-    from gtok.embed import embed_regions
+    from gtok.inference.embed import embed_regions
 
     np.testing.assert_allclose(np.load(out), embed_regions(moved, [bed], universe=UNIVERSE), rtol=1e-6)
 
@@ -724,7 +724,7 @@ def test_a_trained_folder_is_a_self_contained_model(tmp_path, data):
     run = subprocess.run([sys.executable, "-m", "gtok.cli", "embed", "-q", "--model", str(moved), "-o", str(out), str(bed)],
                          capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
-    from gtok.embed import embed_regions
+    from gtok.inference.embed import embed_regions
 
     np.testing.assert_allclose(np.load(out), embed_regions(moved / "checkpoints" / "last.ckpt", [bed]), rtol=1e-5)
 

@@ -1,7 +1,7 @@
 """gtok: genomic interval collections to token sequences, on disk (`.gtok` shards) or in memory.
 
-Importing `gtok` stays light (numpy only): the torch-based pieces load on first use, so the
-`gtok tokenize` command never pays for torch or Lightning.
+Importing `gtok` stays light (numpy only): the torch layer (data/, models/, training/, inference/,
+evaluation/) loads on first use, so the `gtok tokenize` command never pays for torch or Lightning.
 """
 
 from __future__ import annotations
@@ -21,9 +21,13 @@ from gtok.universe import Universe
 
 __version__ = "0.1.0"
 
-_LAZY = {
+_LAZY = {  # the torch layer, imported on first use
     "GTokDataset": "gtok.data.dataset",
     "GTokDataModule": "gtok.data.datamodule",
+    "Embedder": "gtok.inference.embed",
+    "embed_regions": "gtok.inference.embed",
+    "embed_anndata": "gtok.inference.embed",
+    "load_model": "gtok.inference.loading",
 }
 
 

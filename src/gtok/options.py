@@ -31,7 +31,7 @@ def opt(default: Any, doc: str, *, min: float | None = None, max: float | None =
 
 # -- values that Lightning takes in several shapes ----------------------------------------------------
 
-#: The precisions gtok trains with (Lightning's names); auto is resolved by gtok.hardware.
+#: The precisions gtok trains with (Lightning's names); auto is resolved by gtok.training.hardware.
 PRECISIONS = ("auto", "32-true", "bf16-mixed", "16-mixed", "bf16-true", "16-true", "64-true")
 #: The strategies gtok starts the processes for (gtok.training.processes); others are not tested with it.
 STRATEGIES = ("auto", "ddp", "ddp_spawn", "ddp_find_unused_parameters_true")
@@ -40,7 +40,7 @@ STRATEGIES = ("auto", "ddp", "ddp_spawn", "ddp_find_unused_parameters_true")
 def devices_problem(value: Any) -> str | None:
     """Why `value` is not a `devices` option (auto, a positive count, -1 for every GPU, or a list of
     distinct device indices), or None. Whether the devices exist is known only where training runs
-    (gtok.hardware)."""
+    (gtok.training.hardware)."""
     if value == "auto" or (_is(value, int) and (value >= 1 or value == -1)):
         return None
     if isinstance(value, list) and value and all(_is(i, int) and i >= 0 for i in value) and len(set(value)) == len(value):

@@ -21,7 +21,7 @@ short) is refused on load. A checkpoint given explicitly (`checkpoints/last.ckpt
 `gtok train` takes that universe from `--universe`, else from where the data's manifest says its
 shards were tokenized (`data_universe`), and refuses to start when it cannot find it.
 
-This module knows the layout and writes it; gtok.loading reads every kind of model folder.
+This module knows the layout and writes it; gtok.inference.loading reads every kind of model folder.
 """
 
 from __future__ import annotations

@@ -44,17 +44,17 @@ class Tokenizer:
     def from_pretrained(cls, path: str | os.PathLike, universe: str | os.PathLike | None = None) -> "Tokenizer":
         """The tokenizer of a trained model (a `gtok train` folder or checkpoint, a geniml folder),
         from the universe it carries (or `universe`), checked against the vocabulary it learned
-        (gtok.loading); without torch when the folder has its config.yaml."""
-        from gtok.loading import expected_vocabulary
+        (gtok.inference.loading); without torch when the folder has its config.yaml."""
+        from gtok.inference.loading import expected_vocabulary
 
         return cls.for_model(expected_vocabulary(path, universe))
 
     @classmethod
     def for_model(cls, expected: Any) -> "Tokenizer":
-        """The tokenizer of `expected.universe` (a gtok.loading.Expected), refused unless it has the
+        """The tokenizer of `expected.universe` (a gtok.inference.loading.Expected), refused unless it has the
         vocabulary the model was trained on. The universe is parsed without its binary cache: a
         model is used where nothing but its output may be written."""
-        from gtok.loading import check_tokenizer
+        from gtok.inference.loading import check_tokenizer
 
         tok = cls.from_bed(expected.universe, cache_dir="off")
         check_tokenizer(tok, expected)

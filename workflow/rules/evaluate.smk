@@ -1,4 +1,4 @@
-# Evaluation: the trained model's embeddings of the held-out records against LSI (gtok.evaluate).
+# Evaluation: the trained model's embeddings of the held-out records against LSI (gtok.evaluation.evaluate).
 
 
 rule evaluate:

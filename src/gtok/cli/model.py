@@ -69,8 +69,8 @@ def _add_embed(sub) -> None:
 
 
 def _run_embed(args: argparse.Namespace) -> int:
-    from gtok.embed import embed_to_files
-    from gtok.hardware import torch_device
+    from gtok.inference.embed import embed_to_files
+    from gtok.training.hardware import torch_device
 
     out = embed_to_files(args.model, args.inputs, args.output, args.universe, torch_device(args.device),
                          args.batch_size, progress=not args.quiet)
@@ -92,7 +92,7 @@ def _add_evaluate(sub) -> None:
 
 
 def _run_evaluate(args: argparse.Namespace) -> int:
-    from gtok.evaluate import evaluate
+    from gtok.evaluation.evaluate import evaluate
 
     out = evaluate(args.model, args.manifest, _evaluation_folder(args.out), args.val_fraction, args.seed,
                    progress=not args.quiet)
@@ -103,7 +103,7 @@ def _run_evaluate(args: argparse.Namespace) -> int:
 def _evaluation_folder(path: str) -> Path:
     """Evaluate's --out, never a model folder: its summary.html and plots would replace or mix with
     the model's own files (the workflow writes a summary.html there too)."""
-    from gtok.loading import geniml_folder
+    from gtok.inference.loading import geniml_folder
     from gtok.paths import output_folder
     from gtok.pretrained import is_gtok_folder
 

@@ -142,7 +142,7 @@ class GTokModel(L.LightningModule):
 
     @property
     def model_spec(self) -> str:
-        """The `--model` that rebuilds this model from its checkpoint (gtok.loading)."""
+        """The `--model` that rebuilds this model from its checkpoint (gtok.inference.loading)."""
         return self.name
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:

@@ -1,4 +1,4 @@
-"""geniml's Region2Vec models, for `gtok embed` and `Embedder` (the folder: gtok.loading).
+"""geniml's Region2Vec models, for `gtok embed` and `Embedder` (the folder: gtok.inference.loading).
 
 A model trained in geniml (e.g. on a parquet from `gtok export-parquet`) should give the same
 vectors here as geniml's own `Region2VecExModel.encode`; so this is geniml's computation, not

@@ -20,7 +20,7 @@ the objective's inputs (`hf.objective`):
 A record's vector is the attention-masked mean of the base model's last hidden state, which is
 what geniml's `encode_tokenized_cells` returns. At the end of training the model is saved with
 `save_pretrained` (config.json, model.safetensors) into the model folder, where `from_pretrained`
-of the class, and gtok.loading, read it.
+of the class, and gtok.inference.loading, read it.
 """
 
 from __future__ import annotations

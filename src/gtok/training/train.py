@@ -42,13 +42,13 @@ from gtok.atomic import atomic_path
 from gtok.errors import FingerprintMismatchError, GtokError, describe
 from gtok.extras import require
 from gtok.formats.manifest import Manifest, load_manifest
-from gtok.hardware import accelerator_kind, devices_per_node
-from gtok.hardware import resolved as resolved_hardware
 from gtok.modelspec import Resolved, resolve_model
 from gtok.options import SECTIONS, DataOptions, TrainerOptions, check_mixture, check_train_config, make_config
 from gtok.paths import input_file
 from gtok.plots import plot_loss
 from gtok.pretrained import CHECKPOINT_FILE, HF_WEIGHTS_FILE, SAVED_WITH_HF, data_universe, write_model_folder
+from gtok.training.hardware import accelerator_kind, devices_per_node
+from gtok.training.hardware import resolved as resolved_hardware
 from gtok.training.processes import await_decision, devices_and_environment, launch_id, share_decision
 from gtok.training.run import (
     Start,
@@ -178,7 +178,7 @@ def _publish(out: Path, last: Path, net, step: int, run: dict[str, Any], vocab, 
              data: DataOptions) -> None:
     """The finished run becomes the folder's model: metrics.csv and loss.png, a Hugging Face
     model's save_pretrained files, model.ckpt, its universe, and config.yaml last, which records
-    model.ckpt's run and step and the saved weights' sha256 (gtok.loading checks them on load, so
+    model.ckpt's run and step and the saved weights' sha256 (gtok.inference.loading checks them on load, so
     a publication cut short is never mistaken for a model)."""
     metrics = flatten_metrics(out / "logs")
     with atomic_path(out / "metrics.csv") as tmp:
@@ -316,7 +316,7 @@ def _build_hf(resolved: Resolved, vocab, source, resume: dict[str, Any] | None, 
 def _init_from(path: str, vocab, what: str):
     """The Hugging Face model trained by gtok that `hf.init_from` names, on the data's vocabulary,
     and the path of its universe."""
-    from gtok.loading import load_model
+    from gtok.inference.loading import load_model
     from gtok.models import check_fingerprint
     from gtok.models.hf import HFModel
 

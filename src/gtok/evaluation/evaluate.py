@@ -3,7 +3,7 @@ metrics scATAC users judge embeddings with.
 
 The records are the validation split of the training manifest (the split the model never trained
 on: a sample sheet's `split` column, else the same stable name hash and `val_fraction` as
-training), read straight from the shards, with their labels. The baseline, LSI (gtok.lsi), is
+training), read straight from the shards, with their labels. The baseline, LSI (gtok.evaluation.lsi), is
 fitted as the model is trained: on the training split's records (at most 20,000, drawn with the
 seed), then projects the held-out ones. Both embeddings of the same held-out records are scored
 on the same 5 seeded stratified folds:
@@ -35,8 +35,8 @@ from typing import Any
 import numpy as np
 
 from gtok.errors import GtokError, describe
+from gtok.evaluation.lsi import LSI, MAX_TRAINING_RECORDS, unit_rows
 from gtok.extras import require
-from gtok.lsi import LSI, MAX_TRAINING_RECORDS, unit_rows
 
 METRICS = ("knn_accuracy", "ari", "nmi", "silhouette")
 FOLDS = 5
@@ -202,7 +202,7 @@ def evaluate(model_path: str | os.PathLike, manifest: str | os.PathLike, out: st
     import pandas as pd
 
     from gtok.atomic import atomic_path
-    from gtok.embed import Embedder
+    from gtok.inference.embed import Embedder
     from gtok.options import DataOptions
     from gtok.plots import plot_unavailable
     from gtok.report import write_evaluation_caption, write_evaluation_html

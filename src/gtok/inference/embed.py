@@ -1,6 +1,6 @@
 """Inference: one vector per record from a trained model, tokenizing in memory.
 
-The model (a `gtok train` folder or checkpoint, or a geniml folder: gtok.loading) brings its
+The model (a `gtok train` folder or checkpoint, or a geniml folder: gtok.inference.loading) brings its
 universe and the tokenizer's fingerprint; a universe given explicitly must have that same fingerprint, so a vector
 can never come from ids that mean other regions. Nothing is written to disk here (the universe is
 parsed without its binary cache); the CLI writes only the requested output.
@@ -38,7 +38,7 @@ class Embedder:
     ):
         import torch
 
-        from gtok.loading import load_model
+        from gtok.inference.loading import load_model
         from gtok.tokenizer import Tokenizer
 
         loaded = load_model(model, universe)

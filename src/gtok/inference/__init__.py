@@ -1,0 +1,1 @@
+"""Trained models in use (torch layer): reading any model folder, and vectors from it."""
