@@ -158,3 +158,14 @@ print(ShardReader({str(tmp_path / "a.gtok")!r}).tokens.tolist())
     run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path)
     assert run.returncode == 0, run.stderr[-2000:]
     assert run.stdout.split() == ["[0,", "1]"]
+
+
+def test_the_top_level_names_of_the_torch_layer_load_on_first_use():
+    import subprocess
+    import sys
+
+    code = ("import sys, gtok; assert 'torch' not in sys.modules; "
+            "from gtok.inference import embed, loading; "
+            "assert (gtok.embed_anndata, gtok.embed_regions, gtok.Embedder, gtok.load_model) == "
+            "(embed.embed_anndata, embed.embed_regions, embed.Embedder, loading.load_model)")
+    subprocess.run([sys.executable, "-c", code], check=True)
