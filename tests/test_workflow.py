@@ -83,7 +83,7 @@ def merge(base: dict, changes: dict) -> None:
             base[key] = copy.deepcopy(value)
 
 
-EXAMPLES = ROOT / "examples"  # docs/models.md's brought LightningModule: train.model bag_of_regions:BagOfRegions
+EXAMPLES = ROOT / "docs" / "examples"  # docs/models.md's brought LightningModule: train.model bag_of_regions:BagOfRegions
 BROUGHT = {"model": "bag_of_regions:BagOfRegions", "model_args": {"dim": 8}}
 
 
