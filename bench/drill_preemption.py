@@ -27,12 +27,11 @@ import os
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 from drill_corruption import example_manifest
-from workflow_copy import load_average
+from harness import load_average, run_drill
 
 ENCODER = {"d_model": 16, "n_layers": 1, "n_heads": 2, "d_ff": 32, "dropout": 0.1}
 
@@ -176,13 +175,9 @@ def main() -> None:
     if args.child:
         child(json.loads(args.child))
         return
-    with tempfile.TemporaryDirectory(prefix="gtok-preempt-") as tmp:
-        res = run(Path(tmp), args)
-    print(report(res))
-    if args.json:
-        args.json.write_text(json.dumps(res, indent=1) + "\n")
-    ok = res["trained_before_kill_match"] and res["resumed_match"] and res["weights_identical"]
-    sys.exit(0 if ok else 1)
+    run_drill(args, "gtok-preempt-", lambda folder: run(folder, args), report,
+              failed=lambda res: None if res["trained_before_kill_match"] and res["resumed_match"]
+              and res["weights_identical"] else "the resumed run's batches or weights differ from the uninterrupted run's")
 
 
 if __name__ == "__main__":

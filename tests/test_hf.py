@@ -214,7 +214,6 @@ TRAIN = {"seed": 0, "data": {"batch_size": 8, "max_length": CONTEXT, "num_worker
 @pytest.fixture(scope="module")
 def workflow_run(tmp_path_factory):
     """The workflow, with train.model the tiny Atacformer: killed after its first checkpoint, then rerun."""
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
     from workflow_copy import start_snakemake, write_workflow
 
     folder = tmp_path_factory.mktemp("atacformer")

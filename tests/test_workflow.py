@@ -29,13 +29,11 @@ import torch
 import yaml
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
+from workflow_copy import write_workflow
 
 from gtok.formats.shard import ShardReader
 from gtok.options import DataOptions
 from gtok.workflow.plan import Plan
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))  # shared with the drills
-from workflow_copy import write_workflow  # noqa: E402
 
 pytestmark = pytest.mark.slow  # real training runs, workflow runs or drills: `make test` runs them
 
