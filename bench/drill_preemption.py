@@ -48,27 +48,22 @@ def training_config(batch_size: int, every: int) -> dict:
 def child(spec: dict) -> None:
     """Train, appending each batch to spec['log']; at global step spec['stop_at'] announce it and
     wait to be killed (so the kill lands at a known step, not wherever a timer happens to fall)."""
-    import hashlib
-
-    import lightning as L
-
+    from gtok.training.callbacks import BatchLog
     from gtok.training.train import train
 
-    log, stop_at = Path(spec["log"]), spec["stop_at"]
+    stop_at = spec["stop_at"]
 
-    class BatchLog(L.Callback):
-        def on_train_batch_start(self, trainer, module, batch, batch_idx):
-            digest = hashlib.sha1(batch["input_ids"].numpy().tobytes()).hexdigest()[:12]
-            with open(log, "a") as fh:
-                fh.write(f"{trainer.global_step} {batch_idx} {digest}\n")
+    class Stopping(BatchLog):
+        """The package's batch log, with digests; at global step `stop_at` it announces it and waits."""
 
         def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+            super().on_train_batch_end(trainer, module, outputs, batch, batch_idx)
             if trainer.global_step == stop_at:
-                Path(f"{log}.stopped").touch()
+                Path(f"{spec['log']}.stopped").touch()
                 time.sleep(3600)
 
     train(spec["manifest"], "encoder", spec["out"], spec["config"], max_steps=spec["max_steps"], progress=False,
-          callbacks=[BatchLog()])
+          callbacks=[Stopping(Path(spec["log"]), "drill", digests=True)])
 
 
 def start_child(spec: dict) -> subprocess.Popen:
@@ -95,7 +90,9 @@ def kill_when_stopped(proc: subprocess.Popen, log: Path, timeout: float = 600) -
 
 
 def batches(log: Path) -> list[tuple[int, int, str]]:
-    return [(int(s), int(i), d) for s, i, d in (line.split() for line in log.read_text().splitlines())]
+    """(global step, batch index in the epoch, digest) of every batch in a run's batch log."""
+    rows = [json.loads(line) for line in (log / "rank-0.jsonl").read_text().splitlines()]
+    return [(row["step"], row["batch"], row["digest"]) for row in rows]
 
 
 def weights(out: Path) -> dict:

@@ -5,6 +5,7 @@ vocabulary mismatches refused."""
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -26,6 +27,7 @@ from gtok.build import tokenize_to_shard
 from gtok.cli import main
 from gtok.errors import FingerprintMismatchError, GtokError
 from gtok.formats.manifest import write_manifest
+from gtok.training.callbacks import BatchLog
 from gtok.training.run import RUN_KEY, flatten_metrics
 from gtok.training.train import train
 
@@ -171,23 +173,18 @@ def test_flatten_metrics_lets_a_resumed_run_replace_the_steps_it_redid(tmp_path)
 
 # -- exact resume ----------------------------------------------------------------------------------
 
-class Watch:
-    """A Lightning callback that logs (global step, batch index, batch digest) and can SIGKILL its process."""
+class Watch(BatchLog):
+    """The package's batch log, with digests, in the folder `log` (rank-0.jsonl); at global step
+    `kill_at` it SIGKILLs its own process."""
 
-    def __new__(cls, log: Path, kill_at: int = -1):
-        import lightning as L
+    def __init__(self, log: Path, kill_at: int = -1):
+        super().__init__(Path(log), "test", digests=True)
+        self.kill_at = kill_at
 
-        class _Watch(L.Callback):
-            def on_train_batch_start(self, trainer, module, batch, batch_idx):
-                digest = hashlib.sha1(batch["input_ids"].numpy().tobytes()).hexdigest()[:12]
-                with open(log, "a") as fh:
-                    fh.write(f"{trainer.global_step} {batch_idx} {digest}\n")
-
-            def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
-                if trainer.global_step == kill_at:
-                    os.kill(os.getpid(), signal.SIGKILL)
-
-        return _Watch()
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+        super().on_train_batch_end(trainer, module, outputs, batch, batch_idx)
+        if trainer.global_step == self.kill_at:
+            os.kill(os.getpid(), signal.SIGKILL)
 
 
 RESUME_CONFIGS = {
@@ -214,8 +211,9 @@ def run_training(tmp_path: Path, data: Path, out: str, max_steps: int, kind: str
 
 
 def batches(tmp_path: Path, out: str) -> list[tuple[int, int, str]]:
-    rows = [tuple(line.split()) for line in (tmp_path / f"{out}.batches").read_text().splitlines()]
-    return [(int(step), int(idx), digest) for step, idx, digest in rows]
+    """(global step, batch index in the epoch, digest) of every batch a Watch logged, in order."""
+    rows = [json.loads(line) for line in (tmp_path / f"{out}.batches" / "rank-0.jsonl").read_text().splitlines()]
+    return [(row["step"], row["batch"], row["digest"]) for row in rows]
 
 
 def weights(tmp_path: Path, out: str) -> dict[str, torch.Tensor]:
