@@ -6,7 +6,8 @@
 On the bundled example's manifest (bench/drill_corruption.example_manifest: 32 records), a tiny
 encoder is trained on the CPU with a fixed seed, one DataLoader worker, no validation, three times
 in child processes, each recording every batch it trains on (global step, batch index in the
-epoch, sha1 of the batch's token ids) through `gtok.training.train.train(callbacks=...)`:
+epoch, sha1 of the batch's token ids: the package's BatchLog with digests) through
+`gtok.training.train.train(callbacks=...)`:
 
 1. uninterrupted, for one epoch plus --extra steps;
 2. the same, but at global step --kill-at (mid-epoch, past the checkpoint of the last multiple of
