@@ -1,10 +1,10 @@
 """The real workflow outside the repository: copy it into a folder with a config of its own, run
 Snakemake there with this interpreter's tools.
 
-Used by the workflow tests (test_workflow, test_profile, test_hf, test_bed, test_manifest, ...) and,
-through bench/harness.py, by bench/bench_dag.py and the drills (bench/drill_*.py): bench depends on
-these helpers, never the tests on bench/. pytest puts tests/ on sys.path (conftest.py is here), so
-tests import it as `from workflow_copy import write_workflow`.
+Used by the workflow tests (test_workflow, test_profile, test_hf) and, through bench/harness.py,
+by bench/bench_dag.py and the drills (bench/drill_*.py): bench depends on these helpers, never the
+tests on bench/. pytest puts tests/ on sys.path (conftest.py is here), so tests import it as
+`from workflow_copy import write_workflow`.
 """
 
 from __future__ import annotations
