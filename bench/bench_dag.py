@@ -16,7 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from workflow_copy import dry_run, write_workflow
+from harness import dry_run, write_workflow
 
 
 def write_inputs(folder: Path, n_files: int) -> None:

@@ -10,7 +10,7 @@ into a temporary folder under --dir, after checking its free space, then runs th
 (training off) with `cells_per_shard` rows per tokenize_h5ad job through --profile. Reports the
 generation time, the file size, the run's wall time, the SLURM jobs, and per job the peak RSS two
 ways: Snakemake's `benchmark:` max_rss (job process tree, sampled) and the kernel's high-water
-mark of the job's gtok process (bench/workflow_copy.JobPeaks). The peak must stay under
+mark of the job's gtok process (bench/harness.JobPeaks). The peak must stay under
 --max-rss-mb. Then `gtok verify`, and manifest records == cells, names distinct. Everything is
 deleted at the end.
 """
@@ -18,7 +18,6 @@ deleted at the end.
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import subprocess
 import sys
@@ -28,11 +27,12 @@ from collections import Counter
 from pathlib import Path
 
 from drill_fanout import require_cluster
-from workflow_copy import (
+from harness import (
     JobPeaks,
     benchmarks,
     check_manifest,
     load_average,
+    run_drill,
     slurm_jobs,
     snakemake,
     write_universe,
@@ -128,13 +128,9 @@ def main() -> None:
     free, need = shutil.disk_usage(args.dir).free, needed_bytes(args.cells, args.peaks, tuple(args.density))
     if free < need:
         raise SystemExit(f"{args.dir}: {free / 1e9:.1f} GB free, this drill needs about {need / 1e9:.1f} GB.")
-    with tempfile.TemporaryDirectory(prefix="gtok-bigh5ad-", dir=args.dir) as tmp:
-        res = run(Path(tmp), args)
-    print(report(res))
-    if args.json:
-        args.json.write_text(json.dumps(res, indent=1) + "\n")
-    if res["max_peak_mb"] >= args.max_rss_mb:
-        sys.exit(f"a job's peak RSS of {res['max_peak_mb']:.0f} MB is over {args.max_rss_mb:.0f} MB")
+    run_drill(args, "gtok-bigh5ad-", lambda folder: run(folder, args), report, tmp_dir=args.dir,
+              failed=lambda res: f"a job's peak RSS of {res['max_peak_mb']:.0f} MB is over {args.max_rss_mb:.0f} MB"
+              if res["max_peak_mb"] >= args.max_rss_mb else None)
 
 
 if __name__ == "__main__":

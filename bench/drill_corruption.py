@@ -11,19 +11,19 @@ shard: the token stays a valid id of the vocabulary, so nothing but a checksum c
 - `gtok train` must refuse to start on the manifest with its default options (`data.verify` true),
   with one line naming the shard; with `data.verify: false` (the documented opt-out) it trains.
 
-The same functions back tests/test_drills.py. Everything happens in a temporary folder.
+tests/test_drills.py runs it as a user does and checks its --json results. Everything happens in
+a temporary folder.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import yaml
+from harness import run_drill
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "resources" / "example"
@@ -86,14 +86,24 @@ def train_on(manifest: Path, out: Path, verify: bool | None = None) -> subproces
 
 
 def drill(folder: Path) -> dict:
+    from gtok.formats.shard import ShardReader
+
     manifest = example_manifest(folder)
-    flipped = flip_token_bit(folder / "bed-1.gtok")
+    shard = folder / "bed-1.gtok"
+    before = ShardReader(shard).tokens.copy()
+    flipped = flip_token_bit(shard)
+    reader = ShardReader(shard)  # opening checks only the header and index: it still opens
+    changed = int((reader.tokens != before).sum())
     verify = gtok("verify", "--quiet", manifest)
-    res = {**flipped, "verify_exit": verify.returncode, "verify_output": (verify.stdout + verify.stderr).strip()}
+    res = {**flipped, "path": str(shard), "tokens_changed": changed, "vocab_size": reader.vocab_size,
+           "verify_exit": verify.returncode, "verify_output": (verify.stdout + verify.stderr).strip(),
+           "verify_stdout": verify.stdout.strip(), "verify_stderr": verify.stderr.strip()}
+    del reader
     for name, verify_option in (("default", None), ("no_verify", False)):
         run = train_on(manifest, folder / f"train-{name}", verify_option)
         res[f"train_{name}_exit"] = run.returncode
         res[f"train_{name}_stderr"] = run.stderr.strip()[-500:]
+        res[f"train_{name}_checkpoints"] = (folder / f"train-{name}" / "checkpoints").exists()
     return res
 
 
@@ -112,11 +122,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
-    with tempfile.TemporaryDirectory(prefix="gtok-corrupt-") as tmp:
-        res = drill(Path(tmp))
-    print(report(res))
-    if args.json:
-        args.json.write_text(json.dumps(res, indent=1) + "\n")
+    run_drill(args, "gtok-corrupt-", drill, report)
 
 
 if __name__ == "__main__":

@@ -17,18 +17,17 @@ All data lives in a temporary folder, removed at the end.
 from __future__ import annotations
 
 import argparse
-import json
 import subprocess
-import tempfile
 import time
 from collections import Counter
 from pathlib import Path
 
 from bench_dag import measure
-from workflow_copy import (
+from harness import (
     benchmarks,
     check_manifest,
     load_average,
+    run_drill,
     slurm_jobs,
     snakemake,
     write_bed_collection,
@@ -105,11 +104,8 @@ def main() -> None:
     args = ap.parse_args()
     require_cluster(args.profile)
     plan = measure(args.dry_files, args.dry_files_per_shard) if args.dry_files else None
-    with tempfile.TemporaryDirectory(prefix="gtok-fanout-") as tmp:
-        res = run(Path(tmp), args)
-    print(report(plan, res))
-    if args.json:
-        args.json.write_text(json.dumps({"plan": plan, "run": res}, indent=1) + "\n")
+    run_drill(args, "gtok-fanout-", lambda folder: {"plan": plan, "run": run(folder, args)},
+              lambda res: report(res["plan"], res["run"]))
 
 
 if __name__ == "__main__":

@@ -16,17 +16,16 @@ cluster instead of locally (the default). Data lives in a temporary folder, remo
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import signal
-import tempfile
 import time
 from pathlib import Path
 
 import psutil
-from workflow_copy import (
+from harness import (
     check_manifest,
     load_average,
+    run_drill,
     slurm_jobs,
     snakemake,
     start_snakemake,
@@ -128,11 +127,7 @@ def main() -> None:
     ap.add_argument("--profile", help="e.g. profiles/slurm-local; default: local jobs")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
-    with tempfile.TemporaryDirectory(prefix="gtok-killed-") as tmp:
-        res = run(Path(tmp), args)
-    print(report(res))
-    if args.json:
-        args.json.write_text(json.dumps(res, indent=1) + "\n")
+    run_drill(args, "gtok-killed-", lambda folder: run(folder, args), report)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,8 @@
 On the bundled example's manifest (bench/drill_corruption.example_manifest: 32 records), a tiny
 encoder is trained on the CPU with a fixed seed, one DataLoader worker, no validation, three times
 in child processes, each recording every batch it trains on (global step, batch index in the
-epoch, sha1 of the batch's token ids) through `gtok.training.train.train(callbacks=...)`:
+epoch, sha1 of the batch's token ids: the package's BatchLog with digests) through
+`gtok.training.train.train(callbacks=...)`:
 
 1. uninterrupted, for one epoch plus --extra steps;
 2. the same, but at global step --kill-at (mid-epoch, past the checkpoint of the last multiple of
@@ -27,12 +28,11 @@ import os
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 from drill_corruption import example_manifest
-from workflow_copy import load_average
+from harness import load_average, run_drill
 
 ENCODER = {"d_model": 16, "n_layers": 1, "n_heads": 2, "d_ff": 32, "dropout": 0.1}
 
@@ -49,27 +49,22 @@ def training_config(batch_size: int, every: int) -> dict:
 def child(spec: dict) -> None:
     """Train, appending each batch to spec['log']; at global step spec['stop_at'] announce it and
     wait to be killed (so the kill lands at a known step, not wherever a timer happens to fall)."""
-    import hashlib
-
-    import lightning as L
-
+    from gtok.training.callbacks import BatchLog
     from gtok.training.train import train
 
-    log, stop_at = Path(spec["log"]), spec["stop_at"]
+    stop_at = spec["stop_at"]
 
-    class BatchLog(L.Callback):
-        def on_train_batch_start(self, trainer, module, batch, batch_idx):
-            digest = hashlib.sha1(batch["input_ids"].numpy().tobytes()).hexdigest()[:12]
-            with open(log, "a") as fh:
-                fh.write(f"{trainer.global_step} {batch_idx} {digest}\n")
+    class Stopping(BatchLog):
+        """The package's batch log, with digests; at global step `stop_at` it announces it and waits."""
 
         def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+            super().on_train_batch_end(trainer, module, outputs, batch, batch_idx)
             if trainer.global_step == stop_at:
-                Path(f"{log}.stopped").touch()
+                Path(f"{spec['log']}.stopped").touch()
                 time.sleep(3600)
 
     train(spec["manifest"], "encoder", spec["out"], spec["config"], max_steps=spec["max_steps"], progress=False,
-          callbacks=[BatchLog()])
+          callbacks=[Stopping(Path(spec["log"]), "drill", digests=True)])
 
 
 def start_child(spec: dict) -> subprocess.Popen:
@@ -96,7 +91,9 @@ def kill_when_stopped(proc: subprocess.Popen, log: Path, timeout: float = 600) -
 
 
 def batches(log: Path) -> list[tuple[int, int, str]]:
-    return [(int(s), int(i), d) for s, i, d in (line.split() for line in log.read_text().splitlines())]
+    """(global step, batch index in the epoch, digest) of every batch in a run's batch log."""
+    rows = [json.loads(line) for line in (log / "rank-0.jsonl").read_text().splitlines()]
+    return [(row["step"], row["batch"], row["digest"]) for row in rows]
 
 
 def weights(out: Path) -> dict:
@@ -176,13 +173,9 @@ def main() -> None:
     if args.child:
         child(json.loads(args.child))
         return
-    with tempfile.TemporaryDirectory(prefix="gtok-preempt-") as tmp:
-        res = run(Path(tmp), args)
-    print(report(res))
-    if args.json:
-        args.json.write_text(json.dumps(res, indent=1) + "\n")
-    ok = res["trained_before_kill_match"] and res["resumed_match"] and res["weights_identical"]
-    sys.exit(0 if ok else 1)
+    run_drill(args, "gtok-preempt-", lambda folder: run(folder, args), report,
+              failed=lambda res: None if res["trained_before_kill_match"] and res["resumed_match"]
+              and res["weights_identical"] else "the resumed run's batches or weights differ from the uninterrupted run's")
 
 
 if __name__ == "__main__":

@@ -20,16 +20,15 @@ squeue gives them. Data lives in a temporary folder, removed at the end.
 from __future__ import annotations
 
 import argparse
-import json
 import subprocess
-import tempfile
 import time
 from pathlib import Path
 
 from drill_fanout import require_cluster
-from workflow_copy import (
+from harness import (
     check_manifest,
     load_average,
+    run_drill,
     slurm_jobs,
     snakemake,
     start_snakemake,
@@ -126,14 +125,13 @@ def main() -> None:
     args = ap.parse_args()
     require_cluster("slurm")
     load = load_average()
-    with tempfile.TemporaryDirectory(prefix="gtok-slurmfail-") as tmp:
-        data = Path(tmp) / "data"
-        write_bed_collection(data, args.files, (args.regions, args.regions), args.universe)
-        runs = [scenario(Path(tmp) / f"retries{n}", data, args, n) for n in (1, 0)]
-    print(report(runs))
-    print(f"- load average at the start: {load}")
-    if args.json:
-        args.json.write_text(json.dumps({"load": load, "runs": runs}, indent=1) + "\n")
+
+    def both(folder: Path) -> dict:
+        write_bed_collection(folder / "data", args.files, (args.regions, args.regions), args.universe)
+        return {"load": load, "runs": [scenario(folder / f"retries{n}", folder / "data", args, n) for n in (1, 0)]}
+
+    run_drill(args, "gtok-slurmfail-", both,
+              lambda res: f"{report(res['runs'])}\n- load average at the start: {res['load']}")
 
 
 if __name__ == "__main__":

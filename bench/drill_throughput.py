@@ -24,21 +24,20 @@ Token totals must agree. Data lives in a temporary folder, removed at the end.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import yaml
 from bench_tokenize import GTARS_BED
-from workflow_copy import (
+from harness import (
     benchmarks,
     check_manifest,
     gtok,
     load_average,
+    run_drill,
     slurm_jobs,
     snakemake,
     write_bed_collection,
@@ -167,11 +166,7 @@ def main() -> None:
     ap.add_argument("--data", type=Path, help="keep the generated data here, and reuse it on the next run")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
-    with tempfile.TemporaryDirectory(prefix="gtok-throughput-") as tmp:
-        res = run(Path(tmp), args)
-    print(report(res))
-    if args.json:
-        args.json.write_text(json.dumps(res, indent=1) + "\n")
+    run_drill(args, "gtok-throughput-", lambda folder: run(folder, args), report)
 
 
 if __name__ == "__main__":

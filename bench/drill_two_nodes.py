@@ -17,12 +17,10 @@ import argparse
 import json
 import re
 import subprocess
-import sys
-import tempfile
 from pathlib import Path
 
 import yaml
-from workflow_copy import ROOT, slurm_jobs, snakemake, write_workflow
+from harness import ROOT, run_drill, slurm_jobs, snakemake, write_workflow
 
 
 def nodes() -> list[str]:
@@ -96,14 +94,14 @@ def main() -> None:
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
     nodes()
-    with tempfile.TemporaryDirectory(prefix="gtok-two-nodes-") as tmp:
-        res = run(Path(tmp), args.steps)
+    run_drill(args, "gtok-two-nodes-", lambda folder: run(folder, args.steps), report, failed=not_two_nodes)
+
+
+def not_two_nodes(res: dict) -> str | None:
     s = res["summary"]
-    ok = (s["world_size"], s["num_nodes"], s["devices_per_node"]) == (2, 2, 1) and res["job"]["NumNodes"] == "2"
-    print(report(res))
-    if args.json:
-        args.json.write_text(json.dumps(res, indent=1) + "\n")
-    sys.exit(0 if ok else 1)
+    if (s["world_size"], s["num_nodes"], s["devices_per_node"]) != (2, 2, 1) or res["job"]["NumNodes"] != "2":
+        return f"training did not run as 2 ranks on 2 nodes: {s}, the job's NumNodes {res['job']['NumNodes']}"
+    return None
 
 
 if __name__ == "__main__":

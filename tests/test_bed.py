@@ -6,10 +6,11 @@ import gzip
 
 import numpy as np
 import pytest
-from conftest import GENIML, GTARS
+from conftest import GENIML, GTARS, gtars_tokens, gtok, one_line_error
 
 from gtok.errors import BedFormatError, GtokError
 from gtok.inputs.bed import Intervals, read_bed
+from gtok.tokenizer import Tokenizer
 
 
 def rows(iv: Intervals) -> list[tuple[str, int, int]]:
@@ -136,3 +137,58 @@ def test_sorted_like_files_is_stable_by_bytes_then_start():
     assert rows(iv.sorted_like_files()) == [
         ("chr1", 9, 10), ("chr10", 1, 2), ("chr2", 1, 2), ("chr2", 5, 6), ("chr2", 5, 9)
     ]
+
+
+# -- hostile input (once tests/test_edge_cases.py): one-line errors or correct tokens, nothing touched --
+
+
+def test_huge_coordinates_are_refused_in_queries_universes_and_h5ad(tmp_path):
+    universe = tmp_path / "u.bed"
+    universe.write_text("chr1\t100\t200\nchr2\t0\t50\n")
+    query = tmp_path / "q.bed"
+    query.write_text("chr1\t100\t150\nchr1\t17179869334\t17179869344\n")
+    one_line_error(gtok("tokenize", "-q", "-u", universe, "-o", tmp_path / "q.gtok", query),
+                   "q.bed, line 2: start coordinate 17179869334 is too large")
+    bad_universe = tmp_path / "bad_u.bed"
+    bad_universe.write_text("chr1\t100\t200\nchr1\t1\t17179869300\n")
+    one_line_error(gtok("tokenize", "-q", "-u", bad_universe, "-o", tmp_path / "b.gtok", query),
+                   "bad_u.bed, line 2: end coordinate 17179869300 is too large")
+    edge = tmp_path / "edge.bed"  # gtars' own limit, 2**32 - 1, is accepted, and agrees with gtars
+    edge.write_text("chr1\t4294967000\t4294967295\n")
+    edge_u = tmp_path / "edge_u.bed"
+    edge_u.write_text("chr1\t100\t200\nchr1\t4294967200\t4294967295\n")
+    assert Tokenizer.from_bed(edge_u, cache_dir="off").tokenize(edge).tolist() == gtars_tokens(edge_u, edge) == [1]
+    assert not (tmp_path / "q.gtok").exists() and not (tmp_path / "b.gtok").exists()
+
+
+@pytest.mark.parametrize("first, words", [
+    ("chr1  100\t200\n", "line 1: start coordinate is empty"),
+    (" chr1\t100\t200\n", "line 1: the chromosome name is empty"),
+    ("\tchr1\t100\t200\n", "line 1: the chromosome name is empty"),
+])
+def test_a_malformed_first_line_is_an_error_not_a_header(tmp_path, inputs, first, words):
+    for extra in ("", "chr1\t300\t400\n"):  # alone (it once said "no regions found") or before a region
+        bed = tmp_path / "h.bed"
+        bed.write_text(first + extra)
+        one_line_error(gtok("tokenize", "-q", "-u", inputs / "universe.bed", "-o", tmp_path / "h.gtok", bed),
+                       "h.bed, " + words)
+        assert not (tmp_path / "h.gtok").exists()
+
+
+def test_real_header_lines_are_still_skipped(tmp_path):
+    bed = tmp_path / "ok.bed"
+    bed.write_text("track name=x\n# c\nchrom\tstart\tend\nchr1\t100\t200\n")
+    u = tmp_path / "u.bed"
+    u.write_text("chr1\t150\t160\n")
+    assert Tokenizer.from_bed(u, cache_dir="off").tokenize(bed).tolist() == [0]
+
+
+@pytest.mark.parametrize("line, words", [
+    ("chr1\t1234567890123456789\t1234567890123456799\n", "start coordinate 1234567890123456789 is too large"),
+    ("chr1\t\u0661\u0660\u0660\t200\n", "start coordinate '\u0661\u0660\u0660' is not a non-negative integer (only the digits 0-9)"),
+])
+def test_number_messages(tmp_path, inputs, line, words):
+    bed = tmp_path / "n.bed"
+    bed.write_text(line)
+    one_line_error(gtok("tokenize", "-q", "-u", inputs / "universe.bed", "-o", tmp_path / "n.gtok", bed),
+                   "n.bed, line 1: " + words)

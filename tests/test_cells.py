@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import anndata as ad
 import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse as sp
-from conftest import GTARS, gtars_regions, write_bed
+from conftest import GTARS, gtars_regions, gtok, one_line_error, snapshot, write_bed
 
 from gtok import Tokenizer
 from gtok.cells import iter_cell_tokens
@@ -638,3 +640,64 @@ def test_h5ad_files_whose_cells_share_names_are_named_by_their_samples(universe,
     assert ShardReader(out).names == [f"cells#{n}" for n in names[:3]] + [f"b#{n}" for n in names[:2]]
     assert main(["tokenize", "-q", "-u", str(universe), "-o", str(out), "--rows", "1:3", "--sample", "P", str(a)]) == 0
     assert ShardReader(out).names == [f"P#{n}" for n in names[1:3]]
+
+
+# -- hostile input (once tests/test_edge_cases.py): one-line errors or correct tokens, nothing touched --
+
+
+def test_huge_coordinates_in_h5ad_var_are_refused(tmp_path):
+    import anndata as ad
+    import pandas as pd
+
+    var = pd.DataFrame({"chr": ["chr1", "chr1"], "start": [100, 2**34 + 150], "end": [200, 2**34 + 160]},
+                       index=["a", "b"])
+    path = tmp_path / "big.h5ad"
+    ad.AnnData(X=np.ones((2, 2), np.float32), var=var).write_h5ad(path)
+    one_line_error(gtok("tokenize", "-q", "-u", GTARS / "peaks.bed", "-o", tmp_path / "c.gtok", path),
+                   "big.h5ad: var, column 'start', row 1", "is not a coordinate")
+
+
+@pytest.fixture
+def truncated_h5ad(tmp_path) -> Path:
+    data = (GTARS / "pbmc_hg38.h5ad").read_bytes()
+    path = tmp_path / "cut.h5ad"
+    path.write_bytes(data[: len(data) // 2])
+    return path
+
+
+@pytest.mark.slow
+def test_truncated_h5ad_is_one_line_in_tokenize_and_embed(tmp_path, truncated_h5ad, tiny_model):
+    before = snapshot(tmp_path)
+    one_line_error(gtok("tokenize", "-q", "-u", GTARS / "peaks.bed", "-o", tmp_path / "c.gtok", truncated_h5ad),
+                   "cut.h5ad: not a readable .h5ad file")
+    one_line_error(gtok("embed", "-q", "-c", tiny_model, "-o", tmp_path / "e.h5ad", truncated_h5ad),
+                   "cut.h5ad: not a readable .h5ad file")
+    assert snapshot(tmp_path) == before
+
+
+@pytest.mark.parametrize("start, words", [
+    ([100.0, np.nan], "column 'start', row 1: nan is not a coordinate"),
+    ([100.0, 150.7], "column 'start', row 1: 150.7 is not a coordinate"),
+])
+def test_bad_h5ad_var_names_the_file_column_and_row(tmp_path, start, words):
+    import anndata as ad
+    import pandas as pd
+
+    var = pd.DataFrame({"chr": ["chr1", "chr1"], "start": start, "end": [200.0, 300.0]}, index=["a", "b"])
+    path = tmp_path / "v.h5ad"
+    ad.AnnData(X=np.ones((2, 2), np.float32), var=var).write_h5ad(path)
+    proc = gtok("tokenize", "-q", "-u", GTARS / "peaks.bed", "-o", tmp_path / "c.gtok", path)
+    one_line_error(proc, "v.h5ad: var, ", words)
+    assert "Warning" not in proc.stderr
+
+
+def test_integral_float_coordinates_in_h5ad_var_are_whole_numbers(tmp_path):
+    import anndata as ad
+
+    src = ad.read_h5ad(GTARS / "pbmc_hg38.h5ad")
+    as_float = src.copy()
+    as_float.var["start"] = as_float.var["start"].astype(float)
+    path = tmp_path / "f.h5ad"
+    as_float.write_h5ad(path)
+    tok = Tokenizer.from_bed(GTARS / "peaks.bed", cache_dir="off")
+    assert [t.tolist() for t in tok.encode_anndata(path)] == [t.tolist() for t in tok.encode_anndata(src)]

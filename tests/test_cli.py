@@ -4,30 +4,22 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import GENIML, GTARS, gtars_tokens, write_bed
+from conftest import BEDS, GENIML, GTARS, UNIVERSE, gtars_tokens, gtok, write_bed
 
-GTOK = [sys.executable, "-m", "gtok.cli"]
-UNIVERSE = GENIML / "universe.uniq.bed"
 SAMPLES = sorted((GENIML / "hg38_sample").glob("*.bed")) + [GENIML / "to_tokenize.bed"]
-
-
-def gtok(*args, check=True) -> subprocess.CompletedProcess:
-    proc = subprocess.run([*GTOK, *map(str, args)], capture_output=True, text=True)
-    if check and proc.returncode:
-        raise AssertionError(proc.stderr)
-    return proc
 
 
 def test_tokenize_dump_matches_gtars(tmp_path):
     out = tmp_path / "s.gtok"
-    gtok("tokenize", "-q", "--universe", UNIVERSE, "-o", out, *SAMPLES)
-    lines = gtok("dump", out).stdout.splitlines()
+    gtok("tokenize", "-q", "--universe", UNIVERSE, "-o", out, *SAMPLES, check=True)
+    lines = gtok("dump", out, check=True).stdout.splitlines()
     assert len(lines) == len(SAMPLES)
     for line, bed in zip(lines, SAMPLES):
         name, ids = line.split("\t")
@@ -37,11 +29,11 @@ def test_tokenize_dump_matches_gtars(tmp_path):
 
 def test_info_and_export_round_trip(tmp_path):
     out = tmp_path / "s.gtok"
-    gtok("tokenize", "-q", "-u", UNIVERSE, "-o", out, *SAMPLES[:3])
-    info = gtok("info", out).stdout
+    gtok("tokenize", "-q", "-u", UNIVERSE, "-o", out, *SAMPLES[:3], check=True)
+    info = gtok("info", out, check=True).stdout
     assert "records      3" in info and "uint16" in info and "fingerprint" in info and "median" in info
     assert "checksums    OK" in info and "dataset      s" in info and f"universe     {UNIVERSE.resolve()}" in info
-    gtok("export-gtars", out, tmp_path / "gt")
+    gtok("export-gtars", out, tmp_path / "gt", check=True)
     from gtars.utils import read_tokens_from_gtok
 
     for bed in SAMPLES[:3]:
@@ -52,12 +44,12 @@ def test_labels_sheet_and_h5ad_label_key(tmp_path):
     sheet = tmp_path / "sheet.tsv"
     sheet.write_text("path\tlabel\n" + "".join(f"{p}\t{'a' if i % 2 else 'b'}\n" for i, p in enumerate(SAMPLES)))
     out = tmp_path / "l.gtok"
-    gtok("tokenize", "-q", "-u", UNIVERSE, "-o", out, "--labels", sheet, *SAMPLES)
+    gtok("tokenize", "-q", "-u", UNIVERSE, "-o", out, "--labels", sheet, *SAMPLES, check=True)
     from gtok import ShardReader
 
     assert ShardReader(out).labels == ["b", "a"] * 3 + ["b"]
     cells = tmp_path / "c.gtok"
-    gtok("tokenize", "-q", "-u", GTARS / "peaks.bed", "-o", cells, "--rows", "2:9", "--label-key", "cell_type", GTARS / "pbmc_hg38.h5ad")
+    gtok("tokenize", "-q", "-u", GTARS / "peaks.bed", "-o", cells, "--rows", "2:9", "--label-key", "cell_type", GTARS / "pbmc_hg38.h5ad", check=True)
     r = ShardReader(cells)
     assert len(r) == 7 and len(set(r.labels)) > 1
 
@@ -77,10 +69,10 @@ def test_every_command_has_help():
     commands = build_parser()._subparsers._group_actions[0].choices  # every registered subcommand
     assert {"tokenize", "index", "dump", "info", "export-gtars", "manifest", "verify", "simulate", "train", "embed",
             "evaluate"} <= set(commands)
-    top = gtok("--help").stdout
+    top = gtok("--help", check=True).stdout
     for cmd in commands:
         assert cmd in top
-        page = gtok(cmd, "--help").stdout
+        page = gtok(cmd, "--help", check=True).stdout
         assert page.startswith("usage: gtok " + cmd) and len(page.splitlines()) > 3, cmd
 
 
@@ -118,7 +110,7 @@ def test_bad_input_gives_one_line_and_no_output(tmp_path, case):
 
 def test_existing_output_survives_a_failed_run(tmp_path):
     out = tmp_path / "out.gtok"
-    gtok("tokenize", "-q", "-u", UNIVERSE, "-o", out, SAMPLES[0])
+    gtok("tokenize", "-q", "-u", UNIVERSE, "-o", out, SAMPLES[0], check=True)
     before = out.read_bytes()
     (tmp_path / "bad.bed").write_text("chr1\tx\t1\n")
     assert gtok("tokenize", "-q", "-u", UNIVERSE, "-o", out, SAMPLES[1], tmp_path / "bad.bed", check=False).returncode
@@ -193,7 +185,7 @@ def test_a_bad_dataset_name_is_one_line_before_any_work(tmp_path):
 
 def damaged_shard(tmp_path: Path) -> Path:
     out = tmp_path / "s.gtok"
-    gtok("tokenize", "-q", "-u", UNIVERSE, "-o", out, *SAMPLES[:2])
+    gtok("tokenize", "-q", "-u", UNIVERSE, "-o", out, *SAMPLES[:2], check=True)
     data = bytearray(out.read_bytes())
     data[130] ^= 0x10  # a token
     out.write_bytes(bytes(data))
@@ -217,7 +209,7 @@ def test_export_gtars_gives_any_record_name_a_file_name(tmp_path, name):
     from gtok.formats.shard import ShardReader, write_shard
 
     shard = write_shard(tmp_path / "s.gtok", [(name, np.array([1, 2])), ("plain", np.array([3]))], 10, None)
-    proc = gtok("export-gtars", shard, tmp_path / "out")
+    proc = gtok("export-gtars", shard, tmp_path / "out", check=True)
     files = sorted(p.name for p in (tmp_path / "out").iterdir())
     assert len(files) == 2 and "plain.gtok" in files and "1 records share a file name" in proc.stdout
     odd = next(f for f in files if f != "plain.gtok")
@@ -229,14 +221,14 @@ def test_inputs_that_share_no_chromosome_with_the_universe_are_named_once_each(t
     """`1` against a `chr1` universe gives every region <unk> without a word from gtars; the tokens
     stay gtars', and a warning names each such input (a few, then a count)."""
     beds = [write_bed(tmp_path / f"n{i}.bed", [(str(i), 10, 500), (str(i), 900, 1000)]) for i in range(1, 6)]
-    proc = gtok("tokenize", "-q", "-u", UNIVERSE, "-o", tmp_path / "x.gtok", SAMPLES[0], *beds)
+    proc = gtok("tokenize", "-q", "-u", UNIVERSE, "-o", tmp_path / "x.gtok", SAMPLES[0], *beds, check=True)
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 4 and all(line.startswith("gtok tokenize: warning: ") for line in lines), lines
     assert "n1.bed: none of its chromosomes (1) is in the universe (chr1, chr10, chr11, ..." in lines[0]
     assert "(1 vs chr1)" in lines[0] and "2 more BED files share no chromosome" in lines[3]
-    assert [int(x) for x in gtok("dump", tmp_path / "x.gtok").stdout.splitlines()[1].split("\t")[1].split(",")] == \
+    assert [int(x) for x in gtok("dump", tmp_path / "x.gtok", check=True).stdout.splitlines()[1].split("\t")[1].split(",")] == \
         gtars_tokens(UNIVERSE, beds[0])
-    assert not gtok("tokenize", "-q", "-u", UNIVERSE, "-o", tmp_path / "y.gtok", *SAMPLES).stderr
+    assert not gtok("tokenize", "-q", "-u", UNIVERSE, "-o", tmp_path / "y.gtok", *SAMPLES, check=True).stderr
 
 
 @pytest.mark.parametrize("folder", ["model.ckpt", "checkpoints"], ids=["finished model", "run in progress"])
@@ -262,3 +254,30 @@ def test_embed_on_a_device_the_machine_lacks_is_one_line(tmp_path):
     assert line.startswith("gtok embed: error: --device cuda: this machine has no GPU that torch can use (")
     assert line.endswith("); use --device cpu, or leave --device out.")
     assert list(tmp_path.iterdir()) == []
+
+
+# -- hostile input (once tests/test_edge_cases.py): one-line errors or correct tokens, nothing touched --
+
+
+def test_export_gtars_numbers_records_that_share_a_name(tmp_path):
+    from gtars.utils import read_tokens_from_gtok
+
+    for sub in ("a", "b"):
+        (tmp_path / sub).mkdir()
+    shutil.copy(BEDS[0], tmp_path / "a" / "s.bed")
+    shutil.copy(BEDS[1], tmp_path / "b" / "s.bed")
+    out = tmp_path / "s.gtok"
+    assert gtok("tokenize", "-q", "-u", UNIVERSE, "-o", out, tmp_path / "a" / "s.bed", tmp_path / "b" / "s.bed").returncode == 0
+    proc = gtok("export-gtars", out, tmp_path / "gt")
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr
+    assert "1 records share a file name" in proc.stdout and "'s' -> s-2.gtok" in proc.stdout and "wrote 2" in proc.stdout
+    assert sorted(p.name for p in (tmp_path / "gt").iterdir()) == ["s-2.gtok", "s.gtok"]
+    assert list(read_tokens_from_gtok(str(tmp_path / "gt" / "s.gtok"))) == gtars_tokens(UNIVERSE, BEDS[0])
+    assert list(read_tokens_from_gtok(str(tmp_path / "gt" / "s-2.gtok"))) == gtars_tokens(UNIVERSE, BEDS[1])
+
+
+def test_version():
+    from gtok import __version__
+
+    proc = gtok("--version")
+    assert proc.returncode == 0 and proc.stdout.strip() == f"gtok {__version__}"

@@ -1,7 +1,7 @@
 """Several processes: DDP on the CPU (gloo) with Lightning spawning the ranks, and elastic resume:
 a run stopped mid-epoch at one world size continues at another with exactly the records not yet
 seen (this file doubles as the script each launch runs). Each test runs with the built-in encoder
-and with a brought LightningModule (docs/models.md's example, examples/bag_of_regions.py), and with
+and with a brought LightningModule (docs/models.md's example, docs/examples/bag_of_regions.py), and with
 the encoder once more on a weighted mixture of the two shards' datasets (repeats and subsamples)."""
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ pytestmark = pytest.mark.slow
 
 RECORDS = 26  # 13 batches of 2: an odd number of batches, so a world of 2 or 3 pads
 BATCH = 2
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+EXAMPLES = Path(__file__).resolve().parent.parent / "docs" / "examples"
 MODELS = ["encoder", "bag_of_regions:BagOfRegions"]
 MIXTURE = {"a": 3, "b": 1}  # 26 draws: 20 of a's 11 records (repeated), 6 of b's 15 (subsampled)
 RUNS = [pytest.param("encoder", False, id="encoder"), pytest.param(MODELS[1], False, id="brought"),

@@ -233,7 +233,6 @@ def descendants(pid: int) -> list[int]:
 def workflow_run(tmp_path_factory):
     """The workflow, with train.model the tiny Atacformer; its training job killed after the first
     checkpoint (as a preempted SLURM job is), so Snakemake fails it, then rerun."""
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
     from workflow_copy import start_snakemake, write_workflow
 
     folder = tmp_path_factory.mktemp("atacformer")

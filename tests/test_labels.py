@@ -4,6 +4,7 @@ for a sheet that cannot be used."""
 from __future__ import annotations
 
 import pytest
+from conftest import gtok, one_line_error, snapshot
 
 from gtok.errors import GtokError
 from gtok.inputs.labels import read_barcode_labels, read_label_sheet, read_sheet
@@ -48,3 +49,16 @@ def test_short_rows_read_as_empty_fields(tmp_path):
     sheet = tmp_path / "s.tsv"
     sheet.write_text("path\tlabel\tsplit\na.bed\n")
     assert read_sheet(str(sheet), "sheet") == (["path", "label", "split"], [{"path": "a.bed", "label": "", "split": ""}])
+
+
+# -- hostile input (once tests/test_edge_cases.py): one-line errors or correct tokens, nothing touched --
+
+
+def test_conflicting_label_rows_name_the_sheet_and_both_lines(tmp_path, inputs):
+    beds = sorted(inputs.glob("Ex*.bed"))
+    sheet = tmp_path / "labels.tsv"
+    sheet.write_text(f"path\tlabel\n{beds[0]}\tliver\n{beds[1]}\tlung\n{beds[0]}\tbrain\n{beds[2]}\tlung\n")
+    before = snapshot(tmp_path)
+    proc = gtok("tokenize", "-q", "-u", inputs / "universe.bed", "-o", tmp_path / "l.gtok", "--labels", sheet, *beds)
+    one_line_error(proc, "labels.tsv, lines 2 and 4", "two labels, 'liver' and 'brain'")
+    assert snapshot(tmp_path) == before

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import gtok, one_line_error, snapshot
 from test_dataset import FP, VOCAB, make_shards
 
 from gtok.cli import main
@@ -278,3 +279,45 @@ def test_cli_manifest_dataset_overrides_and_info_lists_datasets(tmp_path, capsys
     assert main(["manifest", "-q", "-o", str(out), str(a), "--dataset", "x", str(a), "--dataset", "y", str(a)]) == 1
     assert "is given two datasets, 'x' and 'y'" in capsys.readouterr().err
 
+
+# -- hostile input (once tests/test_edge_cases.py): one-line errors or correct tokens, nothing touched --
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("edit, words", [
+    (lambda m: m.update(records=999_999), "total of 999,999 records is not the sum"),
+    (lambda m: m.update(tokens=m["tokens"] + 1), "tokens is not the sum"),
+    (lambda m: m.update(fingerprint="cd" * 32), "has fingerprint"),
+    (lambda m: m["shards"][0].update(fingerprint="cd" * 32), "has fingerprint"),
+    (lambda m: m.update(shards=[], records=0, tokens=0), "it lists no shards"),
+    (lambda m: m.update(label_classes=["x"]), "label_classes"),
+])
+def test_verify_refuses_an_edited_manifest(tmp_path, shard, edit, words):
+    manifest = tmp_path / "m.json"
+    content = write_manifest(manifest, [shard])
+    edit(content)
+    manifest.write_text(json.dumps(content))
+    before = snapshot(tmp_path)
+    proc = gtok("verify", "-q", manifest)
+    one_line_error(proc, "m.json", words)
+    assert "OK" not in proc.stdout
+    one_line_error(gtok("train", "-q", "-m", manifest, "--model", "encoder", "--out", tmp_path / "run"), words)
+    assert snapshot(tmp_path) == before
+
+
+@pytest.mark.slow
+def test_manifest_splits_decide_training_and_validation(tmp_path, inputs):
+    from gtok.data.datamodule import GTokDataModule
+
+    beds = sorted(inputs.glob("Ex*.bed"))
+    u = inputs / "universe.bed"
+    for name, files in (("train", beds[:2]), ("val", beds[2:])):
+        assert gtok("tokenize", "-q", "-u", u, "-o", tmp_path / f"{name}.gtok", *files).returncode == 0
+    manifest = tmp_path / "m.json"
+    proc = gtok("manifest", "-q", "-o", manifest, "--split", "train", tmp_path / "train.gtok", "--split", "val", tmp_path / "val.gtok")
+    assert proc.returncode == 0, proc.stderr
+    assert [e.split for e in load_manifest(manifest).entries] == ["train", "val"]
+    for val_fraction in (0.0, 0.5):  # a hash split never moves records across the sheet's splits
+        dm = GTokDataModule(manifest, batch_size=1, num_workers=0, val_fraction=val_fraction, verify=False)
+        dm.setup("fit")
+        assert (dm.train_set.num_records, dm.val_set.num_records) == (2, 1)

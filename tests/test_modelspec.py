@@ -130,7 +130,7 @@ def test_auto_objective_needs_a_class_it_can_read():
 
 
 def test_the_docs_example_is_the_tested_file():
-    """docs/models.md shows examples/bag_of_regions.py as it is (the distributed and SLURM tests train it)."""
+    """docs/models.md shows docs/examples/bag_of_regions.py as it is (the distributed and SLURM tests train it)."""
     doc = (ROOT / "docs" / "models.md").read_text()
-    block = re.search(r"<!-- example: examples/bag_of_regions.py -->\n```python\n(.*?)```", doc, re.S)
-    assert block is not None and block.group(1) == (ROOT / "examples" / "bag_of_regions.py").read_text()
+    block = re.search(r"<!-- example: docs/examples/bag_of_regions.py -->\n```python\n(.*?)```", doc, re.S)
+    assert block is not None and block.group(1) == (ROOT / "docs" / "examples" / "bag_of_regions.py").read_text()

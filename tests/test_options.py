@@ -7,8 +7,11 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
+from conftest import BEDS, GTARS, UNIVERSE, gtok, one_line_error, snapshot
 
 from gtok.errors import GtokError
+from gtok.formats.manifest import write_manifest
 from gtok.options import DataOptions, EncoderConfig, TrainerOptions, check_train_config, make_config
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -82,3 +85,54 @@ def test_the_docs_tables_are_the_options(doc, tables):
     text = (ROOT / "docs" / doc).read_text()
     assert len(BLOCK.findall(text)) == tables
     assert synced(text) == text, f"docs/{doc} is out of date: run python tools/sync_option_tables.py"
+
+
+# -- hostile input (once tests/test_edge_cases.py): one-line errors or correct tokens, nothing touched --
+
+
+@pytest.mark.parametrize("args, words", [
+    (["tokenize", "--chunk-rows", "-5"], "--chunk-rows: '-5' is not a positive integer"),
+    (["tokenize", "--chunk-rows", "0"], "--chunk-rows: '0' is not a positive integer"),
+    (["train", "--max-steps", "0"], "--max-steps: '0' is not a positive integer (or -1 for no limit)"),
+    (["train", "--max-epochs", "x"], "--max-epochs: 'x' is not an integer"),
+    (["train", "--seed", "-1"], "--seed: '-1' is not a non-negative integer"),
+    (["train", "--devices", "0"], "--devices: '0' is not 'auto'"),
+    (["embed", "--batch-size", "0"], "--batch-size: '0' is not a positive integer"),
+])
+def test_numeric_options_refuse_invalid_values(tmp_path, args, words):
+    required = {"tokenize": ["-u", UNIVERSE, "-o", tmp_path / "x.gtok", BEDS[0]],
+                "train": ["-m", "m.json", "--model", "encoder", "--out", tmp_path / "r"],
+                "embed": ["-c", "c.ckpt", "-o", tmp_path / "e.npy", BEDS[0]]}[args[0]]
+    one_line_error(gtok(*args, *required), words, rc=2)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_rows_option_must_be_a_valid_range(tmp_path):
+    for rows, words in (("5:2", "need 0 <= START <= STOP"), ("a:b", "expected START:STOP")):
+        one_line_error(gtok("tokenize", "-q", "-u", GTARS / "peaks.bed", "-o", tmp_path / "x.gtok", "--rows", rows,
+                            GTARS / "pbmc_hg38.h5ad"), words)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.fixture
+def manifest(tmp_path, shard) -> Path:
+    path = tmp_path / "m.json"
+    write_manifest(path, [shard])
+    return path
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("config, words", [
+    ({"trainer": {"max_steps": "abc"}}, "section 'trainer': max_steps must be an integer, not 'abc'"),
+    ({"data": {"batch_size": 0}}, "section 'data': batch_size must be at least 1, not 0"),
+    ({"encoder": {"objective": "gpt"}}, "section 'encoder': objective must be one of mlm, rtd, not 'gpt'"),
+    ({"data": {"val_fraction": 1.5}}, "section 'data': val_fraction must be at most 0.99, not 1.5"),
+    ({"seed": -3}, "seed must be at least 0, not -3"),
+])
+def test_wrong_types_in_the_train_config_are_one_line(tmp_path, manifest, config, words):
+    cfg = tmp_path / "train.yaml"
+    cfg.write_text(yaml.safe_dump(config))
+    before = snapshot(tmp_path)
+    one_line_error(gtok("train", "-q", "-m", manifest, "--model", "encoder", "--out", tmp_path / "run", "-c", cfg),
+                   "train.yaml", words)
+    assert snapshot(tmp_path) == before

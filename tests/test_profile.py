@@ -16,10 +16,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+from workflow_copy import write_workflow
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "bench"))  # shared with the drills
-from workflow_copy import write_workflow  # noqa: E402
 
 
 @pytest.fixture

@@ -13,6 +13,7 @@ from conftest import GENIML, GTARS
 
 from gtok.errors import ShardFormatError
 from gtok.formats.gtars import export_gtars
+from gtok.formats.manifest import check_shard, load_manifest, write_manifest
 from gtok.formats.metadata import ShardMeta, UniverseRecord
 from gtok.formats.shard import HEADER, HEADER_SIZE, ShardReader, ShardWriter, write_shard
 
@@ -240,3 +241,62 @@ def test_malformed_metadata_is_named(tmp_path):
     path.write_bytes(rewrite_header(body, f16=crc_tables, f17=len(bad), f18=zlib.crc32(bad), f13=len(body)))
     with pytest.raises(ShardFormatError, match=r"metadata section is malformed \(dataset 7: a dataset name"):
         ShardReader(path)
+
+
+# -- hostile input (once tests/test_edge_cases.py): one-line errors or correct tokens, nothing touched --
+
+
+def test_every_damaged_byte_of_a_shard_is_refused_by_verify_and_training(tmp_path):
+    rng = np.random.default_rng(0)
+    records = [(f"r{i}", rng.integers(0, 900, int(rng.integers(1, 9))), "AB"[i % 2]) for i in range(5)]
+    path = write_shard(tmp_path / "s.gtok", records, 1007, "ab" * 32)
+    manifest = tmp_path / "m.json"
+    write_manifest(manifest, [path])
+    entry = load_manifest(manifest).entries[0]
+    good = path.read_bytes()
+    assert len(good) % 8 and (len(good) - 128) > 0
+    for i in range(len(good)):
+        damaged = bytearray(good)
+        damaged[i] ^= 0x04
+        path.write_bytes(bytes(damaged))
+        with pytest.raises(ShardFormatError):  # what training checks before its first step (CRCs, no sha256)
+            check_shard(entry, manifest, integrity=True)
+    path.write_bytes(good)
+    check_shard(entry, manifest, integrity=True)
+
+
+def test_changed_padding_byte_is_refused_on_opening(tmp_path):
+    path = write_shard(tmp_path / "p.gtok", [("a", np.array([1, 2, 3]))], 100, None)  # 6 token bytes, 2 padding
+    data = bytearray(path.read_bytes())
+    data[128 + 6] = 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(ShardFormatError, match="p.gtok: the alignment padding after the token data is not zero"):
+        ShardReader(path)
+
+
+def test_a_second_writer_leaves_the_live_temporary_file_of_the_first_alone(tmp_path):
+    out = tmp_path / "s.gtok"
+    code = (
+        "import sys, time, numpy as np\n"
+        "from gtok.formats.shard import ShardWriter\n"
+        "with ShardWriter(sys.argv[1], 1000, None) as w:\n"
+        "    w.add('first', np.arange(100))\n"
+        "    print('writing', flush=True)\n"
+        "    sys.stdin.readline()\n"
+    )
+    first = subprocess.Popen([sys.executable, "-c", code, str(out)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    assert first.stdout.readline().strip() == "writing"
+    write_shard(out, [("second", np.arange(5))], 1000, None)  # meanwhile, a second writer of the same path
+    assert ShardReader(out).names == ["second"]
+    _, errors = first.communicate("go\n", timeout=60)
+    assert first.returncode == 0 and "Traceback" not in errors
+    assert ShardReader(out).names == ["first"]  # the first writer finished: the last complete shard wins
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.gtok"]
+
+
+def test_clean_up_touches_only_the_temporaries_of_its_own_target(tmp_path):
+    other = tmp_path / ".s.gtok.abcdefgh.tmp"  # a temporary of the target "s.gtok", not of "s"
+    other.write_bytes(b"someone else's")
+    write_shard(tmp_path / "s", [("a", np.array([1]))], 10, None)
+    assert other.read_bytes() == b"someone else's"

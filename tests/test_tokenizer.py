@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import GENIML, GTARS, write_bed
+from conftest import BEDS, GENIML, GTARS, gtars_tokens, gtok, write_bed
 
 from gtok import Tokenizer
 from gtok.errors import GtokError
@@ -158,3 +158,41 @@ def test_tokenize_many_matches_one_by_one(tok):
     ids, lengths = tok.tokenize_many([to_intervals(d) for d in docs])
     split = np.split(ids, np.cumsum(lengths)[:-1])
     assert [s.tolist() for s in split] == [tok.tokenize(d).tolist() for d in docs]
+
+
+# -- hostile input (once tests/test_edge_cases.py): one-line errors or correct tokens, nothing touched --
+
+
+@pytest.mark.slow
+def test_every_damaged_byte_of_the_universe_cache_is_caught(tmp_path):
+    universe, query = GTARS / "peaks.bed", GTARS / "to_tokenize.bed"
+    cache_dir = tmp_path / "cache"
+    expected = Tokenizer.from_bed(universe, cache_dir=cache_dir)
+    tokens, fingerprint = expected.tokenize(query).tolist(), expected.fingerprint
+    cache = next(cache_dir.glob("universe-*.gtokidx"))
+    good = cache.read_bytes()
+    for i in range(len(good)):
+        damaged = bytearray(good)
+        damaged[i] ^= 0x01
+        cache.write_bytes(bytes(damaged))
+        tok = Tokenizer.from_bed(universe, cache_dir=cache_dir)  # never a traceback: rebuilt instead
+        assert tok.tokenize(query).tolist() == tokens and tok.fingerprint == fingerprint, i
+        assert cache.read_bytes() == good, i  # and the damaged entry was replaced
+    assert tokens == gtars_tokens(universe, query)
+
+
+def test_duplicate_universe_warning_is_one_line(tmp_path):
+    u = tmp_path / "dup.bed"
+    u.write_text("chr1\t100\t200\nchr1\t100\t200\nchr1\t300\t400\n")
+    proc = gtok("tokenize", "-q", "--no-cache", "-u", u, "-o", tmp_path / "d.gtok", BEDS[0])
+    assert proc.returncode == 0
+    assert proc.stderr.strip().splitlines() == [
+        f"gtok tokenize: warning: {u}: 1 duplicate region line(s) ignored; each region keeps the id of its first line."
+    ]
+
+
+def test_errors_of_the_library_name_their_source():
+    with pytest.raises(GtokError, match=r"the DataFrame, column 'start', row 0: 1.5 is not a coordinate"):
+        import pandas as pd
+
+        Tokenizer.from_bed(GTARS / "peaks.bed", cache_dir="off").tokenize(pd.DataFrame({"c": ["chr1"], "s": [1.5], "e": [9]}))

@@ -5,6 +5,7 @@ vocabulary mismatches refused."""
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -20,12 +21,14 @@ import pandas as pd
 import pytest
 import torch
 import yaml
-from conftest import GENIML, GTARS, write_bed
+from conftest import BEDS, GENIML, GTARS, gtok, one_line_error, snapshot, write_bed
 
 from gtok.build import tokenize_to_shard
 from gtok.cli import main
 from gtok.errors import FingerprintMismatchError, GtokError
 from gtok.formats.manifest import write_manifest
+from gtok.formats.shard import write_shard
+from gtok.training.callbacks import BatchLog
 from gtok.training.run import RUN_KEY, flatten_metrics
 from gtok.training.train import train
 
@@ -171,23 +174,18 @@ def test_flatten_metrics_lets_a_resumed_run_replace_the_steps_it_redid(tmp_path)
 
 # -- exact resume ----------------------------------------------------------------------------------
 
-class Watch:
-    """A Lightning callback that logs (global step, batch index, batch digest) and can SIGKILL its process."""
+class Watch(BatchLog):
+    """The package's batch log, with digests, in the folder `log` (rank-0.jsonl); at global step
+    `kill_at` it SIGKILLs its own process."""
 
-    def __new__(cls, log: Path, kill_at: int = -1):
-        import lightning as L
+    def __init__(self, log: Path, kill_at: int = -1):
+        super().__init__(Path(log), "test", digests=True)
+        self.kill_at = kill_at
 
-        class _Watch(L.Callback):
-            def on_train_batch_start(self, trainer, module, batch, batch_idx):
-                digest = hashlib.sha1(batch["input_ids"].numpy().tobytes()).hexdigest()[:12]
-                with open(log, "a") as fh:
-                    fh.write(f"{trainer.global_step} {batch_idx} {digest}\n")
-
-            def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
-                if trainer.global_step == kill_at:
-                    os.kill(os.getpid(), signal.SIGKILL)
-
-        return _Watch()
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+        super().on_train_batch_end(trainer, module, outputs, batch, batch_idx)
+        if trainer.global_step == self.kill_at:
+            os.kill(os.getpid(), signal.SIGKILL)
 
 
 RESUME_CONFIGS = {
@@ -214,8 +212,9 @@ def run_training(tmp_path: Path, data: Path, out: str, max_steps: int, kind: str
 
 
 def batches(tmp_path: Path, out: str) -> list[tuple[int, int, str]]:
-    rows = [tuple(line.split()) for line in (tmp_path / f"{out}.batches").read_text().splitlines()]
-    return [(int(step), int(idx), digest) for step, idx, digest in rows]
+    """(global step, batch index in the epoch, digest) of every batch a Watch logged, in order."""
+    rows = [json.loads(line) for line in (tmp_path / f"{out}.batches" / "rank-0.jsonl").read_text().splitlines()]
+    return [(row["step"], row["batch"], row["digest"]) for row in rows]
 
 
 def weights(tmp_path: Path, out: str) -> dict[str, torch.Tensor]:
@@ -426,12 +425,6 @@ def test_config_mistakes_are_named(tmp_path, data):
 
 
 # -- the run folder: a finished model is never lost --------------------------------------------------
-
-
-def snapshot(folder: Path) -> dict[str, tuple[int, int, int]]:
-    """Every file under `folder`: (inode, size, modification time)."""
-    return {str(p.relative_to(folder)): (p.stat().st_ino, p.stat().st_size, p.stat().st_mtime_ns)
-            for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
 def test_out_must_be_new_empty_or_a_folder_gtok_train_wrote(tmp_path, data):
@@ -780,3 +773,40 @@ def test_shards_are_checked_once_per_process_and_against_the_manifest(tmp_path, 
     edited.write_text(json.dumps(listed))
     with pytest.raises(ShardFormatError, match=r"shard1.gtok: has tokens (\d+); .*manifest.json says tokens (?!\1)\d+ \(the file changed"):
         check_shards(edited)
+
+
+# -- hostile input (once tests/test_edge_cases.py): one-line errors or correct tokens, nothing touched --
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind, words", [("bed", "it is a text file (a BED file?)"), ("shard", "it is a .gtok shard")])
+def test_a_checkpoint_that_is_a_bed_file_or_a_shard(tmp_path, shard, kind, words):
+    path = BEDS[0] if kind == "bed" else shard
+    one_line_error(gtok("embed", "-q", "-c", path, "-o", tmp_path / "e.npy", BEDS[1]), "not a checkpoint: " + words)
+    assert not (tmp_path / "e.npy").exists()
+
+
+@pytest.mark.slow
+def test_an_id_beyond_the_vocabulary_is_refused_before_training_without_verify(tmp_path):
+    from gtok.tokenizer import Tokenizer
+
+    universe = tmp_path / "u.bed"  # 93 regions and 7 special tokens: 100 ids
+    universe.write_text("".join(f"chr1\t{i * 100}\t{i * 100 + 50}\n" for i in range(93)))
+    fingerprint = Tokenizer.from_bed(universe).fingerprint
+    path = write_shard(tmp_path / "s.gtok", [("a", np.array([1, 2, 3])), ("b", np.array([4, 5]))], 100, fingerprint)
+    manifest = tmp_path / "m.json"
+    write_manifest(manifest, [path])
+    data = bytearray(path.read_bytes())
+    data[128:130] = (5000).to_bytes(2, "little")  # a damaged id; with verify: false no CRC is checked
+    path.write_bytes(bytes(data))
+    cfg = tmp_path / "t.yaml"
+    cfg.write_text(yaml.safe_dump({"data": {"verify": False, "val_fraction": 0}}))
+    proc = gtok("train", "-q", "-m", manifest, "--model", "encoder", "--out", tmp_path / "run", "-c", cfg, "--max-steps", "1",
+                "-u", universe)
+    one_line_error(proc, "s.gtok: token id 5000 does not fit the vocabulary of size 100")
+    assert not (tmp_path / "run" / "model.ckpt").exists()
+
+
+@pytest.mark.slow
+def test_train_quiet_prints_no_lightning_tips(tiny_model):
+    assert tiny_model.is_file()  # the fixture ran `gtok train -q` and checked its output

@@ -27,15 +27,15 @@ import pandas as pd
 import pytest
 import torch
 import yaml
+from conftest import BEDS, UNIVERSE, snapshot
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
+from workflow_copy import write_workflow
 
+from gtok.formats.manifest import load_manifest
 from gtok.formats.shard import ShardReader
 from gtok.options import DataOptions
 from gtok.workflow.plan import Plan
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))  # shared with the drills
-from workflow_copy import write_workflow  # noqa: E402
 
 pytestmark = pytest.mark.slow  # real training runs, workflow runs or drills: `make test` runs them
 
@@ -83,7 +83,7 @@ def merge(base: dict, changes: dict) -> None:
             base[key] = copy.deepcopy(value)
 
 
-EXAMPLES = ROOT / "examples"  # docs/models.md's brought LightningModule: train.model bag_of_regions:BagOfRegions
+EXAMPLES = ROOT / "docs" / "examples"  # docs/models.md's brought LightningModule: train.model bag_of_regions:BagOfRegions
 BROUGHT = {"model": "bag_of_regions:BagOfRegions", "model_args": {"dim": 8}}
 
 
@@ -608,3 +608,62 @@ def test_training_cancelled_under_slurm_resumes_with_the_exact_remaining_batches
             ds.set_epoch(epoch)
             plan += [b["index"].tolist() for b in ds]
         assert trained == plan[:steps], f"rank {rank}"
+
+
+# -- hostile input (once tests/test_edge_cases.py): one-line errors or correct tokens, nothing touched --
+
+
+@pytest.mark.slow
+def test_a_user_config_inherits_nothing_from_the_example(tmp_path):
+    folder = write_workflow(tmp_path / "wf", yaml.safe_load((ROOT / "config" / "config.yaml").read_text()),
+                            extra=("resources", "config"))
+    shutil.copy(UNIVERSE, folder / "mine.bed")
+    (folder / "my.yaml").write_text(yaml.safe_dump(
+        {"universe": "mine.bed", "inputs": {"bed": ["resources/example/bed/Example*.bed"]}, "results": "out"}))
+    before = snapshot(folder / "resources")
+    run = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--configfile", "my.yaml"], cwd=folder,
+                         capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    jobs = run.stdout + run.stderr
+    assert "tokenize_bed" in jobs and "tokenize_h5ad" not in jobs and "rule train" not in jobs  # no example cells, no toy training
+    assert "out/shards/bed/0000.gtok" in jobs  # schema defaults: 200 files per shard, one shard
+    assert "inputs come from the bundled example" in jobs  # the BED files are the example's: it says so
+    example = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--configfile", "config/example.yaml"],
+                             cwd=folder, capture_output=True, text=True)
+    assert "tokenize_h5ad" in example.stdout and "come from the bundled example" in example.stderr
+    corces = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--configfile", "config/example-corces.yaml"],
+                            cwd=folder, capture_output=True, text=True)  # make run's real cells: their own results
+    assert corces.returncode == 0, corces.stderr
+    assert "results-corces/eval/metrics.tsv" in corces.stdout and "tokenize_bed" not in corces.stdout
+    plain = subprocess.run([sys.executable, "-m", "snakemake", "-n"], cwd=folder, capture_output=True, text=True)
+    assert plain.returncode != 0 and "path/to/universe.bed: no such file; edit config/config.yaml" in plain.stdout + plain.stderr
+    assert snapshot(folder / "resources") == before
+
+
+@pytest.mark.slow
+def test_braces_in_a_bed_file_name_are_named_by_the_workflow(tmp_path):
+    folder = write_workflow(tmp_path / "wf", {"universe": "u.bed", "inputs": {"bed": ["data/*.bed"]}})
+    shutil.copy(UNIVERSE, folder / "u.bed")
+    (folder / "data").mkdir()
+    shutil.copy(BEDS[0], folder / "data" / "a{x}.bed")
+    run = subprocess.run([sys.executable, "-m", "snakemake", "-n"], cwd=folder, capture_output=True, text=True)
+    assert run.returncode != 0 and "Traceback" not in run.stdout + run.stderr
+    assert "BED input data/a{x}.bed: Snakemake cannot use file names with braces" in run.stdout + run.stderr
+
+
+@pytest.mark.slow
+def test_workflow_passes_the_sheet_split_to_the_manifest(tmp_path):
+    folder = write_workflow(tmp_path / "wf", {"universe": "u.bed", "inputs": {"bed": "sheet.tsv"},
+                                              "shards": {"files_per_shard": 2}})
+    shutil.copy(UNIVERSE, folder / "u.bed")
+    splits = ["train", "train", "val", "train", "test", "val"]
+    rows = "".join(f"{bed}\t{split}\n" for bed, split in zip(BEDS, splits))
+    (folder / "sheet.tsv").write_text("path\tsplit\n" + rows)
+    run = subprocess.run([sys.executable, "-m", "snakemake", "-c1", "results/manifest.json"], cwd=folder,
+                         capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr[-3000:]
+    manifest = load_manifest(folder / "results" / "manifest.json")
+    by_split = {}
+    for entry in manifest.entries:
+        by_split.setdefault(entry.split, set()).update(ShardReader(entry.path).names)
+    assert by_split == {s: {b.stem for b, x in zip(BEDS, splits) if x == s} for s in ("train", "val", "test")}

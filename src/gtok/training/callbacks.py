@@ -3,6 +3,7 @@ last step, the run record every checkpoint carries, and the run summary."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from pathlib import Path
@@ -128,15 +129,25 @@ class RunSummary(Callback):
 
 class BatchLog(Callback):
     """Appends one JSON line per trained batch to `folder/rank-R.jsonl`: the launch, the step,
-    the data epoch and the batch's record indices (positions in the training set). A run resumed
-    after a kill redoes the steps after its checkpoint; their lines then appear once per launch."""
+    the data epoch, the batch's index in its epoch and its record indices (positions in the
+    training set). A run resumed after a kill redoes the steps after its checkpoint; their lines
+    then appear once per launch.
 
-    def __init__(self, folder: Path, launch: str):
-        self.folder, self.launch = folder, launch
+    With `digests`, each line also holds a short sha1 of the batch's token ids: equal digests mean
+    equal batches, crops and token shuffles included. The exact-resume tests (tests/test_train.py)
+    and the preemption drill (bench/drill_preemption.py) compare a resumed run with an
+    uninterrupted one batch by batch with them; it is off by default because it copies every
+    batch's token ids to the CPU. Subclass it to act at a step as well (those tests kill the
+    process there)."""
+
+    def __init__(self, folder: Path, launch: str, digests: bool = False):
+        self.folder, self.launch, self.digests = Path(folder), launch, digests
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         self.folder.mkdir(parents=True, exist_ok=True)
         row = {"launch": self.launch, "step": trainer.global_step - 1, "epoch": trainer.datamodule.data_epoch,
-               "records": batch["index"].tolist()}
+               "batch": batch_idx, "records": batch["index"].tolist()}
+        if self.digests:
+            row["digest"] = hashlib.sha1(batch["input_ids"].cpu().numpy().tobytes()).hexdigest()[:12]
         with open(self.folder / f"rank-{trainer.global_rank}.jsonl", "a") as fh:
             fh.write(json.dumps(row) + "\n")

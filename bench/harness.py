@@ -1,91 +1,54 @@
-"""The real workflow on generated data, outside the repository: copy it, configure it, run it.
+"""What bench/bench_dag.py and the scale and fault drills (bench/drill_*.py) share.
 
-Shared by bench/bench_dag.py and the scale and fault drills (bench/drill_*.py). Each of them needs
-the repository's Snakefile, rules, scripts and profiles in a scratch folder with a config of its
-own, generated inputs (a universe and BED collections from bench/make_data.py), Snakemake run
-there with this interpreter's tools, and then to read back what happened: the SLURM job ids, each
-job's benchmark TSV and peak memory (JobPeaks), and whether the manifest verifies and adds up.
+Each of them needs the repository's workflow in a scratch folder with a config of its own (the
+copy and the Snakemake runners are the tests' helper tests/workflow_copy.py, re-exported here),
+generated inputs (a universe and BED collections from bench/make_data.py), and then to read back
+what happened: the SLURM job ids, each job's benchmark TSV and peak memory (JobPeaks), and whether
+the manifest verifies and adds up. `run_drill` is the end of every drill's main().
 """
 
 from __future__ import annotations
 
 import csv
+import json
 import os
 import re
-import shutil
 import subprocess
 import sys
+import tempfile
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 
-import yaml
+# The one place bench reaches into tests/: bench depends on the tests' helpers, never the reverse.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from workflow_copy import (  # noqa: E402, F401  (re-exported for the drills)
+    BIN,
+    ROOT,
+    Run,
+    dry_run,
+    snakemake,
+    start_snakemake,
+    write_workflow,
+)
 
-ROOT = Path(__file__).resolve().parent.parent
-WORKFLOW = ("Snakefile", "workflow", "scripts", "envs", "profiles")
-BIN = Path(sys.executable).parent
 SUBMITTED = re.compile(r"submitted with SLURM jobid (\d+) \(log: (\S+)\)")
 
 
-def write_workflow(folder: Path, config: dict, extra: tuple[str, ...] = ()) -> Path:
-    """Copy the workflow (and the `extra` top-level paths, e.g. "resources") into `folder`, with
-    `config` as its whole config/config.yaml (the schema fills in the defaults). The profiles come
-    along, so profiles/default applies as in the repo."""
-    folder.mkdir(parents=True, exist_ok=True)
-    for name in (*WORKFLOW, *extra):
-        src = ROOT / name
-        if src.is_dir():
-            shutil.copytree(src, folder / name, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy2(src, folder / name)
-    (folder / "config").mkdir(exist_ok=True)
-    (folder / "config" / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
-    return folder
-
-
-def _env() -> dict[str, str]:
-    """This interpreter's bin folder first on PATH: jobs (local or SLURM) then run this venv's tools."""
-    return dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}")
-
-
-def _command(args: tuple[str, ...]) -> list[str]:
-    return [sys.executable, "-m", "snakemake", *args]
-
-
-@dataclass
-class Run:
-    returncode: int
-    seconds: float
-    output: str  # stdout and stderr, interleaved
-
-    def check(self, what: str) -> "Run":
-        """Stop the drill with the end of Snakemake's output when it failed."""
-        if self.returncode != 0:
-            raise SystemExit(f"{what} failed (exit {self.returncode}):\n{self.output[-4000:]}")
-        return self
-
-
-def snakemake(folder: Path, *args: str, timeout: float | None = None) -> Run:
-    """Run `snakemake ARGS` in `folder` to the end; its wall time and output."""
-    start = time.perf_counter()
-    proc = subprocess.run(_command(args), cwd=folder, env=_env(), stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT, text=True, timeout=timeout)
-    return Run(proc.returncode, time.perf_counter() - start, proc.stdout)
-
-
-def start_snakemake(folder: Path, log: Path, *args: str) -> subprocess.Popen:
-    """Snakemake in the background with its output in `log`, for drills that strike mid-run.
-    It gets a session of its own, so a drill can end it and its jobs by its process group."""
-    with open(log, "w") as fh:
-        return subprocess.Popen(_command(args), cwd=folder, env=_env(), stdout=fh,
-                                stderr=subprocess.STDOUT, start_new_session=True)
-
-
-def dry_run(folder: Path, *args: str) -> tuple[float, int]:
-    """Seconds of one `snakemake -n --quiet rules`, and the number of jobs it would run."""
-    run = snakemake(folder, "-n", "--quiet", "rules", "--cores", "1", *args).check("snakemake -n")
-    total = re.search(r"^total\s+(\d+)", run.output, re.M)
-    return run.seconds, int(total.group(1)) if total else -1
+def run_drill(args, prefix: str, run: Callable[[Path], dict], report: Callable[[dict], str],
+              failed: Callable[[dict], str | None] | None = None, tmp_dir: str | None = None) -> dict:
+    """The end of every drill's main(): `run` in a temporary folder (`prefix`, under `tmp_dir`;
+    deleted afterwards), print its `report`, write the results to `args.json` if given, and exit
+    with the message `failed` returns, if it returns one (the drill's own target was missed)."""
+    with tempfile.TemporaryDirectory(prefix=prefix, dir=tmp_dir) as tmp:
+        res = run(Path(tmp))
+    print(report(res))
+    if args.json:
+        args.json.write_text(json.dumps(res, indent=1) + "\n")
+    message = failed(res) if failed else None
+    if message:
+        sys.exit(message)
+    return res
 
 
 def slurm_jobs(output: str) -> list[tuple[str, int]]:

@@ -1,0 +1,143 @@
+"""gtok.paths and the writing commands: an output is checked before any work (it never destroys
+an input, a folder, a foreign file or a device), inputs must be regular files, and a full or
+read-only file system is one line with the old output kept (these were tests/test_edge_cases.py)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import BEDS, gtok, one_line_error, snapshot
+
+from gtok.formats.manifest import write_manifest
+from gtok.formats.shard import ShardReader
+
+
+def mount_tmpfs(folder: Path, options: str) -> contextlib.AbstractContextManager:
+    """A real small or read-only file system at `folder` (needs root, as CI has for SLURM)."""
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        pytest.skip("mounting a tmpfs needs root")
+
+    @contextlib.contextmanager
+    def mounted():
+        folder.mkdir(parents=True, exist_ok=True)
+        subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)], check=True)
+        try:
+            yield folder
+        finally:
+            subprocess.run(["umount", "-l", str(folder)], check=False)
+
+    return mounted()
+
+
+@pytest.mark.parametrize("target, words", [
+    ("input", "must end in .gtok"),
+    ("universe", "must end in .gtok"),
+    ("no_suffix", "must end in .gtok"),
+    ("folder", "is a folder"),
+    ("foreign", "exists and is not a gtok shard; refusing to overwrite it"),
+    ("shard_input", "is also an input"),
+])
+def test_tokenize_refuses_an_output_that_would_destroy_something(tmp_path, inputs, shard, target, words):
+    beds = sorted(inputs.glob("Ex*.bed"))
+    (tmp_path / "foreign.gtok").write_text("my notes\n")
+    outputs = {"input": beds[0], "universe": inputs / "universe.bed", "no_suffix": tmp_path / "out" / "s",
+               "folder": tmp_path, "foreign": tmp_path / "foreign.gtok", "shard_input": shard}
+    extra = [shard] if target == "shard_input" else []
+    before = snapshot(tmp_path)
+    proc = gtok("tokenize", "-q", "-u", inputs / "universe.bed", "-o", outputs[target], *beds, *extra)
+    one_line_error(proc, words)
+    assert snapshot(tmp_path) == before
+
+
+def test_an_output_that_is_a_device_or_fifo_stays_one(tmp_path, inputs):
+    """As root, `-o /dev/null` once turned the device into a regular file. The test makes its own
+    device node (a copy of /dev/null's) and FIFO, with the right suffix, so that a regression
+    cannot damage the machine's /dev/null."""
+    import stat
+
+    specials = [tmp_path / "fifo.gtok"]
+    os.mkfifo(specials[0])
+    if os.geteuid() == 0:
+        specials.append(tmp_path / "null.gtok")
+        os.mknod(specials[1], 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+    for special in specials:
+        proc = gtok("tokenize", "-q", "-u", inputs / "universe.bed", "-o", special, BEDS[0], timeout=30)
+        one_line_error(proc, special.name, "exists and is not a regular file")
+        assert not special.is_file()
+    one_line_error(gtok("manifest", "-q", "-o", "/dev/null", BEDS[0]), "/dev/null", "must end in .json")
+    assert Path("/dev/null").is_char_device()
+
+
+@pytest.mark.slow
+def test_every_writing_command_checks_its_output(tmp_path, inputs, shard):
+    before = snapshot(tmp_path)
+    one_line_error(gtok("manifest", "-q", "-o", shard, shard), "must end in .json")
+    (tmp_path / "notes.json").write_text('{"mine": 1}')
+    before = snapshot(tmp_path)
+    one_line_error(gtok("manifest", "-q", "-o", tmp_path / "notes.json", shard), "is not a gtok manifest")
+    one_line_error(gtok("export-gtars", shard, shard), "exists and is not a folder")
+    one_line_error(gtok("train", "-q", "-m", tmp_path / "notes.json", "--model", "encoder", "--out", shard),
+                   "s.gtok: exists and is not a folder")
+    one_line_error(gtok("embed", "-q", "-c", shard, "-o", BEDS[0], BEDS[0]), "must end in .npy")
+    assert snapshot(tmp_path) == before
+
+
+def test_a_missing_output_folder_is_created(tmp_path, inputs):
+    out = tmp_path / "new" / "deeper" / "s.gtok"
+    assert gtok("tokenize", "-q", "-u", inputs / "universe.bed", "-o", out, BEDS[0]).returncode == 0
+    assert len(ShardReader(out)) == 1
+
+
+def test_empty_output_path(inputs):
+    one_line_error(gtok("tokenize", "-q", "-u", inputs / "universe.bed", "-o", "", BEDS[0]), "output path is empty")
+
+
+def test_read_only_folder(tmp_path, inputs):
+    with mount_tmpfs(tmp_path / "ro", "ro,size=1m") as ro:
+        proc = gtok("tokenize", "-q", "-u", inputs / "universe.bed", "-o", ro / "s.gtok", BEDS[0])
+        one_line_error(proc, "s.gtok: cannot write it: read-only file system; nothing was written")
+
+
+def test_full_disk_keeps_the_old_shard(tmp_path, inputs):
+    big = tmp_path / "big.bed"
+    rows = np.random.default_rng(0).integers(0, 10**8, 200_000)
+    big.write_text("".join(f"chr1\t{s}\t{s + 500}\n" for s in rows))
+    universe = tmp_path / "wide.bed"
+    universe.write_text("".join(f"chr1\t{s}\t{s + 1000}\n" for s in range(0, 10**8, 1000)))
+    with mount_tmpfs(tmp_path / "small", "size=1m") as small:
+        assert gtok("tokenize", "-q", "-u", universe, "-o", small / "s.gtok", BEDS[0]).returncode == 0
+        before = snapshot(small)
+        proc = gtok("tokenize", "-q", "--no-cache", "-u", universe, "-o", small / "s.gtok", big)
+        one_line_error(proc, "s.gtok: cannot write it: no space left on device; nothing was written (the existing file is unchanged)")
+        assert snapshot(small) == before
+
+
+@pytest.mark.slow
+def test_train_out_and_export_into_a_file(tmp_path, shard):
+    manifest = tmp_path / "m.json"
+    write_manifest(manifest, [shard])
+    before = snapshot(tmp_path)
+    one_line_error(gtok("train", "-q", "-m", manifest, "--model", "encoder", "--out", manifest),
+                   "m.json: exists and is not a folder")
+    one_line_error(gtok("export-gtars", shard, manifest), "m.json: exists and is not a folder")
+    assert snapshot(tmp_path) == before
+
+
+def test_a_folder_or_fifo_input_is_named_as_such(tmp_path, inputs):
+    one_line_error(gtok("tokenize", "-q", "-u", inputs / "universe.bed", "-o", tmp_path / "x.gtok", tmp_path),
+                   "is a folder")
+    fifo = tmp_path / "pipe.bed"
+    os.mkfifo(fifo)
+    one_line_error(gtok("tokenize", "-q", "-u", inputs / "universe.bed", "-o", tmp_path / "x.gtok", fifo),
+                   "pipe.bed: is not a regular file")
+    start = time.monotonic()  # a FIFO nobody writes to, as the universe: refused at once, no hang
+    one_line_error(gtok("tokenize", "-q", "-u", fifo, "-o", tmp_path / "x.gtok", BEDS[0], timeout=30),
+                   "pipe.bed: is not a regular file")
+    assert time.monotonic() - start < 30 and not (tmp_path / "x.gtok").exists()
