@@ -9,7 +9,7 @@ import pytest
 from conftest import GENIML, GTARS
 
 from gtok.errors import BedFormatError, GtokError
-from gtok.inputs.bed import Intervals, read_bed
+from gtok.sources.bed import Intervals, read_bed
 
 
 def rows(iv: Intervals) -> list[tuple[str, int, int]]:

@@ -31,8 +31,8 @@ from gtok.formats.index import (
     read_index,
     write_index,
 )
-from gtok.inputs.bed import Intervals, parse_bed_bytes, read_bytes
 from gtok.paths import make_folder
+from gtok.sources.bed import Intervals, parse_bed_bytes, read_bytes
 
 POS_BITS = 34  # positions up to 17 Gbp (parsers accept up to 2**32 - 1); chromosome codes take the bits above
 
@@ -110,7 +110,7 @@ class Universe:
         """
         if is_index(path):
             return cls.from_index(path)[0]
-        raw = read_bytes(path, "universe BED")
+        raw = universe_text(path)
         digest = hashlib.sha256(raw).hexdigest()
         cache = _cache_path(digest, cache_dir)
         if cache is not None and cache.is_file():
@@ -300,6 +300,11 @@ def _merge_length_classes(bits: np.ndarray, lengths: np.ndarray, span: float) ->
 def _few(names, shown: int = 3) -> str:
     names = list(names)
     return ", ".join(names[:shown]) + (f", ... ({len(names)} in all)" if len(names) > shown else "")
+
+
+def universe_text(path: str | os.PathLike) -> bytes:
+    """A universe BED's text, decompressed (what its cache and an index are keyed by)."""
+    return read_bytes(path, "universe BED")
 
 
 def expand_ranges(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

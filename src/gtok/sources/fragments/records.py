@@ -1,4 +1,5 @@
-"""Fragment files to one token document per barcode, in bounded memory.
+"""Fragment files to one token document per barcode, in bounded memory: the fragments source of
+`gtok tokenize` (`FragmentsSource`).
 
 gtars' rule (docs/tokenization.md): every fragment, in file order, yields the ids of the universe
 regions it overlaps (ordered by the region's start, end), or one `<unk>` when it overlaps none; a
@@ -17,20 +18,26 @@ from __future__ import annotations
 import os
 import tempfile
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from gtok.errors import GtokError, describe
-from gtok.inputs.fragment_parser import Barcodes, Block, FragmentFile
-from gtok.inputs.fragments import FragmentOptions, first_data_lines, read_barcode_list
-from gtok.inputs.samples import AS_THEY_ARE, CellNames
+from gtok.formats.shard import token_dtype
 from gtok.kernels import kernel
 from gtok.pipeline import prefetched
-from gtok.tokenizer import Tokenizer
+from gtok.sources.base import Batch, Source
+from gtok.sources.fragments import FragmentOptions, first_data_lines, read_barcode_list
+from gtok.sources.fragments.parser import Barcodes, Block, FragmentFile
+from gtok.sources.samples import AS_THEY_ARE, CellNames
 from gtok.universe import POS_BITS
+
+if TYPE_CHECKING:
+    from gtok.sources.labels import CellLabels
+    from gtok.tokenizer import Tokenizer
 
 #: Tokens put together at a time when the documents are assembled (bounds that step's memory).
 WINDOW_TOKENS = 16_000_000
@@ -216,32 +223,47 @@ def _place(out, src, dest, source, lengths):
         out[dest[k] : dest[k] + lengths[k]] = src[source[k] : source[k] + lengths[k]]
 
 
-def write_fragments(writer, tok: Tokenizer, path: str, options: FragmentOptions, labels: dict | None, progress: bool,
-                    names: CellNames = AS_THEY_ARE) -> int:
-    """Tokenize one fragments file into `writer`, one record per kept barcode, named by `names`
-    (its sample's record names) and labelled by `labels` (by record name); returns the records."""
-    keep = names.own(read_barcode_list(options.barcodes)) if options.barcodes else None
-    barcodes = Barcodes(keep, options.part)
-    source = FragmentFile(path, list(tok.universe.chrom_names), barcodes)
-    with tempfile.TemporaryFile(dir=Path(writer.path).parent or ".", prefix=".gtok-fragments-") as spill, _bar(path, progress) as bar:
-        records = FragmentRecords(tok.unk_token_id, tok.universe.search_arrays(), barcodes, spill, writer.dtype)
-        for block in prefetched(source.blocks()):  # parsing on a thread of its own
-            records.add(block)
-            bar.update(source.lines - bar.n)
-        codes = _kept(records, source.fragments, options, keep, path)
-        if codes.size and not records.on_universe:
-            _warn_foreign(tok, path)
-        labelled = 0
-        for part, tokens, lengths in prefetched(records.documents(codes)):  # assembly beside the writes
-            batch = names.names([barcodes.names[c] for c in part.tolist()])
-            batch_labels = [labels.get(n) for n in batch] if labels is not None else None
-            labelled += sum(label is not None for label in batch_labels or ())
-            writer.add_batch(batch, tokens, lengths, batch_labels)
-    if labels and codes.size and not labelled:
-        warnings.warn(f"{describe(path)}: none of its {codes.size:,} cells has a label in the label sheet (matched on "
-                      f"{'record names such as ' + repr(names.name('BARCODE')) if names.sample else 'barcodes'}).",
-                      stacklevel=2)
-    return int(codes.size)
+class FragmentsSource(Source):
+    """One fragments file, a record per kept barcode (chosen by `options`), named by `names` (its
+    sample's record names) and labelled by the label sheet `labels` reads (of `n_samples` fragment
+    inputs; read once, before any record is written)."""
+
+    kind = "fragments"
+
+    def __init__(self, path: str, options: FragmentOptions | None = None, names: CellNames = AS_THEY_ARE,
+                 labels: Callable[[], CellLabels] | None = None, n_samples: int = 1, progress: bool = False):
+        self.path, self.options, self.names, self.progress = path, options or FragmentOptions(), names, progress
+        self._sheet, self._n_samples = labels, n_samples
+        self.labels: dict[str, str | None] | None = None  # by record name
+
+    def check(self, tok: Tokenizer) -> None:
+        if self._sheet is not None:
+            self.labels = self._sheet().of(self.names, self._n_samples)
+
+    def batches(self, tok: Tokenizer, spill_dir: Path) -> Iterator[Batch]:
+        path, options, names, labels = self.path, self.options, self.names, self.labels
+        keep = names.own(read_barcode_list(options.barcodes)) if options.barcodes else None
+        barcodes = Barcodes(keep, options.part)
+        source = FragmentFile(path, list(tok.universe.chrom_names), barcodes)
+        dtype = token_dtype(tok.vocab_size)
+        with tempfile.TemporaryFile(dir=spill_dir, prefix=".gtok-fragments-") as spill, _bar(path, self.progress) as bar:
+            records = FragmentRecords(tok.unk_token_id, tok.universe.search_arrays(), barcodes, spill, dtype)
+            for block in prefetched(source.blocks()):  # parsing on a thread of its own
+                records.add(block)
+                bar.update(source.lines - bar.n)
+            codes = _kept(records, source.fragments, options, keep, path)
+            if codes.size and not records.on_universe:
+                _warn_foreign(tok, path)
+            labelled = 0
+            for part, tokens, lengths in prefetched(records.documents(codes)):  # assembly beside the writes
+                batch = names.names([barcodes.names[c] for c in part.tolist()])
+                batch_labels = [labels.get(n) for n in batch] if labels is not None else None
+                labelled += sum(label is not None for label in batch_labels or ())
+                yield Batch(batch, tokens, lengths, batch_labels)
+        if labels and codes.size and not labelled:
+            warnings.warn(f"{describe(path)}: none of its {codes.size:,} cells has a label in the label sheet (matched "
+                          f"on {'record names such as ' + repr(names.name('BARCODE')) if names.sample else 'barcodes'}).",
+                          stacklevel=2)
 
 
 def _kept(records: FragmentRecords, n_fragments: int, options: FragmentOptions, keep: Sequence[str] | None,
