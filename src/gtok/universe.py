@@ -10,6 +10,9 @@ Positions are folded with the chromosome into one int64 key (`code << 34 | posit
 genome is one sorted array per class and queries of all chromosomes go through in one call.
 Chromosome codes follow the byte order of the names, the order gtars sorts a BED file in, so the
 queries of a file arrive as increasing keys and `searchsorted` walks the arrays in cache order.
+
+Fragment files use the same search one fragment at a time, compiled (`overlap_kernel`, over
+`search_arrays`, with the same key layout); numba is imported only when it is first used.
 """
 
 from __future__ import annotations
@@ -265,6 +268,87 @@ class Universe:
             order = np.argsort(q * len(self) + rank)
             q, rank = q[order], rank[order]
         return q, self._plan.rank_to_id[rank]
+
+
+# -- the compiled search of fragment files ------------------------------------------------------
+
+
+def overlap_kernel():
+    """`_overlap` compiled (gtok.kernels: the ahead-of-time module, else numba's JIT), on first use:
+    numba is imported by the fragment files that need it, never by a BED file's tokenizing."""
+    _compile("_gallop", nogil=True, cache=True, inline="always")  # first: _overlap's compilation binds it
+    return _compile("_overlap", nogil=True, cache=True)
+
+
+def _compile(name: str, **options):
+    """The kernel `name` of this module, compiled once; it then stands in its place here."""
+    fn = globals()[name]
+    if hasattr(fn, "py_func"):  # a numba dispatcher or a gtok.kernels.Kernel already
+        return fn
+    from gtok.kernels import kernel
+
+    compiled = globals()[name] = kernel(**options)(fn)
+    return compiled
+
+
+def _overlap(chroms, starts, ends, start_keys, end_keys, ranks, bounds, maxlen, rank_to_id, unk, out, counts):
+    """Universe.overlaps for one fragment at a time; -1 when `out` is too small (compiled by
+    overlap_kernel, with the length classes of `search_arrays`).
+
+    Fragments come sorted by position, so each search starts from where the previous fragment's
+    ended (a galloping search), which costs a few comparisons instead of a full binary search."""
+    n = 0
+    hits = np.empty(64, np.int64)
+    n_classes = bounds.size - 1
+    lo_at = bounds[:-1].copy()
+    hi_at = bounds[:-1].copy()
+    for i in range(chroms.size):
+        m = 0
+        if chroms[i] >= 0:
+            q_start = (np.int64(chroms[i]) << POS_BITS) | starts[i]
+            q_end = (np.int64(chroms[i]) << POS_BITS) | ends[i]
+            for k in range(n_classes):
+                lo = _gallop(start_keys, bounds[k], bounds[k + 1], q_start - maxlen[k] + 1, lo_at[k])
+                hi = _gallop(start_keys, bounds[k], bounds[k + 1], q_end, hi_at[k])
+                lo_at[k] = lo
+                hi_at[k] = hi
+                for j in range(lo, hi):
+                    if end_keys[j] > q_start:
+                        if m == hits.size:
+                            hits = np.concatenate((hits, np.empty(m, np.int64)))
+                        hits[m] = ranks[j]
+                        m += 1
+            if n_classes > 1:
+                hits[:m].sort()
+        if n + max(m, 1) > out.size:
+            return -1
+        if m == 0:
+            out[n] = unk
+            n += 1
+        for j in range(m):
+            out[n] = rank_to_id[hits[j]]
+            n += 1
+        counts[i] = max(m, 1)
+    return n
+
+
+def _gallop(keys, first, last, x, hint):
+    """The first index in [first, last) whose key is >= x (searchsorted, side left), searched by
+    doubling steps from `hint` in the direction of the answer, then bisection."""
+    if hint > first and keys[hint - 1] >= x:  # the answer lies before the hint
+        lo, hi, step = hint - 1, hint - 1, 1
+        while lo > first and keys[lo - 1] >= x:
+            hi = lo - 1
+            lo = max(first, lo - step)
+            step *= 2
+        return lo + np.searchsorted(keys[lo:hi], x)
+    lo, hi, step = hint, hint, 1
+    while hi < last and keys[hi] < x:
+        lo = hi + 1
+        hi = min(last, hi + step)
+        step *= 2
+    return lo + np.searchsorted(keys[lo:hi], x)
+
 
 
 #: A length class costs two binary searches per query; merging two classes instead costs the

@@ -66,6 +66,7 @@ def build(output: Path = HERE) -> Path:
     from numba.core.registry import CPUDispatcher
     from numba.pycc import CC
 
+    from gtok import universe
     from gtok.sources.fragments import parser as fragment_parser
     from gtok.sources.fragments import records as fragments
 
@@ -74,7 +75,7 @@ def build(output: Path = HERE) -> Path:
     name = module_name()
     cc, table = CC(name), {}
     cc.output_dir = str(output)
-    for module in (fragment_parser, fragments):
+    for module in (fragment_parser, fragments, universe):  # universe's overlap kernel: compiled by _exercise
         for dispatcher in vars(module).values():
             if isinstance(dispatcher, CPUDispatcher) and dispatcher.py_func.__module__ == module.__name__:
                 table[qualified(dispatcher.py_func)] = _export(cc, dispatcher)

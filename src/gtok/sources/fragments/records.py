@@ -6,7 +6,7 @@ regions it overlaps (ordered by the region's start, end), or one `<unk>` when it
 barcode's document is the concatenation over its fragments.
 
 A file is sorted by position, so each barcode's fragments are spread over all of it. Each block
-of lines is tokenized by a compiled overlap search (the same length classes as
+of lines is tokenized by a compiled overlap search (gtok.universe.overlap_kernel, beside
 `Universe.overlaps`), its tokens are grouped by barcode with a counting sort, and the block is
 spilled to an unlinked temporary file beside the output. At the end, the documents are put
 together a window of barcodes at a time from each block's slice, so memory grows with the number
@@ -33,7 +33,7 @@ from gtok.sources.base import Batch, Source
 from gtok.sources.fragments import FragmentOptions, first_data_lines, read_barcode_list
 from gtok.sources.fragments.parser import Barcodes, Block, FragmentFile
 from gtok.sources.samples import AS_THEY_ARE, CellNames
-from gtok.universe import POS_BITS
+from gtok.universe import overlap_kernel
 
 if TYPE_CHECKING:
     from gtok.sources.labels import CellLabels
@@ -128,73 +128,14 @@ class FragmentRecords:
 def overlap_block(search: tuple[np.ndarray, ...], unk: int, block: Block) -> tuple[np.ndarray, np.ndarray]:
     """Every fragment's tokens (ids of the regions it overlaps, or `<unk>`), and their counts."""
     cap = 2 * block.chroms.size + 1024
+    search_kernel = overlap_kernel()
     while True:
         tokens = np.empty(cap, np.int64)
         counts = np.empty(block.chroms.size, np.int64)
-        n = _overlap(block.chroms, block.starts, block.ends, *search, unk, tokens, counts)
+        n = search_kernel(block.chroms, block.starts, block.ends, *search, unk, tokens, counts)
         if n >= 0:
             return tokens[:n], counts
         cap *= 4
-
-
-@kernel(nogil=True, cache=True)
-def _overlap(chroms, starts, ends, start_keys, end_keys, ranks, bounds, maxlen, rank_to_id, unk, out, counts):
-    """Universe.overlaps for one fragment at a time; -1 when `out` is too small.
-
-    Fragments come sorted by position, so each search starts from where the previous fragment's
-    ended (a galloping search), which costs a few comparisons instead of a full binary search."""
-    n = 0
-    hits = np.empty(64, np.int64)
-    n_classes = bounds.size - 1
-    lo_at = bounds[:-1].copy()
-    hi_at = bounds[:-1].copy()
-    for i in range(chroms.size):
-        m = 0
-        if chroms[i] >= 0:
-            q_start = (np.int64(chroms[i]) << POS_BITS) | starts[i]
-            q_end = (np.int64(chroms[i]) << POS_BITS) | ends[i]
-            for k in range(n_classes):
-                lo = _gallop(start_keys, bounds[k], bounds[k + 1], q_start - maxlen[k] + 1, lo_at[k])
-                hi = _gallop(start_keys, bounds[k], bounds[k + 1], q_end, hi_at[k])
-                lo_at[k] = lo
-                hi_at[k] = hi
-                for j in range(lo, hi):
-                    if end_keys[j] > q_start:
-                        if m == hits.size:
-                            hits = np.concatenate((hits, np.empty(m, np.int64)))
-                        hits[m] = ranks[j]
-                        m += 1
-            if n_classes > 1:
-                hits[:m].sort()
-        if n + max(m, 1) > out.size:
-            return -1
-        if m == 0:
-            out[n] = unk
-            n += 1
-        for j in range(m):
-            out[n] = rank_to_id[hits[j]]
-            n += 1
-        counts[i] = max(m, 1)
-    return n
-
-
-@kernel(nogil=True, cache=True, inline="always")
-def _gallop(keys, first, last, x, hint):
-    """The first index in [first, last) whose key is >= x (searchsorted, side left), searched by
-    doubling steps from `hint` in the direction of the answer, then bisection."""
-    if hint > first and keys[hint - 1] >= x:  # the answer lies before the hint
-        lo, hi, step = hint - 1, hint - 1, 1
-        while lo > first and keys[lo - 1] >= x:
-            hi = lo - 1
-            lo = max(first, lo - step)
-            step *= 2
-        return lo + np.searchsorted(keys[lo:hi], x)
-    lo, hi, step = hint, hint, 1
-    while hi < last and keys[hi] < x:
-        lo = hi + 1
-        hi = min(last, hi + step)
-        step *= 2
-    return lo + np.searchsorted(keys[lo:hi], x)
 
 
 @kernel(nogil=True, cache=True)
