@@ -1,6 +1,8 @@
-"""Fragment files (10x-style `chrom start end barcode count ...`): what makes an input one, which
-barcodes to keep, and the words for a bad line. The compiled parser is in
-gtok.sources.fragments.parser, imported only when a fragments file is read (numba takes 0.3 s).
+"""Fragment files (10x-style `chrom start end barcode count ...`), a record per barcode: what makes
+an input one, which barcodes to keep (its options), and the words for a bad line. The compiled
+parser is in gtok.sources.fragments.parser and the source in gtok.sources.fragments.records,
+imported only when a fragments file is read (numba takes 0.3 s); this module stays light, since
+every text input is asked whether it is a fragments file.
 
 Rules (docs/tokenization.md): tab-separated, at least 5 fields (gtars requires the count column,
 and so do we, but neither reads it); `#` lines and blank lines are skipped wherever they are; the
