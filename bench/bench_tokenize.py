@@ -66,12 +66,13 @@ GTOK_CELLS = """
 import sys, time, json
 from gtok import Tokenizer
 from gtok.formats.shard import ShardWriter
-from gtok.build import write_cells
+from gtok.build import write_source
+from gtok.sources.cells import H5adSource
 universe, h5ad, out = sys.argv[1:]
 tok = Tokenizer.from_bed(universe)
 t = time.perf_counter()
 with ShardWriter(out, tok.vocab_size, tok.fingerprint) as w:
-    write_cells(w, tok, h5ad)  # what `gtok tokenize` runs per .h5ad
+    write_source(w, tok, H5adSource(h5ad))  # what `gtok tokenize` runs per .h5ad
 print(json.dumps({"seconds": time.perf_counter() - t}))
 """
 

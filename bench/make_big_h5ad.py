@@ -17,7 +17,7 @@ import time
 import h5py
 import numpy as np
 
-from gtok.inputs.bed import read_bed
+from gtok.sources.bed import read_bed
 
 STR = h5py.string_dtype("utf-8")
 CELL_TYPES = np.array(["B", "T", "NK", "Mono", "DC"], dtype=object)

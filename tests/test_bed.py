@@ -9,7 +9,7 @@ import pytest
 from conftest import GENIML, GTARS, gtars_tokens, gtok, one_line_error
 
 from gtok.errors import BedFormatError, GtokError
-from gtok.inputs.bed import Intervals, read_bed
+from gtok.sources.bed import Intervals, read_bed
 from gtok.tokenizer import Tokenizer
 
 

@@ -12,8 +12,8 @@ import scipy.sparse as sp
 from conftest import GTARS, gtars_regions, gtok, one_line_error, snapshot, write_bed
 
 from gtok import Tokenizer
-from gtok.cells import iter_cell_tokens
 from gtok.errors import GtokError
+from gtok.sources.cells import iter_cell_tokens
 
 PBMC = GTARS / "pbmc_hg38.h5ad"
 
@@ -173,7 +173,7 @@ def big_csr(pbmc):
 @pytest.fixture()
 def small_blocks(monkeypatch):
     """Tiny CSC blocks and a spill that goes to disk at once: every path of the regrouping runs."""
-    import gtok.inputs.h5ad as h5ad
+    import gtok.sources.h5ad as h5ad
 
     monkeypatch.setattr(h5ad, "CSC_BLOCK_ENTRIES", 1000)
     monkeypatch.setattr(h5ad, "CSC_SPILL_IN_MEMORY", 1)  # (0 would mean "never roll over")
@@ -295,7 +295,7 @@ def h5mu(pbmc, tmp_path):
 
 
 def test_h5mu_atac_modality_tokenizes_like_its_h5ad(universe, pbmc, h5mu):
-    from gtok.inputs.h5ad import H5adFile
+    from gtok.sources.h5ad import H5adFile
 
     tok = Tokenizer.from_bed(universe)
     expected = as_lists(tok.encode_anndata(pbmc))
@@ -463,7 +463,7 @@ def test_var_columns_other_than_coordinates_are_not_read(universe, pbmc, tmp_pat
     stops tokenization nor sends the file to anndata: only chr/start/end-like columns are read."""
     import h5py
 
-    from gtok import cells
+    from gtok.sources import cells
 
     monkeypatch.setattr(cells._Cells, "_read_backed", lambda self, why: pytest.fail(f"fell back to anndata: {why}"))
 

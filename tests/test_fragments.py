@@ -12,13 +12,13 @@ from conftest import GENIML, gtars_tokenizer, write_bed
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gtok import fragments
 from gtok.build import tokenize_to_shard
 from gtok.cli import main
 from gtok.errors import GtokError
 from gtok.formats.shard import ShardReader
-from gtok.inputs import fragment_parser
-from gtok.inputs.fragments import FragmentOptions
+from gtok.sources.fragments import FragmentOptions
+from gtok.sources.fragments import parser as fragment_parser
+from gtok.sources.fragments import records as fragments
 
 UNIVERSE = GENIML / "universe.uniq.bed"
 CHROMS = ["chr1", "chr2", "chr10", "chrX", "chrUn_unknown"]  # the last is in no universe
@@ -131,7 +131,7 @@ def test_many_blocks_and_windows_assemble_each_barcode_in_file_order(tmp_path, m
 
 
 def kinds_of(paths) -> dict[str, list[str]]:
-    from gtok.build import input_kinds
+    from gtok.sources import input_kinds
 
     return {k: [Path(p).name for p in v] for k, v in input_kinds([str(p) for p in paths]).items() if v}
 

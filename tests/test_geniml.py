@@ -14,8 +14,9 @@ from conftest import GENIML, gtars_tokens, write_bed
 
 from gtok.cli import main
 from gtok.errors import GtokError
-from gtok.formats.parquet import parquet_vocabulary, read_parquet_records, write_parquet
+from gtok.formats.parquet import write_parquet
 from gtok.formats.shard import ShardReader, write_shard
+from gtok.sources.parquet import parquet_vocabulary, read_parquet_records
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*deprecated:DeprecationWarning")  # geniml's own Region/RegionSet
 

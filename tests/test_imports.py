@@ -169,3 +169,23 @@ def test_the_top_level_names_of_the_torch_layer_load_on_first_use():
             "assert (gtok.embed_anndata, gtok.embed_regions, gtok.Embedder, gtok.load_model) == "
             "(embed.embed_anndata, embed.embed_regions, embed.Embedder, loading.load_model)")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def imported_names(module: str) -> set[str]:
+    """`module.name` for every `from module import name` of a gtok module (TYPE_CHECKING left out)."""
+    path = SRC.joinpath(*module.split("."))
+    path = path / "__init__.py" if path.is_dir() else path.with_suffix(".py")
+    return {f"{node.module}.{a.name}" for node in _runtime_nodes(ast.parse(path.read_text()))
+            if isinstance(node, ast.ImportFrom) and node.level == 0 and (node.module or "").startswith("gtok")
+            for a in node.names}
+
+
+def test_no_module_both_reads_an_input_kind_and_writes_a_shard():
+    """gtok.sources read inputs and never touch the shard writer; gtok.build writes shards and parses
+    no input itself: it takes the sources whole (gtok.sources and their protocol), never a kind's module."""
+    graph = import_graph()
+    sources = [m for m in graph if m == "gtok.sources" or m.startswith("gtok.sources.")]
+    assert {"gtok.sources.bed", "gtok.sources.cells", "gtok.sources.fragments.records", "gtok.sources.parquet"} <= set(sources)
+    writers = {"gtok.formats.shard.ShardWriter", "gtok.formats.shard.write_shard", "gtok.build"}
+    assert {m: imported_names(m) & writers for m in sources} == {m: set() for m in sources}
+    assert {m for m in graph["gtok.build"] if m.startswith("gtok.sources")} <= {"gtok.sources", "gtok.sources.base"}

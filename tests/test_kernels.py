@@ -88,7 +88,7 @@ def test_type_keys_are_numbas_types(value):
 def test_arguments_of_other_types_run_through_the_jit(built):
     """_place was compiled for the shards' uint16 and uint32 tokens; int8 arrays must not reach
     those exports (a fresh process, so that the module is loaded whatever this one imported)."""
-    code = ("import numpy as np; from gtok import fragments, kernels; "
+    code = ("import numpy as np; from gtok import kernels; from gtok.sources.fragments import records as fragments; "
             "assert isinstance(fragments._place, kernels.Kernel); "
             "out = np.zeros(6, np.int8); src = np.arange(1, 7, dtype=np.int8); idx = np.array([0, 3]); "
             "fragments._place(out, src, idx, np.array([3, 0]), np.array([3, 3])); "
@@ -108,7 +108,7 @@ def test_compiled_kernels_release_the_gil(built):
     the main thread sleeps (holding the GIL, the kernels let it count about 30 times slower)."""
     code = """
 import threading, time, numpy as np
-from gtok import fragments, kernels
+from gtok import kernels; from gtok.sources.fragments import records as fragments
 assert isinstance(fragments._place, kernels.Kernel)
 n = 1 << 26
 out, src = np.zeros(n, np.uint32), np.frombuffer(np.ones(n, np.uint32).tobytes(), np.uint32)

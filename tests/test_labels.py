@@ -1,4 +1,4 @@
-"""Label sheets (gtok.inputs.labels): the encodings spreadsheets save them in, and one clear line
+"""Label sheets (gtok.sources.labels): the encodings spreadsheets save them in, and one clear line
 for a sheet that cannot be used."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import pytest
 from conftest import gtok, one_line_error, snapshot
 
 from gtok.errors import GtokError
-from gtok.inputs.labels import read_barcode_labels, read_label_sheet, read_sheet
+from gtok.sources.labels import read_barcode_labels, read_label_sheet, read_sheet
 
 TEXT = "barcode\tlabel\nAAAC-1\tB cell\nTTTG-1\tcaf\u00e9\n"
 

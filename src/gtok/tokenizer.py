@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from gtok.errors import GtokError
-from gtok.inputs.bed import Intervals, read_bed
+from gtok.sources.bed import Intervals, read_sorted
 from gtok.universe import Universe
 from gtok.vocabulary import SPECIAL_TOKENS, Vocabulary
 
@@ -144,7 +144,7 @@ class Tokenizer:
         """One LongTensor per cell, in `obs` order, from an AnnData or an `.h5ad` path."""
         import torch
 
-        from gtok.cells import iter_cell_tokens
+        from gtok.sources.cells import iter_cell_tokens
 
         out: list[torch.Tensor] = []
         for chunk in iter_cell_tokens(self, adata, chunk_rows=chunk_rows):
@@ -171,7 +171,7 @@ def to_intervals(source: Any) -> Intervals:
     if isinstance(source, Intervals):
         return source
     if isinstance(source, (str, os.PathLike)):
-        return read_bed(source).sorted_like_files()
+        return read_sorted(source)
     module = type(source).__module__
     if module.startswith("pyranges"):
         df = source.df

@@ -10,6 +10,9 @@ Positions are folded with the chromosome into one int64 key (`code << 34 | posit
 genome is one sorted array per class and queries of all chromosomes go through in one call.
 Chromosome codes follow the byte order of the names, the order gtars sorts a BED file in, so the
 queries of a file arrive as increasing keys and `searchsorted` walks the arrays in cache order.
+
+Fragment files use the same search one fragment at a time, compiled (`overlap_kernel`, over
+`search_arrays`, with the same key layout); numba is imported only when it is first used.
 """
 
 from __future__ import annotations
@@ -31,8 +34,8 @@ from gtok.formats.index import (
     read_index,
     write_index,
 )
-from gtok.inputs.bed import Intervals, parse_bed_bytes, read_bytes
 from gtok.paths import make_folder
+from gtok.sources.bed import Intervals, parse_bed_bytes, read_bytes
 
 POS_BITS = 34  # positions up to 17 Gbp (parsers accept up to 2**32 - 1); chromosome codes take the bits above
 
@@ -110,7 +113,7 @@ class Universe:
         """
         if is_index(path):
             return cls.from_index(path)[0]
-        raw = read_bytes(path, "universe BED")
+        raw = universe_text(path)
         digest = hashlib.sha256(raw).hexdigest()
         cache = _cache_path(digest, cache_dir)
         if cache is not None and cache.is_file():
@@ -267,6 +270,87 @@ class Universe:
         return q, self._plan.rank_to_id[rank]
 
 
+# -- the compiled search of fragment files ------------------------------------------------------
+
+
+def overlap_kernel():
+    """`_overlap` compiled (gtok.kernels: the ahead-of-time module, else numba's JIT), on first use:
+    numba is imported by the fragment files that need it, never by a BED file's tokenizing."""
+    _compile("_gallop", nogil=True, cache=True, inline="always")  # first: _overlap's compilation binds it
+    return _compile("_overlap", nogil=True, cache=True)
+
+
+def _compile(name: str, **options):
+    """The kernel `name` of this module, compiled once; it then stands in its place here."""
+    fn = globals()[name]
+    if hasattr(fn, "py_func"):  # a numba dispatcher or a gtok.kernels.Kernel already
+        return fn
+    from gtok.kernels import kernel
+
+    compiled = globals()[name] = kernel(**options)(fn)
+    return compiled
+
+
+def _overlap(chroms, starts, ends, start_keys, end_keys, ranks, bounds, maxlen, rank_to_id, unk, out, counts):
+    """Universe.overlaps for one fragment at a time; -1 when `out` is too small (compiled by
+    overlap_kernel, with the length classes of `search_arrays`).
+
+    Fragments come sorted by position, so each search starts from where the previous fragment's
+    ended (a galloping search), which costs a few comparisons instead of a full binary search."""
+    n = 0
+    hits = np.empty(64, np.int64)
+    n_classes = bounds.size - 1
+    lo_at = bounds[:-1].copy()
+    hi_at = bounds[:-1].copy()
+    for i in range(chroms.size):
+        m = 0
+        if chroms[i] >= 0:
+            q_start = (np.int64(chroms[i]) << POS_BITS) | starts[i]
+            q_end = (np.int64(chroms[i]) << POS_BITS) | ends[i]
+            for k in range(n_classes):
+                lo = _gallop(start_keys, bounds[k], bounds[k + 1], q_start - maxlen[k] + 1, lo_at[k])
+                hi = _gallop(start_keys, bounds[k], bounds[k + 1], q_end, hi_at[k])
+                lo_at[k] = lo
+                hi_at[k] = hi
+                for j in range(lo, hi):
+                    if end_keys[j] > q_start:
+                        if m == hits.size:
+                            hits = np.concatenate((hits, np.empty(m, np.int64)))
+                        hits[m] = ranks[j]
+                        m += 1
+            if n_classes > 1:
+                hits[:m].sort()
+        if n + max(m, 1) > out.size:
+            return -1
+        if m == 0:
+            out[n] = unk
+            n += 1
+        for j in range(m):
+            out[n] = rank_to_id[hits[j]]
+            n += 1
+        counts[i] = max(m, 1)
+    return n
+
+
+def _gallop(keys, first, last, x, hint):
+    """The first index in [first, last) whose key is >= x (searchsorted, side left), searched by
+    doubling steps from `hint` in the direction of the answer, then bisection."""
+    if hint > first and keys[hint - 1] >= x:  # the answer lies before the hint
+        lo, hi, step = hint - 1, hint - 1, 1
+        while lo > first and keys[lo - 1] >= x:
+            hi = lo - 1
+            lo = max(first, lo - step)
+            step *= 2
+        return lo + np.searchsorted(keys[lo:hi], x)
+    lo, hi, step = hint, hint, 1
+    while hi < last and keys[hi] < x:
+        lo = hi + 1
+        hi = min(last, hi + step)
+        step *= 2
+    return lo + np.searchsorted(keys[lo:hi], x)
+
+
+
 #: A length class costs two binary searches per query; merging two classes instead costs the
 #: extra candidates that the wider search window lets in. Merge while those stay below this many
 #: per query (a candidate costs about a tenth of a binary search).
@@ -300,6 +384,11 @@ def _merge_length_classes(bits: np.ndarray, lengths: np.ndarray, span: float) ->
 def _few(names, shown: int = 3) -> str:
     names = list(names)
     return ", ".join(names[:shown]) + (f", ... ({len(names)} in all)" if len(names) > shown else "")
+
+
+def universe_text(path: str | os.PathLike) -> bytes:
+    """A universe BED's text, decompressed (what its cache and an index are keyed by)."""
+    return read_bytes(path, "universe BED")
 
 
 def expand_ranges(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

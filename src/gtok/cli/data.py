@@ -7,7 +7,7 @@ import sys
 
 from gtok.cli.common import add_command, add_quiet, non_negative_int, part, positive_float, positive_int
 from gtok.errors import GtokError
-from gtok.inputs.h5ad import DEFAULT_MODALITY
+from gtok.sources.h5ad import DEFAULT_MODALITY
 
 
 def _add_tokenize(sub) -> None:
@@ -57,7 +57,7 @@ def _add_tokenize(sub) -> None:
 
 def _run_tokenize(args: argparse.Namespace) -> int:
     from gtok.build import tokenize_to_shard
-    from gtok.inputs.fragments import FragmentOptions
+    from gtok.sources.fragments import FragmentOptions
 
     tokenize_to_shard(
         inputs=args.inputs,

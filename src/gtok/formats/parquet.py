@@ -5,7 +5,8 @@ from a `tokens` column of integer lists; so `gtok export-parquet` writes shards 
 `gtok tokenize` takes such a table back as input (layout in docs/format.md). A token id means
 nothing without its vocabulary, so the writer records the vocabulary's size and fingerprint in
 the schema metadata, and the reader refuses ids or a fingerprint that do not fit the universe it
-is given. Both stream in row batches, so memory holds one batch whatever the file's size.
+is given (gtok.sources.parquet). Both stream in row batches, so memory holds one batch whatever the
+file's size.
 
 pyarrow is imported only inside the functions: `gtok tokenize` of BED files must not pay for it.
 """
@@ -20,9 +21,9 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import numpy as np
 
 from gtok.atomic import atomic_path
-from gtok.errors import FingerprintMismatchError, GtokError, describe
+from gtok.errors import GtokError, describe
 from gtok.formats.manifest import common_vocabulary, id_problem
-from gtok.paths import has_magic, input_file, output_file
+from gtok.paths import has_magic, output_file
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -35,8 +36,6 @@ META_FINGERPRINT = b"gtok.fingerprint"
 META_VERSION = b"gtok.version"
 #: Tokens per written row group: bounds the writer's memory, and keeps list offsets within int32.
 BATCH_TOKENS = 1 << 24
-#: Rows per batch when reading.
-BATCH_ROWS = 65536
 
 
 class ParquetExport(NamedTuple):
@@ -50,16 +49,7 @@ class ParquetExport(NamedTuple):
     fingerprint: str | None
 
 
-class RecordBatch(NamedTuple):
-    """A batch of records as `ShardWriter.add_batch` takes them: names, concatenated ids, lengths, labels."""
-
-    names: list[str]
-    tokens: np.ndarray
-    lengths: np.ndarray
-    labels: list[str | None] | None
-
-
-def _pyarrow() -> tuple[Any, Any]:
+def import_pyarrow() -> tuple[Any, Any]:
     """(pyarrow, pyarrow.parquet), or one line saying how to get them."""
     try:
         import pyarrow as pa
@@ -82,7 +72,7 @@ def write_parquet(readers_or_shard_paths: Sequence[ShardReader | str | os.PathLi
     """
     from gtok.formats.shard import ShardReader
 
-    pa, pq = _pyarrow()
+    pa, pq = import_pyarrow()
     if not readers_or_shard_paths:
         raise GtokError("give at least one shard to export.")
     readers = [r if isinstance(r, ShardReader) else ShardReader(r) for r in readers_or_shard_paths]
@@ -134,134 +124,3 @@ def _shard_tables(pa: Any, schema: pa.Schema, reader: ShardReader) -> Iterator[p
         label = pa.array(labels[lo:hi] if labels is not None else [None] * (hi - lo), pa.string())
         yield pa.Table.from_arrays([pa.array(names[lo:hi], pa.string()), tokens, label], schema=schema)
         lo = hi
-
-
-# -- reading ----------------------------------------------------------------------------------------
-
-
-def parquet_vocabulary(path: str | os.PathLike) -> tuple[int | None, str | None]:
-    """The (vocabulary size, fingerprint) a gtok-written parquet records; None for what it does not."""
-    return _recorded_vocabulary(_open(path))
-
-
-def read_parquet_records(path: str | os.PathLike, vocab_size: int | None = None, fingerprint: str | None = None,
-                         batch_rows: int = BATCH_ROWS) -> Iterator[RecordBatch]:
-    """Yield the records of a token parquet as (names, tokens int64, lengths int64, labels) batches.
-
-    `tokens` must be a column of integer lists; `name` (else records are `row{i}`) and `label`
-    are optional (labels is None without that column). With the universe's `vocab_size` and
-    `fingerprint`, ids outside the vocabulary and a file whose recorded fingerprint differs are
-    refused, one line naming the file: `gtok tokenize` writes the records into a shard of that
-    vocabulary, and the ids must mean its regions. The file is checked before the first batch.
-    """
-    pf = _open(path)
-    name = describe(path)
-    columns = _columns(pf.schema_arrow, name)
-    recorded_size, recorded_fp = _recorded_vocabulary(pf)
-    _check_vocabulary(name, recorded_size, recorded_fp, vocab_size, fingerprint)
-    return _batches(pf, columns, name, vocab_size if vocab_size is not None else recorded_size, batch_rows)
-
-
-def _batches(pf: Any, columns: list[str], name: str, vocab_size: int | None, batch_rows: int) -> Iterator[RecordBatch]:
-    row = 0
-    for batch in pf.iter_batches(batch_size=batch_rows, columns=columns):
-        yield _records(batch, row, name, vocab_size)
-        row += batch.num_rows
-
-
-def _recorded_vocabulary(pf: Any) -> tuple[int | None, str | None]:
-    meta = pf.schema_arrow.metadata or {}
-    size, fingerprint = meta.get(META_VOCAB_SIZE), meta.get(META_FINGERPRINT)
-    return (int(size) if size and size.isdigit() else None), (fingerprint.decode() if fingerprint else None)
-
-
-def _open(path: str | os.PathLike) -> Any:
-    """A `pyarrow.parquet.ParquetFile`, or one line saying why the file is not one."""
-    _, pq = _pyarrow()
-    name = describe(path)
-    input_file(path, "parquet file")
-    if not has_magic(PARQUET_MAGIC)(path):
-        raise GtokError(f"{name}: not a parquet file (it does not start with 'PAR1').")
-    try:
-        return pq.ParquetFile(path)
-    except Exception as exc:  # pyarrow raises ArrowInvalid, OSError ... for a damaged file
-        raise GtokError(f"{name}: not a readable parquet file ({type(exc).__name__}: {exc}).") from None
-
-
-def _columns(schema: pa.Schema, name: str) -> list[str]:
-    """The columns to read, once `tokens` is known to hold lists of integers."""
-    import pyarrow as pa
-
-    if "tokens" not in schema.names:
-        raise GtokError(f"{name}: has no 'tokens' column (its columns: {', '.join(schema.names) or 'none'}); "
-                        "a token parquet holds one list of token ids per row in 'tokens'.")
-    kind = schema.field("tokens").type
-    is_list = pa.types.is_list(kind) or pa.types.is_large_list(kind) or pa.types.is_fixed_size_list(kind)
-    if not (is_list and pa.types.is_integer(kind.value_type)):
-        raise GtokError(f"{name}: its 'tokens' column is {kind}, not a list of integers (token ids).")
-    return [c for c in ("name", "tokens", "label") if c in schema.names]
-
-
-def _check_vocabulary(name: str, recorded_size: int | None, recorded_fp: str | None,
-                      vocab_size: int | None, fingerprint: str | None) -> None:
-    """Refuse a file whose recorded vocabulary is not the given one (unknown on either side passes)."""
-    if fingerprint and recorded_fp and fingerprint != recorded_fp:
-        raise FingerprintMismatchError(f"{name}: tokenized with vocabulary {recorded_fp[:12]}, not with this "
-                                       f"universe's {fingerprint[:12]}; use the universe it was tokenized with.")
-    if vocab_size is not None and recorded_size is not None and vocab_size != recorded_size:
-        raise FingerprintMismatchError(f"{name}: tokenized with a vocabulary of {recorded_size} tokens, not with this "
-                                       f"universe's {vocab_size}; use the universe it was tokenized with.")
-
-
-def _records(batch: pa.RecordBatch, row0: int, name: str, vocab_size: int | None) -> RecordBatch:
-    """One batch of rows as a RecordBatch, its ids checked (no nulls, within the vocabulary)."""
-    column = batch.column(batch.schema.get_field_index("tokens"))
-    if column.null_count:
-        raise GtokError(f"{name}: row {row0 + _first_null(column)} has no tokens (null); every row needs a list of ids.")
-    lengths = np.asarray(column.value_lengths(), dtype=np.int64)
-    values = column.flatten()
-    if values.null_count:
-        row = row0 + _row_of(lengths, _first_null(values))
-        raise GtokError(f"{name}: row {row} holds a null token id; every id must be an integer.")
-    ids = values.to_numpy(zero_copy_only=False)
-    _check_ids(ids, lengths, row0, name, vocab_size)
-    names = _strings(batch, "name")
-    if names is None or None in names:  # unnamed rows are named by their row
-        names = [n if n is not None else f"row{row0 + i}" for i, n in enumerate(names or [None] * batch.num_rows)]
-    return RecordBatch(names, ids.astype(np.int64, copy=False), lengths, _strings(batch, "label"))
-
-
-def _check_ids(ids: np.ndarray, lengths: np.ndarray, row0: int, name: str, vocab_size: int | None) -> None:
-    """Negative ids, and ids >= vocab_size when it is known, are refused with the row they are in."""
-    if not ids.size or (ids.min() >= 0 and (vocab_size is None or ids.max() < vocab_size)):
-        return
-    bad = ids < 0 if vocab_size is None else (ids < 0) | (ids >= vocab_size)
-    at = int(np.argmax(bad))
-    row = row0 + _row_of(lengths, at)
-    value = int(ids[at])
-    if value < 0:
-        raise GtokError(f"{name}: row {row} has the negative token id {value}; token ids are 0 or more.")
-    raise GtokError(f"{name}: row {row} has token id {value}, outside the vocabulary of {vocab_size} tokens "
-                    f"(ids 0..{vocab_size - 1}); it was tokenized with another universe.")
-
-
-def _row_of(lengths: np.ndarray, at: int) -> int:
-    """The row (from 0) that holds flat position `at` of rows of these lengths."""
-    return int(np.searchsorted(np.cumsum(lengths), at, side="right"))
-
-
-def _strings(batch: pa.RecordBatch, column: str) -> list[str | None] | None:
-    """A column as Python strings (other types are cast), None when the batch has no such column."""
-    import pyarrow as pa
-
-    index = batch.schema.get_field_index(column)
-    if index < 0:
-        return None
-    values = batch.column(index)
-    if not (pa.types.is_string(values.type) or pa.types.is_large_string(values.type)):
-        values = values.cast(pa.string())
-    return values.to_pylist()
-
-
-def _first_null(array: pa.Array) -> int:
-    return int(np.argmax(np.asarray(array.is_null())))

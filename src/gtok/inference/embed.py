@@ -100,7 +100,7 @@ def embed_anndata(
     the result, whatever the number of cells."""
     from tqdm import tqdm
 
-    from gtok.cells import iter_cell_tokens
+    from gtok.sources.cells import iter_cell_tokens
 
     embedder = Embedder(model, universe, device, batch_size)
     parts = []
@@ -137,7 +137,7 @@ def embed_to_files(
 ) -> Path:
     """`gtok embed`: BED files -> OUT.npy + OUT.names.txt, or one .h5ad -> a copy with obsm['X_gtok']."""
     from gtok.formats.shard import record_name
-    from gtok.inputs.h5ad import reading
+    from gtok.sources.h5ad import reading
 
     for path in inputs:
         input_file(path)

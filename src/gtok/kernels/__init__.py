@@ -32,7 +32,7 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent  # the built module and its table go here
 #: The files (in gtok/) whose kernels are compiled; any change to them makes a built module stale.
-SOURCES = ("inputs/fragment_parser.py", "fragments.py", "kernels/__init__.py", "kernels/__main__.py")
+SOURCES = ("sources/fragments/parser.py", "sources/fragments/records.py", "universe.py", "kernels/__init__.py", "kernels/__main__.py")
 _AOT: tuple[Any, dict[str, dict[tuple, str]]] | None | bool = False  # False: not looked up yet
 
 

@@ -44,8 +44,8 @@ def _exercise(folder: Path) -> None:
     tokens gives uint16 shards, a larger one uint32), a barcode list, a part of a file, and more
     barcodes than the parser's first table holds (it grows)."""
     from gtok.build import tokenize_to_shard
-    from gtok.inputs.fragment_parser import Table
-    from gtok.inputs.fragments import FragmentOptions
+    from gtok.sources.fragments import FragmentOptions
+    from gtok.sources.fragments.parser import Table
 
     fragments = folder / "f.tsv"
     lines = Table().values.size + 1000
@@ -66,15 +66,16 @@ def build(output: Path = HERE) -> Path:
     from numba.core.registry import CPUDispatcher
     from numba.pycc import CC
 
-    from gtok import fragments
-    from gtok.inputs import fragment_parser
+    from gtok import universe
+    from gtok.sources.fragments import parser as fragment_parser
+    from gtok.sources.fragments import records as fragments
 
     with tempfile.TemporaryDirectory(prefix="gtok-kernels-") as scratch:
         _exercise(Path(scratch))
     name = module_name()
     cc, table = CC(name), {}
     cc.output_dir = str(output)
-    for module in (fragment_parser, fragments):
+    for module in (fragment_parser, fragments, universe):  # universe's overlap kernel: compiled by _exercise
         for dispatcher in vars(module).values():
             if isinstance(dispatcher, CPUDispatcher) and dispatcher.py_func.__module__ == module.__name__:
                 table[qualified(dispatcher.py_func)] = _export(cc, dispatcher)

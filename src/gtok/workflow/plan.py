@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gtok.errors import GtokError
-from gtok.inputs.samples import DEFAULT_NAME_FORMAT
 from gtok.modelspec import parse_model, resolve_model
 from gtok.options import DataOptions, check_mixture, check_train_config, make_config
+from gtok.sources.samples import DEFAULT_NAME_FORMAT
 from gtok.workflow.samples import (
     bed_rows,
     check_cell_samples,

@@ -13,8 +13,8 @@ import os
 
 from gtok.errors import GtokError
 from gtok.formats.shard import record_name
-from gtok.inputs.labels import read_sheet, sheet_header
-from gtok.inputs.samples import check_name_format, check_sample, sample_of
+from gtok.sources.labels import read_sheet, sheet_header
+from gtok.sources.samples import check_name_format, check_sample, sample_of
 
 
 def refuse_braces(path: str, what: str, fix: str = "rename the file") -> None:

@@ -1,4 +1,5 @@
-"""Single-cell matrices (AnnData / `.h5ad`) to one token document per cell, vectorized.
+"""Single-cell matrices (AnnData / `.h5ad` / `.h5mu`) to one token document per cell, vectorized:
+the h5ad source of `gtok tokenize` (`H5adSource`, its options in `CellOptions`).
 
 A cell's document is its nonzero columns in column order, each column standing for its peak
 region. Instead of tokenizing every cell's regions (what geniml does, one gtars call per cell), the
@@ -6,7 +7,7 @@ peaks are tokenized once, giving each column its token list; then a whole chunk 
 gather over those lists, driven by the sparse matrix's own index arrays.
 
 An `.h5ad` path (or one modality of an `.h5mu`) is read a row chunk at a time with h5py (see
-gtok.inputs.h5ad), so memory stays bounded whatever the file's size; an AnnData object is sliced the
+gtok.sources.h5ad), so memory stays bounded whatever the file's size; an AnnData object is sliced the
 same way. CSC matrices, on disk or in memory, are regrouped into row chunks in one pass.
 """
 
@@ -17,14 +18,18 @@ import re
 import warnings
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import numpy as np
 
 from gtok.errors import GtokError
-from gtok.inputs import DEFAULT_MODALITY
-from gtok.inputs.bed import Intervals, chromosome_names, coordinates
-from gtok.inputs.h5ad import (
+from gtok.paths import input_file
+from gtok.pipeline import prefetched
+from gtok.sources.base import Batch, Source, progress_bar
+from gtok.sources.bed import Intervals, chromosome_names, coordinates
+from gtok.sources.h5ad import (
+    DEFAULT_MODALITY,
     CscArrays,
     CsrRows,
     H5adFile,
@@ -37,7 +42,7 @@ from gtok.inputs.h5ad import (
     matrix,
     reading,
 )
-from gtok.paths import input_file
+from gtok.sources.samples import AS_THEY_ARE, CellNames
 from gtok.universe import expand_ranges
 
 if TYPE_CHECKING:
@@ -51,11 +56,55 @@ _COORDINATE_COLUMNS = {*_CHROM_COLUMNS, "start", *_END_COLUMNS, "idx"}
 
 
 @dataclass(frozen=True)
-class CellChunk:
-    names: list[str]
-    tokens: np.ndarray  # integer ids (int32 or int64), all cells of the chunk concatenated
-    lengths: np.ndarray  # int64, one per cell
-    labels: list[str | None] | None
+class CellOptions:
+    """What `gtok tokenize` may be told about .h5ad and .h5mu inputs (their flags in comments)."""
+
+    rows: tuple[int, int] | None = None  # --rows START:STOP, of one .h5ad
+    label_key: str | None = None  # --label-key COLUMN of obs
+    chunk_rows: int = 2048  # --chunk-rows
+    modality: str = DEFAULT_MODALITY  # --modality, of an .h5mu
+    tile_width: int | None = None  # --tile-width
+    layer: str | None = None  # --layer
+
+    @classmethod
+    def of(cls, rows: str | None, label_key: str | None = None, chunk_rows: int = 2048,
+           modality: str = DEFAULT_MODALITY, tile_width: int | None = None, layer: str | None = None) -> "CellOptions":
+        """The options with `rows` as the command line gives it, START:STOP, parsed and checked."""
+        return cls(_parse_rows(rows), label_key, chunk_rows, modality, tile_width, layer)
+
+
+def _parse_rows(rows: str | None) -> tuple[int, int] | None:
+    if rows is None:
+        return None
+    try:
+        start, stop = (int(x) for x in rows.split(":"))
+    except ValueError:
+        raise GtokError(f"--rows {rows!r}: expected START:STOP, two integers like 0:50000.") from None
+    if not 0 <= start <= stop:
+        raise GtokError(f"--rows {rows!r}: need 0 <= START <= STOP.")
+    return start, stop
+
+
+class H5adSource(Source):
+    """One .h5ad (or .h5mu) file, a record per cell, named by `names`. The next chunk is read and
+    tokenized on a thread while this one is written, since both release the GIL for most of their
+    time."""
+
+    kind = "h5ad"
+
+    def __init__(self, path: str, options: CellOptions | None = None, names: CellNames = AS_THEY_ARE,
+                 progress: bool = False):
+        self.path, self.options, self.names, self.progress = path, options or CellOptions(), names, progress
+
+    def batches(self, tok: Tokenizer, spill_dir: Path) -> Iterator[Batch]:
+        o = self.options
+        bar = progress_bar(None, self.progress, desc=os.path.basename(self.path), unit="cell")
+        chunks = iter_cell_tokens(tok, self.path, rows=o.rows, chunk_rows=o.chunk_rows, label_key=o.label_key,
+                                  modality=o.modality, tile_width=o.tile_width, spill_dir=str(spill_dir), layer=o.layer)
+        for chunk in prefetched(chunks):
+            yield Batch(self.names.names(chunk.names), chunk.tokens, chunk.lengths, chunk.labels)
+            if bar is not None:
+                bar.update(len(chunk.names))
 
 
 def var_intervals(columns: Mapping[str, Any], var_names: Any, source: str, tile_width: int | None = None) -> Intervals:
@@ -351,7 +400,7 @@ def iter_cell_tokens(
     tile_width: int | None = None,
     spill_dir: str | None = None,
     layer: str | None = None,
-) -> Iterator[CellChunk]:
+) -> Iterator[Batch]:
     """Tokenize cells `rows=(start, stop)` (default all) in chunks of `chunk_rows`, in bounded memory.
 
     `source`: an AnnData, a MuData, or an `.h5ad` / `.h5mu` path; of a MuData, the cells of
@@ -379,7 +428,7 @@ def iter_cell_tokens(
         for block in cells.row_blocks(start, stop, chunk_rows, spill_dir):
             b = a + block.indptr.size - 1
             tokens, lengths = columns.tokenize(checked_block(block, cells.n_vars, a, cells.name))
-            yield CellChunk([str(n) for n in names[a:b]], tokens, lengths, None if labels is None else list(labels[a:b]))
+            yield Batch([str(n) for n in names[a:b]], tokens, lengths, None if labels is None else list(labels[a:b]))
             a = b
     except NotCounts as bad:
         raise GtokError(cells.not_counts(bad, names, regions)) from None

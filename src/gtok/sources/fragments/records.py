@@ -1,11 +1,12 @@
-"""Fragment files to one token document per barcode, in bounded memory.
+"""Fragment files to one token document per barcode, in bounded memory: the fragments source of
+`gtok tokenize` (`FragmentsSource`).
 
 gtars' rule (docs/tokenization.md): every fragment, in file order, yields the ids of the universe
 regions it overlaps (ordered by the region's start, end), or one `<unk>` when it overlaps none; a
 barcode's document is the concatenation over its fragments.
 
 A file is sorted by position, so each barcode's fragments are spread over all of it. Each block
-of lines is tokenized by a compiled overlap search (the same length classes as
+of lines is tokenized by a compiled overlap search (gtok.universe.overlap_kernel, beside
 `Universe.overlaps`), its tokens are grouped by barcode with a counting sort, and the block is
 spilled to an unlinked temporary file beside the output. At the end, the documents are put
 together a window of barcodes at a time from each block's slice, so memory grows with the number
@@ -17,20 +18,26 @@ from __future__ import annotations
 import os
 import tempfile
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from gtok.errors import GtokError, describe
-from gtok.inputs.fragment_parser import Barcodes, Block, FragmentFile
-from gtok.inputs.fragments import FragmentOptions, first_data_lines, read_barcode_list
-from gtok.inputs.samples import AS_THEY_ARE, CellNames
+from gtok.formats.shard import token_dtype
 from gtok.kernels import kernel
 from gtok.pipeline import prefetched
-from gtok.tokenizer import Tokenizer
-from gtok.universe import POS_BITS
+from gtok.sources.base import Batch, Source
+from gtok.sources.fragments import FragmentOptions, first_data_lines, read_barcode_list
+from gtok.sources.fragments.parser import Barcodes, Block, FragmentFile
+from gtok.sources.samples import AS_THEY_ARE, CellNames
+from gtok.universe import overlap_kernel
+
+if TYPE_CHECKING:
+    from gtok.sources.labels import CellLabels
+    from gtok.tokenizer import Tokenizer
 
 #: Tokens put together at a time when the documents are assembled (bounds that step's memory).
 WINDOW_TOKENS = 16_000_000
@@ -121,73 +128,14 @@ class FragmentRecords:
 def overlap_block(search: tuple[np.ndarray, ...], unk: int, block: Block) -> tuple[np.ndarray, np.ndarray]:
     """Every fragment's tokens (ids of the regions it overlaps, or `<unk>`), and their counts."""
     cap = 2 * block.chroms.size + 1024
+    search_kernel = overlap_kernel()
     while True:
         tokens = np.empty(cap, np.int64)
         counts = np.empty(block.chroms.size, np.int64)
-        n = _overlap(block.chroms, block.starts, block.ends, *search, unk, tokens, counts)
+        n = search_kernel(block.chroms, block.starts, block.ends, *search, unk, tokens, counts)
         if n >= 0:
             return tokens[:n], counts
         cap *= 4
-
-
-@kernel(nogil=True, cache=True)
-def _overlap(chroms, starts, ends, start_keys, end_keys, ranks, bounds, maxlen, rank_to_id, unk, out, counts):
-    """Universe.overlaps for one fragment at a time; -1 when `out` is too small.
-
-    Fragments come sorted by position, so each search starts from where the previous fragment's
-    ended (a galloping search), which costs a few comparisons instead of a full binary search."""
-    n = 0
-    hits = np.empty(64, np.int64)
-    n_classes = bounds.size - 1
-    lo_at = bounds[:-1].copy()
-    hi_at = bounds[:-1].copy()
-    for i in range(chroms.size):
-        m = 0
-        if chroms[i] >= 0:
-            q_start = (np.int64(chroms[i]) << POS_BITS) | starts[i]
-            q_end = (np.int64(chroms[i]) << POS_BITS) | ends[i]
-            for k in range(n_classes):
-                lo = _gallop(start_keys, bounds[k], bounds[k + 1], q_start - maxlen[k] + 1, lo_at[k])
-                hi = _gallop(start_keys, bounds[k], bounds[k + 1], q_end, hi_at[k])
-                lo_at[k] = lo
-                hi_at[k] = hi
-                for j in range(lo, hi):
-                    if end_keys[j] > q_start:
-                        if m == hits.size:
-                            hits = np.concatenate((hits, np.empty(m, np.int64)))
-                        hits[m] = ranks[j]
-                        m += 1
-            if n_classes > 1:
-                hits[:m].sort()
-        if n + max(m, 1) > out.size:
-            return -1
-        if m == 0:
-            out[n] = unk
-            n += 1
-        for j in range(m):
-            out[n] = rank_to_id[hits[j]]
-            n += 1
-        counts[i] = max(m, 1)
-    return n
-
-
-@kernel(nogil=True, cache=True, inline="always")
-def _gallop(keys, first, last, x, hint):
-    """The first index in [first, last) whose key is >= x (searchsorted, side left), searched by
-    doubling steps from `hint` in the direction of the answer, then bisection."""
-    if hint > first and keys[hint - 1] >= x:  # the answer lies before the hint
-        lo, hi, step = hint - 1, hint - 1, 1
-        while lo > first and keys[lo - 1] >= x:
-            hi = lo - 1
-            lo = max(first, lo - step)
-            step *= 2
-        return lo + np.searchsorted(keys[lo:hi], x)
-    lo, hi, step = hint, hint, 1
-    while hi < last and keys[hi] < x:
-        lo = hi + 1
-        hi = min(last, hi + step)
-        step *= 2
-    return lo + np.searchsorted(keys[lo:hi], x)
 
 
 @kernel(nogil=True, cache=True)
@@ -216,32 +164,47 @@ def _place(out, src, dest, source, lengths):
         out[dest[k] : dest[k] + lengths[k]] = src[source[k] : source[k] + lengths[k]]
 
 
-def write_fragments(writer, tok: Tokenizer, path: str, options: FragmentOptions, labels: dict | None, progress: bool,
-                    names: CellNames = AS_THEY_ARE) -> int:
-    """Tokenize one fragments file into `writer`, one record per kept barcode, named by `names`
-    (its sample's record names) and labelled by `labels` (by record name); returns the records."""
-    keep = names.own(read_barcode_list(options.barcodes)) if options.barcodes else None
-    barcodes = Barcodes(keep, options.part)
-    source = FragmentFile(path, list(tok.universe.chrom_names), barcodes)
-    with tempfile.TemporaryFile(dir=Path(writer.path).parent or ".", prefix=".gtok-fragments-") as spill, _bar(path, progress) as bar:
-        records = FragmentRecords(tok.unk_token_id, tok.universe.search_arrays(), barcodes, spill, writer.dtype)
-        for block in prefetched(source.blocks()):  # parsing on a thread of its own
-            records.add(block)
-            bar.update(source.lines - bar.n)
-        codes = _kept(records, source.fragments, options, keep, path)
-        if codes.size and not records.on_universe:
-            _warn_foreign(tok, path)
-        labelled = 0
-        for part, tokens, lengths in prefetched(records.documents(codes)):  # assembly beside the writes
-            batch = names.names([barcodes.names[c] for c in part.tolist()])
-            batch_labels = [labels.get(n) for n in batch] if labels is not None else None
-            labelled += sum(label is not None for label in batch_labels or ())
-            writer.add_batch(batch, tokens, lengths, batch_labels)
-    if labels and codes.size and not labelled:
-        warnings.warn(f"{describe(path)}: none of its {codes.size:,} cells has a label in the label sheet (matched on "
-                      f"{'record names such as ' + repr(names.name('BARCODE')) if names.sample else 'barcodes'}).",
-                      stacklevel=2)
-    return int(codes.size)
+class FragmentsSource(Source):
+    """One fragments file, a record per kept barcode (chosen by `options`), named by `names` (its
+    sample's record names) and labelled by the label sheet `labels` reads (of `n_samples` fragment
+    inputs; read once, before any record is written)."""
+
+    kind = "fragments"
+
+    def __init__(self, path: str, options: FragmentOptions | None = None, names: CellNames = AS_THEY_ARE,
+                 labels: Callable[[], CellLabels] | None = None, n_samples: int = 1, progress: bool = False):
+        self.path, self.options, self.names, self.progress = path, options or FragmentOptions(), names, progress
+        self._sheet, self._n_samples = labels, n_samples
+        self.labels: dict[str, str | None] | None = None  # by record name
+
+    def check(self, tok: Tokenizer) -> None:
+        if self._sheet is not None:
+            self.labels = self._sheet().of(self.names, self._n_samples)
+
+    def batches(self, tok: Tokenizer, spill_dir: Path) -> Iterator[Batch]:
+        path, options, names, labels = self.path, self.options, self.names, self.labels
+        keep = names.own(read_barcode_list(options.barcodes)) if options.barcodes else None
+        barcodes = Barcodes(keep, options.part)
+        source = FragmentFile(path, list(tok.universe.chrom_names), barcodes)
+        dtype = token_dtype(tok.vocab_size)
+        with tempfile.TemporaryFile(dir=spill_dir, prefix=".gtok-fragments-") as spill, _bar(path, self.progress) as bar:
+            records = FragmentRecords(tok.unk_token_id, tok.universe.search_arrays(), barcodes, spill, dtype)
+            for block in prefetched(source.blocks()):  # parsing on a thread of its own
+                records.add(block)
+                bar.update(source.lines - bar.n)
+            codes = _kept(records, source.fragments, options, keep, path)
+            if codes.size and not records.on_universe:
+                _warn_foreign(tok, path)
+            labelled = 0
+            for part, tokens, lengths in prefetched(records.documents(codes)):  # assembly beside the writes
+                batch = names.names([barcodes.names[c] for c in part.tolist()])
+                batch_labels = [labels.get(n) for n in batch] if labels is not None else None
+                labelled += sum(label is not None for label in batch_labels or ())
+                yield Batch(batch, tokens, lengths, batch_labels)
+        if labels and codes.size and not labelled:
+            warnings.warn(f"{describe(path)}: none of its {codes.size:,} cells has a label in the label sheet (matched "
+                          f"on {'record names such as ' + repr(names.name('BARCODE')) if names.sample else 'barcodes'}).",
+                          stacklevel=2)
 
 
 def _kept(records: FragmentRecords, n_fragments: int, options: FragmentOptions, keep: Sequence[str] | None,

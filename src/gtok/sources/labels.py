@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 from gtok.errors import GtokError
 from gtok.formats.shard import record_name
-from gtok.inputs.samples import CellNames
 from gtok.paths import input_file
+from gtok.sources.samples import CellNames
 
 
 def read_label_sheet(sheet: str, beds: Sequence[str]) -> dict[str, str | None]:

@@ -7,7 +7,7 @@ name is hashed to 128 bits on the fly and looked up in a dictionary, so a barcod
 decoded to a Python string only the first time it is seen. Decompression (gzip, bgzip) runs on
 its own thread (python-isal), beside the parsing.
 
-The rules of the format are in gtok.inputs.fragments.
+The rules of the format are in gtok.sources.fragments.
 """
 
 from __future__ import annotations
@@ -19,10 +19,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from gtok.errors import GtokError, describe
-from gtok.inputs.bed import MAX_COORDINATE
-from gtok.inputs.fragments import explain
 from gtok.kernels import kernel
 from gtok.paths import input_file
+from gtok.sources.bed import MAX_COORDINATE
+from gtok.sources.fragments import explain
 
 #: Bytes of decompressed text parsed at a time: with about 40 bytes a line, 400,000 fragments.
 BLOCK_BYTES = 16 << 20

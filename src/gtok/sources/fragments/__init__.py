@@ -1,6 +1,8 @@
-"""Fragment files (10x-style `chrom start end barcode count ...`): what makes an input one, which
-barcodes to keep, and the words for a bad line. The compiled parser is in
-gtok.inputs.fragment_parser, imported only when a fragments file is read (numba takes 0.3 s).
+"""Fragment files (10x-style `chrom start end barcode count ...`), a record per barcode: what makes
+an input one, which barcodes to keep (its options), and the words for a bad line. The compiled
+parser is in gtok.sources.fragments.parser and the source in gtok.sources.fragments.records,
+imported only when a fragments file is read (numba takes 0.3 s); this module stays light, since
+every text input is asked whether it is a fragments file.
 
 Rules (docs/tokenization.md): tab-separated, at least 5 fields (gtars requires the count column,
 and so do we, but neither reads it); `#` lines and blank lines are skipped wherever they are; the
@@ -14,8 +16,8 @@ import warnings
 from dataclasses import dataclass
 
 from gtok.errors import GtokError, describe
-from gtok.inputs.bed import coordinates_problem
 from gtok.paths import input_file
+from gtok.sources.bed import coordinates_problem
 
 #: Name suffixes that make an input a fragments file, in any case (`.tsv.bgz` is bgzip; gtars reads only `.gz`).
 SUFFIXES = (".tsv.gz", ".tsv.bgz", ".tsv")
@@ -128,7 +130,7 @@ def read_barcode_list(path: str) -> list[str]:
     input_file(path, "barcode list")
     if path.endswith(".h5ad"):
         return _obs_names(path)
-    from gtok.inputs.bed import read_bytes
+    from gtok.sources.bed import read_bytes
 
     lines = read_bytes(path, "barcode list").decode("utf-8", "replace").splitlines()
     names = [line.split("\t")[0].strip() for line in lines if line.strip() and not line.startswith("#")]
@@ -142,7 +144,7 @@ def _obs_names(path: str) -> list[str]:
     """The obs_names of an `.h5ad`, which need not have an X (a table of cells is enough)."""
     import h5py
 
-    from gtok.inputs.h5ad import read_array, reading
+    from gtok.sources.h5ad import read_array, reading
 
     with reading(path), h5py.File(path, "r") as f:
         obs = f.get("obs")

@@ -1,4 +1,5 @@
-"""Reading BED files into numpy arrays, vectorized over the whole file.
+"""BED inputs (a record per file): reading BED files into numpy arrays, vectorized over the whole
+file, and the source that tokenizes many files at a time (`BedFiles`).
 
 A 1,000,000-line universe must load in a fraction of a second, so the text is parsed with numpy
 over the raw bytes (line and field boundaries by `flatnonzero`, integers by digit arithmetic)
@@ -11,13 +12,24 @@ from __future__ import annotations
 import gzip
 import os
 import re
+import warnings
 import zlib
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from gtok.errors import BedFormatError, GtokError, describe
 from gtok.paths import input_file
+from gtok.sources.base import Batch, Source, progress_bar
+
+if TYPE_CHECKING:
+    from gtok.tokenizer import Tokenizer
+
+#: BED files are tokenized together in batches of about this many regions (one vectorized call).
+BATCH_REGIONS = 2_000_000
 
 #: Field separators. BED is tab-separated, but space-separated files are common enough to accept.
 _DELIMITERS = (ord("\t"), ord(" "))
@@ -119,6 +131,11 @@ def read_bed(path: str | os.PathLike) -> Intervals:
     if len(intervals) == 0:
         raise BedFormatError(f"{describe(path)}: no regions found (the file is empty or has only header lines).")
     return intervals
+
+
+def read_sorted(path: str | os.PathLike) -> Intervals:
+    """A BED file's regions in the order gtars tokenizes a file in (`Intervals.sorted_like_files`)."""
+    return read_bed(path).sorted_like_files()
 
 
 def read_bytes(path: str | os.PathLike, what: str = "BED file") -> bytes:
@@ -328,3 +345,79 @@ def coordinate_problem(value: str) -> str | None:
     if len(significant) > _MAX_DIGITS or int(significant or "0") > MAX_COORDINATE:
         return f"{value} is too large (the largest supported is {MAX_COORDINATE:,}, as in gtars)."
     return None
+
+
+# -- the source ------------------------------------------------------------------------------------
+
+
+class BedFiles(Source):
+    """BED files, a record each (named by gtok.formats.shard.record_name), labelled by a label
+    sheet when one is given. Files are read side by side on `threads` threads (default: the CPUs
+    this process may use, its affinity, which a SLURM job or `taskset` limits; never all the
+    machine's cores) and tokenized about BATCH_REGIONS regions at a time."""
+
+    kind = "bed"
+
+    def __init__(self, paths: Sequence[str], labels_sheet: str | None = None, threads: int | None = None,
+                 progress: bool = False):
+        self.paths, self.labels_sheet, self.threads, self.progress = list(paths), labels_sheet, threads, progress
+        self._labels: dict[str, str | None] | None = None
+
+    def check(self, tok: Tokenizer) -> None:
+        if self.labels_sheet:
+            from gtok.sources.labels import read_label_sheet
+
+            self._labels = read_label_sheet(self.labels_sheet, self.paths)
+
+    def batches(self, tok: Tokenizer, spill_dir: Path) -> Iterator[Batch]:
+        from gtok.formats.shard import record_name
+
+        labels, foreign = self._labels, []
+        for batch in _bed_batches(self.paths, self.progress, self.threads or len(os.sched_getaffinity(0))):
+            tokens, lengths = tok.tokenize_many([iv for _, iv in batch])
+            yield Batch([record_name(p) for p, _ in batch], tokens, lengths, [labels[p] for p, _ in batch] if labels else None)
+            foreign += filter(None, (tok.universe.foreign_input(iv.chrom_names, p) for p, iv in batch))
+        _warn_foreign(foreign)
+
+
+def _warn_foreign(messages: list[str], shown: int = 3) -> None:
+    """A warning per BED file that shares no chromosome with the universe, the first few of them,
+    and then one with the count (a collection of thousands named `1` instead of `chr1`)."""
+    for message in messages[:shown]:
+        warnings.warn(message, stacklevel=3)
+    if len(messages) > shown:
+        warnings.warn(f"{len(messages) - shown:,} more BED files share no chromosome with the universe either.", stacklevel=3)
+
+
+def _bed_batches(paths: Sequence[str], progress: bool, threads: int) -> Iterator[list]:
+    """Parsed files grouped so that each group is tokenized in one vectorized call."""
+    batch, size = [], 0
+    parsed = _ordered_map(read_sorted, paths, threads)
+    for path, iv in progress_bar(zip(paths, parsed), progress and len(paths) > 1, total=len(paths), desc="BED files",
+                                 unit="file"):
+        batch.append((path, iv))
+        size += len(iv)
+        if size >= BATCH_REGIONS:
+            yield batch
+            batch, size = [], 0
+    if batch:
+        yield batch
+
+
+def _ordered_map(fn, items: Sequence, workers: int, window: int = 64) -> Iterator:
+    """fn over items on `workers` threads (numpy releases the GIL while parsing), in order, with
+    at most `window` results waiting, so memory stays bounded however many files there are."""
+    from collections import deque
+    from concurrent.futures import ThreadPoolExecutor
+
+    if workers == 1 or len(items) < 2:
+        yield from map(fn, items)
+        return
+    with ThreadPoolExecutor(workers) as pool:
+        pending: deque = deque()
+        for item in items:
+            pending.append(pool.submit(fn, item))
+            if len(pending) >= window:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()

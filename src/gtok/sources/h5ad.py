@@ -25,7 +25,9 @@ from typing import Any
 import numpy as np
 
 from gtok.errors import GtokError
-from gtok.inputs import DEFAULT_MODALITY
+
+#: The modality of a MuData (`.h5mu`) read when none is named: the one that holds the peaks.
+DEFAULT_MODALITY = "atac"
 
 #: CSC entries read at a time while regrouping a column-major X into row chunks: about 30 MiB of
 #: work arrays, whatever the matrix's size (larger blocks were no faster, measured on 100M entries).
