@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import os
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -85,23 +85,24 @@ def common_vocabulary(shards: Sequence[tuple[str, str | None, int | None]]) -> t
     gtars files carry neither and agree with anything. Two different fingerprints (or vocabulary
     sizes) mean two different universes, whose token ids mean different regions: refuse.
     """
-    fingerprint = _agreed([(name, fp) for name, fp, _ in shards], "fingerprint")
-    vocab_size = _agreed([(name, vs) for name, _, vs in shards], "vocabulary size")
+    fingerprint = _agreed([(name, fp) for name, fp, _ in shards], lambda fp: f"fingerprint {fp}")
+    vocab_size = _agreed([(name, vs) for name, _, vs in shards], lambda vs: f"vocabulary size {vs}")
     return fingerprint, vocab_size
 
 
-def _agreed(values: Sequence[tuple[str, Any]], what: str) -> Any:
-    """The one value that every shard giving one (not None) gives; refuse two different ones."""
+def _agreed(values: Sequence[tuple[str, Any]], shown: Callable[[Any], str], key: Callable[[Any], Any] = lambda v: v) -> Any:
+    """The first value of the shards that give one (not None), refused when another shard's value
+    has another `key`: both shards are named, each with its value as `shown` writes it."""
     first_name, first = "", None
     for name, value in values:
         if value is None:
             continue
         if first is None:
             first_name, first = name, value
-        elif value != first:
+        elif key(value) != key(first):
             raise FingerprintMismatchError(
-                f"{first_name} ({what} {first}) and {name} ({what} {value}) were tokenized with "
-                "different universes; tokenize every shard with the same universe."
+                f"{first_name} ({shown(first)}) and {name} ({shown(value)}) were tokenized with different universes; "
+                "tokenize every shard with the same universe."
             )
     return first
 
@@ -241,19 +242,7 @@ def common_universe(universes: Sequence[tuple[str, UniverseRecord | None]]) -> U
 
     The same vocabulary recorded under two paths (a BED and its index, or a copy) is the same
     universe; two fingerprints are refused, naming both shards and both universe files."""
-    first_name, first = "", None
-    for name, universe in universes:
-        if universe is None:
-            continue
-        if first is None:
-            first_name, first = name, universe
-        elif universe.fingerprint != first.fingerprint:
-            raise FingerprintMismatchError(
-                f"{first_name} (universe {first.path}, fingerprint {first.fingerprint[:12]}) and {name} (universe "
-                f"{universe.path}, fingerprint {universe.fingerprint[:12]}) were tokenized with different universes; "
-                "tokenize every shard with the same universe."
-            )
-    return first
+    return _agreed(universes, lambda u: f"universe {u.path}, fingerprint {u.fingerprint[:12]}", lambda u: u.fingerprint)
 
 
 def id_problem(shard: str, top: int, vocab_size: int | None) -> str | None:
