@@ -321,3 +321,21 @@ def test_manifest_splits_decide_training_and_validation(tmp_path, inputs):
         dm = GTokDataModule(manifest, batch_size=1, num_workers=0, val_fraction=val_fraction, verify=False)
         dm.setup("fit")
         assert (dm.train_set.num_records, dm.val_set.num_records) == (2, 1)
+
+
+def test_shards_must_agree_on_vocabulary_and_universe_and_the_refusal_names_both():
+    from gtok.formats.manifest import common_universe, common_vocabulary
+    from gtok.formats.metadata import UniverseRecord
+
+    assert common_vocabulary([("a", None, None), ("b", "ab" * 32, 10), ("c", "ab" * 32, None)]) == ("ab" * 32, 10)
+    with pytest.raises(FingerprintMismatchError, match=r"^a \(fingerprint x\) and c \(fingerprint y\) were tokenized "
+                                                       r"with different universes; tokenize every shard with the same"):
+        common_vocabulary([("a", "x", 10), ("b", None, None), ("c", "y", 10)])
+    with pytest.raises(FingerprintMismatchError, match=r"^a \(vocabulary size 10\) and b \(vocabulary size 11\)"):
+        common_vocabulary([("a", "x", 10), ("b", "x", 11)])
+    bed, index = (UniverseRecord(p, "0" * 64, "ab" * 32) for p in ("/u.bed", "/u.gtokidx"))
+    assert common_universe([("a", None), ("b", bed), ("c", index)]) is bed  # one vocabulary, two files
+    other = UniverseRecord("/v.bed", "1" * 64, "cd" * 32)
+    with pytest.raises(FingerprintMismatchError, match=r"^b \(universe /u.bed, fingerprint abababababab\) and c "
+                                                       r"\(universe /v.bed, fingerprint cdcdcdcdcdcd\) were tokenized"):
+        common_universe([("a", None), ("b", bed), ("c", other)])
