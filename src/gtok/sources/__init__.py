@@ -29,7 +29,7 @@ from gtok.sources.h5ad import DEFAULT_MODALITY
 if TYPE_CHECKING:
     from gtok.sources.base import Source
 
-#: The kinds, in the order a shard's records are written (and its metadata counts them).
+#: The kinds, in the order a shard's metadata counts its inputs (open_sources gives the order its records are written in).
 KINDS = ("bed", "h5ad", "fragments", "parquet")
 
 
