@@ -38,6 +38,7 @@ from harness import (
     gtok,
     load_average,
     run_drill,
+    slurm_arrays,
     slurm_jobs,
     snakemake,
     write_bed_collection,
@@ -97,6 +98,7 @@ def run(folder: Path, args: argparse.Namespace) -> dict:
     grouping = ["--group-components", f"tokenize={args.group_components}"] if args.group_components else []
     pipeline = snakemake(wf, "--profile", args.profile, "results/manifest.json", *grouping).check("the workflow")
     slurm = slurm_jobs(pipeline.output)
+    arrays = slurm_arrays(pipeline.output)
     t = time.perf_counter()
     counts = check_manifest(wf / "results" / "manifest.json", args.files)
     verify_s = time.perf_counter() - t
@@ -117,7 +119,7 @@ def run(folder: Path, args: argparse.Namespace) -> dict:
     return {
         "files": args.files, "regions": regions, "universe": args.universe, "files_per_shard": args.files_per_shard,
         "profile": args.profile, "batching": args.batching, "group_components": args.group_components,
-        "slurm_jobs": len(slurm),
+        "slurm_jobs": len(slurm), "slurm_arrays": len(arrays),
         **counts, "pipeline_seconds": round(pipeline.seconds, 1), "verify_and_count_seconds": round(verify_s, 1),
         "total_seconds": round(total, 1), "tokenize_jobs": len(jobs), "tokenize_job_seconds_mean": round(sum(jobs) / len(jobs), 1), "pipeline_tokens_per_s": round(counts["tokens"] / total),
         "gtok_single_cold_s": round(single_cold, 1), "gtok_single_warm_s": round(single_warm, 1),
@@ -133,7 +135,8 @@ def report(r: dict) -> str:
         f"- {r['files']:,} BED files x {r['regions'] // r['files']:,} regions = {r['regions']:,} regions, universe "
         f"{r['universe']:,} regions, files_per_shard {r['files_per_shard']} ({r['shards']} shards); "
         f"{r['tokens']:,} tokens; the pipeline's {r['tokenize_jobs']} tokenize_bed jobs took "
-        f"{r['tokenize_job_seconds_mean']:.1f} s each on average, as {r['slurm_jobs']} SLURM jobs "
+        f"{r['tokenize_job_seconds_mean']:.1f} s each on average, as {r['slurm_jobs']} SLURM jobs and "
+        f"{r['slurm_arrays']} job arrays "
         f"({r['profile']}, batching {r['batching']}, group-components {r['group_components'] or 'of the profile'})",
         "",
         f"Pipeline / gtars loop: **{r['pipeline_tokens_per_s'] / r['gtars_tokens_per_s']:.2f}x**.",

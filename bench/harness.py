@@ -33,6 +33,7 @@ from workflow_copy import (  # noqa: E402, F401  (re-exported for the drills)
 )
 
 SUBMITTED = re.compile(r"submitted with SLURM jobid (\d+) \(log: (\S+)\)")
+ARRAY_SUBMITTED = re.compile(r"Submitted array job with Snakemake IDs \S+ and SLURM job ID (\d+)")
 
 
 def run_drill(args, prefix: str, run: Callable[[Path], dict], report: Callable[[dict], str],
@@ -59,6 +60,12 @@ def slurm_jobs(output: str) -> list[tuple[str, int]]:
         rule = re.search(r"/rule_(\w+)/", log)
         jobs.append((rule.group(1) if rule else "?", int(jobid)))
     return jobs
+
+
+def slurm_arrays(output: str) -> list[int]:
+    """The SLURM job id of each `sbatch --array` call Snakemake reported (slurm-array-jobs), which
+    slurm_jobs does not list: the plugin words those submissions differently."""
+    return [int(jobid) for jobid in ARRAY_SUBMITTED.findall(output)]
 
 
 def benchmarks(results: Path, rule: str) -> list[dict[str, float]]:
