@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,9 +16,18 @@ from gtok.errors import ShardFormatError
 from gtok.formats.gtars import export_gtars
 from gtok.formats.manifest import check_shard, load_manifest, write_manifest
 from gtok.formats.metadata import ShardMeta, UniverseRecord
-from gtok.formats.shard import HEADER, HEADER_SIZE, ShardReader, ShardWriter, write_shard
+from gtok.formats.shard import HEADER, HEADER_SIZE, ShardReader, ShardWriter, record_name, write_shard
 
 FP = "ab" * 32
+
+
+@pytest.mark.parametrize(("path", "name"), [
+    ("data/k562.bed", "k562"), ("data/k562.bed.gz", "k562"), ("/abs/k562.gz", "k562"),
+    ("k562.narrowPeak", "k562.narrowPeak"), (Path("dir") / "x.y.bed", "x.y"),
+    (".bed", ".bed"), ("dir/.bed.gz", ".bed"), ("dir/sub/", "sub"),
+])
+def test_a_bed_files_record_name_is_its_file_name_without_the_bed_and_gz_suffixes(path, name):
+    assert record_name(path) == name == record_name(os.fspath(Path(path)))
 
 
 def sample_records(rng, n=50, vocab=1000):
