@@ -47,10 +47,11 @@ localrules:
     train_summary,
 
 
-if workflow.is_main_process and PLAN.example_inputs():
+EXAMPLE_INPUTS = PLAN.example_inputs() if workflow.is_main_process else []
+if EXAMPLE_INPUTS:
     print(
-        f"gtok: {len(PLAN.example_inputs())} of this run's inputs come from the bundled example "
-        f"(resources/example/), e.g. {PLAN.example_inputs()[0]}",
+        f"gtok: {len(EXAMPLE_INPUTS)} of this run's inputs come from the bundled example "
+        f"(resources/example/), e.g. {EXAMPLE_INPUTS[0]}",
         file=sys.stderr,
     )
 

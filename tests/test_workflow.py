@@ -544,6 +544,10 @@ def test_slurm_end_to_end_with_two_training_tasks(tmp_path, model, data, profile
     jobs = {kind: jobid for jobid, kind in submitted}
     assert list((folder / ".snakemake" / "slurm_logs" / "rule_train").rglob("*.log"))
     assert not (folder / ".snakemake" / "slurm_logs" / "rule_manifest").exists()  # local rules stay local
+    job_logs = list((folder / ".snakemake" / "slurm_logs").rglob("*.log"))
+    assert len(job_logs) == len(submitted)
+    for log in job_logs:  # every job took the main process's plan
+        assert "the plan of the main process, from" in log.read_text() and "planning again" not in log.read_text(), log
     assert gtok("verify", "-q", folder / "results" / "manifest.json").returncode == 0
     train = folder / "results" / "train"
     assert (train / "model.ckpt").stat().st_size > 0 and (train / "summary.html").is_file()

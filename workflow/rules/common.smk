@@ -1,5 +1,6 @@
 """Helpers of the rules: the workflow's plan (gtok.workflow.plan, unit-tested without Snakemake),
-built once from the validated config, and the input functions and params that read it.
+built once from the validated config by the main process and handed to its jobs
+(gtok.workflow.handoff), and the input functions and params that read it.
 """
 
 import pandas as pd
@@ -7,6 +8,7 @@ from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 from gtok.errors import GtokError
+from gtok.workflow.handoff import hand_to_jobs, plan_from_main
 from gtok.workflow.plan import Plan
 from gtok.workflow.samples import read_sample_sheet
 
@@ -24,12 +26,21 @@ def sample_sheet_checked(config) -> None:
         validate(table, "../schemas/samples.schema.yaml")
 
 
-sample_sheet_checked(config)
+def make_plan(config) -> Plan:
+    """The main process plans (and checks the model: importing a brought class takes seconds),
+    then hands the plan to its jobs; a job takes that plan, or plans again without it.
+    """
+    if not workflow.is_main_process:
+        return plan_from_main(config) or Plan.from_config(config)
+    sample_sheet_checked(config)
+    plan = Plan.from_config(config)
+    plan.check_model()
+    hand_to_jobs(plan, config)
+    return plan
+
+
 try:
-    PLAN = Plan.from_config(config)
-    # importing a brought model class takes seconds: in the main process, not in every job
-    if workflow.is_main_process:
-        PLAN.check_model()
+    PLAN = make_plan(config)
 except GtokError as exc:
     raise WorkflowError(str(exc)) from None
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from gtok.errors import GtokError
@@ -96,6 +96,22 @@ class Plan:
             if parse_model(plan.train["model"], "config train model").builtin:
                 plan.check_model()  # nothing to import
         return plan
+
+    def to_json(self) -> dict[str, Any]:
+        """The plan as JSON values (gtok.workflow.handoff writes it for the jobs)."""
+        doc = {f.name: getattr(self, f.name) for f in fields(self)}
+        doc["h5ad_parts"] = [[*key, *rows] for key, rows in self.h5ad_parts.items()]
+        return doc
+
+    @classmethod
+    def from_json(cls, doc: Mapping[str, Any]) -> "Plan":
+        """A plan from `to_json`'s values; a ValueError when its fields are not this class's (a
+        plan written by another version of gtok)."""
+        names = {f.name for f in fields(cls)}
+        if set(doc) != names:
+            raise ValueError(f"fields {sorted(set(doc) ^ names)} differ from this gtok's plan")
+        parts = {(sample, part): (start, stop) for sample, part, start, stop in doc["h5ad_parts"]}
+        return cls(**{**doc, "h5ad_parts": parts})
 
     def check_model(self) -> None:
         """The training model checked against its config (gtok.modelspec); a brought class is imported.
