@@ -1,22 +1,28 @@
-"""How long Snakemake takes to build the workflow's DAG for many BED files.
+"""How long Snakemake takes to build the workflow's DAG for many BED files, and to start one job.
 
 Writes N tiny BED files (default 100,000) and a config pointing at them into a temporary folder,
 then times `snakemake -n --quiet rules` there with the real Snakefile, twice: the first run includes
 writing the `.snakemake` folder's first metadata, the second is the steady state. Reports the
 seconds, the number of jobs and the peak RSS of the dry runs (the largest child process, i.e.
-Snakemake). Run:  .venv/bin/python bench/bench_dag.py [--files N] [--runs 2]
+Snakemake). Then it times what every shard job pays before its shard starts: Snakemake parsing the
+workflow for that one job (`--target-jobs ... --mode remote`, as the SLURM plugin runs it, twice
+per job), with the plan the main process handed over (gtok.workflow.handoff) and without it.
+Run:  .venv/bin/python bench/bench_dag.py [--files N] [--runs 2]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import tempfile
 import time
 from pathlib import Path
 
-from harness import dry_run, write_workflow
+from harness import dry_run, snakemake, write_workflow
+
+from gtok.workflow import handoff
 
 
 def write_inputs(folder: Path, n_files: int) -> None:
@@ -49,6 +55,24 @@ def measure(n_files: int, files_per_shard: int, runs: int = 2) -> dict:
             results[f"{attempt}_seconds"], results["jobs"] = round(seconds, 2), jobs
         results["peak_rss_mib"] = round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024)
         print(f"peak RSS of the dry runs: {results['peak_rss_mib']:,} MiB")
+        results |= job_start(folder)
+    return results
+
+
+def job_start(folder: Path) -> dict[str, float]:
+    """Seconds of one shard job's Snakemake start, with the plan of the last dry run and without."""
+    (plan,) = (folder / ".snakemake" / "gtok").glob("plan-*.json")
+    args = ("--target-jobs", "tokenize_bed:shard=0000", "--allowed-rules", "tokenize_bed", "--mode", "remote",
+            "--cores", "1", "-n", "--quiet", "rules")
+    results = {}
+    for label, handed in (("handed_plan", str(plan)), ("planning_again", None)):
+        os.environ.pop(handoff.ENV, None)
+        if handed:
+            os.environ[handoff.ENV] = handed
+        run = snakemake(folder, *args).check(f"a job's snakemake ({label})")
+        results[f"job_start_{label}_seconds"] = round(run.seconds, 2)
+        print(f"one job's snakemake start, {label.replace('_', ' ')}: {run.seconds:.1f} s", flush=True)
+    os.environ.pop(handoff.ENV, None)
     return results
 
 
