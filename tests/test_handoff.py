@@ -50,11 +50,13 @@ def test_a_job_gets_the_main_process_plan_back(run, capsys):
     assert f"the plan of the main process, from {path}" in capsys.readouterr().err
 
 
-def test_an_unchanged_plan_is_kept_and_an_earlier_one_removed(run):
+def test_an_unchanged_plan_is_kept_a_damaged_one_mended_and_an_earlier_one_removed(run):
     cfg = config()
     first = handoff.hand_to_jobs(plan_of(cfg), cfg)
     mtime = os.stat(first).st_mtime_ns
     assert handoff.hand_to_jobs(plan_of(cfg), cfg) == first and os.stat(first).st_mtime_ns == mtime
+    cut_short(first)
+    assert handoff.hand_to_jobs(plan_of(cfg), cfg) == first and handoff.plan_from_main(cfg) == plan_of(cfg)
     (run / "beds" / "b9.bed").write_text("chr1\t1\t2\n")
     second = handoff.hand_to_jobs(plan_of(cfg), cfg)
     assert second != first and sorted(Path(second).parent.iterdir()) == [Path(second)]

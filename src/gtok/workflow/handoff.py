@@ -42,7 +42,8 @@ def config_digest(config: Mapping[str, Any]) -> str:
 def hand_to_jobs(plan: Plan, config: Mapping[str, Any], folder: str = FOLDER) -> str | None:
     """Write the plan for this process's jobs and name it in `GTOK_PLAN`; return its path.
 
-    The name is the content's digest, so an unchanged plan is not written again. The plans of
+    The name is the content's digest, so an unchanged plan is not written again (a damaged one
+    is). The plans of
     earlier runs are removed: a job that still wanted one plans for itself. A plan that cannot be
     written costs only time, so that is a warning, not a failure."""
     body = json.dumps({"format": FORMAT, "version": VERSION, "config_sha256": config_digest(config),
@@ -50,7 +51,7 @@ def hand_to_jobs(plan: Plan, config: Mapping[str, Any], folder: str = FOLDER) ->
     path = Path(folder).resolve() / f"plan-{hashlib.sha256(body).hexdigest()}.json"
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        if not path.is_file():
+        if not (path.is_file() and path.read_bytes() == body):  # unchanged, or damaged since
             with atomic_path(path) as tmp:
                 tmp.write_bytes(body)
         for old in path.parent.glob("plan-*.json"):
