@@ -52,10 +52,10 @@ def write_datasets(folder: Path, sizes: dict[str | None, int], manifest: bool = 
 
 
 @pytest.mark.parametrize("weights, samples", [([0.7, 0.2, 0.1], 100_000), ([3, 1], 26), ([1, 1, 1], 10),
-                                              ([0.5, 0, 0.5], 7), ([1e-9, 1], 5)])
+                                              ([0.5, 0, 0.5], 7), ([1e-9, 1], 5), ([1e308, 1e308, 5e307], 10)])
 def test_counts_are_largest_remainder_shares(weights, samples):
     counts = plan.mixture_counts(np.array(weights, dtype=float), samples)
-    quota = np.array(weights) / sum(weights) * samples
+    quota = np.array(weights) / max(weights) / sum(np.array(weights) / max(weights)) * samples  # weights whose sum overflows
     assert counts.sum() == samples and np.all(np.abs(counts - quota) < 1)
     assert np.all(counts >= np.floor(quota)) and np.all(counts[np.array(weights) == 0] == 0)
 

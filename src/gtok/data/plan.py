@@ -48,8 +48,10 @@ def epoch_order(shard_of: np.ndarray, n_shards: int, seed: int, epoch: int, shuf
 def mixture_counts(weights: np.ndarray, samples: int) -> np.ndarray:
     """Draws per dataset in one epoch: `samples` split in proportion to `weights` by largest
     remainder (each gets the floor of its quota, the few left over go to the largest fractions,
-    ties to the first), so the counts are exact shares to within one and sum to `samples`."""
-    quota = np.asarray(weights, dtype=np.float64) / float(np.sum(weights)) * samples
+    ties to the first), so the counts are exact shares to within one and sum to `samples`. The
+    weights are scaled by the largest first: weights near the float limit would sum to infinity."""
+    scaled = np.asarray(weights, dtype=np.float64) / float(np.max(weights))
+    quota = scaled / float(np.sum(scaled)) * samples
     counts = np.floor(quota).astype(np.int64)
     left = samples - int(counts.sum())
     counts[np.argsort(counts - quota, kind="stable")[:left]] += 1  # most negative: largest fraction first

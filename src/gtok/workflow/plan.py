@@ -195,6 +195,8 @@ class Plan:
 
         have = sorted(set(self.shard_datasets().values()))
         for old, new in self.renamed_datasets.items():
+            if dataset_problem(old):
+                raise GtokError(f"config inputs.datasets: {old!r}: {dataset_problem(old)}.")
             if old not in have:
                 raise GtokError(f"config inputs.datasets: {old!r} is not a dataset of the inputs (they are "
                                 f"{', '.join(map(repr, have))}); rename one of those.")
@@ -365,5 +367,5 @@ def _row_ranges(samples: dict[str, str], step: int, count: Callable[[str], int])
 
 def _sorted_keys(value):
     if isinstance(value, dict):
-        return {k: _sorted_keys(value[k]) for k in sorted(value)}
+        return {k: _sorted_keys(value[k]) for k in sorted(value, key=str)}  # YAML keys may be numbers
     return value
