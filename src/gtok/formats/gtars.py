@@ -29,8 +29,10 @@ def export_gtars_folder(reader: ShardReader, outdir: str | os.PathLike) -> list[
     taken (two BED files `a/s.bed` and `b/s.bed` are both record `s`) gets a number, `s-2.gtok`.
     A name that cannot be a file name as it is (`file_stem`) is made into one. Returns the
     (record name, file name) pairs that were numbered or changed. A file in the way that is not a
-    `.gtok` file is refused before anything is written.
+    `.gtok` file is refused before anything is written, and so is a shard whose bytes fail their
+    checksums: damaged tokens must not leave as clean-looking files.
     """
+    reader.verify()
     folder = output_folder(outdir, "folder for the gtars files")
     files, renamed, taken = [], [], set()
     for name in reader.names:
@@ -40,12 +42,18 @@ def export_gtars_folder(reader: ShardReader, outdir: str | os.PathLike) -> list[
             k += 1
             stem = f"{base}-{k}"
         taken.add(stem)
-        files.append(output_file(folder / f"{stem}.gtok", (".gtok",), [reader.path], has_magic(MAGIC), "gtars .gtok file"))
+        files.append(output_file(folder / f"{stem}.gtok", (".gtok",), [reader.path], is_gtars_file, "gtars .gtok file"))
         if stem != base or base != name:
             renamed.append((name, files[-1].name))
     for tokens, path in zip(reader, files):
         export_gtars(tokens, path)
     return renamed
+
+
+def is_gtars_file(path: str | os.PathLike) -> bool:
+    """Whether `path` is a gtars single-record file, which an export may replace; a gtok shard
+    has the same magic, but its fifth byte is 'S', not a width flag."""
+    return has_magic(MAGIC + b"\x01")(Path(path)) or has_magic(MAGIC + b"\x02")(Path(path))
 
 
 def file_stem(name: str) -> str:

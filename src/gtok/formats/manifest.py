@@ -141,6 +141,9 @@ ShardSpec = str | os.PathLike | tuple[str | os.PathLike, str | None] | tuple[str
 
 
 def _shard_entry(reader: ShardReader, folder: Path, split: str | None, dataset: str | None) -> dict[str, Any]:
+    """A shard's manifest entry; its checksums are checked first, or a damaged shard would be
+    listed under the sha256 of its damage."""
+    reader.verify()
     return {
         "path": os.path.relpath(reader.path.resolve(), folder),
         "sha256": sha256_file(reader.path),
