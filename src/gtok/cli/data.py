@@ -273,6 +273,7 @@ def _add_simulate(sub) -> None:
 
 
 def _run_simulate(args: argparse.Namespace) -> int:
+    import contextlib
     import dataclasses
 
     from gtok.atomic import atomic_path
@@ -283,16 +284,14 @@ def _run_simulate(args: argparse.Namespace) -> int:
     try:
         sim = Simulation(**fields)
     except ValueError as exc:
-        raise GtokError(f"gtok simulate: {exc}.") from None
+        raise GtokError(f"{exc}.") from None  # the command's name is the error line's prefix already
     target = output_file(args.output, (".h5ad",), [], has_magic(b"\x89HDF"), "simulated .h5ad")
+    bed = output_file(args.universe_out, (".bed",), [args.output]) if args.universe_out else None
     adata = simulate(sim)
-    with atomic_path(target) as tmp:
-        adata.write_h5ad(tmp, compression="gzip")
-    if args.universe_out:
-        bed = output_file(args.universe_out, (".bed",), [args.output])
-        var = adata.var
-        with atomic_path(bed) as tmp:
-            var[["chr", "start", "end"]].to_csv(tmp, sep="\t", header=False, index=False)
+    with contextlib.ExitStack() as both:  # the cells and their peaks are written before either replaces a file
+        if bed:
+            adata.var[["chr", "start", "end"]].to_csv(both.enter_context(atomic_path(bed)), sep="\t", header=False, index=False)
+        adata.write_h5ad(both.enter_context(atomic_path(target)), compression="gzip")
     print(f"wrote {target}: {sim.cells:,} cells x {sim.peaks:,} peaks, {sim.cell_types} cell types, {sim.batches} batches")
     return 0
 

@@ -79,9 +79,18 @@ def embed_regions(
     batch_size: int = 64,
     progress: bool = False,
 ) -> np.ndarray:
-    """float32 [len(sources), D]: one vector per region set (BED path, DataFrame, region list...)."""
+    """float32 [len(sources), D]: one vector per region set (BED path, DataFrame, region list...).
+    A region set that shares no chromosome with the universe is warned about, as tokenize does:
+    its vector would be that of `<unk>` alone."""
+    from gtok.sources.bed import warn_foreign
+    from gtok.tokenizer import to_intervals
+
     embedder = Embedder(model, universe, device, batch_size)
-    docs = [embedder.tokenizer.tokenize(s) for s in sources]
+    intervals = [to_intervals(s) for s in sources]
+    names = [os.fspath(s) if isinstance(s, (str, os.PathLike)) else f"region set {i}" for i, s in enumerate(sources)]
+    warn_foreign(list(filter(None, (embedder.tokenizer.universe.foreign_input(iv.chrom_names, name)
+                                    for iv, name in zip(intervals, names)))))
+    docs = [embedder.tokenizer.tokenize(iv) for iv in intervals]
     return embedder.embed_docs(docs, progress)
 
 
@@ -137,10 +146,14 @@ def embed_to_files(
 ) -> Path:
     """`gtok embed`: BED files -> OUT.npy + OUT.names.txt, or one .h5ad -> a copy with obsm['X_gtok']."""
     from gtok.formats.shard import record_name
+    from gtok.sources.fragments import is_fragments
     from gtok.sources.h5ad import reading
 
     for path in inputs:
         input_file(path)
+        if not path.endswith((".h5ad", ".h5mu")) and is_fragments(path):
+            raise GtokError(f"{path}: a fragments file holds many cells, and gtok embed gives one vector per BED file; "
+                            "embed its cells from a cells x peaks .h5ad instead, or tokenize it per barcode with gtok tokenize.")
     if any(p.endswith(".h5mu") for p in inputs):
         raise GtokError("gtok embed reads .h5ad files, not .h5mu yet; write the modality out first "
                         "(mudata: mdata['atac'].write_h5ad('atac.h5ad')).")
@@ -157,8 +170,8 @@ def embed_to_files(
     target = output_file(output, (".npy",), [*inputs, model], has_magic(b"\x93NUMPY"), "embedding .npy")
     names = output_file(output[: -len(".npy")] + ".names.txt", (".txt",), [*inputs, model])
     vectors = embed_regions(model, inputs, universe=universe, device=device, batch_size=batch_size, progress=progress)
-    with atomic_path(target) as tmp, open(tmp, "wb") as fh:
-        np.save(fh, vectors)
-    with atomic_path(names) as tmp:
-        Path(tmp).write_text("".join(f"{record_name(p)}\n" for p in inputs))
+    with atomic_path(names) as names_tmp, atomic_path(target) as tmp:  # both written before either replaces a file
+        Path(names_tmp).write_text("".join(f"{record_name(p)}\n" for p in inputs))
+        with open(tmp, "wb") as fh:
+            np.save(fh, vectors)
     return target

@@ -377,10 +377,10 @@ class BedFiles(Source):
             tokens, lengths = tok.tokenize_many([iv for _, iv in batch])
             yield Batch([record_name(p) for p, _ in batch], tokens, lengths, [labels[p] for p, _ in batch] if labels else None)
             foreign += filter(None, (tok.universe.foreign_input(iv.chrom_names, p) for p, iv in batch))
-        _warn_foreign(foreign)
+        warn_foreign(foreign)
 
 
-def _warn_foreign(messages: list[str], shown: int = 3) -> None:
+def warn_foreign(messages: list[str], shown: int = 3) -> None:
     """A warning per BED file that shares no chromosome with the universe, the first few of them,
     and then one with the count (a collection of thousands named `1` instead of `chr1`)."""
     for message in messages[:shown]:
