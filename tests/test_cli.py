@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import BEDS, GENIML, GTARS, UNIVERSE, gtars_tokens, gtok, write_bed
+from conftest import BEDS, GENIML, GTARS, UNIVERSE, gtars_tokens, gtok, one_line_error, write_bed
 
 SAMPLES = sorted((GENIML / "hg38_sample").glob("*.bed")) + [GENIML / "to_tokenize.bed"]
 
@@ -142,7 +142,7 @@ def test_option_misuse_is_explained(tmp_path):
 @pytest.mark.parametrize("args, message", [
     (["simulate", "-o", "x.h5ad", "--base-rate", "0"], "argument --base-rate: '0' is not a positive number"),
     (["simulate", "-o", "x.h5ad", "--cells", "-3"], "argument --cells: '-3' is not a positive integer"),
-    (["simulate", "-o", "x.h5ad", "--cell-types", "40"], "40 programs of 100 peaks need at least 4000 peaks"),
+    (["simulate", "-o", "x.h5ad", "--cell-types", "40"], "gtok simulate: error: 40 programs of 100 peaks need at least 4000 peaks"),
     (["evaluate", "--model", "m", "--manifest", "m.json", "-o", "e", "--val-fraction", "1.5"],
      "argument --val-fraction: '1.5' is not a fraction in [0, 1)"),
 ])
@@ -202,6 +202,16 @@ def test_dump_and_info_say_when_a_checksum_fails(tmp_path):
     assert proc.stderr.count("\n") == 1 and "token data is corrupt" in proc.stderr
 
 
+@pytest.mark.parametrize("command", [["export-gtars", "{shard}", "{tmp}/out"], ["manifest", "-o", "{tmp}/m.json", "{shard}"]])
+def test_exporting_or_listing_a_damaged_shard_is_refused(tmp_path, command):
+    """Damaged tokens must not leave as clean-looking gtars files, nor enter a manifest under the
+    sha256 of their damage."""
+    shard = damaged_shard(tmp_path)
+    proc = gtok(*(arg.format(shard=shard, tmp=tmp_path) for arg in command))
+    one_line_error(proc, f"{shard}: the token data is corrupt (checksum mismatch)")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.gtok"]  # nothing written
+
+
 @pytest.mark.parametrize("name", ["x" * 251, "y" * 240, "a\0b", "é" * 130])
 def test_export_gtars_gives_any_record_name_a_file_name(tmp_path, name):
     import numpy as np
@@ -215,6 +225,20 @@ def test_export_gtars_gives_any_record_name_a_file_name(tmp_path, name):
     odd = next(f for f in files if f != "plain.gtok")
     assert len(odd.encode()) <= 205 and "\0" not in odd and "/" not in odd
     assert ShardReader(tmp_path / "out" / odd)[0].tolist() == [1, 2]
+
+
+def test_export_gtars_replaces_gtars_files_but_never_a_shard(tmp_path):
+    """Both begin with b"GTOK": a shard named like a record would lose its records to one of them."""
+    import numpy as np
+
+    from gtok.formats.shard import ShardReader, write_shard
+
+    shard = write_shard(tmp_path / "all.gtok", [("a", np.array([1, 2])), ("b", np.array([3]))], 10, None)
+    gtok("export-gtars", shard, tmp_path, check=True)
+    gtok("export-gtars", shard, tmp_path, check=True)  # its own gtars files: replaced
+    other = write_shard(tmp_path / "b.gtok", [("x", np.array([4])), ("y", np.array([5]))], 10, None)
+    one_line_error(gtok("export-gtars", shard, tmp_path), f"{other}: exists and is not a gtars .gtok file; refusing to overwrite it")
+    assert ShardReader(other).names == ["x", "y"]
 
 
 def test_inputs_that_share_no_chromosome_with_the_universe_are_named_once_each(tmp_path):

@@ -421,6 +421,11 @@ def test_config_mistakes_are_named(tmp_path, data):
     bad.write_text("data:\n  mixture: {shard0: -1}\n")
     with pytest.raises(GtokError, match="bad.yaml section 'data': mixture weight of 'shard0' must be a non-negative"):
         train(data, "encoder", tmp_path / "o", bad)
+    bad.write_bytes(b"data:\n  seed: \xd0\xff\n")  # not UTF-8 (or a binary file given as the config)
+    with pytest.raises(GtokError, match=r"bad.yaml: not a readable YAML config \('utf-8' codec can't decode byte 0xd0"):
+        train(data, "encoder", tmp_path / "o", bad)
+    with pytest.raises(GtokError, match=r": is a folder; give the config file itself\.$"):
+        train(data, "encoder", tmp_path / "o", tmp_path)
     assert not (tmp_path / "o").exists()  # refused before any work
 
 
@@ -586,6 +591,48 @@ def test_embed_regions_one_vector_per_input_in_order(data, encoder_ckpt):
     np.testing.assert_allclose(vectors[0], vectors[2], rtol=1e-5, atol=1e-6)
     assert not np.allclose(vectors[0], vectors[1])
     np.testing.assert_allclose(embed_regions(encoder_ckpt, [b])[0], vectors[1], rtol=1e-4, atol=1e-5)
+
+
+def test_embedding_warns_of_a_bed_file_of_other_chromosome_names_and_refuses_fragments(tmp_path, data, encoder_ckpt):
+    """As tokenize does: a BED file named `1`, not `chr1`, would embed as `<unk>` alone; a
+    fragments file is many cells, not one region set."""
+    from gtok.inference.embed import embed_regions
+
+    bed = sorted(data.parent.glob("A_0_*.bed"))[0]
+    renamed = tmp_path / "nochr.bed"
+    renamed.write_text(bed.read_text().replace("chr", ""))
+    with pytest.warns(UserWarning, match=f"{renamed}: none of its chromosomes .* is in the universe"):
+        embed_regions(encoder_ckpt, [bed, renamed])
+    fragments = tmp_path / "cells.tsv"
+    fragments.write_text("chr1\t100\t200\tAAAC-1\t1\nchr1\t300\t400\tAAAC-1\t2\n")
+    one_line_error(gtok("embed", "-q", "-c", encoder_ckpt, "-o", tmp_path / "e.npy", bed, fragments),
+                   f"{fragments}: a fragments file holds many cells")
+    assert not (tmp_path / "e.npy").exists()
+
+
+@pytest.mark.parametrize("failing", ["vectors", "names"])
+def test_embed_replaces_the_vectors_and_their_names_together(tmp_path, data, encoder_ckpt, monkeypatch, failing):
+    """A full disk while writing either file leaves the earlier pair as it was: never new vectors
+    beside the names of other records."""
+    import errno
+
+    from gtok.inference import embed
+
+    beds = [str(p) for p in sorted(data.parent.glob("A_0_*.bed"))[:3]]
+    out = str(tmp_path / "e.npy")
+    embed.embed_to_files(str(encoder_ckpt), beds[:2], out, None, None, 8, False)
+    before = snapshot(tmp_path)
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    if failing == "vectors":
+        monkeypatch.setattr(embed.np, "save", full)
+    else:
+        monkeypatch.setattr(embed.Path, "write_text", full)
+    with pytest.raises(GtokError, match=r"e.(npy|names.txt): cannot write it: no space left on device; nothing was written"):
+        embed.embed_to_files(str(encoder_ckpt), beds, out, None, None, 8, False)
+    assert snapshot(tmp_path) == before
 
 
 def test_embedding_crops_to_the_max_length_of_the_model_folders_config(tmp_path, encoder_ckpt):
@@ -779,9 +826,12 @@ def test_shards_are_checked_once_per_process_and_against_the_manifest(tmp_path, 
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("kind, words", [("bed", "it is a text file (a BED file?)"), ("shard", "it is a .gtok shard")])
+@pytest.mark.parametrize("kind, words", [("bed", "it is a text file (a BED file?)"), ("shard", "it is a .gtok shard"),
+                                         ("empty", "it is an empty file"), ("program", "it is not a file torch wrote")])
 def test_a_checkpoint_that_is_a_bed_file_or_a_shard(tmp_path, shard, kind, words):
-    path = BEDS[0] if kind == "bed" else shard
+    path = {"bed": BEDS[0], "shard": shard, "empty": tmp_path / "empty.ckpt", "program": tmp_path / "ls.ckpt"}[kind]
+    (tmp_path / "empty.ckpt").write_bytes(b"")
+    (tmp_path / "ls.ckpt").write_bytes(b"\x7fELF\x02\x01\x01\x00" + bytes(64))  # an executable's header
     one_line_error(gtok("embed", "-q", "-c", path, "-o", tmp_path / "e.npy", BEDS[1]), "not a checkpoint: " + words)
     assert not (tmp_path / "e.npy").exists()
 

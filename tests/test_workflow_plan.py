@@ -224,7 +224,7 @@ def test_each_tokenize_job_records_its_dataset_and_the_manifest_renames(folder):
 @pytest.mark.parametrize("datasets, words", [
     ({"nope": "x"}, "config inputs.datasets: 'nope' is not a dataset of the inputs (they are 'bed'); rename one of those"),
     ({"bed": "tab\there"}, "config inputs.datasets.bed: 'tab\\there': a dataset name has no control characters"),
-    ({2023: "x"}, "config inputs.datasets: 2023: YAML reads 2023 as a number; quote it ('2023') to name the dataset 2023"),
+    ({2023: "x"}, "config inputs.datasets: 2023: a dataset name is a text, not the number 2023 (in YAML, quote it: '2023')"),
 ])
 def test_renaming_a_dataset_is_checked(folder, datasets, words):
     with pytest.raises(GtokError) as err:
@@ -242,7 +242,8 @@ def mixture_config(data: dict, trainer: dict | None = None) -> dict:
     ({"mixture": {"bed": -1}}, None, "config train section 'data': mixture weight of 'bed' must be a non-negative number"),
     ({"mixture": {"bed": 0}}, None, "config train section 'data': mixture weights are all zero"),
     ({"mixture": {2023: 1, "bed": 1}}, None,  # a YAML number among the names: one line, not a TypeError of sorting
-     "config train section 'data': mixture has 2023, which is not a dataset name (YAML reads 2023 as a number; quote it"),
+     "config train section 'data': mixture has 2023, which is not a dataset name (a dataset name is a text, not the number "
+     "2023 (in YAML, quote it: '2023'))"),
     ({"mixture": {"bed": 1}, "samples_per_epoch": 15, "batch_size": 4}, {"devices": 2, "num_nodes": 2},
      "config train section 'data': samples_per_epoch is 15, below the 16 records of one batch on each of 4 processes"),
     ({"samples_per_epoch": 100}, None, "config train section 'data': samples_per_epoch is the length of a mixture's epoch"),

@@ -30,7 +30,8 @@ def input_file(path: str | os.PathLike, what: str = "input") -> Path:
     except OSError as exc:
         raise GtokError(f"{name}: cannot read the {what} ({os.strerror(exc.errno).lower()}).") from None
     if stat.S_ISDIR(mode):
-        raise GtokError(f"{name}: is a folder; give the {what} file itself.")
+        file = "" if what.endswith("file") else " file"
+        raise GtokError(f"{name}: is a folder; give the {what}{file} itself.")
     if not stat.S_ISREG(mode):
         raise GtokError(f"{name}: is not a regular file (a FIFO, device or socket); give the {what} as a file.")
     return Path(path)

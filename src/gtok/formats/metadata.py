@@ -115,7 +115,7 @@ def dataset_problem(name: Any) -> str | None:
     """What makes `name` unusable as a dataset name (it is a key of mixtures and of config files,
     and shown in tables), or None."""
     if isinstance(name, (int, float)) and not isinstance(name, bool):
-        return f"YAML reads {name!r} as a number; quote it ('{name}') to name the dataset {name}"
+        return f"a dataset name is a text, not the number {name!r} (in YAML, quote it: '{name}')"
     if not isinstance(name, str) or not name.strip():
         return "a dataset name is a non-empty text"
     if name != name.strip() or any(not c.isprintable() for c in name):

@@ -201,11 +201,11 @@ def _kind_of_file(head: bytes) -> str:
     for magic, kind in kinds.items():
         if head.startswith(magic):
             return kind
-    try:
-        head.decode("ascii")
+    if not head:
+        return "an empty file"
+    if all(32 <= byte < 127 or byte in b"\t\r\n" for byte in head):  # printable text, not just 7-bit bytes
         return "a text file (a BED file?)"
-    except UnicodeDecodeError:
-        return "not a file torch wrote"
+    return "not a file torch wrote"
 
 
 def check_fingerprint(data_fp: str | None, data: str, model_fp: str | None, checkpoint: str) -> None:

@@ -73,7 +73,7 @@ def read_config(path: str | os.PathLike | None) -> dict[str, Any]:
     try:
         with open(input_file(path, "config file")) as fh:
             cfg = yaml.safe_load(fh) or {}
-    except (OSError, yaml.YAMLError) as exc:
+    except (OSError, yaml.YAMLError, UnicodeDecodeError) as exc:  # the last: a binary file, or not UTF-8
         raise GtokError(f"{name}: not a readable YAML config ({str(exc).splitlines()[0]}).") from None
     if not isinstance(cfg, dict):
         raise GtokError(f"{name}: the config must be a mapping of sections ({', '.join(SECTIONS)}).")
