@@ -141,3 +141,55 @@ def test_a_folder_or_fifo_input_is_named_as_such(tmp_path, inputs):
     one_line_error(gtok("tokenize", "-q", "-u", fifo, "-o", tmp_path / "x.gtok", BEDS[0], timeout=30),
                    "pipe.bed: is not a regular file")
     assert time.monotonic() - start < 30 and not (tmp_path / "x.gtok").exists()
+
+
+# -- several files at once (gtok.atomic.staged_files): all replaced, or none ---------------------------
+
+
+def test_staged_files_replace_their_namesakes_together_or_not_at_all(tmp_path):
+    from gtok.atomic import atomic_path, staged_files
+    from gtok.errors import GtokError
+
+    (tmp_path / "a.txt").write_text("old a")
+    (tmp_path / "keep.txt").write_text("not ours")
+    with staged_files(tmp_path) as stage:
+        (stage / "a.txt").write_text("new a")
+        with atomic_path(stage / "b.txt") as tmp:
+            tmp.write_text("new b")
+    assert {p.name: p.read_text() for p in tmp_path.iterdir()} == {"a.txt": "new a", "b.txt": "new b", "keep.txt": "not ours"}
+    before = snapshot(tmp_path)
+    with pytest.raises(GtokError, match=rf"^{tmp_path}/b.txt: cannot write it: no space left on device"):
+        with staged_files(tmp_path) as stage:
+            (stage / "a.txt").write_text("newer a")
+            with atomic_path(stage / "b.txt"):
+                raise OSError(28, "No space left on device")  # ENOSPC half-way
+    assert snapshot(tmp_path) == before  # no file replaced, no staging folder left
+
+
+def test_a_killed_writers_staging_folder_is_removed_and_a_live_ones_kept(tmp_path):
+    import fcntl
+
+    from gtok.atomic import staged_files
+
+    for stem in ("dead0000", "live0000"):
+        (tmp_path / f".gtok-staged.{stem}").mkdir()
+        (tmp_path / f".gtok-staged.{stem}" / "x.png").write_bytes(b"half")
+        (tmp_path / f".gtok-staged.{stem}.lock").touch()
+    with open(tmp_path / ".gtok-staged.live0000.lock") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # its writer is still running
+        with staged_files(tmp_path) as stage:
+            (stage / "x.png").write_bytes(b"whole")
+        assert sorted(p.name for p in tmp_path.iterdir()) == [".gtok-staged.live0000", ".gtok-staged.live0000.lock", "x.png"]
+
+
+def test_export_gtars_on_a_full_disk_leaves_the_folder_as_it_was(tmp_path):
+    from gtok.formats.shard import write_shard
+
+    records = [(f"r{i:03d}", np.arange(2000) + i) for i in range(400)]  # 4 kB a file: 1.6 MB in all
+    small_shard = write_shard(tmp_path / "small.gtok", records[:2], 5000, None)
+    big_shard = write_shard(tmp_path / "big.gtok", records, 5000, None)
+    with mount_tmpfs(tmp_path / "full", "size=1m") as full:
+        gtok("export-gtars", small_shard, full / "gt", check=True)
+        before = snapshot(full)
+        one_line_error(gtok("export-gtars", big_shard, full / "gt"), f"{full}/gt/", "no space left on device; nothing was written")
+        assert snapshot(full) == before

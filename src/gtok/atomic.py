@@ -17,6 +17,7 @@ import errno
 import fcntl
 import os
 import re
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -127,3 +128,53 @@ def _fsync_dir(folder: Path) -> None:
             os.fsync(fd)
         finally:
             os.close(fd)
+
+
+@contextlib.contextmanager
+def staged_files(folder: str | os.PathLike) -> Iterator[Path]:
+    """Yield a hidden folder inside `folder` for a command that writes several files at once; on
+    success each file written there replaces its namesake in `folder`, on any error none does.
+
+    The files are whole before the first one is published, so a full disk fails while staging,
+    with everything in `folder` as it was; the renames at the end need no space. Like
+    `atomic_path`, the writer holds a lock beside its hidden `.gtok-staged.XXXXXXXX` folder, so the
+    next staged write into `folder` removes what a killed writer left, and nothing of a live one.
+    """
+    folder = Path(folder)
+    _remove_stale_stages(folder)
+    lock_fd, lock = _held_lock(folder / ".gtok-staged")
+    stage = lock.with_suffix("")
+    try:
+        try:
+            stage.mkdir()
+            yield stage
+            for item in sorted(stage.iterdir()):
+                if not item.name.startswith("."):  # not the temporary files of an atomic_path in it
+                    os.replace(item, folder / item.name)
+        except GtokError as exc:  # a staged file's error, naming it where it was to go
+            raise GtokError(str(exc).replace(str(stage), str(folder))) from None
+        except OSError as exc:
+            if exc.errno in _WRITE_ERRORS:
+                raise _write_error(folder, exc) from None
+            raise
+        _fsync_dir(folder)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(lock)
+        os.close(lock_fd)
+
+
+def _remove_stale_stages(folder: Path) -> None:
+    """Delete the staging folders of killed writers (their lock held by nobody)."""
+    pattern = re.compile(r"\.gtok-staged\.[a-z0-9_]{8}\.lock")
+    with contextlib.suppress(OSError):
+        for name in filter(pattern.fullmatch, os.listdir(folder)):
+            with contextlib.suppress(OSError):
+                fd = os.open(folder / name, os.O_RDONLY)
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # raises while its writer lives
+                    shutil.rmtree(folder / name[: -len(".lock")], ignore_errors=True)
+                    os.unlink(folder / name)
+                finally:
+                    os.close(fd)

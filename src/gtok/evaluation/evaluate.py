@@ -201,7 +201,7 @@ def evaluate(model_path: str | os.PathLike, manifest: str | os.PathLike, out: st
     require("eval", "gtok evaluate")
     import pandas as pd
 
-    from gtok.atomic import atomic_path
+    from gtok.atomic import atomic_path, staged_files
     from gtok.inference.embed import Embedder
     from gtok.options import DataOptions
     from gtok.plots import plot_unavailable
@@ -214,30 +214,31 @@ def evaluate(model_path: str | os.PathLike, manifest: str | os.PathLike, out: st
         val_fraction = embedder.data_options.get("val_fraction", DataOptions.val_fraction)
     fingerprint = embedder.vocab.fingerprint
     records = held_out_records(manifest, val_fraction, fingerprint=fingerprint)
-    plots = {embedder.name: out / f"umap_{embedder.name}.png", "lsi": out / "umap_lsi.png"}
-    rows: list[tuple] = []
-    folds: list[tuple] = []
-    details = ""
-    notes = [_why_not(records, manifest)]
-    if notes[0] is None:
-        baseline, trained_on = training_lsi(manifest, val_fraction, fingerprint, seed)
-        notes = [_left_out(records)]
-        if baseline is None:
-            notes.append(f"{describe(manifest)}: no training records to fit LSI on; evaluation skipped.")
-        else:
-            rows, folds, details = _score(embedder, records, baseline, trained_on, plots, seed, progress)
-    notes = [n for n in notes if n]
-    for note in notes:
-        print(f"gtok evaluate: {note}", file=sys.stderr)
-    if not rows:
-        for path in plots.values():
-            plot_unavailable(notes[-1], path)
-    table = pd.DataFrame(rows, columns=["method", "metric", "value", "sd"])
-    for name, frame in (("metrics.tsv", table), ("folds.tsv", pd.DataFrame(folds, columns=["method", "metric", "fold", "value"]))):
-        with atomic_path(out / name) as tmp:
-            frame.to_csv(tmp, sep="\t", index=False, float_format="%.4f")
-    write_evaluation_html(table, embedder.name, len(records.lengths), notes, out / "summary.html")
-    write_evaluation_caption(table, embedder.name, len(records.lengths), notes, details, out / "caption.rst")
+    with staged_files(out) as stage:  # every file replaced, or (on an error half-way) none
+        plots = {embedder.name: stage / f"umap_{embedder.name}.png", "lsi": stage / "umap_lsi.png"}
+        rows: list[tuple] = []
+        folds: list[tuple] = []
+        details = ""
+        notes = [_why_not(records, manifest)]
+        if notes[0] is None:
+            baseline, trained_on = training_lsi(manifest, val_fraction, fingerprint, seed)
+            notes = [_left_out(records)]
+            if baseline is None:
+                notes.append(f"{describe(manifest)}: no training records to fit LSI on; evaluation skipped.")
+            else:
+                rows, folds, details = _score(embedder, records, baseline, trained_on, plots, seed, progress)
+        notes = [n for n in notes if n]
+        for note in notes:
+            print(f"gtok evaluate: {note}", file=sys.stderr)
+        if not rows:
+            for path in plots.values():
+                plot_unavailable(notes[-1], path)
+        table = pd.DataFrame(rows, columns=["method", "metric", "value", "sd"])
+        for name, frame in (("metrics.tsv", table), ("folds.tsv", pd.DataFrame(folds, columns=["method", "metric", "fold", "value"]))):
+            with atomic_path(stage / name) as tmp:
+                frame.to_csv(tmp, sep="\t", index=False, float_format="%.4f")
+        write_evaluation_html(table, embedder.name, len(records.lengths), notes, stage / "summary.html")
+        write_evaluation_caption(table, embedder.name, len(records.lengths), notes, details, stage / "caption.rst")
     return out / "metrics.tsv"
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gtok.atomic import atomic_path
+from gtok.atomic import atomic_path, staged_files
 from gtok.formats.shard import MAGIC, ShardReader
 from gtok.paths import has_magic, output_file, output_folder
 
@@ -45,8 +45,9 @@ def export_gtars_folder(reader: ShardReader, outdir: str | os.PathLike) -> list[
         files.append(output_file(folder / f"{stem}.gtok", (".gtok",), [reader.path], is_gtars_file, "gtars .gtok file"))
         if stem != base or base != name:
             renamed.append((name, files[-1].name))
-    for tokens, path in zip(reader, files):
-        export_gtars(tokens, path)
+    with staged_files(folder) as stage:  # a full disk half-way leaves the folder as it was
+        for tokens, path in zip(reader, files):
+            export_gtars(tokens, stage / path.name)
     return renamed
 
 
