@@ -135,6 +135,9 @@ def test_option_misuse_is_explained(tmp_path):
     assert "expected START:STOP" in proc.stderr
     proc = gtok("tokenize", "-u", UNIVERSE, "-o", tmp_path / "x.gtok", "--layer", "counts", SAMPLES[0], check=False)
     assert proc.returncode == 1 and "--layer applies to .h5ad and .h5mu inputs" in proc.stderr
+    for option, value, words in (("--tile-width", "500", "--tile-width applies to .h5ad and .h5mu inputs"),
+                                 ("--modality", "rna", "--modality applies to .h5mu inputs")):
+        one_line_error(gtok("tokenize", "-u", UNIVERSE, "-o", tmp_path / "x.gtok", option, value, SAMPLES[0]), words)
     proc = gtok("info", tmp_path / "nope.gtok", check=False)
     assert proc.returncode == 1 and "nope.gtok: no such shard file" in proc.stderr
 

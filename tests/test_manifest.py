@@ -93,6 +93,14 @@ def test_verify_finds_missing_and_replaced_shards(shards, tmp_path):
     assert any("fingerprint" in p for p in replaced) and any("records 1" in p for p in replaced)
 
 
+def test_verify_names_a_folder_in_a_shards_place(shards, tmp_path):
+    out = tmp_path / "m.json"
+    write_manifest(out, shards)
+    shards[0].unlink()
+    shards[0].mkdir()
+    assert f"{shards[0]}: is a folder, not the shard {out} lists." in verify_manifest(out)
+
+
 def test_dataset_checks_the_manifest(shards, tmp_path):
     out = tmp_path / "m.json"
     content = write_manifest(out, shards)

@@ -468,6 +468,8 @@ def shard_problems(entry: ManifestEntry, manifest: str | os.PathLike, *, integri
     here.
     """
     name = describe(entry.path)
+    if entry.path.is_dir():
+        return None, [f"{name}: is a folder, not the shard {describe(manifest)} lists."]
     if not entry.path.is_file():
         return None, [f"{name}: missing (listed in {describe(manifest)})."]
     problems = []

@@ -108,6 +108,10 @@ def _check_options(kinds: dict[str, list[str]], options: Options):
         raise GtokError("--label-key applies to .h5ad inputs; use --labels SHEET.tsv for BED and fragment files.")
     if options.layer and not h5ads:
         raise GtokError("--layer applies to .h5ad and .h5mu inputs.")
+    if options.tile_width is not None and not h5ads:
+        raise GtokError("--tile-width applies to .h5ad and .h5mu inputs (tile matrices).")
+    if options.modality != DEFAULT_MODALITY and not h5ads:  # (a MuData file may be named .h5ad too)
+        raise GtokError("--modality applies to .h5mu inputs (MuData files).")
     if options.labels_sheet and not (beds or frags):
         raise GtokError("--labels applies to BED and fragment inputs; use --label-key COLUMN for .h5ad files.")
     if options.labels_sheet and beds and frags:
