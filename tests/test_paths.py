@@ -95,6 +95,19 @@ def test_a_missing_output_folder_is_created(tmp_path, inputs):
     assert len(ShardReader(out)) == 1
 
 
+def test_a_failed_command_removes_the_output_folders_it_created(tmp_path, inputs):
+    tmp_path = tmp_path / "work"
+    tmp_path.mkdir()
+    bad = tmp_path / "bad.bed"
+    bad.write_text("chr1\t500\t100\n")  # start after end
+    (tmp_path / "kept").mkdir()  # a folder that was there stays, empty or not
+    for args in (("tokenize", "-u", inputs / "universe.bed", "-o", tmp_path / "kept" / "new" / "s.gtok", bad),
+                 ("index", "-u", bad, "-o", tmp_path / "i" / "u.gtokidx"),
+                 ("manifest", "-o", tmp_path / "m" / "x.json", tmp_path / "nosuch.gtok")):
+        assert gtok(*args).returncode == 1
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["bad.bed", "kept"]
+
+
 def test_empty_output_path(inputs):
     one_line_error(gtok("tokenize", "-q", "-u", inputs / "universe.bed", "-o", "", BEDS[0]), "output path is empty")
 

@@ -10,6 +10,7 @@ a FIFO nobody writes to cannot hang a run.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
 from collections.abc import Callable, Iterable
@@ -94,16 +95,33 @@ def output_folder(path: str | os.PathLike, kind: str = "output folder", create: 
     return folder
 
 
+#: The folders this process created for its outputs: a command that fails removes those still
+#: empty (`remove_created_folders`), so that it leaves the file system as it was.
+_CREATED: list[Path] = []
+
+
 def make_folder(folder: Path) -> None:
     """Create `folder` (and its parents) if missing, with a one-line error when that is impossible."""
     if not str(folder) or folder.is_dir():
         return
+    absolute = Path(os.path.abspath(folder))
+    missing = [p for p in (absolute, *absolute.parents) if not os.path.lexists(p)]
     try:
         folder.mkdir(parents=True, exist_ok=True)
+        _CREATED.extend(missing)
     except (FileExistsError, NotADirectoryError):
         raise GtokError(f"{describe(folder)}: cannot be created as a folder (a file of that name is in the way).") from None
     except OSError as exc:
         raise GtokError(f"{describe(folder)}: cannot create the folder ({os.strerror(exc.errno).lower()}).") from None
+
+
+def remove_created_folders() -> None:
+    """Remove the folders `make_folder` created in this process that are still empty, deepest
+    first (what a failed command created and never wrote into)."""
+    for folder in sorted(set(_CREATED), key=lambda p: len(p.parts), reverse=True):
+        with contextlib.suppress(OSError):
+            folder.rmdir()
+    _CREATED.clear()
 
 
 def _same_file(a: Path, b: str | os.PathLike) -> bool:

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from gtok import __version__
 from gtok.cli import data, model
 from gtok.errors import GtokError
+from gtok.paths import remove_created_folders
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -27,12 +28,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             return args.run(args) or 0
         except GtokError as exc:
+            remove_created_folders()  # a failed command leaves no empty output folder behind
             print(f"{command}: error: {exc}", file=sys.stderr)
             return 1
         except BrokenPipeError:  # `gtok dump x | head`
             sys.stderr.close()
             return 0
         except KeyboardInterrupt:
+            remove_created_folders()
             print(f"{command}: interrupted; nothing was written.", file=sys.stderr)
             return 130
 
