@@ -199,13 +199,9 @@ def evaluate(model_path: str | os.PathLike, manifest: str | os.PathLike, out: st
     Input that cannot be scored (no held-out records, no labels, too few of them) is said in one
     line in the log and the report, and the tables are left header-only."""
     require("eval", "gtok evaluate")
-    import pandas as pd
-
-    from gtok.atomic import atomic_path, staged_files
+    from gtok.atomic import staged_files
     from gtok.inference.embed import Embedder
     from gtok.options import DataOptions
-    from gtok.plots import plot_unavailable
-    from gtok.report import write_evaluation_caption, write_evaluation_html
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -215,31 +211,44 @@ def evaluate(model_path: str | os.PathLike, manifest: str | os.PathLike, out: st
     fingerprint = embedder.vocab.fingerprint
     records = held_out_records(manifest, val_fraction, fingerprint=fingerprint)
     with staged_files(out) as stage:  # every file replaced, or (on an error half-way) none
-        plots = {embedder.name: stage / f"umap_{embedder.name}.png", "lsi": stage / "umap_lsi.png"}
-        rows: list[tuple] = []
-        folds: list[tuple] = []
-        details = ""
-        notes = [_why_not(records, manifest)]
-        if notes[0] is None:
-            baseline, trained_on = training_lsi(manifest, val_fraction, fingerprint, seed)
-            notes = [_left_out(records)]
-            if baseline is None:
-                notes.append(f"{describe(manifest)}: no training records to fit LSI on; evaluation skipped.")
-            else:
-                rows, folds, details = _score(embedder, records, baseline, trained_on, plots, seed, progress)
-        notes = [n for n in notes if n]
-        for note in notes:
-            print(f"gtok evaluate: {note}", file=sys.stderr)
-        if not rows:
-            for path in plots.values():
-                plot_unavailable(notes[-1], path)
-        table = pd.DataFrame(rows, columns=["method", "metric", "value", "sd"])
-        for name, frame in (("metrics.tsv", table), ("folds.tsv", pd.DataFrame(folds, columns=["method", "metric", "fold", "value"]))):
-            with atomic_path(stage / name) as tmp:
-                frame.to_csv(tmp, sep="\t", index=False, float_format="%.4f")
-        write_evaluation_html(table, embedder.name, len(records.lengths), notes, stage / "summary.html")
-        write_evaluation_caption(table, embedder.name, len(records.lengths), notes, details, stage / "caption.rst")
+        _write_evaluation(stage, embedder, manifest, records, val_fraction, fingerprint, seed, progress)
     return out / "metrics.tsv"
+
+
+def _write_evaluation(folder: Path, embedder: Any, manifest: str | os.PathLike, records: EvalRecords, val_fraction: float,
+                      fingerprint: str | None, seed: int, progress: bool) -> None:
+    """Score the model and LSI on the held-out records and write the tables, plots, summary and
+    caption into `folder` (or say in one line why the records cannot be scored)."""
+    import pandas as pd
+
+    from gtok.atomic import atomic_path
+    from gtok.plots import plot_unavailable
+    from gtok.report import write_evaluation_caption, write_evaluation_html
+
+    plots = {embedder.name: folder / f"umap_{embedder.name}.png", "lsi": folder / "umap_lsi.png"}
+    rows: list[tuple] = []
+    folds: list[tuple] = []
+    details = ""
+    notes = [_why_not(records, manifest)]
+    if notes[0] is None:
+        baseline, trained_on = training_lsi(manifest, val_fraction, fingerprint, seed)
+        notes = [_left_out(records)]
+        if baseline is None:
+            notes.append(f"{describe(manifest)}: no training records to fit LSI on; evaluation skipped.")
+        else:
+            rows, folds, details = _score(embedder, records, baseline, trained_on, plots, seed, progress)
+    notes = [n for n in notes if n]
+    for note in notes:
+        print(f"gtok evaluate: {note}", file=sys.stderr)
+    if not rows:
+        for path in plots.values():
+            plot_unavailable(notes[-1], path)
+    table = pd.DataFrame(rows, columns=["method", "metric", "value", "sd"])
+    for name, frame in (("metrics.tsv", table), ("folds.tsv", pd.DataFrame(folds, columns=["method", "metric", "fold", "value"]))):
+        with atomic_path(folder / name) as tmp:
+            frame.to_csv(tmp, sep="\t", index=False, float_format="%.4f")
+    write_evaluation_html(table, embedder.name, len(records.lengths), notes, folder / "summary.html")
+    write_evaluation_caption(table, embedder.name, len(records.lengths), notes, details, folder / "caption.rst")
 
 
 def training_lsi(manifest: str | os.PathLike, val_fraction: float, fingerprint: str | None = None,

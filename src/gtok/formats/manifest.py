@@ -141,12 +141,11 @@ ShardSpec = str | os.PathLike | tuple[str | os.PathLike, str | None] | tuple[str
 
 
 def _shard_entry(reader: ShardReader, folder: Path, split: str | None, dataset: str | None) -> dict[str, Any]:
-    """A shard's manifest entry; its checksums are checked first, or a damaged shard would be
-    listed under the sha256 of its damage."""
-    reader.verify()
+    """A shard's manifest entry; its checksums are checked in the read that hashes it, or a
+    damaged shard would be listed under the sha256 of its damage."""
     return {
         "path": os.path.relpath(reader.path.resolve(), folder),
-        "sha256": sha256_file(reader.path),
+        "sha256": reader.verify(sha256=True),
         "records": len(reader),
         "tokens": reader.n_tokens,
         "fingerprint": reader.fingerprint,

@@ -26,6 +26,7 @@ from gtok.errors import ShardFormatError, describe
 from gtok.formats.metadata import ShardMeta
 
 MAGIC = b"GTOK"
+_STEP = 1 << 24  # bytes checked and hashed at a time (ShardReader.verify)
 GTARS_FLAGS = {0x01: np.dtype("<u2"), 0x02: np.dtype("<u4")}  # gtars single-record files (gtok.formats.gtars)
 KIND_SHARD = 0x53  # 'S'; gtars single-record files carry 0x01 (u16) or 0x02 (u32) in this byte
 VERSION = 1
@@ -347,26 +348,36 @@ class ShardReader:
             self._labels = [x or None for x in self._read_strings(self._labels_at)]
         return self._labels
 
-    def verify(self) -> None:
-        """Check every byte against the stored checksums (a full read of the file)."""
-        if self._crcs is None:
-            return
-        crc_tok, crc_off, crc_tables, tokens_at, offsets_at, names_at = self._crcs
-        m = self._map
-        tokens_end = tokens_at + self.n_tokens * self.dtype.itemsize
-        for what, lo, hi, crc in (
-            ("token data", tokens_at, tokens_end, crc_tok),
-            ("record index", offsets_at, names_at, crc_off),
-            ("names and labels", names_at, self._size, crc_tables),
-        ):
-            if _crc32(m, lo, hi) != crc:
+    def verify(self, sha256: bool = False) -> str | None:
+        """Check every byte against the stored checksums (a full read of the file; gtars files have
+        none). With `sha256`, also return the file's SHA-256, from the same read: what a manifest
+        records of a shard it has checked."""
+        sections = self._checked_sections()
+        digest = hashlib.sha256() if sha256 else None
+        crcs = [0] * len(sections)
+        spans = [(0, self._size)] if digest else [(lo, hi) for _, lo, hi, _ in sections]
+        with memoryview(self._map) as view:  # slices of it are not copies
+            for start, stop in spans:
+                for a in range(start, stop, _STEP):
+                    b = min(stop, a + _STEP)
+                    if digest:
+                        digest.update(view[a:b])
+                    for i, (_, lo, hi, _) in enumerate(sections):
+                        if lo < b and a < hi:
+                            crcs[i] = zlib.crc32(view[max(a, lo) : min(b, hi)], crcs[i])
+        for (what, _, _, crc), found in zip(sections, crcs):
+            if found != crc:
                 self._fail(f"the {what} is corrupt (checksum mismatch)")
+        return digest.hexdigest() if digest else None
 
-    def sha256(self) -> str:
-        h = hashlib.sha256()
-        for lo in range(0, self._size, 1 << 24):
-            h.update(self._map[lo : lo + (1 << 24)])
-        return h.hexdigest()
+    def _checked_sections(self) -> list[tuple[str, int, int, int]]:
+        """(what, first byte, end, CRC-32) of each checksummed section; none in a gtars file."""
+        if self._crcs is None:
+            return []
+        crc_tok, crc_off, crc_tables, tokens_at, offsets_at, names_at = self._crcs
+        tokens_end = tokens_at + self.n_tokens * self.dtype.itemsize
+        return [("token data", tokens_at, tokens_end, crc_tok), ("record index", offsets_at, names_at, crc_off),
+                ("names and labels", names_at, self._size, crc_tables)]
 
     # Readers travel to DataLoader workers by path and are mapped again there.
     def __getstate__(self) -> dict:
@@ -377,10 +388,3 @@ class ShardReader:
 
     def __repr__(self) -> str:
         return f"ShardReader({self._name!r}, records={len(self)}, tokens={self.n_tokens}, dtype={self.dtype.name})"
-
-
-def _crc32(buf, lo: int, hi: int, step: int = 1 << 24) -> int:
-    crc = 0
-    for a in range(lo, hi, step):
-        crc = zlib.crc32(buf[a : min(hi, a + step)], crc)
-    return crc

@@ -146,14 +146,15 @@ def embed_to_files(
 ) -> Path:
     """`gtok embed`: BED files -> OUT.npy + OUT.names.txt, or one .h5ad -> a copy with obsm['X_gtok']."""
     from gtok.formats.shard import record_name
-    from gtok.sources.fragments import is_fragments
+    from gtok.sources import input_kinds
     from gtok.sources.h5ad import reading
 
     for path in inputs:
         input_file(path)
-        if not path.endswith((".h5ad", ".h5mu")) and is_fragments(path):
-            raise GtokError(f"{path}: a fragments file holds many cells, and gtok embed gives one vector per BED file; "
-                            "embed its cells from a cells x peaks .h5ad instead, or tokenize it per barcode with gtok tokenize.")
+    fragments = input_kinds(inputs)["fragments"]  # told as tokenize tells them
+    if fragments:
+        raise GtokError(f"{fragments[0]}: a fragments file holds many cells, and gtok embed gives one vector per BED "
+                        "file; embed its cells from a cells x peaks .h5ad instead, or tokenize it per barcode with gtok tokenize.")
     if any(p.endswith(".h5mu") for p in inputs):
         raise GtokError("gtok embed reads .h5ad files, not .h5mu yet; write the modality out first "
                         "(mudata: mdata['atac'].write_h5ad('atac.h5ad')).")

@@ -43,9 +43,8 @@ def hand_to_jobs(plan: Plan, config: Mapping[str, Any], folder: str = FOLDER) ->
     """Write the plan for this process's jobs and name it in `GTOK_PLAN`; return its path.
 
     The name is the content's digest, so an unchanged plan is not written again (a damaged one
-    is). The plans of
-    earlier runs are removed: a job that still wanted one plans for itself. A plan that cannot be
-    written costs only time, so that is a warning, not a failure."""
+    is). The plans of earlier runs are removed: a job that still wanted one plans for itself. A
+    plan that cannot be written costs only time, so that is a warning, not a failure."""
     body = json.dumps({"format": FORMAT, "version": VERSION, "config_sha256": config_digest(config),
                        "plan": plan.to_json()}, separators=(",", ":")).encode()
     path = Path(folder).resolve() / f"plan-{hashlib.sha256(body).hexdigest()}.json"
