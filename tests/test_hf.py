@@ -284,6 +284,13 @@ def test_atacformer_trains_through_the_workflow_and_resumes_exactly(workflow_run
     reference = torch.load(whole, map_location="cpu", weights_only=False)
     assert ours["global_step"] == reference["global_step"] == 12
     assert all(torch.equal(v, reference["state_dict"][k]) for k, v in ours["state_dict"].items())
+    # a built-in model then trained into that folder replaces the model whole: the save_pretrained
+    # files of the Hugging Face one leave with it for previous/, none stays beside the new model
+    plain = {"data": TRAIN["data"], "trainer": {**TRAIN["trainer"], "max_steps": 2}, "region2vec": {"embedding_dim": 8}}
+    train(folder / "results" / "manifest.json", "region2vec", tmp_path / "whole", plain, progress=False)
+    assert not {"config.json", "model.safetensors"} & {p.name for p in (tmp_path / "whole").iterdir()}
+    (kept,) = (tmp_path / "whole" / "previous").iterdir()
+    assert {"config.json", "model.safetensors", "model.ckpt", "config.yaml"} <= {p.name for p in kept.iterdir()}
 
 
 @pytest.mark.slow

@@ -179,6 +179,29 @@ def test_staged_files_replace_their_namesakes_together_or_not_at_all(tmp_path):
     assert snapshot(tmp_path) == before  # no file replaced, no staging folder left
 
 
+def test_staged_files_remove_the_owned_files_not_written_and_publish_the_last_one_last(tmp_path, monkeypatch):
+    """A model's files replaced by another's: a file the new set lacks goes, and config.yaml, which
+    vouches for the others, is renamed only after every other change."""
+    import gtok.atomic
+    from gtok.atomic import staged_files
+
+    for name in ("config.yaml", "model.ckpt", "model.safetensors", "notes.txt"):
+        (tmp_path / name).write_text(f"old {name}")
+    changes: list[str] = []
+    replace, unlink = os.replace, os.unlink
+    monkeypatch.setattr(gtok.atomic.os, "replace", lambda a, b: (changes.append(f"+{Path(b).name}"), replace(a, b)))
+    monkeypatch.setattr(gtok.atomic.os, "unlink", lambda a: (unlink(a), changes.append(f"-{Path(a).name}")))
+    with staged_files(tmp_path, owned=("config.yaml", "model.ckpt", "model.safetensors", "summary.json"),
+                      last="config.yaml") as stage:
+        for name in ("config.yaml", "model.ckpt", "metrics.csv"):
+            (stage / name).write_text(f"new {name}")
+    published = [c for c in changes if "gtok-staged" not in c]  # not the writer's own lock file
+    assert published == ["+metrics.csv", "+model.ckpt", "-model.safetensors", "+config.yaml"]
+    assert {p.name: p.read_text() for p in tmp_path.iterdir()} == {
+        "config.yaml": "new config.yaml", "model.ckpt": "new model.ckpt", "metrics.csv": "new metrics.csv",
+        "notes.txt": "old notes.txt"}
+
+
 def test_a_killed_writers_staging_folder_is_removed_and_a_live_ones_kept(tmp_path):
     import fcntl
 

@@ -350,7 +350,7 @@ def test_rerun_of_another_run_starts_afresh_and_sets_the_old_one_aside(tmp_path,
     ckpt = torch.load(final, map_location="cpu", weights_only=False)
     assert ckpt["global_step"] == 2 and ckpt["gtok"]["model"] == model
     assert pd.read_csv(out / "metrics.csv")["step"].tolist() == [0, 1]
-    assert [p.name for p in (out / "logs").iterdir()] == ["version_0"]
+    assert sorted(p.name for p in (out / "logs").iterdir()) == ["summary.json", "version_0"]  # the new run's only
     assert sorted(p.name for p in previous.iterdir()) == ["checkpoints", "config.yaml", "logs", "loss.png", "metrics.csv",
                                                           "model.ckpt", "summary.json", "universe.bed.gz"]
     kept = torch.load(previous / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
@@ -555,6 +555,56 @@ def test_only_the_finished_model_is_loaded_from_a_folder(tmp_path, data):
     (out / "model.ckpt").unlink()
     with pytest.raises(GtokError, match=f"{out}: holds no finished model .*its latest earlier model is {out}/previous/"):
         embed_regions(out, [bed])
+
+
+class Pause(L.Callback):
+    """At global step 1, creates `paused` and waits until `go` exists: a run caught mid-training."""
+
+    def __init__(self, paused: str, go: str):
+        self.paused, self.go = Path(paused), Path(go)
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+        if trainer.global_step == 1:
+            self.paused.touch()
+            while not self.go.exists():
+                time.sleep(0.05)
+
+
+PAUSED_RUN = """
+import sys
+sys.path.insert(0, {tests!r})
+from test_train import Pause, config
+from gtok.training.train import train
+train({data!r}, "region2vec", {out!r}, config(), max_steps=4, seed=1, progress=False,
+      callbacks=[Pause({out!r} + ".paused", {out!r} + ".go")])
+"""
+
+
+def test_a_second_run_into_a_busy_folder_is_refused_before_it_changes_anything(tmp_path, data):
+    """Two `gtok train` into one folder would overwrite each other's checkpoints: the second is
+    refused in one line while the first trains, and the first then finishes and publishes."""
+    out = tmp_path / "run"
+    train(data, "region2vec", out, config(), max_steps=2, seed=0, universe=UNIVERSE, progress=False)
+    assert json.loads((out / "summary.json").read_text())["global_step"] == 2
+    assert (out / "summary.json").read_bytes() == (out / "logs" / "summary.json").read_bytes()
+    model = snapshot(out)["model.ckpt"]
+    script = PAUSED_RUN.format(tests=str(Path(__file__).parent), data=str(data), out=str(out))
+    first = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not Path(f"{out}.paused").exists():
+            assert first.poll() is None and time.monotonic() < deadline, first.communicate()
+            time.sleep(0.1)
+        second = subprocess.run([*GTOK, "train", "-q", "--manifest", str(data), "--model", "region2vec", "--out", str(out),
+                                 "--max-steps", "3", "--universe", str(UNIVERSE)], capture_output=True, text=True)
+        one_line_error(second, f"{out}: another gtok train is running in this folder")
+        assert snapshot(out)["model.ckpt"] == model  # the finished model untouched
+    finally:
+        Path(f"{out}.go").touch()
+        _, stderr = first.communicate(timeout=300)
+    assert first.returncode == 0, stderr
+    assert json.loads((out / "summary.json").read_text())["global_step"] == 4  # the first run's, published
+    assert torch.load(out / "model.ckpt", map_location="cpu", weights_only=False)["global_step"] == 4
 
 
 # -- command line and embedding --------------------------------------------------------------------

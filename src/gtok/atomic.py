@@ -19,7 +19,7 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from pathlib import Path
 
 from gtok.errors import GtokError, describe
@@ -131,14 +131,17 @@ def _fsync_dir(folder: Path) -> None:
 
 
 @contextlib.contextmanager
-def staged_files(folder: str | os.PathLike) -> Iterator[Path]:
+def staged_files(folder: str | os.PathLike, owned: Collection[str] = (), last: str | None = None) -> Iterator[Path]:
     """Yield a hidden folder inside `folder` for a command that writes several files at once; on
     success each file written there replaces its namesake in `folder`, on any error none does.
 
     The files are whole before the first one is published, so a full disk fails while staging,
-    with everything in `folder` as it was; the renames at the end need no space. Like
-    `atomic_path`, the writer holds a lock beside its hidden `.gtok-staged.XXXXXXXX` folder, so the
-    next staged write into `folder` removes what a killed writer left, and nothing of a live one.
+    with everything in `folder` as it was; the renames at the end need no space. `owned` names the
+    set of files the write replaces as a whole: one of them it did not write is removed, so that
+    nothing of an earlier set stays beside the new one. `last` is published after every other
+    change: a file that vouches for the others (a model's config.yaml) is never newer than they are.
+    Like `atomic_path`, the writer holds a lock beside its hidden `.gtok-staged.XXXXXXXX` folder, so
+    the next staged write into `folder` removes what a killed writer left, and nothing of a live one.
     """
     folder = Path(folder)
     _remove_stale_stages(folder)
@@ -148,9 +151,7 @@ def staged_files(folder: str | os.PathLike) -> Iterator[Path]:
         try:
             stage.mkdir()
             yield stage
-            for item in sorted(stage.iterdir()):
-                if not item.name.startswith("."):  # not the temporary files of an atomic_path in it
-                    os.replace(item, folder / item.name)
+            _publish_stage(stage, folder, owned, last)
         except GtokError as exc:  # a staged file's error, naming it where it was to go
             raise GtokError(str(exc).replace(str(stage), str(folder))) from None
         except OSError as exc:
@@ -163,6 +164,19 @@ def staged_files(folder: str | os.PathLike) -> Iterator[Path]:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(lock)
         os.close(lock_fd)
+
+
+def _publish_stage(stage: Path, folder: Path, owned: Collection[str], last: str | None) -> None:
+    """Rename the staged files into `folder` (`last` after the rest) and remove the `owned` ones not staged."""
+    staged = sorted(name for name in os.listdir(stage) if not name.startswith("."))  # not an atomic_path's temporaries
+    for name in staged:
+        if name != last:
+            os.replace(stage / name, folder / name)
+    for name in set(owned).difference(staged):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(folder / name)
+    if last in staged:
+        os.replace(stage / last, folder / last)
 
 
 def _remove_stale_stages(folder: Path) -> None:

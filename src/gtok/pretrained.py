@@ -44,8 +44,9 @@ CHECKPOINT_FILE = "model.ckpt"
 HF_CONFIG_FILE = "config.json"  # with model.safetensors: what save_pretrained writes
 HF_WEIGHTS_FILE = "model.safetensors"
 SAVED_WITH_HF = "save_pretrained"  # config.yaml's `saved_with` when the folder holds them
+SUMMARY_FILE = "summary.json"  # how the run was spread and how far it got (gtok.training.callbacks.RunSummary)
 MODEL_FILES = (CHECKPOINT_FILE, UNIVERSE_FILE, CONFIG_FILE, HF_CONFIG_FILE, HF_WEIGHTS_FILE, "metrics.csv", "loss.png",
-               "summary.json")
+               SUMMARY_FILE)
 """A finished model and how its training went: replaced together when a later run finishes."""
 RUN_KEY = "gtok_run"
 """Checkpoint key of the run record: {"fingerprint": sha256 hex, "options": gtok.training.run.run_options}."""

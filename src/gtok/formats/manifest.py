@@ -9,6 +9,7 @@ names it), so that a model trained from the manifest alone can carry it, and eac
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections import Counter
@@ -64,6 +65,13 @@ class Manifest:
     @property
     def paths(self) -> list[Path]:
         return [e.path for e in self.entries]
+
+    def shards_digest(self) -> str:
+        """A short digest of the data a model trains on: every shard's sha256 and split, in order.
+        A model records it (gtok.training.run), so evaluation can tell that a manifest is the one
+        the model was trained on, and its held-out records the ones it never saw."""
+        listed = json.dumps([[e.sha256, e.split] for e in self.entries]).encode()
+        return hashlib.sha256(listed).hexdigest()[:16]
 
     def datasets(self) -> dict[str, dict[str, int]]:
         """Shards, records and tokens per dataset, in order of first appearance."""
@@ -471,17 +479,18 @@ def shard_problems(entry: ManifestEntry, manifest: str | os.PathLike, *, integri
         return None, [f"{name}: is a folder, not the shard {describe(manifest)} lists."]
     if not entry.path.is_file():
         return None, [f"{name}: missing (listed in {describe(manifest)})."]
-    problems = []
-    if sha256 and sha256_file(entry.path) != entry.sha256:
-        problems.append(f"{name}: sha256 differs from {describe(manifest)} (the file changed or is damaged).")
+    changed = f"{name}: sha256 differs from {describe(manifest)} (the file changed or is damaged)."
     try:
         reader = ShardReader(entry.path)
-        if integrity and reader.version:
-            reader.verify()
     except ShardFormatError as exc:
-        return None, [*problems, str(exc)]
-    if integrity and not reader.version and not sha256 and sha256_file(entry.path) != entry.sha256:
-        problems.append(f"{name}: sha256 differs from {describe(manifest)} (the file changed or is damaged).")
+        return None, [*([changed] if sha256 and sha256_file(entry.path) != entry.sha256 else []), str(exc)]
+    problems: list[str] = []
+    if integrity or sha256:
+        hashed = sha256 or not reader.version  # a gtars file's bytes are checked by its sha256 alone
+        corrupt, digest = reader.check_bytes(sha256=hashed) if integrity else ([], sha256_file(entry.path))
+        problems = [*([changed] if hashed and digest != entry.sha256 else []), *corrupt]
+        if corrupt:
+            return None, problems
     differ = _count_problem(entry, reader, manifest)
     if differ:
         problems.append(differ)

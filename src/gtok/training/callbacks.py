@@ -70,7 +70,7 @@ class StepCheckpoint(ModelCheckpoint):
 
 
 class RunSummary(Callback):
-    """Writes `summary.json` when training ends: how the run was spread (world size, nodes, devices
+    """Writes `summary.json` (into the run's logs/, published with its model) when training ends: how the run was spread (world size, nodes, devices
     per node), how far it got (global step, epochs, tokens seen, wall time of this launch) and,
     per data epoch, which records each rank trained on, so that a reader can check that the ranks
     shared the epoch out without overlap (but the documented padding).
@@ -123,6 +123,7 @@ class RunSummary(Callback):
             "tokens_seen": tokens,
             "wall_seconds": round(time.monotonic() - self.started, 2),
         }
+        self.path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(self.path) as tmp:
             Path(tmp).write_text(json.dumps(summary, indent=1) + "\n")
 

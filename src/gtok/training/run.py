@@ -22,17 +22,19 @@ The folder's rules (docs/training.md, "The run folder"):
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import fcntl
 import hashlib
 import json
 import os
 import shutil
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from gtok.atomic import atomic_path
 from gtok.errors import GtokError, describe
 from gtok.options import DataOptions, TrainerOptions
 from gtok.paths import make_folder
@@ -64,13 +66,12 @@ def run_options(model: str, model_config: Any, data: DataOptions, opts: TrainerO
     in manifest order (with a mixture, every shard's dataset too). Left out (`NOT_RUN_OPTIONS`): when to stop, checkpoint, log or validate,
     whether to check the shards, and the universe's path; so raising max_steps extends a run.
     """
-    shards = json.dumps([[e.sha256, e.split] for e in manifest.entries]).encode()
     model_options = dataclasses.asdict(model_config)
     record = {
         "model": model,
         "seed": model_options.pop("seed"),
         "data.vocabulary": manifest.fingerprint[:16] if manifest.fingerprint else None,
-        "data.shards": hashlib.sha256(shards).hexdigest()[:16],
+        "data.shards": manifest.shards_digest(),
     }
     if data.mixture is not None:  # a mixture draws by dataset: renaming one in the manifest changes the run
         record["data.datasets"] = hashlib.sha256(json.dumps([e.dataset_name for e in manifest.entries]).encode()).hexdigest()[:16]
@@ -100,6 +101,35 @@ def check_run_folder(out: str | os.PathLike) -> Path:
         raise GtokError(f"{name}: is not empty and holds no gtok training run (no {CHECKPOINT_FILE}, checkpoints/ or previous/); "
                         "train into a new or empty folder, so that nothing in it is overwritten.")
     return folder
+
+
+@contextlib.contextmanager
+def claim_folder(out: Path) -> Iterator[None]:
+    """Hold `out` for this launch (its first process), so that a second `gtok train` into the same
+    folder is refused in one line before it changes anything: two runs in one folder would write
+    over each other's checkpoints and logs. The lock is an exclusive `flock` on the folder itself,
+    not a file in it, which the kernel drops when its holder dies, however it dies; where the file
+    system has no locks, nothing is held. A folder created here is removed again if the launch
+    fails before writing into it."""
+    created = not out.exists()
+    make_folder(out)
+    fd = os.open(out, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise GtokError(f"{describe(out)}: another gtok train is running in this folder; wait for it to finish "
+                            "(or stop it), or train into another folder.") from None
+        except OSError:  # no locks on this file system
+            pass
+        yield
+    except BaseException:
+        if created:
+            with contextlib.suppress(OSError):
+                out.rmdir()
+        raise
+    finally:
+        os.close(fd)
 
 
 @dataclasses.dataclass
@@ -204,12 +234,10 @@ def _same_file(a: Path, b: Path) -> bool:
 
 
 def publish(last: Path, final: Path) -> None:
-    """`final`: the finished run's last.ckpt under a name that stays, atomically. A hard link where
-    the file system has them (no copy of a large file); last.ckpt is only ever replaced by a rename,
-    so the link keeps the final weights."""
-    with atomic_path(final) as tmp:
-        tmp.unlink()
-        _link(last, tmp)
+    """`final` (in a staging folder): the finished run's last.ckpt under a name that stays. A hard
+    link where the file system has them (no copy of a large file); last.ckpt is only ever replaced
+    by a rename, so the link keeps the final weights."""
+    _link(last, final)
 
 
 def flatten_metrics(logs: Path):

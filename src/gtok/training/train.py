@@ -15,7 +15,8 @@ only these names, and leaves anything else alone:
 
   The run in progress (or the last one, finished or not):
   checkpoints/last.ckpt   every `checkpoint_every_n_steps` steps and at the end (atomically)
-  logs/version_N/         Lightning's CSV logs, one version per (re)start
+  logs/version_N/         Lightning's CSV logs, one version per (re)start; logs/summary.json of the
+                          last launch, published with the model
   batches/                with trainer.log_batches: every trained batch's records
 
   previous/TIME/          each run set aside when a rerun with other options started a new one,
@@ -30,15 +31,17 @@ model in place. The config's sections and options are gtok.options' (docs/traini
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
+import shutil
 import sys
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from gtok.atomic import atomic_path
+from gtok.atomic import staged_files
 from gtok.errors import FingerprintMismatchError, GtokError, describe
 from gtok.extras import require
 from gtok.formats.manifest import Manifest, load_manifest
@@ -46,7 +49,16 @@ from gtok.modelspec import Resolved, resolve_model
 from gtok.options import SECTIONS, DataOptions, TrainerOptions, check_mixture, check_train_config, make_config
 from gtok.paths import input_file
 from gtok.plots import plot_loss
-from gtok.pretrained import CHECKPOINT_FILE, HF_WEIGHTS_FILE, SAVED_WITH_HF, data_universe, write_model_folder
+from gtok.pretrained import (
+    CHECKPOINT_FILE,
+    CONFIG_FILE,
+    HF_WEIGHTS_FILE,
+    MODEL_FILES,
+    SAVED_WITH_HF,
+    SUMMARY_FILE,
+    data_universe,
+    write_model_folder,
+)
 from gtok.training.hardware import accelerator_kind, devices_per_node
 from gtok.training.hardware import resolved as resolved_hardware
 from gtok.training.processes import await_decision, devices_and_environment, launch_id, share_decision
@@ -54,6 +66,7 @@ from gtok.training.run import (
     Start,
     begin,
     check_run_folder,
+    claim_folder,
     flatten_metrics,
     publish,
     resume_point,
@@ -145,54 +158,59 @@ def train(
     source = dm.vocab_source  # opens (and checks) the data before anything in `out` changes
     vocab = _vocab(source, universe_file)
     _check_fit(resolved_model, opts, source, world, manifest)
-    last = out / "checkpoints" / "last.ckpt"
-    start = resume_point(out, run, opts) if leader else Start(read_checkpoint(last) if await_decision(out) else None)
-    L.seed_everything(seed, workers=True, verbose=False)
-    net = _build_model(resolved_model, vocab, source, str(manifest), start.checkpoint, what, leader)
-    extra = [RunSummary(out / "summary.json"), *([BatchLog(out / "batches", launch_id())] if opts.log_batches else []),
-             *_model_record(resolved_model, vocab)]
-    with warnings.catch_warnings():
-        # GTokDataset's len() counts this rank's batches exactly, whatever the number of workers
-        warnings.filterwarnings("ignore", message="Your `IterableDataset` has `__len__` defined")
-        # gtok chose how the processes start (gtok.training.processes); and Lightning's own deprecation
-        warnings.filterwarnings("ignore", message="The `srun` command is available on your system")
-        warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
-        warnings.filterwarnings("ignore", message=r"torch.distributed.nn.functional.all_gather is deprecated")
-        warnings.filterwarnings("ignore", message="Total length of `list` across ranks is zero")  # no validation set
-        trainer = _trainer(opts, hardware, run, out, last, progress, [*callbacks, *extra], environment)
-        if leader:  # everything is checked: the first change to `out`
-            begin(out, start)
-            share_decision(out, start.checkpoint is not None)
-        try:
-            trainer.fit(net, datamodule=dm, ckpt_path=last if start.checkpoint is not None else None)
-        except SIGTERMException:  # a SystemExit of status 0, which would pass for success
-            raise GtokError(f"{describe(out)}: training stopped by SIGTERM at step {trainer.global_step}; "
-                            "rerun the same command to continue from its last checkpoint.") from None
-    final = out / CHECKPOINT_FILE
-    if trainer.is_global_zero:
-        _publish(out, last, net, trainer.global_step, run, vocab, model, resolved_model, data)
-    return final
+    # The first process holds `out` from here on: a second launch into it is refused (claim_folder).
+    with claim_folder(out) if leader else contextlib.nullcontext():
+        last = out / "checkpoints" / "last.ckpt"
+        start = resume_point(out, run, opts) if leader else Start(read_checkpoint(last) if await_decision(out) else None)
+        L.seed_everything(seed, workers=True, verbose=False)
+        net = _build_model(resolved_model, vocab, source, str(manifest), start.checkpoint, what, leader)
+        extra = [RunSummary(out / "logs" / SUMMARY_FILE), *([BatchLog(out / "batches", launch_id())] if opts.log_batches else []),
+                 *_model_record(resolved_model, vocab)]
+        with warnings.catch_warnings():
+            # GTokDataset's len() counts this rank's batches exactly, whatever the number of workers
+            warnings.filterwarnings("ignore", message="Your `IterableDataset` has `__len__` defined")
+            # gtok chose how the processes start (gtok.training.processes); and Lightning's own deprecation
+            warnings.filterwarnings("ignore", message="The `srun` command is available on your system")
+            warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
+            warnings.filterwarnings("ignore", message=r"torch.distributed.nn.functional.all_gather is deprecated")
+            warnings.filterwarnings("ignore", message="Total length of `list` across ranks is zero")  # no validation set
+            trainer = _trainer(opts, hardware, run, out, last, progress, [*callbacks, *extra], environment)
+            if leader:  # everything is checked: the first change to `out`
+                begin(out, start)
+                share_decision(out, start.checkpoint is not None)
+            try:
+                trainer.fit(net, datamodule=dm, ckpt_path=last if start.checkpoint is not None else None)
+            except SIGTERMException:  # a SystemExit of status 0, which would pass for success
+                raise GtokError(f"{describe(out)}: training stopped by SIGTERM at step {trainer.global_step}; "
+                                "rerun the same command to continue from its last checkpoint.") from None
+        if trainer.is_global_zero:
+            _publish(out, last, net, trainer.global_step, run, vocab, model, resolved_model, data)
+    return out / CHECKPOINT_FILE
 
 
 def _publish(out: Path, last: Path, net, step: int, run: dict[str, Any], vocab, model: str, resolved_model: Resolved,
              data: DataOptions) -> None:
-    """The finished run becomes the folder's model: metrics.csv and loss.png, a Hugging Face
-    model's save_pretrained files, model.ckpt, its universe, and config.yaml last, which records
-    model.ckpt's run and step and the saved weights' sha256 (gtok.inference.loading checks them on load, so
-    a publication cut short is never mistaken for a model)."""
+    """The finished run becomes the folder's model: metrics.csv, loss.png and summary.json, a
+    Hugging Face model's save_pretrained files, model.ckpt, its universe, and config.yaml, which
+    records model.ckpt's run and step and the saved weights' sha256 (gtok.inference.loading checks
+    them on load). All are written aside first and then renamed into place together, config.yaml
+    last, and a file of the old model that this one lacks is removed (gtok.atomic.staged_files):
+    a publication cut short is never mistaken for a model, nor mixes two runs' files."""
     metrics = flatten_metrics(out / "logs")
-    with atomic_path(out / "metrics.csv") as tmp:
-        metrics.to_csv(tmp, index=False)
-    plot_loss(metrics, out / "loss.png")
-    saved = _save_pretrained(net, out)
-    publish(last, out / CHECKPOINT_FILE)
-    write_model_folder(out, vocab.universe, {
-        "model": model, "options": dataclasses.asdict(resolved_model.config),
-        **({"model_args": resolved_model.model_args} if resolved_model.brought is not None else {}), **saved,
-        "data": {"max_length": data.max_length, "val_fraction": data.val_fraction},
-        "vocabulary": {"vocab_size": vocab.vocab_size, "fingerprint": vocab.fingerprint},
-        "run": {"fingerprint": run_fingerprint(run), "step": step},
-    })
+    with staged_files(out, owned=MODEL_FILES, last=CONFIG_FILE) as stage:
+        metrics.to_csv(stage / "metrics.csv", index=False)
+        plot_loss(metrics, stage / "loss.png")
+        if (out / "logs" / SUMMARY_FILE).is_file():
+            shutil.copyfile(out / "logs" / SUMMARY_FILE, stage / SUMMARY_FILE)
+        saved = _save_pretrained(net, stage)
+        publish(last, stage / CHECKPOINT_FILE)
+        write_model_folder(stage, vocab.universe, {
+            "model": model, "options": dataclasses.asdict(resolved_model.config),
+            **({"model_args": resolved_model.model_args} if resolved_model.brought is not None else {}), **saved,
+            "data": {"max_length": data.max_length, "val_fraction": data.val_fraction, "shards": run["data.shards"]},
+            "vocabulary": {"vocab_size": vocab.vocab_size, "fingerprint": vocab.fingerprint},
+            "run": {"fingerprint": run_fingerprint(run), "step": step},
+        })
 
 
 def _check_fit(resolved_model: Resolved, opts: TrainerOptions, source, world: int, manifest: str | os.PathLike) -> None:
@@ -285,7 +303,7 @@ def _build_builtin(resolved: Resolved, vocab, source, manifest: str, resume: dic
     extra = {"classes": source.label_classes} if cls is Classifier else {}
     net = cls(vocab_dict, config=options, **extra)
     if isinstance(net, Region2Vec):
-        net.set_noise_counts(region_counts(load_manifest(manifest).paths, vocab.vocab_size))
+        net.set_noise_counts(region_counts(source.records, vocab.vocab_size))  # the training split's
     return net
 
 
