@@ -82,6 +82,16 @@ def test_cli_verify_names_a_flipped_byte(shards, tmp_path, capsys):
     assert "2 problem(s)" in printed.err and "Traceback" not in printed.err
 
 
+def test_verify_checks_and_hashes_a_shard_in_one_read(shards, tmp_path, monkeypatch):
+    """The CRCs and the sha256 come from the same pass over the file, not a second read to hash it."""
+    import gtok.formats.manifest
+
+    out = tmp_path / "m.json"
+    write_manifest(out, shards)
+    monkeypatch.setattr(gtok.formats.manifest, "sha256_file", lambda path: pytest.fail(f"{path} read again to hash it"))
+    assert verify_manifest(out) == []
+
+
 def test_verify_finds_missing_and_replaced_shards(shards, tmp_path):
     out = tmp_path / "m.json"
     write_manifest(out, shards)

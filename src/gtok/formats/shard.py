@@ -199,7 +199,10 @@ class ShardReader:
     # -- opening --------------------------------------------------------------------------------
 
     def _fail(self, what: str) -> None:
-        raise ShardFormatError(f"{self._name}: {what}. Re-create it (e.g. rerun the tokenization job).")
+        raise ShardFormatError(self._problem(what))
+
+    def _problem(self, what: str) -> str:
+        return f"{self._name}: {what}. Re-create it (e.g. rerun the tokenization job)."
 
     def _open_gtars(self, dtype: np.dtype) -> None:
         body = self._size - 5
@@ -350,8 +353,16 @@ class ShardReader:
 
     def verify(self, sha256: bool = False) -> str | None:
         """Check every byte against the stored checksums (a full read of the file; gtars files have
-        none). With `sha256`, also return the file's SHA-256, from the same read: what a manifest
-        records of a shard it has checked."""
+        none), raising at the first mismatch. With `sha256`, also return the file's SHA-256, from
+        the same read: what a manifest records of a shard it has checked."""
+        problems, digest = self.check_bytes(sha256)
+        if problems:
+            raise ShardFormatError(problems[0])
+        return digest
+
+    def check_bytes(self, sha256: bool = False) -> tuple[list[str], str | None]:
+        """`verify` that reports instead of raising: a sentence for each section whose bytes do not
+        match its checksum, and with `sha256` the file's SHA-256, from one full read."""
         sections = self._checked_sections()
         digest = hashlib.sha256() if sha256 else None
         crcs = [0] * len(sections)
@@ -365,10 +376,9 @@ class ShardReader:
                     for i, (_, lo, hi, _) in enumerate(sections):
                         if lo < b and a < hi:
                             crcs[i] = zlib.crc32(view[max(a, lo) : min(b, hi)], crcs[i])
-        for (what, _, _, crc), found in zip(sections, crcs):
-            if found != crc:
-                self._fail(f"the {what} is corrupt (checksum mismatch)")
-        return digest.hexdigest() if digest else None
+        problems = [self._problem(f"the {what} is corrupt (checksum mismatch)")
+                    for (what, _, _, crc), found in zip(sections, crcs) if found != crc]
+        return problems, digest.hexdigest() if digest else None
 
     def _checked_sections(self) -> list[tuple[str, int, int, int]]:
         """(what, first byte, end, CRC-32) of each checksummed section; none in a gtars file."""
