@@ -5,10 +5,12 @@ evaluate` end to end on a trained model, bad input included."""
 from __future__ import annotations
 
 import re
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import gtok, one_line_error
 
 from gtok.evaluation.evaluate import METRICS as METRIC_NAMES
 from gtok.evaluation.evaluate import cell_metrics, coaccessible_pair_auc, fold_ids, fold_metrics
@@ -171,10 +173,11 @@ def test_evaluate_scores_the_model_and_lsi_on_the_same_held_out_cells_and_folds(
             np.testing.assert_allclose(mine[metric].to_numpy(), values, atol=1e-4)
         mean = table.set_index(["method", "metric"]).loc[(method, "knn_accuracy")]
         assert mean["value"] == pytest.approx(mine["knn_accuracy"].mean(), abs=1e-4)
-        assert mean["sd"] == pytest.approx(mine["knn_accuracy"].std(ddof=0), abs=1e-4)
+        assert mean["sd"] == pytest.approx(mine["knn_accuracy"].std(ddof=1), abs=1e-4)  # the sample sd
     caption = (out / "caption.rst").read_text()
     assert re.match(r"\*\*(region2vec did better than LSI|LSI did better than region2vec|region2vec and LSI are within "
                     r"the noise)", caption) and "training records" in caption
+    assert "which it never trained on" in caption and "may include" not in caption  # its own data, recorded
 
 
 def relabelled(trained, tmp_path, labels) -> Path:
@@ -193,6 +196,12 @@ def relabelled(trained, tmp_path, labels) -> Path:
     return tmp_path / "m.json"
 
 
+def other_data_note(trained: Path, manifest: Path) -> str:
+    return (f"gtok evaluate: {trained / 'run'} was trained on other shards or splits than {manifest} lists, so the "
+            f"records scored as held-out (the validation split of {manifest}, val_fraction 0.3) may include records it "
+            "trained on.")
+
+
 @pytest.mark.slow  # trains a model
 def test_evaluate_with_one_label_says_it_skipped_in_one_line(trained, tmp_path, capsys):
     from gtok.evaluation.evaluate import evaluate
@@ -200,7 +209,8 @@ def test_evaluate_with_one_label_says_it_skipped_in_one_line(trained, tmp_path, 
     manifest = relabelled(trained, tmp_path, lambda y: np.full(y.size, "only"))
     evaluate(trained / "run", manifest, tmp_path / "eval")
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "fewer than two labels with 5 records each" in err[0]
+    assert len(err) == 2 and err[0] == other_data_note(trained, manifest)
+    assert "fewer than two labels with 5 records each" in err[1]
     assert (tmp_path / "eval" / "metrics.tsv").read_text().strip() == "method\tmetric\tvalue\tsd"
     assert "evaluation skipped" in (tmp_path / "eval" / "caption.rst").read_text().splitlines()[0]
 
@@ -219,12 +229,15 @@ def test_evaluate_leaves_out_a_label_with_too_few_held_out_records_and_says_so(t
     assert 1 <= held_rare < 5
     evaluate(trained / "run", manifest, tmp_path / "eval")
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == [f"gtok evaluate: 1 label(s) with fewer than 5 held-out records were left out of the scores: rare ({held_rare})."]
+    assert err == [other_data_note(trained, manifest),
+                   f"gtok evaluate: 1 label(s) with fewer than 5 held-out records were left out of the scores: rare ({held_rare})."]
     table = pd.read_csv(tmp_path / "eval" / "metrics.tsv", sep="\t")
     assert set(table["method"]) == {"region2vec", "lsi"} and table["value"].notna().all()
     caption = (tmp_path / "eval" / "caption.rst").read_text().split("\n\n")
     assert "did better" in caption[0] or "within the noise" in caption[0]
-    assert caption[1].startswith("- 1 label(s) with fewer than 5 held-out records")
+    assert caption[1] == "- " + other_data_note(trained, manifest).removeprefix("gtok evaluate: ")
+    assert caption[2].startswith("- 1 label(s) with fewer than 5 held-out records")
+    assert "which it may have trained on" in caption[-1] and "never trained on" not in caption[-1]
     assert "rare (" in (tmp_path / "eval" / "summary.html").read_text()
 @pytest.mark.slow  # trains a model
 def test_evaluate_without_labels_says_it_skipped(trained, tmp_path):
@@ -244,13 +257,53 @@ def test_evaluate_with_no_held_out_records_says_it_skipped(trained, tmp_path):
     """A model trained on every record (val_fraction 0, as the SLURM tests train) has nothing to be
     scored on: the report says so instead of the rule failing."""
     from gtok.evaluation.evaluate import evaluate
+    from gtok.training.train import train
 
+    config = {"data": {"batch_size": 16, "num_workers": 0, "val_fraction": 0}, "region2vec": {"embedding_dim": 4},
+              "trainer": {"max_steps": 2, "checkpoint_every_n_steps": 2, "num_sanity_val_steps": 0}}
+    train(trained / "manifest.json", "region2vec", tmp_path / "all", config, universe=trained / "peaks.bed", progress=False)
     out = tmp_path / "eval"
-    evaluate(trained / "run", trained / "manifest.json", out, val_fraction=0)
+    evaluate(tmp_path / "all", trained / "manifest.json", out)
     assert (out / "metrics.tsv").read_text().strip() == "method\tmetric\tvalue\tsd"
     assert (out / "folds.tsv").read_text().strip() == "method\tmetric\tfold\tvalue"
     assert "no records are held out from training" in (out / "summary.html").read_text()
     assert "evaluation skipped" in (out / "caption.rst").read_text()
+
+
+@pytest.mark.slow  # trains a model
+def test_evaluate_refuses_another_val_fraction_than_the_models_own(trained, tmp_path):
+    """With a larger share, records the model trained on would be scored as held-out."""
+    run = gtok("evaluate", "-q", "--model", trained / "run", "--manifest", trained / "manifest.json", "-o", tmp_path / "e",
+               "--val-fraction", "0.6")
+    one_line_error(run, f"--val-fraction 0.6 is not the 0.3 {trained / 'run'} was trained with", "leave it out")
+    assert not (tmp_path / "e").exists()
+
+
+@pytest.mark.slow  # trains a model
+def test_evaluate_and_embed_refuse_a_diverged_model_in_one_line(trained, tmp_path):
+    """Weights gone NaN give NaN vectors: not embeddings to score or to hand on."""
+    import torch
+
+    diverged = tmp_path / "diverged"
+    shutil.copytree(trained / "run", diverged)
+    ckpt = torch.load(diverged / "model.ckpt", map_location="cpu", weights_only=False)
+    ckpt["state_dict"] = {k: torch.full_like(v, float("nan")) if v.is_floating_point() else v
+                          for k, v in ckpt["state_dict"].items()}
+    (diverged / "model.ckpt").unlink()  # a hard link to checkpoints/last.ckpt
+    torch.save(ckpt, diverged / "model.ckpt")
+    run = gtok("evaluate", "-q", "--model", diverged, "--manifest", trained / "manifest.json", "-o", tmp_path / "e")
+    one_line_error(run, f"{diverged}: its embeddings of ", "are not finite (NaN or infinite)", "did its training diverge")
+    assert not (tmp_path / "e").exists()
+    bed = tmp_path / "cell.bed"
+    bed.write_text("".join((trained / "peaks.bed").read_text().splitlines(keepends=True)[:50]))
+    one_line_error(gtok("embed", "-q", "--model", diverged, "-o", tmp_path / "v.npy", bed), "are not finite")
+    assert not (tmp_path / "v.npy").exists()
+
+
+def test_a_model_called_lsi_keeps_rows_of_its_own():
+    from gtok.evaluation.evaluate import model_label
+
+    assert model_label("lsi") == "lsi-model" and model_label("region2vec") == "region2vec"
 
 
 @pytest.mark.slow  # trains a model

@@ -203,11 +203,21 @@ def test_classifier_starts_from_an_encoder_of_the_same_vocabulary(tmp_path):
         Classifier.from_encoder(path, other, CLASSES, {}, data="data.json")
 
 
-def test_region_counts_exact_and_sampled(tmp_path):
+def test_region_counts_exact_and_sampled_from_the_training_split_alone(tmp_path):
+    """The noise distribution counts the training records only: held-out ones never shape the model."""
+    from gtok.data.records import Records
+
     rng = np.random.default_rng(0)
     records = [(f"r{i}", rng.integers(0, 50, rng.integers(1, 400)), None) for i in range(60)]
     paths = [write_shard(tmp_path / f"s{k}.gtok", records[k::2], 57, None) for k in range(2)]
-    every = np.bincount(np.concatenate([r[1] for r in records]), minlength=57)
-    np.testing.assert_array_equal(region_counts(paths, 57), every)
-    sampled = region_counts(paths, 57, max_tokens=2000)
+    train = Records.open(paths, verify=False, split="train", val_fraction=0.3, expected_fingerprint=None)
+    held_out = Records.open(paths, verify=False, split="val", val_fraction=0.3, expected_fingerprint=None)
+    assert 0 < len(held_out) and len(train) + len(held_out) == 60
+    every = np.bincount(np.concatenate([train.tokens(int(s))[a : a + n] for s, a, n in
+                                        zip(train.shard, train.start, train.length)]), minlength=57)
+    assert every.sum() < sum(len(r[1]) for r in records)  # the held-out records' tokens are not in it
+    np.testing.assert_array_equal(region_counts(train, 57), every)
+    sampled = region_counts(train, 57, max_tokens=2000)
     assert 1000 <= sampled.sum() <= 2000 and sampled[50:].sum() == 0
+
+

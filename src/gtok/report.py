@@ -52,16 +52,19 @@ def verdict(table: Any, model: str) -> str:
 
 
 def write_evaluation_caption(table: Any, model: str, records: int, notes: Sequence[str], details: str,
-                             path: str | os.PathLike) -> None:
+                             path: str | os.PathLike, unseen: bool = True) -> None:
     """The report caption of the evaluation (reStructuredText): the verdict (or why there is none)
-    first, then what was measured and how."""
+    first, then what was measured and how. `unseen`: whether the model is known never to have
+    trained on the held-out records (it records its training data)."""
     skipped = [n for n in notes if "evaluation skipped" in n]
     lines = [f"**{skipped[0] if skipped else verdict(table, model)}**", *(f"- {n}" for n in notes if n not in skipped)]
+    held_out = "which it never trained on" if unseen else "which it may have trained on (see above)"
     text = ("\n\n".join(lines) + "\n\n"
-            f"The model's embeddings of the {records:,} held-out (validation) records, which it never trained on, "
+            f"The model's embeddings of the {records:,} held-out (validation) records, {held_out}, "
             "scored against LSI (TF-IDF and truncated SVD, the Signac and ArchR recipe) fitted on the training "
             "records and projecting the same held-out records. Both are scored on the same 5 seeded stratified "
-            "folds; each value is the mean ± sd over the folds. kNN accuracy: 15 neighbours fitted on 4 folds "
+            "folds; each value is the mean ± the sample sd over the folds. kNN accuracy: up to 15 neighbours "
+            "(no more than the rarest label has in the training folds) fitted on 4 folds "
             "predict the 5th (chance is about the largest label's share); ARI and NMI compare a k-means clustering "
             "of each fold with its labels; silhouette (cosine) says how tightly records of one label group; "
             "``coaccessible_pair_auc`` asks whether regions often accessible together lie closer than random "

@@ -86,7 +86,8 @@ def _add_evaluate(sub) -> None:
     p.add_argument("--manifest", "-m", required=True, help="the manifest the model was trained on")
     p.add_argument("--out", "-o", required=True, help="folder for metrics.tsv, folds.tsv, umap_*.png and summary.html")
     p.add_argument("--val-fraction", type=fraction,
-                   help="held-out share by name hash, for records without a split (default: the model's own)")
+                   help="held-out share by name hash, for records without a split, for a model that does not record "
+                        "its own (a geniml folder); a gtok model's own is used, and another value refused")
     p.add_argument("--seed", type=non_negative_int, default=0)
     add_quiet(p)
 

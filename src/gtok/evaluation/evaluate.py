@@ -13,7 +13,7 @@ on the same 5 seeded stratified folds:
 - `ari`, `nmi`: agreement of a k-means clustering of the fold (k = its number of labels) with the labels;
 - `silhouette`: cosine silhouette of the labels within the fold.
 
-Each metric is reported as its mean and standard deviation over the folds (metrics.tsv), with the
+Each metric is reported as its mean and sample standard deviation over the folds (metrics.tsv), with the
 per-fold values in folds.tsv, so that a difference can be told from noise. Labels with fewer held-out
 records than folds are left out (said in the log and the report). For models that learn a vector
 per region (region2vec, and the encoder's input embeddings) one region-level metric is added,
@@ -132,6 +132,13 @@ def fold_metrics(x: np.ndarray, labels: np.ndarray, folds: np.ndarray, seed: int
     return out
 
 
+def spread(values: np.ndarray) -> float:
+    """The sample standard deviation (n - 1) over the folds that gave a value; NaN for fewer than two."""
+    finite = np.asarray(values, dtype=np.float64)
+    finite = finite[np.isfinite(finite)]
+    return float(finite.std(ddof=1)) if finite.size >= 2 else float("nan")
+
+
 def cell_metrics(x: np.ndarray, labels: np.ndarray, seed: int = 0) -> dict[str, float]:
     """The fold means of fold_metrics, on the seeded folds of `labels` (labels with fewer records than
     folds left out; fewer than two labels left is an error)."""
@@ -175,10 +182,14 @@ def coaccessible_pair_auc(counts: Any, vectors: np.ndarray, seed: int = 0, top: 
 
 
 def umap_coordinates(x: np.ndarray, seed: int = 0) -> np.ndarray:
+    import warnings
+
     import umap
 
     neighbours = int(min(15, max(2, len(x) - 1)))
-    return umap.UMAP(n_neighbors=neighbours, random_state=seed, metric="cosine").fit_transform(x)
+    with warnings.catch_warnings():  # seeded, hence one thread: said on every call, and meant
+        warnings.filterwarnings("ignore", message="n_jobs value .* overridden to 1 by setting random_state")
+        return umap.UMAP(n_neighbors=neighbours, random_state=seed, metric="cosine").fit_transform(x)
 
 
 def region_vectors(model: Any) -> np.ndarray | None:
@@ -201,31 +212,59 @@ def evaluate(model_path: str | os.PathLike, manifest: str | os.PathLike, out: st
     require("eval", "gtok evaluate")
     from gtok.atomic import staged_files
     from gtok.inference.embed import Embedder
-    from gtok.options import DataOptions
+    from gtok.paths import make_folder
 
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     embedder = Embedder(model_path, None, None, 64)
-    if val_fraction is None:  # the records the model was held out from: its training's val_fraction
-        val_fraction = embedder.data_options.get("val_fraction", DataOptions.val_fraction)
+    val_fraction, unknown = held_out_split(model_path, embedder.data_options, manifest, val_fraction)
     fingerprint = embedder.vocab.fingerprint
     records = held_out_records(manifest, val_fraction, fingerprint=fingerprint)
+    make_folder(out)
     with staged_files(out) as stage:  # every file replaced, or (on an error half-way) none
-        _write_evaluation(stage, embedder, manifest, records, val_fraction, fingerprint, seed, progress)
+        _write_evaluation(stage, embedder, manifest, records, val_fraction, fingerprint, seed, progress, unknown)
     return out / "metrics.tsv"
 
 
+def held_out_split(model: str | os.PathLike, trained: dict[str, Any], manifest: str | os.PathLike,
+                   val_fraction: float | None) -> tuple[float, str | None]:
+    """The `val_fraction` whose validation split holds the records the model never trained on, and
+    a note when the records scored as held-out may include some it trained on.
+
+    A model records its `val_fraction` and a digest of its manifest's shards and splits
+    (gtok.training.run). Another val_fraction would move records it trained on into the split,
+    and is refused. A manifest of other shards may hold the same records (relabelled, say) or
+    others (another split of them): that cannot be told, so the report says it first."""
+    from gtok.formats.manifest import load_manifest
+    from gtok.options import DataOptions
+
+    recorded, own = trained.get("shards"), trained.get("val_fraction")
+    if val_fraction is not None and own is not None and val_fraction != own:
+        raise GtokError(f"--val-fraction {val_fraction} is not the {own} {describe(model)} was trained with: the records "
+                        "scored as held-out would not be those it never trained on; leave it out to use the model's own.")
+    fraction = val_fraction if val_fraction is not None else own if own is not None else DataOptions.val_fraction
+    if recorded is None:
+        why = "does not record the data it was trained on"
+    elif recorded != load_manifest(manifest).shards_digest():
+        why = f"was trained on other shards or splits than {describe(manifest)} lists"
+    else:
+        return fraction, None
+    return fraction, (f"{describe(model)} {why}, so the records scored as held-out (the validation split of "
+                      f"{describe(manifest)}, val_fraction {fraction}) may include records it trained on.")
+
+
 def _write_evaluation(folder: Path, embedder: Any, manifest: str | os.PathLike, records: EvalRecords, val_fraction: float,
-                      fingerprint: str | None, seed: int, progress: bool) -> None:
+                      fingerprint: str | None, seed: int, progress: bool, unknown: str | None) -> None:
     """Score the model and LSI on the held-out records and write the tables, plots, summary and
-    caption into `folder` (or say in one line why the records cannot be scored)."""
+    caption into `folder` (or say in one line why the records cannot be scored). `unknown`: why
+    the records may not all be held out from the model, when that cannot be known."""
     import pandas as pd
 
     from gtok.atomic import atomic_path
     from gtok.plots import plot_unavailable
     from gtok.report import write_evaluation_caption, write_evaluation_html
 
-    plots = {embedder.name: folder / f"umap_{embedder.name}.png", "lsi": folder / "umap_lsi.png"}
+    label = model_label(embedder.name)
+    plots = {label: folder / f"umap_{label}.png", "lsi": folder / "umap_lsi.png"}
     rows: list[tuple] = []
     folds: list[tuple] = []
     details = ""
@@ -237,7 +276,7 @@ def _write_evaluation(folder: Path, embedder: Any, manifest: str | os.PathLike, 
             notes.append(f"{describe(manifest)}: no training records to fit LSI on; evaluation skipped.")
         else:
             rows, folds, details = _score(embedder, records, baseline, trained_on, plots, seed, progress)
-    notes = [n for n in notes if n]
+    notes = [n for n in [unknown, *notes] if n]
     for note in notes:
         print(f"gtok evaluate: {note}", file=sys.stderr)
     if not rows:
@@ -247,8 +286,15 @@ def _write_evaluation(folder: Path, embedder: Any, manifest: str | os.PathLike, 
     for name, frame in (("metrics.tsv", table), ("folds.tsv", pd.DataFrame(folds, columns=["method", "metric", "fold", "value"]))):
         with atomic_path(folder / name) as tmp:
             frame.to_csv(tmp, sep="\t", index=False, float_format="%.4f")
-    write_evaluation_html(table, embedder.name, len(records.lengths), notes, folder / "summary.html")
-    write_evaluation_caption(table, embedder.name, len(records.lengths), notes, details, folder / "caption.rst")
+    write_evaluation_html(table, label, len(records.lengths), notes, folder / "summary.html")
+    write_evaluation_caption(table, label, len(records.lengths), notes, details, folder / "caption.rst",
+                             unseen=unknown is None)
+
+
+def model_label(name: str) -> str:
+    """The model's name in the tables and plots: its own, unless it is the baseline's, whose rows
+    it would merge with (a brought class called LSI)."""
+    return f"{name}-model" if name == "lsi" else name
 
 
 def training_lsi(manifest: str | os.PathLike, val_fraction: float, fingerprint: str | None = None,
@@ -264,7 +310,8 @@ def training_lsi(manifest: str | os.PathLike, val_fraction: float, fingerprint: 
 def _score(embedder: Any, records: EvalRecords, fitted: LSI, trained_on: int, plots: dict[str, Path], seed: int,
            progress: bool) -> tuple[list[tuple], list[tuple], str]:
     """(metrics rows: method, metric, mean, sd; per-fold rows; what LSI was fitted on) of the model's
-    and the training-fitted LSI's embeddings of the same held-out records, on the same folds."""
+    and the training-fitted LSI's embeddings of the same held-out records, on the same folds.
+    `plots`: where each method's UMAP goes, the model's first, under its label (model_label)."""
     from gtok.plots import plot_umap
 
     keep = np.not_equal(records.labels, None)
@@ -272,16 +319,17 @@ def _score(embedder: Any, records: EvalRecords, fitted: LSI, trained_on: int, pl
     labels = records.labels[keep].astype(str)
     folds = fold_ids(labels, seed)
     counts = records.counts()
-    embeddings = {embedder.name: embedder.embed_docs(records.docs(), progress)[keep], "lsi": fitted.transform(counts)[keep]}
+    name = next(iter(plots))  # the model's label (model_label)
+    embeddings = {name: embedder.embed_docs(records.docs(), progress)[keep], "lsi": fitted.transform(counts)[keep]}
     rows, fold_rows = [], []
     for method, x in embeddings.items():
         for metric, values in fold_metrics(x, labels, folds, seed).items():
-            rows.append((method, metric, float(np.nanmean(values)), float(np.nanstd(values))))
+            rows.append((method, metric, float(np.nanmean(values)), spread(values)))
             fold_rows += [(method, metric, f, float(v)) for f, v in enumerate(values)]
         plot_umap(umap_coordinates(x, seed), labels, f"{method}: held-out records by label", plots[method])
     vectors = region_vectors(embedder.model)
     if vectors is not None:
-        rows.append((embedder.name, "coaccessible_pair_auc", coaccessible_pair_auc(counts, vectors[: counts.shape[1]], seed), np.nan))
+        rows.append((name, "coaccessible_pair_auc", coaccessible_pair_auc(counts, vectors[: counts.shape[1]], seed), np.nan))
         rows.append(("lsi", "coaccessible_pair_auc", coaccessible_pair_auc(counts, fitted.loadings, seed), np.nan))
     first = "dropped" if fitted.dropped_first else "kept"
     details = (f"LSI was fitted on {trained_on:,} training records (IDF and SVD from them alone); its first "

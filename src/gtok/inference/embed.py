@@ -21,7 +21,7 @@ import numpy as np
 
 from gtok.atomic import atomic_path
 from gtok.crop import crop
-from gtok.errors import GtokError
+from gtok.errors import GtokError, describe
 from gtok.paths import has_magic, input_file, output_file
 from gtok.tokenizer import pad_batch
 
@@ -42,6 +42,7 @@ class Embedder:
         from gtok.tokenizer import Tokenizer
 
         loaded = load_model(model, universe)
+        self.path = model
         self.tokenizer = Tokenizer.for_model(loaded.expected)
         self.vocab, self.name = loaded.vocab, loaded.name
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -67,7 +68,13 @@ class Embedder:
             if out is None:
                 out = np.empty((len(docs), vectors.shape[1]), dtype=np.float32)
             out[idx] = vectors
-        return out if out is not None else np.zeros((0, 0), dtype=np.float32)
+        if out is None:
+            return np.zeros((0, 0), dtype=np.float32)
+        broken = int((~np.isfinite(out)).any(axis=1).sum())
+        if broken:  # a diverged model: vectors no analysis can use, which must not pass for embeddings
+            raise GtokError(f"{describe(self.path)}: its embeddings of {broken:,} of the {len(docs):,} records are not "
+                            "finite (NaN or infinite): its weights are; did its training diverge (see its metrics.csv)?")
+        return out
 
 
 def embed_regions(

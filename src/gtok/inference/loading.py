@@ -33,6 +33,7 @@ from gtok.pretrained import (
     GENIML_UNIVERSE,
     HF_CONFIG_FILE,
     HF_WEIGHTS_FILE,
+    RUN_KEY,
     SAVED_WITH_HF,
     UNIVERSE_FILE,
     check_published,
@@ -143,14 +144,19 @@ def _load_checkpoint(checkpoint: Path, universe: str | os.PathLike | None) -> Lo
 
 
 def _data_options(checkpoint: Path, ckpt: dict[str, Any]) -> dict[str, Any]:
-    """The data options inference follows (max_length): a finished model's folder config.yaml, the
-    copy users read and may look up, else what a checkpoint of an unfinished run recorded."""
+    """The data options inference follows (max_length) and evaluation checks (val_fraction, and
+    `shards`: the digest of the training data, gtok.formats.manifest.Manifest.shards_digest): a
+    finished model's folder config.yaml, the copy users read and may look up, else what a
+    checkpoint of an unfinished run recorded; the digest from the checkpoint's run record when
+    the config.yaml predates it."""
     folder = checkpoint.parent
+    data = None
     if checkpoint.name == CHECKPOINT_FILE and (folder / CONFIG_FILE).is_file():
         data = _read_card(folder).get("data")
-        if isinstance(data, dict):
-            return data
-    return ckpt.get("datamodule_hyper_parameters") or {}
+    if not isinstance(data, dict):
+        data = ckpt.get("datamodule_hyper_parameters") or {}
+    shards = (ckpt.get(RUN_KEY) or {}).get("options", {}).get("data.shards")
+    return {**data, "shards": data.get("shards", shards)}
 
 
 def _vocab(record: dict[str, Any], checkpoint: str | os.PathLike) -> Any:
@@ -197,7 +203,7 @@ def _load_hf(folder: Path, card: dict[str, Any], universe: str | os.PathLike | N
     from gtok.modelspec import import_brought, parse_model
 
     name = describe(folder / CONFIG_FILE)
-    _check_hf_published(folder, card)
+    ckpt = _check_hf_published(folder, card)
     if universe is None and not (folder / UNIVERSE_FILE).is_file():
         raise GtokError(f"{describe(folder)}: the model carries no {UNIVERSE_FILE}; pass --universe (the BED its "
                         "training data was tokenized with).")
@@ -215,24 +221,26 @@ def _load_hf(folder: Path, card: dict[str, Any], universe: str | os.PathLike | N
     model = HFModel(vocab, brought.spec.text, weights.config.to_dict(), card.get("options"), model=weights).eval()
     expected = Expected(os.fspath(universe or folder / UNIVERSE_FILE), vocab.vocab_size, vocab.fingerprint,
                         describe(folder))
-    return LoadedModel(model, vocab, expected, brought.spec.label, card.get("data") or {})
+    return LoadedModel(model, vocab, expected, brought.spec.label, _data_options(model_checkpoint(folder), ckpt))
 
 
-def _check_hf_published(folder: Path, card: dict[str, Any]) -> None:
+def _check_hf_published(folder: Path, card: dict[str, Any]) -> dict[str, Any]:
     """save_pretrained's files are those of the finished model that config.yaml describes: it
     records their sha256 and model.ckpt's run (a publication cut short, or files copied together
-    from two runs, is refused)."""
+    from two runs, is refused). Returns model.ckpt, read."""
     from gtok.formats.metadata import sha256_file
     from gtok.models import read_checkpoint
 
     checkpoint = model_checkpoint(folder)
-    check_published(checkpoint, read_checkpoint(checkpoint))
+    ckpt = read_checkpoint(checkpoint)
+    check_published(checkpoint, ckpt)
     weights = folder / HF_WEIGHTS_FILE
     recorded = card.get("weights_sha256")
     if recorded is not None and (not weights.is_file() or sha256_file(weights) != recorded):
         raise GtokError(f"{describe(folder)}: {HF_WEIGHTS_FILE} is not the model its {CONFIG_FILE} describes (its "
                         "sha256 differs, or it is missing): the folder's files are of different runs; rerun the "
                         "'gtok train' that wrote it to publish its model again.")
+    return ckpt
 
 
 def _read_card(folder: Path) -> dict[str, Any]:

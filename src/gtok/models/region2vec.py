@@ -9,7 +9,7 @@ regions, different every epoch. Two objectives, as in word2vec:
   * `skipgram`: the centre vector predicts each of its context regions.
 
 Negatives are drawn from the unigram distribution raised to 3/4 (word2vec's choice), estimated
-from the training shards by `gtok train` (`set_noise_counts`); without counts it is uniform.
+from the training split's records by `gtok train` (`set_noise_counts`); without counts it is uniform.
 Everything is vectorized over the batch: window sums are differences of a cumulative sum, and
 the skip-gram pairs are shifted views, so a step is a handful of tensor operations.
 
@@ -18,17 +18,18 @@ A record's embedding is the mean of its regions' input vectors (<unk> and paddin
 
 from __future__ import annotations
 
-import os
-from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gtok.formats.shard import ShardReader
 from gtok.models.base import GTokModel, masked_mean
 from gtok.options import Region2VecConfig
+
+if TYPE_CHECKING:
+    from gtok.data.records import Records
 
 _BLOCK = 1 << 16  # tokens per sampled block in region_counts
 
@@ -106,21 +107,25 @@ class Region2Vec(GTokModel):
         return total / pairs.sum().clamp_min(1)
 
 
-def region_counts(shards: Sequence[str | os.PathLike], vocab_size: int, max_tokens: int = 1 << 26) -> np.ndarray:
-    """How often each token occurs in the shards, from at most about `max_tokens` tokens.
+def region_counts(records: Records, vocab_size: int, max_tokens: int = 1 << 26) -> np.ndarray:
+    """How often each token occurs in `records` (gtok.data.records: `gtok train` passes the training
+    split, since the held-out records must not shape the model, as they do not shape the LSI
+    baseline it is compared with), from at most about `max_tokens` tokens.
 
-    A large corpus is sampled in evenly spaced blocks of each shard (a noise distribution needs
-    frequencies, not exact counts), so this costs a bounded read whatever the corpus size.
+    A large corpus is sampled by evenly spaced records (a noise distribution needs frequencies, not
+    exact counts), so this costs a bounded read whatever the corpus size.
     """
+    from gtok.universe import expand_ranges
+
     counts = np.zeros(vocab_size, dtype=np.int64)
-    per_shard = max(1, max_tokens // max(1, len(shards)))
-    for path in shards:
-        tokens = ShardReader(path).tokens
-        if tokens.size > per_shard:
-            block = min(_BLOCK, per_shard)
-            starts = np.linspace(0, tokens.size - block, per_shard // block).astype(np.int64)
-            tokens = np.concatenate([tokens[s : s + block] for s in starts])
-        counts += np.bincount(tokens, minlength=vocab_size)[:vocab_size]
+    total = int(records.length.sum())
+    chosen = np.arange(len(records))
+    if total > max_tokens:
+        chosen = np.unique(np.linspace(0, len(records) - 1, max(1, len(records) * max_tokens // total)).astype(np.int64))
+    for shard in np.unique(records.shard[chosen]):
+        pick = chosen[records.shard[chosen] == shard]
+        _, positions = expand_ranges(records.start[pick], records.start[pick] + records.length[pick])
+        counts += np.bincount(records.tokens(int(shard))[positions], minlength=vocab_size)[:vocab_size]
     return counts
 
 
