@@ -4,20 +4,17 @@
 
 import sys
 
-from snakemake.utils import min_version, validate
+from snakemake.utils import min_version
 
 min_version("9.0")
 
 
 # config/config.yaml is the user's own configuration. A --configfile replaces it instead of being
 # merged over it, so a run never inherits inputs or settings from a file it was not given; keys
-# not given anywhere take the schema's defaults.
+# not given anywhere take the schema's defaults (common.smk validates the config first).
 if not workflow.overwrite_configfiles:
 
     configfile: "config/config.yaml"
-
-
-validate(config, "workflow/schemas/config.schema.yaml")
 
 
 report: "workflow/report/workflow.rst"

@@ -1,13 +1,16 @@
 """Workflow job `train`: `gtok train` with the rule's `params.argv`, everything it prints in the
-job's log. Inside a SLURM job of several tasks, srun starts one process per device with the CPUs
-the job was given (gtok.workflow.jobs.train_job_command); elsewhere Lightning spawns them."""
+job's log, then the job's declared output, that the model is finished (gtok.workflow.jobs.
+write_finished). Inside a SLURM job of several tasks, srun starts one process per device with the
+CPUs the job was given (gtok.workflow.jobs.train_job_command); elsewhere Lightning spawns them."""
 
 import subprocess
 import sys
 
-from gtok.workflow.jobs import train_job_command
+from gtok.workflow.jobs import train_job_command, write_finished
 
 command = train_job_command([str(arg) for arg in snakemake.params.argv], snakemake.params.srun)
 with open(snakemake.log[0], "w") as log:
     status = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT).returncode
+if status == 0:
+    write_finished(snakemake.output.finished)
 sys.exit(status)

@@ -24,6 +24,9 @@ def run(tmp_path, monkeypatch):
     (tmp_path / "beds").mkdir()
     for i in range(9):
         (tmp_path / "beds" / f"b{i}.bed").write_text("chr1\t1\t2\n")
+    (tmp_path / "f").mkdir()
+    for name in ("cells.h5ad", "f/frags.tsv.gz"):  # the plan checks that they exist, and reads no more of them here
+        (tmp_path / name).touch()
     return tmp_path
 
 

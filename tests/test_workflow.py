@@ -295,8 +295,11 @@ def test_changed_training_option_starts_a_new_run(clone):
     assert restarts(train) == [0] and global_step(train / "model.ckpt") == 2
     log = (clone / "results" / "logs" / "train.log").read_text()
     assert "is of a run with other options: seed 0 -> 1; starting a new run" in log
-    (kept,) = (train / "previous").iterdir()  # Snakemake deleted the outputs, model.ckpt too; the weights stay
-    assert global_step(kept / "checkpoints" / "last.ckpt") == 2
+    (kept,) = (train / "previous").iterdir()  # the seed-0 model, whole: Snakemake never deletes a finished model
+    assert global_step(kept / "checkpoints" / "last.ckpt") == 2 and global_step(kept / "model.ckpt") == 2
+    assert yaml.safe_load((kept / "config.yaml").read_text())["options"]["seed"] == 0
+    finished = json.loads((train / "finished.json").read_text())
+    assert finished["step"] == 2 and finished["fingerprint"] == yaml.safe_load((train / "config.yaml").read_text())["run"]["fingerprint"]
 
 
 def test_killed_training_resumes_from_its_checkpoint_when_rerun(clone):
@@ -399,6 +402,29 @@ def test_new_cells_per_shard_reruns_the_parts_whose_rows_changed(clone):
     assert planned(clone)["tokenize_h5ad"] == {"results/shards/h5ad/pbmc_hg38/0000.gtok", "results/shards/h5ad/pbmc_hg38/0001.gtok"}
 
 
+def test_what_a_shard_holds_reruns_it_when_changed(clone):
+    """The label column of the cells, and the BED inputs' dataset (the sample sheet's name), are in
+    the shards: each tokenize job's command is recorded, so a change reruns exactly those shards."""
+    update_config(clone, {"inputs": {"label_key": "cell_type_typo"}})
+    jobs = planned(clone)
+    assert jobs["tokenize_h5ad"] == shard_outputs(clone, "h5ad") and "tokenize_bed" not in jobs
+    update_config(clone, {"inputs": {"label_key": "cell_type"}})
+    shutil.copyfile(clone / SHEET, clone / SHEET.replace("samples.tsv", "atlas.tsv"))
+    update_config(clone, {"inputs": {"bed": SHEET.replace("samples.tsv", "atlas.tsv")}})
+    jobs = planned(clone)
+    assert jobs["tokenize_bed"] == shard_outputs(clone, "bed") and "tokenize_h5ad" not in jobs
+
+
+def test_a_missing_input_with_results_in_place_is_named_at_the_dry_run(clone):
+    """Snakemake would take the shard made from a file now gone for up to date: the plan names it."""
+    with open(clone / SHEET, "a") as sheet:
+        sheet.write(f"{BED_DIR}/Typo1.bed\tx\n")
+    lines = len((clone / SHEET).read_text().splitlines())
+    result = snakemake(clone, "-n", check=False)
+    assert result.returncode != 0
+    assert f"config inputs.bed: {SHEET}, line {lines}: {BED_DIR}/Typo1.bed: no such file" in result.stdout + result.stderr
+
+
 def test_malformed_bed_fails_its_shard_only(tmp_path):
     folder = copy_workflow(tmp_path, inputs={"h5ad": []}, train={"enabled": False})
     add_bed_rows(folder, [("broken.bed", "chr1\t10\t20\nchr1\t30\t40\nchr1\tabc\t50\n")])
@@ -424,23 +450,27 @@ def test_malformed_bed_fails_its_shard_only(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "change, message",
+    "change, line",
     [
-        ({"colour": "blue"}, "Additional properties are not allowed ('colour' was unexpected)"),
-        ({"shards": {"files_per_shard": "many"}}, "'many' is not of type 'integer'"),
-        ({"shards": {"cells_per_shard": 0}}, "0 is less than the minimum of 1"),
-        ({"inputs": {"h5ad": "cells.h5ad"}}, "'cells.h5ad' is not of type 'array'"),
-        ({"inputs": {"bed": "samples.csv"}}, "'samples.csv' is not valid under any of the given schemas"),
-        ({"train": {"model": 3}}, "3 is not of type 'string'"),  # a name or an import path: gtok.modelspec
-        ({"train": {"epochs": 3}}, "Additional properties are not allowed ('epochs' was unexpected)"),
+        ({"colour": "blue"}, "config: Additional properties are not allowed ('colour' was unexpected)."),
+        ({"shards": {"files_per_shard": "many"}}, "config shards.files_per_shard: 'many' is not of type 'integer'."),
+        ({"shards": {"cells_per_shard": 0}}, "config shards.cells_per_shard: 0 is less than the minimum of 1."),
+        ({"inputs": {"h5ad": "cells.h5ad"}}, "config inputs.h5ad: 'cells.h5ad' is not of type 'array'."),
+        ({"inputs": {"bed": "samples.csv"}}, "config inputs.bed: 'samples.csv' is not valid under any of the given schemas."),
+        ({"train": {"model": 3}}, "config train.model: 3 is not of type 'string'."),  # a name or an import path
+        ({"train": {"epochs": 3}}, "config train: Additional properties are not allowed ('epochs' was unexpected)."),
     ],
 )
-def test_schema_rejects_bad_config(change, message):
+def test_schema_rejects_bad_config_in_one_line_naming_the_key(change, line):
+    """Snakemake's own error prints the whole schema and config (hundreds of lines), the key last."""
+    from gtok.workflow.schema import schema_problem
+
     config = yaml.safe_load((ROOT / "config" / "example.yaml").read_text())
     validate(config, str(SCHEMA))  # the shipped config is valid
     merge(config, change)
-    with pytest.raises(WorkflowError, match=re.escape(message)):
+    with pytest.raises(WorkflowError) as error:
         validate(config, str(SCHEMA))
+    assert schema_problem(error.value, "config") == line
 
 
 @pytest.mark.parametrize("key, value, message", [
@@ -493,6 +523,8 @@ def test_schema_fills_defaults():
         ({"train": {"data": {"mixture": {"samples": 1, "brain": 1}}}},
          "config train section 'data': mixture names dataset 'brain', which the data lacks (its datasets: "
          "'pbmc_hg38', 'samples')"),
+        ({"shards": {"files_per_shard": -1}}, "config shards.files_per_shard: -1 is less than the minimum of 1."),
+        ({"inputs": {"fragments": ["nope/frag.tsv.gz"]}}, "config inputs.fragments: nope/frag.tsv.gz: no such file"),
     ],
 )
 def test_snakemake_reports_config_errors(tmp_path, extra, message):
@@ -501,6 +533,7 @@ def test_snakemake_reports_config_errors(tmp_path, extra, message):
     result = snakemake(folder, "-n", "--configfile", "config/config.yaml", "extra.yaml", check=False)
     assert result.returncode != 0
     assert message in result.stdout + result.stderr
+    assert len((result.stdout + result.stderr).strip().splitlines()) < 8  # not the schema and config printed whole
 
 
 # -- SLURM ----------------------------------------------------------------------------------------

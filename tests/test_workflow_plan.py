@@ -23,7 +23,15 @@ def folder(tmp_path, monkeypatch):
     (tmp_path / "beds").mkdir()
     for i in range(12):
         (tmp_path / "beds" / f"b{i:02d}.bed").write_text("chr1\t1\t2\n")
+    for name in INPUTS:  # the plan checks that its inputs exist, and reads no more of them here
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).touch()
     return tmp_path
+
+
+INPUTS = ["a/c.h5ad", "b/c.h5ad", "a/cells.h5ad", "b/cells.h5ad", "a/pbmc.h5ad", "cells.h5ad", "a/frags.tsv.gz",
+          "b/frags2.tsv.bgz", "b/cells.txt", "c/frags.tsv", "s1/outs/fragments.tsv.gz", "s2/outs/fragments.tsv.gz",
+          "c/Third.TSV.GZ", "p/pbmc.tsv.gz", "f/pbmc.tsv.gz", "f.tsv", "a/x.tsv.gz", "b/y.tsv.gz"]
 
 
 def config(**changes) -> dict:
@@ -88,10 +96,34 @@ def test_globs_become_sorted_shards(folder):
      "config train section 'trainer': strategy must be one of auto, ddp"),
     ({"results": "res_{x}"}, "config results: res_{x}: Snakemake cannot use file names with braces { }; choose a results "
                              "folder without them."),
+    # a missing input: Snakemake would take the shards made from it for up to date, or leave it out
+    ({"inputs": {"h5ad": ["gone.h5ad"]}}, "config inputs.h5ad: gone.h5ad: no such file; fix the path, or take it out"),
+    ({"inputs": {"bed": [], "fragments": ["gone.tsv.gz"]}}, "config inputs.fragments: gone.tsv.gz: no such file"),
+    ({"inputs": {"bed": [], "fragments": [{"path": "f.tsv", "barcodes": "gone.txt"}]}},
+     "config inputs.fragments: f.tsv: barcodes gone.txt: no such file"),
+    ({"inputs": {"bed": [], "fragments": ["f.tsv"], "fragment_labels": "gone.tsv"}},
+     "config inputs.fragment_labels: gone.tsv: no such file"),
+    ({"inputs": {"bed": "gone.tsv"}}, "config inputs.bed: the sample sheet gone.tsv: no such file"),
 ])
 def test_config_errors_are_one_line(folder, change, words):
     with pytest.raises(GtokError, match=re.escape(words)):
         Plan.from_config(config(**change), n_obs=lambda path: 10)
+
+
+def test_a_sample_sheet_row_of_a_missing_file_is_named_by_its_line(folder):
+    (folder / "s.tsv").write_text("path\tlabel\nbeds/b00.bed\tA\nbeds/Typo1.bed\tB\n")
+    with pytest.raises(GtokError, match=r"^config inputs.bed: s.tsv, line 3: beds/Typo1.bed: no such file"):
+        Plan.from_config(config(inputs={"bed": "s.tsv"}))
+
+
+@pytest.mark.parametrize("column, meant", [("lable", "label"), ("Split", "split"), ("labels", "label")])
+def test_a_misspelt_sample_sheet_column_is_named_and_notes_are_kept(folder, column, meant):
+    """A misspelt column would drop its labels or splits without a word; other columns are notes."""
+    (folder / "s.tsv").write_text(f"path\t{column}\tdonor\nbeds/b00.bed\tA\td1\n")
+    with pytest.raises(GtokError, match=rf"^s.tsv: column '{column}' is not one the workflow reads; did you mean '{meant}'"):
+        Plan.from_config(config(inputs={"bed": "s.tsv"}))
+    (folder / "s.tsv").write_text("path\tlabel\tdonor\tlab\nbeds/b00.bed\tA\td1\tx\n")
+    assert Plan.from_config(config(inputs={"bed": "s.tsv"})).label_sheet == "s.tsv"
 
 
 def test_sample_sheet_rows_labels_and_repeats(folder):
@@ -112,7 +144,6 @@ def test_braces_are_named(folder):
 
 
 def test_h5ad_row_ranges(folder):
-    (folder / "cells.h5ad").write_bytes(b"")
     plan = Plan.from_config(config(inputs={"bed": [], "h5ad": ["cells.h5ad"]}), n_obs=lambda path: 25)
     assert plan.h5ad_parts == {("cells", "0000"): (0, 10), ("cells", "0001"): (10, 20), ("cells", "0002"): (20, 25)}
     argv = plan.tokenize_h5ad_argv("cells", "0002", threads=2)

@@ -11,6 +11,16 @@ from gtok.errors import GtokError
 from gtok.workflow.handoff import hand_to_jobs, plan_from_main
 from gtok.workflow.plan import Plan
 from gtok.workflow.samples import read_sample_sheet
+from gtok.workflow.schema import schema_problem
+
+
+def checked(data, schema: str, what: str) -> None:
+    """`data` validated against `schema`, its defaults filled in, or one line naming the key and
+    what is wrong (gtok.workflow.schema)."""
+    try:
+        validate(data, schema)
+    except WorkflowError as exc:
+        raise WorkflowError(schema_problem(exc, what)) from None
 
 
 def sample_sheet_checked(config) -> None:
@@ -23,7 +33,7 @@ def sample_sheet_checked(config) -> None:
             table = pd.DataFrame(read_sample_sheet(sheet), dtype=str)
         except GtokError as exc:
             raise WorkflowError(str(exc)) from None
-        validate(table, "../schemas/samples.schema.yaml")
+        checked(table, "../schemas/samples.schema.yaml", f"{sheet}: column")
 
 
 def make_plan(config) -> Plan:
@@ -39,6 +49,7 @@ def make_plan(config) -> Plan:
     return plan
 
 
+checked(config, "../schemas/config.schema.yaml", "config")
 try:
     PLAN = make_plan(config)
 except GtokError as exc:

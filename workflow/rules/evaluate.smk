@@ -7,9 +7,7 @@ rule evaluate:
     (folds.tsv), with UMAPs; without labels in the held-out records, the outputs say it was skipped.
     """
     input:
-        model=rules.train.output.model,
-        universe=rules.train.output.universe,
-        card=rules.train.output.card,
+        model=rules.train.output.finished,
         manifest=PLAN.manifest,
     output:
         metrics=f"{PLAN.eval_dir}/metrics.tsv",

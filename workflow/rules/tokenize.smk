@@ -4,6 +4,8 @@
 # rules into group "tokenize") with `group-components: tokenize=N` sends N of them as one cluster
 # job, run one after another; `slurm-array-jobs` submits them as SLURM job arrays, which a group
 # in the rule would rule out (the plugin submits group jobs one by one). See profiles/.
+# Each rule's `options` param is its command without --threads, which Snakemake records: a change
+# of anything a shard holds reruns it (gtok.workflow.plan).
 
 
 rule universe_index:
@@ -44,6 +46,7 @@ rule tokenize_bed:
     threads: 2
     params:
         argv=lambda wildcards, threads: PLAN.tokenize_bed_argv(wildcards.shard, threads),
+        options=lambda wildcards: PLAN.tokenize_bed_argv(wildcards.shard),
         labels=lambda wildcards: PLAN.bed_labels(wildcards.shard),
     script:
         RUN_GTOK
@@ -67,8 +70,9 @@ rule tokenize_h5ad:
         argv=lambda wildcards, threads: PLAN.tokenize_h5ad_argv(
             wildcards.sample, wildcards.part, threads
         ),
-        rows=lambda wildcards: PLAN.h5ad_rows(wildcards.sample, wildcards.part),
-        naming=lambda wildcards: PLAN.cell_naming(wildcards.sample),
+        options=lambda wildcards: PLAN.tokenize_h5ad_argv(
+            wildcards.sample, wildcards.part
+        ),
     script:
         RUN_GTOK
 
@@ -93,9 +97,8 @@ rule tokenize_fragments:
         argv=lambda wildcards, threads: PLAN.tokenize_fragments_argv(
             wildcards.sample, wildcards.part, threads
         ),
-        selection=lambda wildcards: PLAN.fragment_selection(
+        options=lambda wildcards: PLAN.tokenize_fragments_argv(
             wildcards.sample, wildcards.part
         ),
-        naming=lambda wildcards: PLAN.cell_naming(wildcards.sample),
     script:
         RUN_GTOK

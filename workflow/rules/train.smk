@@ -16,23 +16,22 @@ rule train_config:
         "../../scripts/write_yaml.py"
 
 
-# The outputs are what a finished run leaves; Snakemake deletes them before every (re)run of the
-# job (and after a failed one), so in the workflow the finished model of a changed config lives on
-# as the checkpoints in train/previous/TIME/. train/checkpoints/last.ckpt is deliberately not an
-# output: a job killed mid-run (a preempted SLURM job retried, or `snakemake` rerun with
-# --rerun-incomplete) then finds it and `gtok train` continues from it. `gtok train` itself starts
-# afresh when the checkpoint is of other options or data, moving the old run to
-# train/previous/TIME/.
+# Snakemake deletes a job's declared outputs before every (re)run of it, and after a failed one.
+# So the model itself (model.ckpt, config.yaml, universe.bed.gz, save_pretrained's files) is not
+# declared: train/finished.json, written once the model is published, stands for it. The folder's
+# finished model then stays usable while a changed config retrains, survives a job that fails, and
+# is set aside whole in train/previous/TIME/ when a new run starts. train/checkpoints/last.ckpt is
+# not an output either: a job killed mid-run (a preempted SLURM job retried, or `snakemake` rerun
+# with --rerun-incomplete) finds it and `gtok train` continues from it, or starts afresh when it
+# is of other options or data.
 rule train:
     input:
         manifest=PLAN.manifest,
         config=PLAN.train_config,
     output:
-        model=f"{PLAN.train_dir}/model.ckpt",
+        finished=f"{PLAN.train_dir}/finished.json",
         metrics=f"{PLAN.train_dir}/metrics.csv",
         summary=f"{PLAN.train_dir}/summary.json",
-        universe=f"{PLAN.train_dir}/universe.bed.gz",
-        card=f"{PLAN.train_dir}/config.yaml",
         loss=report(
             f"{PLAN.train_dir}/loss.png",
             caption="../report/loss.rst",

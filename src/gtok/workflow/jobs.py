@@ -1,14 +1,17 @@
 """How a workflow job runs gtok: everything it prints goes to the job's log, and a user error is
-one line there, not a traceback; and how the training job starts its processes."""
+one line there, not a traceback; how the training job starts its processes, and what it declares
+when its model is finished."""
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import subprocess
 import sys
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 
 from gtok.errors import GtokError
 
@@ -64,3 +67,23 @@ def job_cpus_per_task() -> int | None:
         return None
     found = re.search(r"\bCPUs/Task=(\d+)", shown)
     return int(found.group(1)) if found else None
+
+
+def write_finished(path: str | os.PathLike) -> None:
+    """`path`, in a model folder: the train job's declared output, that the folder's model is
+    finished, with the run and step its config.yaml records for model.ckpt.
+
+    Snakemake deletes a job's declared outputs before it runs the job, and after the job fails. So
+    the model's own files (model.ckpt, config.yaml, universe.bed.gz) are not declared: the finished
+    model stays in place while a changed config retrains, and survives a job that fails, and
+    `gtok train` sets it aside whole in previous/TIME/ when a new run starts.
+    """
+    import yaml
+
+    from gtok.atomic import atomic_path
+    from gtok.pretrained import CHECKPOINT_FILE, CONFIG_FILE
+
+    folder = Path(path).parent
+    card = yaml.safe_load((folder / CONFIG_FILE).read_text())
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps({"model": CHECKPOINT_FILE, **card["run"]}, indent=1) + "\n")

@@ -29,6 +29,7 @@ from gtok.workflow.samples import (
     h5ad_samples,
     n_obs,
     refuse_braces,
+    require_file,
 )
 from gtok.workflow.sharding import group_shards
 
@@ -88,6 +89,8 @@ class Plan:
         if not plan.bed_shards and not plan.h5ad_parts and not plan.fragments:
             raise GtokError(f"config: inputs.bed, inputs.h5ad and inputs.fragments select no input at all; {HOW_TO_CONFIGURE}.")
         check_cell_samples(plan.h5ad, plan.fragments, plan.name_format)
+        if plan.fragment_labels:
+            require_file(plan.fragment_labels, "config inputs.fragment_labels:")
         check_fragment_labels(plan.fragment_labels, plan.fragments)
         plan._check_datasets()
         if plan.train.get("enabled"):
@@ -213,38 +216,39 @@ class Plan:
 
     # -- job command lines -------------------------------------------------------------------------
 
-    def tokenize_bed_argv(self, shard: str, threads: int) -> list[str]:
+    # A tokenize job's command is recorded by Snakemake as the rule's `options` param: its argv
+    # without --threads (a param that depends on the job's threads is not recorded), so that any
+    # change of what a shard holds (its files or rows, labels, dataset, names, selection) reruns
+    # the shard, and a change of threads does not.
+
+    def tokenize_bed_argv(self, shard: str, threads: int | None = None) -> list[str]:
         labels = ["--labels", self.label_sheet] if self.label_sheet else []
-        return ["tokenize", "--quiet", "--threads", str(threads), "--universe", self.index, "--dataset", self.bed_dataset,
+        return ["tokenize", "--quiet", *_threads(threads), "--universe", self.index, "--dataset", self.bed_dataset,
                 "-o", self.bed_shard(shard), *labels, *self.bed_files(shard)]
 
     def h5ad_rows(self, sample: str, part: str) -> str:
-        """A part's row range, START:STOP: a param, so that a new `cells_per_shard` reruns the
-        parts whose range changed (Snakemake does not record the threads-dependent argv)."""
+        """A part's row range, START:STOP."""
         return "{}:{}".format(*self.h5ad_parts[(sample, part)])
 
     def cell_naming(self, sample: str) -> list[str]:
-        """How the cells of a sample are named, `SAMPLE#BARCODE` (config/README.md, "Record names"):
-        a param, so that another name format reruns the shards."""
+        """How the cells of a sample are named, `SAMPLE#BARCODE` (config/README.md, "Record names")."""
         return ["--sample", sample, "--name-format", self.name_format]
 
-    def tokenize_h5ad_argv(self, sample: str, part: str, threads: int) -> list[str]:
+    def tokenize_h5ad_argv(self, sample: str, part: str, threads: int | None = None) -> list[str]:
         labels = ["--label-key", self.label_key] if self.label_key else []
-        return ["tokenize", "--quiet", "--threads", str(threads), "--universe", self.index, "--dataset", sample,
+        return ["tokenize", "--quiet", *_threads(threads), "--universe", self.index, "--dataset", sample,
                 "-o", self.h5ad_shard(sample, part), "--rows", self.h5ad_rows(sample, part), *labels,
                 *self.cell_naming(sample), self.h5ad[sample]]
 
     def fragment_selection(self, sample: str, part: str) -> list[str]:
-        """Which barcodes of a fragments file one shard holds, as options: a param, so that a new
-        part count, barcode list or minimum reruns the shards (the threads-dependent argv is not
-        recorded by Snakemake)."""
+        """Which barcodes of a fragments file one shard holds, as options."""
         barcodes = self.fragments[sample]["barcodes"]
         return ["--part", f"{int(part)}/{self.fragment_parts}", "--min-fragments", str(self.min_fragments),
                 *(["--barcodes", barcodes] if barcodes else []),
                 *(["--labels", self.fragment_labels] if self.fragment_labels else [])]
 
-    def tokenize_fragments_argv(self, sample: str, part: str, threads: int) -> list[str]:
-        return ["tokenize", "--quiet", "--threads", str(threads), "--universe", self.index, "--dataset", sample,
+    def tokenize_fragments_argv(self, sample: str, part: str, threads: int | None = None) -> list[str]:
+        return ["tokenize", "--quiet", *_threads(threads), "--universe", self.index, "--dataset", sample,
                 "-o", self.fragment_shard(sample, part), *self.fragment_selection(sample, part),
                 *self.cell_naming(sample), self.fragments[sample]["path"]]
 
@@ -369,3 +373,8 @@ def _sorted_keys(value):
     if isinstance(value, dict):
         return {k: _sorted_keys(value[k]) for k in sorted(value, key=str)}  # YAML keys may be numbers
     return value
+
+
+def _threads(threads: int | None) -> list[str]:
+    """--threads for a job's argv; none in the command Snakemake records (Plan.tokenize_*_argv)."""
+    return [] if threads is None else ["--threads", str(threads)]

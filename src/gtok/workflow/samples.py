@@ -8,6 +8,7 @@ what only the rows together can tell (a file listed twice) is checked here.
 
 from __future__ import annotations
 
+import difflib
 import glob
 import os
 
@@ -23,9 +24,26 @@ def refuse_braces(path: str, what: str, fix: str = "rename the file") -> None:
         raise GtokError(f"{what} {path}: Snakemake cannot use file names with braces {{ }}; {fix}.")
 
 
+SHEET_COLUMNS = ("path", "label", "split")
+"""The sample sheet's columns the workflow reads (workflow/schemas/samples.schema.yaml)."""
+
+
+def require_file(path: str, what: str) -> None:
+    """Refuse a missing input file in one line naming where it is given. Snakemake itself would take
+    an existing output of a job whose input went missing for up to date, or drop the job."""
+    if not os.path.isfile(path):
+        raise GtokError(f"{what} {path}: no such file; fix the path, or take it out of the inputs.")
+
+
 def read_sample_sheet(sheet: str) -> list[dict]:
     """The rows of a tab-separated sample sheet with a header line (UTF-8, or UTF-16 with its mark)."""
+    require_file(sheet, "config inputs.bed: the sample sheet")
     header, rows = read_sheet(sheet, "BED sample sheet")
+    for column in header:  # other columns are the user's notes, but a misspelt one would drop its values unsaid
+        close = difflib.get_close_matches(column.lower(), SHEET_COLUMNS, n=1, cutoff=0.8)
+        if column not in SHEET_COLUMNS and close and close[0] not in header:
+            raise GtokError(f"{sheet}: column {column!r} is not one the workflow reads; did you mean {close[0]!r}? "
+                            f"(it reads {', '.join(map(repr, SHEET_COLUMNS))}; other columns are kept as notes)")
     if "path" not in header:
         raise GtokError(f"{sheet}: the BED sample sheet needs a 'path' column (its columns: {', '.join(map(repr, header))}).")
     if not rows:
@@ -51,6 +69,8 @@ def bed_rows(spec: str | list[str]) -> list[dict]:
     for line, row in enumerate(rows, start=2):
         row["path"] = os.path.normpath(row["path"])
         refuse_braces(row["path"], "BED input")
+        if isinstance(spec, str):  # a pattern's matches exist
+            require_file(row["path"], f"config inputs.bed: {spec}, line {line}:")
         if row["path"] in seen:
             where = f"{spec}, lines {seen[row['path']]} and {line}: " if isinstance(spec, str) else ""
             raise GtokError(f"{where}BED input {row['path']} is listed twice.")
@@ -69,6 +89,7 @@ def h5ad_samples(entries: list) -> dict[str, str]:
     samples: dict[str, str] = {}
     for entry in entries:
         path, sample = _path_and_sample(entry, "inputs.h5ad")
+        require_file(path, "config inputs.h5ad:")
         if sample in samples:
             raise GtokError(f"inputs.h5ad: {samples[sample]} and {path} have the same sample name {sample!r}; "
                             "give one of them a `sample:` of its own.")
@@ -83,9 +104,11 @@ def fragment_samples(entries: list) -> dict[str, dict[str, str | None]]:
     samples: dict[str, dict[str, str | None]] = {}
     for entry in entries:
         path, sample = _path_and_sample(entry, "inputs.fragments")
+        require_file(path, "config inputs.fragments:")
         barcodes = None if isinstance(entry, str) else entry.get("barcodes")
         if barcodes:
             refuse_braces(barcodes, "inputs.fragments")
+            require_file(barcodes, f"config inputs.fragments: {path}: barcodes")
         if sample in samples:
             raise GtokError(f"inputs.fragments: {samples[sample]['path']} and {path} have the same sample name {sample!r}; "
                             "give one of them a `sample:` of its own.")
