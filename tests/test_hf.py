@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import os
 import shutil
 import signal
@@ -23,6 +24,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from conftest import gtok, one_line_error
 
 from gtok.cli import main
 from gtok.errors import FingerprintMismatchError, GtokError
@@ -315,6 +317,42 @@ def test_gtok_embed_of_the_folder_is_genimls_encode_tokenized_cells(workflow_run
 
 
 @pytest.mark.slow
+def test_a_model_as_published_embeds_as_its_gtok_folder_and_starts_a_fine_tuning(workflow_run, tmp_path):
+    """config.json, model.safetensors and universe.bed.gz, as a Hugging Face repository holds them
+    (databio/atacformer-base-hg38): the class from config.json, the universe by its size."""
+    import anndata
+
+    from gtok.training.train import train
+
+    folder, cells, _ = workflow_run
+    model = folder / "results" / "train"
+    published = tmp_path / "published"
+    published.mkdir()
+    for name in ("config.json", "model.safetensors"):
+        shutil.copyfile(model / name, published / name)
+    one_line_error(gtok("embed", "-q", "--model", published, "-o", tmp_path / "p.h5ad", cells),
+                   f"{published}: a Hugging Face model folder without the universe.bed.gz", "pass --universe")
+    shutil.copyfile(model / "universe.bed.gz", published / "universe.bed.gz")
+    run = gtok("embed", "-q", "--model", published, "-o", tmp_path / "p.h5ad", cells)
+    assert run.returncode == 0, run.stderr
+    (line,) = run.stderr.strip().splitlines()  # geniml's import-time notice is not printed
+    assert line.startswith(f"gtok embed: warning: {published} records no fingerprint of its universe, so "
+                           f"{published}/universe.bed.gz was checked only for its size")
+    assert gtok("embed", "-q", "--model", model, "-o", tmp_path / "g.h5ad", cells).returncode == 0
+    ours, theirs = (anndata.read_h5ad(tmp_path / f"{n}.h5ad").obsm["X_gtok"] for n in ("p", "g"))
+    # the gtok folder crops to its training max_length, the published one to its positions (CONTEXT both)
+    np.testing.assert_allclose(ours, theirs, atol=1e-6)
+    config = {**TRAIN, "model_args": {}, "hf": {"init_from": str(published)}}
+    train(folder / "results" / "manifest.json", CLUSTERING, tmp_path / "ft", config, max_steps=2, progress=False)
+    assert (tmp_path / "ft" / "model.safetensors").is_file()
+
+    card = json.loads((published / "config.json").read_text())
+    (published / "config.json").write_text(json.dumps({**card, "pad_token_id": 3}))
+    one_line_error(gtok("embed", "-q", "--model", published, "-o", tmp_path / "q.h5ad", cells),
+                   f"{published}/config.json: pad_token_id 3 is not gtars' <pad>")
+
+
+@pytest.mark.slow
 def test_cell_clustering_fine_tunes_from_the_pretrained_folder(workflow_run, tmp_path, capsys):
     """`hf.init_from`, as the classifier's `init_from`: the new head's model starts from the parent's backbone."""
     from gtok.inference.embed import embed_anndata
@@ -353,3 +391,12 @@ def test_fine_tuning_refuses_a_parent_of_another_vocabulary(workflow_run, tmp_pa
     config = {**TRAIN, "model_args": {}, "hf": {"init_from": str(folder / "results" / "train")}}
     with pytest.raises(FingerprintMismatchError, match="the training data: tokenized with vocabulary .* but .* was trained on"):
         train(tmp_path / "m.json", CLUSTERING, tmp_path / "ft", config, progress=False)
+
+
+def test_embedding_never_crops_beyond_the_models_positions():
+    """A model folder whose data.max_length exceeds the model's positions (edited by hand, or a
+    model as published, which records none) is cropped to its positions, not an IndexError."""
+    from gtok.inference.embed import _crop_length
+
+    assert _crop_length(500, 64) == 64 and _crop_length(None, 64) == 64
+    assert _crop_length(24, 64) == 24 and _crop_length(24, None) == 24 and _crop_length(None, None) is None

@@ -8,6 +8,8 @@ from torch import nn
 
 
 class BagOfRegions(L.LightningModule):
+    attends = False  # a mean over the regions: embedding needs no cropping to the training length
+
     def __init__(self, vocab, dim: int = 32, lr: float = 0.01):
         super().__init__()
         self.vocab, self.lr = vocab, lr

@@ -16,10 +16,12 @@ the workflow checks a brought class once, in its main process.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import inspect
+import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -76,10 +78,25 @@ class Brought:
     kind: str
 
 
+@contextlib.contextmanager
+def _quiet_import(module: str) -> Iterator[None]:
+    """The imported package's loggers below errors while it is imported: geniml warns on every
+    import that an optional training kernel is missing, a second line beside gtok's one-line
+    errors that says nothing about the run."""
+    logger = logging.getLogger(module.split(".")[0])
+    before = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(before)
+
+
 def import_brought(spec: ModelSpec, what: str = "--model") -> Brought:
     """The class an import path names, of one of the two kinds a brought model may be."""
     try:
-        module = importlib.import_module(spec.module)
+        with _quiet_import(spec.module):
+            module = importlib.import_module(spec.module)
     except Exception as exc:  # a missing package, or any error raised by the module's own code
         raise GtokError(f"{what}: {spec.text}: cannot import {spec.module} ({type(exc).__name__}: {exc}); install "
                         "its package in this environment or put it on PYTHONPATH.") from None

@@ -179,7 +179,7 @@ class HFConfig(BaseConfig):
 
     objective: str = opt("auto", "rtd: replaced-token detection, mlm: masked tokens, triplet: labelled triplets; auto: from the class name", choices=("auto", "rtd", "mlm", "triplet"))
     mlm_probability: float = opt(0.15, "rtd, mlm: share of region tokens replaced (rtd) or masked (mlm)", min=0.0, max=1.0, min_exclusive=True)
-    init_from: str | None = opt(None, "a gtok model folder of a Hugging Face model whose weights start the training (same vocabulary)")
+    init_from: str | None = opt(None, "a Hugging Face model folder (gtok's, or as published) whose weights start the training (same vocabulary)")
 
 
 @dataclass

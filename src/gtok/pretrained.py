@@ -69,7 +69,8 @@ def model_checkpoint(path: str | os.PathLike) -> Path:
         return path / CHECKPOINT_FILE
     if not is_gtok_folder(path):
         raise GtokError(f"{describe(path)}: not a gtok model folder: it holds no {CHECKPOINT_FILE}; give the --out folder "
-                        f"of 'gtok train', a checkpoint, or a geniml Region2Vec folder ({GENIML_CHECKPOINT} and {CONFIG_FILE}).")
+                        f"of 'gtok train', a checkpoint, a geniml Region2Vec folder ({GENIML_CHECKPOINT} and {CONFIG_FILE}), "
+                        f"or a Hugging Face model folder ({HF_CONFIG_FILE} and its weights).")
     kept = sorted(path.glob(f"previous/*/{CHECKPOINT_FILE}"))
     earlier = f"; its latest earlier model is {describe(kept[-1].parent)}" if kept else ""
     raise GtokError(f"{describe(path)}: holds no finished model (no {CHECKPOINT_FILE}): its run is still training, "

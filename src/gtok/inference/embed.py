@@ -48,7 +48,8 @@ class Embedder:
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.model = loaded.model.to(self.device)
         self.data_options = loaded.data  # what training saw
-        self.max_length = self.data_options.get("max_length") if loaded.attends else None
+        self.max_length = _crop_length(self.data_options.get("max_length") if loaded.attends else None,
+                                       getattr(loaded.model, "context", None))
         self.batch_size = int(batch_size)
 
     def embed_docs(self, docs: Sequence[np.ndarray], progress: bool = False) -> np.ndarray:
@@ -75,6 +76,14 @@ class Embedder:
             raise GtokError(f"{describe(self.path)}: its embeddings of {broken:,} of the {len(docs):,} records are not "
                             "finite (NaN or infinite): its weights are; did its training diverge (see its metrics.csv)?")
         return out
+
+
+def _crop_length(trained: int | None, context: int | None) -> int | None:
+    """How many tokens of a record the model sees: what it was trained on, and never more than its
+    position embeddings hold (a model not trained by gtok records no max_length)."""
+    if context is None:
+        return trained
+    return context if trained is None else min(trained, context)
 
 
 def embed_regions(

@@ -7,7 +7,12 @@
   adapter options and the vocabulary come from config.yaml (a checkpoint of such a run is read as
   above);
 * a geniml Region2Vec folder (what `Region2VecExModel.export` writes, or a geniml model from
-  Hugging Face): checkpoint.pt and config.yaml, plus universe.bed, which geniml does not write.
+  Hugging Face): checkpoint.pt and config.yaml, plus universe.bed, which geniml does not write;
+* a Hugging Face model as it is published, not trained by gtok (a snapshot of
+  databio/atacformer-base-hg38, or any `save_pretrained` folder): config.json, the weights, and
+  universe.bed.gz, the universe gtars' `Tokenizer.from_pretrained` reads from such a repository.
+  The class is config.json's architecture, imported from the package that defines its model type
+  (`HF_PACKAGES`; transformers for its own types).
 
 What a model was trained on travels with it: `expected_vocabulary` names the universe to tokenize
 with (one given explicitly, else the folder's own, else the path an older checkpoint recorded) and
@@ -37,6 +42,7 @@ from gtok.pretrained import (
     SAVED_WITH_HF,
     UNIVERSE_FILE,
     check_published,
+    is_gtok_folder,
     model_checkpoint,
     model_folder,
 )
@@ -76,6 +82,8 @@ def load_model(path: str | os.PathLike, universe: str | os.PathLike | None = Non
         loaded = _load_geniml(geniml, universe)
     elif (card := hf_card(path)) is not None:
         loaded = _load_hf(Path(path), card, universe)
+    elif (published := published_hf_folder(path)) is not None:
+        loaded = _load_published(published, universe)
     else:
         loaded = _load_checkpoint(model_checkpoint(path), universe)
     if not callable(getattr(loaded.model, "embed", None)):
@@ -91,6 +99,10 @@ def expected_vocabulary(path: str | os.PathLike, universe: str | os.PathLike | N
     if geniml is not None:
         config = geniml_config(geniml)
         return Expected(_geniml_universe(geniml, universe), config["vocab_size"], None, describe(geniml))
+    published = published_hf_folder(path)
+    if published is not None:
+        _, vocab_size = published_config(published)
+        return Expected(_published_universe(published, universe), vocab_size, None, describe(published))
     path = Path(path)
     checkpoint = None if hf_card(path) is not None else model_checkpoint(path)
     folder = path if checkpoint is None else checkpoint.parent
@@ -255,6 +267,72 @@ def _read_card(folder: Path) -> dict[str, Any]:
     if not isinstance(card, dict) or not isinstance(card.get("vocabulary"), dict):
         raise GtokError(f"{describe(path)}: not the config.yaml of a gtok model (it names no vocabulary).")
     return card
+
+
+# -- Hugging Face models as published ----------------------------------------------------------------
+
+HF_PACKAGES = {"atacformer": "geniml.atacformer"}
+"""The package that defines each model type transformers does not know itself (importing it
+registers the type)."""
+
+
+def published_hf_folder(path: str | os.PathLike) -> Path | None:
+    """The folder `path` names when it holds a Hugging Face model as published (config.json and
+    its weights) and nothing of gtok's (no model.ckpt, no config.yaml), else None."""
+    folder = Path(path)
+    if not folder.is_dir() or not (folder / HF_CONFIG_FILE).is_file():
+        return None
+    if (folder / CHECKPOINT_FILE).exists() or (folder / CONFIG_FILE).exists() or is_gtok_folder(folder):
+        return None
+    return folder
+
+
+def published_config(folder: Path) -> tuple[str, int]:
+    """(the import path of the model's class, its vocab_size) from a published folder's config.json."""
+    import json
+
+    name = describe(folder / HF_CONFIG_FILE)
+    try:
+        config = json.loads((folder / HF_CONFIG_FILE).read_text())
+        architecture, model_type, vocab_size = config["architectures"][0], config["model_type"], config["vocab_size"]
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, IndexError, TypeError) as exc:
+        raise GtokError(f"{name}: not the config.json of a Hugging Face model (it needs architectures, model_type and "
+                        f"vocab_size; {type(exc).__name__}).") from None
+    if not isinstance(vocab_size, int) or isinstance(vocab_size, bool) or vocab_size < 1:
+        raise GtokError(f"{name}: vocab_size is {vocab_size!r}, not a positive integer.")
+    return f"{HF_PACKAGES.get(model_type, 'transformers')}:{architecture}", vocab_size
+
+
+def _published_universe(folder: Path, universe: str | os.PathLike | None) -> str:
+    path = Path(universe) if universe is not None else folder / UNIVERSE_FILE
+    if universe is None and not path.is_file():
+        raise GtokError(f"{describe(folder)}: a Hugging Face model folder without the {UNIVERSE_FILE} its tokenizer "
+                        "was built from; pass --universe with the universe BED it was trained with.")
+    return os.fspath(path)
+
+
+def _load_published(folder: Path, universe: str | os.PathLike | None) -> LoadedModel:
+    from gtok.models import Vocab
+    from gtok.models.hf import HFModel
+    from gtok.modelspec import import_brought, parse_model
+
+    name = describe(folder / HF_CONFIG_FILE)
+    spec, vocab_size = published_config(folder)
+    brought = import_brought(parse_model(spec, f"{name}: architectures"), f"{name}: architectures")
+    if brought.kind != "hf":
+        raise GtokError(f"{name}: {spec} is not a Hugging Face PreTrainedModel.")
+    expected = Expected(_published_universe(folder, universe), vocab_size, None, describe(folder))
+    try:
+        weights = brought.cls.from_pretrained(folder)
+    except Exception as exc:  # transformers raises many kinds for missing or damaged files
+        raise GtokError(f"{describe(folder)}: {spec}.from_pretrained cannot read the model ({type(exc).__name__}: "
+                        f"{exc}).") from None
+    vocab = Vocab.of_size(vocab_size)
+    if weights.config.pad_token_id != vocab.pad_token_id:
+        raise GtokError(f"{name}: pad_token_id {weights.config.pad_token_id} is not gtars' <pad> of a {vocab_size}-token "
+                        f"vocabulary ({vocab.pad_token_id}): the model was not trained on gtars' tokens.")
+    model = HFModel(vocab, brought.spec.text, weights.config.to_dict(), model=weights).eval()
+    return LoadedModel(model, vocab, expected, brought.spec.label, {})
 
 
 # -- geniml Region2Vec folders ---------------------------------------------------------------------

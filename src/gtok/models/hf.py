@@ -28,6 +28,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -64,6 +65,11 @@ class HFModel(GTokModel):
     @property
     def model_spec(self) -> str:
         return self.model_class
+
+    @property
+    def context(self) -> int | None:
+        """The most tokens a record may hold: the model's position embeddings (None: no limit)."""
+        return getattr(self.model.config, "max_position_embeddings", None)
 
     @property
     def embedding(self) -> torch.nn.Module:
@@ -109,7 +115,9 @@ class HFModel(GTokModel):
     def embed(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """The attention-masked mean of the last hidden state (geniml's encode_tokenized_cells)."""
         attention = batch["attention_mask"].bool()
-        hidden = self.model.base_model(input_ids=batch["input_ids"], attention_mask=attention)
+        with warnings.catch_warnings():  # torch's notice, on every batch, that its fast path uses a prototype API
+            warnings.filterwarnings("ignore", message="The PyTorch API of nested tensors is in prototype stage")
+            hidden = self.model.base_model(input_ids=batch["input_ids"], attention_mask=attention)
         return masked_mean(hidden if isinstance(hidden, torch.Tensor) else hidden[0], attention)
 
     def save_pretrained(self, folder: str | os.PathLike) -> list[Path]:
