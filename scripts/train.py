@@ -6,11 +6,16 @@ CPUs the job was given (gtok.workflow.jobs.train_job_command); elsewhere Lightni
 import subprocess
 import sys
 
+from gtok.errors import GtokError
 from gtok.workflow.jobs import train_job_command, write_finished
 
 command = train_job_command([str(arg) for arg in snakemake.params.argv], snakemake.params.srun)
 with open(snakemake.log[0], "w") as log:
     status = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT).returncode
-if status == 0:
-    write_finished(snakemake.output.finished)
+    if status == 0:
+        try:
+            write_finished(snakemake.output.finished)
+        except GtokError as exc:
+            print(f"error: {exc}", file=log)
+            status = 1
 sys.exit(status)

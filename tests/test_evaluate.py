@@ -300,10 +300,11 @@ def test_evaluate_and_embed_refuse_a_diverged_model_in_one_line(trained, tmp_pat
     assert not (tmp_path / "v.npy").exists()
 
 
-def test_a_model_called_lsi_keeps_rows_of_its_own():
-    from gtok.evaluation.evaluate import model_label
+def test_a_model_called_lsi_keeps_rows_and_plots_of_its_own():
+    """The evaluation's tables and plots, and the workflow's file names, use the model's label."""
+    from gtok.modelspec import ModelSpec
 
-    assert model_label("lsi") == "lsi-model" and model_label("region2vec") == "region2vec"
+    assert ModelSpec("pkg.models:LSI").label == "lsi-model" and ModelSpec("region2vec").label == "region2vec"
 
 
 @pytest.mark.slow  # trains a model

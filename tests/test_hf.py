@@ -331,7 +331,7 @@ def test_a_model_as_published_embeds_as_its_gtok_folder_and_starts_a_fine_tuning
     for name in ("config.json", "model.safetensors"):
         shutil.copyfile(model / name, published / name)
     one_line_error(gtok("embed", "-q", "--model", published, "-o", tmp_path / "p.h5ad", cells),
-                   f"{published}: a Hugging Face model folder without the universe.bed.gz", "pass --universe")
+                   f"{published}: a Hugging Face model folder without its universe.bed.gz", "pass --universe")
     shutil.copyfile(model / "universe.bed.gz", published / "universe.bed.gz")
     run = gtok("embed", "-q", "--model", published, "-o", tmp_path / "p.h5ad", cells)
     assert run.returncode == 0, run.stderr
@@ -349,7 +349,7 @@ def test_a_model_as_published_embeds_as_its_gtok_folder_and_starts_a_fine_tuning
     card = json.loads((published / "config.json").read_text())
     (published / "config.json").write_text(json.dumps({**card, "pad_token_id": 3}))
     one_line_error(gtok("embed", "-q", "--model", published, "-o", tmp_path / "q.h5ad", cells),
-                   f"{published}/config.json: pad_token_id 3 is not gtars' <pad>")
+                   f"{published}/config.json: vocab_size", "and pad_token_id 3 do not fit gtars' layout of its vocab_size")
 
 
 @pytest.mark.slow

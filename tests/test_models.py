@@ -219,5 +219,3 @@ def test_region_counts_exact_and_sampled_from_the_training_split_alone(tmp_path)
     np.testing.assert_array_equal(region_counts(train, 57), every)
     sampled = region_counts(train, 57, max_tokens=2000)
     assert 1000 <= sampled.sum() <= 2000 and sampled[50:].sum() == 0
-
-

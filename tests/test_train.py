@@ -557,6 +557,20 @@ def test_only_the_finished_model_is_loaded_from_a_folder(tmp_path, data):
         embed_regions(out, [bed])
 
 
+def test_the_lock_of_a_failed_launch_leaves_a_folder_as_new_as_it_was(tmp_path):
+    from gtok.training.run import LOCK_FILE, check_run_folder, claim_folder
+
+    out = tmp_path / "run"
+    out.mkdir()
+    with pytest.raises(RuntimeError), claim_folder(out):
+        raise RuntimeError
+    assert [p.name for p in out.iterdir()] == [LOCK_FILE] and check_run_folder(out) == out  # still a new folder
+    new = tmp_path / "new"
+    with pytest.raises(RuntimeError), claim_folder(new):
+        raise RuntimeError
+    assert not new.exists()  # created by the launch, and removed with it
+
+
 class Pause(L.Callback):
     """At global step 1, creates `paused` and waits until `go` exists: a run caught mid-training."""
 
@@ -852,8 +866,9 @@ def test_shards_are_checked_once_per_process_and_against_the_manifest(tmp_path, 
     from gtok.formats.shard import ShardReader
 
     checked = []
-    crc_check = ShardReader.verify
-    monkeypatch.setattr(ShardReader, "verify", lambda self: checked.append(self.path.name) or crc_check(self))
+    crc_check = ShardReader.check_bytes
+    monkeypatch.setattr(ShardReader, "check_bytes",
+                        lambda self, sha256=False: checked.append(self.path.name) or crc_check(self, sha256))
     dm = GTokDataModule(data, **DATA)
     dm.setup("fit")
     assert dm.val_set is not None and sorted(checked) == ["shard0.gtok", "shard1.gtok"]  # not again for validation

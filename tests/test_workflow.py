@@ -297,6 +297,7 @@ def test_changed_training_option_starts_a_new_run(clone):
     assert "is of a run with other options: seed 0 -> 1; starting a new run" in log
     (kept,) = (train / "previous").iterdir()  # the seed-0 model, whole: Snakemake never deletes a finished model
     assert global_step(kept / "checkpoints" / "last.ckpt") == 2 and global_step(kept / "model.ckpt") == 2
+    assert {"config.yaml", "universe.bed.gz", "metrics.csv", "loss.png", "summary.json"} <= {p.name for p in kept.iterdir()}
     assert yaml.safe_load((kept / "config.yaml").read_text())["options"]["seed"] == 0
     finished = json.loads((train / "finished.json").read_text())
     assert finished["step"] == 2 and finished["fingerprint"] == yaml.safe_load((train / "config.yaml").read_text())["run"]["fingerprint"]
@@ -471,6 +472,16 @@ def test_schema_rejects_bad_config_in_one_line_naming_the_key(change, line):
     with pytest.raises(WorkflowError) as error:
         validate(config, str(SCHEMA))
     assert schema_problem(error.value, "config") == line
+
+
+def test_a_sample_sheet_row_that_fails_its_schema_is_named_by_line_and_column(tmp_path):
+    from gtok.workflow.schema import schema_problem
+
+    sheet = tmp_path / "s.tsv"
+    sheet.write_text("path\tsplit\nx.bed\ttrain\ny.bed\ta-b\n")
+    with pytest.raises(WorkflowError) as error:
+        validate(pd.read_csv(sheet, sep="\t", dtype=str), str(ROOT / "workflow" / "schemas" / "samples.schema.yaml"))
+    assert schema_problem(error.value, str(sheet)) == f"{sheet}, line 3, column split: 'a-b' does not match '^[A-Za-z0-9_]*$'."
 
 
 @pytest.mark.parametrize("key, value, message", [

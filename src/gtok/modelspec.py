@@ -57,8 +57,10 @@ class ModelSpec:
 
     @property
     def label(self) -> str:
-        """A short name for files and tables: the built-in's name, or the class name in lower case."""
-        return self.text if self.builtin else self.qualname.rpartition(".")[2].lower()
+        """A short name for files and tables: the built-in's name, or the class name in lower case;
+        never `lsi`, the evaluation's baseline, whose rows and plots a class called LSI would take."""
+        label = self.text if self.builtin else self.qualname.rpartition(".")[2].lower()
+        return f"{label}-model" if label == "lsi" else label
 
 
 def parse_model(text: Any, what: str = "--model") -> ModelSpec:

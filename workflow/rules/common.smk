@@ -33,7 +33,7 @@ def sample_sheet_checked(config) -> None:
             table = pd.DataFrame(read_sample_sheet(sheet), dtype=str)
         except GtokError as exc:
             raise WorkflowError(str(exc)) from None
-        checked(table, "../schemas/samples.schema.yaml", f"{sheet}: column")
+        checked(table, "../schemas/samples.schema.yaml", sheet)
 
 
 def make_plan(config) -> Plan:

@@ -17,26 +17,20 @@ rule train_config:
 
 
 # Snakemake deletes a job's declared outputs before every (re)run of it, and after a failed one.
-# So the model itself (model.ckpt, config.yaml, universe.bed.gz, save_pretrained's files) is not
-# declared: train/finished.json, written once the model is published, stands for it. The folder's
-# finished model then stays usable while a changed config retrains, survives a job that fails, and
-# is set aside whole in train/previous/TIME/ when a new run starts. train/checkpoints/last.ckpt is
-# not an output either: a job killed mid-run (a preempted SLURM job retried, or `snakemake` rerun
-# with --rerun-incomplete) finds it and `gtok train` continues from it, or starts afresh when it
-# is of other options or data.
+# So the model folder's files (model.ckpt, config.yaml, universe.bed.gz, a Hugging Face model's
+# files, metrics.csv, summary.json, loss.png) are not declared: train/finished.json, written once
+# the model is published, stands for them. The folder's finished model then stays usable while a
+# changed config retrains, survives a job that fails, and is set aside whole in
+# train/previous/TIME/ when a new run starts. train/checkpoints/last.ckpt is not an output either:
+# a job killed mid-run (a preempted SLURM job retried, or `snakemake` rerun with
+# --rerun-incomplete) finds it and `gtok train` continues from it, or starts afresh when it is of
+# other options or data.
 rule train:
     input:
         manifest=PLAN.manifest,
         config=PLAN.train_config,
     output:
         finished=f"{PLAN.train_dir}/finished.json",
-        metrics=f"{PLAN.train_dir}/metrics.csv",
-        summary=f"{PLAN.train_dir}/summary.json",
-        loss=report(
-            f"{PLAN.train_dir}/loss.png",
-            caption="../report/loss.rst",
-            category="Training",
-        ),
     log:
         f"{R}/logs/train.log",
     benchmark:
@@ -55,13 +49,19 @@ rule train:
 
 
 rule train_summary:
-    """The run summary (world size, steps, tokens, wall time, records per rank) as a report table."""
+    """The run summary (world size, steps, tokens, wall time, records per rank) as a report table,
+    and the loss curve for the report (a copy: the model folder's own files are not outputs)."""
     input:
-        f"{PLAN.train_dir}/summary.json",
+        rules.train.output.finished,
     output:
-        report(
+        summary=report(
             f"{PLAN.train_dir}/summary.html",
             caption="../report/summary.rst",
+            category="Training",
+        ),
+        loss=report(
+            f"{R}/report/loss.png",
+            caption="../report/loss.rst",
             category="Training",
         ),
     log:

@@ -105,6 +105,18 @@ class Records:
         """Each record's index into `datasets` (what a mixture draws by)."""
         return self.shard_dataset[self.shard]
 
+    def gather(self, chosen: np.ndarray) -> np.ndarray:
+        """The tokens of the records `chosen` (ascending indices), concatenated in that order: one
+        gather per shard, since the records come grouped by shard in shard order."""
+        from gtok.universe import expand_ranges
+
+        parts = [np.zeros(0, np.int64)]
+        for shard in np.unique(self.shard[chosen]):
+            pick = chosen[self.shard[chosen] == shard]
+            _, positions = expand_ranges(self.start[pick], self.start[pick] + self.length[pick])
+            parts.append(np.asarray(self.tokens(int(shard)))[positions])
+        return np.concatenate(parts)
+
     def tokens(self, shard: int) -> np.ndarray:
         """The token array of a shard. A few shards stay mapped, so small data sets are not
         re-opened every epoch; each mapping holds a file descriptor, so not all of them."""

@@ -73,20 +73,14 @@ def held_out_records(manifest: str | os.PathLike, val_fraction: float, split: st
     `fingerprint`, shards of another vocabulary are refused. With `max_records`, a seeded random
     subset of that many (in shard order), chosen before any token is read."""
     from gtok.data.records import IGNORE_LABEL, Records
-    from gtok.universe import expand_ranges
 
     rec = Records.open(manifest, verify=False, split=split, val_fraction=val_fraction, expected_fingerprint=fingerprint,
                        allow_empty=True)
     chosen = np.arange(len(rec))
     if max_records is not None and len(rec) > max_records:
         chosen = np.sort(np.random.default_rng(seed).choice(len(rec), max_records, replace=False))
-    shard, start, length = rec.shard[chosen], rec.start[chosen], rec.length[chosen]
-    parts = [np.zeros(0, np.int64)]  # records come grouped by shard, in shard order: one gather per shard
-    for s in np.unique(shard):
-        pick = shard == s
-        _, positions = expand_ranges(start[pick], start[pick] + length[pick])
-        parts.append(np.asarray(rec.tokens(int(s)))[positions])
-    ids = np.concatenate(parts)
+    length = rec.length[chosen]
+    ids = rec.gather(chosen)
     labels = None
     if rec.label is not None and rec.label_classes:
         label = rec.label[chosen]
@@ -217,7 +211,8 @@ def evaluate(model_path: str | os.PathLike, manifest: str | os.PathLike, out: st
     out = Path(out)
     embedder = Embedder(model_path, None, None, 64)
     val_fraction, unknown = held_out_split(model_path, embedder.data_options, manifest, val_fraction)
-    fingerprint = embedder.vocab.fingerprint
+    # a model that records no fingerprint (a geniml or published folder): its universe's, size-checked
+    fingerprint = embedder.vocab.fingerprint or embedder.tokenizer.fingerprint
     records = held_out_records(manifest, val_fraction, fingerprint=fingerprint)
     make_folder(out)
     with staged_files(out) as stage:  # every file replaced, or (on an error half-way) none
@@ -263,7 +258,7 @@ def _write_evaluation(folder: Path, embedder: Any, manifest: str | os.PathLike, 
     from gtok.plots import plot_unavailable
     from gtok.report import write_evaluation_caption, write_evaluation_html
 
-    label = model_label(embedder.name)
+    label = embedder.name  # never "lsi" (gtok.modelspec.ModelSpec.label)
     plots = {label: folder / f"umap_{label}.png", "lsi": folder / "umap_lsi.png"}
     rows: list[tuple] = []
     folds: list[tuple] = []
@@ -291,12 +286,6 @@ def _write_evaluation(folder: Path, embedder: Any, manifest: str | os.PathLike, 
                              unseen=unknown is None)
 
 
-def model_label(name: str) -> str:
-    """The model's name in the tables and plots: its own, unless it is the baseline's, whose rows
-    it would merge with (a brought class called LSI)."""
-    return f"{name}-model" if name == "lsi" else name
-
-
 def training_lsi(manifest: str | os.PathLike, val_fraction: float, fingerprint: str | None = None,
                  seed: int = 0) -> tuple[LSI | None, int]:
     """(LSI fitted on the training split's records, as the model was trained, or None when there are
@@ -311,7 +300,7 @@ def _score(embedder: Any, records: EvalRecords, fitted: LSI, trained_on: int, pl
            progress: bool) -> tuple[list[tuple], list[tuple], str]:
     """(metrics rows: method, metric, mean, sd; per-fold rows; what LSI was fitted on) of the model's
     and the training-fitted LSI's embeddings of the same held-out records, on the same folds.
-    `plots`: where each method's UMAP goes, the model's first, under its label (model_label)."""
+    `plots`: where each method's UMAP goes, the model's first, under its label."""
     from gtok.plots import plot_umap
 
     keep = np.not_equal(records.labels, None)
@@ -319,7 +308,7 @@ def _score(embedder: Any, records: EvalRecords, fitted: LSI, trained_on: int, pl
     labels = records.labels[keep].astype(str)
     folds = fold_ids(labels, seed)
     counts = records.counts()
-    name = next(iter(plots))  # the model's label (model_label)
+    name = embedder.name
     embeddings = {name: embedder.embed_docs(records.docs(), progress)[keep], "lsi": fitted.transform(counts)[keep]}
     rows, fold_rows = [], []
     for method, x in embeddings.items():

@@ -49,7 +49,7 @@ class Embedder:
         self.model = loaded.model.to(self.device)
         self.data_options = loaded.data  # what training saw
         self.max_length = _crop_length(self.data_options.get("max_length") if loaded.attends else None,
-                                       getattr(loaded.model, "context", None))
+                                       getattr(loaded.model, "max_positions", None))
         self.batch_size = int(batch_size)
 
     def embed_docs(self, docs: Sequence[np.ndarray], progress: bool = False) -> np.ndarray:
@@ -74,16 +74,16 @@ class Embedder:
         broken = int((~np.isfinite(out)).any(axis=1).sum())
         if broken:  # a diverged model: vectors no analysis can use, which must not pass for embeddings
             raise GtokError(f"{describe(self.path)}: its embeddings of {broken:,} of the {len(docs):,} records are not "
-                            "finite (NaN or infinite): its weights are; did its training diverge (see its metrics.csv)?")
+                            "finite (NaN or infinite); did its training diverge (see its metrics.csv)?")
         return out
 
 
-def _crop_length(trained: int | None, context: int | None) -> int | None:
+def _crop_length(trained: int | None, positions: int | None) -> int | None:
     """How many tokens of a record the model sees: what it was trained on, and never more than its
     position embeddings hold (a model not trained by gtok records no max_length)."""
-    if context is None:
+    if positions is None:
         return trained
-    return context if trained is None else min(trained, context)
+    return positions if trained is None else min(trained, positions)
 
 
 def embed_regions(

@@ -98,11 +98,11 @@ def expected_vocabulary(path: str | os.PathLike, universe: str | os.PathLike | N
     geniml = geniml_folder(path)
     if geniml is not None:
         config = geniml_config(geniml)
-        return Expected(_geniml_universe(geniml, universe), config["vocab_size"], None, describe(geniml))
+        return Expected(_folder_universe(geniml, universe, GENIML_UNIVERSE, "geniml"), config["vocab_size"], None, describe(geniml))
     published = published_hf_folder(path)
     if published is not None:
         _, vocab_size = published_config(published)
-        return Expected(_published_universe(published, universe), vocab_size, None, describe(published))
+        return Expected(_folder_universe(published, universe, UNIVERSE_FILE, "Hugging Face"), vocab_size, None, describe(published))
     path = Path(path)
     checkpoint = None if hf_card(path) is not None else model_checkpoint(path)
     folder = path if checkpoint is None else checkpoint.parent
@@ -211,7 +211,6 @@ def hf_card(path: str | os.PathLike) -> dict[str, Any] | None:
 
 def _load_hf(folder: Path, card: dict[str, Any], universe: str | os.PathLike | None) -> LoadedModel:
     from gtok.models import Vocab
-    from gtok.models.hf import HFModel
     from gtok.modelspec import import_brought, parse_model
 
     name = describe(folder / CONFIG_FILE)
@@ -221,16 +220,7 @@ def _load_hf(folder: Path, card: dict[str, Any], universe: str | os.PathLike | N
                         "training data was tokenized with).")
     brought = import_brought(parse_model(card.get("model"), f"{name}: model"), f"{name}: model")
     vocab = Vocab.of_size(card["vocabulary"]["vocab_size"], card["vocabulary"].get("fingerprint"))
-    try:
-        weights = brought.cls.from_pretrained(folder)
-    except Exception as exc:  # transformers raises many kinds for missing or damaged files
-        raise GtokError(f"{describe(folder)}: {brought.spec.text}.from_pretrained cannot read the saved model "
-                        f"({type(exc).__name__}: {exc}).") from None
-    if weights.config.vocab_size < vocab.vocab_size or weights.config.pad_token_id != vocab.pad_token_id:
-        raise GtokError(f"{describe(folder / HF_CONFIG_FILE)}: vocab_size {weights.config.vocab_size} and pad_token_id "
-                        f"{weights.config.pad_token_id} do not fit the vocabulary of {name} ({vocab.vocab_size} tokens, "
-                        f"<pad> {vocab.pad_token_id}); the folder mixes two models.")
-    model = HFModel(vocab, brought.spec.text, weights.config.to_dict(), card.get("options"), model=weights).eval()
+    model = _pretrained(folder, brought, vocab, card.get("options"), f"the vocabulary of {name}; the folder mixes two models")
     expected = Expected(os.fspath(universe or folder / UNIVERSE_FILE), vocab.vocab_size, vocab.fingerprint,
                         describe(folder))
     return LoadedModel(model, vocab, expected, brought.spec.label, _data_options(model_checkpoint(folder), ckpt))
@@ -277,8 +267,9 @@ registers the type)."""
 
 
 def published_hf_folder(path: str | os.PathLike) -> Path | None:
-    """The folder `path` names when it holds a Hugging Face model as published (config.json and
-    its weights) and nothing of gtok's (no model.ckpt, no config.yaml), else None."""
+    """The folder `path` names when it holds a Hugging Face model as published (a config.json;
+    its class's from_pretrained reads the weights beside it) and nothing of gtok's (no
+    model.ckpt, no config.yaml), else None."""
     folder = Path(path)
     if not folder.is_dir() or not (folder / HF_CONFIG_FILE).is_file():
         return None
@@ -303,17 +294,18 @@ def published_config(folder: Path) -> tuple[str, int]:
     return f"{HF_PACKAGES.get(model_type, 'transformers')}:{architecture}", vocab_size
 
 
-def _published_universe(folder: Path, universe: str | os.PathLike | None) -> str:
-    path = Path(universe) if universe is not None else folder / UNIVERSE_FILE
+def _folder_universe(folder: Path, universe: str | os.PathLike | None, file: str, kind: str) -> str:
+    """`universe` when given, else the folder's own `file`; a `kind` folder without it (geniml's
+    export writes none) is refused in one line."""
+    path = Path(universe) if universe is not None else folder / file
     if universe is None and not path.is_file():
-        raise GtokError(f"{describe(folder)}: a Hugging Face model folder without the {UNIVERSE_FILE} its tokenizer "
-                        "was built from; pass --universe with the universe BED it was trained with.")
+        raise GtokError(f"{describe(folder)}: a {kind} model folder without its {file}; pass --universe with the "
+                        "universe BED its tokenizer was built from.")
     return os.fspath(path)
 
 
 def _load_published(folder: Path, universe: str | os.PathLike | None) -> LoadedModel:
     from gtok.models import Vocab
-    from gtok.models.hf import HFModel
     from gtok.modelspec import import_brought, parse_model
 
     name = describe(folder / HF_CONFIG_FILE)
@@ -321,18 +313,28 @@ def _load_published(folder: Path, universe: str | os.PathLike | None) -> LoadedM
     brought = import_brought(parse_model(spec, f"{name}: architectures"), f"{name}: architectures")
     if brought.kind != "hf":
         raise GtokError(f"{name}: {spec} is not a Hugging Face PreTrainedModel.")
-    expected = Expected(_published_universe(folder, universe), vocab_size, None, describe(folder))
+    expected = Expected(_folder_universe(folder, universe, UNIVERSE_FILE, "Hugging Face"), vocab_size, None, describe(folder))
+    model = _pretrained(folder, brought, Vocab.of_size(vocab_size), None,
+                        "gtars' layout of its vocab_size; it was not trained on gtars' tokens")
+    return LoadedModel(model, model.vocab, expected, brought.spec.label, {})
+
+
+def _pretrained(folder: Path, brought: Any, vocab: Any, options: dict[str, Any] | None, what: str) -> Any:
+    """The model save_pretrained left in `folder`, read by its class's from_pretrained, in gtok's
+    adapter (gtok.models.hf); refused in one line when its vocabulary and <pad> do not fit
+    `vocab` (`what`: the vocabulary it must fit, and what a misfit means)."""
+    from gtok.models.hf import HFModel
+
     try:
         weights = brought.cls.from_pretrained(folder)
     except Exception as exc:  # transformers raises many kinds for missing or damaged files
-        raise GtokError(f"{describe(folder)}: {spec}.from_pretrained cannot read the model ({type(exc).__name__}: "
-                        f"{exc}).") from None
-    vocab = Vocab.of_size(vocab_size)
-    if weights.config.pad_token_id != vocab.pad_token_id:
-        raise GtokError(f"{name}: pad_token_id {weights.config.pad_token_id} is not gtars' <pad> of a {vocab_size}-token "
-                        f"vocabulary ({vocab.pad_token_id}): the model was not trained on gtars' tokens.")
-    model = HFModel(vocab, brought.spec.text, weights.config.to_dict(), model=weights).eval()
-    return LoadedModel(model, vocab, expected, brought.spec.label, {})
+        raise GtokError(f"{describe(folder)}: {brought.spec.text}.from_pretrained cannot read the saved model "
+                        f"({type(exc).__name__}: {exc}).") from None
+    if weights.config.vocab_size < vocab.vocab_size or weights.config.pad_token_id != vocab.pad_token_id:
+        raise GtokError(f"{describe(folder / HF_CONFIG_FILE)}: vocab_size {weights.config.vocab_size} and pad_token_id "
+                        f"{weights.config.pad_token_id} do not fit {what} ({vocab.vocab_size} tokens, <pad> "
+                        f"{vocab.pad_token_id}).")
+    return HFModel(vocab, brought.spec.text, weights.config.to_dict(), options, model=weights).eval()
 
 
 # -- geniml Region2Vec folders ---------------------------------------------------------------------
@@ -375,20 +377,12 @@ def geniml_config(folder: Path) -> dict[str, Any]:
     return config
 
 
-def _geniml_universe(folder: Path, universe: str | os.PathLike | None) -> str:
-    path = Path(universe) if universe is not None else folder / GENIML_UNIVERSE
-    if universe is None and not path.is_file():
-        raise GtokError(f"{describe(folder)}: a geniml model folder without its {GENIML_UNIVERSE} (geniml's export "
-                        "does not write it); pass --universe with the universe BED its tokenizer was built from.")
-    return os.fspath(path)
-
-
 def _load_geniml(folder: Path, universe: str | os.PathLike | None) -> LoadedModel:
     from gtok.models import Vocab
     from gtok.models.geniml import GenimlRegion2Vec
 
     config = geniml_config(folder)
-    expected = Expected(_geniml_universe(folder, universe), config["vocab_size"], None, describe(folder))
+    expected = Expected(_folder_universe(folder, universe, GENIML_UNIVERSE, "geniml"), config["vocab_size"], None, describe(folder))
     vocab = Vocab.of_size(config["vocab_size"])
     model = GenimlRegion2Vec(_geniml_projection(folder / GENIML_CHECKPOINT, config), vocab, config["pooling_method"])
     return LoadedModel(model.eval(), vocab, expected, GenimlRegion2Vec.name.replace("-", ""), {})

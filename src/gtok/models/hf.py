@@ -1,4 +1,5 @@
-"""Hugging Face models a user brings, trained by gtok: the Lightning adapter around a `PreTrainedModel`.
+"""Hugging Face models a user brings (trained by gtok, or as published): the Lightning adapter
+around a `PreTrainedModel`.
 
 The model is built from its config class, filled from `model_args` with the vocabulary set from the
 data (`hf_config`): vocab_size and every special token id (gtars' layout), so that padding, masks
@@ -67,7 +68,7 @@ class HFModel(GTokModel):
         return self.model_class
 
     @property
-    def context(self) -> int | None:
+    def max_positions(self) -> int | None:
         """The most tokens a record may hold: the model's position embeddings (None: no limit)."""
         return getattr(self.model.config, "max_position_embeddings", None)
 

@@ -31,8 +31,6 @@ from gtok.options import Region2VecConfig
 if TYPE_CHECKING:
     from gtok.data.records import Records
 
-_BLOCK = 1 << 16  # tokens per sampled block in region_counts
-
 
 class Region2Vec(GTokModel):
     """Shallow region embeddings trained with context windows and negative sampling."""
@@ -115,17 +113,13 @@ def region_counts(records: Records, vocab_size: int, max_tokens: int = 1 << 26) 
     A large corpus is sampled by evenly spaced records (a noise distribution needs frequencies, not
     exact counts), so this costs a bounded read whatever the corpus size.
     """
-    from gtok.universe import expand_ranges
-
     counts = np.zeros(vocab_size, dtype=np.int64)
     total = int(records.length.sum())
     chosen = np.arange(len(records))
     if total > max_tokens:
         chosen = np.unique(np.linspace(0, len(records) - 1, max(1, len(records) * max_tokens // total)).astype(np.int64))
-    for shard in np.unique(records.shard[chosen]):
-        pick = chosen[records.shard[chosen] == shard]
-        _, positions = expand_ranges(records.start[pick], records.start[pick] + records.length[pick])
-        counts += np.bincount(records.tokens(int(shard))[positions], minlength=vocab_size)[:vocab_size]
+    for shard in np.unique(records.shard[chosen]):  # one shard's tokens at a time
+        counts += np.bincount(records.gather(chosen[records.shard[chosen] == shard]), minlength=vocab_size)[:vocab_size]
     return counts
 
 

@@ -97,35 +97,46 @@ def check_run_folder(out: str | os.PathLike) -> Path:
     folder = Path(out)
     if os.path.lexists(folder) and not folder.is_dir():
         raise GtokError(f"{name}: exists and is not a folder; --out must be a folder.")
-    if folder.is_dir() and not is_gtok_folder(folder) and any(folder.iterdir()):
+    if folder.is_dir() and not is_gtok_folder(folder) and any(p.name != LOCK_FILE for p in folder.iterdir()):
         raise GtokError(f"{name}: is not empty and holds no gtok training run (no {CHECKPOINT_FILE}, checkpoints/ or previous/); "
                         "train into a new or empty folder, so that nothing in it is overwritten.")
     return folder
+
+
+LOCK_FILE = ".gtok-train.lock"
+"""The file `claim_folder` locks; it stays in the folder, and counts as gtok's own there."""
 
 
 @contextlib.contextmanager
 def claim_folder(out: Path) -> Iterator[None]:
     """Hold `out` for this launch (its first process), so that a second `gtok train` into the same
     folder is refused in one line before it changes anything: two runs in one folder would write
-    over each other's checkpoints and logs. The lock is an exclusive `flock` on the folder itself,
-    not a file in it, which the kernel drops when its holder dies, however it dies; where the file
-    system has no locks, nothing is held. A folder created here is removed again if the launch
-    fails before writing into it."""
+    over each other's checkpoints and logs.
+
+    The lock is an exclusive `flock` on out/.gtok-train.lock opened for writing (NFS emulates
+    flock with byte-range locks, which need that), and the kernel drops it when its holder dies,
+    however it dies. Where the file system has no locks, a warning says that nothing is held. A
+    folder created here is removed again if this launch, holding the lock, fails before writing
+    into it (a launch refused never touches the folder of the one that holds it)."""
     created = not out.exists()
     make_folder(out)
-    fd = os.open(out, os.O_RDONLY)
+    fd = os.open(out / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    held = False
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            held = True
         except BlockingIOError:
             raise GtokError(f"{describe(out)}: another gtok train is running in this folder; wait for it to finish "
                             "(or stop it), or train into another folder.") from None
         except OSError:  # no locks on this file system
-            pass
+            print(f"gtok train: warning: {describe(out)}: its file system has no locks, so nothing stops a second "
+                  "gtok train from writing into this folder at the same time; run one at a time.", file=sys.stderr)
         yield
     except BaseException:
-        if created:
+        if created and held and [p.name for p in out.iterdir()] == [LOCK_FILE]:
             with contextlib.suppress(OSError):
+                (out / LOCK_FILE).unlink()
                 out.rmdir()
         raise
     finally:

@@ -332,17 +332,19 @@ def _build_hf(resolved: Resolved, vocab, source, resume: dict[str, Any] | None, 
 
 
 def _init_from(path: str, vocab, what: str):
-    """The Hugging Face model trained by gtok that `hf.init_from` names, on the data's vocabulary,
-    and the path of its universe."""
+    """The Hugging Face model that `hf.init_from` names (a gtok folder, or one as published), on
+    the data's vocabulary, and the path of its universe."""
     from gtok.inference.loading import load_model
     from gtok.models import check_fingerprint
     from gtok.models.hf import HFModel
+    from gtok.tokenizer import Tokenizer
 
     parent = load_model(path)
     if not isinstance(parent.model, HFModel):
-        raise GtokError(f"{what} section 'hf': init_from {path} holds a {parent.name} model, not a Hugging Face model "
-                        "trained by gtok.")
-    check_fingerprint(vocab.fingerprint, "the training data", parent.vocab.fingerprint, describe(path))
+        raise GtokError(f"{what} section 'hf': init_from {path} holds a {parent.name} model, not a Hugging Face model.")
+    # a published folder records no fingerprint: its universe's (whose size the tokenizer checks)
+    fingerprint = parent.vocab.fingerprint or Tokenizer.for_model(parent.expected).fingerprint
+    check_fingerprint(vocab.fingerprint, "the training data", fingerprint, describe(path))
     if parent.vocab.vocab_size != vocab.vocab_size:
         raise GtokError(f"{what} section 'hf': init_from {path} was trained on {parent.vocab.vocab_size} tokens, the "
                         f"data has {vocab.vocab_size}; fine-tune on data tokenized with its universe.")

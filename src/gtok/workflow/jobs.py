@@ -74,16 +74,16 @@ def write_finished(path: str | os.PathLike) -> None:
     finished, with the run and step its config.yaml records for model.ckpt.
 
     Snakemake deletes a job's declared outputs before it runs the job, and after the job fails. So
-    the model's own files (model.ckpt, config.yaml, universe.bed.gz) are not declared: the finished
-    model stays in place while a changed config retrains, and survives a job that fails, and
-    `gtok train` sets it aside whole in previous/TIME/ when a new run starts.
+    none of the model folder's files is declared: the finished model stays in place while a
+    changed config retrains, and survives a job that fails, and `gtok train` sets it aside whole
+    in previous/TIME/ when a new run starts.
     """
-    import yaml
-
     from gtok.atomic import atomic_path
-    from gtok.pretrained import CHECKPOINT_FILE, CONFIG_FILE
+    from gtok.pretrained import CHECKPOINT_FILE, published_run
 
     folder = Path(path).parent
-    card = yaml.safe_load((folder / CONFIG_FILE).read_text())
+    run = published_run(folder)
+    if run is None:
+        raise GtokError(f"{folder}: gtok train ended without a finished model in it (no config.yaml with its run).")
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps({"model": CHECKPOINT_FILE, **card["run"]}, indent=1) + "\n")
+        tmp.write_text(json.dumps({"model": CHECKPOINT_FILE, **run}, indent=1) + "\n")
