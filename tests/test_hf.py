@@ -272,6 +272,7 @@ def test_atacformer_trains_through_the_workflow_and_resumes_exactly(workflow_run
     assert {"config.json", "model.safetensors", "model.ckpt", "universe.bed.gz", "config.yaml"} <= {p.name for p in out.iterdir()}
     card = yaml.safe_load((out / "config.yaml").read_text())
     assert card["model"] == RTD and card["model_args"] == TINY and card["saved_with"] == "save_pretrained"
+    assert set(card["saved_files"]) >= {"config.json", "model.safetensors"}
     log = (folder / "results" / "logs" / "train.log").read_text()
     assert f"from step {killed_at} (checkpoints/last.ckpt)" in log and f"trained {RTD}" in log
     # the rerun continued from the checkpoint to the weights of a run never killed (on one thread,
@@ -288,11 +289,17 @@ def test_atacformer_trains_through_the_workflow_and_resumes_exactly(workflow_run
     assert all(torch.equal(v, reference["state_dict"][k]) for k, v in ours["state_dict"].items())
     # a built-in model then trained into that folder replaces the model whole: the save_pretrained
     # files of the Hugging Face one leave with it for previous/, none stays beside the new model
+    # (as for a model whose save_pretrained writes more files, or shards: config.yaml lists them all)
+    card = yaml.safe_load((tmp_path / "whole" / "config.yaml").read_text())
+    (tmp_path / "whole" / "generation_config.json").write_text("{}\n")
+    (tmp_path / "whole" / "config.yaml").write_text(yaml.safe_dump(
+        {**card, "saved_files": [*card["saved_files"], "generation_config.json"]}, sort_keys=False))
     plain = {"data": TRAIN["data"], "trainer": {**TRAIN["trainer"], "max_steps": 2}, "region2vec": {"embedding_dim": 8}}
     train(folder / "results" / "manifest.json", "region2vec", tmp_path / "whole", plain, progress=False)
-    assert not {"config.json", "model.safetensors"} & {p.name for p in (tmp_path / "whole").iterdir()}
+    hf_files = {"config.json", "model.safetensors", "generation_config.json"}
+    assert not hf_files & {p.name for p in (tmp_path / "whole").iterdir()}
     (kept,) = (tmp_path / "whole" / "previous").iterdir()
-    assert {"config.json", "model.safetensors", "model.ckpt", "config.yaml"} <= {p.name for p in kept.iterdir()}
+    assert hf_files | {"model.ckpt", "config.yaml"} <= {p.name for p in kept.iterdir()}
 
 
 @pytest.mark.slow

@@ -406,7 +406,7 @@ def test_new_cells_per_shard_reruns_the_parts_whose_rows_changed(clone):
 def test_what_a_shard_holds_reruns_it_when_changed(clone):
     """The label column of the cells, and the BED inputs' dataset (the sample sheet's name), are in
     the shards: each tokenize job's command is recorded, so a change reruns exactly those shards."""
-    update_config(clone, {"inputs": {"label_key": "cell_type_typo"}})
+    update_config(clone, {"inputs": {"label_key": "sample"}})  # another column of obs
     jobs = planned(clone)
     assert jobs["tokenize_h5ad"] == shard_outputs(clone, "h5ad") and "tokenize_bed" not in jobs
     update_config(clone, {"inputs": {"label_key": "cell_type"}})
@@ -536,6 +536,9 @@ def test_schema_fills_defaults():
          "'pbmc_hg38', 'samples')"),
         ({"shards": {"files_per_shard": -1}}, "config shards.files_per_shard: -1 is less than the minimum of 1."),
         ({"inputs": {"fragments": ["nope/frag.tsv.gz"]}}, "config inputs.fragments: nope/frag.tsv.gz: no such file"),
+        ({"inputs": {"label_key": "celltype"}},
+         "config inputs.label_key: 'celltype' is not a column of obs in resources/example/h5ad/pbmc_hg38.h5ad (its "
+         "columns: 'barcode', 'cell_type', 'sample')."),
     ],
 )
 def test_snakemake_reports_config_errors(tmp_path, extra, message):

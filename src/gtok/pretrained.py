@@ -89,6 +89,21 @@ def published_run(folder: Path) -> dict[str, Any] | None:
     return config.get("run") if isinstance(config, dict) else None
 
 
+def saved_files(folder: Path) -> list[str]:
+    """The files a Hugging Face model's save_pretrained wrote into the folder, as its config.yaml
+    lists them (config.json and the weights, sharded or not); none for other models."""
+    import yaml
+
+    try:
+        config = yaml.safe_load((folder / CONFIG_FILE).read_text())
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return []
+    names = config.get("saved_files") if isinstance(config, dict) else None
+    if not isinstance(names, list):
+        return []
+    return [n for n in names if isinstance(n, str) and n not in ("", ".", "..") and "/" not in n]
+
+
 def check_published(checkpoint: Path, ckpt: dict[str, Any]) -> None:
     """A folder's model.ckpt must be the model its config.yaml (and universe.bed.gz) describe."""
     if checkpoint.name != CHECKPOINT_FILE:

@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 from gtok.errors import GtokError, describe
 from gtok.options import DataOptions, TrainerOptions
 from gtok.paths import make_folder
-from gtok.pretrained import CHECKPOINT_FILE, MODEL_FILES, RUN_KEY, is_gtok_folder
+from gtok.pretrained import CHECKPOINT_FILE, MODEL_FILES, RUN_KEY, is_gtok_folder, saved_files
 
 if TYPE_CHECKING:
     from gtok.formats.manifest import Manifest
@@ -220,7 +220,7 @@ def _set_aside(out: Path) -> Path:
     folder.mkdir()
     model = out / CHECKPOINT_FILE
     if model.is_file() and not any(_same_file(model, p) for p in previous.glob(f"*/{CHECKPOINT_FILE}")):
-        for name in MODEL_FILES:
+        for name in (*MODEL_FILES, *saved_files(out)):
             if (out / name).is_file():
                 _link(out / name, folder / name)
     for name in (*RUN_FILES[1:], RUN_FILES[0]):

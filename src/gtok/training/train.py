@@ -57,6 +57,7 @@ from gtok.pretrained import (
     SAVED_WITH_HF,
     SUMMARY_FILE,
     data_universe,
+    saved_files,
     write_model_folder,
 )
 from gtok.training.hardware import accelerator_kind, devices_per_node
@@ -197,7 +198,8 @@ def _publish(out: Path, last: Path, net, step: int, run: dict[str, Any], vocab, 
     last, and a file of the old model that this one lacks is removed (gtok.atomic.staged_files):
     a publication cut short is never mistaken for a model, nor mixes two runs' files."""
     metrics = flatten_metrics(out / "logs")
-    with staged_files(out, owned=MODEL_FILES, last=CONFIG_FILE) as stage:
+    owned = (*MODEL_FILES, *saved_files(out))  # the old model's save_pretrained files too, however many
+    with staged_files(out, owned=owned, last=CONFIG_FILE) as stage:
         metrics.to_csv(stage / "metrics.csv", index=False)
         plot_loss(metrics, stage / "loss.png")
         if (out / "logs" / SUMMARY_FILE).is_file():
@@ -378,8 +380,11 @@ def _save_pretrained(net, out: Path) -> dict[str, Any]:
 
     if not isinstance(net, HFModel):
         return {}
-    net.save_pretrained(out)
-    return {"saved_with": SAVED_WITH_HF, "weights_sha256": sha256_file(out / HF_WEIGHTS_FILE)}
+    written = [path.name for path in net.save_pretrained(out)]
+    card: dict[str, Any] = {"saved_with": SAVED_WITH_HF, "saved_files": written}
+    if HF_WEIGHTS_FILE in written:  # one weights file (not shards)
+        card["weights_sha256"] = sha256_file(out / HF_WEIGHTS_FILE)
+    return card
 
 
 def _trainer(opts: TrainerOptions, hardware: dict[str, Any], run: dict[str, Any], out: Path, last: Path,

@@ -25,6 +25,7 @@ from gtok.workflow.samples import (
     bed_rows,
     check_cell_samples,
     check_fragment_labels,
+    check_label_key,
     fragment_samples,
     h5ad_samples,
     n_obs,
@@ -68,6 +69,8 @@ class Plan:
         spec = config["inputs"]["bed"]
         rows = bed_rows(spec) if spec else []
         samples = h5ad_samples(config["inputs"]["h5ad"])
+        for path in samples.values() if config["inputs"]["label_key"] else ():
+            check_label_key(path, config["inputs"]["label_key"])
         plan = cls(
             results=config["results"],
             universe=universe,

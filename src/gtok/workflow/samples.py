@@ -147,6 +147,26 @@ def check_fragment_labels(sheet: str | None, samples: dict) -> None:
                         "(or give whole record names, SAMPLE#BARCODE, in a 'name' column).")
 
 
+def check_label_key(path: str, key: str) -> None:
+    """A label column that an .h5ad's obs lacks would fail every one of its shard jobs: say so at
+    the dry run. A MuData file (labels per modality), an older layout or an unreadable file is
+    left to the jobs, which name the problem themselves."""
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as f:
+            obs = f.get("obs")
+            if "mod" in f or not isinstance(obs, h5py.Group):
+                return
+            index = obs.attrs.get("_index", "_index")
+            columns = [name for name in obs.keys() if name not in (index, "__categories")]
+    except OSError:
+        return
+    if key not in columns:
+        raise GtokError(f"config inputs.label_key: {key!r} is not a column of obs in {path} (its columns: "
+                        f"{', '.join(map(repr, columns[:12]))}{' ...' if len(columns) > 12 else ''}).")
+
+
 def n_obs(path: str) -> int:
     """Rows of an .h5ad, from the length of its obs index: reads a few bytes, not the matrix."""
     import h5py
