@@ -220,7 +220,7 @@ def _set_aside(out: Path) -> Path:
     folder.mkdir()
     model = out / CHECKPOINT_FILE
     if model.is_file() and not any(_same_file(model, p) for p in previous.glob(f"*/{CHECKPOINT_FILE}")):
-        for name in (*MODEL_FILES, *saved_files(out)):
+        for name in dict.fromkeys((*MODEL_FILES, *saved_files(out))):
             if (out / name).is_file():
                 _link(out / name, folder / name)
     for name in (*RUN_FILES[1:], RUN_FILES[0]):
