@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import gzip
 import json
 import os
 import shutil
@@ -342,9 +343,13 @@ def test_a_model_as_published_embeds_as_its_gtok_folder_and_starts_a_fine_tuning
     shutil.copyfile(model / "universe.bed.gz", published / "universe.bed.gz")
     run = gtok("embed", "-q", "--model", published, "-o", tmp_path / "p.h5ad", cells)
     assert run.returncode == 0, run.stderr
-    (line,) = run.stderr.strip().splitlines()  # geniml's import-time notice is not printed
-    assert line.startswith(f"gtok embed: warning: {published} records no fingerprint of its universe, so "
-                           f"{published}/universe.bed.gz was checked only for its size")
+    assert run.stderr.strip() == ""  # the universe came with the model; geniml's import-time notice is not printed
+    # another universe given beside the folder's own must be that very vocabulary, not merely of its size
+    shuffled = tmp_path / "shuffled.bed"
+    rows = gzip.decompress((published / "universe.bed.gz").read_bytes()).decode().splitlines(keepends=True)
+    shuffled.write_text("".join(rows[1:] + rows[:1]))
+    one_line_error(gtok("embed", "-q", "--model", published, "--universe", shuffled, "-o", tmp_path / "s.h5ad", cells),
+                   f"{shuffled}: vocabulary", f"is not the one {published} was trained on")
     assert gtok("embed", "-q", "--model", model, "-o", tmp_path / "g.h5ad", cells).returncode == 0
     ours, theirs = (anndata.read_h5ad(tmp_path / f"{n}.h5ad").obsm["X_gtok"] for n in ("p", "g"))
     # the gtok folder crops to its training max_length, the published one to its positions (CONTEXT both)

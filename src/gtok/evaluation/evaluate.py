@@ -323,7 +323,8 @@ def _score(embedder: Any, records: EvalRecords, fitted: LSI, trained_on: int, pl
     first = "dropped" if fitted.dropped_first else "kept"
     details = (f"LSI was fitted on {trained_on:,} training records (IDF and SVD from them alone); its first "
                f"component was {first} (correlation with log depth {fitted.depth_correlation:+.2f}). Scored on "
-               f"{int(keep.sum()):,} held-out records in {FOLDS} folds.")
+               f"{int(keep.sum()):,} of the {len(keep):,} held-out records (those of labels with {FOLDS} or more) in "
+               f"{FOLDS} folds.")
     return rows, fold_rows, details
 
 

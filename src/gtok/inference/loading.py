@@ -57,6 +57,7 @@ class Expected(NamedTuple):
     vocab_size: int
     fingerprint: str | None
     model: str  # the model path, for messages
+    shipped: bool = False  # the universe came with the model (a Hugging Face repository's): no warning on its size check
 
 
 @dataclass
@@ -98,11 +99,11 @@ def expected_vocabulary(path: str | os.PathLike, universe: str | os.PathLike | N
     geniml = geniml_folder(path)
     if geniml is not None:
         config = geniml_config(geniml)
-        return Expected(_folder_universe(geniml, universe, GENIML_UNIVERSE, "geniml"), config["vocab_size"], None, describe(geniml))
+        return _folder_expected(geniml, universe, GENIML_UNIVERSE, "geniml", config["vocab_size"])
     published = published_hf_folder(path)
     if published is not None:
         _, vocab_size = published_config(published)
-        return Expected(_folder_universe(published, universe, UNIVERSE_FILE, "Hugging Face"), vocab_size, None, describe(published))
+        return _folder_expected(published, universe, UNIVERSE_FILE, "Hugging Face", vocab_size, ships=True)
     path = Path(path)
     checkpoint = None if hf_card(path) is not None else model_checkpoint(path)
     folder = path if checkpoint is None else checkpoint.parent
@@ -129,9 +130,11 @@ def check_tokenizer(tokenizer: Any, expected: Expected) -> None:
                           "duplicate line differently from its own vocabulary, so geniml's encode and gtok can "
                           "disagree for this model; remove the duplicate lines from the universe before training "
                           "in geniml.", stacklevel=2)
-        warnings.warn(f"{expected.model} records no fingerprint of its universe, so {describe(expected.universe)} was "
-                      f"checked only for its size ({expected.vocab_size} tokens): another universe of that size would "
-                      "give vectors without an error; make sure it is the one the model was trained with.", stacklevel=2)
+        if not expected.shipped:
+            warnings.warn(f"{expected.model} records no fingerprint of its universe, so {describe(expected.universe)} "
+                          f"was checked only for its size ({expected.vocab_size} tokens): another universe of that size "
+                          "would give vectors without an error; make sure it is the one the model was trained with.",
+                          stacklevel=2)
         return
     if tokenizer.fingerprint != expected.fingerprint or tokenizer.vocab_size != expected.vocab_size:
         raise FingerprintMismatchError(
@@ -294,14 +297,24 @@ def published_config(folder: Path) -> tuple[str, int]:
     return f"{HF_PACKAGES.get(model_type, 'transformers')}:{architecture}", vocab_size
 
 
-def _folder_universe(folder: Path, universe: str | os.PathLike | None, file: str, kind: str) -> str:
-    """`universe` when given, else the folder's own `file`; a `kind` folder without it (geniml's
-    export writes none) is refused in one line."""
-    path = Path(universe) if universe is not None else folder / file
-    if universe is None and not path.is_file():
-        raise GtokError(f"{describe(folder)}: a {kind} model folder without its {file}; pass --universe with the "
-                        "universe BED its tokenizer was built from.")
-    return os.fspath(path)
+def _folder_expected(folder: Path, universe: str | os.PathLike | None, file: str, kind: str, vocab_size: int,
+                     ships: bool = False) -> Expected:
+    """What a `kind` folder's model (geniml, or a Hugging Face model as published), which records
+    no fingerprint, is checked against. Its own `file` is the universe, checked by size (with a
+    warning, unless such a model `ships` with its universe); a folder without one (geniml's export
+    writes none) needs `universe`, refused in one line when missing. A `universe` given beside the
+    folder's own must be that very vocabulary: it is checked against the own file's fingerprint."""
+    own = folder / file
+    if universe is None:
+        if not own.is_file():
+            raise GtokError(f"{describe(folder)}: a {kind} model folder without its {file}; pass --universe with the "
+                            "universe BED its tokenizer was built from.")
+        return Expected(os.fspath(own), vocab_size, None, describe(folder), ships)
+    if not own.is_file():
+        return Expected(os.fspath(universe), vocab_size, None, describe(folder))
+    from gtok.universe import Universe
+
+    return Expected(os.fspath(universe), vocab_size, Universe.from_bed(own, cache_dir="off").fingerprint, describe(folder))
 
 
 def _load_published(folder: Path, universe: str | os.PathLike | None) -> LoadedModel:
@@ -313,7 +326,7 @@ def _load_published(folder: Path, universe: str | os.PathLike | None) -> LoadedM
     brought = import_brought(parse_model(spec, f"{name}: architectures"), f"{name}: architectures")
     if brought.kind != "hf":
         raise GtokError(f"{name}: {spec} is not a Hugging Face PreTrainedModel.")
-    expected = Expected(_folder_universe(folder, universe, UNIVERSE_FILE, "Hugging Face"), vocab_size, None, describe(folder))
+    expected = _folder_expected(folder, universe, UNIVERSE_FILE, "Hugging Face", vocab_size, ships=True)
     model = _pretrained(folder, brought, Vocab.of_size(vocab_size), None,
                         "gtars' layout of its vocab_size; it was not trained on gtars' tokens")
     return LoadedModel(model, model.vocab, expected, brought.spec.label, {})
@@ -328,8 +341,9 @@ def _pretrained(folder: Path, brought: Any, vocab: Any, options: dict[str, Any] 
     try:
         weights = brought.cls.from_pretrained(folder)
     except Exception as exc:  # transformers raises many kinds for missing or damaged files
+        why = " ".join(str(exc).split())  # one line, though transformers' messages span several
         raise GtokError(f"{describe(folder)}: {brought.spec.text}.from_pretrained cannot read the saved model "
-                        f"({type(exc).__name__}: {exc}).") from None
+                        f"({type(exc).__name__}: {why}).") from None
     if weights.config.vocab_size < vocab.vocab_size or weights.config.pad_token_id != vocab.pad_token_id:
         raise GtokError(f"{describe(folder / HF_CONFIG_FILE)}: vocab_size {weights.config.vocab_size} and pad_token_id "
                         f"{weights.config.pad_token_id} do not fit {what} ({vocab.vocab_size} tokens, <pad> "
@@ -382,7 +396,7 @@ def _load_geniml(folder: Path, universe: str | os.PathLike | None) -> LoadedMode
     from gtok.models.geniml import GenimlRegion2Vec
 
     config = geniml_config(folder)
-    expected = Expected(_folder_universe(folder, universe, GENIML_UNIVERSE, "geniml"), config["vocab_size"], None, describe(folder))
+    expected = _folder_expected(folder, universe, GENIML_UNIVERSE, "geniml", config["vocab_size"])
     vocab = Vocab.of_size(config["vocab_size"])
     model = GenimlRegion2Vec(_geniml_projection(folder / GENIML_CHECKPOINT, config), vocab, config["pooling_method"])
     return LoadedModel(model.eval(), vocab, expected, GenimlRegion2Vec.name.replace("-", ""), {})
