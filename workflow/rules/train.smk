@@ -50,7 +50,8 @@ rule train:
 
 rule train_summary:
     """The run summary (world size, steps, tokens, wall time, records per rank) as a report table,
-    and the loss curve for the report (a copy: the model folder's own files are not outputs)."""
+    and the loss curve for the report (a copy: the model folder's own files are not outputs).
+    """
     input:
         rules.train.output.finished,
     output:
