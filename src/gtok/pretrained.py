@@ -77,28 +77,28 @@ def model_checkpoint(path: str | os.PathLike) -> Path:
                     f"or stopped before the end; rerun 'gtok train' to finish it, or give a checkpoint file itself{earlier}.")
 
 
-def published_run(folder: Path) -> dict[str, Any] | None:
-    """The run and step of the folder's model.ckpt, as its config.yaml records them (None for a
-    folder an older gtok wrote, or without config.yaml)."""
+def _card(folder: Path) -> dict[str, Any]:
+    """The folder's config.yaml as a mapping; empty when it is missing or unreadable (the callers
+    then fall back to what older folders hold)."""
     import yaml
 
     try:
         config = yaml.safe_load((folder / CONFIG_FILE).read_text())
     except (OSError, UnicodeDecodeError, yaml.YAMLError):
-        return None
-    return config.get("run") if isinstance(config, dict) else None
+        return {}
+    return config if isinstance(config, dict) else {}
+
+
+def published_run(folder: Path) -> dict[str, Any] | None:
+    """The run and step of the folder's model.ckpt, as its config.yaml records them (None for a
+    folder an older gtok wrote, or without config.yaml)."""
+    return _card(folder).get("run")
 
 
 def saved_files(folder: Path) -> list[str]:
     """The files a Hugging Face model's save_pretrained wrote into the folder, as its config.yaml
     lists them (config.json and the weights, sharded or not); none for other models."""
-    import yaml
-
-    try:
-        config = yaml.safe_load((folder / CONFIG_FILE).read_text())
-    except (OSError, UnicodeDecodeError, yaml.YAMLError):
-        return []
-    names = config.get("saved_files") if isinstance(config, dict) else None
+    names = _card(folder).get("saved_files")
     if not isinstance(names, list):
         return []
     return [n for n in names if isinstance(n, str) and n not in ("", ".", "..") and "/" not in n]
