@@ -211,7 +211,7 @@ def evaluate(model_path: str | os.PathLike, manifest: str | os.PathLike, out: st
     out = Path(out)
     embedder = Embedder(model_path, None, None, 64)
     val_fraction, unknown = held_out_split(model_path, embedder.data_options, manifest, val_fraction)
-    # a model that records no fingerprint (a geniml or published folder): its universe's, size-checked
+    # a model that records no fingerprint (a geniml or published folder): its universe's
     fingerprint = embedder.vocab.fingerprint or embedder.tokenizer.fingerprint
     records = held_out_records(manifest, val_fraction, fingerprint=fingerprint)
     make_folder(out)
@@ -258,8 +258,7 @@ def _write_evaluation(folder: Path, embedder: Any, manifest: str | os.PathLike, 
     from gtok.plots import plot_unavailable
     from gtok.report import write_evaluation_caption, write_evaluation_html
 
-    label = embedder.name  # never "lsi" (gtok.modelspec.ModelSpec.label)
-    plots = {label: folder / f"umap_{label}.png", "lsi": folder / "umap_lsi.png"}
+    plots = {embedder.name: folder / f"umap_{embedder.name}.png", "lsi": folder / "umap_lsi.png"}  # names differ: ModelSpec.label
     rows: list[tuple] = []
     folds: list[tuple] = []
     details = ""
@@ -281,8 +280,8 @@ def _write_evaluation(folder: Path, embedder: Any, manifest: str | os.PathLike, 
     for name, frame in (("metrics.tsv", table), ("folds.tsv", pd.DataFrame(folds, columns=["method", "metric", "fold", "value"]))):
         with atomic_path(folder / name) as tmp:
             frame.to_csv(tmp, sep="\t", index=False, float_format="%.4f")
-    write_evaluation_html(table, label, len(records.lengths), notes, folder / "summary.html")
-    write_evaluation_caption(table, label, len(records.lengths), notes, details, folder / "caption.rst",
+    write_evaluation_html(table, embedder.name, len(records.lengths), notes, folder / "summary.html")
+    write_evaluation_caption(table, embedder.name, len(records.lengths), notes, details, folder / "caption.rst",
                              unseen=unknown is None)
 
 
