@@ -50,14 +50,14 @@ def devices_and_environment(devices: Any, num_nodes: int):
         if not isinstance(count, int) or count * num_nodes != tasks:
             raise GtokError(
                 f"srun started {tasks} tasks, but trainer.devices ({devices}) x trainer.num_nodes ({num_nodes}) "
-                f"processes are needed: start one task per device (srun --nodes=N --ntasks-per-node=DEVICES)."
+                f"processes are needed: start one task per device (srun --kill-on-bad-exit=1 --nodes=N --ntasks-per-node=DEVICES)."
             )
         return count, SLURMEnvironment(auto_requeue=False)  # requeuing is the workflow's (its retries)
     if num_nodes > 1:
         raise GtokError(
             f"trainer.num_nodes is {num_nodes}, but this process was not started by srun as one of "
             f"{num_nodes} x devices tasks; train on several nodes through the workflow's SLURM profile, "
-            "or with srun --nodes=N --ntasks-per-node=DEVICES gtok train ..."
+            "or with srun --kill-on-bad-exit=1 --nodes=N --ntasks-per-node=DEVICES gtok train ..."
         )
     return devices, LightningEnvironment()  # Lightning spawns the other processes on this machine
 
