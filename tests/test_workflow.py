@@ -550,6 +550,17 @@ def test_snakemake_reports_config_errors(tmp_path, extra, message):
     assert len((result.stdout + result.stderr).strip().splitlines()) < 8  # not the schema and config printed whole
 
 
+def test_nested_command_line_config_values_are_typed_as_a_config_files(tmp_path):
+    """`--config shards='{files_per_shard: 2}'`: Snakemake leaves nested values strings, which the
+    schema and the options would refuse; they are read as a config file's numbers and booleans."""
+    folder = copy_workflow(tmp_path)
+    result = snakemake(folder, "-n", "--config", "shards={files_per_shard: 2, cells_per_shard: 500}",
+                       "train={enabled: true, trainer: {max_steps: 3}, encoder: {lr: 1e-3}}")
+    assert "tokenize_bed" in result.stdout and "train" in result.stdout
+    refused = snakemake(folder, "-n", "--config", "shards={files_per_shard: two}", check=False)
+    assert "config shards.files_per_shard: 'two' is not of type 'integer'." in refused.stdout + refused.stderr
+
+
 # -- SLURM ----------------------------------------------------------------------------------------
 
 

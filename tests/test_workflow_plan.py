@@ -363,3 +363,13 @@ def test_a_sample_sheet_saved_by_a_spreadsheet_is_read(folder, encoding):
     (folder / "sheet.tsv").write_text("path\tlabel\n")
     with pytest.raises(GtokError, match="sheet.tsv: the BED sample sheet has a header but no rows"):
         Plan.from_config(config(inputs={"bed": "sheet.tsv"}))
+
+
+def test_nested_command_line_values_are_typed_and_other_strings_kept():
+    from gtok.workflow.schema import typed_overrides
+
+    given = {"universe": "u.bed", "seed": 3, "shards": {"files_per_shard": "2", "names": ["1e-3", "yes", "null", "a b"]},
+             "train": {"enabled": "true", "model": "encoder", "x": "2020-01-01"}}
+    assert typed_overrides(given) == {
+        "universe": "u.bed", "seed": 3, "shards": {"files_per_shard": 2, "names": [0.001, True, None, "a b"]},
+        "train": {"enabled": True, "model": "encoder", "x": "2020-01-01"}}

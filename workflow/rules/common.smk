@@ -5,13 +5,13 @@ built once from the validated config by the main process and handed to its jobs
 
 import pandas as pd
 from snakemake.exceptions import WorkflowError
-from snakemake.utils import validate
+from snakemake.utils import update_config, validate
 
 from gtok.errors import GtokError
 from gtok.workflow.handoff import hand_to_jobs, plan_from_main
 from gtok.workflow.plan import Plan
 from gtok.workflow.samples import read_sample_sheet
-from gtok.workflow.schema import schema_problem
+from gtok.workflow.schema import schema_problem, typed_overrides
 
 
 def checked(data, schema: str, what: str) -> None:
@@ -49,6 +49,7 @@ def make_plan(config) -> Plan:
     return plan
 
 
+update_config(config, typed_overrides(workflow.config_settings.overwrite_config))
 checked(config, "../schemas/config.schema.yaml", "config")
 try:
     PLAN = make_plan(config)
