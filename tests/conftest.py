@@ -120,3 +120,27 @@ def tiny_model(tmp_path_factory) -> Path:
     assert proc.stdout.strip().splitlines() == [f"trained encoder: {folder / 'run' / 'model.ckpt'}"]
     assert "Tip" not in proc.stderr and "GPU available" not in proc.stderr
     return folder / "run" / "model.ckpt"
+
+
+def write_h5mu(path, modalities: dict) -> None:
+    """A .h5mu as mudata lays it out: each modality an .h5ad's groups under mod/<name>, the
+    root marked MuData, with global obs and var (built here with h5py, so mudata is not needed)."""
+    import h5py
+    import pandas
+    from anndata.io import write_elem
+
+    with h5py.File(path, "w") as out:
+        out.attrs.update({"encoding-type": "MuData", "encoding-version": "0.1.0", "encoder": "mudata"})
+        mod = out.create_group("mod")
+        mod.attrs["mod-order"] = list(modalities)
+        for name, adata in modalities.items():
+            single = path.with_suffix(f".{name}.h5ad")
+            adata.write_h5ad(single)
+            group = mod.create_group(name)
+            with h5py.File(single, "r") as src:
+                for key in src:
+                    src.copy(src[key], group, name=key)
+                group.attrs.update(dict(src.attrs))
+        first = next(iter(modalities.values()))
+        write_elem(out, "obs", pandas.DataFrame(index=first.obs_names))
+        write_elem(out, "var", pandas.DataFrame(index=[v for a in modalities.values() for v in a.var_names]))

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse as sp
-from conftest import GTARS, gtars_regions, gtok, one_line_error, snapshot, write_bed
+from conftest import GTARS, gtars_regions, gtok, one_line_error, snapshot, write_bed, write_h5mu
 
 from gtok import Tokenizer
 from gtok.errors import GtokError
@@ -261,29 +261,6 @@ def test_chunk_rows_must_be_positive(universe):
 # -- MuData (.h5mu): one modality ---------------------------------------------------------------------
 
 
-def write_h5mu(path, modalities: dict) -> None:
-    """A .h5mu as mudata lays it out: each modality an .h5ad's groups under mod/<name>, the
-    root marked MuData, with global obs and var (built here with h5py, so mudata is not needed)."""
-    import h5py
-    from anndata.io import write_elem
-
-    with h5py.File(path, "w") as out:
-        out.attrs.update({"encoding-type": "MuData", "encoding-version": "0.1.0", "encoder": "mudata"})
-        mod = out.create_group("mod")
-        mod.attrs["mod-order"] = list(modalities)
-        for name, adata in modalities.items():
-            single = path.with_suffix(f".{name}.h5ad")
-            adata.write_h5ad(single)
-            group = mod.create_group(name)
-            with h5py.File(single, "r") as src:
-                for key in src:
-                    src.copy(src[key], group, name=key)
-                group.attrs.update(dict(src.attrs))
-        first = next(iter(modalities.values()))
-        write_elem(out, "obs", pd.DataFrame(index=first.obs_names))
-        write_elem(out, "var", pd.DataFrame(index=[v for a in modalities.values() for v in a.var_names]))
-
-
 @pytest.fixture()
 def h5mu(pbmc, tmp_path):
     rna = ad.AnnData(X=sp.random(pbmc.n_obs, 30, density=0.3, format="csr", random_state=0, dtype=np.float32),
@@ -456,6 +433,28 @@ def test_gtok_tokenize_reads_an_h5mu_modality_and_tiles_of_a_given_width(univers
     for path, extra in ((bare, ["--tile-width", str(TILE)]), (explicit, [])):
         assert main(["tokenize", "-q", "-u", str(tiles.universe), "-o", str(path.with_suffix(".gtok")), *extra, str(path)]) == 0
     assert [t.tolist() for t in ShardReader(bare.with_suffix(".gtok"))] == [t.tolist() for t in ShardReader(explicit.with_suffix(".gtok"))]
+
+
+def test_options_that_do_not_fit_the_file_are_refused_not_ignored(universe, pbmc, tiles, tmp_path):
+    """--modality of a plain .h5ad, and --tile-width of a var that has ends, would be ignored: a
+    user who gave them expects other cells or regions than they would get."""
+    tok = Tokenizer.from_bed(universe)
+    plain = tmp_path / "plain.h5ad"
+    pbmc.write_h5ad(plain)
+    with pytest.raises(GtokError, match="plain.h5ad: an AnnData file, not a MuData one, so it has no modality 'rna'"):
+        next(iter_cell_tokens(tok, plain, modality="rna"))
+    with pytest.raises(GtokError, match="--tile-width .* applies to tile matrices .*; this var has an end column"):
+        next(iter_cell_tokens(Tokenizer.from_bed(tiles.universe), tiles.explicit(), tile_width=TILE))
+
+
+def test_a_negative_coordinate_in_a_var_name_is_refused_not_read_as_another_chromosome(universe):
+    """'chr1:-100-200' used to parse as chromosome 'chr1:', 100-200: its column became <unk> in
+    every cell without a word."""
+    tok = Tokenizer.from_bed(universe)
+    adata = ad.AnnData(X=sp.csr_matrix(np.ones((1, 2), dtype=np.float32)),
+                       var=pd.DataFrame(index=["chr1:100-200", "chr1:-100-200"]))
+    with pytest.raises(GtokError, match="var name 'chr1:-100-200' is not a region like 'chr1:100-200'"):
+        next(iter_cell_tokens(tok, adata))
 
 
 def test_var_columns_other_than_coordinates_are_not_read(universe, pbmc, tmp_path, monkeypatch):

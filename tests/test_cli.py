@@ -142,6 +142,32 @@ def test_option_misuse_is_explained(tmp_path):
     assert proc.returncode == 1 and "nope.gtok: no such shard file" in proc.stderr
 
 
+def test_inputs_that_would_count_twice_are_refused_before_any_work(tmp_path):
+    """A BED file given twice, or two BED files of one name, would be two records of one name,
+    which only the manifest used to refuse, after the tokenizing; a shard exported twice would
+    double its records."""
+    twin = tmp_path / "elsewhere" / SAMPLES[0].name
+    twin.parent.mkdir()
+    shutil.copy(SAMPLES[0], twin)
+    out = tmp_path / "x.gtok"
+    one_line_error(gtok("tokenize", "-u", UNIVERSE, "-o", out, SAMPLES[0], SAMPLES[1], SAMPLES[0]),
+                   f"{SAMPLES[0]}: given twice; it would be two records named {SAMPLES[0].stem!r}")
+    one_line_error(gtok("tokenize", "-u", UNIVERSE, "-o", out, SAMPLES[0], twin),
+                   f"{SAMPLES[0]} and {twin} would both be the record {SAMPLES[0].stem!r}")
+    assert not out.exists()
+    gtok("tokenize", "-q", "-u", UNIVERSE, "-o", out, SAMPLES[0], check=True)
+    one_line_error(gtok("export-parquet", "-o", tmp_path / "x.parquet", out, tmp_path / "." / out.name), "listed twice")
+    one_line_error(gtok("tokenize", "-u", UNIVERSE, "-o", out, "--modality", "", GTARS / "pbmc_hg38.h5ad"),
+                   "argument --modality: an empty name names nothing", rc=2)
+
+
+def test_a_bed_file_of_carriage_returns_alone_says_so(tmp_path):
+    bed = tmp_path / "mac.bed"
+    bed.write_bytes(b"chr1\t150\t160\rchr2\t150\t350\r")
+    one_line_error(gtok("tokenize", "-u", UNIVERSE, "-o", tmp_path / "x.gtok", bed),
+                   f"{bed}, line 1: it holds a carriage return", "convert them to")
+
+
 @pytest.mark.parametrize("args, message", [
     (["simulate", "-o", "x.h5ad", "--base-rate", "0"], "argument --base-rate: '0' is not a positive number"),
     (["simulate", "-o", "x.h5ad", "--cells", "-3"], "argument --cells: '-3' is not a positive integer"),
@@ -287,14 +313,18 @@ def test_embed_on_a_device_the_machine_lacks_is_one_line(tmp_path):
 
 
 def test_export_gtars_numbers_records_that_share_a_name(tmp_path):
+    """A shard may hold two records of one name (cells of an .h5ad whose obs names repeat; only a
+    manifest refuses them): their gtars files must not overwrite each other."""
     from gtars.utils import read_tokens_from_gtok
 
-    for sub in ("a", "b"):
-        (tmp_path / sub).mkdir()
-    shutil.copy(BEDS[0], tmp_path / "a" / "s.bed")
-    shutil.copy(BEDS[1], tmp_path / "b" / "s.bed")
+    from gtok.formats.shard import ShardReader, write_shard
+
+    parts = []
+    for i, sub in enumerate(("a", "b")):
+        gtok("tokenize", "-q", "-u", UNIVERSE, "-o", tmp_path / f"{sub}.gtok", BEDS[i], check=True)
+        parts.append(ShardReader(tmp_path / f"{sub}.gtok"))
     out = tmp_path / "s.gtok"
-    assert gtok("tokenize", "-q", "-u", UNIVERSE, "-o", out, tmp_path / "a" / "s.bed", tmp_path / "b" / "s.bed").returncode == 0
+    write_shard(out, [("s", part[0]) for part in parts], parts[0].vocab_size, parts[0].fingerprint)
     proc = gtok("export-gtars", out, tmp_path / "gt")
     assert proc.returncode == 0 and "Traceback" not in proc.stderr
     assert "1 records share a file name" in proc.stdout and "'s' -> s-2.gtok" in proc.stdout and "wrote 2" in proc.stdout

@@ -103,7 +103,9 @@ def test_several_shards_stream_in_row_groups(shard, tmp_path, monkeypatch):
     from gtok.formats import parquet as module
 
     monkeypatch.setattr(module, "BATCH_TOKENS", 100)
-    done = write_parquet([shard, ShardReader(shard)], tmp_path / "two.parquet")
+    other = tmp_path / "copy.gtok"  # the same shard twice would be refused: its records would count twice
+    shutil.copy(shard, other)
+    done = write_parquet([shard, ShardReader(other)], tmp_path / "two.parquet")
     reader = ShardReader(shard)
     assert (done.shards, done.records, done.tokens) == (2, 2 * len(reader), 2 * reader.n_tokens)
     groups = pq.ParquetFile(done.path)

@@ -65,6 +65,8 @@ def test_cli_manifest_then_verify_ok(shards, tmp_path, capsys):
     assert "2 shards, 8 records" in capsys.readouterr().out
     assert main(["verify", "-q", str(out)]) == 0
     assert capsys.readouterr().out.startswith("OK: 2 shards, 8 records")
+    out.write_bytes(b"\xef\xbb\xbf" + out.read_bytes())  # saved by an editor that marks UTF-8
+    assert main(["verify", "-q", str(out)]) == 0
 
 
 def test_cli_verify_names_a_flipped_byte(shards, tmp_path, capsys):

@@ -121,6 +121,21 @@ def test_encode_returns_long_tensors(tok, tmp_path):
     assert tok.encode(df).tolist() == [3, 0]
 
 
+def test_a_dataframes_coordinates_are_its_columns_of_those_names_wherever_they_are(tok):
+    """A frame with other columns before or between the coordinates gives the tokens of its
+    chrom/start/end columns (any case, chr or seqnames, stop); one without such names (a BED file
+    read with header=None) gives its first three; one with only some of them is refused."""
+    rows = {"chrom": ["chr1", "chr1"], "start": [310, 120], "end": [311, 130]}
+    expected = tok.encode(list(zip(*rows.values())), return_tensors=None)
+    shuffled = pd.DataFrame({"peak_id": [7, 8], "End": rows["end"], "Chromosome": rows["chrom"], "Start": rows["start"]})
+    assert tok.encode(shuffled, return_tensors=None) == expected
+    seqnames = pd.DataFrame({"name": ["a", "b"], "seqnames": rows["chrom"], "start": rows["start"], "stop": rows["end"]})
+    assert tok.encode(seqnames, return_tensors=None) == expected
+    assert tok.encode(pd.DataFrame(list(zip(*rows.values()))), return_tensors=None) == expected
+    with pytest.raises(GtokError, match=r"the DataFrame has no start or end column \(its columns: 'chrom', 'from', 'to'\)"):
+        tok.encode(pd.DataFrame({"chrom": rows["chrom"], "from": rows["start"], "to": rows["end"]}))
+
+
 def test_encode_pyranges_keeps_its_order(tok):
     import pyranges as pr
 
@@ -192,7 +207,7 @@ def test_duplicate_universe_warning_is_one_line(tmp_path):
 
 
 def test_errors_of_the_library_name_their_source():
-    with pytest.raises(GtokError, match=r"the DataFrame, column 'start', row 0: 1.5 is not a coordinate"):
+    with pytest.raises(GtokError, match=r"the DataFrame, column 's', row 0: 1.5 is not a coordinate"):
         import pandas as pd
 
         Tokenizer.from_bed(GTARS / "peaks.bed", cache_dir="off").tokenize(pd.DataFrame({"c": ["chr1"], "s": [1.5], "e": [9]}))

@@ -21,7 +21,7 @@ import pandas as pd
 import pytest
 import torch
 import yaml
-from conftest import BEDS, GENIML, GTARS, gtok, one_line_error, snapshot, write_bed
+from conftest import BEDS, GENIML, GTARS, gtok, one_line_error, snapshot, write_bed, write_h5mu
 
 from gtok.build import tokenize_to_shard
 from gtok.cli import main
@@ -731,6 +731,59 @@ def test_embed_anndata_and_h5ad_output(tmp_path, encoder_ckpt):
     assert written.obsm["X_gtok"].shape == (original.n_obs, 16)
     assert list(written.obs_names) == list(original.obs_names)
     np.testing.assert_allclose(written.obsm["X_gtok"], embed_anndata(encoder_ckpt, original), rtol=1e-4, atol=1e-5)
+
+
+def test_embed_anndata_reads_a_layer_or_a_modality_and_so_does_the_command_line(tmp_path, encoder_ckpt):
+    """`layer=` and `modality=` in Python, --layer and --modality for `gtok embed`, which writes an
+    .h5mu's vectors into the modality's obsm; the same vectors as the plain .h5ad's."""
+    import anndata as ad
+    import h5py
+
+    from gtok.inference.embed import embed_anndata
+
+    cells = ad.read_h5ad(GTARS / "pbmc_hg38.h5ad")
+    expected = embed_anndata(encoder_ckpt, cells)
+    layered = ad.AnnData(obs=cells.obs, var=cells.var, layers={"counts": cells.X})
+    np.testing.assert_allclose(embed_anndata(encoder_ckpt, layered, layer="counts"), expected, rtol=1e-5, atol=1e-6)
+    h5mu = tmp_path / "multiome.h5mu"
+    write_h5mu(h5mu, {"peaks": cells})
+    np.testing.assert_allclose(embed_anndata(encoder_ckpt, h5mu, modality="peaks"), expected, rtol=1e-5, atol=1e-6)
+    with pytest.raises(GtokError, match="no modality 'atac' .*modalities present: peaks.*modality= in Python"):
+        embed_anndata(encoder_ckpt, h5mu)
+    out = tmp_path / "embedded.h5mu"
+    assert main(["embed", "-q", "-c", str(encoder_ckpt), "--modality", "peaks", "-o", str(out), str(h5mu)]) == 0
+    with h5py.File(out) as f:
+        np.testing.assert_allclose(f["mod/peaks/obsm/X_gtok"][:], expected, rtol=1e-5, atol=1e-6)
+    one_line_error(gtok("embed", "-q", "-c", encoder_ckpt, "--layer", "counts", "-o", tmp_path / "e.npy",
+                        BEDS[0]), "--layer, --modality and --tile-width apply to an .h5ad")
+
+
+def test_the_python_embedding_api_refuses_what_it_cannot_use_in_one_line(data, encoder_ckpt):
+    """What the command line checks, Python checks too: the batch size, the device, the kind of
+    input; and nothing to embed is no vectors of the model's width."""
+    import anndata as ad
+
+    from gtok.inference.embed import embed_anndata, embed_regions
+
+    bed = sorted(data.parent.glob("A_0_*.bed"))[0]
+    for size in (0, -1, 2.5, True):
+        with pytest.raises(GtokError, match=f"batch_size must be a whole number of at least 1, not {size!r}"):
+            embed_regions(encoder_ckpt, [bed], batch_size=size)
+    with pytest.raises(GtokError, match="device='gpu' is not a device; give cpu, cuda or cuda:N"):
+        embed_regions(encoder_ckpt, [bed], device="gpu")
+    with pytest.raises(GtokError, match="takes a list of region sets .* not one str; for one region set pass"):
+        embed_regions(encoder_ckpt, str(bed))
+    with pytest.raises(GtokError, match="takes a list of region sets .* not one DataFrame"):
+        embed_regions(encoder_ckpt, pd.DataFrame({"chrom": ["chr1"], "start": [1], "end": [2]}))
+    with pytest.raises(GtokError, match="cannot read cells from a list; give an AnnData, a MuData"):
+        embed_anndata(encoder_ckpt, [1, 2])
+    cells = ad.read_h5ad(GTARS / "pbmc_hg38.h5ad")
+    with pytest.raises(GtokError, match="the AnnData has no modality 'rna': modality= applies to a MuData"):
+        embed_anndata(encoder_ckpt, cells, modality="rna")
+    assert embed_regions(encoder_ckpt, []).shape == (0, 16)
+    assert embed_anndata(encoder_ckpt, cells[:0].copy()).shape == (0, 16)
+    with pytest.warns(UserWarning, match="var is empty .*every cell's tokens are <unk> alone"):
+        assert embed_anndata(encoder_ckpt, cells[:, :0].copy()).shape == (cells.n_obs, 16)
 
 
 def test_embed_refuses_a_universe_of_another_vocabulary(data, encoder_ckpt, other_universe):

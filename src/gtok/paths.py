@@ -38,6 +38,16 @@ def input_file(path: str | os.PathLike, what: str = "input") -> Path:
     return Path(path)
 
 
+def refuse_repeats(paths: Iterable[str | os.PathLike]) -> None:
+    """Refuse a file listed twice (under any name of it): its records would count twice."""
+    seen: dict[Path, Path] = {}
+    for path in map(Path, paths):
+        key = path.resolve()
+        if key in seen:
+            raise GtokError(f"{describe(path)}: listed twice (also as {describe(seen[key])}); list each shard once.")
+        seen[key] = path
+
+
 def output_file(
     path: str | os.PathLike,
     suffixes: tuple[str, ...],

@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from gtok.errors import GtokError
-from gtok.sources.bed import Intervals, read_sorted
+from gtok.sources.bed import Intervals, coordinate_columns, read_sorted
+from gtok.sources.h5ad import DEFAULT_MODALITY
 from gtok.universe import Universe
 from gtok.vocabulary import SPECIAL_TOKENS, Vocabulary
 
@@ -140,14 +141,17 @@ class Tokenizer:
 
         return pad_batch([crop(self.tokenize(s), max_length) for s in sources], self.pad_token_id)
 
-    def encode_anndata(self, adata: Any, chunk_rows: int = 4096) -> list["torch.Tensor"]:
-        """One LongTensor per cell, in `obs` order, from an AnnData or an `.h5ad` path."""
+    def encode_anndata(self, adata: Any, chunk_rows: int = 4096, *, layer: str | None = None, modality: str = DEFAULT_MODALITY,
+                       tile_width: int | None = None) -> list["torch.Tensor"]:
+        """One LongTensor per cell, in `obs` order, from an AnnData, a MuData or an `.h5ad` /
+        `.h5mu` path (`layer`, `modality`, `tile_width`: as gtok.sources.cells.iter_cell_tokens)."""
         import torch
 
         from gtok.sources.cells import iter_cell_tokens
 
         out: list[torch.Tensor] = []
-        for chunk in iter_cell_tokens(self, adata, chunk_rows=chunk_rows):
+        for chunk in iter_cell_tokens(self, adata, chunk_rows=chunk_rows, layer=layer, modality=modality,
+                                      tile_width=tile_width):
             ids = torch.from_numpy(chunk.tokens.astype(np.int64, copy=False))
             out.extend(torch.split(ids, chunk.lengths.tolist()))
         return out
@@ -177,15 +181,32 @@ def to_intervals(source: Any) -> Intervals:
         df = source.df
         return Intervals.from_columns(df["Chromosome"].astype(str), df["Start"], df["End"], "the PyRanges")
     if module.startswith("pandas"):
-        if source.shape[1] < 3:
-            raise GtokError("a DataFrame needs at least three columns: chrom, start, end.")
-        return Intervals.from_columns(source.iloc[:, 0].astype(str), source.iloc[:, 1], source.iloc[:, 2], "the DataFrame")
+        return _frame_intervals(source)
     if isinstance(source, (list, tuple)):
         if not source:
             return Intervals((), np.zeros(0, np.int32), np.zeros(0, np.int64), np.zeros(0, np.int64))
         chroms, starts, ends = zip(*((r[0], r[1], r[2]) for r in source))
         return Intervals.from_columns(chroms, starts, ends, "the region list")
     raise TypeError(f"cannot tokenize a {type(source).__name__}; give a BED path, DataFrame, PyRanges or list of tuples")
+
+
+def _frame_intervals(df: Any) -> Intervals:
+    """A DataFrame's regions, from its columns named chrom (chr, chromosome, seqnames), start and
+    end (stop), in any case and place; a frame without any such name (a BED file read with
+    header=None) from its first three columns, as BED orders them."""
+    found = coordinate_columns(df.columns)
+    if found == (None, None, None):
+        if df.shape[1] < 3:
+            raise GtokError("a DataFrame of regions needs three columns: chrom, start and end.")
+        return Intervals.from_columns(df.iloc[:, 0].astype(str), df.iloc[:, 1], df.iloc[:, 2], "the DataFrame",
+                                      column_names=tuple(str(c) for c in df.columns[1:3]))
+    missing = [what for what, column in zip(("chrom", "start", "end"), found) if column is None]
+    if missing:
+        raise GtokError(f"the DataFrame has no {' or '.join(missing)} column (its columns: "
+                        f"{', '.join(map(repr, map(str, df.columns)))}); name its coordinates chrom, start and end.")
+    chrom, start, end = found
+    return Intervals.from_columns(df[chrom].astype(str), df[start], df[end], "the DataFrame",
+                                  column_names=(str(start), str(end)))
 
 
 def concat_intervals(docs: Sequence[Intervals]) -> Intervals:

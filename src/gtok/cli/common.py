@@ -17,6 +17,26 @@ def add_quiet(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar and no informational messages")
 
 
+def add_cell_options(p: argparse.ArgumentParser, verb: str) -> None:
+    """How an .h5ad or .h5mu input's cells are read: `gtok tokenize` and `gtok embed` alike."""
+    from gtok.sources.h5ad import DEFAULT_MODALITY
+
+    p.add_argument("--layer", type=name, metavar="NAME",
+                   help=f".h5ad / .h5mu inputs: {verb} this layer (e.g. counts) instead of X")
+    p.add_argument("--modality", type=name, default=DEFAULT_MODALITY, metavar="NAME",
+                   help=f".h5mu inputs: the modality whose cells to {verb} (default {DEFAULT_MODALITY})")
+    p.add_argument("--tile-width", type=positive_int, metavar="BP",
+                   help="tile matrices (e.g. ArchR's) whose var has chromosome and start but no end: the tile width "
+                        "(default: from var's idx column, or the spacing of the starts)")
+
+
+def name(text: str) -> str:
+    """A name that is not empty (a layer, a modality)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("an empty name names nothing")
+    return text
+
+
 def positive_int(text: str) -> int:
     """An integer >= 1 (counts and sizes)."""
     value = _integer(text)

@@ -5,9 +5,16 @@ from __future__ import annotations
 import argparse
 import sys
 
-from gtok.cli.common import add_command, add_quiet, non_negative_int, part, positive_float, positive_int
+from gtok.cli.common import (
+    add_cell_options,
+    add_command,
+    add_quiet,
+    non_negative_int,
+    part,
+    positive_float,
+    positive_int,
+)
 from gtok.errors import GtokError
-from gtok.sources.h5ad import DEFAULT_MODALITY
 
 
 def _add_tokenize(sub) -> None:
@@ -38,13 +45,7 @@ def _add_tokenize(sub) -> None:
     p.add_argument("--part", type=part, default=(0, 1), metavar="K/N",
                    help="fragment files: keep the barcodes of part K of N (a stable hash of the barcode), so that N jobs "
                         "split a file; default 0/1, all")
-    p.add_argument("--layer", metavar="NAME",
-                   help=".h5ad / .h5mu inputs: tokenize this layer (e.g. counts) instead of X")
-    p.add_argument("--modality", default=DEFAULT_MODALITY, metavar="NAME",
-                   help=f".h5mu inputs: the modality whose cells to tokenize (default {DEFAULT_MODALITY})")
-    p.add_argument("--tile-width", type=positive_int, metavar="BP",
-                   help="tile matrices (e.g. ArchR's) whose var has chromosome and start but no end: the tile width "
-                        "(default: from var's idx column, or the spacing of the starts)")
+    add_cell_options(p, "tokenize")
     p.add_argument("--dataset", metavar="NAME",
                    help="the dataset the records belong to, recorded in the shard (weighted mixtures draw by dataset); "
                         "default: the input's file name without its suffix for one .h5ad, fragments or parquet file, "

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from gtok.cli.common import (
+    add_cell_options,
     add_command,
     add_quiet,
     devices,
@@ -56,24 +57,26 @@ def _run_train(args: argparse.Namespace) -> int:
 
 
 def _add_embed(sub) -> None:
-    help_ = "Embed BED files (to .npy + .names.txt) or the cells of one .h5ad (to a copy with obsm['X_gtok'])."
+    help_ = "Embed BED files (to .npy + .names.txt) or the cells of one .h5ad or .h5mu (to a copy with obsm['X_gtok'])."
     p = add_command(sub, "embed", help_, _run_embed)
-    p.add_argument("inputs", nargs="+", metavar="INPUT", help="BED / BED.gz files, or one .h5ad")
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="BED / BED.gz files, or one .h5ad or .h5mu")
     p.add_argument("--model", "--checkpoint", "-m", "-c", dest="model", required=True,
                    help="a 'gtok train' output folder (it carries its universe), a checkpoint, or a geniml Region2Vec folder")
-    p.add_argument("--output", "-o", required=True, help="OUT.npy for BED files, OUT.h5ad for an .h5ad")
+    p.add_argument("--output", "-o", required=True, help="OUT.npy for BED files, OUT.h5ad for an .h5ad (OUT.h5mu for an .h5mu): a copy with obsm['X_gtok']")
     p.add_argument("--universe", "-u", help="the universe BED, for a model without its universe.bed.gz (older runs)")
     p.add_argument("--batch-size", type=positive_int, default=64)
     p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda when available)")
+    add_cell_options(p, "embed")
     add_quiet(p)
 
 
 def _run_embed(args: argparse.Namespace) -> int:
-    from gtok.inference.embed import embed_to_files
+    from gtok.inference.embed import CellOptions, embed_to_files
     from gtok.training.hardware import torch_device
 
+    cells = CellOptions(args.layer, args.modality, args.tile_width)
     out = embed_to_files(args.model, args.inputs, args.output, args.universe, torch_device(args.device),
-                         args.batch_size, progress=not args.quiet)
+                         args.batch_size, progress=not args.quiet, cells=cells)
     print(f"wrote {out}")
     return 0
 

@@ -25,7 +25,7 @@ from gtok.errors import FingerprintMismatchError, GtokError, ShardFormatError, d
 from gtok.formats.metadata import DEFAULT_DATASET, UniverseRecord, check_dataset, dataset_problem, sha256_file
 from gtok.formats.names import UniqueNames
 from gtok.formats.shard import ShardReader
-from gtok.paths import input_file, output_file
+from gtok.paths import input_file, output_file, refuse_repeats
 
 SCHEMA_VERSION = 1
 
@@ -186,7 +186,7 @@ def write_manifest(out: str | os.PathLike, shards: Sequence[ShardSpec], progress
     target = output_file(out, (".json",), [p for p, _, _ in specs], _is_manifest, "gtok manifest")
     if not specs:
         raise GtokError(f"{describe(out)}: a manifest needs at least one shard.")
-    _refuse_repeats([p for p, _, _ in specs])
+    refuse_repeats([p for p, _, _ in specs])
     folder = target.parent.resolve()
     entries, vocab, universes, gtars_ids, names = [], [], [], [], UniqueNames()
     for path, split, dataset in tqdm(specs, desc="hashing shards", unit="shard", disable=not progress or len(specs) < 2):
@@ -233,18 +233,9 @@ def _raise_if(problem: str | None) -> None:
 
 def _is_manifest(path: Path) -> bool:
     try:
-        return json.loads(path.read_text()).get("schema_version") is not None
+        return json.loads(path.read_text(encoding="utf-8-sig")).get("schema_version") is not None
     except (OSError, ValueError, AttributeError):
         return False
-
-
-def _refuse_repeats(paths: Sequence[Path]) -> None:
-    seen: dict[Path, Path] = {}
-    for path in paths:
-        key = path.resolve()
-        if key in seen:
-            raise GtokError(f"{describe(path)}: listed twice (also as {describe(seen[key])}); list each shard once.")
-        seen[key] = path
 
 
 def common_universe(universes: Sequence[tuple[str, UniverseRecord | None]]) -> UniverseRecord | None:
@@ -286,7 +277,7 @@ def load_manifest(path: str | os.PathLike) -> Manifest:
     path = Path(path)
     name = describe(path)
     try:
-        raw = json.loads(input_file(path, "manifest").read_text())
+        raw = json.loads(input_file(path, "manifest").read_text(encoding="utf-8-sig"))  # an editor may add a BOM
     except GtokError as exc:
         raise GtokError(str(exc).replace("no such file", "no such manifest file")) from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:

@@ -23,7 +23,7 @@ import numpy as np
 from gtok.atomic import atomic_path
 from gtok.errors import GtokError, describe
 from gtok.formats.manifest import common_vocabulary, id_problem
-from gtok.paths import has_magic, output_file
+from gtok.paths import has_magic, output_file, refuse_repeats
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -75,6 +75,7 @@ def write_parquet(readers_or_shard_paths: Sequence[ShardReader | str | os.PathLi
     pa, pq = import_pyarrow()
     if not readers_or_shard_paths:
         raise GtokError("give at least one shard to export.")
+    refuse_repeats(r.path if isinstance(r, ShardReader) else r for r in readers_or_shard_paths)
     readers = [r if isinstance(r, ShardReader) else ShardReader(r) for r in readers_or_shard_paths]
     fingerprint, vocab_size = common_vocabulary([(describe(r.path), r.fingerprint, r.vocab_size) for r in readers])
     for reader in readers:

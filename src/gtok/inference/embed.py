@@ -12,8 +12,10 @@ their cost grows with the square of the length. Batches are formed from records 
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +25,7 @@ from gtok.atomic import atomic_path
 from gtok.crop import crop
 from gtok.errors import GtokError, describe
 from gtok.paths import has_magic, input_file, output_file
+from gtok.sources.h5ad import DEFAULT_MODALITY
 from gtok.tokenizer import pad_batch
 
 
@@ -40,7 +43,11 @@ class Embedder:
 
         from gtok.inference.loading import load_model
         from gtok.tokenizer import Tokenizer
+        from gtok.training.hardware import torch_device
 
+        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+            raise GtokError(f"batch_size must be a whole number of at least 1, not {batch_size!r}.")
+        device = torch_device(device, "device")  # before the model is read
         loaded = load_model(model, universe)
         self.path = model
         self.tokenizer = Tokenizer.for_model(loaded.expected)
@@ -54,28 +61,36 @@ class Embedder:
 
     def embed_docs(self, docs: Sequence[np.ndarray], progress: bool = False) -> np.ndarray:
         """float32 [len(docs), D] for token id arrays, in their order."""
-        import torch
         from tqdm import tqdm
 
+        if not len(docs):  # no records, but vectors of the model's width, to stack with others
+            return np.zeros((0, self.dimensions), dtype=np.float32)
         order = np.argsort([-d.size for d in docs], kind="stable")
-        out: np.ndarray | None = None
+        out = np.empty((len(docs), self.dimensions), dtype=np.float32)
         starts = range(0, len(docs), self.batch_size)
         for lo in tqdm(starts, desc="embedding", unit="batch", disable=not progress, leave=False):
             idx = order[lo : lo + self.batch_size]
-            batch = pad_batch([crop(docs[i], self.max_length) for i in idx], self.tokenizer.pad_token_id)
-            batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
-            with torch.inference_mode(), torch.autocast(self.device.type, torch.bfloat16, enabled=self.device.type == "cuda"):
-                vectors = self.model.embed(batch).float().cpu().numpy()
-            if out is None:
-                out = np.empty((len(docs), vectors.shape[1]), dtype=np.float32)
-            out[idx] = vectors
-        if out is None:
-            return np.zeros((0, 0), dtype=np.float32)
+            out[idx] = self._vectors([docs[i] for i in idx])
         broken = int((~np.isfinite(out)).any(axis=1).sum())
         if broken:  # a diverged model: vectors no analysis can use, which must not pass for embeddings
             raise GtokError(f"{describe(self.path)}: its embeddings of {broken:,} of the {len(docs):,} records are not "
                             "finite (NaN or infinite); did its training diverge (see its metrics.csv)?")
         return out
+
+
+    @functools.cached_property
+    def dimensions(self) -> int:
+        """The width of the model's vectors (from one record of `<unk>` alone)."""
+        return self._vectors([np.array([self.tokenizer.unk_token_id])]).shape[1]
+
+    def _vectors(self, docs: Sequence[np.ndarray]) -> np.ndarray:
+        """One batch's vectors, cropped as in training, on the model's device."""
+        import torch
+
+        batch = pad_batch([crop(doc, self.max_length) for doc in docs], self.tokenizer.pad_token_id)
+        batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
+        with torch.inference_mode(), torch.autocast(self.device.type, torch.bfloat16, enabled=self.device.type == "cuda"):
+            return self.model.embed(batch).float().cpu().numpy()
 
 
 def _crop_length(trained: int | None, positions: int | None) -> int | None:
@@ -101,6 +116,9 @@ def embed_regions(
     from gtok.sources.bed import warn_foreign
     from gtok.tokenizer import to_intervals
 
+    if isinstance(sources, (str, os.PathLike)) or type(sources).__module__.startswith(("pandas", "pyranges")):
+        raise GtokError(f"embed_regions takes a list of region sets and gives one vector each, not one "
+                        f"{type(sources).__name__}; for one region set pass [it].")
     embedder = Embedder(model, universe, device, batch_size)
     intervals = [to_intervals(s) for s in sources]
     names = [os.fspath(s) if isinstance(s, (str, os.PathLike)) else f"region set {i}" for i, s in enumerate(sources)]
@@ -118,8 +136,14 @@ def embed_anndata(
     device: str | None = None,
     batch_size: int = 64,
     progress: bool = False,
+    layer: str | None = None,
+    modality: str = DEFAULT_MODALITY,
+    tile_width: int | None = None,
+    chunk_rows: int = 2048,
 ) -> np.ndarray:
-    """float32 [n_obs, D]: one vector per cell of an AnnData (or `.h5ad` path), in `obs` order.
+    """float32 [n_obs, D]: one vector per cell of an AnnData or MuData (or `.h5ad` / `.h5mu`
+    path), in `obs` order; `layer`, `modality`, `tile_width`, `chunk_rows` as in
+    gtok.sources.cells.iter_cell_tokens.
 
     A row chunk at a time (tokenized, embedded, dropped), so memory holds one chunk's tokens and
     the result, whatever the number of cells."""
@@ -128,19 +152,21 @@ def embed_anndata(
     from gtok.sources.cells import iter_cell_tokens
 
     embedder = Embedder(model, universe, device, batch_size)
-    parts = []
+    parts = [embedder.embed_docs([])]
+    cells = iter_cell_tokens(embedder.tokenizer, adata, chunk_rows=chunk_rows, layer=layer, modality=modality,
+                             tile_width=tile_width)
     with tqdm(desc="embedding cells", unit="cell", disable=not progress) as bar:
-        for chunk in iter_cell_tokens(embedder.tokenizer, adata):
+        for chunk in cells:
             docs = np.split(chunk.tokens, np.cumsum(chunk.lengths)[:-1]) if chunk.lengths.size else []
             parts.append(embedder.embed_docs(docs))
             bar.update(len(docs))
-    parts = [p for p in parts if p.size]
-    return np.concatenate(parts) if parts else np.zeros((0, 0), dtype=np.float32)
+    return np.concatenate(parts)
 
 
-def write_obsm_copy(source: str, target: str | os.PathLike, key: str, vectors: np.ndarray) -> None:
-    """A copy of an .h5ad with `obsm[key]` set, written without loading the matrix (the file's
-    bytes are copied, then the one array is added with h5py)."""
+def write_obsm_copy(source: str, target: str | os.PathLike, key: str, vectors: np.ndarray, group: str = "/") -> None:
+    """A copy of an .h5ad with `obsm[key]` set (of an .h5mu: `group` is the modality's, `mod/NAME`),
+    written without loading the matrix (the file's bytes are copied, then the one array is added
+    with h5py). An `obsm[key]` already there is replaced in the copy; the source is never written."""
     import shutil
 
     import h5py
@@ -148,7 +174,7 @@ def write_obsm_copy(source: str, target: str | os.PathLike, key: str, vectors: n
 
     shutil.copyfile(source, target)
     with h5py.File(target, "r+") as f:
-        obsm = f.require_group("obsm")
+        obsm = f[group].require_group("obsm")
         if not obsm.attrs.get("encoding-type"):
             obsm.attrs.update({"encoding-type": "dict", "encoding-version": "0.1.0"})
         if key in obsm:
@@ -156,34 +182,44 @@ def write_obsm_copy(source: str, target: str | os.PathLike, key: str, vectors: n
         write_elem(obsm, key, vectors)
 
 
+@dataclass(frozen=True)
+class CellOptions:
+    """How `gtok embed` reads an .h5ad or .h5mu input (its --layer, --modality, --tile-width)."""
+
+    layer: str | None = None
+    modality: str = DEFAULT_MODALITY
+    tile_width: int | None = None
+
+
 def embed_to_files(
     model: str, inputs: Sequence[str], output: str, universe: str | None, device: str | None,
-    batch_size: int, progress: bool,
+    batch_size: int, progress: bool, cells: CellOptions = CellOptions(),
 ) -> Path:
-    """`gtok embed`: BED files -> OUT.npy + OUT.names.txt, or one .h5ad -> a copy with obsm['X_gtok']."""
+    """`gtok embed`: BED files -> OUT.npy + OUT.names.txt, or one .h5ad (.h5mu) -> a copy with
+    obsm['X_gtok'] (the modality's)."""
     from gtok.formats.shard import record_name
     from gtok.sources import input_kinds
     from gtok.sources.h5ad import reading
 
     for path in inputs:
         input_file(path)
-    fragments = input_kinds(inputs)["fragments"]  # told as tokenize tells them
-    if fragments:
-        raise GtokError(f"{fragments[0]}: a fragments file holds many cells, and gtok embed gives one vector per BED "
+    kinds = input_kinds(inputs)  # told as tokenize tells them
+    if kinds["fragments"]:
+        raise GtokError(f"{kinds['fragments'][0]}: a fragments file holds many cells, and gtok embed gives one vector per BED "
                         "file; embed its cells from a cells x peaks .h5ad instead, or tokenize it per barcode with gtok tokenize.")
-    if any(p.endswith(".h5mu") for p in inputs):
-        raise GtokError("gtok embed reads .h5ad files, not .h5mu yet; write the modality out first "
-                        "(mudata: mdata['atac'].write_h5ad('atac.h5ad')).")
-    h5ads = [p for p in inputs if p.endswith(".h5ad")]
-    if h5ads:
-        if len(inputs) != 1 or not output.endswith(".h5ad"):
-            raise GtokError("an .h5ad input must be the only input, and the output must end in .h5ad.")
-        target = output_file(output, (".h5ad",), [*inputs, model], has_magic(b"\x89HDF"), "embedded .h5ad")
+    if kinds["h5ad"]:
+        suffix = Path(inputs[0]).suffix.lower()
+        if len(inputs) != 1 or Path(output).suffix.lower() != suffix:
+            raise GtokError(f"an .h5ad or .h5mu input must be the only input, and the output must end in {suffix} as it does.")
+        mudata = suffix == ".h5mu"
+        target = output_file(output, (suffix,), [*inputs, model], has_magic(b"\x89HDF"), f"embedded {suffix}")
         vectors = embed_anndata(model, inputs[0], universe=universe, device=device, batch_size=batch_size,
-                                progress=progress)
+                                progress=progress, layer=cells.layer, modality=cells.modality, tile_width=cells.tile_width)
         with reading(inputs[0]), atomic_path(target) as tmp:
-            write_obsm_copy(inputs[0], tmp, "X_gtok", vectors)
+            write_obsm_copy(inputs[0], tmp, "X_gtok", vectors, f"mod/{cells.modality}" if mudata else "/")
         return target
+    if cells != CellOptions():
+        raise GtokError("--layer, --modality and --tile-width apply to an .h5ad or .h5mu input, and the inputs are BED files.")
     target = output_file(output, (".npy",), [*inputs, model], has_magic(b"\x93NUMPY"), "embedding .npy")
     names = output_file(output[: -len(".npy")] + ".names.txt", (".txt",), [*inputs, model])
     vectors = embed_regions(model, inputs, universe=universe, device=device, batch_size=batch_size, progress=progress)

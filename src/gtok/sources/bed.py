@@ -17,7 +17,7 @@ import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -80,6 +80,20 @@ class Intervals:
             raise GtokError(f"{source}, row {i}: start {starts[i]} is greater than end {ends[i]}.")
         names, codes = np.unique(chroms, return_inverse=True) if chroms.size else ([], chroms)
         return Intervals(tuple(str(n) for n in names), np.asarray(codes, dtype=np.int32).reshape(-1), starts, ends)
+
+
+#: Column names of coordinates in tables (case-insensitive): BED-like frames, PyRanges, h5ad var.
+CHROM_COLUMNS = ("chr", "chrom", "chromosome", "seqnames")
+END_COLUMNS = ("end", "stop")  # epiScanpy writes chr / start / stop
+
+
+def coordinate_columns(columns: Sequence[Any]) -> tuple[Any, Any, Any]:
+    """The chromosome, start and end columns among `columns`, found by name in any case (None for
+    each not found): tables put them in any order, beside columns of other data."""
+    cols = {str(c).lower(): c for c in columns}
+    chrom = next((cols[c] for c in CHROM_COLUMNS if c in cols), None)
+    end = next((cols[c] for c in END_COLUMNS if c in cols), None)
+    return chrom, cols.get("start"), end
 
 
 def chromosome_names(values, source: str) -> np.ndarray:
@@ -314,6 +328,9 @@ def _factorize(buf: np.ndarray, begin: np.ndarray, end: np.ndarray) -> tuple[lis
 def _explain(line: bytes) -> str:
     """Why one line is not a valid BED region, in words."""
     text = line.decode("utf-8", "replace")
+    if "\r" in text.rstrip("\r"):
+        return (f"it holds a carriage return (\\r) inside {text[:60]!r}: the file's lines end in \\r alone (classic "
+                "Mac); convert them to \\n, e.g. with  tr '\\r' '\\n' < IN > OUT.")
     fields = re.split("[\t ]", text)
     if len(fields) < 3:
         return f"expected at least 3 columns (chrom, start, end), found {len(fields)} in {text!r}."
@@ -364,6 +381,17 @@ class BedFiles(Source):
         self._labels: dict[str, str | None] | None = None
 
     def check(self, tok: Tokenizer) -> None:
+        from gtok.formats.shard import record_name
+
+        first: dict[str, str] = {}
+        for path in self.paths:  # a manifest refuses a name used twice: say so before the work, not after
+            name = record_name(path)
+            if name in first and first[name] == path:
+                raise GtokError(f"{path}: given twice; it would be two records named {name!r}. Give each file once.")
+            if name in first:
+                raise GtokError(f"{first[name]} and {path} would both be the record {name!r} (a BED file's record is "
+                                "named by its file name); rename one of them.")
+            first[name] = path
         if self.labels_sheet:
             from gtok.sources.labels import read_label_sheet
 

@@ -27,7 +27,7 @@ from gtok.errors import GtokError
 from gtok.paths import input_file
 from gtok.pipeline import prefetched
 from gtok.sources.base import Batch, Source, progress_bar
-from gtok.sources.bed import Intervals, chromosome_names, coordinates
+from gtok.sources.bed import CHROM_COLUMNS, END_COLUMNS, Intervals, chromosome_names, coordinate_columns, coordinates
 from gtok.sources.h5ad import (
     DEFAULT_MODALITY,
     CscArrays,
@@ -48,11 +48,9 @@ from gtok.universe import expand_ranges
 if TYPE_CHECKING:
     from gtok.tokenizer import Tokenizer
 
-_REGION_NAME = re.compile(r"^(.+?)[:_-](\d+)[-_](\d+)$")
-_CHROM_COLUMNS = ("chr", "chrom", "chromosome", "seqnames")
-_END_COLUMNS = ("end", "stop")  # epiScanpy writes chr / start / stop
+_REGION_NAME = re.compile(r"^(.*?[^:_-])[:_-](\d+)[-_](\d+)$")  # a name cannot end in a separator: chr1:-5-9 is no region
 #: The var columns var_intervals may use (case-insensitive): a file's others are not read.
-_COORDINATE_COLUMNS = {*_CHROM_COLUMNS, "start", *_END_COLUMNS, "idx"}
+_COORDINATE_COLUMNS = {*CHROM_COLUMNS, "start", *END_COLUMNS, "idx"}
 
 
 @dataclass(frozen=True)
@@ -115,9 +113,11 @@ def var_intervals(columns: Mapping[str, Any], var_names: Any, source: str, tile_
     names are read only when needed); chr/start alone as fixed-width tiles (ArchR's TileMatrix)
     whose width is inferred from the starts."""
     cols = {str(c).lower(): c for c in columns}
-    chrom = next((cols[c] for c in _CHROM_COLUMNS if c in cols), None)
-    end = next((cols[c] for c in _END_COLUMNS if c in cols), None)
-    start = cols.get("start")
+    chrom, start, end = coordinate_columns(columns)
+    if tile_width is not None and (chrom is None or start is None or end is not None):
+        raise GtokError(f"{source}: --tile-width (tile_width= in Python) applies to tile matrices whose var has chromosome "
+                        "and start columns but no end; this var "
+                        f"{'has an end column' if end is not None else 'has no chromosome and start columns'}.")
     if chrom is not None and start is not None and end is not None:
         return Intervals.from_columns(
             columns[chrom], columns[start], columns[end],
@@ -339,7 +339,7 @@ class _Cells:
         """Why a value that is not a count is refused, naming its cell and peak."""
         region = f"{regions.chrom_names[regions.codes[bad.column]]}:{regions.starts[bad.column]}-{regions.ends[bad.column]}"
         others = [n for n in self.layers() if n != self.layer]
-        hint = f" (its layers: {', '.join(others)}; --layer NAME)" if others else ""
+        hint = f" (its layers: {', '.join(others)}; --layer NAME, or layer= in Python)" if others else ""
         return (f"{self.name}: {f'layer {self.layer!r}' if self.layer else 'X'} holds {bad.value:g} for cell "
                 f"{str(names[bad.row])!r} (row {bad.row}) at peak {region} (column {bad.column}): it is not a matrix of "
                 f"counts, and such values cannot stand for accessible peaks; tokenize the raw counts{hint}, not a scaled "
@@ -359,10 +359,15 @@ def _modality_of(source: Any, modality: str) -> Any:
     """An in-memory MuData's modality (an AnnData), or the AnnData itself."""
     mods = getattr(source, "mod", None)
     if not isinstance(mods, Mapping):
+        if not all(hasattr(source, a) for a in ("X", "layers", "var", "obs_names")):
+            raise GtokError(f"cannot read cells from a {type(source).__name__}; give an AnnData, a MuData, "
+                            "or the path of an .h5ad or .h5mu file.")
+        if modality != DEFAULT_MODALITY:
+            raise GtokError(f"the AnnData has no modality {modality!r}: modality= applies to a MuData.")
         return source
     if modality not in mods:
         raise GtokError(f"the MuData has no modality {modality!r} (modalities present: "
-                        f"{', '.join(map(str, mods)) or 'none'}); pass --modality NAME to choose one.")
+                        f"{', '.join(map(str, mods)) or 'none'}); pass --modality NAME (modality= in Python) to choose one.")
     return mods[modality]
 
 
@@ -417,6 +422,8 @@ def iter_cell_tokens(
     start, stop = _row_range(rows, cells.n_obs, cells.name)
     regions = var_intervals(*cells.var(), cells.name, tile_width=tile_width)
     foreign = tokenizer.universe.foreign_input(regions.chrom_names, f"{cells.name} (var)")
+    if not len(regions):
+        foreign = f"{cells.name}: var is empty (no peaks), so every cell's tokens are <unk> alone."
     if foreign:
         warnings.warn(foreign, stacklevel=2)
     names = cells.obs_names()

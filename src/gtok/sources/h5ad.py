@@ -109,6 +109,9 @@ class H5adFile:
 
     def _group(self, group: str | None, modality: str) -> str:
         if group is None:
+            if not is_mudata(self._file) and modality != DEFAULT_MODALITY:
+                raise GtokError(f"{self.path}: an AnnData file, not a MuData one, so it has no modality {modality!r}; "
+                                "--modality (modality= in Python) applies to .h5mu files.")
             group = f"mod/{modality}" if is_mudata(self._file) else "/"
         if group in self._file:
             return group
@@ -116,7 +119,7 @@ class H5adFile:
             present = ", ".join(sorted(self._file["mod"].keys())) or "none"
             raise GtokError(
                 f"{self.path}: no modality {group[4:]!r} in this MuData file (modalities present: "
-                f"{present}); pass --modality NAME to choose one."
+                f"{present}); pass --modality NAME (modality= in Python) to choose one."
             )
         raise GtokError(f"{self.path}: has no group {group!r}; give the group that holds X, obs and var.")
 

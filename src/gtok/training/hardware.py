@@ -65,26 +65,29 @@ def resolved(precision: str, deterministic: Any, kind: str) -> dict[str, Any]:
     return {"precision": precision, "deterministic": (not gpu) if deterministic == "auto" else deterministic}
 
 
-def torch_device(name: str | None) -> str | None:
-    """`gtok embed --device`: `name` once it is known to be a device this machine has (None: the
-    default, a GPU when there is one)."""
+def torch_device(name: str | None, option: str = "--device") -> str | None:
+    """`name` once it is known to be a device this machine has (None: the default, a GPU when
+    there is one); `option` is how the user gave it (`gtok embed --device`, or `device` in Python)."""
     if name is None:
         return None
     import torch
 
+    flag = option.startswith("-")
+    quoted, given = (f"{option} {name!r}", f"{option} {name}") if flag else (f"{option}={name!r}",) * 2
     try:
         device = torch.device(name)
-    except RuntimeError:
-        raise GtokError(f"--device {name!r} is not a device; give cpu, cuda or cuda:N.") from None
+    except (RuntimeError, TypeError):
+        raise GtokError(f"{quoted} is not a device; give cpu, cuda or cuda:N.") from None
     if device.type not in ("cpu", "cuda", "mps"):
-        raise GtokError(f"--device {name!r}: gtok embeds on cpu, cuda or mps, not {device.type}.")
+        raise GtokError(f"{quoted}: gtok embeds on cpu, cuda or mps, not {device.type}.")
     if device.type != "cpu":
         count = _device_count(device.type)
         if count == 0:
-            raise GtokError(f"--device {name}: this machine has no GPU that torch can use ({_gpus_seen()}); "
-                            "use --device cpu, or leave --device out.")
+            cpu = f"{option} cpu" if flag else f"{option}='cpu'"
+            raise GtokError(f"{given}: this machine has no GPU that torch can use ({_gpus_seen()}); "
+                            f"use {cpu}, or leave {option} out.")
         if (device.index or 0) >= count:
-            raise GtokError(f"--device {name}: this machine has {count} {device.type} device(s), numbered from 0.")
+            raise GtokError(f"{given}: this machine has {count} {device.type} device(s), numbered from 0.")
     return name
 
 
