@@ -8,6 +8,7 @@ import contextlib
 import os
 import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -189,8 +190,10 @@ def test_staged_files_remove_the_owned_files_not_written_and_publish_the_last_on
         (tmp_path / name).write_text(f"old {name}")
     changes: list[str] = []
     replace, unlink = os.replace, os.unlink
-    monkeypatch.setattr(gtok.atomic.os, "replace", lambda a, b: (changes.append(f"+{Path(b).name}"), replace(a, b)))
-    monkeypatch.setattr(gtok.atomic.os, "unlink", lambda a: (unlink(a), changes.append(f"-{Path(a).name}")))
+    monkeypatch.setattr(gtok.atomic.os, "replace", lambda a, b: (
+        changes.append(f"+{Path(b).name}") if Path(b).parent == tmp_path else None, replace(a, b)))
+    monkeypatch.setattr(gtok.atomic.os, "unlink", lambda a, **kw: (
+        unlink(a, **kw), changes.append(f"-{Path(a).name}") if Path(a).parent == tmp_path else None))
     with staged_files(tmp_path, owned=("config.yaml", "model.ckpt", "model.safetensors", "summary.json"),
                       last="config.yaml") as stage:
         for name in ("config.yaml", "model.ckpt", "metrics.csv"):
@@ -202,20 +205,91 @@ def test_staged_files_remove_the_owned_files_not_written_and_publish_the_last_on
         "notes.txt": "old notes.txt"}
 
 
+MODEL_SET = ("config.yaml", "model.ckpt", "model.safetensors", "summary.json")
+
+
+def _old_model(folder: Path) -> dict:
+    for name in ("config.yaml", "model.ckpt", "model.safetensors", "notes.txt"):
+        (folder / name).write_text(f"old {name}")
+    return snapshot(folder)
+
+
+def test_a_publication_that_fails_between_two_renames_is_undone(tmp_path, monkeypatch):
+    """The renames into place stop half-way (an I/O error on the second): the files already renamed
+    go and the replaced ones come back, so the folder is the old model whole, not a mix."""
+    import gtok.atomic
+    from gtok.atomic import staged_files
+
+    before = _old_model(tmp_path)
+    replace, calls = os.replace, []
+
+    def failing(a, b):
+        calls.append(b)
+        if len([c for c in calls if Path(c).parent == tmp_path]) == 2:
+            raise OSError(5, "Input/output error")
+        return replace(a, b)
+
+    monkeypatch.setattr(gtok.atomic.os, "replace", failing)
+    with pytest.raises(OSError, match="Input/output error"):
+        with staged_files(tmp_path, owned=MODEL_SET, last="config.yaml") as stage:
+            for name in ("config.yaml", "model.ckpt", "metrics.csv", "summary.json"):
+                (stage / name).write_text(f"new {name}")
+    monkeypatch.undo()
+    assert snapshot(tmp_path) == before
+
+
+KILLED_PUBLICATION = """
+import os, signal, sys
+from pathlib import Path
+import gtok.atomic
+folder, replace, done = Path(sys.argv[1]), os.replace, []
+def killed(a, b):
+    replace(a, b)
+    if Path(b).parent == folder and not Path(b).name.startswith("."):
+        done.append(b)
+        if len(done) == int(sys.argv[2]):
+            os.kill(os.getpid(), signal.SIGKILL)
+gtok.atomic.os.replace = killed
+with gtok.atomic.staged_files(folder, owned=OWNED, last="config.yaml") as stage:
+    for name in ("config.yaml", "model.ckpt", "metrics.csv", "summary.json"):
+        (stage / name).write_text("new " + name)
+""".replace("OWNED", repr(MODEL_SET))
+
+
+@pytest.mark.parametrize("renames", [1, 2, 3, 4])
+def test_a_publication_killed_between_two_renames_is_undone_by_the_next_reader(tmp_path, renames):
+    """kill -9 after the first, second or third rename leaves a mix for a moment; `recover` (which
+    loading a model and the next gtok train run first) puts the old model back. After the last,
+    config.yaml's, the new model is whole and stays."""
+    from gtok.atomic import recover
+
+    before = _old_model(tmp_path)
+    proc = subprocess.run([sys.executable, "-c", KILLED_PUBLICATION, str(tmp_path), str(renames)])
+    assert proc.returncode == -9
+    recover(tmp_path)
+    if renames < 4:
+        assert snapshot(tmp_path) == before
+    else:
+        assert {p.name: p.read_text() for p in tmp_path.iterdir()} == {
+            "config.yaml": "new config.yaml", "model.ckpt": "new model.ckpt", "metrics.csv": "new metrics.csv",
+            "summary.json": "new summary.json", "notes.txt": "old notes.txt"}
+
+
 def test_a_killed_writers_staging_folder_is_removed_and_a_live_ones_kept(tmp_path):
     import fcntl
 
     from gtok.atomic import staged_files
 
-    for stem in ("dead0000", "live0000"):
-        (tmp_path / f".gtok-staged.{stem}").mkdir()
-        (tmp_path / f".gtok-staged.{stem}" / "x.png").write_bytes(b"half")
-        (tmp_path / f".gtok-staged.{stem}.lock").touch()
-    with open(tmp_path / ".gtok-staged.live0000.lock") as held:
+    for stem in ("dead0000", "live0000"):  # named as staged_files names them (it once looked for other names)
+        (tmp_path / f"..gtok-staged.{stem}").mkdir()
+        (tmp_path / f"..gtok-staged.{stem}" / "x.png").write_bytes(b"half")
+        (tmp_path / f"..gtok-staged.{stem}.lock").touch()
+    with open(tmp_path / "..gtok-staged.live0000.lock") as held:
         fcntl.flock(held, fcntl.LOCK_EX)  # its writer is still running
         with staged_files(tmp_path) as stage:
             (stage / "x.png").write_bytes(b"whole")
-        assert sorted(p.name for p in tmp_path.iterdir()) == [".gtok-staged.live0000", ".gtok-staged.live0000.lock", "x.png"]
+            assert stage.name.startswith("..gtok-staged.")
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["..gtok-staged.live0000", "..gtok-staged.live0000.lock", "x.png"]
 
 
 def test_export_gtars_on_a_full_disk_leaves_the_folder_as_it_was(tmp_path):

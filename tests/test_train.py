@@ -646,6 +646,23 @@ def test_cli_train_then_embed(tmp_path, data, monkeypatch):
     assert (out.parent / "vectors.names.txt").read_text().split() == [Path(b).stem for b in beds]
 
 
+def test_a_model_folder_whose_publication_was_killed_half_way_embeds_as_its_old_model(tmp_path, data, encoder_ckpt):
+    """A `kill -9` between the renames of a new model into the folder (here after model.ckpt's):
+    loading the folder first undoes the half-publication, so the old model is served whole."""
+    from test_paths import KILLED_PUBLICATION
+
+    from gtok.inference.embed import embed_regions
+
+    folder = tmp_path / "model"
+    shutil.copytree(encoder_ckpt.parent, folder, ignore=shutil.ignore_patterns("checkpoints", "logs", "previous"))
+    bed = sorted(data.parent.glob("A_0_*.bed"))[0]
+    expected = embed_regions(folder, [bed])
+    proc = subprocess.run([sys.executable, "-c", KILLED_PUBLICATION, str(folder), "2"])  # metrics.csv, model.ckpt
+    assert proc.returncode == -9 and (folder / "model.ckpt").read_text() == "new model.ckpt"  # a mix, for now
+    np.testing.assert_array_equal(embed_regions(folder, [bed]), expected)
+    assert not [p for p in folder.iterdir() if "gtok-staged" in p.name]
+
+
 def test_embed_regions_one_vector_per_input_in_order(data, encoder_ckpt):
     from gtok.inference.embed import embed_regions
 

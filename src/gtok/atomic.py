@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import json
 import os
 import re
 import shutil
@@ -140,18 +141,28 @@ def staged_files(folder: str | os.PathLike, owned: Collection[str] = (), last: s
     set of files the write replaces as a whole: one of them it did not write is removed, so that
     nothing of an earlier set stays beside the new one. `last` is published after every other
     change: a file that vouches for the others (a model's config.yaml) is never newer than they are.
-    Like `atomic_path`, the writer holds a lock beside its hidden `.gtok-staged.XXXXXXXX` folder, so
+    Like `atomic_path`, the writer holds a lock beside its hidden `..gtok-staged.XXXXXXXX` folder, so
     the next staged write into `folder` removes what a killed writer left, and nothing of a live one.
+
+    With `last`, the renames are undone when they stop half-way: before the first, the files they
+    replace or remove are kept as hard links in the stage with a journal (`_JOURNAL`). An error
+    puts them back at once; a writer killed between two renames leaves them for `recover`, which
+    the next staged write, and any reader that calls it, runs first. So the folder holds the old
+    set or the new one, never a mix, even after a `kill -9`.
     """
     folder = Path(folder)
-    _remove_stale_stages(folder)
-    lock_fd, lock = _held_lock(folder / ".gtok-staged")
+    recover(folder)
+    lock_fd, lock = _held_lock(folder / _STAGE)
     stage = lock.with_suffix("")
     try:
         try:
             stage.mkdir()
             yield stage
-            _publish_stage(stage, folder, owned, last)
+            try:
+                _publish_stage(stage, folder, owned, last)
+            except BaseException:
+                _roll_back(stage, folder)
+                raise
         except GtokError as exc:  # a staged file's error, naming it where it was to go
             raise GtokError(str(exc).replace(str(stage), str(folder))) from None
         except OSError as exc:
@@ -166,9 +177,19 @@ def staged_files(folder: str | os.PathLike, owned: Collection[str] = (), last: s
         os.close(lock_fd)
 
 
+#: The name a stage is made from (`_held_lock` makes it `..gtok-staged.XXXXXXXX`).
+_STAGE = ".gtok-staged"
+#: In a stage, the folder of hard links to the files a publication replaces or removes, and the
+#: journal naming what it stages and which file completes it; both hidden, so never published.
+_KEPT = ".replaced"
+_JOURNAL = ".journal.json"
+
+
 def _publish_stage(stage: Path, folder: Path, owned: Collection[str], last: str | None) -> None:
     """Rename the staged files into `folder` (`last` after the rest) and remove the `owned` ones not staged."""
     staged = sorted(name for name in os.listdir(stage) if not name.startswith("."))  # not an atomic_path's temporaries
+    if last in staged:
+        _keep_replaced(stage, folder, staged, owned, last)
     for name in staged:
         if name != last:
             os.replace(stage / name, folder / name)
@@ -179,15 +200,60 @@ def _publish_stage(stage: Path, folder: Path, owned: Collection[str], last: str 
         os.replace(stage / last, folder / last)
 
 
+def _keep_replaced(stage: Path, folder: Path, staged: list[str], owned: Collection[str], last: str) -> None:
+    """Hard links to the files of `folder` the publication will replace or remove, then the journal
+    (written whole, then renamed: its presence says the links are complete)."""
+    kept = stage / _KEPT
+    kept.mkdir()
+    for name in sorted({*staged, *owned}):
+        try:
+            os.link(folder / name, kept / name, follow_symlinks=False)
+        except FileNotFoundError:
+            pass
+        except OSError:  # a file system without hard links: no undo, as before
+            return
+    journal = stage / f"{_JOURNAL}.tmp"
+    journal.write_text(json.dumps({"staged": staged, "last": last}))
+    os.replace(journal, stage / _JOURNAL)
+    _fsync_dir(stage)
+
+
+def _roll_back(stage: Path, folder: Path) -> None:
+    """Undo a publication that stopped before its `last` file was renamed into place: the files it
+    published go, those it replaced or removed come back. Nothing when it had not begun, or ended."""
+    try:
+        journal = json.loads((stage / _JOURNAL).read_text())
+    except (OSError, ValueError):
+        return  # no journal: no rename had been made
+    if not (stage / journal["last"]).exists():
+        return  # `last` is in place: the publication is complete
+    kept = stage / _KEPT
+    for name in journal["staged"]:
+        if not (stage / name).exists() and not (kept / name).exists():
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(folder / name)  # published, with nothing of the same name before it
+    for name in os.listdir(kept):
+        os.replace(kept / name, folder / name)
+    _fsync_dir(folder)
+
+
+def recover(folder: str | os.PathLike) -> None:
+    """Finish what killed staged writes into `folder` left: undo a publication cut short between
+    two renames, then delete their stages. A stage whose writer lives is left alone; a folder
+    that cannot be changed (read-only) is left as it is."""
+    _remove_stale_stages(Path(folder))
+
+
 def _remove_stale_stages(folder: Path) -> None:
     """Delete the staging folders of killed writers (their lock held by nobody)."""
-    pattern = re.compile(r"\.gtok-staged\.[a-z0-9_]{8}\.lock")
+    pattern = re.compile(rf"\.{re.escape(_STAGE)}\.[a-z0-9_]{{8}}\.lock")  # as _held_lock names them
     with contextlib.suppress(OSError):
         for name in filter(pattern.fullmatch, os.listdir(folder)):
             with contextlib.suppress(OSError):
                 fd = os.open(folder / name, os.O_RDONLY)
                 try:
                     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # raises while its writer lives
+                    _roll_back(folder / name[: -len(".lock")], folder)
                     shutil.rmtree(folder / name[: -len(".lock")], ignore_errors=True)
                     os.unlink(folder / name)
                 finally:

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from gtok.atomic import recover
 from gtok.errors import FingerprintMismatchError, GtokError, describe
 from gtok.pretrained import (
     CHECKPOINT_FILE,
@@ -78,6 +79,7 @@ class LoadedModel:
 
 def load_model(path: str | os.PathLike, universe: str | os.PathLike | None = None) -> LoadedModel:
     """The model a path stands for (see the module docstring), refused in one line when it cannot embed."""
+    recover(path if os.path.isdir(path) else os.path.dirname(os.fspath(path)) or ".")  # a publication cut short
     geniml = geniml_folder(path)
     if geniml is not None:
         loaded = _load_geniml(geniml, universe)

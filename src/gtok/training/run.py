@@ -35,6 +35,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from gtok.atomic import recover
 from gtok.errors import GtokError, describe
 from gtok.options import DataOptions, TrainerOptions
 from gtok.paths import make_folder
@@ -132,6 +133,7 @@ def claim_folder(out: Path) -> Iterator[None]:
         except OSError:  # no locks on this file system
             print(f"gtok train: warning: {describe(out)}: its file system has no locks, so nothing stops a second "
                   "gtok train from writing into this folder at the same time; run one at a time.", file=sys.stderr)
+        recover(out)  # a publication killed half-way is undone before this launch reads the folder
         yield
     except BaseException:
         if created and held and [p.name for p in out.iterdir()] == [LOCK_FILE]:
