@@ -144,11 +144,11 @@ def staged_files(folder: str | os.PathLike, owned: Collection[str] = (), last: s
     Like `atomic_path`, the writer holds a lock beside its hidden `..gtok-staged.XXXXXXXX` folder, so
     the next staged write into `folder` removes what a killed writer left, and nothing of a live one.
 
-    With `last`, the renames are undone when they stop half-way: before the first, the files they
-    replace or remove are kept as hard links in the stage with a journal (`_JOURNAL`). An error
-    puts them back at once; a writer killed between two renames leaves them for `recover`, which
-    the next staged write, and any reader that calls it, runs first. So the folder holds the old
-    set or the new one, never a mix, even after a `kill -9`.
+    Renames that stop half-way are undone: before the first, the files they replace or remove are
+    kept as hard links in the stage, with a journal (`_JOURNAL`). An error puts them back at once;
+    a writer killed between two renames leaves them for `recover`, which the next staged write,
+    and any reader that calls it, runs first. So the folder holds the old set or the new one,
+    never a mix, even after a `kill -9`.
     """
     folder = Path(folder)
     recover(folder)
@@ -161,7 +161,7 @@ def staged_files(folder: str | os.PathLike, owned: Collection[str] = (), last: s
             try:
                 _publish_stage(stage, folder, owned, last)
             except BaseException:
-                _roll_back(stage, folder)
+                _settle(stage, folder)
                 raise
         except GtokError as exc:  # a staged file's error, naming it where it was to go
             raise GtokError(str(exc).replace(str(stage), str(folder))) from None
@@ -188,8 +188,7 @@ _JOURNAL = ".journal.json"
 def _publish_stage(stage: Path, folder: Path, owned: Collection[str], last: str | None) -> None:
     """Rename the staged files into `folder` (`last` after the rest) and remove the `owned` ones not staged."""
     staged = sorted(name for name in os.listdir(stage) if not name.startswith("."))  # not an atomic_path's temporaries
-    if last in staged:
-        _keep_replaced(stage, folder, staged, owned, last)
+    _keep_replaced(stage, folder, staged, owned)
     for name in staged:
         if name != last:
             os.replace(stage / name, folder / name)
@@ -200,7 +199,7 @@ def _publish_stage(stage: Path, folder: Path, owned: Collection[str], last: str 
         os.replace(stage / last, folder / last)
 
 
-def _keep_replaced(stage: Path, folder: Path, staged: list[str], owned: Collection[str], last: str) -> None:
+def _keep_replaced(stage: Path, folder: Path, staged: list[str], owned: Collection[str]) -> None:
     """Hard links to the files of `folder` the publication will replace or remove, then the journal
     (written whole, then renamed: its presence says the links are complete)."""
     kept = stage / _KEPT
@@ -213,20 +212,24 @@ def _keep_replaced(stage: Path, folder: Path, staged: list[str], owned: Collecti
         except OSError:  # a file system without hard links: no undo, as before
             return
     journal = stage / f"{_JOURNAL}.tmp"
-    journal.write_text(json.dumps({"staged": staged, "last": last}))
+    journal.write_text(json.dumps({"staged": staged, "removed": sorted(set(owned).difference(staged))}))
     os.replace(journal, stage / _JOURNAL)
     _fsync_dir(stage)
 
 
-def _roll_back(stage: Path, folder: Path) -> None:
-    """Undo a publication that stopped before its `last` file was renamed into place: the files it
-    published go, those it replaced or removed come back. Nothing when it had not begun, or ended."""
+def _settle(stage: Path, folder: Path) -> None:
+    """Settle a publication that stopped: undone while a staged file is still unpublished (the files
+    it published go, those it replaced or removed come back); else finished (the files it was to
+    remove go). Nothing when it had not begun: then it wrote no journal."""
     try:
         journal = json.loads((stage / _JOURNAL).read_text())
     except (OSError, ValueError):
-        return  # no journal: no rename had been made
-    if not (stage / journal["last"]).exists():
-        return  # `last` is in place: the publication is complete
+        return
+    if not any((stage / name).exists() for name in journal["staged"]):
+        for name in journal["removed"]:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(folder / name)
+        return
     kept = stage / _KEPT
     for name in journal["staged"]:
         if not (stage / name).exists() and not (kept / name).exists():
@@ -253,7 +256,7 @@ def _remove_stale_stages(folder: Path) -> None:
                 fd = os.open(folder / name, os.O_RDONLY)
                 try:
                     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # raises while its writer lives
-                    _roll_back(folder / name[: -len(".lock")], folder)
+                    _settle(folder / name[: -len(".lock")], folder)
                     shutil.rmtree(folder / name[: -len(".lock")], ignore_errors=True)
                     os.unlink(folder / name)
                 finally:
