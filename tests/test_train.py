@@ -646,6 +646,17 @@ def test_cli_train_then_embed(tmp_path, data, monkeypatch):
     assert (out.parent / "vectors.names.txt").read_text().split() == [Path(b).stem for b in beds]
 
 
+def test_a_rerun_that_writes_an_option_as_1_0_instead_of_1_keeps_the_model_usable(tmp_path, data):
+    """`val_fraction: 0` then `0.0`: one option (the rerun continues the finished run and trains
+    nothing), so the model it publishes again must still be the one its config.yaml describes."""
+    from gtok.inference.loading import load_model
+
+    out = tmp_path / "run"
+    train(data, "region2vec", out, config(data={"val_fraction": 0}), max_steps=2, universe=UNIVERSE, progress=False)
+    train(data, "region2vec", out, config(data={"val_fraction": 0.0}), max_steps=2, universe=UNIVERSE, progress=False)
+    assert load_model(out).name == "region2vec" and not (out / "previous").exists()
+
+
 def test_a_model_folder_whose_publication_was_killed_half_way_embeds_as_its_old_model(tmp_path, data, encoder_ckpt):
     """A `kill -9` between the renames of a new model into the folder (here after model.ckpt's):
     loading the folder first undoes the half-publication, so the old model is served whole."""

@@ -54,6 +54,7 @@ from gtok.pretrained import (
     CONFIG_FILE,
     HF_WEIGHTS_FILE,
     MODEL_FILES,
+    RUN_KEY,
     SAVED_WITH_HF,
     SUMMARY_FILE,
     data_universe,
@@ -163,6 +164,8 @@ def train(
     with claim_folder(out) if leader else contextlib.nullcontext():
         last = out / "checkpoints" / "last.ckpt"
         start = resume_point(out, run, opts) if leader else Start(read_checkpoint(last) if await_decision(out) else None)
+        if start.checkpoint is not None:  # the run goes on as first recorded (1 and 1.0 are one option, not one fingerprint)
+            run = start.checkpoint[RUN_KEY]["options"]
         L.seed_everything(seed, workers=True, verbose=False)
         net = _build_model(resolved_model, vocab, source, str(manifest), start.checkpoint, what, leader)
         extra = [RunSummary(out / "logs" / SUMMARY_FILE), *([BatchLog(out / "batches", launch_id())] if opts.log_batches else []),
