@@ -361,6 +361,27 @@ def test_a_state_from_another_dataset_is_refused(shards):
         GTokDataset(shards, seed=6).load_state_dict(state)
 
 
+@pytest.mark.parametrize("other", [{"batch_size": 8}, {"token_budget": 60, "max_length": 20}, {}])
+def test_a_state_of_other_batching_is_refused(shards, other):
+    """A position counts items: batches of 4 records, resumed as batches of 8, token budgets or
+    single records, would skip or repeat records."""
+    ds = GTokDataset(shards, seed=5, batch_size=4)
+    it = iter(ds)
+    next(it)
+    with pytest.raises(GtokError, match=r"cannot resume: the loader state counts items of other batching \(.*batch_size 4 -> "):
+        GTokDataset(shards, seed=5, **other).load_state_dict(ds.state_dict())
+    GTokDataset(shards, seed=5, batch_size=4).load_state_dict(ds.state_dict())  # the same batching resumes
+
+
+def test_a_data_modules_state_of_another_plan_is_refused(shards):
+    from gtok.data.datamodule import GTokDataModule
+
+    state = GTokDataModule(shards, batch_size=4, val_fraction=0).state_dict()
+    GTokDataModule(shards, batch_size=4, val_fraction=0.0).load_state_dict(state)
+    with pytest.raises(GtokError, match=r"data module's state counts items of other batching \(batch_size 4 -> 2\)"):
+        GTokDataModule(shards, batch_size=2, val_fraction=0).load_state_dict(state)
+
+
 def test_resuming_with_other_workers_is_refused(shards):
     ds = GTokDataset(shards, seed=5)
     it = iter(ds)

@@ -35,7 +35,7 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader
 
-from gtok.data.dataset import GTokDataset
+from gtok.data.dataset import GTokDataset, refuse_other_items
 from gtok.errors import GtokError
 from gtok.formats.manifest import check_shard, load_manifest
 from gtok.options import DataOptions
@@ -149,7 +149,7 @@ class GTokDataModule(L.LightningDataModule):
         if trainer is not None and trainer.reload_dataloaders_every_n_epochs != 1:
             raise GtokError("GTokDataModule needs Trainer(reload_dataloaders_every_n_epochs=1) to set each epoch's order.")
         self.setup("fit")
-        self._resume = self.state_dict()
+        self._resume = self._position()
         self.train_set.resume_at(**self._resume)
         self._loader = EpochLoader(self.train_set, batch_size=None, **self._loader_options())
         return self._loader
@@ -172,6 +172,9 @@ class GTokDataModule(L.LightningDataModule):
     def state_dict(self) -> dict[str, Any]:
         """Where training stands: the data epoch, its position (items consumed by all ranks) and
         the batches each rank has done in it; the next epoch's start once this one is used up."""
+        return {**self._position(), "plan": self._plan()}
+
+    def _position(self) -> dict[str, int]:
         loader = self._loader
         if loader is None or not loader.batches_yielded:
             return dict(self._resume)
@@ -182,8 +185,20 @@ class GTokDataModule(L.LightningDataModule):
                 "done": self._resume["done"] + k}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        refuse_other_items(state.get("plan"), self._plan(), "data module's state")
         self._resume = {"epoch": int(state["epoch"]), "position": int(state.get("position", 0)),
                         "done": int(state.get("done", 0))}
+
+    def _plan(self) -> dict[str, Any]:
+        """The options the epochs' plan is made of, besides the manifest (what a position counts)."""
+        h = self.hparams
+        keys = ("seed", "batch_size", "token_budget", "max_length", "val_fraction", "mixture", "samples_per_epoch")
+        plan = {key: h[key] for key in keys}
+        if h.token_budget:
+            plan["batch_size"] = None  # not used
+        else:
+            plan["max_length"] = None  # crops records, and does not decide the items
+        return plan
         self._loader = None
 
     @property

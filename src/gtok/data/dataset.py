@@ -276,7 +276,12 @@ class GTokDataset(IterableDataset):
                                       "yielded": 0, "worker": None, "num_workers": None,
                                       "rank": self.rank, "world_size": self.world_size}
         mixed = {"mixture": self.mixture, "samples_per_epoch": self.samples_per_epoch} if self.mixture is not None else {}
-        return {**progress, "seed": self.seed, "num_records": self.num_records, **mixed}
+        return {**progress, "seed": self.seed, "num_records": self.num_records, **mixed, "batching": self._batching()}
+
+    def _batching(self) -> dict[str, Any]:
+        """What makes the items a saved position counts: records or batches, and how batches are formed."""
+        return {"batch_size": self.batch_size, "token_budget": self.token_budget, "drop_remainder": self.drop_remainder,
+                "max_length": self.max_length if self.token_budget is not None else None}  # widths pack budgets
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Continue from a saved state, also at another rank and world size.
@@ -296,6 +301,7 @@ class GTokDataset(IterableDataset):
                 f"cannot resume: the loader state is of mixture {state.get('mixture')} with {state.get('samples_per_epoch')} "
                 f"samples per epoch, this data set has mixture {self.mixture} with {self.samples_per_epoch}."
             )
+        refuse_other_items(state.get("batching"), self._batching(), "loader state")
         position, done, yielded = int(state.get("position", 0)), int(state.get("done", 0)), int(state["yielded"])
         if (state.get("num_workers") or 1) == 1:
             self.resume_at(state["epoch"], position + yielded * int(state["world_size"]), done + yielded)
@@ -405,3 +411,15 @@ def _check_options(max_length, token_budget, batch_size, split, val_fraction, se
         raise ValueError("val_fraction must lie in [0, 1)")
     if seed < 0:
         raise ValueError("seed must be non-negative")
+
+
+def refuse_other_items(saved: dict[str, Any] | None, current: dict[str, Any], what: str) -> None:
+    """A saved position counts items (records, or batches) of one way of forming them: resumed
+    under another, it would skip or repeat records. A state that records none (an older gtok's)
+    is taken as it is."""
+    if saved is None or saved == current:
+        return
+    changed = ", ".join(f"{key} {saved.get(key)!r} -> {current.get(key)!r}" for key in sorted(saved.keys() | current.keys())
+                        if saved.get(key) != current.get(key))
+    raise GtokError(f"cannot resume: the {what} counts items of other batching ({changed}); resume with the "
+                    "options it was saved with, or start the epoch over.")
