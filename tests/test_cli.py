@@ -168,6 +168,26 @@ def test_a_bed_file_of_carriage_returns_alone_says_so(tmp_path):
                    f"{bed}, line 1: it holds a carriage return", "convert them to")
 
 
+def test_simulate_replaces_its_cells_and_their_peaks_together(tmp_path, monkeypatch):
+    """The .h5ad and its universe BED are one pair: a failure while writing the cells leaves the
+    old peaks too, never new cells beside the old peaks' vocabulary."""
+    import anndata as ad
+
+    from gtok.cli import main
+
+    cells, peaks = tmp_path / "x.h5ad", tmp_path / "x.bed"
+    small = ["--cells", "20", "--peaks", "60", "--cell-types", "2", "--program-peaks", "10"]
+    assert main(["simulate", "-o", str(cells), "--universe-out", str(peaks), *small]) == 0
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+
+    def full(self, *args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(ad.AnnData, "write_h5ad", full)
+    assert main(["simulate", "-o", str(cells), "--universe-out", str(peaks), "--cells", "30", *small[2:]]) == 1
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+
+
 @pytest.mark.parametrize("args, message", [
     (["simulate", "-o", "x.h5ad", "--base-rate", "0"], "argument --base-rate: '0' is not a positive number"),
     (["simulate", "-o", "x.h5ad", "--cells", "-3"], "argument --cells: '-3' is not a positive integer"),

@@ -275,6 +275,40 @@ def test_a_publication_killed_between_two_renames_is_undone_by_the_next_reader(t
             "summary.json": "new summary.json", "notes.txt": "old notes.txt"}
 
 
+def test_two_writers_of_one_folder_publish_one_after_the_other(tmp_path):
+    """While one writer renames its files into a folder (it holds the folder's flock), another
+    waits: the two sets never interleave."""
+    import fcntl
+    import threading
+
+    from gtok.atomic import staged_files
+
+    def write(text: str) -> None:
+        with staged_files(tmp_path, owned=("a.txt", "b.txt"), last="b.txt") as stage:
+            (stage / "a.txt").write_text(text)
+            (stage / "b.txt").write_text(text)
+
+    held = os.open(tmp_path, os.O_RDONLY)
+    fcntl.flock(held, fcntl.LOCK_EX)  # a publication under way
+    second = threading.Thread(target=write, args=("second",))
+    second.start()
+    time.sleep(0.5)
+    assert second.is_alive() and not (tmp_path / "a.txt").exists()
+    os.close(held)
+    second.join(10)
+    assert {p.name: p.read_text() for p in tmp_path.iterdir()} == {"a.txt": "second", "b.txt": "second"}
+
+
+def test_a_folder_that_cannot_be_written_is_named_not_the_staging_file(tmp_path):
+    from gtok.atomic import staged_files
+    from gtok.errors import GtokError
+
+    with mount_tmpfs(tmp_path / "ro", "ro,size=1m") as ro:
+        with pytest.raises(GtokError, match=rf"^{ro}: cannot write it: read-only file system; nothing was written"):
+            with staged_files(ro):
+                pass
+
+
 def test_a_killed_writers_staging_folder_is_removed_and_a_live_ones_kept(tmp_path):
     import fcntl
 

@@ -49,6 +49,24 @@ def test_round_trip_with_labels(tmp_path):
         r[50]
 
 
+def test_a_disk_that_fills_while_the_tables_are_written_is_one_line_and_keeps_the_old_shard(tmp_path, monkeypatch):
+    """The tokens fit, the index or names do not: the error is the one a full disk gets while the
+    tokens are written, and the shard already there stays as it was, with no temporary left."""
+    import gtok.formats.shard as shard
+    from gtok.errors import GtokError
+
+    path = write_shard(tmp_path / "s.gtok", [("a", np.arange(5))], 10, None)
+    before = path.read_bytes()
+
+    def full(strings):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(shard, "_pack_strings", full)
+    with pytest.raises(GtokError, match=r"s.gtok: cannot write it: no space left on device; nothing was written \(the existing"):
+        write_shard(path, [("b", np.arange(7))], 10, None)
+    assert path.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["s.gtok"]
+
+
 def test_dtype_follows_vocabulary_size(tmp_path):
     small = write_shard(tmp_path / "a.gtok", [("x", np.array([65535]))], vocab_size=65536, fingerprint=FP)
     big = write_shard(tmp_path / "b.gtok", [("x", np.array([70000, 1]))], vocab_size=1_000_007, fingerprint=FP)

@@ -646,6 +646,17 @@ def test_cli_train_then_embed(tmp_path, data, monkeypatch):
     assert (out.parent / "vectors.names.txt").read_text().split() == [Path(b).stem for b in beds]
 
 
+def test_training_into_a_read_only_folder_is_one_line(tmp_path, data, encoder_ckpt):
+    from test_paths import mount_tmpfs
+
+    with mount_tmpfs(tmp_path / "ro", "size=20m") as ro:
+        shutil.copytree(encoder_ckpt.parent, ro / "run")
+        subprocess.run(["mount", "-o", "remount,ro", str(ro)], check=True)
+        proc = gtok("train", "-q", "-m", data, "--model", "encoder", "--out", ro / "run", "--max-steps", "1",
+                    "-u", UNIVERSE)
+        one_line_error(proc, f"{ro / 'run'}: cannot train into it: read-only file system")
+
+
 def test_a_rerun_that_writes_an_option_as_1_0_instead_of_1_keeps_the_model_usable(tmp_path, data):
     """`val_fraction: 0` then `0.0`: one option (the rerun continues the finished run and trains
     nothing), so the model it publishes again must still be the one its config.yaml describes."""
@@ -722,9 +733,23 @@ def test_embed_replaces_the_vectors_and_their_names_together(tmp_path, data, enc
         monkeypatch.setattr(embed.np, "save", full)
     else:
         monkeypatch.setattr(embed.Path, "write_text", full)
-    with pytest.raises(GtokError, match=r"e.(npy|names.txt): cannot write it: no space left on device; nothing was written"):
+    with pytest.raises(GtokError, match=rf"^{tmp_path}: cannot write it: no space left on device; nothing was written"):
         embed.embed_to_files(str(encoder_ckpt), beds, out, None, None, 8, False)
     assert snapshot(tmp_path) == before
+
+
+def test_embed_leaves_a_names_file_it_did_not_write_alone(tmp_path, data, encoder_ckpt):
+    """OUT.names.txt is replaced only beside an OUT.npy of an embedding: any other file of that
+    name is the user's."""
+    bed = sorted(data.parent.glob("A_0_*.bed"))[0]
+    notes = tmp_path / "e.names.txt"
+    notes.write_text("my notes\n")
+    one_line_error(gtok("embed", "-q", "-c", encoder_ckpt, "-o", tmp_path / "e.npy", bed),
+                   f"{notes}: exists and is not a names file of an embedding; refusing to overwrite it")
+    assert notes.read_text() == "my notes\n" and not (tmp_path / "e.npy").exists()
+    notes.unlink()
+    assert gtok("embed", "-q", "-c", encoder_ckpt, "-o", tmp_path / "e.npy", bed).returncode == 0
+    assert gtok("embed", "-q", "-c", encoder_ckpt, "-o", tmp_path / "e.npy", bed, bed).returncode == 0  # its own pair
 
 
 def test_embedding_crops_to_the_max_length_of_the_model_folders_config(tmp_path, encoder_ckpt):

@@ -20,7 +20,7 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Iterator, Sequence
 from pathlib import Path
 
 from gtok.errors import GtokError, describe
@@ -64,8 +64,9 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     _fsync_dir(target.parent)
 
 
-def _held_lock(target: Path) -> tuple[int, Path]:
-    """A new lock file for a write of `target`, locked (its fd, its path).
+def _held_lock(target: Path, written: Path | None = None) -> tuple[int, Path]:
+    """A new lock file for a write of `target`, locked (its fd, its path); `written` is what an
+    error names (default `target`).
 
     Between creating the file and locking it, another writer's clean-up could take it for a dead
     writer's and delete it; so after locking, the path must still be the file we hold.
@@ -75,7 +76,7 @@ def _held_lock(target: Path) -> tuple[int, Path]:
         try:
             fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".lock", dir=folder)
         except OSError as exc:
-            raise _write_error(target, exc) from None
+            raise _write_error(written or target, exc) from None
         with contextlib.suppress(OSError):  # no locks on this file system: the files are still ours
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         try:
@@ -152,17 +153,18 @@ def staged_files(folder: str | os.PathLike, owned: Collection[str] = (), last: s
     """
     folder = Path(folder)
     recover(folder)
-    lock_fd, lock = _held_lock(folder / _STAGE)
+    lock_fd, lock = _held_lock(folder / _STAGE, folder)
     stage = lock.with_suffix("")
     try:
         try:
             stage.mkdir()
             yield stage
-            try:
-                _publish_stage(stage, folder, owned, last)
-            except BaseException:
-                _settle(stage, folder)
-                raise
+            with _publishing(folder):
+                try:
+                    _publish_stage(stage, folder, owned, last)
+                except BaseException:
+                    _settle(stage, folder)
+                    raise
         except GtokError as exc:  # a staged file's error, naming it where it was to go
             raise GtokError(str(exc).replace(str(stage), str(folder))) from None
         except OSError as exc:
@@ -175,6 +177,38 @@ def staged_files(folder: str | os.PathLike, owned: Collection[str] = (), last: s
         with contextlib.suppress(FileNotFoundError):
             os.unlink(lock)
         os.close(lock_fd)
+
+
+@contextlib.contextmanager
+def _publishing(folder: Path) -> Iterator[None]:
+    """Hold `folder` (an exclusive `flock` on the folder itself) while a stage is renamed into it:
+    two writers of the same files publish one after the other, each set whole, never interleaved.
+    The renames take milliseconds. Where the file system has no locks, nothing is held."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        yield
+        return
+    try:
+        with contextlib.suppress(OSError):
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+@contextlib.contextmanager
+def replaced_together(targets: Sequence[Path]) -> Iterator[list[Path]]:
+    """Paths to write `targets` at, which then replace them together: files of one folder as one
+    staged publication (the old set or the new one, even after a `kill -9`: `staged_files`,
+    the last target renamed last); files of several folders each atomically, one after another."""
+    folders = {Path(t).parent for t in targets}
+    if len(folders) == 1:
+        with staged_files(folders.pop(), owned=[Path(t).name for t in targets], last=Path(targets[-1]).name) as stage:
+            yield [stage / Path(t).name for t in targets]
+    else:
+        with contextlib.ExitStack() as each:
+            yield [each.enter_context(atomic_path(t)) for t in targets]
 
 
 #: The name a stage is made from (`_held_lock` makes it `..gtok-staged.XXXXXXXX`).

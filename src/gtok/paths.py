@@ -88,7 +88,8 @@ def _check_replaceable(target: Path, inputs, is_own_kind, kind: str) -> None:
         if _same_file(target, item):
             raise GtokError(f"{name}: is also an input ({describe(item)}); choose another name for the {kind}.")
     if is_own_kind is not None and target.stat().st_size and not is_own_kind(target):
-        raise GtokError(f"{name}: exists and is not a {kind}; refusing to overwrite it (delete it first to replace it).")
+        article = "an" if kind[:1].lower() in "aeiou" else "a"
+        raise GtokError(f"{name}: exists and is not {article} {kind}; refusing to overwrite it (delete it first to replace it).")
 
 
 def output_folder(path: str | os.PathLike, kind: str = "output folder", create: bool = True) -> Path:

@@ -274,10 +274,9 @@ def _add_simulate(sub) -> None:
 
 
 def _run_simulate(args: argparse.Namespace) -> int:
-    import contextlib
     import dataclasses
 
-    from gtok.atomic import atomic_path
+    from gtok.atomic import replaced_together
     from gtok.paths import has_magic, output_file
     from gtok.simulate import Simulation, simulate
 
@@ -289,10 +288,10 @@ def _run_simulate(args: argparse.Namespace) -> int:
     target = output_file(args.output, (".h5ad",), [], has_magic(b"\x89HDF"), "simulated .h5ad")
     bed = output_file(args.universe_out, (".bed",), [args.output]) if args.universe_out else None
     adata = simulate(sim)
-    with contextlib.ExitStack() as both:  # the cells and their peaks are written before either replaces a file
+    with replaced_together([bed, target] if bed else [target]) as written:  # the cells and their peaks together
         if bed:
-            adata.var[["chr", "start", "end"]].to_csv(both.enter_context(atomic_path(bed)), sep="\t", header=False, index=False)
-        adata.write_h5ad(both.enter_context(atomic_path(target)), compression="gzip")
+            adata.var[["chr", "start", "end"]].to_csv(written[0], sep="\t", header=False, index=False)
+        adata.write_h5ad(written[-1], compression="gzip")
     print(f"wrote {target}: {sim.cells:,} cells x {sim.peaks:,} peaks, {sim.cell_types} cell types, {sim.batches} batches")
     return 0
 

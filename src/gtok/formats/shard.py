@@ -14,6 +14,7 @@ import hashlib
 import mmap
 import os
 import struct
+import sys
 import zlib
 from collections.abc import Iterable, Sequence
 from contextlib import ExitStack
@@ -113,7 +114,18 @@ class ShardWriter:
         self._labels.extend(labels if labels is not None else [None] * len(names))
 
     def close(self) -> Path:
-        """Write the index, names, labels and header, then move the file into place."""
+        """Write the index, names, labels and header, then move the file into place. A failure (a
+        disk that fills while the tables are written) discards the file, as one in `add` does."""
+        try:
+            self._write_tables()
+        except BaseException:
+            if not self._stack.__exit__(*sys.exc_info()):  # atomic_path turns a full disk into one line
+                raise
+        else:
+            self._stack.close()
+        return self.path
+
+    def _write_tables(self) -> None:
         lengths = np.concatenate(self._lengths) if self._lengths else np.zeros(0, np.int64)
         offsets = np.concatenate(([0], np.cumsum(lengths))).astype("<u8")
         tokens_end = HEADER_SIZE + self._n_tokens * self.dtype.itemsize
@@ -143,8 +155,6 @@ class ShardWriter:
         self._fh.seek(0)
         self._fh.write(head)
         self._fh.flush()
-        self._stack.close()
-        return self.path
 
 
 def write_shard(

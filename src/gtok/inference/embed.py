@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from gtok.atomic import atomic_path
+from gtok.atomic import atomic_path, replaced_together
 from gtok.crop import crop
 from gtok.errors import GtokError, describe
 from gtok.paths import has_magic, input_file, output_file
@@ -220,10 +220,13 @@ def embed_to_files(
         return target
     if cells != CellOptions():
         raise GtokError("--layer, --modality and --tile-width apply to an .h5ad or .h5mu input, and the inputs are BED files.")
-    target = output_file(output, (".npy",), [*inputs, model], has_magic(b"\x93NUMPY"), "embedding .npy")
-    names = output_file(output[: -len(".npy")] + ".names.txt", (".txt",), [*inputs, model])
+    is_embedding = has_magic(b"\x93NUMPY")
+    target = output_file(output, (".npy",), [*inputs, model], is_embedding, "embedding .npy")
+    # the names beside an .npy of ours are ours too; any other file of that name is the user's
+    names = output_file(output[: -len(".npy")] + ".names.txt", (".txt",), [*inputs, model],
+                        lambda _: is_embedding(target), "names file of an embedding")
     vectors = embed_regions(model, inputs, universe=universe, device=device, batch_size=batch_size, progress=progress)
-    with atomic_path(names) as names_tmp, atomic_path(target) as tmp:  # both written before either replaces a file
+    with replaced_together([names, target]) as (names_tmp, tmp):  # the old pair or the new, never a mix
         Path(names_tmp).write_text("".join(f"{record_name(p)}\n" for p in inputs))
         with open(tmp, "wb") as fh:
             np.save(fh, vectors)

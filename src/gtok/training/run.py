@@ -121,7 +121,11 @@ def claim_folder(out: Path) -> Iterator[None]:
     into it (a launch refused never touches the folder of the one that holds it)."""
     created = not out.exists()
     make_folder(out)
-    fd = os.open(out / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fd = os.open(out / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:  # a read-only or foreign folder: nothing was changed in it
+        raise GtokError(f"{describe(out)}: cannot train into it: {os.strerror(exc.errno).lower()}; train into a folder "
+                        "you can write.") from None
     held = False
     try:
         try:
