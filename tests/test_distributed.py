@@ -101,6 +101,9 @@ def test_two_processes_share_an_epoch_without_overlap(manifest, tmp_path, model,
     assert epoch["records_seen"] == len(set(order)) and epoch["batches_per_rank"] == 7
     if not mixed:  # (drawn records recur anyway)
         assert epoch["records_seen_by_several_ranks"] == BATCH  # the one padding batch, repeated on rank 1
+    drawn = epoch_records(batches(out), 0)
+    assert epoch["records_drawn_more_than_once"] == sum(n > 1 for n in drawn.values()) > 0  # padding, a mixture's repeats
+    assert summary["launch_first_step"] == 0
     rows = batches(out)
     assert {r["rank"] for r in rows} == {0, 1} and len({r["launch"] for r in rows}) == 1
     assert epoch_records(rows, 0) == Counter(order) + Counter(order[:BATCH])  # the epoch, and the padding batch

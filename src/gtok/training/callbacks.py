@@ -71,8 +71,9 @@ class StepCheckpoint(ModelCheckpoint):
 
 class RunSummary(Callback):
     """Writes `summary.json` (into the run's logs/, published with its model) when training ends: how the run was spread (world size, nodes, devices
-    per node), how far it got (global step, epochs, tokens seen, wall time of this launch) and,
-    per data epoch, which records each rank trained on, so that a reader can check that the ranks
+    per node), how far it got (global step) and, of this launch (from step `launch_first_step`:
+    a resumed run's earlier launches are not counted), the epochs, tokens seen, wall time and, per
+    data epoch, which records each rank trained on, so that a reader can check that the ranks
     shared the epoch out without overlap (but the documented padding).
 
     Nothing synchronises per step: a rank keeps the record indices and token counts of its
@@ -83,7 +84,7 @@ class RunSummary(Callback):
         self.path = path
 
     def on_train_start(self, trainer, pl_module):
-        self.started = time.monotonic()
+        self.started, self.first_step = time.monotonic(), trainer.global_step
         self.tokens = torch.zeros((), dtype=torch.int64, device=pl_module.device)
         self.epochs: list[dict[str, Any]] = []
         self._batches: list[torch.Tensor] = []
@@ -98,7 +99,7 @@ class RunSummary(Callback):
         seen = torch.zeros(n, dtype=torch.int32, device=pl_module.device)
         if self._batches:
             seen += torch.bincount(torch.cat(self._batches), minlength=n).to(torch.int32)
-        per_rank = trainer.strategy.all_gather(seen).reshape(-1, n)  # [world_size, records]
+        per_rank = trainer.strategy.all_gather(seen).reshape(-1, n)  # [world_size, records]: draws of each
         by_ranks = (per_rank > 0).sum(0)
         self.epochs.append({
             "epoch": dm.data_epoch,
@@ -107,6 +108,7 @@ class RunSummary(Callback):
             "records_per_rank": (per_rank > 0).sum(1).tolist(),
             "records_seen": int((by_ranks > 0).sum()),
             "records_seen_by_several_ranks": int((by_ranks > 1).sum()),
+            "records_drawn_more_than_once": int((per_rank.sum(0) > 1).sum()),  # by one rank or several
         })
         self._batches = []
 
@@ -119,6 +121,7 @@ class RunSummary(Callback):
             "num_nodes": trainer.num_nodes,
             "devices_per_node": trainer.num_devices,
             "global_step": trainer.global_step,
+            "launch_first_step": self.first_step,  # what follows counts this launch's steps only
             "epochs": self.epochs,
             "tokens_seen": tokens,
             "wall_seconds": round(time.monotonic() - self.started, 2),
