@@ -3,6 +3,7 @@ the dataclasses that define the defaults."""
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 
@@ -75,6 +76,27 @@ def test_a_whole_config_is_checked_section_by_section():
         check_train_config({"region2vec": {"mode": "glove"}}, "cfg")
     with pytest.raises(GtokError, match="cfg section 'data': expected a mapping"):
         check_train_config({"data": [1, 2]}, "cfg")
+
+
+@pytest.mark.parametrize("data, words", [
+    ({"token_budget": 256, "batch_size": 8}, "batch_size and token_budget are two ways of forming batches; give one"),
+    ({"token_budget": 100}, "token_budget 100 is below max_length 512, so a record of 512 tokens would make a batch"),
+    ({"mixture": {"a": 1}, "samples_per_epoch": 10**13}, "samples_per_epoch must be at most 1000000000"),
+])
+def test_batching_that_cannot_hold_is_refused(data, words):
+    """A budget below the longest record would be exceeded, a batch_size beside a budget ignored,
+    and an epoch plan of 10^13 draws a memory error deep in training."""
+    with pytest.raises(GtokError, match=re.escape(words)):
+        check_train_config({"data": data}, "cfg")
+    check_train_config({"data": {"token_budget": 512}})
+
+
+def test_a_model_sections_seed_may_only_repeat_the_runs():
+    from gtok.modelspec import resolve_model
+
+    assert resolve_model("encoder", {"encoder": {"seed": 3}}, 3).config.seed == 3
+    with pytest.raises(GtokError, match="cfg section 'encoder': seed 3 is not the run's seed 0 .*set it there"):
+        resolve_model("encoder", {"encoder": {"seed": 3}}, 0, "cfg")
 
 
 @pytest.mark.parametrize("doc, tables", [("training.md", 6), ("models.md", 1)])

@@ -147,12 +147,22 @@ def resolve_model(text: Any, cfg: Mapping[str, Any], seed: int, what: str = "con
             if cfg.get(section):
                 raise GtokError(f"{what} section '{section}': applies to a brought class (package.module:ClassName); "
                                 f"the options of {spec.text} go in its section '{spec.text}'.")
-        options = {**(cfg.get(spec.text) or {}), "seed": seed}
+        options = {**(cfg.get(spec.text) or {}), "seed": _section_seed(cfg, spec.text, seed, what)}
         return Resolved(spec, None, make_config(MODEL_CONFIGS[spec.text], options, f"{what} section '{spec.text}'"), {})
     brought = check_brought(spec.text, cfg, what, embeds=embeds)
     kind = HFConfig if brought.kind == "hf" else LightningConfig
-    config = make_config(kind, {**(cfg.get("hf") or {}), "seed": seed}, f"{what} section 'hf'")
+    config = make_config(kind, {**(cfg.get("hf") or {}), "seed": _section_seed(cfg, "hf", seed, what)}, f"{what} section 'hf'")
     return Resolved(spec, brought, config, dict(cfg.get("model_args") or {}))
+
+
+def _section_seed(cfg: Mapping[str, Any], section: str, seed: int, what: str) -> int:
+    """The run's one seed (the config's top level, or --seed): it seeds the weights and the data
+    alike, so a model section's own seed may only repeat it, not be set aside in silence."""
+    own = (cfg.get(section) or {}).get("seed") if isinstance(cfg.get(section), Mapping) else None
+    if own is not None and own != seed:
+        raise GtokError(f"{what} section '{section}': seed {own!r} is not the run's seed {seed} (the config's top-level "
+                        "seed, or --seed), which seeds the weights, the data order, crops and masks; set it there.")
+    return seed
 
 
 def check_brought(text: str, cfg: Mapping[str, Any], what: str = "config", *, embeds: bool = False) -> Brought:

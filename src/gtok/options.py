@@ -92,7 +92,8 @@ class DataOptions:
     verify: bool = opt(True, "check every shard (CRCs, counts) before training")
     mixture: dict | None = opt(None, "draw the training records by dataset in these proportions, {DATASET: weight}; "
                                "datasets left out are not drawn (see Mixtures)", check=mixture_problem)
-    samples_per_epoch: int | None = opt(None, "with a mixture: records drawn per epoch; null: as many as there are", min=1)
+    samples_per_epoch: int | None = opt(None, "with a mixture: records drawn per epoch (an epoch's plan holds every draw "
+                                        "in memory); null: as many as there are", min=1, max=1_000_000_000)
     universe: str | None = opt(None, "the universe BED, recorded with the model for `gtok embed`")
 
 
@@ -267,6 +268,12 @@ def check_train_config(cfg: Mapping[str, Any], what: str = "config") -> None:
     if data.samples_per_epoch is not None and data.mixture is None:
         raise GtokError(f"{what} section 'data': samples_per_epoch is the length of a mixture's epoch; "
                         "give a mixture too, or leave samples_per_epoch out.")
+    if data.token_budget is not None and "batch_size" in (cfg.get("data") or {}):
+        raise GtokError(f"{what} section 'data': batch_size and token_budget are two ways of forming batches; give one.")
+    if data.token_budget is not None and data.max_length is not None and data.token_budget < data.max_length:
+        raise GtokError(f"{what} section 'data': token_budget {data.token_budget} is below max_length {data.max_length}, "
+                        f"so a record of {data.max_length} tokens would make a batch over the budget; give a token_budget "
+                        "of at least max_length.")
     make_config(TrainerOptions, cfg.get("trainer"), f"{what} section 'trainer'")
     for name, cls in MODEL_CONFIGS.items():
         make_config(cls, cfg.get(name), f"{what} section '{name}'")
