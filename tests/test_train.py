@@ -646,6 +646,15 @@ def test_cli_train_then_embed(tmp_path, data, monkeypatch):
     assert (out.parent / "vectors.names.txt").read_text().split() == [Path(b).stem for b in beds]
 
 
+def test_the_batch_log_gives_each_batch_the_step_it_counts_towards(tmp_path, data):
+    """With gradient accumulation two batches make one step: both carry its number."""
+    out = tmp_path / "run"
+    train(data, "region2vec", out, config(trainer={"accumulate_grad_batches": 2, "log_batches": True}, data={"val_fraction": 0}),
+          max_steps=2, universe=UNIVERSE, progress=False)
+    rows = [json.loads(line) for line in (out / "batches" / "rank-0.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [0, 0, 1, 1]
+
+
 def test_training_into_a_read_only_folder_is_one_line(tmp_path, data, encoder_ckpt):
     from test_paths import mount_tmpfs
 

@@ -147,9 +147,12 @@ class BatchLog(Callback):
     def __init__(self, folder: Path, launch: str, digests: bool = False):
         self.folder, self.launch, self.digests = Path(folder), launch, digests
 
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        self._step = trainer.global_step  # the optimizer step this batch counts towards (with accumulation, several do)
+
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         self.folder.mkdir(parents=True, exist_ok=True)
-        row = {"launch": self.launch, "step": trainer.global_step - 1, "epoch": trainer.datamodule.data_epoch,
+        row = {"launch": self.launch, "step": self._step, "epoch": trainer.datamodule.data_epoch,
                "batch": batch_idx, "records": batch["index"].tolist()}
         if self.digests:
             row["digest"] = hashlib.sha1(batch["input_ids"].cpu().numpy().tobytes()).hexdigest()[:12]
