@@ -449,6 +449,16 @@ def test_barcodes_that_are_not_utf8_are_refused_by_line(tmp_path, capsys):
     assert ours(UNIVERSE, path, tmp_path) == gtars_fragments(UNIVERSE, path)
 
 
+def test_a_barcode_holding_a_space_is_refused_by_line(tmp_path, capsys):
+    """gtars splits a line on any whitespace and would name the cell 'A'; gtok, on tabs, 'A A':
+    neither is what the file meant, so it is refused."""
+    path = tmp_path / "f.tsv"
+    path.write_text(fragment_text([("chr1", 10, 20, "B-1", 1), ("chr1", 30, 40, "A A", 1)]))
+    assert main(["tokenize", str(path), "-u", str(UNIVERSE), "-o", str(tmp_path / "o.gtok"), "-q"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"{path}, line 4: barcode 'A A' holds a space" in err, err  # 2 header lines
+
+
 def test_a_file_on_no_chromosome_of_the_universe_is_named(tmp_path, recwarn):
     path = write_fragments(tmp_path / "f.tsv", [("1", 10, 20, "a", 1), ("2", 10, 20, "b", 1)])
     assert ours(UNIVERSE, path, tmp_path) == gtars_fragments(UNIVERSE, path)

@@ -285,12 +285,19 @@ class FragmentFile:
         while pos < buf.size:
             out = np.empty(cap, np.int32), np.empty(cap, np.int64), np.empty(cap, np.int64), np.empty(cap, np.int64)
             new_lo, new_hi = np.empty(cap, np.int64), np.empty(cap, np.int64)
+            start, lines = pos, self.lines
             status, pos, self.lines, n, n_new, seen = _parse(
                 buf, pos, self.lines, (chroms.a, chroms.b, chroms.values), table.a, table.b, table.values,
                 len(bc.names), bc.open, bc.part[0], bc.part[1], *out, new_lo, new_hi,
             )
             self.fragments += seen
-            bc.names.extend(text[lo:hi].decode() for lo, hi in zip(new_lo[:n_new].tolist(), new_hi[:n_new].tolist()))
+            new = [text[lo:hi].decode() for lo, hi in zip(new_lo[:n_new].tolist(), new_hi[:n_new].tolist())]
+            spaced = next((i for i, name in enumerate(new) if " " in name), None)
+            if spaced is not None:  # gtars splits on any whitespace and would read another barcode
+                line = lines + text.count(b"\n", start, int(new_lo[spaced])) + 1
+                raise GtokError(f"{self.name}, line {line}: barcode {new[spaced]!r} holds a space; a fragment file's "
+                                "columns are separated by tabs and its barcodes hold none. Fix the file's barcodes.")
+            bc.names.extend(new)
             table.count = len(bc.names)
             table.make_room(table.count + 1)
             if n:
