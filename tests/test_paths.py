@@ -275,6 +275,72 @@ def test_a_publication_killed_between_two_renames_is_undone_by_the_next_reader(t
             "summary.json": "new summary.json", "notes.txt": "old notes.txt"}
 
 
+def test_an_undo_cut_short_itself_is_finished_by_the_next_recover(tmp_path, monkeypatch):
+    """The reader undoing a killed publication is itself stopped after putting back one file: the
+    next `recover` finishes the undo, and never takes a file it put back for a new one."""
+    import gtok.atomic
+    from gtok.atomic import recover
+
+    before = _old_model(tmp_path)
+    assert subprocess.run([sys.executable, "-c", KILLED_PUBLICATION, str(tmp_path), "2"]).returncode == -9
+    replace, done = os.replace, []
+
+    def stopped(a, b):
+        if done:
+            raise KeyboardInterrupt
+        done.append(b)
+        return replace(a, b)
+
+    monkeypatch.setattr(gtok.atomic.os, "replace", stopped)
+    with pytest.raises(KeyboardInterrupt):
+        recover(tmp_path)
+    monkeypatch.undo()
+    recover(tmp_path)
+    assert snapshot(tmp_path) == before
+
+
+def test_a_killed_publication_is_settled_before_the_next_one_not_over_it(tmp_path):
+    """Writer A is killed half-way; writer B then publishes its whole set: B's publication first
+    undoes A's (holding the folder), so a later `recover` has nothing to replay over B's files."""
+    from gtok.atomic import recover, staged_files
+
+    _old_model(tmp_path)
+    assert subprocess.run([sys.executable, "-c", KILLED_PUBLICATION, str(tmp_path), "2"]).returncode == -9
+    with staged_files(tmp_path, owned=MODEL_SET, last="config.yaml") as stage:
+        for name in ("config.yaml", "model.ckpt"):
+            (stage / name).write_text(f"B {name}")
+    after = {p.name: p.read_text() for p in tmp_path.iterdir()}
+    assert after == {"config.yaml": "B config.yaml", "model.ckpt": "B model.ckpt", "notes.txt": "old notes.txt"}
+    recover(tmp_path)
+    assert {p.name: p.read_text() for p in tmp_path.iterdir()} == after
+
+
+def test_a_new_lock_file_a_clean_up_holds_is_not_taken_for_ones_own(tmp_path, monkeypatch):
+    """Between a writer's creating its lock file and locking it, a clean-up may lock it (taking it
+    for a dead writer's): the writer then makes another, and never works unlocked."""
+    import fcntl
+
+    import gtok.atomic
+
+    flock, calls = fcntl.flock, []
+
+    def contended(fd, op):
+        calls.append(fd)
+        if len(calls) == 1:
+            raise BlockingIOError(11, "Resource temporarily unavailable")
+        return flock(fd, op)
+
+    monkeypatch.setattr(gtok.atomic.fcntl, "flock", contended)
+    fd, lock = gtok.atomic._held_lock(tmp_path / "x.gtok")
+    try:
+        assert len(calls) == 2 and lock.exists()
+        with pytest.raises(BlockingIOError):
+            with open(lock) as other:
+                flock(other.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)  # held by the writer
+    finally:
+        os.close(fd)
+
+
 def test_two_writers_of_one_folder_publish_one_after_the_other(tmp_path):
     """While one writer renames its files into a folder (it holds the folder's flock), another
     waits: the two sets never interleave."""

@@ -132,6 +132,10 @@ def test_a_dataframes_coordinates_are_its_columns_of_those_names_wherever_they_a
     seqnames = pd.DataFrame({"name": ["a", "b"], "seqnames": rows["chrom"], "start": rows["start"], "stop": rows["end"]})
     assert tok.encode(seqnames, return_tensors=None) == expected
     assert tok.encode(pd.DataFrame(list(zip(*rows.values()))), return_tensors=None) == expected
+    for names in (["chrom", "chromStart", "chromEnd"], ["#chrom", "start", "end"], ["seqname", "begin", "end"]):
+        assert tok.encode(pd.DataFrame(list(zip(*rows.values())), columns=names), return_tensors=None) == expected
+    with pytest.raises(GtokError, match=r"the DataFrame has 2 chromosome columns \('chr', 'chrom'\); keep one"):
+        tok.encode(pd.DataFrame({"chr": rows["chrom"], **rows}))
     with pytest.raises(GtokError, match=r"the DataFrame has no start or end column \(its columns: 'chrom', 'from', 'to'\)"):
         tok.encode(pd.DataFrame({"chrom": rows["chrom"], "from": rows["start"], "to": rows["end"]}))
 

@@ -365,11 +365,20 @@ def test_a_sample_sheet_saved_by_a_spreadsheet_is_read(folder, encoding):
         Plan.from_config(config(inputs={"bed": "sheet.tsv"}))
 
 
-def test_nested_command_line_values_are_typed_and_other_strings_kept():
+def test_nested_command_line_values_are_typed_where_the_schema_wants_no_string():
+    from pathlib import Path
+
     from gtok.workflow.schema import typed_overrides
 
-    given = {"universe": "u.bed", "seed": 3, "shards": {"files_per_shard": "2", "names": ["1e-3", "yes", "null", "a b"]},
-             "train": {"enabled": "true", "model": "encoder", "x": "2020-01-01"}}
-    assert typed_overrides(given) == {
-        "universe": "u.bed", "seed": 3, "shards": {"files_per_shard": 2, "names": [0.001, True, None, "a b"]},
-        "train": {"enabled": True, "model": "encoder", "x": "2020-01-01"}}
+    schema = Path(__file__).parents[1] / "workflow" / "schemas" / "config.schema.yaml"
+    given = {"universe": "u.bed", "shards": {"files_per_shard": "2"},
+             "inputs": {"h5ad": [{"path": "x.h5ad", "sample": "2024"}, "y.h5ad"], "label_key": "1", "datasets": {"a": "7"}},
+             "evaluate": {"enabled": "true"}, "results": "res",
+             "train": {"enabled": "true", "model": "encoder", "data": {"batch_size": "8", "mixture": {"a": "0.5"}},
+                       "encoder": {"lr": "1e-3"}, "x": "2020-01-01"}}
+    assert typed_overrides(given, schema) == {
+        "universe": "u.bed", "shards": {"files_per_shard": 2},
+        "inputs": {"h5ad": [{"path": "x.h5ad", "sample": "2024"}, "y.h5ad"], "label_key": "1", "datasets": {"a": "7"}},
+        "evaluate": {"enabled": True}, "results": "res",
+        "train": {"enabled": True, "model": "encoder", "data": {"batch_size": 8, "mixture": {"a": 0.5}},
+                  "encoder": {"lr": 0.001}, "x": "2020-01-01"}}

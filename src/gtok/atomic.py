@@ -77,8 +77,13 @@ def _held_lock(target: Path, written: Path | None = None) -> tuple[int, Path]:
             fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".lock", dir=folder)
         except OSError as exc:
             raise _write_error(written or target, exc) from None
-        with contextlib.suppress(OSError):  # no locks on this file system: the files are still ours
+        try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:  # a clean-up took the new file for a dead writer's, and holds it: make another
+            os.close(fd)
+            continue
+        except OSError:  # no locks on this file system: the files are still ours
+            pass
         try:
             if os.stat(name).st_ino == os.fstat(fd).st_ino:
                 return fd, Path(name)
@@ -147,23 +152,28 @@ def staged_files(folder: str | os.PathLike, owned: Collection[str] = (), last: s
 
     Renames that stop half-way are undone: before the first, the files they replace or remove are
     kept as hard links in the stage, with a journal (`_JOURNAL`). An error puts them back at once;
-    a writer killed between two renames leaves them for `recover`, which the next staged write,
-    and any reader that calls it, runs first. So the folder holds the old set or the new one,
-    never a mix, even after a `kill -9`.
+    a writer killed between two renames leaves them for `recover`, which the next staged write
+    (before it publishes, holding the folder) and any reader that calls it run first. So the
+    folder holds the old set or the new one, never a mix, even after a `kill -9`.
     """
     folder = Path(folder)
-    recover(folder)
+    if any("/" in name for name in owned):
+        raise ValueError("staged_files owns files of the folder itself, not of its subfolders")
     lock_fd, lock = _held_lock(folder / _STAGE, folder)
     stage = lock.with_suffix("")
+    settled = True  # False while a failed publication could not be undone: its stage keeps the old files
     try:
         try:
             stage.mkdir()
             yield stage
             with _publishing(folder):
+                _settle_stale_stages(folder)  # what killed writers left goes before this set comes
                 try:
                     _publish_stage(stage, folder, owned, last)
                 except BaseException:
+                    settled = False
                     _settle(stage, folder)
+                    settled = True
                     raise
         except GtokError as exc:  # a staged file's error, naming it where it was to go
             raise GtokError(str(exc).replace(str(stage), str(folder))) from None
@@ -173,9 +183,10 @@ def staged_files(folder: str | os.PathLike, owned: Collection[str] = (), last: s
             raise
         _fsync_dir(folder)
     finally:
-        shutil.rmtree(stage, ignore_errors=True)
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(lock)
+        if settled:  # else the stage and its unheld lock stay, for `recover` to finish the undo
+            shutil.rmtree(stage, ignore_errors=True)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(lock)
         os.close(lock_fd)
 
 
@@ -235,18 +246,22 @@ def _publish_stage(stage: Path, folder: Path, owned: Collection[str], last: str 
 
 def _keep_replaced(stage: Path, folder: Path, staged: list[str], owned: Collection[str]) -> None:
     """Hard links to the files of `folder` the publication will replace or remove, then the journal
-    (written whole, then renamed: its presence says the links are complete)."""
-    kept = stage / _KEPT
+    (written whole, then renamed: its presence says the links are complete). A file system
+    without hard links gets no journal: its publications cannot be undone, as before there was one."""
+    kept, linked = stage / _KEPT, []
     kept.mkdir()
     for name in sorted({*staged, *owned}):
         try:
             os.link(folder / name, kept / name, follow_symlinks=False)
+            linked.append(name)
         except FileNotFoundError:
             pass
-        except OSError:  # a file system without hard links: no undo, as before
-            return
+        except OSError as exc:
+            if exc.errno in (errno.EPERM, errno.EXDEV, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS):
+                return
+            raise  # a full disk, say: nothing is renamed yet, and the write fails as a whole
     journal = stage / f"{_JOURNAL}.tmp"
-    journal.write_text(json.dumps({"staged": staged, "removed": sorted(set(owned).difference(staged))}))
+    journal.write_text(json.dumps({"staged": staged, "kept": linked, "removed": sorted(set(owned).difference(staged))}))
     os.replace(journal, stage / _JOURNAL)
     _fsync_dir(stage)
 
@@ -254,7 +269,8 @@ def _keep_replaced(stage: Path, folder: Path, staged: list[str], owned: Collecti
 def _settle(stage: Path, folder: Path) -> None:
     """Settle a publication that stopped: undone while a staged file is still unpublished (the files
     it published go, those it replaced or removed come back); else finished (the files it was to
-    remove go). Nothing when it had not begun: then it wrote no journal."""
+    remove go). Nothing when it had not begun: then it wrote no journal. Cut short itself, it can
+    run again: a file it already put back has no link left to restore."""
     try:
         journal = json.loads((stage / _JOURNAL).read_text())
     except (OSError, ValueError):
@@ -264,25 +280,28 @@ def _settle(stage: Path, folder: Path) -> None:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(folder / name)
         return
-    kept = stage / _KEPT
+    kept, had = stage / _KEPT, set(journal["kept"])
     for name in journal["staged"]:
-        if not (stage / name).exists() and not (kept / name).exists():
+        if name not in had and not (stage / name).exists():
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(folder / name)  # published, with nothing of the same name before it
-    for name in os.listdir(kept):
-        os.replace(kept / name, folder / name)
+    for name in journal["kept"]:
+        with contextlib.suppress(FileNotFoundError):  # put back by an earlier, interrupted undo
+            os.replace(kept / name, folder / name)
     _fsync_dir(folder)
 
 
 def recover(folder: str | os.PathLike) -> None:
-    """Finish what killed staged writes into `folder` left: undo a publication cut short between
-    two renames, then delete their stages. A stage whose writer lives is left alone; a folder
-    that cannot be changed (read-only) is left as it is."""
-    _remove_stale_stages(Path(folder))
+    """Finish what killed staged writes into `folder` left (`_settle_stale_stages`), holding the
+    folder as a publication does, so that no live writer's renames interleave with it."""
+    with _publishing(Path(folder)):
+        _settle_stale_stages(Path(folder))
 
 
-def _remove_stale_stages(folder: Path) -> None:
-    """Delete the staging folders of killed writers (their lock held by nobody)."""
+def _settle_stale_stages(folder: Path) -> None:
+    """Settle the publications of killed writers (their lock held by nobody), then delete their
+    stages; a stage whose writer lives is left alone, and a folder that cannot be changed
+    (read-only) as it is. The caller holds the folder (`_publishing`)."""
     pattern = re.compile(rf"\.{re.escape(_STAGE)}\.[a-z0-9_]{{8}}\.lock")  # as _held_lock names them
     with contextlib.suppress(OSError):
         for name in filter(pattern.fullmatch, os.listdir(folder)):

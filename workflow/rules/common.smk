@@ -49,7 +49,13 @@ def make_plan(config) -> Plan:
     return plan
 
 
-update_config(config, typed_overrides(workflow.config_settings.overwrite_config))
+update_config(
+    config,
+    typed_overrides(
+        workflow.config_settings.overwrite_config,
+        f"{workflow.current_basedir}/../schemas/config.schema.yaml",
+    ),
+)
 checked(config, "../schemas/config.schema.yaml", "config")
 try:
     PLAN = make_plan(config)

@@ -188,6 +188,7 @@ class GTokDataModule(L.LightningDataModule):
         refuse_other_items(state.get("plan"), self._plan(), "data module's state")
         self._resume = {"epoch": int(state["epoch"]), "position": int(state.get("position", 0)),
                         "done": int(state.get("done", 0))}
+        self._loader = None
 
     def _plan(self) -> dict[str, Any]:
         """The options the epochs' plan is made of, besides the manifest (what a position counts)."""
@@ -199,7 +200,6 @@ class GTokDataModule(L.LightningDataModule):
         else:
             plan["max_length"] = None  # crops records, and does not decide the items
         return plan
-        self._loader = None
 
     @property
     def data_epoch(self) -> int:

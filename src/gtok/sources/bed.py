@@ -82,18 +82,26 @@ class Intervals:
         return Intervals(tuple(str(n) for n in names), np.asarray(codes, dtype=np.int32).reshape(-1), starts, ends)
 
 
-#: Column names of coordinates in tables (case-insensitive): BED-like frames, PyRanges, h5ad var.
-CHROM_COLUMNS = ("chr", "chrom", "chromosome", "seqnames")
-END_COLUMNS = ("end", "stop")  # epiScanpy writes chr / start / stop
+#: Column names of coordinates in tables (in any case, after a leading '#' as a BED header has it):
+#: BED-like frames (UCSC's chromStart / chromEnd), PyRanges, GRanges' seqnames, h5ad var
+#: (epiScanpy writes chr / start / stop).
+CHROM_COLUMNS = ("chr", "chrom", "chromosome", "seqnames", "seqname", "contig")
+START_COLUMNS = ("start", "chromstart", "begin")
+END_COLUMNS = ("end", "stop", "chromend")
 
 
 def coordinate_columns(columns: Sequence[Any]) -> tuple[Any, Any, Any]:
-    """The chromosome, start and end columns among `columns`, found by name in any case (None for
-    each not found): tables put them in any order, beside columns of other data."""
-    cols = {str(c).lower(): c for c in columns}
-    chrom = next((cols[c] for c in CHROM_COLUMNS if c in cols), None)
-    end = next((cols[c] for c in END_COLUMNS if c in cols), None)
-    return chrom, cols.get("start"), end
+    """The chromosome, start and end columns among `columns`, found by name (None for each not
+    found; of two names of one role, the first in the lists above): tables put them in any order,
+    beside columns of other data."""
+    found = [role_columns(columns, names) for names in (CHROM_COLUMNS, START_COLUMNS, END_COLUMNS)]
+    return tuple(matches[0] if matches else None for matches in found)
+
+
+def role_columns(columns: Sequence[Any], names: Sequence[str]) -> list[Any]:
+    """The columns named as one of `names`, in the order of `names`."""
+    cols = {str(c).lower().lstrip("#"): c for c in columns}
+    return [cols[name] for name in names if name in cols]
 
 
 def chromosome_names(values, source: str) -> np.ndarray:

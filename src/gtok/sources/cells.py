@@ -27,7 +27,15 @@ from gtok.errors import GtokError
 from gtok.paths import input_file
 from gtok.pipeline import prefetched
 from gtok.sources.base import Batch, Source, progress_bar
-from gtok.sources.bed import CHROM_COLUMNS, END_COLUMNS, Intervals, chromosome_names, coordinate_columns, coordinates
+from gtok.sources.bed import (
+    CHROM_COLUMNS,
+    END_COLUMNS,
+    START_COLUMNS,
+    Intervals,
+    chromosome_names,
+    coordinate_columns,
+    coordinates,
+)
 from gtok.sources.h5ad import (
     DEFAULT_MODALITY,
     CscArrays,
@@ -50,7 +58,7 @@ if TYPE_CHECKING:
 
 _REGION_NAME = re.compile(r"^(.*?[^:_-])[:_-](\d+)[-_](\d+)$")  # a name cannot end in a separator: chr1:-5-9 is no region
 #: The var columns var_intervals may use (case-insensitive): a file's others are not read.
-_COORDINATE_COLUMNS = {*CHROM_COLUMNS, "start", *END_COLUMNS, "idx"}
+_COORDINATE_COLUMNS = {*CHROM_COLUMNS, *START_COLUMNS, *END_COLUMNS, "idx"}
 
 
 @dataclass(frozen=True)
@@ -291,7 +299,7 @@ class _Cells:
         if self._h5:
             try:
                 h5 = self._h5
-                wanted = [c for c in h5.columns("var") if c.lower() in _COORDINATE_COLUMNS]
+                wanted = [c for c in h5.columns("var") if c.lower().lstrip("#") in _COORDINATE_COLUMNS]
                 return {c: h5.column("var", c) for c in wanted}, lambda: h5.index("var")
             except Unsupported as why:
                 self._adata = self._read_backed(why)

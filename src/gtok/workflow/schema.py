@@ -8,29 +8,37 @@ into one line that names the key first, as its other config errors do.
 
 from __future__ import annotations
 
+import os
 import re
+from pathlib import Path
 from typing import Any
 
 import yaml
 
 
-def typed_overrides(overrides: dict[str, Any]) -> dict[str, Any]:
-    """`snakemake --config KEY=VALUE` overrides with their nested values typed.
+def typed_overrides(overrides: dict[str, Any], schema: str | os.PathLike | dict[str, Any]) -> dict[str, Any]:
+    """`snakemake --config KEY=VALUE` overrides with their nested values typed as `schema` expects.
 
     Snakemake types a top-level VALUE (int, float, bool) but reads a nested one, `shards='{
-    files_per_shard: 2}'`, with YAML's BaseLoader, which leaves every scalar a string: the schema
-    would then refuse the 2 that a config file gives as a number. Nested strings that read as a
-    number, a boolean or null become one; every other string stays as it was written.
+    files_per_shard: 2}'`, with YAML's BaseLoader, which leaves every scalar a string (and drops
+    the quotes of a "2024" meant as one): the schema would then refuse the 2 that a config file
+    gives as a number. A nested string becomes the number, boolean or null it spells where the
+    schema does not take a string there (or does not say: the training sections, which gtok.options
+    checks, take numbers); where it takes one, the string stays. `schema`: the config's JSON schema
+    (or the path of its YAML).
     """
-    return {key: _typed(value) if isinstance(value, (dict, list)) else value for key, value in overrides.items()}
+    if not isinstance(schema, dict):
+        schema = yaml.safe_load(Path(schema).read_text())
+    return {key: _typed(value, _child(schema, key)) if isinstance(value, (dict, list)) else value
+            for key, value in overrides.items()}
 
 
-def _typed(value: Any) -> Any:
+def _typed(value: Any, schema: dict[str, Any] | None) -> Any:
     if isinstance(value, dict):
-        return {key: _typed(item) for key, item in value.items()}
+        return {key: _typed(item, _child(schema, key)) for key, item in value.items()}
     if isinstance(value, list):
-        return [_typed(item) for item in value]
-    if not isinstance(value, str):
+        return [_typed(item, _items(schema)) for item in value]
+    if not isinstance(value, str) or _takes_string(schema, value):
         return value
     for number in (int, float):  # float first would make 2 a 2.0; YAML reads 1e-3 as a string
         try:
@@ -42,6 +50,39 @@ def _typed(value: Any) -> Any:
     except yaml.YAMLError:
         return value
     return scalar if scalar is None or isinstance(scalar, bool) else value
+
+
+def _alternatives(schema: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """`schema` and the alternatives it offers (oneOf, anyOf)."""
+    if not isinstance(schema, dict):
+        return []
+    return [schema, *(alt for key in ("oneOf", "anyOf") for alt in schema.get(key, []) if isinstance(alt, dict))]
+
+
+def _child(schema: dict[str, Any] | None, key: str) -> dict[str, Any] | None:
+    for alt in _alternatives(schema):
+        if key in alt.get("properties", {}):
+            return alt["properties"][key]
+        if isinstance(alt.get("additionalProperties"), dict):
+            return alt["additionalProperties"]
+    return None
+
+
+def _items(schema: dict[str, Any] | None) -> dict[str, Any] | None:
+    return next((alt["items"] for alt in _alternatives(schema) if isinstance(alt.get("items"), dict)), None)
+
+
+def _takes_string(schema: dict[str, Any] | None, value: str) -> bool:
+    """Whether `schema` accepts `value` as a string (an unknown schema: no)."""
+    for alt in _alternatives(schema):
+        if "enum" in alt:
+            if value in alt["enum"]:
+                return True
+            continue
+        kinds = alt.get("type")
+        if kinds == "string" or (isinstance(kinds, list) and "string" in kinds):
+            return True
+    return False
 
 
 def schema_problem(error: BaseException, what: str) -> str:
