@@ -382,6 +382,22 @@ def test_a_data_modules_state_of_another_plan_is_refused(shards):
         GTokDataModule(shards, batch_size=2, val_fraction=0).load_state_dict(state)
 
 
+def test_a_data_module_loaded_with_a_state_starts_there_whatever_it_had_yielded(shards):
+    from gtok.data.datamodule import GTokDataModule
+    from gtok.formats.manifest import write_manifest
+
+    manifest = shards / "m.json"
+    write_manifest(manifest, sorted(shards.glob("*.gtok")))
+    dm = GTokDataModule(manifest, batch_size=2, val_fraction=0, num_workers=0, verify=False)
+    start = dm.state_dict()
+    loader = iter(dm.train_dataloader())
+    for _ in range(3):
+        next(loader)
+    assert dm.state_dict()["position"] == 3
+    dm.load_state_dict(start)
+    assert dm.state_dict()["position"] == 0
+
+
 def test_resuming_with_other_workers_is_refused(shards):
     ds = GTokDataset(shards, seed=5)
     it = iter(ds)
