@@ -84,7 +84,8 @@ class DataOptions:
     """The `data:` section: how records become batches."""
 
     batch_size: int = opt(32, "records per batch", min=1)
-    token_budget: int | None = opt(None, "instead of batch_size: batches of up to this many padded tokens (B * T)", min=1)
+    token_budget: int | None = opt(None, "instead of batch_size: batches of up to this many padded tokens (B * T); at "
+                                   "least max_length", min=1)
     num_workers: int = opt(1, "DataLoader worker processes (per device)", min=0)
     max_length: int | None = opt(512, "longer records keep a random, ordered subset of this many tokens", min=1)
     val_fraction: float = opt(0.1, "share of records without a split held out for validation, by a stable hash of their name; 0: none", min=0.0, max=0.99)
@@ -133,7 +134,8 @@ class BaseConfig:
     weight_decay: float = opt(0.01, "AdamW weight decay (not on biases and norms)", min=0.0)
     warmup_steps: int = opt(0, "steps of linear warm-up", min=0)
     schedule: str = opt("constant", "constant, or cosine: decays to 10% of lr at max_steps", choices=("constant", "cosine"))
-    seed: int = opt(0, "weights, data order, crops, masks", min=0)
+    seed: int = opt(0, "weights, data order, crops, masks: the run's one seed, set at the config's top level (or --seed); "
+                       "here it may only repeat it", min=0)
 
 
 @dataclass

@@ -208,7 +208,7 @@ def embed_to_files(
         raise GtokError(f"{kinds['fragments'][0]}: a fragments file holds many cells, and gtok embed gives one vector per BED "
                         "file; embed its cells from a cells x peaks .h5ad instead, or tokenize it per barcode with gtok tokenize.")
     if kinds["h5ad"]:
-        suffix = Path(inputs[0]).suffix.lower()
+        suffix = Path(kinds["h5ad"][0]).suffix.lower()
         if len(inputs) != 1 or Path(output).suffix.lower() != suffix:
             raise GtokError(f"an .h5ad or .h5mu input must be the only input, and the output must end in {suffix} as it does.")
         mudata = suffix == ".h5mu"

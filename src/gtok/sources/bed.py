@@ -394,7 +394,7 @@ class BedFiles(Source):
         first: dict[str, str] = {}
         for path in self.paths:  # a manifest refuses a name used twice: say so before the work, not after
             name = record_name(path)
-            if name in first and first[name] == path:
+            if name in first and os.path.realpath(first[name]) == os.path.realpath(path):
                 raise GtokError(f"{path}: given twice; it would be two records named {name!r}. Give each file once.")
             if name in first:
                 raise GtokError(f"{first[name]} and {path} would both be the record {name!r} (a BED file's record is "
