@@ -52,7 +52,7 @@ def make_plan(config) -> Plan:
 update_config(
     config,
     typed_overrides(
-        workflow.config_settings.overwrite_config,
+        workflow.config_settings.config,  # the --config values; a --configfile is read as config/config.yaml is
         f"{workflow.current_basedir}/../schemas/config.schema.yaml",
     ),
 )
