@@ -28,6 +28,14 @@ def test_a_latin1_sheet_is_one_line_naming_its_line(tmp_path):
         read_barcode_labels(str(sheet))
 
 
+def test_a_row_of_more_fields_than_the_header_is_refused_by_line(tmp_path):
+    """A tab inside a label would cut it short, its rest dropped in silence."""
+    sheet = tmp_path / "labels.tsv"
+    sheet.write_text("barcode\tlabel\nAAAC-1\tT cell\nAAAG-1\tB\tcell\n")
+    with pytest.raises(GtokError, match=r"labels.tsv, line 3: 1 more field\(s\) than the header's 2 columns \(\['cell'\]\)"):
+        read_barcode_labels(str(sheet))
+
+
 def test_a_header_only_sheet_says_it_has_no_rows(tmp_path):
     sheet = tmp_path / "labels.tsv"
     sheet.write_text("barcode\tlabel\n")

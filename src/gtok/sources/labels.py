@@ -84,6 +84,11 @@ def read_sheet(sheet: str, what: str) -> tuple[list[str], list[dict[str, str]]]:
     rows = list(reader)
     if not reader.fieldnames:
         raise GtokError(f"{sheet}: the {what} is empty; it needs a header line of tab-separated column names.")
+    long = next((i for i, row in enumerate(rows) if None in row), None)
+    if long is not None:  # csv files the extra fields under None: a tab inside a value would cut it short unsaid
+        raise GtokError(f"{sheet}, line {long + 2}: {len(rows[long][None])} more field(s) than the header's "
+                        f"{len(reader.fieldnames)} columns ({rows[long][None]!r}); is there a tab inside a value? "
+                        "Give every row the header's columns.")
     return list(reader.fieldnames), rows
 
 
