@@ -299,8 +299,12 @@ def test_rerun_with_only_the_stopping_point_raised_resumes(tmp_path, data, capsy
                   callbacks=[Watch(tmp_path / "second.batches")])
     assert trained_steps(tmp_path / "second.batches") == [3, 4]
     assert torch.load(final, map_location="cpu", weights_only=False)["global_step"] == 5
-    assert not (out / "previous").exists()
-    assert capsys.readouterr().err == f"gtok train: continuing the run in {out} from step 3 (checkpoints/last.ckpt).\n"
+    (kept,) = (out / "previous").iterdir()  # the step-3 model, kept: no run was set aside
+    assert sorted(p.name for p in kept.iterdir()) == ["config.yaml", "loss.png", "metrics.csv", "model.ckpt",
+                                                     "summary.json", "universe.bed.gz"]
+    assert capsys.readouterr().err == (f"gtok train: continuing the run in {out} from step 3 (checkpoints/last.ckpt).\n"
+                                       f"gtok train: the folder's model of step 3 is kept in {kept}; this run extends "
+                                       "it to step 5.\n")
     assert pd.read_csv(out / "metrics.csv")["step"].tolist() == [0, 1, 2, 3, 4]
 
     # once more: nothing left to train, and the checkpoint is not rewritten (from past the epoch
@@ -309,7 +313,7 @@ def test_rerun_with_only_the_stopping_point_raised_resumes(tmp_path, data, capsy
     inode = last.stat().st_ino
     final = train(data, "encoder", out, same_run, max_steps=5, progress=False, callbacks=[Watch(tmp_path / "third.batches")])
     assert not (tmp_path / "third.batches").exists() and last.stat().st_ino == inode
-    assert final.samefile(last) and not (out / "previous").exists()
+    assert final.samefile(last) and len(list((out / "previous").iterdir())) == 1
 
 
 @pytest.mark.parametrize(
@@ -675,6 +679,25 @@ def test_a_rerun_that_writes_an_option_as_1_0_instead_of_1_keeps_the_model_usabl
     train(data, "region2vec", out, config(data={"val_fraction": 0}), max_steps=2, universe=UNIVERSE, progress=False)
     train(data, "region2vec", out, config(data={"val_fraction": 0.0}), max_steps=2, universe=UNIVERSE, progress=False)
     assert load_model(out).name == "region2vec" and not (out / "previous").exists()
+
+
+def test_extending_a_finished_run_keeps_its_shorter_model(tmp_path, data, capsys):
+    """max_steps 2, then 4: the same run, continued; the step-2 model survives in previous/ and
+    embeds as it did, and a rerun that trains nothing keeps no second copy."""
+    from gtok.inference.embed import embed_regions
+
+    out = tmp_path / "run"
+    bed = sorted(data.parent.glob("A_0_*.bed"))[0]
+    train(data, "region2vec", out, config(), max_steps=2, universe=UNIVERSE, progress=False)
+    short = embed_regions(out, [bed])
+    train(data, "region2vec", out, config(), max_steps=4, universe=UNIVERSE, progress=False)
+    (kept,) = (out / "previous").iterdir()
+    assert "the folder's model of step 2 is kept in" in capsys.readouterr().err
+    assert yaml.safe_load((kept / "config.yaml").read_text())["run"]["step"] == 2
+    np.testing.assert_array_equal(embed_regions(kept, [bed]), short)
+    assert yaml.safe_load((out / "config.yaml").read_text())["run"]["step"] == 4
+    train(data, "region2vec", out, config(), max_steps=4, universe=UNIVERSE, progress=False)
+    assert len(list((out / "previous").iterdir())) == 1
 
 
 def test_a_model_folder_whose_publication_was_killed_half_way_embeds_as_its_old_model(tmp_path, data, encoder_ckpt):

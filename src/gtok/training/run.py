@@ -39,7 +39,7 @@ from gtok.atomic import recover
 from gtok.errors import GtokError, describe
 from gtok.options import DataOptions, TrainerOptions
 from gtok.paths import make_folder
-from gtok.pretrained import CHECKPOINT_FILE, MODEL_FILES, RUN_KEY, is_gtok_folder, saved_files
+from gtok.pretrained import CHECKPOINT_FILE, MODEL_FILES, RUN_KEY, is_gtok_folder, published_run, saved_files
 
 if TYPE_CHECKING:
     from gtok.formats.manifest import Manifest
@@ -216,6 +216,31 @@ def _set_aside(out: Path) -> Path:
     """Move the run in `out` to a new out/previous/TIME/, and link the folder's finished model into
     it unless previous/ keeps it already: every finished model survives every later run. The
     checkpoints go last, so that a rerun after a crash midway decides the same and loses nothing."""
+    folder = _previous_folder(out)
+    _keep_model(out, folder)
+    for name in (*RUN_FILES[1:], RUN_FILES[0]):
+        if (out / name).exists():
+            os.replace(out / name, folder / name)
+    return folder
+
+
+def keep_shorter_model(out: Path, step: int) -> Path | None:
+    """Before an extended run (the same run, trained further) publishes its model of `step` steps,
+    link the folder's model of fewer steps into a new out/previous/TIME/: extending a run does not
+    lose the shorter one. Nothing when there is none, or it is of this step (a rerun that trained
+    nothing publishes the same model again)."""
+    old = (published_run(out) or {}).get("step")
+    if not (out / CHECKPOINT_FILE).is_file() or not isinstance(old, int) or old >= step or _kept(out):
+        return None
+    folder = _previous_folder(out)
+    _keep_model(out, folder)
+    print(f"gtok train: the folder's model of step {old} is kept in {describe(folder)}; this run extends it to "
+          f"step {step}.", file=sys.stderr, flush=True)
+    return folder
+
+
+def _previous_folder(out: Path) -> Path:
+    """A new, empty out/previous/TIME/ (TIME-2, -3... when one of that second exists)."""
     previous = out / "previous"
     previous.mkdir(exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S")
@@ -224,15 +249,20 @@ def _set_aside(out: Path) -> Path:
         n += 1
         folder = previous / f"{stamp}-{n}"
     folder.mkdir()
-    model = out / CHECKPOINT_FILE
-    if model.is_file() and not any(_same_file(model, p) for p in previous.glob(f"*/{CHECKPOINT_FILE}")):
+    return folder
+
+
+def _keep_model(out: Path, folder: Path) -> None:
+    """Link the folder's finished model (all its files) into `folder`, unless previous/ keeps it."""
+    if (out / CHECKPOINT_FILE).is_file() and not _kept(out):
         for name in dict.fromkeys((*MODEL_FILES, *saved_files(out))):
             if (out / name).is_file():
                 _link(out / name, folder / name)
-    for name in (*RUN_FILES[1:], RUN_FILES[0]):
-        if (out / name).exists():
-            os.replace(out / name, folder / name)
-    return folder
+
+
+def _kept(out: Path) -> bool:
+    """Whether out/previous/ holds the folder's model.ckpt already (as a hard link)."""
+    return any(_same_file(out / CHECKPOINT_FILE, p) for p in (out / "previous").glob(f"*/{CHECKPOINT_FILE}"))
 
 
 def _link(source: Path, target: Path) -> None:
