@@ -319,6 +319,19 @@ def test_evaluate_refuses_to_write_into_a_model_folder(tmp_path, folder):
     assert sorted((p.name, p.stat().st_mtime_ns) for p in run.iterdir()) == before
 
 
+@pytest.mark.parametrize("files", [("config.json", "model.safetensors", "summary.html"), ("notes.txt",)],
+                         ids=["a model as published", "a folder of the user's"])
+def test_evaluate_writes_only_into_a_new_empty_or_evaluation_folder(tmp_path, files):
+    folder = tmp_path / "out"
+    folder.mkdir()
+    for name in files:
+        (folder / name).write_text("{}" if name == "config.json" else "mine")
+    before = sorted((p.name, p.stat().st_mtime_ns) for p in folder.iterdir())
+    words = "is a model folder" if "config.json" in files else "is not empty and holds no evaluation (no metrics.tsv)"
+    one_line_error(gtok("evaluate", "-q", "--model", tmp_path, "--manifest", tmp_path / "m.json", "--out", folder), words)
+    assert sorted((p.name, p.stat().st_mtime_ns) for p in folder.iterdir()) == before
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA: the refusal cannot be seen")
 def test_embed_on_a_device_the_machine_lacks_is_one_line(tmp_path):
     proc = gtok("embed", "-q", "--model", tmp_path, "-o", tmp_path / "v.npy", "--device", "cuda", SAMPLES[0], check=False)

@@ -180,6 +180,19 @@ def test_evaluate_scores_the_model_and_lsi_on_the_same_held_out_cells_and_folds(
     assert "which it never trained on" in caption and "may include" not in caption  # its own data, recorded
 
 
+def test_held_out_records_that_cannot_be_scored_are_all_said():
+    """Records without a label are left out as those of a too rare label are: both are counted."""
+    from types import SimpleNamespace
+
+    from gtok.evaluation.evaluate import _left_out
+
+    labels = np.array(["a"] * 6 + ["rare"] * 2 + [None] * 3, dtype=object)
+    assert _left_out(SimpleNamespace(labels=labels)) == (
+        "1 label(s) with fewer than 5 held-out records were left out of the scores: rare (2); 3 held-out record(s) "
+        "without a label were left out of the scores.")
+    assert _left_out(SimpleNamespace(labels=np.array(["a"] * 6, dtype=object))) is None
+
+
 def relabelled(trained, tmp_path, labels) -> Path:
     """A manifest of the trained fixture's cells, tokenized with the same universe, under `labels`."""
     import anndata as ad
@@ -239,6 +252,32 @@ def test_evaluate_leaves_out_a_label_with_too_few_held_out_records_and_says_so(t
     assert caption[2].startswith("- 1 label(s) with fewer than 5 held-out records")
     assert "which it may have trained on" in caption[-1] and "never trained on" not in caption[-1]
     assert "rare (" in (tmp_path / "eval" / "summary.html").read_text()
+@pytest.mark.slow  # trains two models
+def test_a_model_fine_tuned_from_one_that_held_out_less_is_not_said_never_to_have_trained_on_them(trained, tmp_path, capsys):
+    """An encoder trained holding out 1% of the cells, then a classifier fine-tuned from it holding
+    out 30%: most of those 30% trained the encoder. The child records its parent's split, and the
+    evaluation says so first instead of "never trained on"."""
+    from gtok.cli import main
+    from gtok.evaluation.evaluate import evaluate
+
+    manifest, universe = trained / "manifest.json", trained / "peaks.bed"
+    tiny = "encoder: {d_model: 16, n_layers: 1, n_heads: 2, d_ff: 16}\n"
+    runs = {"parent": ("encoder", 0.01, ""), "child": ("classifier", 0.3, f"classifier: {{init_from: {tmp_path / 'parent'}}}\n")}
+    for name, (model, held, extra) in runs.items():
+        config = tmp_path / f"{name}.yaml"
+        config.write_text(f"data: {{batch_size: 16, num_workers: 0, val_fraction: {held}, max_length: 64}}\n"
+                          "trainer: {max_steps: 2, num_sanity_val_steps: 0}\n" + tiny + extra)
+        assert main(["train", "-q", "--manifest", str(manifest), "--model", model, "--out", str(tmp_path / name),
+                     "--config", str(config), "--universe", str(universe)]) == 0
+    capsys.readouterr()
+    evaluate(tmp_path / "child", manifest, tmp_path / "eval")
+    note = (f"gtok evaluate: {tmp_path / 'child'} started from a model that held out 0.01 of them, not 0.3, so the "
+            f"records scored as held-out (the validation split of {manifest}, val_fraction 0.3) may include records it "
+            "trained on.")
+    assert capsys.readouterr().err.strip().splitlines()[0] == note
+    assert "never trained on" not in (tmp_path / "eval" / "caption.rst").read_text()
+
+
 @pytest.mark.slow  # trains a model
 def test_evaluate_without_labels_says_it_skipped(trained, tmp_path):
     from gtok.cli import main

@@ -198,6 +198,21 @@ def test_train_refuses_a_config_of_a_smaller_vocabulary_before_reading_the_shard
     assert not (tmp_path / "out" / "checkpoints").exists()
 
 
+def test_a_triplet_model_on_batches_too_small_for_a_triplet_is_refused(tmp_path):
+    """Two records a batch never hold a triplet (two of one label, one of another): the model
+    would train on nothing, with a loss of 0 at every step."""
+    from gtok.training.train import train
+
+    cells, universe = simulated_cells(tmp_path)
+    assert main(["tokenize", "-q", "-u", str(universe), "-o", str(tmp_path / "a.gtok"), "--label-key", "cell_type",
+                 str(cells)]) == 0
+    assert main(["manifest", "-q", "-o", str(tmp_path / "m.json"), str(tmp_path / "a.gtok")]) == 0
+    config = {"data": {"max_length": 64, "batch_size": 2, "val_fraction": 0, "num_workers": 0}, "model_args": TINY}
+    with pytest.raises(GtokError, match=r"data.batch_size is 2, and .*AtacformerForCellClustering learns from triplets"):
+        train(tmp_path / "m.json", CLUSTERING, tmp_path / "out", config, progress=False, universe=universe)
+    assert not (tmp_path / "out" / "checkpoints").exists()
+
+
 # -- the whole route, through the workflow ----------------------------------------------------------
 
 

@@ -172,7 +172,8 @@ class EncoderConfig(BackboneConfig):
 
 @dataclass
 class ClassifierConfig(BackboneConfig):
-    init_from: str | None = opt(None, "an encoder checkpoint whose backbone (weights and size) starts the fine-tuning")
+    init_from: str | None = opt(None, "an encoder checkpoint, or the gtok train folder of one, whose backbone (weights "
+                                     "and size) starts the fine-tuning")
     head_dropout: float = opt(0.1, "dropout before the linear head", min=0.0, max=0.99)
 
 

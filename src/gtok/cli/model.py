@@ -105,16 +105,20 @@ def _run_evaluate(args: argparse.Namespace) -> int:
 
 
 def _evaluation_folder(path: str) -> Path:
-    """Evaluate's --out, never a model folder: its summary.html and plots would replace or mix with
-    the model's own files (the workflow writes a summary.html there too)."""
-    from gtok.inference.loading import geniml_folder
+    """Evaluate's --out: new, empty, or an evaluation's; never a model folder, nor any other folder
+    of files, which its summary.html and plots would replace or mix with (the workflow writes a
+    summary.html beside a model too)."""
+    from gtok.inference.loading import geniml_folder, published_hf_folder
     from gtok.paths import output_folder
     from gtok.pretrained import is_gtok_folder
 
     folder = Path(path)
-    if folder.is_dir() and (is_gtok_folder(folder) or geniml_folder(folder)):
+    if folder.is_dir() and (is_gtok_folder(folder) or geniml_folder(folder) or published_hf_folder(folder)):
         raise GtokError(f"{describe(folder)}: is a model folder; give evaluate a folder of its own for its metrics, "
                         f"plots and summary.html, such as {describe(folder / 'eval')}.")
+    if folder.is_dir() and not (folder / "metrics.tsv").is_file() and any(not p.name.startswith(".") for p in folder.iterdir()):
+        raise GtokError(f"{describe(folder)}: is not empty and holds no evaluation (no metrics.tsv); give evaluate a new "
+                        "or empty folder, so that nothing in it is overwritten.")
     return output_folder(folder, "evaluation folder (--out)")
 
 

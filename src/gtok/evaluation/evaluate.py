@@ -232,19 +232,34 @@ def held_out_split(model: str | os.PathLike, trained: dict[str, Any], manifest: 
     from gtok.formats.manifest import load_manifest
     from gtok.options import DataOptions
 
-    recorded, own = trained.get("shards"), trained.get("val_fraction")
+    own = trained.get("val_fraction")
     if val_fraction is not None and own is not None and val_fraction != own:
         raise GtokError(f"--val-fraction {val_fraction} is not the {own} {describe(model)} was trained with: the records "
                         "scored as held-out would not be those it never trained on; leave it out to use the model's own.")
     fraction = val_fraction if val_fraction is not None else own if own is not None else DataOptions.val_fraction
-    if recorded is None:
-        why = "does not record the data it was trained on"
-    elif recorded != load_manifest(manifest).shards_digest():
-        why = f"was trained on other shards or splits than {describe(manifest)} lists"
-    else:
+    digest = load_manifest(manifest).shards_digest()
+    why = _trained_outside(trained, digest, fraction, manifest)
+    for parent in trained.get("parents") or []:  # the models a fine-tuning started from trained on records too
+        why = why or _trained_outside(parent, digest, fraction, manifest, "started from a model that ")
+    if why is None:
         return fraction, None
     return fraction, (f"{describe(model)} {why}, so the records scored as held-out (the validation split of "
                       f"{describe(manifest)}, val_fraction {fraction}) may include records it trained on.")
+
+
+def _trained_outside(data: dict[str, Any], digest: str, fraction: float, manifest: str | os.PathLike,
+                     who: str = "") -> str | None:
+    """Why a model that recorded `data` ({val_fraction, shards}) may have trained on records of
+    this manifest's validation split at `fraction`, or None. Records go to validation by a hash
+    of their name below the fraction, so a model held out at least this fraction held these out."""
+    if not isinstance(data, dict) or data.get("shards") is None:
+        return f"{who}does not record the data it was trained on"
+    if data["shards"] != digest:
+        return f"{who}was trained on other shards or splits than {describe(manifest)} lists"
+    held = data.get("val_fraction")
+    if held is None or held < fraction:
+        return f"{who}held out {held} of them, not {fraction}"
+    return None
 
 
 def _write_evaluation(folder: Path, embedder: Any, manifest: str | os.PathLike, records: EvalRecords, val_fraction: float,
@@ -322,7 +337,7 @@ def _score(embedder: Any, records: EvalRecords, fitted: LSI, trained_on: int, pl
     first = "dropped" if fitted.dropped_first else "kept"
     details = (f"LSI was fitted on {trained_on:,} training records (IDF and SVD from them alone); its first "
                f"component was {first} (correlation with log depth {fitted.depth_correlation:+.2f}). Scored on "
-               f"{int(keep.sum()):,} of the {len(keep):,} held-out records (those of labels with {FOLDS} or more) in "
+               f"{int(keep.sum()):,} of the {len(keep):,} held-out records (the labelled ones, of labels with {FOLDS} or more) in "
                f"{FOLDS} folds.")
     return rows, fold_rows, details
 
@@ -342,11 +357,15 @@ def _why_not(records: EvalRecords, manifest: str | os.PathLike) -> str | None:
 
 
 def _left_out(records: EvalRecords) -> str | None:
-    """Which labels have too few held-out records to be scored (they are left out), or None."""
-    labels = records.labels[np.not_equal(records.labels, None)].astype(str)
-    classes, sizes = np.unique(labels, return_counts=True)
+    """Which held-out records cannot be scored and are left out, or None: those without a label,
+    and those of labels with too few of them."""
+    labelled = np.not_equal(records.labels, None)
+    classes, sizes = np.unique(records.labels[labelled].astype(str), return_counts=True)
     few = [f"{c} ({n})" for c, n in zip(classes, sizes) if n < FOLDS]
-    if not few:
-        return None
-    return (f"{len(few)} label(s) with fewer than {FOLDS} held-out records were left out of the scores: "
-            f"{', '.join(few[:5])}{' ...' if len(few) > 5 else ''}.")
+    said = []
+    if few:
+        said.append(f"{len(few)} label(s) with fewer than {FOLDS} held-out records were left out of the scores: "
+                    f"{', '.join(few[:5])}{' ...' if len(few) > 5 else ''}")
+    if not labelled.all():
+        said.append(f"{int((~labelled).sum()):,} held-out record(s) without a label were left out of the scores")
+    return "; ".join(said) + "." if said else None

@@ -53,8 +53,11 @@ class Classifier(GTokModel):
         cls, checkpoint: str | os.PathLike, vocab: Mapping[str, Any], classes: Sequence[str],
         config: Mapping[str, Any] | None, data: str,
     ) -> "Classifier":
-        """A classifier whose backbone starts from an encoder checkpoint trained on the same vocabulary."""
-        name = os.fspath(checkpoint)
+        """A classifier whose backbone starts from an encoder checkpoint (or the folder of its finished
+        model) trained on the same vocabulary."""
+        from gtok.pretrained import model_checkpoint
+
+        name = os.fspath(model_checkpoint(checkpoint))
         ckpt = read_checkpoint(name)
         if ckpt["gtok"]["model"] not in ("encoder", "classifier"):
             raise GtokError(f"{name}: init_from needs an encoder checkpoint, this one holds a {ckpt['gtok']['model']}.")

@@ -57,6 +57,7 @@ from gtok.pretrained import (
     RUN_KEY,
     SAVED_WITH_HF,
     SUMMARY_FILE,
+    data_lineage,
     data_universe,
     saved_files,
     write_model_folder,
@@ -214,22 +215,38 @@ def _publish(out: Path, last: Path, net, step: int, run: dict[str, Any], vocab, 
         write_model_folder(stage, vocab.universe, {
             "model": model, "options": dataclasses.asdict(resolved_model.config),
             **({"model_args": resolved_model.model_args} if resolved_model.brought is not None else {}), **saved,
-            "data": {"max_length": data.max_length, "val_fraction": data.val_fraction, "shards": run["data.shards"]},
+            "data": {"max_length": data.max_length, "val_fraction": data.val_fraction, "shards": run["data.shards"],
+                     **_parents(resolved_model)},
             "vocabulary": {"vocab_size": vocab.vocab_size, "fingerprint": vocab.fingerprint},
             "run": {"fingerprint": run_fingerprint(run), "step": step},
         })
+
+
+def _parents(resolved_model: Resolved) -> dict[str, Any]:
+    """For a model fine-tuned from another (`init_from`), what that one and its own starting
+    models trained on (gtok.pretrained.data_lineage): its evaluation must hold out their training
+    records too."""
+    init_from = getattr(resolved_model.config, "init_from", None)
+    return {"parents": data_lineage(init_from)} if init_from else {}
 
 
 def _check_fit(resolved_model: Resolved, opts: TrainerOptions, source, world: int, manifest: str | os.PathLike) -> None:
     """What Lightning or the model would refuse only once training has started: options that do
     not fit this data."""
     from gtok.data.plan import per_rank
+    from gtok.modelspec import hf_objective
 
     classes = source.label_classes or []
     if resolved_model.spec.text == "classifier" and len(classes) < 2:
         raise GtokError(f"{describe(manifest)}: the classifier learns to tell label classes apart, and this data has "
                         f"{len(classes)} ({', '.join(map(str, classes)) or 'no labels'}); tokenize records of two or more "
                         "classes with --labels or --label-key.")
+    triplets = resolved_model.brought is not None and resolved_model.brought.kind == "hf" and \
+        hf_objective(resolved_model.brought, resolved_model.config.objective) == "triplet"
+    if triplets and source.batch_size is not None and source.batch_size < 3:
+        raise GtokError(f"data.batch_size is {source.batch_size}, and {resolved_model.spec.text} learns from triplets "
+                        "of a batch (two records of one label, one of another): it would train on nothing; give a "
+                        "batch_size of at least 3 (more than the number of labels, for most batches to hold one).")
     interval = opts.val_check_interval  # Lightning reads an int, or a float above 1, as a number of steps
     batches = per_rank(len(source), 0, world, False)
     if (isinstance(interval, int) or interval > 1) and interval > batches:
