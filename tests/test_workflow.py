@@ -331,7 +331,8 @@ def test_killed_training_resumes_from_its_checkpoint_when_rerun(clone):
     steps = pd.read_csv(train / "metrics.csv")["step"].tolist()
     # (the kill may fall between the checkpoint and the logging of the step before it)
     assert steps[: killed_at - 1] == list(range(killed_at - 1)) and steps[-(12 - killed_at):] == list(range(killed_at, 12))
-    assert not (train / "previous").exists()
+    (kept,) = (train / "previous").iterdir()  # the extended run's shorter model, not a run set aside
+    assert yaml.safe_load((kept / "config.yaml").read_text())["run"]["step"] == 2 and not (kept / "checkpoints").exists()
 
 
 def test_added_bed_files_rerun_only_their_shards(clone):
