@@ -327,9 +327,19 @@ def test_evaluate_writes_only_into_a_new_empty_or_evaluation_folder(tmp_path, fi
     for name in files:
         (folder / name).write_text("{}" if name == "config.json" else "mine")
     before = sorted((p.name, p.stat().st_mtime_ns) for p in folder.iterdir())
-    words = "is a model folder" if "config.json" in files else "is not empty and holds no evaluation (no metrics.tsv)"
+    words = "is a model folder" if "config.json" in files else "holds notes.txt, which is not of an evaluation"
     one_line_error(gtok("evaluate", "-q", "--model", tmp_path, "--manifest", tmp_path / "m.json", "--out", folder), words)
     assert sorted((p.name, p.stat().st_mtime_ns) for p in folder.iterdir()) == before
+
+
+def test_an_earlier_evaluations_folder_is_one_evaluate_writes_into():
+    """The workflow deletes an evaluation's declared files before rerunning it: an earlier model's
+    UMAP may be all that is left, and the folder is still an evaluation's."""
+    from gtok.evaluation.evaluate import is_evaluation_file
+
+    assert all(map(is_evaluation_file, ["metrics.tsv", "folds.tsv", "caption.rst", "summary.html", "umap_lsi.png",
+                                        "umap_region2vec.png"]))
+    assert not any(map(is_evaluation_file, ["notes.txt", "config.json", "umap.txt", "model.safetensors"]))
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA: the refusal cannot be seen")

@@ -105,9 +105,11 @@ def _run_evaluate(args: argparse.Namespace) -> int:
 
 
 def _evaluation_folder(path: str) -> Path:
-    """Evaluate's --out: new, empty, or an evaluation's; never a model folder, nor any other folder
-    of files, which its summary.html and plots would replace or mix with (the workflow writes a
-    summary.html beside a model too)."""
+    """Evaluate's --out: new, empty, or an evaluation's (only files an evaluation writes: the
+    workflow deletes its declared ones before a rerun, and an earlier model's UMAP may stay); never
+    a model folder, nor a folder of other files, which its summary.html and plots would replace or
+    mix with (the workflow writes a summary.html beside a model too)."""
+    from gtok.evaluation.evaluate import is_evaluation_file
     from gtok.inference.loading import geniml_folder, published_hf_folder
     from gtok.paths import output_folder
     from gtok.pretrained import is_gtok_folder
@@ -116,9 +118,11 @@ def _evaluation_folder(path: str) -> Path:
     if folder.is_dir() and (is_gtok_folder(folder) or geniml_folder(folder) or published_hf_folder(folder)):
         raise GtokError(f"{describe(folder)}: is a model folder; give evaluate a folder of its own for its metrics, "
                         f"plots and summary.html, such as {describe(folder / 'eval')}.")
-    if folder.is_dir() and not (folder / "metrics.tsv").is_file() and any(not p.name.startswith(".") for p in folder.iterdir()):
-        raise GtokError(f"{describe(folder)}: is not empty and holds no evaluation (no metrics.tsv); give evaluate a new "
-                        "or empty folder, so that nothing in it is overwritten.")
+    other = next((p for p in folder.iterdir() if not p.name.startswith(".") and not is_evaluation_file(p.name)),
+                 None) if folder.is_dir() else None
+    if other is not None:
+        raise GtokError(f"{describe(folder)}: holds {other.name}, which is not of an evaluation; give evaluate a new or "
+                        "empty folder, or one of an earlier evaluation, so that nothing else in it is overwritten.")
     return output_folder(folder, "evaluation folder (--out)")
 
 

@@ -175,6 +175,12 @@ def coaccessible_pair_auc(counts: Any, vectors: np.ndarray, seed: int = 0, top: 
     return float(roc_auc_score(positive[pick], cosine[pick]))
 
 
+def is_evaluation_file(name: str) -> bool:
+    """Whether `name` is one of the files `evaluate` writes (an earlier model's UMAP included)."""
+    return name in ("metrics.tsv", "folds.tsv", "summary.html", "caption.rst") or (
+        name.startswith("umap_") and name.endswith(".png"))
+
+
 def umap_coordinates(x: np.ndarray, seed: int = 0) -> np.ndarray:
     import warnings
 
