@@ -95,22 +95,11 @@ def published_run(folder: Path) -> dict[str, Any] | None:
     return _card(folder).get("run")
 
 
-def data_lineage(path: str | os.PathLike) -> list[dict[str, Any]]:
-    """What the model at `path` (which a fine-tuning starts from) was trained on, then what its own
-    starting models were: each {val_fraction, shards} as gtok records them, None where the model
-    does not say (a model as published, a geniml folder). The records a fine-tuned model's
-    evaluation scores as held out must be held out from all of them."""
-    path = Path(path)
-    if path.is_dir() or (path.name == CHECKPOINT_FILE and (path.parent / CONFIG_FILE).is_file()):
-        data = _card(path if path.is_dir() else path.parent).get("data")
-        data = data if isinstance(data, dict) else {}
-    else:  # a checkpoint of its own: its run's options
-        from gtok.models import read_checkpoint
-
-        options = (read_checkpoint(path).get(RUN_KEY) or {}).get("options", {})
-        data = {"val_fraction": options.get("data.val_fraction"), "shards": options.get("data.shards")}
-    parents = data.get("parents") if isinstance(data.get("parents"), list) else []
-    return [{"val_fraction": data.get("val_fraction"), "shards": data.get("shards")}, *parents]
+def trained_data(folder: Path) -> dict[str, Any]:
+    """What the folder's model was trained on, as its config.yaml records it (`data`: max_length,
+    val_fraction, the shards' digest, the models it started from); empty when it does not say."""
+    data = _card(folder).get("data")
+    return data if isinstance(data, dict) else {}
 
 
 def saved_files(folder: Path) -> list[str]:

@@ -39,7 +39,16 @@ from gtok.atomic import recover
 from gtok.errors import GtokError, describe
 from gtok.options import DataOptions, TrainerOptions
 from gtok.paths import make_folder
-from gtok.pretrained import CHECKPOINT_FILE, MODEL_FILES, RUN_KEY, is_gtok_folder, published_run, saved_files
+from gtok.pretrained import (
+    CHECKPOINT_FILE,
+    CONFIG_FILE,
+    MODEL_FILES,
+    RUN_KEY,
+    is_gtok_folder,
+    published_run,
+    saved_files,
+    trained_data,
+)
 
 if TYPE_CHECKING:
     from gtok.formats.manifest import Manifest
@@ -285,6 +294,23 @@ def publish(last: Path, final: Path) -> None:
     link where the file system has them (no copy of a large file); last.ckpt is only ever replaced
     by a rename, so the link keeps the final weights."""
     _link(last, final)
+
+
+def data_lineage(path: str | os.PathLike) -> list[dict[str, Any]]:
+    """What the model at `path` (which a fine-tuning starts from) was trained on, then what its own
+    starting models were: each {val_fraction, shards} as gtok records them, None where the model
+    does not say (a model as published, a geniml folder). The records a fine-tuned model's
+    evaluation scores as held out must be held out from all of them."""
+    path = Path(path)
+    if path.is_dir() or (path.name == CHECKPOINT_FILE and (path.parent / CONFIG_FILE).is_file()):
+        data = trained_data(path if path.is_dir() else path.parent)
+    else:  # a checkpoint of its own: its run's options
+        from gtok.models import read_checkpoint
+
+        options = (read_checkpoint(path).get(RUN_KEY) or {}).get("options", {})
+        data = {"val_fraction": options.get("data.val_fraction"), "shards": options.get("data.shards")}
+    parents = data.get("parents") if isinstance(data.get("parents"), list) else []
+    return [{"val_fraction": data.get("val_fraction"), "shards": data.get("shards")}, *parents]
 
 
 def flatten_metrics(logs: Path):

@@ -57,7 +57,6 @@ from gtok.pretrained import (
     RUN_KEY,
     SAVED_WITH_HF,
     SUMMARY_FILE,
-    data_lineage,
     data_universe,
     saved_files,
     write_model_folder,
@@ -70,6 +69,7 @@ from gtok.training.run import (
     begin,
     check_run_folder,
     claim_folder,
+    data_lineage,
     flatten_metrics,
     keep_shorter_model,
     publish,
@@ -224,7 +224,7 @@ def _publish(out: Path, last: Path, net, step: int, run: dict[str, Any], vocab, 
 
 def _parents(resolved_model: Resolved) -> dict[str, Any]:
     """For a model fine-tuned from another (`init_from`), what that one and its own starting
-    models trained on (gtok.pretrained.data_lineage): its evaluation must hold out their training
+    models trained on (gtok.training.run.data_lineage): its evaluation must hold out their training
     records too."""
     init_from = getattr(resolved_model.config, "init_from", None)
     return {"parents": data_lineage(init_from)} if init_from else {}
