@@ -210,6 +210,11 @@ def test_a_triplet_model_on_batches_too_small_for_a_triplet_is_refused(tmp_path)
     config = {"data": {"max_length": 64, "batch_size": 2, "val_fraction": 0, "num_workers": 0}, "model_args": TINY}
     with pytest.raises(GtokError, match=r"data.batch_size is 2, and .*AtacformerForCellClustering learns from triplets"):
         train(tmp_path / "m.json", CLUSTERING, tmp_path / "out", config, progress=False, universe=universe)
+    assert main(["tokenize", "-q", "-u", str(universe), "-o", str(tmp_path / "u.gtok"), str(cells)]) == 0
+    assert main(["manifest", "-q", "-o", str(tmp_path / "u.json"), str(tmp_path / "u.gtok")]) == 0
+    with pytest.raises(GtokError, match=r"^config model: .*AtacformerForCellClustering trains on labelled triplets, and "
+                                        "the data has no labels"):
+        train(tmp_path / "u.json", CLUSTERING, tmp_path / "out", config, progress=False, universe=universe)
     assert not (tmp_path / "out" / "checkpoints").exists()
 
 

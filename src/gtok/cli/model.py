@@ -71,10 +71,11 @@ def _add_embed(sub) -> None:
 
 
 def _run_embed(args: argparse.Namespace) -> int:
-    from gtok.inference.embed import CellOptions, embed_to_files
+    from gtok.inference.embed import embed_to_files
+    from gtok.sources.cells import CellOptions
     from gtok.training.hardware import torch_device
 
-    cells = CellOptions(args.layer, args.modality, args.tile_width)
+    cells = CellOptions(modality=args.modality, tile_width=args.tile_width, layer=args.layer)
     out = embed_to_files(args.model, args.inputs, args.output, args.universe, torch_device(args.device),
                          args.batch_size, progress=not args.quiet, cells=cells)
     print(f"wrote {out}")

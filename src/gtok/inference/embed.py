@@ -15,9 +15,8 @@ from __future__ import annotations
 import functools
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -27,6 +26,9 @@ from gtok.errors import GtokError, describe
 from gtok.paths import has_magic, input_file, output_file
 from gtok.sources.h5ad import DEFAULT_MODALITY
 from gtok.tokenizer import pad_batch
+
+if TYPE_CHECKING:
+    from gtok.sources.cells import CellOptions
 
 
 class Embedder:
@@ -76,7 +78,6 @@ class Embedder:
             raise GtokError(f"{describe(self.path)}: its embeddings of {broken:,} of the {len(docs):,} records are not "
                             "finite (NaN or infinite); did its training diverge (see its metrics.csv)?")
         return out
-
 
     @functools.cached_property
     def dimensions(self) -> int:
@@ -182,24 +183,19 @@ def write_obsm_copy(source: str, target: str | os.PathLike, key: str, vectors: n
         write_elem(obsm, key, vectors)
 
 
-@dataclass(frozen=True)
-class CellOptions:
-    """How `gtok embed` reads an .h5ad or .h5mu input (its --layer, --modality, --tile-width)."""
-
-    layer: str | None = None
-    modality: str = DEFAULT_MODALITY
-    tile_width: int | None = None
-
-
 def embed_to_files(
     model: str, inputs: Sequence[str], output: str, universe: str | None, device: str | None,
-    batch_size: int, progress: bool, cells: CellOptions = CellOptions(),
+    batch_size: int, progress: bool, cells: CellOptions | None = None,
 ) -> Path:
     """`gtok embed`: BED files -> OUT.npy + OUT.names.txt, or one .h5ad (.h5mu) -> a copy with
-    obsm['X_gtok'] (the modality's)."""
+    obsm['X_gtok'] (the modality's), its cells read as `cells` (--layer, --modality, --tile-width)
+    say, as tokenize reads them."""
     from gtok.formats.shard import record_name
     from gtok.sources import input_kinds
+    from gtok.sources.cells import CellOptions
     from gtok.sources.h5ad import reading
+
+    cells = cells or CellOptions()
 
     for path in inputs:
         input_file(path)

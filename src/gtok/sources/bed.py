@@ -94,14 +94,13 @@ def coordinate_columns(columns: Sequence[Any]) -> tuple[Any, Any, Any]:
     """The chromosome, start and end columns among `columns`, found by name (None for each not
     found; of two names of one role, the first in the lists above): tables put them in any order,
     beside columns of other data."""
-    found = [role_columns(columns, names) for names in (CHROM_COLUMNS, START_COLUMNS, END_COLUMNS)]
-    return tuple(matches[0] if matches else None for matches in found)
+    return tuple(found[0] if found else None for found in coordinate_matches(columns))
 
 
-def role_columns(columns: Sequence[Any], names: Sequence[str]) -> list[Any]:
-    """The columns named as one of `names`, in the order of `names`."""
+def coordinate_matches(columns: Sequence[Any]) -> tuple[list[Any], list[Any], list[Any]]:
+    """Every column named as a chromosome, a start and an end, each in the order of the lists above."""
     cols = {str(c).lower().lstrip("#"): c for c in columns}
-    return [cols[name] for name in names if name in cols]
+    return tuple([cols[name] for name in names if name in cols] for names in (CHROM_COLUMNS, START_COLUMNS, END_COLUMNS))
 
 
 def chromosome_names(values, source: str) -> np.ndarray:

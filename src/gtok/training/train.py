@@ -161,7 +161,7 @@ def train(
     dm = GTokDataModule(manifest, seed=seed, verify=data.verify and leader, progress=progress, **dm_options)
     source = dm.vocab_source  # opens (and checks) the data before anything in `out` changes
     vocab = _vocab(source, universe_file)
-    _check_fit(resolved_model, opts, source, world, manifest)
+    _check_fit(resolved_model, opts, source, world, manifest, what)
     # The first process holds `out` from here on: a second launch into it is refused (claim_folder).
     with claim_folder(out) if leader else contextlib.nullcontext():
         last = out / "checkpoints" / "last.ckpt"
@@ -230,7 +230,8 @@ def _parents(resolved_model: Resolved) -> dict[str, Any]:
     return {"parents": data_lineage(init_from)} if init_from else {}
 
 
-def _check_fit(resolved_model: Resolved, opts: TrainerOptions, source, world: int, manifest: str | os.PathLike) -> None:
+def _check_fit(resolved_model: Resolved, opts: TrainerOptions, source, world: int, manifest: str | os.PathLike,
+               what: str) -> None:
     """What Lightning or the model would refuse only once training has started: options that do
     not fit this data."""
     from gtok.data.plan import per_rank
@@ -243,6 +244,9 @@ def _check_fit(resolved_model: Resolved, opts: TrainerOptions, source, world: in
                         "classes with --labels or --label-key.")
     triplets = resolved_model.brought is not None and resolved_model.brought.kind == "hf" and \
         hf_objective(resolved_model.brought, resolved_model.config.objective) == "triplet"
+    if triplets and not classes:
+        raise GtokError(f"{what} model: {resolved_model.spec.text} trains on labelled triplets, and the data has no "
+                        "labels; tokenize with --label-key or --labels.")
     if triplets and source.batch_size is not None and source.batch_size < 3:
         raise GtokError(f"data.batch_size is {source.batch_size}, and {resolved_model.spec.text} learns from triplets "
                         "of a batch (two records of one label, one of another): it would train on nothing; give a "
@@ -308,7 +312,7 @@ def _build_model(resolved: Resolved, vocab, source, manifest: str, resume: dict[
 
         return build_lightning(brought, vocab, resolved.model_args)
     if brought is not None:
-        return _build_hf(resolved, vocab, source, resume, what, leader)
+        return _build_hf(resolved, vocab, resume, what, leader)
     return _build_builtin(resolved, vocab, source, manifest, resume)
 
 
@@ -331,18 +335,14 @@ def _build_builtin(resolved: Resolved, vocab, source, manifest: str, resume: dic
     return net
 
 
-def _build_hf(resolved: Resolved, vocab, source, resume: dict[str, Any] | None, what: str, leader: bool):
+def _build_hf(resolved: Resolved, vocab, resume: dict[str, Any] | None, what: str, leader: bool):
     """The adapter around a brought Hugging Face model: resumed, fine-tuned from `hf.init_from`, or new."""
     from gtok.models.hf import HFModel, hf_config
-    from gtok.modelspec import hf_objective
 
     if resume is not None:
         return HFModel(**resume["hyper_parameters"])
     options = dataclasses.asdict(resolved.config)
     net_args = (vocab, resolved.spec.text)
-    if hf_objective(resolved.brought, resolved.config.objective) == "triplet" and not source.label_classes:
-        raise GtokError(f"{what} model: {resolved.spec.text} trains on labelled triplets, and the data has no "
-                            "labels; tokenize with --label-key or --labels.")
     if not resolved.config.init_from:
         return HFModel(*net_args, hf_config(resolved.brought, resolved.model_args, vocab, what=what), options)
     parent, universe = _init_from(resolved.config.init_from, vocab, what)
