@@ -446,6 +446,44 @@ def test_out_must_be_new_empty_or_a_folder_gtok_train_wrote(tmp_path, data):
     assert (out / "logs" / "snakemake.log").read_text() == "keep\n"
 
 
+def test_a_lightning_folder_with_checkpoints_and_logs_is_not_taken_for_gtoks(tmp_path, data):
+    """checkpoints/ and logs/ are names other tools use too: a folder of them that gtok train never
+    wrote is refused, and nothing in it is deleted or overwritten."""
+    out = tmp_path / "project"
+    for name, text in (("checkpoints/epoch=3.ckpt", "mine"), ("logs/important/notes.txt", "precious"),
+                       ("batches/b.txt", "data"), ("config.yaml", "cfg"), ("previous/x.txt", "old")):
+        (out / name).parent.mkdir(parents=True, exist_ok=True)
+        (out / name).write_text(text)
+    before = snapshot(out)
+    with pytest.raises(GtokError, match=f"{out}: is not empty and holds no gtok training run"):
+        train(data, "region2vec", out, config(), max_steps=1, progress=False)
+    assert snapshot(out) == before
+
+
+@pytest.mark.parametrize("how", ["checkpoints deleted", "model folder copied in"])
+def test_a_finished_model_without_its_run_is_kept_when_another_replaces_it(tmp_path, data, capsys, how):
+    """A folder's model whose checkpoints/ are gone (deleted to save space, or a model folder
+    copied here) has no run for a new one to set aside: it is kept in previous/ when the new
+    run's model replaces it, as every finished model is."""
+    out = tmp_path / "run"
+    train(data, "region2vec", out, config(), max_steps=2, seed=0, universe=UNIVERSE, progress=False)
+    first = (out / "model.ckpt").read_bytes()
+    if how == "checkpoints deleted":
+        shutil.rmtree(out / "checkpoints")
+    else:
+        copy = tmp_path / "copy"
+        copy.mkdir()
+        for name in ("model.ckpt", "config.yaml", "universe.bed.gz"):
+            shutil.copyfile(out / name, copy / name)
+        out = copy
+    capsys.readouterr()
+    train(data, "region2vec", out, config(), max_steps=2, seed=1, universe=UNIVERSE, progress=False)
+    (kept,) = (out / "previous").iterdir()
+    assert (kept / "model.ckpt").read_bytes() == first != (out / "model.ckpt").read_bytes()
+    assert load_pretrained(kept)[2]["hyper_parameters"]["config"]["seed"] == 0
+    assert f"the folder's model of step 2 is kept in {kept}; this run's model replaces it." in capsys.readouterr().err
+
+
 def one_class_manifest(folder: Path, data: Path) -> Path:
     """Records of label A only."""
     folder.mkdir()

@@ -54,10 +54,15 @@ GENIML_CHECKPOINT = "checkpoint.pt"
 GENIML_UNIVERSE = "universe.bed"
 
 
+TRAIN_LOCK_FILE = ".gtok-train.lock"
+"""The file every `gtok train` locks in its folder (gtok.training.run.claim_folder) and leaves there."""
+
+
 def is_gtok_folder(folder: Path) -> bool:
-    """Whether `folder` is one gtok train wrote: it holds a finished model, a run's checkpoints/, or
-    the runs it set aside in previous/ (for the moment a new run's checkpoints/ takes their place)."""
-    return (folder / CHECKPOINT_FILE).is_file() or (folder / "checkpoints").is_dir() or (folder / "previous").is_dir()
+    """Whether `folder` is one gtok train wrote into (its lock file, left by every launch), or holds a
+    finished model (a model folder copied elsewhere). A checkpoints/ or previous/ folder alone does
+    not say so: other tools (Lightning's own runs) make folders of those names."""
+    return (folder / CHECKPOINT_FILE).is_file() or (folder / TRAIN_LOCK_FILE).is_file()
 
 
 def model_checkpoint(path: str | os.PathLike) -> Path:

@@ -3,7 +3,7 @@ starts afresh, where an old run goes, and what a finished run publishes.
 
 The folder's rules (docs/training.md, "The run folder"):
 
-- `--out` is new, empty, or a folder gtok train wrote (it holds model.ckpt, checkpoints/ or previous/);
+- `--out` is new, empty, or a folder gtok train wrote (it holds model.ckpt, or the lock file every launch leaves);
   anything else is refused, since nothing in it is gtok's to write over. In its folder gtok writes
   only its own names (`MODEL_FILES`, `RUN_FILES`, previous/ and the resume decision of
   gtok.training.processes), and leaves anything else (the workflow's summary.html, an eval/).
@@ -44,6 +44,7 @@ from gtok.pretrained import (
     CONFIG_FILE,
     MODEL_FILES,
     RUN_KEY,
+    TRAIN_LOCK_FILE,
     is_gtok_folder,
     published_run,
     saved_files,
@@ -108,13 +109,13 @@ def check_run_folder(out: str | os.PathLike) -> Path:
     if os.path.lexists(folder) and not folder.is_dir():
         raise GtokError(f"{name}: exists and is not a folder; --out must be a folder.")
     if folder.is_dir() and not is_gtok_folder(folder) and any(p.name != LOCK_FILE for p in folder.iterdir()):
-        raise GtokError(f"{name}: is not empty and holds no gtok training run (no {CHECKPOINT_FILE}, checkpoints/ or previous/); "
+        raise GtokError(f"{name}: is not empty and holds no gtok training run (no {CHECKPOINT_FILE} or {LOCK_FILE}); "
                         "train into a new or empty folder, so that nothing in it is overwritten.")
     return folder
 
 
-LOCK_FILE = ".gtok-train.lock"
-"""The file `claim_folder` locks; it stays in the folder, and counts as gtok's own there."""
+LOCK_FILE = TRAIN_LOCK_FILE
+"""The file `claim_folder` locks; it stays in the folder, and marks it as gtok's (is_gtok_folder)."""
 
 
 @contextlib.contextmanager
@@ -233,18 +234,21 @@ def _set_aside(out: Path) -> Path:
     return folder
 
 
-def keep_shorter_model(out: Path, step: int) -> Path | None:
-    """Before an extended run (the same run, trained further) publishes its model of `step` steps,
-    link the folder's model of fewer steps into a new out/previous/TIME/: extending a run does not
-    lose the shorter one. Nothing when there is none, or it is of this step (a rerun that trained
-    nothing publishes the same model again)."""
-    old = (published_run(out) or {}).get("step")
-    if not (out / CHECKPOINT_FILE).is_file() or not isinstance(old, int) or old >= step or _kept(out):
+def keep_replaced_model(out: Path, fingerprint: str, step: int) -> Path | None:
+    """Before a finished run publishes its model, link the folder's model into a new
+    out/previous/TIME/ unless previous/ keeps it already: an extended run's shorter model, and a
+    model that came into the folder without the run that replaces it (its checkpoints/ deleted, or
+    the model folder copied here) alike. Nothing when there is none, or when it is this very model
+    (a rerun that trained nothing publishes the same one again)."""
+    old = published_run(out) or {}
+    if not (out / CHECKPOINT_FILE).is_file() or _kept(out) or (old.get("fingerprint"), old.get("step")) == (fingerprint, step):
         return None
     folder = _previous_folder(out)
     _keep_model(out, folder)
-    print(f"gtok train: the folder's model of step {old} is kept in {describe(folder)}; this run extends it to "
-          f"step {step}.", file=sys.stderr, flush=True)
+    extends = old.get("fingerprint") == fingerprint and isinstance(old.get("step"), int) and old["step"] < step
+    how = f"this run extends it to step {step}" if extends else "this run's model replaces it"
+    which = f"model of step {old['step']}" if isinstance(old.get("step"), int) else "model"
+    print(f"gtok train: the folder's {which} is kept in {describe(folder)}; {how}.", file=sys.stderr, flush=True)
     return folder
 
 

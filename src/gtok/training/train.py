@@ -71,7 +71,7 @@ from gtok.training.run import (
     claim_folder,
     data_lineage,
     flatten_metrics,
-    keep_shorter_model,
+    keep_replaced_model,
     publish,
     resume_point,
     run_fingerprint,
@@ -203,7 +203,7 @@ def _publish(out: Path, last: Path, net, step: int, run: dict[str, Any], vocab, 
     last, and a file of the old model that this one lacks is removed (gtok.atomic.staged_files):
     a publication cut short is never mistaken for a model, nor mixes two runs' files."""
     metrics = flatten_metrics(out / "logs")
-    keep_shorter_model(out, step)  # an extended run's shorter model survives in previous/
+    keep_replaced_model(out, run_fingerprint(run), step)  # the model it replaces survives in previous/
     owned = (*MODEL_FILES, *saved_files(out))  # the old model's save_pretrained files too, however many
     with staged_files(out, owned=owned, last=CONFIG_FILE) as stage:
         metrics.to_csv(stage / "metrics.csv", index=False)
