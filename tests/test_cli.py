@@ -188,6 +188,24 @@ def test_simulate_replaces_its_cells_and_their_peaks_together(tmp_path, monkeypa
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
 
 
+def test_simulate_replaces_only_the_peaks_it_wrote(tmp_path, capsys):
+    """--universe-out replaces a BED only when it holds the peaks simulate wrote beside the same
+    cells: any other may be a universe that shards record as their vocabulary."""
+    from gtok.cli import main
+
+    cells, peaks, universe = tmp_path / "x.h5ad", tmp_path / "x.bed", tmp_path / "universe.bed"
+    small = ["--cells", "20", "--peaks", "60", "--cell-types", "2", "--program-peaks", "10"]
+    assert main(["simulate", "-o", str(cells), "--universe-out", str(peaks), *small]) == 0
+    assert main(["simulate", "-o", str(cells), "--universe-out", str(peaks), *small, "--seed", "3"]) == 0  # its own
+    universe.write_text("chr1\t100\t200\n")
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    capsys.readouterr()
+    assert main(["simulate", "-o", str(cells), "--universe-out", str(universe), *small]) == 1
+    assert f"{universe}: exists and is not a BED of the peaks gtok simulate wrote beside that .h5ad; refusing" in \
+        capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+
+
 @pytest.mark.parametrize("args, message", [
     (["simulate", "-o", "x.h5ad", "--base-rate", "0"], "argument --base-rate: '0' is not a positive number"),
     (["simulate", "-o", "x.h5ad", "--cells", "-3"], "argument --cells: '-3' is not a positive integer"),
@@ -261,7 +279,7 @@ def test_exporting_or_listing_a_damaged_shard_is_refused(tmp_path, command):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["s.gtok"]  # nothing written
 
 
-@pytest.mark.parametrize("name", ["x" * 251, "y" * 240, "a\0b", "é" * 130])
+@pytest.mark.parametrize("name", ["x" * 251, "y" * 240, "a\0b", "é" * 130, ".hid", ".", ".."])
 def test_export_gtars_gives_any_record_name_a_file_name(tmp_path, name):
     import numpy as np
 
@@ -272,7 +290,7 @@ def test_export_gtars_gives_any_record_name_a_file_name(tmp_path, name):
     files = sorted(p.name for p in (tmp_path / "out").iterdir())
     assert len(files) == 2 and "plain.gtok" in files and "1 records share a file name" in proc.stdout
     odd = next(f for f in files if f != "plain.gtok")
-    assert len(odd.encode()) <= 205 and "\0" not in odd and "/" not in odd
+    assert len(odd.encode()) <= 205 and "\0" not in odd and "/" not in odd and not odd.startswith(".")  # not hidden
     assert ShardReader(tmp_path / "out" / odd)[0].tolist() == [1, 2]
 
 

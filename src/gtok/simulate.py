@@ -23,6 +23,7 @@ memory; the output is a CSR matrix of 0/1 float32. Deterministic for a given see
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -105,3 +106,25 @@ def simulate(sim: Simulation = Simulation(), chunk: int = 10_000) -> Any:
     adata = anndata.AnnData(X=sp.vstack(blocks, format="csr"), obs=obs, var=var)
     adata.uns["simulation"] = {k: v for k, v in sim.__dict__.items()}
     return adata
+
+
+def peaks_bed(var: Any) -> str:
+    """The peaks of a simulation's `var` as BED text (chr, start, end), as `gtok simulate --universe-out` writes them."""
+    return var[["chr", "start", "end"]].to_csv(sep="\t", header=False, index=False)
+
+
+def wrote_peaks(bed: Path, h5ad: Path) -> bool:
+    """Whether `bed` holds the peaks of the simulated `h5ad`, as `gtok simulate` wrote the two
+    together: the only BED a rerun may replace. Any other may be a universe that shards record as
+    their vocabulary."""
+    import h5py
+    from anndata.io import read_elem
+
+    try:
+        with h5py.File(h5ad, "r") as f:
+            if "simulation" not in f.get("uns", {}):
+                return False
+            var = read_elem(f["var"])
+        return Path(bed).read_text() == peaks_bed(var)
+    except (OSError, KeyError, ValueError, UnicodeDecodeError):
+        return False

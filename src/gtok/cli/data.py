@@ -278,7 +278,7 @@ def _run_simulate(args: argparse.Namespace) -> int:
 
     from gtok.atomic import replaced_together
     from gtok.paths import has_magic, output_file
-    from gtok.simulate import Simulation, simulate
+    from gtok.simulate import Simulation, peaks_bed, simulate, wrote_peaks
 
     fields = {f.name: getattr(args, f.name) for f in dataclasses.fields(Simulation)}
     try:
@@ -286,11 +286,13 @@ def _run_simulate(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise GtokError(f"{exc}.") from None  # the command's name is the error line's prefix already
     target = output_file(args.output, (".h5ad",), [], has_magic(b"\x89HDF"), "simulated .h5ad")
-    bed = output_file(args.universe_out, (".bed",), [args.output]) if args.universe_out else None
+    # an existing BED is replaced only when it holds the peaks this command wrote beside the cells
+    bed = output_file(args.universe_out, (".bed",), [args.output], lambda p: wrote_peaks(p, target),
+                      "BED of the peaks gtok simulate wrote beside that .h5ad") if args.universe_out else None
     adata = simulate(sim)
     with replaced_together([bed, target] if bed else [target]) as written:  # the cells and their peaks together
         if bed:
-            adata.var[["chr", "start", "end"]].to_csv(written[0], sep="\t", header=False, index=False)
+            written[0].write_text(peaks_bed(adata.var))
         adata.write_h5ad(written[-1], compression="gzip")
     print(f"wrote {target}: {sim.cells:,} cells x {sim.peaks:,} peaks, {sim.cell_types} cell types, {sim.batches} batches")
     return 0

@@ -58,10 +58,13 @@ def is_gtars_file(path: str | os.PathLike) -> bool:
 
 
 def file_stem(name: str) -> str:
-    """A record name as a file stem: `/` and NUL (which no file name may hold) become `_`, an empty
-    name becomes `record`, and a name longer than `MAX_STEM_BYTES` in UTF-8 is cut there (at a
-    character boundary)."""
+    """A record name as a file stem: `/` and NUL (which no file name may hold) become `_`, and so
+    does a leading `.` (a hidden file, which a folder listing skips and a publication takes for
+    a temporary), an empty name becomes `record`, and a name longer than `MAX_STEM_BYTES` in UTF-8
+    is cut there (at a character boundary)."""
     stem = name.replace("/", "_").replace("\0", "_") or "record"
+    if stem.startswith("."):
+        stem = "_" + stem[1:]
     return stem.encode()[:MAX_STEM_BYTES].decode("utf-8", errors="ignore")
 
 
