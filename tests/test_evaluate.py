@@ -164,7 +164,8 @@ def test_evaluate_scores_the_model_and_lsi_on_the_same_held_out_cells_and_folds(
     held = held_out_records(trained / "manifest.json", 0.3)
     labels = held.labels.astype(str)
     ids = fold_ids(labels)
-    baseline, _ = training_lsi(trained / "manifest.json", 0.3)
+    baseline, fitted_on = training_lsi(trained / "manifest.json", 0.3)
+    assert baseline.chosen_by and len(fitted_on.lengths) == fitted_on.available  # chosen on all training records
     embeddings = {"lsi": baseline.transform(held.counts()),
                   "region2vec": Embedder(trained / "run", None, None, 64).embed_docs(held.docs())}
     for method, x in embeddings.items():
@@ -411,9 +412,9 @@ def test_lsi_is_fitted_on_the_training_records_only(tmp_path):
         write_manifest(tmp_path / "m.json", [tmp_path / "s.gtok"])
         return training_lsi(tmp_path / "m.json", val_fraction=0.5)
 
-    base, n = fitted(records)
+    base, training = fitted(records)
     held = {int(d[0]) - 100 for d in held_out_records(tmp_path / "m.json", 0.5).docs()}
-    assert 20 < len(held) < 60 and n == 80 - len(held)
+    assert 20 < len(held) < 60 and len(training.lengths) == 80 - len(held)
     i_val, i_train = min(held), min(set(range(80)) - held)
 
     def changed(i):
@@ -425,25 +426,71 @@ def test_lsi_is_fitted_on_the_training_records_only(tmp_path):
     assert not np.array_equal(changed(i_train).idf, base.idf)
 
 
-def verdict_table(model: tuple[float, float], lsi: tuple[float, float]):
+def verdict_tables(model: list[float], lsi: list[float]):
+    """metrics.tsv and folds.tsv of a model and LSI whose kNN accuracy per fold is given."""
     import pandas as pd
 
-    return pd.DataFrame([("region2vec", "knn_accuracy", *model), ("lsi", "knn_accuracy", *lsi),
-                         ("region2vec", "ari", 0.5, 0.1), ("lsi", "ari", 0.6, 0.1)],
-                        columns=["method", "metric", "value", "sd"])
+    folds = pd.DataFrame([(m, "knn_accuracy", f, v) for m, values in (("region2vec", model), ("lsi", lsi))
+                          for f, v in enumerate(values)], columns=["method", "metric", "fold", "value"])
+    table = pd.DataFrame([(m, "knn_accuracy", float(np.mean(v)), float(np.std(v, ddof=1)))
+                          for m, v in (("region2vec", model), ("lsi", lsi))] +
+                         [("region2vec", "ari", 0.5, 0.1), ("lsi", "ari", 0.6, 0.1)],
+                         columns=["method", "metric", "value", "sd"])
+    return table, folds
 
 
 def test_the_verdict_names_lsi_first_when_it_wins_and_no_winner_within_the_noise(tmp_path):
     from gtok.report import verdict, write_evaluation_caption, write_evaluation_html
 
-    lsi_wins = verdict_table((0.70, 0.05), (0.86, 0.06))
-    assert verdict(lsi_wins, "region2vec") == "LSI did better than region2vec: kNN accuracy 0.86 ± 0.06 against 0.70 ± 0.05."
-    write_evaluation_caption(lsi_wins, "region2vec", 150, [], "LSI was fitted on 200 training records.", tmp_path / "c.rst")
+    lsi_wins = verdict_tables([0.70, 0.64, 0.75, 0.68, 0.73], [0.86, 0.80, 0.92, 0.84, 0.88])
+    said = verdict(*lsi_wins, "region2vec")
+    assert said.startswith("LSI did better than region2vec: kNN accuracy 0.86 ± 0.04 against 0.70 ± 0.04; the per-fold "
+                           "difference (5 paired folds) is -0.160 ± 0.00"), said
+    write_evaluation_caption(*lsi_wins, "region2vec", 150, [], "LSI was fitted on 200 training records.", tmp_path / "c.rst")
     assert (tmp_path / "c.rst").read_text().startswith("**LSI did better than region2vec: kNN accuracy 0.86")
-    write_evaluation_html(lsi_wins, "region2vec", 150, [], tmp_path / "s.html")
+    write_evaluation_html(*lsi_wins, "region2vec", 150, [], tmp_path / "s.html")
     assert "<h3>LSI did better than region2vec" in (tmp_path / "s.html").read_text()
-    assert "0.860 ± 0.060" in (tmp_path / "s.html").read_text()
-    model_wins = verdict(verdict_table((0.90, 0.02), (0.80, 0.03)), "region2vec")
-    assert model_wins.startswith("region2vec did better than LSI: kNN accuracy 0.90 ± 0.02 against 0.80 ± 0.03")
-    close = verdict(verdict_table((0.76, 0.06), (0.80, 0.05)), "region2vec")  # 0.04 apart, spread 0.06
-    assert "within the noise" in close and "did better" not in close
+    assert "0.860 ± 0.045" in (tmp_path / "s.html").read_text()
+    model_wins = verdict(*verdict_tables([0.90, 0.88, 0.93, 0.89, 0.90], [0.80, 0.79, 0.82, 0.78, 0.81]), "region2vec")
+    assert model_wins.startswith("region2vec did better than LSI: kNN accuracy 0.90 ± 0.02 against 0.80 ± 0.02")
+    close = verdict(*verdict_tables([0.70, 0.86, 0.72, 0.84, 0.78], [0.80, 0.76, 0.82, 0.74, 0.84]), "region2vec")
+    assert "within the noise" in close and "did better" not in close and "not different from zero" in close
+
+
+def test_the_verdict_pairs_the_folds():
+    """Both methods are scored on the same folds: a lead in every fold is a difference even when each
+    method's own spread is larger than the lead, and a lead of the means that the folds disagree on is not."""
+    from gtok.report import paired_difference, verdict
+
+    steady = verdict_tables([0.70, 0.90, 0.80, 0.60, 1.00], [0.66, 0.85, 0.75, 0.57, 0.95])  # ahead by 0.03-0.05 in each
+    assert verdict(*steady, "region2vec").startswith("region2vec did better than LSI")
+    mixed = verdict_tables([0.95, 0.70, 0.95, 0.70, 0.95], [0.70, 0.75, 0.70, 0.75, 0.70])  # means 0.85 vs 0.72
+    mean, se, n, significant = paired_difference(mixed[1], "region2vec", "lsi")
+    assert n == 5 and mean == pytest.approx(0.13) and not significant
+    assert "within the noise" in verdict(*mixed, "region2vec")
+    same = verdict_tables([0.8, 0.7, 0.9], [0.7, 0.6, 0.8])  # the same lead in every fold: no spread at all
+    assert verdict(*same, "region2vec").startswith("region2vec did better than LSI")
+    supervised = verdict(*steady, "region2vec", supervised=True)
+    assert "(region2vec learned from the training records' labels; LSI, unsupervised, did not)" in supervised
+
+
+def test_lsi_chooses_its_components_on_the_training_records_alone():
+    """Like a model's recipe, LSI's number of components is chosen by the training records' own
+    cross-validated kNN accuracy; the held-out records play no part, and unlabelled training records
+    keep the default."""
+    from gtok.evaluation.evaluate import choose_dims
+    from gtok.evaluation.lsi import CANDIDATE_DIMS, LSI_DIMS
+
+    adata = simulate(Simulation(cells=500, peaks=1500, cell_types=4, program_peaks=80, seed=5))
+    counts, labels = adata.X.tocsr(), adata.obs["cell_type"].to_numpy().astype(object)
+    fitted = LSI.fit(counts[:300], dims=max(CANDIDATE_DIMS))
+    chosen = choose_dims(fitted, counts[:300], labels[:300])
+    assert set(chosen.chosen_by) == set(CANDIDATE_DIMS) and chosen.dims in CANDIDATE_DIMS
+    assert chosen.chosen_by[chosen.dims] == max(chosen.chosen_by.values())
+    np.testing.assert_allclose(chosen.components, fitted.components[: chosen.dims])
+    assert choose_dims(fitted, counts[:300], None).dims == LSI_DIMS
+    one_label = np.full(300, "T", dtype=object)
+    assert choose_dims(fitted, counts[:300], one_label).chosen_by is None
+    unlabelled = labels[:300].copy()
+    unlabelled[::2] = None  # records without a label take no part
+    assert choose_dims(fitted, counts[:300], unlabelled).chosen_by is not None

@@ -11,6 +11,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from gtok.atomic import atomic_path
 
 
@@ -36,34 +38,68 @@ def write_summary_html(summary: Mapping[str, Any], path: str | os.PathLike) -> N
         Path(tmp).write_text(html_table("Training run", rows))
 
 
-def verdict(table: Any, model: str) -> str:
+def verdict(table: Any, folds: Any, model: str, supervised: bool = False) -> str:
     """One sentence, the first of the report: which method did better on kNN accuracy (the headline
-    metric), with each one's spread over the folds; a difference no larger than the larger of the two
-    spreads is "within the noise", and no winner is named."""
+    metric), with each one's mean ± sd over the folds.
+
+    Both methods are scored on the same folds, so the comparison is paired: a winner is named only
+    when the per-fold differences' mean is more than the two-sided 5 % critical value of Student's t
+    (folds - 1 degrees of freedom) standard errors from zero; otherwise the two are "within the noise".
+    Comparing the difference of means with each method's own spread would ignore the pairing: it can
+    name a winner the folds disagree on, and call noise a lead held in every fold. `supervised`: the
+    model learned from the training records' labels, which LSI never sees; said in the same sentence."""
     scores = {m: (v, sd) for m, metric, v, sd in table.itertuples(index=False) if metric == "knn_accuracy"}
     if model not in scores or "lsi" not in scores:
         return "No comparison: the evaluation was skipped."
     (a, sa), (b, sb) = scores[model], scores["lsi"]
-    if abs(a - b) <= max(sa, sb):
-        return (f"{model} and LSI are within the noise of each other: kNN accuracy {a:.2f} ± {sa:.2f} and "
-                f"{b:.2f} ± {sb:.2f} (the difference, {abs(a - b):.2f}, is no larger than the folds' spread).")
-    (better, x, sx), (worse, y, sy) = sorted([(model, a, sa), ("LSI", b, sb)], key=lambda t: -t[1])
-    return f"{better} did better than {worse}: kNN accuracy {x:.2f} ± {sx:.2f} against {y:.2f} ± {sy:.2f}."
+    mean, se, n, significant = paired_difference(folds, model, "lsi")
+    paired = (f"the per-fold difference ({n} paired folds) is {mean:+.3f} ± {se:.3f} (mean ± standard error)"
+              if n else "no fold scored both")
+    labels = (f" ({model} learned from the training records' labels; LSI, unsupervised, did not)" if supervised else "")
+    if not significant:
+        return (f"{model} and LSI are within the noise of each other{labels}: kNN accuracy {a:.2f} ± {sa:.2f} and "
+                f"{b:.2f} ± {sb:.2f}; {paired}, not different from zero at 5 % (paired t-test).")
+    (better, x, sx), (worse, y, sy) = ((model, a, sa), ("LSI", b, sb))[:: 1 if mean > 0 else -1]
+    return (f"{better} did better than {worse}{labels}: kNN accuracy {x:.2f} ± {sx:.2f} against {y:.2f} ± {sy:.2f}; "
+            f"{paired}.")
 
 
-def write_evaluation_caption(table: Any, model: str, records: int, notes: Sequence[str], details: str,
-                             path: str | os.PathLike, unseen: bool = True) -> None:
+def paired_difference(folds: Any, method: str, other: str, metric: str = "knn_accuracy") -> tuple[float, float, int, bool]:
+    """(mean, standard error, folds) of `method` minus `other` over the folds both scored, and
+    whether the mean differs from zero by a two-sided paired t-test at 5 %. Every fold the same
+    nonzero difference is a difference; fewer than two folds never is."""
+    from scipy.stats import t
+
+    rows = folds[folds["metric"] == metric].pivot(index="fold", columns="method", values="value")
+    if method not in rows or other not in rows:
+        return float("nan"), float("nan"), 0, False
+    d = (rows[method] - rows[other]).to_numpy(dtype=float)
+    d = d[np.isfinite(d)]
+    if d.size < 2:
+        return (float(d.mean()) if d.size else float("nan")), float("nan"), int(d.size), False
+    mean, se = float(d.mean()), float(d.std(ddof=1) / np.sqrt(d.size))
+    if se == 0:
+        return mean, se, int(d.size), mean != 0
+    return mean, se, int(d.size), abs(mean) / se > float(t.ppf(0.975, d.size - 1))
+
+
+def write_evaluation_caption(table: Any, folds: Any, model: str, records: int, notes: Sequence[str], details: str,
+                             path: str | os.PathLike, unseen: bool = True, supervised: bool = False) -> None:
     """The report caption of the evaluation (reStructuredText): the verdict (or why there is none)
     first, then what was measured and how. `unseen`: whether the model is known never to have
-    trained on the held-out records (it records its training data)."""
+    trained on the held-out records (it records its training data). `supervised`: see verdict."""
     skipped = [n for n in notes if "evaluation skipped" in n]
-    lines = [f"**{skipped[0] if skipped else verdict(table, model)}**", *(f"- {n}" for n in notes if n not in skipped)]
+    lines = [f"**{skipped[0] if skipped else verdict(table, folds, model, supervised)}**",
+             *(f"- {n}" for n in notes if n not in skipped)]
     held_out = "which it never trained on" if unseen else "which it may have trained on (see above)"
     text = ("\n\n".join(lines) + "\n\n"
             f"The model's embeddings of the {records:,} held-out (validation) records, {held_out}, "
             "scored against LSI (TF-IDF and truncated SVD, the Signac and ArchR recipe) fitted on the training "
             "records and projecting the same held-out records. Both are scored on the same 5 seeded stratified "
-            "folds; each value is the mean ± the sample sd over the folds. kNN accuracy: up to 15 neighbours "
+            "folds; each value is the mean ± the sample sd over the folds, and a winner is named only when the "
+            "paired per-fold differences of kNN accuracy pass a two-sided t-test at 5 %. The spread is that of "
+            "the folds of this one split: another split of the records into training and held-out ones moves "
+            "both methods' scores too, which it does not include. kNN accuracy: up to 15 neighbours "
             "(no more than the rarest label has in the training folds) fitted on 4 folds "
             "predict the 5th (chance is about the largest label's share); ARI and NMI compare a k-means clustering "
             "of each fold with its labels; silhouette (cosine) says how tightly records of one label group; "
@@ -73,10 +109,12 @@ def write_evaluation_caption(table: Any, model: str, records: int, notes: Sequen
         Path(tmp).write_text(text)
 
 
-def write_evaluation_html(table: Any, model: str, records: int, notes: Sequence[str], path: str | os.PathLike) -> None:
+def write_evaluation_html(table: Any, folds: Any, model: str, records: int, notes: Sequence[str],
+                          path: str | os.PathLike, supervised: bool = False) -> None:
     """metrics.tsv as a table (methods as columns, mean ± sd), headed by the verdict, or why it was skipped."""
     skipped = [n for n in notes if "evaluation skipped" in n]
-    title = skipped[0] if skipped else " ".join([verdict(table, model), f"({records:,} held-out records.)", *notes])
+    title = skipped[0] if skipped else " ".join([verdict(table, folds, model, supervised),
+                                                 f"({records:,} held-out records.)", *notes])
     rows: list[tuple] = []
     header = None
     if len(table):

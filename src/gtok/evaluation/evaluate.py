@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from gtok.errors import GtokError, describe
-from gtok.evaluation.lsi import LSI, MAX_TRAINING_RECORDS, unit_rows
+from gtok.evaluation.lsi import CANDIDATE_DIMS, LSI, LSI_DIMS, MAX_TRAINING_RECORDS, unit_rows
 from gtok.extras import require
 
 METRICS = ("knn_accuracy", "ari", "nmi", "silhouette")
@@ -52,6 +52,7 @@ class EvalRecords:
     lengths: np.ndarray  # int64 per record
     labels: np.ndarray | None  # str per record; None when the data has no labels
     vocab_size: int
+    available: int = 0  # records of the split, before a `max_records` subset was drawn
 
     def docs(self) -> list[np.ndarray]:
         return np.split(self.ids, np.cumsum(self.lengths)[:-1]) if self.lengths.size else []
@@ -88,7 +89,7 @@ def held_out_records(manifest: str | os.PathLike, val_fraction: float, split: st
         if keep.any():
             classes = np.asarray(rec.label_classes, dtype=object)
             labels = np.where(keep, classes[np.where(keep, label, 0)], None)
-    return EvalRecords(ids.astype(np.int64), length.astype(np.int64), labels, rec.vocab_size)
+    return EvalRecords(ids.astype(np.int64), length.astype(np.int64), labels, rec.vocab_size, len(rec))
 
 
 def fold_ids(labels: np.ndarray, seed: int = 0, folds: int = FOLDS) -> np.ndarray:
@@ -106,23 +107,34 @@ def fold_metrics(x: np.ndarray, labels: np.ndarray, folds: np.ndarray, seed: int
     of the fold's records. NaN where a fold cannot give a metric (a silhouette of one record per label)."""
     from sklearn.cluster import KMeans
     from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score, silhouette_score
-    from sklearn.neighbors import KNeighborsClassifier
 
     x, labels = unit_rows(np.asarray(x, dtype=np.float64)), np.asarray(labels).astype(str)
     out = {m: np.full(int(folds.max()) + 1, np.nan) for m in METRICS}
+    out["knn_accuracy"] = knn_accuracy(x, labels, folds)
     for f in range(int(folds.max()) + 1):
-        test, train = folds == f, folds != f
-        # 15 neighbours, or as many as the rarest label has records in the training folds (more would
-        # outvote it whatever the embedding)
-        rarest = int(np.unique(labels[train], return_counts=True)[1].min())
-        knn = KNeighborsClassifier(n_neighbors=min(NEIGHBOURS, rarest)).fit(x[train], labels[train])
-        out["knn_accuracy"][f] = float((knn.predict(x[test]) == labels[test]).mean())
+        test = folds == f
         k = np.unique(labels[test]).size
         clusters = KMeans(n_clusters=k, n_init=10, random_state=seed).fit_predict(x[test])
         out["ari"][f] = adjusted_rand_score(labels[test], clusters)
         out["nmi"][f] = normalized_mutual_info_score(labels[test], clusters)
         if 2 <= k < test.sum():
             out["silhouette"][f] = silhouette_score(x[test], labels[test], metric="cosine")
+    return out
+
+
+def knn_accuracy(x: np.ndarray, labels: np.ndarray, folds: np.ndarray) -> np.ndarray:
+    """Per fold, the accuracy of a kNN classifier fitted on the other folds (cosine: rows made unit)."""
+    from sklearn.neighbors import KNeighborsClassifier
+
+    x, labels = unit_rows(np.asarray(x, dtype=np.float64)), np.asarray(labels).astype(str)
+    out = np.full(int(folds.max()) + 1, np.nan)
+    for f in range(out.size):
+        test, train = folds == f, folds != f
+        # 15 neighbours, or as many as the rarest label has records in the training folds (more would
+        # outvote it whatever the embedding)
+        rarest = int(np.unique(labels[train], return_counts=True)[1].min())
+        knn = KNeighborsClassifier(n_neighbors=min(NEIGHBOURS, rarest)).fit(x[train], labels[train])
+        out[f] = float((knn.predict(x[test]) == labels[test]).mean())
     return out
 
 
@@ -285,12 +297,12 @@ def _write_evaluation(folder: Path, embedder: Any, manifest: str | os.PathLike, 
     details = ""
     notes = [_why_not(records, manifest)]
     if notes[0] is None:
-        baseline, trained_on = training_lsi(manifest, val_fraction, fingerprint, seed)
+        baseline, training = training_lsi(manifest, val_fraction, fingerprint, seed)
         notes = [_left_out(records)]
         if baseline is None:
             notes.append(f"{describe(manifest)}: no training records to fit LSI on; evaluation skipped.")
         else:
-            rows, folds, details = _score(embedder, records, baseline, trained_on, plots, seed, progress)
+            rows, folds, details = _score(embedder, records, baseline, training, plots, seed, progress)
     notes = [n for n in [unknown, *notes] if n]
     for note in notes:
         print(f"gtok evaluate: {note}", file=sys.stderr)
@@ -298,25 +310,52 @@ def _write_evaluation(folder: Path, embedder: Any, manifest: str | os.PathLike, 
         for path in plots.values():
             plot_unavailable(notes[-1], path)
     table = pd.DataFrame(rows, columns=["method", "metric", "value", "sd"])
-    for name, frame in (("metrics.tsv", table), ("folds.tsv", pd.DataFrame(folds, columns=["method", "metric", "fold", "value"]))):
+    per_fold = pd.DataFrame(folds, columns=["method", "metric", "fold", "value"])
+    for name, frame in (("metrics.tsv", table), ("folds.tsv", per_fold)):
         with atomic_path(folder / name) as tmp:
             frame.to_csv(tmp, sep="\t", index=False, float_format="%.4f")
-    write_evaluation_html(table, embedder.name, len(records.lengths), notes, folder / "summary.html")
-    write_evaluation_caption(table, embedder.name, len(records.lengths), notes, details, folder / "caption.rst",
-                             unseen=unknown is None)
+    supervised = bool(getattr(embedder.model, "learns_from_labels", False))
+    write_evaluation_html(table, per_fold, embedder.name, len(records.lengths), notes, folder / "summary.html",
+                          supervised)
+    write_evaluation_caption(table, per_fold, embedder.name, len(records.lengths), notes, details,
+                             folder / "caption.rst", unseen=unknown is None, supervised=supervised)
 
 
 def training_lsi(manifest: str | os.PathLike, val_fraction: float, fingerprint: str | None = None,
-                 seed: int = 0) -> tuple[LSI | None, int]:
-    """(LSI fitted on the training split's records, as the model was trained, or None when there are
-    none; how many records it was fitted on: at most MAX_TRAINING_RECORDS, drawn with the seed)."""
+                 seed: int = 0) -> tuple[LSI | None, EvalRecords]:
+    """(LSI fitted on the training split's records, as the model was trained, its components chosen
+    on them (choose_dims), or None when there are none; those records: at most
+    MAX_TRAINING_RECORDS, drawn with the seed)."""
     training = held_out_records(manifest, val_fraction, "train", fingerprint, MAX_TRAINING_RECORDS, seed)
     if not len(training.lengths):
-        return None, 0
-    return LSI.fit(training.counts(), seed=seed), len(training.lengths)
+        return None, training
+    counts = training.counts()
+    return choose_dims(LSI.fit(counts, dims=max(CANDIDATE_DIMS), seed=seed), counts, training.labels, seed), training
 
 
-def _score(embedder: Any, records: EvalRecords, fitted: LSI, trained_on: int, plots: dict[str, Path], seed: int,
+def choose_dims(fitted: LSI, counts: Any, labels: np.ndarray | None, seed: int = 0) -> LSI:
+    """`fitted` keeping the number of components (of CANDIDATE_DIMS) whose embedding of the training
+    records scores the best mean kNN accuracy over their own seeded folds: the care a model's recipe
+    gets, from the training records alone. LSI_DIMS when they hold fewer than two labels with a
+    record per fold."""
+    if labels is None:
+        return fitted.truncated(LSI_DIMS)
+    keep = np.not_equal(labels, None)
+    known = labels[keep].astype(str)
+    scored = scorable(known)
+    keep[keep], known = scored, known[scored]
+    if np.unique(known).size < 2:
+        return fitted.truncated(LSI_DIMS)
+    folds = fold_ids(known, seed)
+    scores = {d: float(np.nanmean(knn_accuracy(fitted.truncated(d).transform(counts[keep]), known, folds)))
+              for d in CANDIDATE_DIMS if d <= fitted.dims}
+    if not scores:  # fewer components than the smallest candidate: keep them all
+        return fitted
+    best = max(scores, key=lambda d: (scores[d], -d))  # a tie goes to fewer components
+    return fitted.truncated(best, chosen_by=scores)
+
+
+def _score(embedder: Any, records: EvalRecords, fitted: LSI, training: EvalRecords, plots: dict[str, Path], seed: int,
            progress: bool) -> tuple[list[tuple], list[tuple], str]:
     """(metrics rows: method, metric, mean, sd; per-fold rows; what LSI was fitted on) of the model's
     and the training-fitted LSI's embeddings of the same held-out records, on the same folds.
@@ -340,12 +379,26 @@ def _score(embedder: Any, records: EvalRecords, fitted: LSI, trained_on: int, pl
     if vectors is not None:
         rows.append((name, "coaccessible_pair_auc", coaccessible_pair_auc(counts, vectors[: counts.shape[1]], seed), np.nan))
         rows.append(("lsi", "coaccessible_pair_auc", coaccessible_pair_auc(counts, fitted.loadings, seed), np.nan))
-    first = "dropped" if fitted.dropped_first else "kept"
-    details = (f"LSI was fitted on {trained_on:,} training records (IDF and SVD from them alone); its first "
-               f"component was {first} (correlation with log depth {fitted.depth_correlation:+.2f}). Scored on "
-               f"{int(keep.sum()):,} of the {len(keep):,} held-out records (the labelled ones, of labels with {FOLDS} or more) in "
-               f"{FOLDS} folds.")
+    details = f"{_lsi_fit(fitted, training)} Scored on {int(keep.sum()):,} of the {len(keep):,} held-out records " \
+              f"(the labelled ones, of labels with {FOLDS} or more) in {FOLDS} folds."
     return rows, fold_rows, details
+
+
+def _lsi_fit(fitted: LSI, training: EvalRecords) -> str:
+    """What LSI was fitted on and how its components were chosen, for the report."""
+    fitted_on = f"{len(training.lengths):,} training records"
+    if training.available > len(training.lengths):
+        fitted_on += (f" (a seeded draw from the {training.available:,} the model could train on: LSI is fitted on "
+                      f"at most {MAX_TRAINING_RECORDS:,})")
+    if fitted.chosen_by:
+        tried = ", ".join(f"{d}: {a:.3f}" for d, a in fitted.chosen_by.items())
+        chosen = (f"it keeps {fitted.dims} components, chosen on the labelled training records by their "
+                  f"{FOLDS}-fold kNN accuracy ({tried})")
+    else:
+        chosen = f"it keeps {fitted.dims} components (the training records hold too few labels to choose)"
+    first = "dropped" if fitted.dropped_first else "kept"
+    return (f"LSI was fitted on {fitted_on}, IDF and SVD from them alone; {chosen}; its first SVD component was "
+            f"{first} (correlation with log depth {fitted.depth_correlation:+.2f}).")
 
 
 def _why_not(records: EvalRecords, manifest: str | os.PathLike) -> str | None:

@@ -100,6 +100,8 @@ class GTokModel(L.LightningModule):
     Config: ClassVar[type] = BaseConfig
     #: Self-attention costs length squared: inference crops records to the training max_length.
     attends: ClassVar[bool] = False
+    #: Trains on the records' labels: its evaluation says so beside the unsupervised LSI.
+    learns_from_labels: ClassVar[bool] = False
 
     def __init__(self, vocab: Vocab | Mapping[str, Any], config: Mapping[str, Any] | None = None):
         super().__init__()

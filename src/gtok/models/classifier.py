@@ -34,6 +34,7 @@ class Classifier(GTokModel):
     name = "classifier"
     Config = ClassifierConfig
     attends = True
+    learns_from_labels = True
 
     def __init__(self, vocab, classes: Sequence[str], config=None):
         super().__init__(vocab, config)
