@@ -110,7 +110,7 @@ class TrainerOptions:
                                           min=0.0, min_exclusive=True, check=_interval_problem)
     num_sanity_val_steps: int = opt(2, "validation batches run before training, to fail early", min=-1)
     accelerator: str = opt("auto", "auto, cpu or gpu; --accelerator overrides", choices=("auto", "cpu", "gpu", "cuda", "mps"))
-    devices: Any = opt("auto", "devices per node: auto, a count, -1 (every GPU) or a list of GPU indices; several train with DDP",
+    devices: Any = opt("auto", "devices per node: auto, a count (on the CPU, of processes: at most its cores), -1 (every GPU) or a list of GPU indices; several train with DDP",
                        check=devices_problem)
     num_nodes: int = opt(1, "nodes; the workflow starts devices x num_nodes tasks with srun", min=1)
     strategy: str = opt("auto", "Lightning's strategy: auto, ddp, ddp_spawn or ddp_find_unused_parameters_true", choices=STRATEGIES)
@@ -155,6 +155,13 @@ class BackboneConfig(BaseConfig):
     n_heads: int = opt(4, "attention heads (d_model must be a multiple)", min=1)
     d_ff: int = opt(256, "feed-forward size", min=1)
     dropout: float = opt(0.1, "dropout", min=0.0, max=0.99)
+
+    def conflict(self) -> str | None:
+        """Why the options do not fit each other (make_config asks, before any work), or None."""
+        if self.d_model % self.n_heads:
+            return (f"d_model {self.d_model} is not a multiple of n_heads {self.n_heads} (each head gets an equal share "
+                    "of d_model); change one of them")
+        return None
 
 
 #: The options that fix a backbone's weight shapes (copied from a checkpoint by `init_from`).
@@ -220,7 +227,10 @@ def make_config(cls: type, options: Mapping[str, Any] | None, what: str) -> Any:
         problem = _problem(value, hints[key], fields[key].metadata)
         if problem:
             raise GtokError(f"{what}: {key} {problem}, not {value!r}.")
-    return cls(**options)
+    config = cls(**options)
+    if hasattr(config, "conflict") and (problem := config.conflict()):  # options that do not fit each other
+        raise GtokError(f"{what}: {problem}.")
+    return config
 
 
 def _problem(value: Any, hint: Any, meta: Mapping[str, Any]) -> str | None:

@@ -9,6 +9,7 @@ workflow, which check what can be known without the machine, stay without it.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from gtok.errors import GtokError
@@ -39,6 +40,11 @@ def devices_per_node(devices: Any, kind: str) -> int:
     if kind == "cpu":
         if devices == "auto":
             return 1
+        # the machine's cores, not this process's share: under SLURM each task may hold one of them
+        if isinstance(devices, int) and devices > (cores := os.cpu_count() or 1):
+            raise GtokError(f"trainer.devices is {devices}, but this machine has {cores} CPU core(s); more "
+                            "CPU processes than cores only take turns (and start slower than they train): give at "
+                            f"most {cores}, or train with accelerator gpu.")
         if isinstance(devices, int) and devices >= 1:
             return devices
         raise GtokError(f"trainer.devices is {devices!r}, but training runs on the CPU, which has no device indices "
