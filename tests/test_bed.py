@@ -165,6 +165,8 @@ def test_huge_coordinates_are_refused_in_queries_universes_and_h5ad(tmp_path):
     ("chr1  100\t200\n", "line 1: start coordinate is empty"),
     (" chr1\t100\t200\n", "line 1: the chromosome name is empty"),
     ("\tchr1\t100\t200\n", "line 1: the chromosome name is empty"),
+    ("chr1\tabc\t200\n", "line 1: start coordinate 'abc' is not a non-negative integer"),  # one column of names is no header
+    ("chr1\t100\tend\n", "line 1: end coordinate 'end' is not a non-negative integer"),
 ])
 def test_a_malformed_first_line_is_an_error_not_a_header(tmp_path, inputs, first, words):
     for extra in ("", "chr1\t300\t400\n"):  # alone (it once said "no regions found") or before a region

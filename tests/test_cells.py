@@ -121,6 +121,24 @@ def test_rows_labels_and_names(universe):
         next(iter_cell_tokens(tok, PBMC, rows=(30, 40)))
 
 
+@pytest.mark.parametrize("options, words", [
+    (["--label-key", "nope"], "obs has no column 'nope'"),
+    (["--layer", "nope"], "has no layer 'nope'"),
+    (["--rows", "30:40"], "row range 30:40 is outside the file's 20 cells"),
+])
+def test_h5ad_options_are_checked_before_the_progress_bar(universe, tmp_path, options, words):
+    """The error is the only line: no progress bar was drawn before it."""
+    one_line_error(gtok("tokenize", "-u", universe, "-o", tmp_path / "x.gtok", *options, PBMC), words)
+    assert not (tmp_path / "x.gtok").exists()
+
+
+def test_an_h5ad_without_cells_is_refused(universe, tmp_path):
+    ad.read_h5ad(PBMC)[:0].copy().write_h5ad(tmp_path / "none.h5ad")
+    one_line_error(gtok("tokenize", "-q", "-u", universe, "-o", tmp_path / "x.gtok", tmp_path / "none.h5ad"),
+                   "none.h5ad: holds no cells (its matrix has no rows); nothing to tokenize.")
+    assert not (tmp_path / "x.gtok").exists()
+
+
 def test_missing_and_broken_h5ad(universe, tmp_path):
     tok = Tokenizer.from_bed(universe)
     with pytest.raises(GtokError, match="nope.h5ad: no such file"):

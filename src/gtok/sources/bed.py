@@ -191,9 +191,10 @@ def parse_bed_bytes(data: bytes, name: str) -> Intervals:
     ok = fields[5] & start_ok & end_ok & (fields[0] > ls) & (starts <= ends) & (ends <= MAX_COORDINATE)
 
     # A column-name row ("chrom start end") before the first region is a header, not an error. Only
-    # a start or end column that begins with a letter makes one: an empty field (a doubled or leading
-    # delimiter) or a malformed number is an error like anywhere else in the file.
-    if rows.size and fields[5][0] and fields[0][0] > ls[0] and (_is_letter(buf[fields[1][0]]) or _is_letter(buf[min(fields[3][0], buf.size - 1)])):
+    # start and end columns that both begin with a letter make one: an empty field (a doubled or
+    # leading delimiter) or one malformed number ("chr1 abc 200") is an error like anywhere else.
+    if rows.size and fields[5][0] and fields[0][0] > ls[0] and _is_letter(buf[fields[1][0]]) and \
+            _is_letter(buf[min(fields[3][0], buf.size - 1)]):
         ls, le, rows = ls[1:], le[1:], rows[1:]
         fields = tuple(f[1:] for f in fields)
         starts, ends, ok = starts[1:], ends[1:], ok[1:]

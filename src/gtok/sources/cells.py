@@ -102,6 +102,20 @@ class H5adSource(Source):
                  progress: bool = False):
         self.path, self.options, self.names, self.progress = path, options or CellOptions(), names, progress
 
+    def check(self, tok: Tokenizer) -> None:
+        """The options against the file (its modality, layer, label column and row range), and that
+        it holds cells: said on a line of their own, before a progress bar starts or a record is written."""
+        o = self.options
+        cells = _Cells(self.path, o.modality, o.layer)
+        try:
+            start, stop = _row_range(o.rows, cells.n_obs, cells.name)
+            if start == stop:
+                raise GtokError(f"{cells.name}: holds no cells (its matrix has no rows); nothing to tokenize.")
+            if o.label_key:
+                cells.labels(o.label_key)
+        finally:
+            cells.close()
+
     def batches(self, tok: Tokenizer, spill_dir: Path) -> Iterator[Batch]:
         o = self.options
         bar = progress_bar(None, self.progress, desc=os.path.basename(self.path), unit="cell")
@@ -342,6 +356,13 @@ class _Cells:
 
     def layers(self) -> list[str]:
         return self._h5.layers if self._h5 else list(map(str, self._adata.layers))
+
+    def close(self) -> None:
+        """Close the file this opened (an AnnData given in memory stays as it is)."""
+        if self._h5:
+            self._h5.close()
+        elif self._adata is not None and getattr(self._adata, "isbacked", False) and self.name != "the AnnData":
+            self._adata.file.close()
 
     def not_counts(self, bad: NotCounts, names: np.ndarray, regions: Intervals) -> str:
         """Why a value that is not a count is refused, naming its cell and peak."""
