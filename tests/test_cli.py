@@ -66,7 +66,7 @@ def test_tokenize_does_not_import_torch(tmp_path):
 def test_every_command_has_help():
     from gtok.cli import build_parser
 
-    commands = build_parser()._subparsers._group_actions[0].choices  # every registered subcommand
+    commands = build_parser().commands  # every registered subcommand
     assert {"tokenize", "index", "dump", "info", "export-gtars", "manifest", "verify", "simulate", "train", "embed",
             "evaluate"} <= set(commands)
     top = gtok("--help", check=True).stdout
@@ -74,6 +74,13 @@ def test_every_command_has_help():
         assert cmd in top
         page = gtok(cmd, "--help", check=True).stdout
         assert page.startswith("usage: gtok " + cmd) and len(page.splitlines()) > 3, cmd
+
+
+@pytest.mark.parametrize("args", [["export-gtars", "x.gtok", "out", "-o", "y"], ["info", "x.gtok", "--bogus"]])
+def test_an_unknown_option_is_said_by_its_command(tmp_path, args):
+    """Not by the top-level `gtok`, whose --help would not list it."""
+    line = one_line_error(gtok(*args, cwd=tmp_path), f"gtok {args[0]}: error: unrecognized arguments:", rc=2)
+    assert line.endswith(f"(see 'gtok {args[0]} --help').")
 
 
 BAD_CASES = ["non-integer", "few columns", "start>end", "negative", "missing", "truncated gzip", "garbage", "empty"]
@@ -327,7 +334,11 @@ def test_evaluate_refuses_to_write_into_a_model_folder(tmp_path, folder):
     """Its summary.html and plots would replace the training folder's own (the workflow writes a summary.html there)."""
     run = tmp_path / "run"
     run.mkdir()
-    (run / folder).mkdir() if folder == "checkpoints" else (run / folder).write_bytes(b"weights")
+    if folder == "checkpoints":  # a first run, still training: its checkpoints and the lock every run leaves
+        (run / folder).mkdir()
+        (run / ".gtok-train.lock").touch()
+    else:
+        (run / folder).write_bytes(b"weights")
     (run / "summary.html").write_text("the training summary")
     before = sorted((p.name, p.stat().st_mtime_ns) for p in run.iterdir())
     proc = gtok("evaluate", "-q", "--model", run, "--manifest", tmp_path / "m.json", "--out", run, check=False)

@@ -388,6 +388,7 @@ def test_an_unreadable_checkpoint_is_refused_and_left_alone(tmp_path, data):
     last = tmp_path / "checkpoints" / "last.ckpt"
     last.parent.mkdir()
     last.write_bytes(b"not a checkpoint")
+    (tmp_path / ".gtok-train.lock").touch()  # a folder gtok train wrote into
     with pytest.raises(GtokError, match="last.ckpt: not a checkpoint: it is a text file"):
         train(data, "encoder", tmp_path, config(), max_steps=1, progress=False)
     assert last.read_bytes() == b"not a checkpoint" and not (tmp_path / "previous").exists()

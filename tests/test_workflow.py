@@ -714,7 +714,9 @@ def test_a_user_config_inherits_nothing_from_the_example(tmp_path):
     assert corces.returncode == 0, corces.stderr
     assert "results-corces/eval/metrics.tsv" in corces.stdout and "tokenize_bed" not in corces.stdout
     plain = subprocess.run([sys.executable, "-m", "snakemake", "-n"], cwd=folder, capture_output=True, text=True)
-    assert plain.returncode != 0 and "path/to/universe.bed: no such file; edit config/config.yaml" in plain.stdout + plain.stderr
+    said = plain.stdout + plain.stderr
+    assert plain.returncode != 0 and "path/to/universe.bed: no such file; fix it in the config file" in said
+    assert "(This run read its config from config/config.yaml.)" in said
     assert snapshot(folder / "resources") == before
 
 

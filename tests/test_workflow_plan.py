@@ -85,7 +85,7 @@ def test_globs_become_sorted_shards(folder):
 
 
 @pytest.mark.parametrize("change, words", [
-    ({"universe": "missing.bed"}, "config universe: missing.bed: no such file; edit config/config.yaml"),
+    ({"universe": "missing.bed"}, "config universe: missing.bed: no such file; fix it in the config file"),
     ({"inputs": {"bed": ["nothing/*.bed"]}}, "the pattern 'nothing/*.bed' matches no file"),
     ({"inputs": {"bed": []}}, "select no input at all"),
     ({"inputs": {"h5ad": ["a/c.h5ad", "b/c.h5ad"]}}, "a/c.h5ad and b/c.h5ad have the same sample name 'c'; give one of"),
@@ -104,6 +104,9 @@ def test_globs_become_sorted_shards(folder):
     ({"inputs": {"bed": [], "fragments": ["f.tsv"], "fragment_labels": "gone.tsv"}},
      "config inputs.fragment_labels: gone.tsv: no such file"),
     ({"inputs": {"bed": "gone.tsv"}}, "config inputs.bed: the sample sheet gone.tsv: no such file"),
+    # a folder is not missing: said as what it is
+    ({"universe": "beds"}, "config universe: beds: is a folder; give the universe BED file itself"),
+    ({"inputs": {"h5ad": ["beds"]}}, "config inputs.h5ad: beds: is a folder; give the file itself"),
 ])
 def test_config_errors_are_one_line(folder, change, words):
     with pytest.raises(GtokError, match=re.escape(words)):

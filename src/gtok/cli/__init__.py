@@ -21,7 +21,10 @@ from gtok.paths import remove_created_folders
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # said by the command's parser, which names the command and its --help
+        parser.commands[args.command].error(f"unrecognized arguments: {' '.join(extra)}")
     command = f"gtok {args.command}"
     with warnings.catch_warnings():
         warnings.showwarning = _one_line_warnings(command)
@@ -50,11 +53,14 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=OneLineErrors)
     for register in (*data.COMMANDS, *model.COMMANDS):
         register(sub)
+    parser.commands = sub.choices
     return parser
 
 
 class OneLineErrors(argparse.ArgumentParser):
     """A usage mistake is one line that points at `--help`, not the whole usage text."""
+
+    commands: dict[str, argparse.ArgumentParser]  # the top level's: each command's own parser
 
     def error(self, message: str):
         self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help').\n")

@@ -34,7 +34,7 @@ from gtok.workflow.samples import (
 )
 from gtok.workflow.sharding import group_shards
 
-HOW_TO_CONFIGURE = "edit config/config.yaml or pass --configfile (config/README.md); `make run` runs the bundled example"
+HOW_TO_CONFIGURE = "fix it in the config file (config/README.md documents every key); `make run` runs the bundled example"
 EXAMPLE = "resources/example"
 
 
@@ -65,7 +65,8 @@ class Plan:
         refuse_braces(universe, "config universe:")
         refuse_braces(config["results"], "config results:", "choose a results folder without them")
         if not os.path.isfile(universe):
-            raise GtokError(f"config universe: {universe}: no such file; {HOW_TO_CONFIGURE}.")
+            what = "is a folder; give the universe BED file itself" if os.path.isdir(universe) else "no such file"
+            raise GtokError(f"config universe: {universe}: {what}; {HOW_TO_CONFIGURE}.")
         spec = config["inputs"]["bed"]
         rows = bed_rows(spec) if spec else []
         samples = h5ad_samples(config["inputs"]["h5ad"])

@@ -31,6 +31,9 @@ SHEET_COLUMNS = ("path", "label", "split")
 def require_file(path: str, what: str) -> None:
     """Refuse a missing input file in one line naming where it is given. Snakemake itself would take
     an existing output of a job whose input went missing for up to date, or drop the job."""
+    if os.path.isdir(path):
+        raise GtokError(f"{what} {path}: is a folder; give the file itself (or list the folder's files), or take it "
+                        "out of the inputs.")
     if not os.path.isfile(path):
         raise GtokError(f"{what} {path}: no such file; fix the path, or take it out of the inputs.")
 
