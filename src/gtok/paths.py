@@ -73,6 +73,9 @@ def output_file(
     if os.path.lexists(target):
         _check_replaceable(target, inputs, is_own_kind, kind)
     make_folder(target.parent)
+    if not os.access(target.parent, os.W_OK | os.X_OK):  # said now, not once the work is done
+        raise GtokError(f"{name}: its folder cannot be written (read-only, or not yours); choose a {kind} path in a "
+                        "folder you can write.")
     return target
 
 
