@@ -139,6 +139,19 @@ def test_an_h5ad_without_cells_is_refused(universe, tmp_path):
     assert not (tmp_path / "x.gtok").exists()
 
 
+@pytest.mark.parametrize("layout", ["csr", "csc", "dense"])
+def test_a_column_stored_twice_in_a_row_is_one_token(universe, pbmc, layout):
+    """A sparse matrix not in canonical form may store one entry in parts (scipy adds them): the
+    cell's document is the set of its nonzero columns, as its dense form says."""
+    tok = Tokenizer.from_bed(universe)
+    x = sp.csr_matrix((np.ones(5, np.float32), np.array([3, 0, 3, 7, 7]), np.array([0, 3, 3, 5])), shape=(3, pbmc.n_vars))
+    x.has_canonical_format = False
+    matrix = {"csr": x, "csc": x.tocsc(), "dense": x.toarray()}[layout]  # tocsc sums the parts: stored once there
+    cells = ad.AnnData(matrix, var=pbmc.var.copy(), obs=pd.DataFrame(index=["a", "b", "c"]))
+    once = ad.AnnData(sp.csr_matrix(x.toarray()), var=pbmc.var.copy(), obs=pd.DataFrame(index=["a", "b", "c"]))
+    assert [t.tolist() for t in tok.encode_anndata(cells)] == [t.tolist() for t in tok.encode_anndata(once)]
+
+
 def test_missing_and_broken_h5ad(universe, tmp_path):
     tok = Tokenizer.from_bed(universe)
     with pytest.raises(GtokError, match="nope.h5ad: no such file"):

@@ -138,6 +138,23 @@ def test_a_dataframes_coordinates_are_its_columns_of_those_names_wherever_they_a
         tok.encode(pd.DataFrame({"chr": rows["chrom"], **rows}))
     with pytest.raises(GtokError, match=r"the DataFrame has no start or end column \(its columns: 'chrom', 'from', 'to'\)"):
         tok.encode(pd.DataFrame({"chrom": rows["chrom"], "from": rows["start"], "to": rows["end"]}))
+    for extra in ({"Start": [0, 0]}, {"#chrom": ["chr2", "chr2"]}):  # one name in two spellings: neither is guessed
+        with pytest.raises(GtokError, match=r"the DataFrame has 2 (start|chromosome) columns .*; keep one"):
+            tok.encode(pd.DataFrame({**rows, **extra}))
+
+
+@pytest.mark.parametrize("kind", ["object", "category"])
+def test_a_missing_chromosome_name_in_a_frame_is_refused_not_read_as_the_text_none(tok, kind):
+    """(A PyRanges cannot hold one: it turns a missing name into the text 'nan' when it is made.)"""
+    frame = pd.DataFrame({"chrom": ["chr1", None], "start": [120, 5], "end": [130, 6]}).astype({"chrom": kind})
+    with pytest.raises(GtokError, match=r"the DataFrame, row 1: the chromosome name is missing"):
+        tok.encode(frame)
+
+
+@pytest.mark.parametrize("max_length", [0, -1, 2.5, True])
+def test_a_crop_to_nothing_is_refused(tok, max_length):
+    with pytest.raises(ValueError, match="max_length must be None or a whole number of at least 1"):
+        tok.encode_batch([[("chr1", 120, 130)]], max_length=max_length)
 
 
 def test_encode_pyranges_keeps_its_order(tok):

@@ -14,6 +14,13 @@ from __future__ import annotations
 import numpy as np
 
 
+def check_max_length(max_length: int | None) -> None:
+    """None (no crop) or a whole number of at least 1: a crop to nothing leaves a model nothing to attend to."""
+    if max_length is not None and (isinstance(max_length, bool) or not isinstance(max_length, (int, np.integer))
+                                   or max_length < 1):
+        raise ValueError(f"max_length must be None or a whole number of at least 1, not {max_length!r}.")
+
+
 def kept_positions(length: int, max_length: int | None, keys: np.ndarray | None = None) -> np.ndarray:
     """Positions (ascending) a `length`-token record keeps: all of them when it fits; else the
     `max_length` with the smallest random `keys` (training), or evenly spaced ones without keys."""
@@ -26,6 +33,7 @@ def kept_positions(length: int, max_length: int | None, keys: np.ndarray | None 
 
 def crop(doc: np.ndarray, max_length: int | None) -> np.ndarray:
     """The deterministic (inference) crop of a token array; the array itself when it fits."""
+    check_max_length(max_length)
     if max_length is None or doc.size <= max_length:
         return doc
     return doc[kept_positions(doc.size, max_length)]

@@ -179,7 +179,7 @@ def to_intervals(source: Any) -> Intervals:
     module = type(source).__module__
     if module.startswith("pyranges"):
         df = source.df
-        return Intervals.from_columns(df["Chromosome"].astype(str), df["Start"], df["End"], "the PyRanges")
+        return Intervals.from_columns(df["Chromosome"], df["Start"], df["End"], "the PyRanges")
     if module.startswith("pandas"):
         return _frame_intervals(source)
     if isinstance(source, (list, tuple)):
@@ -203,14 +203,14 @@ def _frame_intervals(df: Any) -> Intervals:
     if found == (None, None, None):
         if df.shape[1] < 3:
             raise GtokError("a DataFrame of regions needs three columns: chrom, start and end.")
-        return Intervals.from_columns(df.iloc[:, 0].astype(str), df.iloc[:, 1], df.iloc[:, 2], "the DataFrame",
+        return Intervals.from_columns(df.iloc[:, 0], df.iloc[:, 1], df.iloc[:, 2], "the DataFrame",
                                       column_names=tuple(str(c) for c in df.columns[1:3]))
     missing = [what for what, column in zip(("chrom", "start", "end"), found) if column is None]
     if missing:
         raise GtokError(f"the DataFrame has no {' or '.join(missing)} column (its columns: "
                         f"{', '.join(map(repr, map(str, df.columns)))}); name its coordinates chrom, start and end.")
     chrom, start, end = found
-    return Intervals.from_columns(df[chrom].astype(str), df[start], df[end], "the DataFrame",
+    return Intervals.from_columns(df[chrom], df[start], df[end], "the DataFrame",
                                   column_names=(str(start), str(end)))
 
 

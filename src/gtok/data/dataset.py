@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
+from gtok.crop import check_max_length
 from gtok.data import plan
 from gtok.data.distributed import world
 from gtok.data.records import IGNORE_LABEL, Records
@@ -399,8 +400,7 @@ def _mixture_weights(records: Records, mixture: dict[str, float] | None, split: 
 
 
 def _check_options(max_length, token_budget, batch_size, split, val_fraction, seed) -> None:
-    if max_length is not None and max_length < 1:
-        raise ValueError("max_length must be at least 1")
+    check_max_length(max_length)
     if token_budget is not None and batch_size is not None:
         raise ValueError("give token_budget or batch_size, not both")
     if (token_budget is not None and token_budget < 1) or (batch_size is not None and batch_size < 1):

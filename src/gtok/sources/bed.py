@@ -99,8 +99,9 @@ def coordinate_columns(columns: Sequence[Any]) -> tuple[Any, Any, Any]:
 
 def coordinate_matches(columns: Sequence[Any]) -> tuple[list[Any], list[Any], list[Any]]:
     """Every column named as a chromosome, a start and an end, each in the order of the lists above."""
-    cols = {str(c).lower().lstrip("#"): c for c in columns}
-    return tuple([cols[name] for name in names if name in cols] for names in (CHROM_COLUMNS, START_COLUMNS, END_COLUMNS))
+    keys = [(str(c).lower().lstrip("#"), c) for c in columns]  # 'start' and 'Start' are two columns of one role
+    return tuple([c for name in names for key, c in keys if key == name]
+                 for names in (CHROM_COLUMNS, START_COLUMNS, END_COLUMNS))
 
 
 def chromosome_names(values, source: str) -> np.ndarray:

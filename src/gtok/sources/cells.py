@@ -272,7 +272,9 @@ class ColumnTokens:
 
 
 def _canonical(block: CsrRows) -> tuple[np.ndarray, np.ndarray]:
-    """indptr (int64) and column indices without stored zeros, sorted within each row."""
+    """indptr (int64) and column indices without stored zeros, sorted within each row, each column
+    once (a matrix not in canonical form may store one entry in parts, which scipy adds up): a
+    cell's document is the set of its nonzero columns, whatever the matrix's layout."""
     indptr, indices = block.indptr.astype(np.int64, copy=False), block.indices
     if block.data is not None:
         keep = np.asarray(block.data) != 0
@@ -284,6 +286,11 @@ def _canonical(block: CsrRows) -> tuple[np.ndarray, np.ndarray]:
     if not ascending.all():
         rows = np.repeat(np.arange(indptr.size - 1), np.diff(indptr))
         indices = indices[np.lexsort((indices, rows))]
+        repeated = np.zeros(indices.size, bool)
+        repeated[1:] = (indices[1:] == indices[:-1]) & (rows[1:] == rows[:-1])
+        if repeated.any():
+            indptr = np.concatenate(([0], np.cumsum(~repeated)))[indptr]
+            indices = indices[~repeated]
     return indptr, indices
 
 
