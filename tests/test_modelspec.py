@@ -40,6 +40,14 @@ class NoVocab(L.LightningModule):
         super().__init__()
 
 
+class Refuses(L.LightningModule):
+    """Refuses its arguments with a message of several lines, as library code often does."""
+
+    def __init__(self, vocab, dim: int = 4):
+        super().__init__()
+        raise ValueError(f"dim {dim} is odd\nuse an even dim")
+
+
 class Plain:
     """Neither a LightningModule nor a PreTrainedModel."""
 
@@ -95,6 +103,17 @@ def test_an_import_path_must_name_a_class_of_either_kind(model, words):
 ])
 def test_brought_lightning_mistakes_are_named(model, cfg, words):
     assert words in refusal(model, cfg)
+
+
+def test_the_classs_own_refusal_is_one_line():
+    from gtok.models import Vocab
+    from gtok.models.brought import build_lightning
+
+    brought = resolve_model("test_modelspec:Refuses", {"model_args": {"dim": 3}}, 0, "cfg").brought
+    with pytest.raises(GtokError) as err:
+        build_lightning(brought, Vocab.of_size(20), {"dim": 3})
+    assert str(err.value) == ("model_args: test_modelspec:Refuses(vocab, **model_args) failed: ValueError: dim 3 is odd "
+                              "use an even dim")
 
 
 def test_a_model_the_evaluation_embeds_must_embed():

@@ -26,6 +26,13 @@ class FingerprintMismatchError(GtokError, ValueError):
     """Data tokenized with one vocabulary fed to something built for another."""
 
 
+def one_line(exc: BaseException) -> str:
+    """`Type: message` of an exception raised by code gtok does not own (a brought class,
+    transformers, an imported package), in one line: their messages often span several, and a
+    gtok error is one line."""
+    return f"{type(exc).__name__}: {' '.join(str(exc).split())}"
+
+
 def describe(path: str | os.PathLike) -> str:
     """How a path is shown in messages (as given, so users recognise it)."""
     return os.fspath(path)

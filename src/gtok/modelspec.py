@@ -25,7 +25,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from gtok.errors import GtokError
+from gtok.errors import GtokError, one_line
 
 BUILTIN_MODELS = ("region2vec", "encoder", "classifier")
 _PATH = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
@@ -100,7 +100,7 @@ def import_brought(spec: ModelSpec, what: str = "--model") -> Brought:
         with _quiet_import(spec.module):
             module = importlib.import_module(spec.module)
     except Exception as exc:  # a missing package, or any error raised by the module's own code
-        raise GtokError(f"{what}: {spec.text}: cannot import {spec.module} ({type(exc).__name__}: {exc}); install "
+        raise GtokError(f"{what}: {spec.text}: cannot import {spec.module} ({one_line(exc)}); install "
                         "its package in this environment or put it on PYTHONPATH.") from None
     obj: Any = module
     for part in spec.qualname.split("."):

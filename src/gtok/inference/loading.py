@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from gtok.atomic import recover
-from gtok.errors import FingerprintMismatchError, GtokError, describe
+from gtok.errors import FingerprintMismatchError, GtokError, describe, one_line
 from gtok.pretrained import (
     CHECKPOINT_FILE,
     CONFIG_FILE,
@@ -343,9 +343,8 @@ def _pretrained(folder: Path, brought: Any, vocab: Any, options: dict[str, Any] 
     try:
         weights = brought.cls.from_pretrained(folder)
     except Exception as exc:  # transformers raises many kinds for missing or damaged files
-        why = " ".join(str(exc).split())  # one line, though transformers' messages span several
         raise GtokError(f"{describe(folder)}: {brought.spec.text}.from_pretrained cannot read the saved model "
-                        f"({type(exc).__name__}: {why}).") from None
+                        f"({one_line(exc)}).") from None
     if weights.config.vocab_size < vocab.vocab_size or weights.config.pad_token_id != vocab.pad_token_id:
         raise GtokError(f"{describe(folder / HF_CONFIG_FILE)}: vocab_size {weights.config.vocab_size} and pad_token_id "
                         f"{weights.config.pad_token_id} do not fit {what} ({vocab.vocab_size} tokens, <pad> "

@@ -14,7 +14,7 @@ from typing import Any
 
 from lightning.pytorch.callbacks import Callback
 
-from gtok.errors import GtokError
+from gtok.errors import GtokError, one_line
 from gtok.models.base import Vocab
 from gtok.modelspec import Brought
 
@@ -24,7 +24,7 @@ def build_lightning(brought: Brought, vocab: Vocab, model_args: Mapping[str, Any
     try:
         return brought.cls(vocab, **model_args)
     except Exception as exc:  # the user's code: any exception may say what is wrong with the arguments
-        raise GtokError(f"model_args: {brought.spec.text}(vocab, **model_args) failed: {type(exc).__name__}: {exc}") from None
+        raise GtokError(f"model_args: {brought.spec.text}(vocab, **model_args) failed: {one_line(exc)}") from None
 
 
 def lightning_from(brought: Brought, ckpt: dict[str, Any]) -> Any:
