@@ -40,6 +40,11 @@ class NoVocab(L.LightningModule):
         super().__init__()
 
 
+class OwnArgumentsOnly(L.LightningModule):
+    def __init__(self, dim: int = 8):
+        super().__init__()
+
+
 class Refuses(L.LightningModule):
     """Refuses its arguments with a message of several lines, as library code often does."""
 
@@ -95,6 +100,8 @@ def test_an_import_path_must_name_a_class_of_either_kind(model, words):
      "cfg section 'model_args': test_modelspec:Tiny accepts no argument dimm; it accepts: dim, scale."),
     ("test_modelspec:Tiny", {}, "cfg section 'model_args': test_modelspec:Tiny needs dim; give them in model_args."),
     ("test_modelspec:NoVocab", {}, "takes no vocabulary as its first argument"),
+    ("test_modelspec:OwnArgumentsOnly", {}, "takes no vocabulary as its first argument"),
+    ("test_modelspec:OwnArgumentsOnly", {"model_args": {"dim": 4}}, "takes no vocabulary as its first argument"),
     ("test_modelspec:Tiny", {"model_args": {"dim": 4}, "hf": {"lr": 0.1}},
      "cfg section 'hf': applies to Hugging Face models, and test_modelspec:Tiny is a LightningModule"),
     ("test_modelspec:Tiny", {"model_args": ["dim"]}, "cfg section 'model_args': expected a mapping"),

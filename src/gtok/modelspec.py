@@ -199,7 +199,7 @@ def check_brought(text: str, cfg: Mapping[str, Any], what: str = "config", *, em
 def _check_signature(brought: Brought, args: Mapping[str, Any], where: str) -> None:
     """`Class(vocab, **model_args)` must be a valid call (by the signature of its __init__)."""
     params = list(inspect.signature(brought.cls.__init__).parameters.values())[1:]  # less self
-    if not params or params[0].kind not in (params[0].POSITIONAL_ONLY, params[0].POSITIONAL_OR_KEYWORD):
+    if not params or not _takes_vocabulary(params[0], args):
         raise GtokError(f"{where}: {brought.spec.text}.__init__ takes no vocabulary as its first argument; "
                         "a brought LightningModule is constructed as Class(vocab, **model_args).")
     named = {p.name: p for p in params[1:] if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
@@ -211,6 +211,17 @@ def _check_signature(brought: Brought, args: Mapping[str, Any], where: str) -> N
     missing = [n for n, p in named.items() if p.default is p.empty and n not in args]
     if missing:
         raise GtokError(f"{where}: {brought.spec.text} needs {', '.join(missing)}; give them in model_args.")
+
+
+def _takes_vocabulary(first: inspect.Parameter, args: Mapping[str, Any]) -> bool:
+    """Whether `__init__`'s first parameter can be the vocabulary: positional, and not one of the
+    class's own options (named in model_args, a default other than None, or annotated as a number
+    or a string). `def __init__(self, dim=8)` would otherwise be given the vocabulary as its dim
+    and fail once the shards are read, with the class's own confusing error."""
+    if first.kind not in (first.POSITIONAL_ONLY, first.POSITIONAL_OR_KEYWORD) or first.name in args:
+        return False
+    annotation = first.annotation if isinstance(first.annotation, str) else getattr(first.annotation, "__name__", "")
+    return first.default in (first.empty, None) and annotation not in ("int", "float", "str", "bool")
 
 
 def hf_config_class(brought: Brought, what: str = "config") -> type:
