@@ -151,8 +151,25 @@ def test_auto_objective_needs_a_class_it_can_read():
     pytest.importorskip("transformers")
     words = refusal("transformers:BertModel", {"data": {"max_length": 64}})
     assert "objective auto cannot tell what transformers:BertModel is trained for; set hf.objective" in words
-    cfg = {"data": {"max_length": 64}, "hf": {"objective": "mlm"}}
-    assert resolve_model("transformers:BertModel", cfg, 0).brought.kind == "hf"
+    # ELECTRA's discriminator: neither its forward nor its name says; its labels make rtd the user's to name
+    cfg = {"data": {"max_length": 64}, "hf": {"objective": "rtd"}}
+    assert resolve_model("transformers:ElectraForPreTraining", cfg, 0).brought.kind == "hf"
+
+
+@pytest.mark.parametrize("model, objective, words", [
+    (ATACFORMER, "mlm", "objective mlm does not fit geniml.atacformer:AtacformerForReplacedTokenDetection, which is "
+                        "trained for rtd (its name); set hf.objective to rtd (or auto)"),
+    ("transformers:BertForMaskedLM", "rtd", "objective rtd does not fit transformers:BertForMaskedLM, which is trained "
+                                            "for mlm (its name)"),
+    (ATACFORMER, "triplet", "objective triplet does not fit geniml.atacformer:AtacformerForReplacedTokenDetection"),
+    ("geniml.atacformer:AtacformerForCellClustering", "rtd",
+     "trained for triplet (its forward takes anchor, positive and negative inputs)"),
+    ("transformers:ElectraForPreTraining", "triplet", "objective triplet needs a forward of anchor, positive and negative"),
+    ("transformers:BertModel", "mlm", "transformers:BertModel's forward takes no labels, so it computes no mlm loss"),
+])
+def test_an_objective_the_class_is_not_trained_for_is_refused(model, objective, words):
+    pytest.importorskip("geniml.atacformer")
+    assert words in refusal(model, {"data": {"max_length": 64}, "hf": {"objective": objective}})
 
 
 def test_the_docs_example_is_the_tested_file():

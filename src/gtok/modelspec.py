@@ -249,16 +249,46 @@ def _check_config_keys(config_class: type, args: Mapping[str, Any], where: str) 
 
 
 def hf_objective(brought: Brought, objective: str, what: str = "config") -> str:
-    """The training objective of an HF class: `hf.objective`, or with `auto` what the class is for
-    (a triplet forward, ...ReplacedTokenDetection, ...ForMaskedLM)."""
-    if objective != "auto":
-        return objective
-    name = brought.cls.__name__
-    if "input_ids_anchor" in inspect.signature(brought.cls.forward).parameters:
-        return "triplet"
-    if name.endswith("ReplacedTokenDetection"):
-        return "rtd"
-    if name.endswith("ForMaskedLM"):
-        return "mlm"
-    raise GtokError(f"{what} section 'hf': objective auto cannot tell what {brought.spec.text} is trained for; "
-                    f"set hf.objective to one of {', '.join(OBJECTIVES)}.")
+    """The training objective of an HF class: `hf.objective`, or with `auto` what the class is for.
+
+    An explicit objective is checked against the same evidence `auto` reads (`_evident_objective`),
+    for a class trained for another would train in silence on labels it misreads (an rtd head
+    given token ids as labels: a loss of -26) or fail only once training has started."""
+    if objective not in ("auto", *OBJECTIVES):
+        return objective  # no objective at all: refused with the hf section's options (gtok.options.make_config)
+    evident = _evident_objective(brought.cls)
+    text = brought.spec.text
+    if objective == "auto":
+        if evident is None:
+            raise GtokError(f"{what} section 'hf': objective auto cannot tell what {text} is trained for; "
+                            f"set hf.objective to one of {', '.join(OBJECTIVES)}.")
+        return evident[0]
+    if evident is not None and evident[0] != objective:
+        raise GtokError(f"{what} section 'hf': objective {objective} does not fit {text}, which is trained for "
+                        f"{evident[0]} ({evident[1]}); set hf.objective to {evident[0]} (or auto), or bring a class "
+                        f"made for {objective}.")
+    if objective == "triplet" and evident is None:
+        raise GtokError(f"{what} section 'hf': objective triplet needs a forward of anchor, positive and negative "
+                        f"inputs (input_ids_anchor, ...), and {text}'s forward takes none; bring such a class, or set "
+                        "another objective.")
+    if evident is None and "labels" not in _forward_parameters(brought.cls):
+        raise GtokError(f"{what} section 'hf': {text}'s forward takes no labels, so it computes no {objective} loss; "
+                        "bring the class with the training head (e.g. ...ForMaskedLM for mlm).")
+    return objective
+
+
+def _forward_parameters(cls: type) -> Mapping[str, inspect.Parameter]:
+    return inspect.signature(cls.forward).parameters
+
+
+def _evident_objective(cls: type) -> tuple[str, str] | None:
+    """(objective, the evidence) that a class's forward or name shows it is trained for, else None:
+    a forward of anchor, positive and negative inputs (triplet), a name ending in
+    ReplacedTokenDetection (rtd) or ForMaskedLM (mlm)."""
+    if "input_ids_anchor" in _forward_parameters(cls):
+        return "triplet", "its forward takes anchor, positive and negative inputs"
+    if cls.__name__.endswith("ReplacedTokenDetection"):
+        return "rtd", "its name"
+    if cls.__name__.endswith("ForMaskedLM"):
+        return "mlm", "its name"
+    return None
