@@ -169,6 +169,28 @@ def test_a_transformers_masked_lm_learns_on_a_fixed_batch():
     assert np.mean(losses[-4:]) < 0.6 * np.mean(losses[:4])
 
 
+def published_folder(folder: Path, model_class, n_regions: int = N_REGIONS, model_args=None) -> Path:
+    """A folder as a Hugging Face repository holds a model: save_pretrained's files and universe.bed.gz."""
+    from gtok.models.hf import hf_config
+    from gtok.modelspec import ModelSpec, hf_config_class, import_brought
+
+    brought = import_brought(ModelSpec(model_class))
+    config = hf_config_class(brought).from_dict(hf_config(brought, model_args or TINY, vocab(n_regions)))
+    brought.cls(config).save_pretrained(folder)
+    rows = "".join(f"chr1\t{100 * i}\t{100 * i + 50}\n" for i in range(n_regions))
+    (folder / "universe.bed.gz").write_bytes(gzip.compress(rows.encode()))
+    return folder
+
+
+def test_a_published_base_model_embeds(tmp_path):
+    """A base model (AtacformerModel) is trained for no objective; embedding asks for none."""
+    from gtok.inference.loading import load_model
+
+    loaded = load_model(published_folder(tmp_path, "geniml.atacformer:AtacformerModel"))
+    with torch.inference_mode():
+        assert loaded.model.embed(batch()).shape == (4, 32)
+
+
 def test_checkpoint_round_trip_restores_the_adapter(tmp_path):
     import lightning as L
 

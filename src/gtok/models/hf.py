@@ -26,6 +26,7 @@ of the class, and gtok.inference.loading, read it.
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import tempfile
@@ -59,9 +60,15 @@ class HFModel(GTokModel):
         super().__init__(vocab, config)
         self.model_class = model_class
         self.hparams.update(model_class=model_class, hf_config=dict(hf_config))
-        brought = import_brought(ModelSpec(model_class))
-        self.objective = hf_objective(brought, self.cfg.objective)
-        self.model = model if model is not None else brought.cls(hf_config_class(brought).from_dict(dict(hf_config)))
+        self._brought = import_brought(ModelSpec(model_class))
+        self.model = model if model is not None else self._brought.cls(hf_config_class(self._brought).from_dict(dict(hf_config)))
+
+    @functools.cached_property
+    def objective(self) -> str:
+        """The training objective (`hf.objective`, or what the class is for), read only once
+        training asks: a base model (AtacformerModel as published) is trained for nothing and
+        still embeds."""
+        return hf_objective(self._brought, self.cfg.objective)
 
     @property
     def model_spec(self) -> str:
