@@ -220,6 +220,36 @@ def test_train_refuses_a_config_of_a_smaller_vocabulary_before_reading_the_shard
     assert not (tmp_path / "out" / "checkpoints").exists()
 
 
+@pytest.mark.parametrize("config, words", [
+    ({"model_args": {**TINY, "hidden_size": 30, "num_attention_heads": 4}},
+     "config section 'model_args': geniml.atacformer:AtacformerForReplacedTokenDetection cannot be built from them "
+     "(AssertionError: embed_dim must be divisible by num_heads)"),
+    ({"model_args": {**TINY, "hidden_size": "abc"}}, "config section 'model_args': "
+                                                     f"{RTD} cannot be built from them (TypeError: "),
+    ({"hf": {"init_from": "PARENT"}, "data": {"max_length": CONTEXT + 32}},
+     f"config section 'data': max_length {CONTEXT + 32} is longer than the {CONTEXT} positions of "
+     f"{CLUSTERING} (the max_position_embeddings of hf.init_from PARENT; lower max_length"),
+])
+def test_train_refuses_values_the_model_cannot_take_before_reading_the_shards(tmp_path, config, words):
+    """Values of model_args the class refuses, and a context longer than an init_from parent's
+    positions (which the fine-tuned model keeps), are one line before any work."""
+    from gtok.formats.manifest import write_manifest
+    from gtok.formats.shard import write_shard
+    from gtok.training.train import train
+
+    parent = published_folder(tmp_path / "parent", RTD)
+    config = yaml.safe_load(yaml.safe_dump(config).replace("PARENT", str(parent)))
+    write_shard(tmp_path / "a.gtok", [("r0", np.arange(5), None)], N_REGIONS + 7, "ab" * 32)
+    write_manifest(tmp_path / "m.json", [tmp_path / "a.gtok"])
+    (tmp_path / "a.gtok").write_bytes(b"damaged")  # never read: the config is refused first
+    with pytest.raises(GtokError) as err:
+        train(tmp_path / "m.json", CLUSTERING if "hf" in config else RTD, tmp_path / "out",
+              {"data": {"max_length": CONTEXT}, **config}, progress=False)
+    message = str(err.value)
+    assert message.startswith(words.replace("PARENT", str(parent))) and "\n" not in message
+    assert not (tmp_path / "out").exists()
+
+
 def test_a_triplet_model_on_batches_too_small_for_a_triplet_is_refused(tmp_path):
     """Two records a batch never hold a triplet (two of one label, one of another): the model
     would train on nothing, with a loss of 0 at every step."""

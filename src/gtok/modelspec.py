@@ -23,6 +23,7 @@ import logging
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from gtok.errors import GtokError, one_line
@@ -186,14 +187,79 @@ def check_brought(text: str, cfg: Mapping[str, Any], what: str = "config", *, em
         return brought
     config_class = hf_config_class(brought, what)
     _check_config_keys(config_class, args, where)
+    hf = cfg.get("hf") if isinstance(cfg.get("hf"), Mapping) else {}
+    parent = _parent_config(hf.get("init_from"))
+    config = _check_builds(brought, config_class, {**parent, **args}, where)
     max_length = (cfg.get("data") or {}).get("max_length", DataOptions.max_length)
-    positions = args.get("max_position_embeddings", getattr(config_class(), "max_position_embeddings", None))
-    if isinstance(positions, int) and (max_length is None or max_length > positions):
-        raise GtokError(f"{what} section 'data': max_length {max_length} is longer than the "
-                        f"{positions} positions of {text} (model_args max_position_embeddings); lower max_length or "
-                        "raise max_position_embeddings.")
-    hf_objective(brought, (cfg.get("hf") or {}).get("objective", "auto"), what)
+    _check_positions(getattr(config, "max_position_embeddings", None), max_length, _positions_source(args, parent, hf),
+                     text, what)
+    hf_objective(brought, hf.get("objective", "auto"), what)
     return brought
+
+
+def _parent_config(init_from: Any) -> dict[str, Any]:
+    """The config.json of an `hf.init_from` folder (gtok's, or as published): the fine-tuned model's
+    config is it with model_args over it (gtok.models.hf.HFModel.fine_tune), so its sizes and
+    positions are what the checks below must read. {} when there is none to read yet (the
+    workflow's dry run, before the parent is trained) or it is unreadable (loading the parent
+    refuses that in one line)."""
+    import json
+
+    from gtok.pretrained import HF_CONFIG_FILE
+
+    if not isinstance(init_from, str):
+        return {}
+    try:
+        config = json.loads((Path(init_from) / HF_CONFIG_FILE).read_text())
+    except (OSError, UnicodeDecodeError, ValueError):
+        return {}
+    return config if isinstance(config, dict) else {}
+
+
+def _check_builds(brought: Brought, config_class: type, values: Mapping[str, Any], where: str) -> Any:
+    """The config that `values` (model_args, over a parent's config) make, once the class has been
+    built from it on the meta device (no memory, no time, whatever its sizes): a value the config
+    or the model refuses (hidden_size 30 with 4 heads, a string for a size) is one line here, not
+    the model's traceback once the shards are read. The token ids are gtars' layout of the
+    config's vocab_size, as training sets them (gtok.models.hf.hf_config)."""
+    import torch
+
+    try:
+        config = config_class.from_dict({**values, **token_ids(values.get("vocab_size", config_class().vocab_size))})
+        with torch.device("meta"):
+            brought.cls(config)
+    except Exception as exc:  # the user's values meet the class's own code: any exception may say what is wrong
+        raise GtokError(f"{where}: {brought.spec.text} cannot be built from them ({one_line(exc)}); fix the values "
+                        "in model_args.") from None
+    return config
+
+
+def token_ids(vocab_size: Any) -> dict[str, int]:
+    """The special token ids of gtars' vocabulary of `vocab_size` tokens ({} for a size that is no
+    vocabulary's: the config or the class refuses it)."""
+    from gtok.vocabulary import Vocabulary
+
+    if not isinstance(vocab_size, int) or isinstance(vocab_size, bool) or vocab_size < 7:
+        return {}
+    layout = Vocabulary.of_size(vocab_size)
+    return {key: layout.special_id(f"<{key.removesuffix('_token_id')}>") for key in TOKEN_ID_KEYS}
+
+
+def _positions_source(args: Mapping[str, Any], parent: Mapping[str, Any], hf: Mapping[str, Any]) -> str:
+    """Where a Hugging Face model's max_position_embeddings comes from, and how to change it."""
+    if "max_position_embeddings" in args:
+        return "model_args max_position_embeddings; lower max_length or raise max_position_embeddings"
+    if "max_position_embeddings" in parent:
+        return (f"the max_position_embeddings of hf.init_from {hf['init_from']}; lower max_length: the fine-tuned "
+                "model takes the parent's position embeddings")
+    return "its config's default max_position_embeddings; lower max_length or raise max_position_embeddings in model_args"
+
+
+def _check_positions(positions: Any, max_length: Any, source: str, text: str, what: str) -> None:
+    """Records of data.max_length tokens must fit the model's position embeddings (None: uncropped)."""
+    if isinstance(positions, int) and (max_length is None or max_length > positions):
+        raise GtokError(f"{what} section 'data': max_length {max_length} is longer than the {positions} positions of "
+                        f"{text} ({source}).")
 
 
 def _check_signature(brought: Brought, args: Mapping[str, Any], where: str) -> None:

@@ -39,7 +39,7 @@ import torch
 
 from gtok.errors import GtokError
 from gtok.models.base import GTokModel, Vocab, masked_mean
-from gtok.modelspec import Brought, ModelSpec, hf_config_class, hf_objective, import_brought
+from gtok.modelspec import Brought, ModelSpec, hf_config_class, hf_objective, import_brought, token_ids
 from gtok.options import HFConfig
 
 #: Mask, random and kept shares of the chosen tokens under `mlm` (BERT's).
@@ -175,10 +175,7 @@ def hf_config(brought: Brought, model_args: Mapping[str, Any], vocab: Vocab, bas
         raise GtokError(f"{what} section 'model_args': vocab_size {size} is smaller than the data's vocabulary of "
                         f"{vocab.vocab_size} tokens ({vocab.n_regions} regions and the special tokens); leave "
                         "vocab_size out and gtok sets it.")
-    ids = {"pad_token_id": vocab.pad_token_id, "unk_token_id": vocab.unk_token_id,
-           "mask_token_id": vocab.mask_token_id, "cls_token_id": vocab.cls_token_id, "eos_token_id": vocab.eos_token_id,
-           "bos_token_id": vocab.bos_token_id, "sep_token_id": vocab.sep_token_id}
-    values = {**(base or {}), **model_args, "vocab_size": size, **ids}
+    values = {**(base or {}), **model_args, "vocab_size": size, **token_ids(vocab.vocab_size)}
     return hf_config_class(brought, what).from_dict(values).to_dict()
 
 
