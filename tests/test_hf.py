@@ -191,6 +191,34 @@ def test_a_published_base_model_embeds(tmp_path):
         assert loaded.model.embed(batch()).shape == (4, 32)
 
 
+def test_a_published_model_of_a_larger_vocab_size_takes_its_universes_layout(tmp_path):
+    """A gtok folder trained with a model_args vocab_size above the data's, copied as a published
+    model: its universe, not config.json's vocab_size, says which ids are which; it embeds, starts
+    a fine-tuning, and a universe that does not fit it is still refused."""
+    from gtok.inference.loading import load_model
+    from gtok.models import Vocab
+    from gtok.models.hf import HFModel
+    from gtok.tokenizer import Tokenizer
+
+    folder = published_folder(tmp_path / "large", RTD, model_args={**TINY, "vocab_size": 600})
+    loaded = load_model(folder)
+    assert loaded.vocab == Vocab.of_size(N_REGIONS + 7) and loaded.expected.vocab_size == N_REGIONS + 7
+    assert Tokenizer.from_pretrained(folder).vocab_size == N_REGIONS + 7
+    with torch.inference_mode():
+        assert loaded.model.embed(batch()).shape == (4, 32)
+    child, taken = HFModel.fine_tune(loaded.model, loaded.vocab, CLUSTERING, {}, {}, "test")
+    assert child.model.config.vocab_size == 600 and taken > 0  # the parent's embedding rows, whole
+
+    rows = "".join(f"chr2\t{100 * i}\t{100 * i + 50}\n" for i in range(700))
+    (folder / "universe.bed.gz").write_bytes(gzip.compress(rows.encode()))
+    with pytest.raises(GtokError, match=r"config.json: vocab_size 600 is smaller than the 707 tokens of its universe"):
+        load_model(folder)
+    rows = "".join(f"chr2\t{100 * i}\t{100 * i + 50}\n" for i in range(250))
+    (folder / "universe.bed.gz").write_bytes(gzip.compress(rows.encode()))
+    with pytest.raises(GtokError, match=r"pad_token_id 301 do not fit gtars' layout of its universe.bed.gz"):
+        load_model(folder)
+
+
 def test_checkpoint_round_trip_restores_the_adapter(tmp_path):
     import lightning as L
 
@@ -433,7 +461,7 @@ def test_a_model_as_published_embeds_as_its_gtok_folder_and_starts_a_fine_tuning
     card = json.loads((published / "config.json").read_text())
     (published / "config.json").write_text(json.dumps({**card, "pad_token_id": 3}))
     one_line_error(gtok("embed", "-q", "--model", published, "-o", tmp_path / "q.h5ad", cells),
-                   f"{published}/config.json: vocab_size", "and pad_token_id 3 do not fit gtars' layout of its vocab_size")
+                   f"{published}/config.json: vocab_size", "and pad_token_id 3 do not fit gtars' layout of its universe.bed.gz")
 
 
 @pytest.mark.slow

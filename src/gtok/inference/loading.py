@@ -305,18 +305,35 @@ def _folder_expected(folder: Path, universe: str | os.PathLike | None, file: str
     no fingerprint, is checked against. Its own `file` is the universe, checked by size (with a
     warning, unless such a model `ships` with its universe); a folder without one (geniml's export
     writes none) needs `universe`, refused in one line when missing. A `universe` given beside the
-    folder's own must be that very vocabulary: it is checked against the own file's fingerprint."""
+    folder's own must be that very vocabulary: it is checked against the own file's fingerprint.
+    The universe a model ships with decides its vocabulary (`_shipped_size`)."""
     own = folder / file
-    if universe is None:
-        if not own.is_file():
-            raise GtokError(f"{describe(folder)}: a {kind} model folder without its {file}; pass --universe with the "
-                            "universe BED its tokenizer was built from.")
-        return Expected(os.fspath(own), vocab_size, None, describe(folder), ships)
-    if not own.is_file():
-        return Expected(os.fspath(universe), vocab_size, None, describe(folder))
-    from gtok.universe import Universe
+    if universe is None and not own.is_file():
+        raise GtokError(f"{describe(folder)}: a {kind} model folder without its {file}; pass --universe with the "
+                        "universe BED its tokenizer was built from.")
+    if own.is_file() and (ships or universe is not None):
+        from gtok.universe import Universe
 
-    return Expected(os.fspath(universe), vocab_size, Universe.from_bed(own, cache_dir="off").fingerprint, describe(folder))
+        parsed = Universe.from_bed(own, cache_dir="off")
+        fingerprint = parsed.fingerprint if universe is not None else None
+        vocab_size = _shipped_size(folder, own, len(parsed), vocab_size) if ships else vocab_size
+    else:
+        fingerprint = None
+    return Expected(os.fspath(universe or own), vocab_size, fingerprint, describe(folder), ships and universe is None)
+
+
+def _shipped_size(folder: Path, own: Path, regions: int, vocab_size: int) -> int:
+    """The number of tokens of a published model's vocabulary: its universe's, in gtars' layout.
+    config.json's vocab_size may be larger (a gtok folder trained with a larger model_args
+    vocab_size, copied as docs/models.md says: rows above the universe's are never used), not
+    smaller."""
+    from gtok.vocabulary import Vocabulary
+
+    size = Vocabulary(regions).size
+    if size > vocab_size:
+        raise GtokError(f"{describe(folder / HF_CONFIG_FILE)}: vocab_size {vocab_size} is smaller than the {size} "
+                        f"tokens of its {own.name}; the folder mixes a model and another universe.")
+    return size
 
 
 def _load_published(folder: Path, universe: str | os.PathLike | None) -> LoadedModel:
@@ -329,8 +346,9 @@ def _load_published(folder: Path, universe: str | os.PathLike | None) -> LoadedM
     if brought.kind != "hf":
         raise GtokError(f"{name}: {spec} is not a Hugging Face PreTrainedModel.")
     expected = _folder_expected(folder, universe, UNIVERSE_FILE, "Hugging Face", vocab_size, ships=True)
-    model = _pretrained(folder, brought, Vocab.of_size(vocab_size), None,
-                        "gtars' layout of its vocab_size; it was not trained on gtars' tokens")
+    layout = f"its {UNIVERSE_FILE}" if (folder / UNIVERSE_FILE).is_file() else "its vocab_size"
+    model = _pretrained(folder, brought, Vocab.of_size(expected.vocab_size), None,
+                        f"gtars' layout of {layout}; it was not trained on gtars' tokens")
     return LoadedModel(model, model.vocab, expected, brought.spec.label, {})
 
 

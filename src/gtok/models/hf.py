@@ -169,8 +169,10 @@ class HFModel(GTokModel):
 def hf_config(brought: Brought, model_args: Mapping[str, Any], vocab: Vocab, base: Mapping[str, Any] | None = None,
               what: str = "config") -> dict[str, Any]:
     """The whole config (a dict) of a brought HF model: `base` (a parent's), `model_args` over it,
-    and the data's vocabulary size and special token ids over both."""
-    size = model_args.get("vocab_size", vocab.vocab_size)
+    and the data's vocabulary size and special token ids over both. The vocab_size is model_args',
+    else the parent's (larger than the data's when it was trained so: its embedding rows are
+    taken whole), else the data's."""
+    size = model_args.get("vocab_size", (base or {}).get("vocab_size", vocab.vocab_size))
     if size < vocab.vocab_size:
         raise GtokError(f"{what} section 'model_args': vocab_size {size} is smaller than the data's vocabulary of "
                         f"{vocab.vocab_size} tokens ({vocab.n_regions} regions and the special tokens); leave "
