@@ -3,6 +3,7 @@ line before any work (these checks also run at the workflow's dry run)."""
 
 from __future__ import annotations
 
+import importlib.util
 import re
 from pathlib import Path
 
@@ -170,6 +171,17 @@ def test_auto_objective_needs_a_class_it_can_read():
 def test_an_objective_the_class_is_not_trained_for_is_refused(model, objective, words):
     pytest.importorskip("geniml.atacformer")
     assert words in refusal(model, {"data": {"max_length": 64}, "hf": {"objective": objective}})
+
+
+def test_a_class_whose_loss_needs_a_missing_package_is_refused():
+    """geniml's AtacformerForMaskedLM asserts cut-cross-entropy in its forward: without it, the
+    first training step would fail with an AssertionError."""
+    pytest.importorskip("geniml.atacformer")
+    if importlib.util.find_spec("cut_cross_entropy") is not None:
+        pytest.skip("cut-cross-entropy is installed")
+    words = refusal("geniml.atacformer:AtacformerForMaskedLM", {"model_args": TINY_ATACFORMER, "data": {"max_length": 64}})
+    assert "cfg model: geniml.atacformer:AtacformerForMaskedLM computes its training loss with cut-cross-entropy, " \
+           "which is not installed here" in words
 
 
 def test_the_docs_example_is_the_tested_file():

@@ -36,6 +36,9 @@ _HF = {"transformers.modeling_utils.PreTrainedModel"}
 TOKEN_ID_KEYS = ("pad_token_id", "unk_token_id", "mask_token_id", "cls_token_id", "eos_token_id", "bos_token_id",
                  "sep_token_id")
 OBJECTIVES = ("rtd", "mlm", "triplet")
+#: Flags by which a module records that an optional package imported, which a class's forward
+#: asserts before computing its loss, and each package (geniml's AtacformerForMaskedLM: cut-cross-entropy).
+LOSS_PACKAGE_FLAGS = {"_CCE_AVAILABLE": "cut-cross-entropy"}
 
 
 @dataclass(frozen=True)
@@ -194,7 +197,22 @@ def check_brought(text: str, cfg: Mapping[str, Any], what: str = "config", *, em
     _check_positions(getattr(config, "max_position_embeddings", None), max_length, _positions_source(args, parent, hf),
                      text, what)
     hf_objective(brought, hf.get("objective", "auto"), what)
+    _check_loss_packages(brought, what)
     return brought
+
+
+def _check_loss_packages(brought: Brought, what: str) -> None:
+    """A class whose forward asserts an optional package that its module could not import (the
+    forward reads a `LOSS_PACKAGE_FLAGS` flag, and it is False) fails at the first training step
+    with an AssertionError; it is refused before any work."""
+    forward = brought.cls.forward
+    names = set(getattr(getattr(forward, "__code__", None), "co_names", ()))
+    for flag in sorted(names & set(LOSS_PACKAGE_FLAGS)):
+        if getattr(forward, "__globals__", {}).get(flag) is False:
+            package = LOSS_PACKAGE_FLAGS[flag]
+            raise GtokError(f"{what} model: {brought.spec.text} computes its training loss with {package}, which "
+                            f"is not installed here ({forward.__module__}.{flag} is False); pip install {package}, "
+                            "or train another class.")
 
 
 def _parent_config(init_from: Any) -> dict[str, Any]:
