@@ -8,8 +8,10 @@ A model is a built-in name (region2vec, encoder, classifier) or the import path
   vocabulary, trained through gtok's adapter (gtok.models.hf) with the `hf:` options.
 
 Everything a user can get wrong about a brought class is checked here, before any work: the path
-imports and names a class, of one of the two kinds, `model_args` fit it, the training context fits
-its positions, it can embed when the workflow evaluates it. This module imports neither torch nor
+imports and names a class, of one of the two kinds, `model_args` fit it (a Hugging Face class is
+built from them on the meta device), the training context fits its positions (its own, or those
+of the `hf.init_from` parent it keeps), it is trained for its objective and can compute its loss
+here, it can embed when the workflow evaluates it. This module imports neither torch nor
 transformers; importing the user's class does, which is why `gtok tokenize` never comes here and
 the workflow checks a brought class once, in its main process.
 """
