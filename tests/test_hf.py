@@ -148,6 +148,7 @@ def test_a_triplet_model_trains_on_labels_and_an_rtd_model_on_records():
         net.losses(batch())
     rtd = hf_model()
     assert rtd.objective == "rtd" and 0 <= rtd.losses(batch())["detector_acc"] <= 1
+    assert net.learns_from_labels and not rtd.learns_from_labels  # the evaluation says which learned from labels
 
 
 def test_a_transformers_masked_lm_learns_on_a_fixed_batch():

@@ -71,6 +71,14 @@ class HFModel(GTokModel):
         return hf_objective(self._brought, self.cfg.objective)
 
     @property
+    def learns_from_labels(self) -> bool:  # type: ignore[override]
+        """Trained on labelled triplets: its evaluation says so beside the unsupervised LSI."""
+        try:
+            return self.objective == "triplet"
+        except GtokError:  # a base model as published: trained for no objective gtok knows
+            return False
+
+    @property
     def model_spec(self) -> str:
         return self.model_class
 
