@@ -23,6 +23,7 @@ import importlib
 import inspect
 import logging
 import re
+import sys
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -241,13 +242,14 @@ def _check_builds(brought: Brought, config_class: type, values: Mapping[str, Any
     built from it on the meta device (no memory, no time, whatever its sizes): a value the config
     or the model refuses (hidden_size 30 with 4 heads, a string for a size) is one line here, not
     the model's traceback once the shards are read. The token ids are gtars' layout of the
-    config's vocab_size, as training sets them (gtok.models.hf.hf_config)."""
-    import torch
-
+    config's vocab_size, as training sets them (gtok.models.hf.hf_config). torch is the one the
+    class's own module imported (transformers needs it): this module never imports it itself."""
+    torch = sys.modules.get("torch")
     try:
         config = config_class.from_dict({**values, **token_ids(values.get("vocab_size", config_class().vocab_size))})
-        with torch.device("meta"):
-            brought.cls(config)
+        if torch is not None:
+            with torch.device("meta"):
+                brought.cls(config)
     except Exception as exc:  # the user's values meet the class's own code: any exception may say what is wrong
         raise GtokError(f"{where}: {brought.spec.text} cannot be built from them ({one_line(exc)}); fix the values "
                         "in model_args.") from None
