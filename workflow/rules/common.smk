@@ -57,12 +57,16 @@ update_config(
     ),
 )
 # an error in the config names the file(s) this run read: not always config/config.yaml
-CONFIG_READ = ", ".join(map(str, workflow.configfiles)) or "no config file, only --config"
+CONFIG_READ = (
+    ", ".join(map(str, workflow.configfiles)) or "no config file, only --config"
+)
 try:
     checked(config, "../schemas/config.schema.yaml", "config")
     PLAN = make_plan(config)
 except (GtokError, WorkflowError) as exc:
-    raise WorkflowError(f"{exc} (This run read its config from {CONFIG_READ}.)") from None
+    raise WorkflowError(
+        f"{exc} (This run read its config from {CONFIG_READ}.)"
+    ) from None
 
 R = PLAN.results
 GTOK_ENV = "../../envs/gtok.yaml"

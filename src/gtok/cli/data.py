@@ -48,8 +48,8 @@ def _add_tokenize(sub) -> None:
     add_cell_options(p, "tokenize")
     p.add_argument("--dataset", metavar="NAME",
                    help="the dataset the records belong to, recorded in the shard (weighted mixtures draw by dataset); "
-                        "default: the input's file name without its suffix for one .h5ad, fragments or parquet file, "
-                        "else the shard's name without .gtok")
+                        "default: the --sample name when one names the only input, else the input's file name "
+                        "without its suffix for one .h5ad, fragments or parquet file, else the shard's name without .gtok")
     p.add_argument("--chunk-rows", type=positive_int, default=2048, help="cells tokenized at a time (bounds memory; default 2048)")
     p.add_argument("--no-cache", action="store_true", help="do not use or write the binary universe cache")
     p.add_argument("--threads", type=positive_int, help="threads for reading files (default: the CPUs this process may use)")
