@@ -30,11 +30,11 @@ def test_device_indices_or_every_gpu_are_refused_on_the_cpu(devices):
         devices_per_node(devices, "cpu")
 
 
-def test_cpu_processes_are_counted_up_to_the_machines_cores():
+def test_cpu_processes_are_counted_up_to_twice_the_machines_cores():
     cores = os.cpu_count()
-    assert [devices_per_node(d, "cpu") for d in ("auto", 1, cores)] == [1, 1, cores]
-    with pytest.raises(GtokError, match=f"trainer.devices is {cores + 1}, but this machine has {cores} CPU core"):
-        devices_per_node(cores + 1, "cpu")  # 99 processes on 2 cores once hung in their start-up
+    assert [devices_per_node(d, "cpu") for d in ("auto", 1, cores + 1, 2 * cores)] == [1, 1, cores + 1, 2 * cores]
+    with pytest.raises(GtokError, match=f"trainer.devices is {2 * cores + 1}, but this machine has {cores} CPU core"):
+        devices_per_node(2 * cores + 1, "cpu")  # 99 processes on 2 cores once hung in their start-up
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")

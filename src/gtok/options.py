@@ -110,7 +110,7 @@ class TrainerOptions:
                                           min=0.0, min_exclusive=True, check=_interval_problem)
     num_sanity_val_steps: int = opt(2, "validation batches run before training, to fail early", min=-1)
     accelerator: str = opt("auto", "auto, cpu or gpu; --accelerator overrides", choices=("auto", "cpu", "gpu", "cuda", "mps"))
-    devices: Any = opt("auto", "devices per node: auto, a count (on the CPU, of processes: at most its cores), -1 (every GPU) or a list of GPU indices; several train with DDP",
+    devices: Any = opt("auto", "devices per node: auto, a count (on the CPU, of processes: at most twice its cores), -1 (every GPU) or a list of GPU indices; several train with DDP",
                        check=devices_problem)
     num_nodes: int = opt(1, "nodes; the workflow starts devices x num_nodes tasks with srun", min=1)
     strategy: str = opt("auto", "Lightning's strategy: auto, ddp, ddp_spawn or ddp_find_unused_parameters_true", choices=STRATEGIES)

@@ -40,11 +40,13 @@ def devices_per_node(devices: Any, kind: str) -> int:
     if kind == "cpu":
         if devices == "auto":
             return 1
-        # the machine's cores, not this process's share: under SLURM each task may hold one of them
-        if isinstance(devices, int) and devices > (cores := os.cpu_count() or 1):
-            raise GtokError(f"trainer.devices is {devices}, but this machine has {cores} CPU core(s); more "
-                            "CPU processes than cores only take turns (and start slower than they train): give at "
-                            f"most {cores}, or train with accelerator gpu.")
+        # the machine's cores, not this process's share: under SLURM each task may hold one of them.
+        # A few processes more than cores still train (they take turns: the elastic-resume tests
+        # run 3 on 2); far more crowd out the machine's memory, each with its own torch and model.
+        if isinstance(devices, int) and devices > 2 * (cores := os.cpu_count() or 1):
+            raise GtokError(f"trainer.devices is {devices}, but this machine has {cores} CPU core(s); more than twice "
+                            "as many CPU processes only take turns and crowd its memory (each holds torch and the "
+                            f"model): give at most {2 * cores}, or train with accelerator gpu.")
         if isinstance(devices, int) and devices >= 1:
             return devices
         raise GtokError(f"trainer.devices is {devices!r}, but training runs on the CPU, which has no device indices "
