@@ -468,16 +468,20 @@ def test_the_verdict_pairs_the_folds():
     mean, se, n, significant = paired_difference(mixed[1], "region2vec", "lsi")
     assert n == 5 and mean == pytest.approx(0.13) and not significant
     assert "within the noise" in verdict(*mixed, "region2vec")
-    same = verdict_tables([0.8, 0.7, 0.9], [0.7, 0.6, 0.8])  # the same lead in every fold: no spread at all
+    same = verdict_tables([0.75, 0.5, 1.0], [0.5, 0.25, 0.75])  # the same lead in every fold (exact in binary)
+    assert paired_difference(same[1], "region2vec", "lsi") == (0.25, 0.0, 3, True)
     assert verdict(*same, "region2vec").startswith("region2vec did better than LSI")
+    one = verdict_tables([0.9, np.nan], [0.5, 0.6])  # one fold scored by both: nothing to pair
+    assert "cannot be told apart" in verdict(*one, "region2vec") and "did better" not in verdict(*one, "region2vec")
     supervised = verdict(*steady, "region2vec", supervised=True)
-    assert "(region2vec learned from the training records' labels; LSI, unsupervised, did not)" in supervised
+    assert ("(region2vec learned from the training records' labels; LSI used them only to choose how many components "
+            "it keeps)") in supervised
 
 
 def test_lsi_chooses_its_components_on_the_training_records_alone():
-    """Like a model's recipe, LSI's number of components is chosen by the training records' own
-    cross-validated kNN accuracy; the held-out records play no part, and unlabelled training records
-    keep the default."""
+    """Like a model's recipe, LSI's number of components is chosen by the cross-validated kNN
+    accuracy of the records it is fitted on (training_lsi gives it the training split's alone:
+    test_lsi_is_fitted_on_the_training_records_only); records without labels keep the default."""
     from gtok.evaluation.evaluate import choose_dims
     from gtok.evaluation.lsi import CANDIDATE_DIMS, LSI_DIMS
 
@@ -491,6 +495,7 @@ def test_lsi_chooses_its_components_on_the_training_records_alone():
     assert choose_dims(fitted, counts[:300], None).dims == LSI_DIMS
     one_label = np.full(300, "T", dtype=object)
     assert choose_dims(fitted, counts[:300], one_label).chosen_by is None
+    assert choose_dims(fitted, counts[:300], one_label).dims == LSI_DIMS
     unlabelled = labels[:300].copy()
     unlabelled[::2] = None  # records without a label take no part
     assert choose_dims(fitted, counts[:300], unlabelled).chosen_by is not None

@@ -53,9 +53,12 @@ def verdict(table: Any, folds: Any, model: str, supervised: bool = False) -> str
         return "No comparison: the evaluation was skipped."
     (a, sa), (b, sb) = scores[model], scores["lsi"]
     mean, se, n, significant = paired_difference(folds, model, "lsi")
-    paired = (f"the per-fold difference ({n} paired folds) is {mean:+.3f} ± {se:.3f} (mean ± standard error)"
-              if n else "no fold scored both")
-    labels = (f" ({model} learned from the training records' labels; LSI, unsupervised, did not)" if supervised else "")
+    labels = (f" ({model} learned from the training records' labels; LSI used them only to choose how many "
+              "components it keeps)" if supervised else "")
+    if n < 2:
+        return (f"{model} and LSI cannot be told apart{labels}: kNN accuracy {a:.2f} and {b:.2f}, but fewer than two "
+                "folds scored both, too few to compare.")
+    paired = f"the per-fold difference ({n} paired folds) is {mean:+.3f} ± {se:.3f} (mean ± standard error)"
     if not significant:
         return (f"{model} and LSI are within the noise of each other{labels}: kNN accuracy {a:.2f} ± {sa:.2f} and "
                 f"{b:.2f} ± {sb:.2f}; {paired}, not different from zero at 5 % (paired t-test).")

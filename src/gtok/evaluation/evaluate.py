@@ -394,6 +394,8 @@ def _lsi_fit(fitted: LSI, training: EvalRecords) -> str:
         tried = ", ".join(f"{d}: {a:.3f}" for d, a in fitted.chosen_by.items())
         chosen = (f"it keeps {fitted.dims} components, chosen on the labelled training records by their "
                   f"{FOLDS}-fold kNN accuracy ({tried})")
+    elif fitted.dims < min(CANDIDATE_DIMS):
+        chosen = f"it keeps all {fitted.dims} components the training records allow (fewer than any count to choose from)"
     else:
         chosen = f"it keeps {fitted.dims} components (the training records hold too few labels to choose)"
     first = "dropped" if fitted.dropped_first else "kept"
