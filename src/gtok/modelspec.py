@@ -241,18 +241,27 @@ def _check_builds(brought: Brought, config_class: type, values: Mapping[str, Any
     """The config that `values` (model_args, over a parent's config) make, once the class has been
     built from it on the meta device (no memory, no time, whatever its sizes): a value the config
     or the model refuses (hidden_size 30 with 4 heads, a string for a size) is one line here, not
-    the model's traceback once the shards are read. The token ids are gtars' layout of the
-    config's vocab_size, as training sets them (gtok.models.hf.hf_config). torch is the one the
-    class's own module imported (transformers needs it): this module never imports it itself."""
-    torch = sys.modules.get("torch")
+    the model's traceback once the shards are read. The class's __init__ runs; one that needs real
+    tensor values (a meta tensor has none) is given the benefit of the doubt, and training builds it
+    for real. The token ids are gtars' layout of the config's vocab_size, as training sets them
+    (gtok.models.hf.hf_config). torch is the one the class's own module imported (transformers
+    needs it): this module never imports it itself."""
     try:
         config = config_class.from_dict({**values, **token_ids(values.get("vocab_size", config_class().vocab_size))})
+    except Exception as exc:  # the user's values meet the config's own code: any exception may say what is wrong
+        raise GtokError(f"{where}: {brought.spec.text}'s config refuses them ({one_line(exc)}); fix the values in "
+                        "model_args.") from None
+    torch = sys.modules.get("torch")
+    try:
         if torch is not None:
             with torch.device("meta"):
                 brought.cls(config)
-    except Exception as exc:  # the user's values meet the class's own code: any exception may say what is wrong
-        raise GtokError(f"{where}: {brought.spec.text} cannot be built from them ({one_line(exc)}); fix the values "
-                        "in model_args.") from None
+    except NotImplementedError:  # an operation the meta device cannot run: not the values' fault
+        pass
+    except Exception as exc:  # the values meet the class's own code: any exception may say what is wrong
+        if "meta" not in str(exc).lower():
+            raise GtokError(f"{where}: {brought.spec.text} cannot be built from them ({one_line(exc)}); fix the values "
+                            "in model_args.") from None
     return config
 
 
