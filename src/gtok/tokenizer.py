@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from gtok.errors import GtokError
-from gtok.sources.bed import Intervals, coordinate_matches, read_sorted
+from gtok.sources.bed import Intervals, coordinate_columns, read_sorted
 from gtok.sources.h5ad import DEFAULT_MODALITY
 from gtok.universe import Universe
 from gtok.vocabulary import SPECIAL_TOKENS, Vocabulary
@@ -192,14 +192,9 @@ def to_intervals(source: Any) -> Intervals:
 
 def _frame_intervals(df: Any) -> Intervals:
     """A DataFrame's regions, from its columns named chrom, start and end (or another name of
-    each: gtok.sources.bed.coordinate_matches), in any case and place; a frame without any such name
+    each: gtok.sources.bed.coordinate_columns), in any case and place; a frame without any such name
     (a BED file read with header=None) from its first three columns, as BED orders them."""
-    matches = coordinate_matches(df.columns)
-    for role, both in zip(("chromosome", "start", "end"), matches):
-        if len(both) > 1:
-            raise GtokError(f"the DataFrame has {len(both)} {role} columns ({', '.join(map(repr, map(str, both)))}); "
-                            "keep one.")
-    found = tuple(match[0] if match else None for match in matches)
+    found = coordinate_columns(df.columns, "the DataFrame")
     if found == (None, None, None):
         if df.shape[1] < 3:
             raise GtokError("a DataFrame of regions needs three columns: chrom, start and end.")

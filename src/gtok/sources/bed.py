@@ -90,18 +90,18 @@ START_COLUMNS = ("start", "chromstart", "begin")
 END_COLUMNS = ("end", "stop", "chromend")
 
 
-def coordinate_columns(columns: Sequence[Any]) -> tuple[Any, Any, Any]:
-    """The chromosome, start and end columns among `columns`, found by name (None for each not
-    found; of two names of one role, the first in the lists above): tables put them in any order,
-    beside columns of other data."""
-    return tuple(found[0] if found else None for found in coordinate_matches(columns))
-
-
-def coordinate_matches(columns: Sequence[Any]) -> tuple[list[Any], list[Any], list[Any]]:
-    """Every column named as a chromosome, a start and an end, each in the order of the lists above."""
-    keys = [(str(c).lower().lstrip("#"), c) for c in columns]  # 'start' and 'Start' are two columns of one role
-    return tuple([c for name in names for key, c in keys if key == name]
-                 for names in (CHROM_COLUMNS, START_COLUMNS, END_COLUMNS))
+def coordinate_columns(columns: Sequence[Any], source: str) -> tuple[Any, Any, Any]:
+    """The chromosome, start and end columns among `columns`, found by name in any case (None for
+    each not found): tables put them in any order, beside columns of other data. Two columns of
+    one role (chr and chrom, start and Start) are refused, naming them: neither is guessed."""
+    keys = [(str(c).lower().lstrip("#"), c) for c in columns]
+    found = []
+    for role, names in (("chromosome", CHROM_COLUMNS), ("start", START_COLUMNS), ("end", END_COLUMNS)):
+        both = [c for name in names for key, c in keys if key == name]
+        if len(both) > 1:
+            raise GtokError(f"{source} has {len(both)} {role} columns ({', '.join(map(repr, map(str, both)))}); keep one.")
+        found.append(both[0] if both else None)
+    return tuple(found)
 
 
 def chromosome_names(values, source: str) -> np.ndarray:

@@ -135,7 +135,7 @@ def var_intervals(columns: Mapping[str, Any], var_names: Any, source: str, tile_
     names are read only when needed); chr/start alone as fixed-width tiles (ArchR's TileMatrix)
     whose width is inferred from the starts."""
     cols = {str(c).lower(): c for c in columns}
-    chrom, start, end = coordinate_columns(columns)
+    chrom, start, end = coordinate_columns(columns, f"{source}: var")
     if tile_width is not None and (chrom is None or start is None or end is not None):
         raise GtokError(f"{source}: --tile-width (tile_width= in Python) applies to tile matrices whose var has chromosome "
                         "and start columns but no end; this var "
