@@ -195,7 +195,7 @@ def begin(out: Path, start: Start) -> None:
     else:
         for name in ("logs", "batches"):
             shutil.rmtree(out / name, ignore_errors=True)
-    make_folder(out / "checkpoints")  # also what marks the folder as gtok's
+    make_folder(out / "checkpoints")
 
 
 def _other_run(ckpt: dict[str, Any], run: dict[str, Any], opts: TrainerOptions) -> str | None:
@@ -241,7 +241,9 @@ def keep_replaced_model(out: Path, fingerprint: str, step: int) -> Path | None:
     the model folder copied here) alike. Nothing when there is none, or when it is this very model
     (a rerun that trained nothing publishes the same one again)."""
     old = published_run(out) or {}
-    if not (out / CHECKPOINT_FILE).is_file() or _kept(out) or (old.get("fingerprint"), old.get("step")) == (fingerprint, step):
+    this = (old.get("fingerprint"), old.get("step")) == (fingerprint, step) or \
+        _same_file(out / CHECKPOINT_FILE, out / "checkpoints" / "last.ckpt")  # published from this run's checkpoint
+    if not (out / CHECKPOINT_FILE).is_file() or _kept(out) or this:
         return None
     folder = _previous_folder(out)
     _keep_model(out, folder)
