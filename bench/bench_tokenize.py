@@ -72,7 +72,7 @@ universe, h5ad, out = sys.argv[1:]
 tok = Tokenizer.from_bed(universe)
 t = time.perf_counter()
 with ShardWriter(out, tok.vocab_size, tok.fingerprint) as w:
-    write_source(w, tok, H5adSource(h5ad))  # what `gtok tokenize` runs per .h5ad
+    write_source(w, tok, H5adSource(h5ad), set())  # what `gtok tokenize` runs per .h5ad
 print(json.dumps({"seconds": time.perf_counter() - t}))
 """
 

@@ -132,6 +132,15 @@ def test_h5ad_options_are_checked_before_the_progress_bar(universe, tmp_path, op
     assert not (tmp_path / "x.gtok").exists()
 
 
+def test_an_h5ad_whose_cells_share_a_name_is_refused(universe, tmp_path):
+    cells = ad.read_h5ad(PBMC)
+    cells.obs_names = ["same"] * 2 + list(cells.obs_names[2:])
+    cells.write_h5ad(tmp_path / "twice.h5ad")
+    one_line_error(gtok("tokenize", "-q", "-u", universe, "-o", tmp_path / "x.gtok", tmp_path / "twice.h5ad"),
+                   "two records would both be named 'same'")
+    assert not (tmp_path / "x.gtok").exists()
+
+
 def test_an_h5ad_without_cells_is_refused(universe, tmp_path):
     ad.read_h5ad(PBMC)[:0].copy().write_h5ad(tmp_path / "none.h5ad")
     one_line_error(gtok("tokenize", "-q", "-u", universe, "-o", tmp_path / "x.gtok", tmp_path / "none.h5ad"),

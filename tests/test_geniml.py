@@ -91,6 +91,21 @@ def test_parquet_tokenizes_back_into_a_shard_with_the_same_records(shard, parque
     assert [d.tolist() for d in b] == [d.tolist() for d in a]
 
 
+@pytest.mark.parametrize("names, twice", [(["a", "a"], "a"), ([None, "row0"], "row0"), (["a\tb", "c"], None)])
+def test_tokenize_refuses_record_names_a_shard_cannot_hold(tmp_path, capsys, names, twice):
+    """Names repeated (a null name is named by its row, and may meet a real one), or split over
+    lines: one line, and no shard (gtok manifest would refuse the repeat only later; dump writes a
+    record a line)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"name": names, "tokens": [[1, 2], [3]]}), tmp_path / "in.parquet")
+    assert gtok("tokenize", "-q", "-u", UNIVERSE, "-o", tmp_path / "x.gtok", tmp_path / "in.parquet") == 1
+    said = error_line(capsys)
+    assert (f"two records would both be named {twice!r}" if twice else "holds a tab or a line break") in said
+    assert not (tmp_path / "x.gtok").exists()
+
+
 def test_tokenize_refuses_a_parquet_of_another_universe(parquet, tmp_path, capsys):
     other = write_bed(tmp_path / "other.bed", [("chr1", 1, 100), ("chr2", 5, 50)])
     assert gtok("tokenize", "-q", "-u", other, "-o", tmp_path / "x.gtok", parquet) == 1

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from gtok import __version__
+from gtok.errors import GtokError, describe
 from gtok.formats.metadata import ShardMeta, check_dataset, universe_record
 from gtok.formats.shard import MAGIC, ShardWriter
 from gtok.paths import has_magic, input_file, output_file
@@ -49,15 +50,39 @@ def tokenize_to_shard(inputs: Sequence[str], universe: str, output: str, cache: 
     with ShardWriter(target, tok.vocab_size, tok.fingerprint, meta) as writer:
         for source in sources:  # everything a source reads besides its input, before any record is written
             source.check(tok)
+        names: set[str] = set()
         for source in sources:
-            write_source(writer, tok, source)
+            write_source(writer, tok, source, names)
     return Path(output)
 
 
-def write_source(writer: ShardWriter, tok: Tokenizer, source: Source) -> None:
-    """Every record of `source` into `writer`; spills go beside the output (not $TMPDIR)."""
+def write_source(writer: ShardWriter, tok: Tokenizer, source: Source, names: set[str]) -> None:
+    """Every record of `source` into `writer`; spills go beside the output (not $TMPDIR). `names`:
+    the record names written so far, which a new record may not repeat (check_names)."""
     for batch in source.batches(tok, Path(writer.path).parent):
+        check_names(batch.names, names, writer.path)
         writer.add_batch(*batch)
+
+
+def check_names(new: Sequence[str], seen: set[str], output: str | os.PathLike) -> None:
+    """Record names are unique in a shard (splits, evaluation and embeddings tell records apart by
+    name; `gtok manifest` would refuse the shard later) and fit one line (`gtok dump` writes one
+    record a line, export-gtars a file per name): refused in one line naming the name. Checked as
+    the records come, so a failure leaves no shard."""
+    joined = "\0".join(new)
+    if "\t" in joined or "\n" in joined or "\r" in joined:
+        bad = next(n for n in new if "\t" in n or "\n" in n or "\r" in n)
+        raise GtokError(f"{describe(output)}: the record name {bad!r} holds a tab or a line break; record names are "
+                        "written one a line: rename the input (or its cells or rows).")
+    batch = set(new)
+    if len(batch) == len(new) and seen.isdisjoint(batch):
+        seen.update(batch)
+        return
+    earlier: set[str] = set()
+    twice = next(n for n in new if n in seen or n in earlier or earlier.add(n))  # add() is None: falsy
+    raise GtokError(f"{describe(output)}: two records would both be named {twice!r}; record names must be unique "
+                    "(splits and embeddings tell records apart by name): name the inputs apart (for cells, --sample "
+                    "gives each input's barcodes a prefix), or tokenize them into separate shards.")
 
 
 def default_dataset(kinds: dict[str, list[str]], output: str, samples: Sequence[str] | None = None) -> str:
