@@ -51,6 +51,19 @@ def test_manifest_paths_survive_moving_the_folder(shards, tmp_path):
     assert GTokDataset(moved / "manifest.json").num_records == 8
 
 
+def test_a_linked_shard_in_the_folder_is_listed_as_the_link(shards, tmp_path):
+    """A link inside the manifest's folder to a shard kept elsewhere is recorded as the link, so the
+    folder still moves whole (its target's place outside would break on the move)."""
+    project = tmp_path / "project"
+    (project / "shards").mkdir(parents=True)
+    (project / "shards" / "linked.gtok").symlink_to(shards[0])
+    written = write_manifest(project / "manifest.json", [project / "shards" / "linked.gtok"])
+    assert written["shards"][0]["path"] == "shards/linked.gtok"
+    (tmp_path / "elsewhere").mkdir()
+    project.rename(tmp_path / "elsewhere" / "project")
+    assert verify_manifest(tmp_path / "elsewhere" / "project" / "manifest.json") == []
+
+
 def test_mixed_fingerprints_are_refused(tmp_path, shards):
     other = tmp_path / "other.gtok"
     write_shard(other, [("x", np.array([1, 2]))], VOCAB, "cd" * 32)

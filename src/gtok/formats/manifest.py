@@ -152,7 +152,9 @@ def _shard_entry(reader: ShardReader, folder: Path, split: str | None, dataset: 
     """A shard's manifest entry; its checksums are checked in the read that hashes it, or a
     damaged shard would be listed under the sha256 of its damage."""
     return {
-        "path": os.path.relpath(reader.path.resolve(), folder),
+        # as given, relative to the manifest's folder: a link inside the folder stays a link, so the
+        # folder moves whole (resolving it would record the target's place outside)
+        "path": os.path.relpath(os.path.abspath(reader.path), folder),
         "sha256": reader.verify(sha256=True),
         "records": len(reader),
         "tokens": reader.n_tokens,
@@ -187,7 +189,7 @@ def write_manifest(out: str | os.PathLike, shards: Sequence[ShardSpec], progress
     if not specs:
         raise GtokError(f"{describe(out)}: a manifest needs at least one shard.")
     refuse_repeats([p for p, _, _ in specs])
-    folder = target.parent.resolve()
+    folder = Path(os.path.abspath(target.parent))  # not resolved: a shard's path is kept as given (below)
     entries, vocab, universes, gtars_ids, names = [], [], [], [], UniqueNames()
     for path, split, dataset in tqdm(specs, desc="hashing shards", unit="shard", disable=not progress or len(specs) < 2):
         reader = ShardReader(path)
