@@ -251,6 +251,27 @@ def test_tokenize_records_the_dataset_and_the_universe(tmp_path):
     assert (meta.universe.source, meta.universe.source_sha256) == (str(UNIVERSE.resolve()), hashlib.sha256(UNIVERSE.read_bytes()).hexdigest())
 
 
+def test_an_index_of_another_version_is_said_so_not_called_corrupt(tmp_path):
+    index = tmp_path / "u.gtokidx"
+    gtok("index", "-q", "-u", UNIVERSE, "-o", index, check=True)
+    raw = bytearray(index.read_bytes())
+    raw[8:12] = (2).to_bytes(4, "little")  # the version field, after the 8 magic bytes (docs/format.md)
+    index.write_bytes(bytes(raw))
+    proc = gtok("tokenize", "-q", "-u", index, "-o", tmp_path / "x.gtok", SAMPLES[0])
+    one_line_error(proc, f"{index}: format version 2 is not supported")
+
+
+def test_a_record_that_reads_back_under_another_name_is_listed(tmp_path):
+    """A record named 'x.bed' becomes x.bed.gtok, which a reader (gtok's, gtars') names 'x'."""
+    import numpy as np
+
+    from gtok.formats.shard import ShardReader, write_shard
+
+    shard = write_shard(tmp_path / "s.gtok", [("x.bed", np.array([1])), ("plain", np.array([2]))], 10, None)
+    proc = gtok("export-gtars", shard, tmp_path / "out", check=True)
+    assert ShardReader(tmp_path / "out" / "x.bed.gtok").names == ["x"] and "x.bed.gtok" in proc.stdout
+
+
 def test_a_bad_dataset_name_is_one_line_before_any_work(tmp_path):
     proc = gtok("tokenize", "-q", "-u", UNIVERSE, "--dataset", " padded", "-o", tmp_path / "x.gtok", SAMPLES[0], check=False)
     assert proc.returncode == 1 and "--dataset ' padded': a dataset name has no control characters" in proc.stderr

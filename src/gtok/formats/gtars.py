@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from gtok.atomic import atomic_path, staged_files
-from gtok.formats.shard import MAGIC, ShardReader
+from gtok.formats.shard import MAGIC, ShardReader, record_name
 from gtok.paths import has_magic, output_file, output_folder
 
 #: Longest file stem taken from a record name, in bytes: with `.gtok`, a number for a repeated
@@ -28,7 +28,8 @@ def export_gtars_folder(reader: ShardReader, outdir: str | os.PathLike) -> list[
     File names must be unique, or one record would silently replace another: a name already
     taken (two BED files `a/s.bed` and `b/s.bed` are both record `s`) gets a number, `s-2.gtok`.
     A name that cannot be a file name as it is (`file_stem`) is made into one. Returns the
-    (record name, file name) pairs that were numbered or changed. A file in the way that is not a
+    (record name, file name) pairs whose file reads back under another name (numbered, made into a
+    file name, or ending in .bed or .gz, which a reader takes off). A file in the way that is not a
     `.gtok` file is refused before anything is written, and so is a shard whose bytes fail their
     checksums: damaged tokens must not leave as clean-looking files.
     """
@@ -43,7 +44,7 @@ def export_gtars_folder(reader: ShardReader, outdir: str | os.PathLike) -> list[
             stem = f"{base}-{k}"
         taken.add(stem)
         files.append(output_file(folder / f"{stem}.gtok", (".gtok",), [reader.path], is_gtars_file, "gtars .gtok file"))
-        if stem != base or base != name:
+        if record_name(stem) != name:  # the name the file reads back as (.bed and .gz are taken off it)
             renamed.append((name, files[-1].name))
     with staged_files(folder) as stage:  # a full disk half-way leaves the folder as it was
         for tokens, path in zip(reader, files):

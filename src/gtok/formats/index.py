@@ -104,10 +104,10 @@ def read_index(path: str | os.PathLike) -> IndexContent:
     if len(raw) < _HEADER_SIZE or raw[:8] != MAGIC:
         raise IndexFormatError(f"{name}: not a gtok universe index (the magic bytes are missing).")
     magic, version, table_len, data_len, source, fingerprint, crc, crc_head = _HEADER.unpack_from(raw)
+    if version != VERSION:  # before the header's checksum: another version may lay its header out otherwise
+        index_error(name, f"format version {version} is not supported (this gtok reads version {VERSION})")
     if zlib.crc32(raw[: _HEADER_SIZE - 4]) != crc_head:
         index_error(name, "the header is corrupt (checksum mismatch)")
-    if version != VERSION:
-        index_error(name, f"format version {version} is not supported (this gtok reads version {VERSION})")
     if len(raw) != _HEADER_SIZE + table_len + data_len:
         index_error(name, f"truncated or padded: {len(raw)} bytes, the header says {_HEADER_SIZE + table_len + data_len}")
     if zlib.crc32(memoryview(raw)[_HEADER_SIZE:]) != crc:
