@@ -249,6 +249,8 @@ def rewrite_header(data: bytes, **changes) -> bytes:
 @pytest.mark.parametrize("changes, words", [
     ({"f4": 0}, "reserved bytes are not zero"),  # metadata present, flag bit cleared
     ({"f17": 5}, "do not fit the file"),  # a metadata length that is not the section's
+    ({"f4": 0x82}, r"unknown flags 0x80"),  # a flag this gtok does not know: refused, not ignored
+    ({"f12": 8}, "do not fit the file"),  # labels that do not start where the names end
 ])
 def test_a_header_that_misplaces_the_metadata_is_refused(tmp_path, changes, words):
     path = write_shard(tmp_path / "m.gtok", sample_records(np.random.default_rng(3), n=4), 1000, FP, META)

@@ -241,6 +241,8 @@ class ShardReader:
             self._fail(f"truncated or padded: the header says {file_size} bytes, the file has {self._size}")
         if itemsize not in (2, 4):
             self._fail(f"unsupported token width of {itemsize} bytes")
+        if flags & ~(FLAG_LABELS | FLAG_META):  # a reader refuses what it does not understand
+            self._fail(f"unknown flags 0x{flags & ~(FLAG_LABELS | FLAG_META):02x} in the header (a newer gtok wrote it?)")
         self.version, self.dtype, self.vocab_size = version, np.dtype(f"<u{itemsize}"), int(vocab_size)
         self._fingerprint = fp.hex() if any(fp) else None
         tokens_end = tokens_at + n_tokens * itemsize
@@ -259,9 +261,13 @@ class ShardReader:
         self.header_crc = crc_head
         if not flags & FLAG_META and (meta_len or crc_metadata):
             self._fail("the header's reserved bytes are not zero (the file is damaged)")
+        table_at = self._names_at  # the tables follow each other without gaps (docs/format.md)
         for at in (self._names_at, self._labels_at) if self._labels_at else (self._names_at,):
+            if at != table_at:
+                self._fail("the names, labels and metadata sections do not fit the file")
             ends, blob_at = self._string_table(at)  # checks the table's structure now; its text is decoded on use
-        if blob_at + int(ends[-1]) != file_size - meta_len:  # the last table ends where the metadata starts
+            table_at = blob_at + int(ends[-1])
+        if table_at != file_size - meta_len:  # the last table ends where the metadata starts
             self._fail("the names, labels and metadata sections do not fit the file")
         self.meta = self._read_meta(file_size - meta_len, crc_metadata) if flags & FLAG_META else None
 
