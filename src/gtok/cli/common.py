@@ -17,6 +17,12 @@ def add_quiet(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar and no informational messages")
 
 
+def inform(args: argparse.Namespace, text: str) -> None:
+    """An informational line (what was written), unless the command was asked to be --quiet."""
+    if not getattr(args, "quiet", False):
+        print(text)
+
+
 def add_cell_options(p: argparse.ArgumentParser, verb: str) -> None:
     """How an .h5ad or .h5mu input's cells are read: `gtok tokenize` and `gtok embed` alike."""
     from gtok.sources.h5ad import DEFAULT_MODALITY

@@ -9,6 +9,7 @@ from gtok.cli.common import (
     add_cell_options,
     add_command,
     add_quiet,
+    inform,
     non_negative_int,
     part,
     positive_float,
@@ -95,7 +96,7 @@ def _run_index(args: argparse.Namespace) -> int:
     from gtok.vocabulary import Vocabulary
 
     universe = build_index(args.universe, args.output)
-    print(f"wrote {args.output}: {len(universe):,} regions, vocabulary size {Vocabulary(len(universe)).size:,}, "
+    inform(args, f"wrote {args.output}: {len(universe):,} regions, vocabulary size {Vocabulary(len(universe)).size:,}, "
           f"fingerprint {universe.fingerprint}")
     return 0
 
@@ -161,7 +162,7 @@ def _run_export(args: argparse.Namespace) -> int:
         shown = ", ".join(f"{_short(repr(name))} -> {_short(file)}" for name, file in renamed[:5]) + (" ..." if len(renamed) > 5 else "")
         print(f"note: {len(renamed)} records share a file name with another, or their name cannot be one as it is "
               f"(it holds '/' or NUL, or is over {MAX_STEM_BYTES} bytes), and got another: {shown}")
-    print(f"wrote {len(ShardReader(args.shard))} gtars .gtok files to {args.outdir}")
+    inform(args, f"wrote {len(ShardReader(args.shard))} gtars .gtok files to {args.outdir}")
     return 0
 
 
@@ -181,7 +182,7 @@ def _run_export_parquet(args: argparse.Namespace) -> int:
     from gtok.formats.parquet import write_parquet
 
     done = write_parquet(args.shards, args.output)
-    print(f"wrote {done.path}: {done.records:,} records, {done.tokens:,} tokens from {done.shards} shard(s), "
+    inform(args, f"wrote {done.path}: {done.records:,} records, {done.tokens:,} tokens from {done.shards} shard(s), "
           f"vocabulary size {done.vocab_size or 'unknown'}, fingerprint {(done.fingerprint or 'unknown')[:12]}")
     return 0
 
@@ -213,7 +214,7 @@ def _run_manifest(args: argparse.Namespace) -> int:
     shards += [(path, None) for key, (path, _) in datasets.items() if key not in listed]
     specs = [(path, split, datasets.get(path.resolve(), (None, None))[1]) for path, split in shards]
     manifest = write_manifest(args.output, specs, progress=not args.quiet)
-    print(f"wrote {args.output}: {len(manifest['shards'])} shards, {manifest['records']:,} records, {manifest['tokens']:,} tokens")
+    inform(args, f"wrote {args.output}: {len(manifest['shards'])} shards, {manifest['records']:,} records, {manifest['tokens']:,} tokens")
     return 0
 
 
@@ -294,7 +295,7 @@ def _run_simulate(args: argparse.Namespace) -> int:
         if bed:
             written[0].write_text(peaks_bed(adata.var))
         adata.write_h5ad(written[-1], compression="gzip")
-    print(f"wrote {target}: {sim.cells:,} cells x {sim.peaks:,} peaks, {sim.cell_types} cell types, {sim.batches} batches")
+    inform(args, f"wrote {target}: {sim.cells:,} cells x {sim.peaks:,} peaks, {sim.cell_types} cell types, {sim.batches} batches")
     return 0
 
 

@@ -11,6 +11,7 @@ from gtok.cli.common import (
     add_quiet,
     devices,
     fraction,
+    inform,
     non_negative_int,
     positive_int,
     steps,
@@ -78,7 +79,7 @@ def _run_embed(args: argparse.Namespace) -> int:
     cells = CellOptions(modality=args.modality, tile_width=args.tile_width, layer=args.layer)
     out = embed_to_files(args.model, args.inputs, args.output, args.universe, torch_device(args.device),
                          args.batch_size, progress=not args.quiet, cells=cells)
-    print(f"wrote {out}")
+    inform(args, f"wrote {out}")
     return 0
 
 
@@ -101,7 +102,7 @@ def _run_evaluate(args: argparse.Namespace) -> int:
 
     out = evaluate(args.model, args.manifest, _evaluation_folder(args.out), args.val_fraction, args.seed,
                    progress=not args.quiet)
-    print(f"wrote {out}")
+    inform(args, f"wrote {out}")
     return 0
 
 
