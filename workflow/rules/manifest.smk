@@ -10,6 +10,8 @@ rule manifest:
         PLAN.manifest,
     log:
         f"{R}/logs/manifest.log",
+    benchmark:
+        f"{R}/benchmarks/manifest.tsv"
     conda:
         GTOK_ENV
     threads: 1

@@ -7,6 +7,8 @@ rule train_config:
         PLAN.train_config,
     log:
         f"{R}/logs/train_config.log",
+    benchmark:
+        f"{R}/benchmarks/train_config.tsv"
     conda:
         GTOK_ENV
     threads: 1
@@ -67,6 +69,8 @@ rule train_summary:
         ),
     log:
         f"{R}/logs/train_summary.log",
+    benchmark:
+        f"{R}/benchmarks/train_summary.tsv"
     conda:
         GTOK_ENV
     threads: 1
