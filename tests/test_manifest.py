@@ -74,8 +74,10 @@ def test_mixed_fingerprints_are_refused(tmp_path, shards):
 
 def test_cli_manifest_then_verify_ok(shards, tmp_path, capsys):
     out = tmp_path / "m.json"
-    assert main(["manifest", "-q", "-o", str(out), str(shards[0].parent)]) == 0
+    assert main(["manifest", "-o", str(out), str(shards[0].parent)]) == 0
     assert "2 shards, 8 records" in capsys.readouterr().out
+    assert main(["manifest", "-q", "-o", str(out), str(shards[0].parent)]) == 0
+    assert capsys.readouterr().out == ""  # --quiet: not even the 'wrote' line
     assert main(["verify", "-q", str(out)]) == 0
     assert capsys.readouterr().out.startswith("OK: 2 shards, 8 records")
     out.write_bytes(b"\xef\xbb\xbf" + out.read_bytes())  # saved by an editor that marks UTF-8
