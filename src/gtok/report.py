@@ -47,7 +47,8 @@ def verdict(table: Any, folds: Any, model: str, supervised: bool = False) -> str
     (folds - 1 degrees of freedom) standard errors from zero; otherwise the two are "within the noise".
     Comparing the difference of means with each method's own spread would ignore the pairing: it can
     name a winner the folds disagree on, and call noise a lead held in every fold. `supervised`: the
-    model learned from the training records' labels, which LSI never sees; said in the same sentence."""
+    model learned from the training records' labels, which LSI uses only to choose how many components
+    it keeps; said in the same sentence."""
     scores = {m: (v, sd) for m, metric, v, sd in table.itertuples(index=False) if metric == "knn_accuracy"}
     if model not in scores or "lsi" not in scores:
         return "No comparison: the evaluation was skipped."
