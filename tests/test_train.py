@@ -601,13 +601,14 @@ def test_only_the_finished_model_is_loaded_from_a_folder(tmp_path, data):
 
 
 def test_the_lock_of_a_failed_launch_leaves_a_folder_as_new_as_it_was(tmp_path):
-    from gtok.training.run import LOCK_FILE, check_run_folder, claim_folder
+    from gtok.pretrained import TRAIN_LOCK_FILE
+    from gtok.training.run import check_run_folder, claim_folder
 
     out = tmp_path / "run"
     out.mkdir()
     with pytest.raises(RuntimeError), claim_folder(out):
         raise RuntimeError
-    assert [p.name for p in out.iterdir()] == [LOCK_FILE] and check_run_folder(out) == out  # still a new folder
+    assert [p.name for p in out.iterdir()] == [TRAIN_LOCK_FILE] and check_run_folder(out) == out  # still a new folder
     new = tmp_path / "new"
     with pytest.raises(RuntimeError), claim_folder(new):
         raise RuntimeError

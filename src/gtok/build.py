@@ -79,7 +79,10 @@ def check_names(new: Sequence[str], seen: set[str], output: str | os.PathLike) -
         seen.update(batch)
         return
     earlier: set[str] = set()
-    twice = next(n for n in new if n in seen or n in earlier or earlier.add(n))  # add() is None: falsy
+    for twice in new:
+        if twice in seen or twice in earlier:
+            break
+        earlier.add(twice)
     raise GtokError(f"{describe(output)}: two records would both be named {twice!r}; record names must be unique "
                     "(splits and embeddings tell records apart by name): name the inputs apart (for cells, --sample "
                     "gives each input's barcodes a prefix), or tokenize them into separate shards.")

@@ -162,6 +162,13 @@ def scorable(labels: np.ndarray) -> np.ndarray:
     return sizes[y] >= FOLDS
 
 
+def labelled_and_scorable(labels: np.ndarray) -> np.ndarray:
+    """Which records (labels: str or None) have a label with at least one record per fold."""
+    keep = np.not_equal(labels, None)
+    keep[keep] = scorable(labels[keep].astype(str))
+    return keep
+
+
 def coaccessible_pair_auc(counts: Any, vectors: np.ndarray, seed: int = 0, top: int = TOP_REGIONS) -> float:
     """P(cosine of a co-accessible region pair > cosine of a random pair) over the `top` most
     often accessible regions; co-accessible = the top 1% of pairs by Jaccard co-occurrence."""
@@ -340,10 +347,8 @@ def choose_dims(fitted: LSI, counts: Any, labels: np.ndarray | None, seed: int =
     record per fold."""
     if labels is None:
         return fitted.truncated(LSI_DIMS)
-    keep = np.not_equal(labels, None)
+    keep = labelled_and_scorable(labels)
     known = labels[keep].astype(str)
-    scored = scorable(known)
-    keep[keep], known = scored, known[scored]
     if np.unique(known).size < 2:
         return fitted.truncated(LSI_DIMS)
     folds = fold_ids(known, seed)
@@ -362,8 +367,7 @@ def _score(embedder: Any, records: EvalRecords, fitted: LSI, training: EvalRecor
     `plots`: where each method's UMAP goes, the model's first, under its label."""
     from gtok.plots import plot_umap
 
-    keep = np.not_equal(records.labels, None)
-    keep[keep] = scorable(records.labels[keep].astype(str))
+    keep = labelled_and_scorable(records.labels)
     labels = records.labels[keep].astype(str)
     folds = fold_ids(labels, seed)
     counts = records.counts()

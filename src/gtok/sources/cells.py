@@ -304,6 +304,7 @@ class _Cells:
         self.layer = layer
         self._h5: H5adFile | None = None
         self._adata = None
+        self._opened = is_path  # a file this opened, and closes (close)
         if is_path:
             input_file(source, f"{file_kind(self.name)} file")
             try:
@@ -368,7 +369,7 @@ class _Cells:
         """Close the file this opened (an AnnData given in memory stays as it is)."""
         if self._h5:
             self._h5.close()
-        elif self._adata is not None and getattr(self._adata, "isbacked", False) and self.name != "the AnnData":
+        elif self._opened and self._adata is not None:  # read backed, when h5py alone could not
             self._adata.file.close()
 
     def not_counts(self, bad: NotCounts, names: np.ndarray, regions: Intervals) -> str:

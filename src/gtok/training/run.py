@@ -108,14 +108,10 @@ def check_run_folder(out: str | os.PathLike) -> Path:
     folder = Path(out)
     if os.path.lexists(folder) and not folder.is_dir():
         raise GtokError(f"{name}: exists and is not a folder; --out must be a folder.")
-    if folder.is_dir() and not is_gtok_folder(folder) and any(p.name != LOCK_FILE for p in folder.iterdir()):
-        raise GtokError(f"{name}: is not empty and holds no gtok training run (no {CHECKPOINT_FILE} or {LOCK_FILE}); "
+    if folder.is_dir() and not is_gtok_folder(folder) and any(folder.iterdir()):
+        raise GtokError(f"{name}: is not empty and holds no gtok training run (no {CHECKPOINT_FILE} or {TRAIN_LOCK_FILE}); "
                         "train into a new or empty folder, so that nothing in it is overwritten.")
     return folder
-
-
-LOCK_FILE = TRAIN_LOCK_FILE
-"""The file `claim_folder` locks; it stays in the folder, and marks it as gtok's (is_gtok_folder)."""
 
 
 @contextlib.contextmanager
@@ -132,7 +128,7 @@ def claim_folder(out: Path) -> Iterator[None]:
     created = not out.exists()
     make_folder(out)
     try:
-        fd = os.open(out / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = os.open(out / TRAIN_LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
     except OSError as exc:  # a read-only or foreign folder: nothing was changed in it
         raise GtokError(f"{describe(out)}: cannot train into it: {os.strerror(exc.errno).lower()}; train into a folder "
                         "you can write.") from None
@@ -150,9 +146,9 @@ def claim_folder(out: Path) -> Iterator[None]:
         recover(out)  # a publication killed half-way is undone before this launch reads the folder
         yield
     except BaseException:
-        if created and held and [p.name for p in out.iterdir()] == [LOCK_FILE]:
+        if created and held and [p.name for p in out.iterdir()] == [TRAIN_LOCK_FILE]:
             with contextlib.suppress(OSError):
-                (out / LOCK_FILE).unlink()
+                (out / TRAIN_LOCK_FILE).unlink()
                 out.rmdir()
         raise
     finally:
