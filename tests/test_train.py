@@ -362,15 +362,18 @@ def test_rerun_of_another_run_starts_afresh_and_sets_the_old_one_aside(tmp_path,
     assert (previous / "model.ckpt").samefile(previous / "checkpoints" / "last.ckpt")  # the old finished model
 
 
-def test_sigterm_fails_the_command_and_leaves_no_final_model(tmp_path, data):
-    """SLURM preempts with SIGTERM; Lightning stops after the step, by an exit of status 0."""
+@pytest.mark.parametrize("stop, words", [(signal.SIGTERM, "stopped by SIGTERM"), (signal.SIGINT, "interrupted")])
+def test_a_stopped_run_fails_the_command_in_one_line_and_leaves_no_final_model(tmp_path, data, stop, words):
+    """SLURM preempts with SIGTERM, after which Lightning stops by an exit of status 0; Ctrl-C makes
+    Lightning exit 1 with a message that --quiet hides. Both say so in one line."""
     import yaml
 
     cfg = tmp_path / "train.yaml"
     cfg.write_text(yaml.safe_dump(config(trainer={"checkpoint_every_n_steps": 2})))
     out = tmp_path / "run"
     run = subprocess.Popen([*GTOK, "train", "-q", "--manifest", str(data), "--model", "encoder", "--out", str(out),
-                            "--config", str(cfg), "--max-steps", "100000"], stderr=subprocess.PIPE, text=True)
+                            "--config", str(cfg), "--max-steps", "100000"], stderr=subprocess.PIPE, text=True,
+                           preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # as in a terminal
     deadline = time.monotonic() + 120
     while not (out / "checkpoints" / "last.ckpt").exists():
         if time.monotonic() > deadline:
@@ -378,9 +381,9 @@ def test_sigterm_fails_the_command_and_leaves_no_final_model(tmp_path, data):
             pytest.fail("no checkpoint within 120 s")
         assert run.poll() is None, run.stderr.read()
         time.sleep(0.01)
-    run.terminate()
+    run.send_signal(stop)
     assert run.wait(timeout=60) == 1
-    assert run.stderr.read().splitlines()[-1].startswith(f"gtok train: error: {out}: training stopped by SIGTERM at step ")
+    assert run.stderr.read().splitlines()[-1].startswith(f"gtok train: error: {out}: training {words} at step ")
     assert not (out / "model.ckpt").exists()
 
 

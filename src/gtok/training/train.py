@@ -189,6 +189,11 @@ def train(
             except SIGTERMException:  # a SystemExit of status 0, which would pass for success
                 raise GtokError(f"{describe(out)}: training stopped by SIGTERM at step {trainer.global_step}; "
                                 "rerun the same command to continue from its last checkpoint.") from None
+            except SystemExit:  # Lightning exits 1 on Ctrl-C, saying so only without --quiet
+                if not trainer.interrupted:
+                    raise
+                raise GtokError(f"{describe(out)}: training interrupted at step {trainer.global_step}; the folder's "
+                                "model is as it was; rerun the same command to continue from its last checkpoint.") from None
         if trainer.is_global_zero:
             _publish(out, last, net, trainer.global_step, run, vocab, model, resolved_model, data)
     return out / CHECKPOINT_FILE
