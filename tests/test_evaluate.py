@@ -499,3 +499,51 @@ def test_lsi_chooses_its_components_on_the_training_records_alone():
     unlabelled = labels[:300].copy()
     unlabelled[::2] = None  # records without a label take no part
     assert choose_dims(fitted, counts[:300], unlabelled).chosen_by is not None
+
+
+def test_lsi_fit_streams_chunks_and_finds_truncated_svd_axes():
+    """The streamed fit holds one chunk at a time, gives the same fit whatever the chunk size, and
+    finds the leading axes scikit-learn's TruncatedSVD finds on the whole matrix."""
+    from sklearn.decomposition import TruncatedSVD
+
+    from gtok.evaluation.lsi import _tfidf, binarise, row_chunks
+
+    adata = simulate(Simulation(cells=800, peaks=1500, cell_types=4, program_peaks=100, seed=3))
+    counts = adata.X.tocsr()
+    whole = LSI.fit(counts, dims=10)
+    seen = []
+
+    def chunks():
+        for c in row_chunks(counts, 97):
+            seen.append(c.shape[0])
+            yield c
+
+    streamed = LSI.fit_chunks(chunks, dims=10)
+    assert max(seen) == 97 and whole.records == streamed.records == 800
+    np.testing.assert_allclose(np.abs(streamed.components), np.abs(whole.components), atol=1e-8)
+    assert streamed.dropped_first == whole.dropped_first
+    reference = TruncatedSVD(11, random_state=0).fit(_tfidf(binarise(counts), whole.idf)).components_
+    reference = reference[1:] if whole.dropped_first else reference[:10]
+    leading = np.abs(np.sum(reference[:3] * whole.components[:3], axis=1))  # the cell types' axes
+    assert (leading > 0.99).all()
+
+
+def test_lsi_is_fitted_on_every_training_record_beyond_the_choice_draw(tmp_path, monkeypatch):
+    """LSI sees every record the model trained on; only the choice of its components, whose kNN is
+    quadratic in records, is made on a seeded draw of them, and the caption says both."""
+    import gtok.evaluation.evaluate as ev
+    from gtok.formats.manifest import write_manifest
+    from gtok.formats.shard import write_shard
+
+    rng = np.random.default_rng(1)
+    records = [(f"r{i}", rng.choice(np.arange(60), 10, replace=False), f"L{i % 2}") for i in range(300)]
+    write_shard(tmp_path / "s.gtok", records, vocab_size=67, fingerprint="ab" * 32)
+    write_manifest(tmp_path / "m.json", [tmp_path / "s.gtok"])
+    monkeypatch.setattr(ev, "MAX_CHOICE_RECORDS", 50)
+    monkeypatch.setattr(ev, "CHUNK_RECORDS", 40)
+    fitted, choice = ev.training_lsi(tmp_path / "m.json", val_fraction=0.2)
+    training = ev.held_out_records(tmp_path / "m.json", 0.2, "train")
+    assert fitted.records == len(training.lengths) > 200 and len(choice.lengths) == 50
+    np.testing.assert_allclose(fitted.idf, LSI.fit(training.counts()).idf)
+    said = ev._lsi_fit(fitted, choice)
+    assert f"fitted on all {fitted.records:,} training records" in said and "a seeded draw of 50 of them" in said

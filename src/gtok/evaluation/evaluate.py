@@ -4,8 +4,8 @@ metrics scATAC users judge embeddings with.
 The records are the validation split of the training manifest (the split the model never trained
 on: a sample sheet's `split` column, else the same stable name hash and `val_fraction` as
 training), read straight from the shards, with their labels. The baseline, LSI (gtok.evaluation.lsi), is
-fitted as the model is trained: on the training split's records (at most 20,000, drawn with the
-seed), then projects the held-out ones. Both embeddings of the same held-out records are scored
+fitted as the model is trained: on all the training split's records, streamed from the shards,
+then projects the held-out ones. Both embeddings of the same held-out records are scored
 on the same 5 seeded stratified folds:
 
 - `knn_accuracy`: a 15-nearest-neighbour classifier (fewer when a label has fewer records in the
@@ -35,13 +35,14 @@ from typing import Any
 import numpy as np
 
 from gtok.errors import GtokError, describe
-from gtok.evaluation.lsi import CANDIDATE_DIMS, LSI, LSI_DIMS, MAX_TRAINING_RECORDS, unit_rows
+from gtok.evaluation.lsi import CANDIDATE_DIMS, CHUNK_RECORDS, LSI, LSI_DIMS, unit_rows
 from gtok.extras import require
 
 METRICS = ("knn_accuracy", "ari", "nmi", "silhouette")
 FOLDS = 5
 NEIGHBOURS = 15
 TOP_REGIONS = 2_000
+MAX_CHOICE_RECORDS = 20_000  # labelled training records that choose LSI's components (kNN is quadratic)
 
 
 @dataclass
@@ -73,15 +74,25 @@ def held_out_records(manifest: str | os.PathLike, val_fraction: float, split: st
     """The records of `split` (their labels, when the data has any), from the shards; with a
     `fingerprint`, shards of another vocabulary are refused. With `max_records`, a seeded random
     subset of that many (in shard order), chosen before any token is read."""
-    from gtok.data.records import IGNORE_LABEL, Records
-
-    rec = Records.open(manifest, verify=False, split=split, val_fraction=val_fraction, expected_fingerprint=fingerprint,
-                       allow_empty=True)
+    rec = _open_split(manifest, val_fraction, split, fingerprint)
     chosen = np.arange(len(rec))
     if max_records is not None and len(rec) > max_records:
         chosen = np.sort(np.random.default_rng(seed).choice(len(rec), max_records, replace=False))
-    length = rec.length[chosen]
-    ids = rec.gather(chosen)
+    return _take(rec, chosen)
+
+
+def _open_split(manifest: str | os.PathLike, val_fraction: float, split: str, fingerprint: str | None) -> Any:
+    """The split's records (gtok.data.records.Records), none of their tokens read yet."""
+    from gtok.data.records import Records
+
+    return Records.open(manifest, verify=False, split=split, val_fraction=val_fraction, expected_fingerprint=fingerprint,
+                        allow_empty=True)
+
+
+def _take(rec: Any, chosen: np.ndarray) -> EvalRecords:
+    """The records `chosen` (ascending indices into `rec`) with their tokens and labels."""
+    from gtok.data.records import IGNORE_LABEL
+
     labels = None
     if rec.label is not None and rec.label_classes:
         label = rec.label[chosen]
@@ -89,7 +100,8 @@ def held_out_records(manifest: str | os.PathLike, val_fraction: float, split: st
         if keep.any():
             classes = np.asarray(rec.label_classes, dtype=object)
             labels = np.where(keep, classes[np.where(keep, label, 0)], None)
-    return EvalRecords(ids.astype(np.int64), length.astype(np.int64), labels, rec.vocab_size, len(rec))
+    return EvalRecords(rec.gather(chosen).astype(np.int64), rec.length[chosen].astype(np.int64), labels,
+                       rec.vocab_size, len(rec))
 
 
 def fold_ids(labels: np.ndarray, seed: int = 0, folds: int = FOLDS) -> np.ndarray:
@@ -304,12 +316,12 @@ def _write_evaluation(folder: Path, embedder: Any, manifest: str | os.PathLike, 
     details = ""
     notes = [_why_not(records, manifest)]
     if notes[0] is None:
-        baseline, training = training_lsi(manifest, val_fraction, fingerprint, seed)
+        baseline, choice = training_lsi(manifest, val_fraction, fingerprint, seed)
         notes = [_left_out(records)]
         if baseline is None:
             notes.append(f"{describe(manifest)}: no training records to fit LSI on; evaluation skipped.")
         else:
-            rows, folds, details = _score(embedder, records, baseline, training, plots, seed, progress)
+            rows, folds, details = _score(embedder, records, baseline, choice, plots, seed, progress)
     notes = [n for n in [unknown, *notes] if n]
     for note in notes:
         print(f"gtok evaluate: {note}", file=sys.stderr)
@@ -330,14 +342,22 @@ def _write_evaluation(folder: Path, embedder: Any, manifest: str | os.PathLike, 
 
 def training_lsi(manifest: str | os.PathLike, val_fraction: float, fingerprint: str | None = None,
                  seed: int = 0) -> tuple[LSI | None, EvalRecords]:
-    """(LSI fitted on the training split's records, as the model was trained, its components chosen
-    on them (choose_dims), or None when there are none; those records: at most
-    MAX_TRAINING_RECORDS, drawn with the seed)."""
-    training = held_out_records(manifest, val_fraction, "train", fingerprint, MAX_TRAINING_RECORDS, seed)
-    if not len(training.lengths):
-        return None, training
-    counts = training.counts()
-    return choose_dims(LSI.fit(counts, dims=max(CANDIDATE_DIMS), seed=seed), counts, training.labels, seed), training
+    """(LSI fitted on all the training split's records, as the model was trained, streamed from the
+    shards, or None when there are none; its components chosen (choose_dims) on a seeded draw of
+    at most MAX_CHOICE_RECORDS of them, which are returned with it)."""
+    rec = _open_split(manifest, val_fraction, "train", fingerprint)
+    drawn = np.arange(len(rec))
+    if len(rec) > MAX_CHOICE_RECORDS:
+        drawn = np.sort(np.random.default_rng(seed).choice(len(rec), MAX_CHOICE_RECORDS, replace=False))
+    choice = _take(rec, drawn)
+    if not len(rec):
+        return None, choice
+
+    def chunks() -> Any:
+        return (_take(rec, part).counts() for part in np.array_split(np.arange(len(rec)), -(-len(rec) // CHUNK_RECORDS)))
+
+    fitted = LSI.fit_chunks(chunks, dims=max(CANDIDATE_DIMS), seed=seed)
+    return choose_dims(fitted, choice.counts(), choice.labels, seed), choice
 
 
 def choose_dims(fitted: LSI, counts: Any, labels: np.ndarray | None, seed: int = 0) -> LSI:
@@ -360,7 +380,7 @@ def choose_dims(fitted: LSI, counts: Any, labels: np.ndarray | None, seed: int =
     return fitted.truncated(best, chosen_by=scores)
 
 
-def _score(embedder: Any, records: EvalRecords, fitted: LSI, training: EvalRecords, plots: dict[str, Path], seed: int,
+def _score(embedder: Any, records: EvalRecords, fitted: LSI, choice: EvalRecords, plots: dict[str, Path], seed: int,
            progress: bool) -> tuple[list[tuple], list[tuple], str]:
     """(metrics rows: method, metric, mean, sd; per-fold rows; what LSI was fitted on) of the model's
     and the training-fitted LSI's embeddings of the same held-out records, on the same folds.
@@ -383,28 +403,26 @@ def _score(embedder: Any, records: EvalRecords, fitted: LSI, training: EvalRecor
     if vectors is not None:
         rows.append((name, "coaccessible_pair_auc", coaccessible_pair_auc(counts, vectors[: counts.shape[1]], seed), np.nan))
         rows.append(("lsi", "coaccessible_pair_auc", coaccessible_pair_auc(counts, fitted.loadings, seed), np.nan))
-    details = f"{_lsi_fit(fitted, training)} Scored on {int(keep.sum()):,} of the {len(keep):,} held-out records " \
+    details = f"{_lsi_fit(fitted, choice)} Scored on {int(keep.sum()):,} of the {len(keep):,} held-out records " \
               f"(the labelled ones, of labels with {FOLDS} or more) in {FOLDS} folds."
     return rows, fold_rows, details
 
 
-def _lsi_fit(fitted: LSI, training: EvalRecords) -> str:
+def _lsi_fit(fitted: LSI, choice: EvalRecords) -> str:
     """What LSI was fitted on and how its components were chosen, for the report."""
-    fitted_on = f"{len(training.lengths):,} training records"
-    if training.available > len(training.lengths):
-        fitted_on += (f" (a seeded draw from the {training.available:,} the model could train on: LSI is fitted on "
-                      f"at most {MAX_TRAINING_RECORDS:,})")
+    on = "them" if len(choice.lengths) == fitted.records else \
+        f"a seeded draw of {len(choice.lengths):,} of them (the choice's kNN is quadratic in records)"
     if fitted.chosen_by:
         tried = ", ".join(f"{d}: {a:.3f}" for d, a in fitted.chosen_by.items())
-        chosen = (f"it keeps {fitted.dims} components, chosen on the labelled training records by their "
-                  f"{FOLDS}-fold kNN accuracy ({tried})")
+        chosen = (f"it keeps {fitted.dims} components, chosen by the {FOLDS}-fold kNN accuracy of the labelled "
+                  f"records of {on} ({tried})")
     elif fitted.dims < min(CANDIDATE_DIMS):
         chosen = f"it keeps all {fitted.dims} components the training records allow (fewer than any count to choose from)"
     else:
         chosen = f"it keeps {fitted.dims} components (the training records hold too few labels to choose)"
     first = "dropped" if fitted.dropped_first else "kept"
-    return (f"LSI was fitted on {fitted_on}, IDF and SVD from them alone; {chosen}; its first SVD component was "
-            f"{first} (correlation with log depth {fitted.depth_correlation:+.2f}).")
+    return (f"LSI was fitted on all {fitted.records:,} training records, IDF and SVD from them alone; {chosen}; its "
+            f"first SVD component was {first} (correlation with log depth {fitted.depth_correlation:+.2f}).")
 
 
 def _why_not(records: EvalRecords, manifest: str | os.PathLike) -> str | None:

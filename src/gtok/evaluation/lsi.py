@@ -2,9 +2,16 @@
 
 The recipe is Signac's and ArchR's: binarise the records x regions matrix, TF = x / the record's
 count, IDF = records / the region's count, log1p(TF * IDF * 1e4), a seeded truncated SVD, rows
-L2-normalised. It is fitted on the *training* split's records (as many as `max_records`, drawn with
-the seed), so the IDF and the SVD never see the held-out records that both methods are scored on;
-`transform` projects those with the training IDF and SVD, as the model embeds records it never saw.
+L2-normalised. It is fitted on the *training* split's records, all of them, so the IDF and the SVD
+never see the held-out records that both methods are scored on, and see every record the model
+trained on; `transform` projects the held-out ones with the training IDF and SVD, as the model
+embeds records it never saw.
+
+An atlas's records do not fit in memory as one matrix, so the fit streams them (`LSI.fit_chunks`):
+one pass for the IDF, then a randomized SVD (Halko, Martinsson and Tropp's range finder with power
+iterations, the algorithm of scikit-learn's TruncatedSVD, with its iteration and oversampling
+counts and its LU renormalization) that only ever multiplies a chunk of records by a regions x components block. Memory is
+one chunk plus a few of those blocks, whatever the number of records.
 
 The first SVD component usually follows sequencing depth rather than biology. It is dropped only
 when it does so on the training records (|Pearson correlation with log record depth| >
@@ -19,6 +26,7 @@ labels). The held-out records never take part in that choice.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -27,7 +35,9 @@ import numpy as np
 LSI_DIMS = 30  # when the training records cannot choose (fewer than two labels)
 CANDIDATE_DIMS = (10, 20, 30, 50)
 DEPTH_CORRELATION = 0.5
-MAX_TRAINING_RECORDS = 20_000
+CHUNK_RECORDS = 10_000  # records per streamed chunk
+POWER_ITERATIONS = 5  # TruncatedSVD's n_iter
+OVERSAMPLES = 10  # TruncatedSVD's n_oversamples
 
 
 def binarise(counts: Any) -> Any:
@@ -55,23 +65,35 @@ class LSI:
     dropped_first: bool
     depth_correlation: float  # Pearson r of the first component with log depth, on the training records
     chosen_by: dict[int, float] | None = None  # components -> the training records' kNN accuracy, when chosen
+    records: int = 0  # how many records it was fitted on
 
     @classmethod
     def fit(cls, counts: Any, dims: int = LSI_DIMS, seed: int = 0) -> LSI:
-        """Fit on the training records' counts (records x regions; any nonzero counts as accessible)."""
-        from sklearn.decomposition import TruncatedSVD
+        """Fit on the training records' counts in memory (records x regions; any nonzero counts as accessible)."""
+        return cls.fit_chunks(lambda: row_chunks(counts), dims, seed)
 
-        x = binarise(counts)
-        idf = x.shape[0] / np.maximum(np.asarray(x.sum(axis=0)).ravel(), 1.0)
-        tfidf = _tfidf(x, idf)
-        k = max(2, min(dims + 1, min(x.shape) - 1))
-        svd = TruncatedSVD(n_components=k, random_state=seed).fit(tfidf)
-        first = tfidf @ svd.components_[0]
-        depth = np.log1p(np.asarray(x.sum(axis=1)).ravel())
+    @classmethod
+    def fit_chunks(cls, chunks: Callable[[], Iterable[Any]], dims: int = LSI_DIMS, seed: int = 0) -> LSI:
+        """Fit on the training records streamed as chunks of counts (records x regions). Each call
+        of `chunks` must yield the same records in the same order: the fit passes over them
+        POWER_ITERATIONS + 4 times, holding one chunk at a time."""
+        idf, records = _idf(chunks())
+
+        def tfidf() -> Iterator[Any]:
+            return (_tfidf(binarise(c), idf) for c in chunks())
+
+        k = max(2, min(dims + 1, min(records, idf.size) - 1))
+        axes = _top_axes(tfidf, idf.size, k, seed)
+        first, depth = [], []
+        for c in chunks():  # does the first axis follow each record's depth?
+            x = binarise(c)
+            first.append(_tfidf(x, idf) @ axes[0])
+            depth.append(np.log1p(np.asarray(x.sum(axis=1)).ravel()))
+        first, depth = np.concatenate(first), np.concatenate(depth)
         r = float(np.corrcoef(first, depth)[0, 1]) if first.std() > 0 and depth.std() > 0 else 0.0
         drop = abs(r) > DEPTH_CORRELATION
-        components = svd.components_[1:] if drop else svd.components_[:dims]
-        return cls(idf.astype(np.float64), components, drop, r)
+        components = axes[1:] if drop else axes[:dims]
+        return cls(idf, components, drop, r, records=records)
 
     def transform(self, counts: Any) -> np.ndarray:
         """Records' embeddings [n, d], L2-normalised, with the training IDF and SVD axes."""
@@ -89,6 +111,52 @@ class LSI:
     def loadings(self) -> np.ndarray:
         """Region vectors [regions, d]: each region's weights on the kept SVD axes."""
         return self.components.T
+
+
+def row_chunks(counts: Any, size: int = CHUNK_RECORDS) -> Iterator[Any]:
+    """`counts` (records x regions, sparse or dense) in chunks of `size` records, as CSR."""
+    import scipy.sparse as sp
+
+    m = sp.csr_matrix(counts)
+    for start in range(0, max(m.shape[0], 1), size):
+        yield m[start:start + size]
+
+
+def _idf(chunks: Iterable[Any]) -> tuple[np.ndarray, int]:
+    """(records / each region's count of records holding it, float64; the number of records)."""
+    held, records = None, 0
+    for c in chunks:
+        per_region = np.asarray(binarise(c).sum(axis=0), dtype=np.float64).ravel()
+        held = per_region if held is None else held + per_region
+        records += c.shape[0]
+    if held is None:
+        raise ValueError("LSI needs at least one chunk of records")
+    return records / np.maximum(held, 1.0), records
+
+
+def _top_axes(matrices: Callable[[], Iterable[Any]], regions: int, k: int, seed: int) -> np.ndarray:
+    """The `k` leading right singular vectors [k, regions] of the matrix whose row blocks
+    `matrices()` yields, by seeded randomized SVD: power iterations of A^T A on a Gaussian block,
+    each renormalized by an LU factorization as TruncatedSVD does (cheaper than QR, and the span
+    is all that matters), then the exact SVD of A within the block's orthonormalized span, from
+    its small Gram matrix. Sorted by singular value, largest first."""
+    import scipy.linalg
+
+    width = min(k + OVERSAMPLES, regions)
+    basis = np.random.default_rng(seed).standard_normal((regions, width))
+    for step in range(POWER_ITERATIONS + 1):
+        product = np.zeros_like(basis)
+        for a in matrices():
+            product += a.T @ (a @ basis)
+        last = step == POWER_ITERATIONS
+        basis = np.linalg.qr(product)[0] if last else scipy.linalg.lu(product, permute_l=True)[0]
+    gram = np.zeros((width, width))
+    for a in matrices():
+        projected = a @ basis
+        gram += projected.T @ projected
+    values, vectors = np.linalg.eigh(gram)
+    order = np.argsort(values)[::-1][:k]
+    return (basis @ vectors[:, order]).T
 
 
 def _tfidf(x: Any, idf: np.ndarray) -> Any:
