@@ -11,7 +11,6 @@ shard's tokens), so they describe exactly what training will read:
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -21,7 +20,6 @@ from gtok.errors import GtokError, ShardFormatError, describe
 from gtok.formats.manifest import Manifest, common_vocabulary, length_stats
 from gtok.formats.metadata import DEFAULT_DATASET, UniverseRecord
 from gtok.formats.shard import ShardReader
-from gtok.tokenizer import Tokenizer
 from gtok.vocabulary import Vocabulary
 
 if TYPE_CHECKING:
@@ -99,17 +97,6 @@ COLUMNS = (
     "shard", "source", "records", "tokens", "tokens_per_record_mean", "tokens_per_record_median",
     "unk_only_records", "unk_only_share", "regions_seen", "coverage", "cumulative_coverage",
 )
-
-
-def universe_summary(path: str | os.PathLike) -> dict:
-    """Load a universe (filling the binary cache) and describe it."""
-    tok = Tokenizer.from_bed(path)
-    return {
-        "path": describe(path),
-        "regions": len(tok.universe),
-        "vocab_size": tok.vocab_size,
-        "fingerprint": tok.fingerprint,
-    }
 
 
 def shard_stats(shards: Sequence[tuple[str, str]]) -> tuple["pd.DataFrame", dict[str, np.ndarray]]:
