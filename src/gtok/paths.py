@@ -95,17 +95,15 @@ def _check_replaceable(target: Path, inputs, is_own_kind, kind: str) -> None:
         raise GtokError(f"{name}: exists and is not {article} {kind}; refusing to overwrite it (delete it first to replace it).")
 
 
-def output_folder(path: str | os.PathLike, kind: str = "output folder", create: bool = True) -> Path:
-    """A folder to write into, created if missing (only checked with `create=False`, for commands
-    that check everything before they touch anything); a file of that name is refused."""
+def output_folder(path: str | os.PathLike, kind: str = "output folder") -> Path:
+    """A folder to write into, created if missing; a file of that name is refused."""
     name = describe(path)
     if not name:
         raise GtokError(f"the {kind} path is empty.")
     folder = Path(path)
     if os.path.lexists(folder) and not folder.is_dir():
         raise GtokError(f"{name}: exists and is not a folder; the {kind} must be a folder.")
-    if create:
-        make_folder(folder)
+    make_folder(folder)
     return folder
 
 
