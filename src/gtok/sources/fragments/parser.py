@@ -259,8 +259,8 @@ class FragmentFile:
         self.lines = 0
         self.fragments = 0  # valid fragment lines read, of every barcode
 
-    def blocks(self, block_bytes: int | None = None) -> Iterator[Block]:
-        for text, size in _text_blocks(self.path, self.name, block_bytes or BLOCK_BYTES):
+    def blocks(self) -> Iterator[Block]:
+        for text, size in _text_blocks(self.path, self.name, BLOCK_BYTES):
             self._check_utf8(text, size)
             yield from self._parse(text, size)
 
