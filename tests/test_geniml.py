@@ -14,9 +14,9 @@ from conftest import GENIML, gtars_tokens, write_bed
 
 from gtok.cli import main
 from gtok.errors import GtokError
-from gtok.formats.parquet import write_parquet
+from gtok.formats.parquet import META_FINGERPRINT, META_VOCAB_SIZE, write_parquet
 from gtok.formats.shard import ShardReader, write_shard
-from gtok.sources.parquet import parquet_vocabulary, read_parquet_records
+from gtok.sources.parquet import read_parquet_records
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*deprecated:DeprecationWarning")  # geniml's own Region/RegionSet
 
@@ -80,7 +80,10 @@ def test_read_parquet_records_round_trip(shard, parquet):
                                           batch_rows=batch_rows)
         assert names == reader.names and labels == reader.labels and labels[0] is None
         assert docs == [d.tolist() for d in reader]
-    assert parquet_vocabulary(parquet) == (reader.vocab_size, reader.fingerprint)
+    import pyarrow.parquet as pq
+
+    meta = pq.read_schema(parquet).metadata  # the vocabulary the export records, which tokenize checks
+    assert (meta[META_VOCAB_SIZE], meta[META_FINGERPRINT]) == (str(reader.vocab_size).encode(), reader.fingerprint.encode())
 
 
 def test_parquet_tokenizes_back_into_a_shard_with_the_same_records(shard, parquet, tmp_path):

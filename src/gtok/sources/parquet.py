@@ -44,11 +44,6 @@ class ParquetSource(Source):
             yield Batch(batch.names, *tok.fill_empty(batch.tokens, batch.lengths), batch.labels)
 
 
-def parquet_vocabulary(path: str | os.PathLike) -> tuple[int | None, str | None]:
-    """The (vocabulary size, fingerprint) a gtok-written parquet records; None for what it does not."""
-    return _recorded_vocabulary(_open(path))
-
-
 def read_parquet_records(path: str | os.PathLike, vocab_size: int | None = None, fingerprint: str | None = None,
                          batch_rows: int = BATCH_ROWS) -> Iterator[Batch]:
     """Yield the records of a token parquet as (names, tokens int64, lengths int64, labels) batches.
