@@ -50,7 +50,7 @@ bench: setup
 
 # Python (ruff), Snakemake formatting (snakefmt) and Snakemake's own linter, on the quick CI config.
 lint: setup
-	$(BIN)/ruff check src tests bench scripts docs/examples
+	$(BIN)/ruff check src tests bench scripts tools docs/examples
 	$(BIN)/snakefmt --check Snakefile workflow/
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/snakemake --lint --directory .test
 

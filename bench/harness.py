@@ -1,7 +1,8 @@
 """What bench/bench_dag.py and the scale and fault drills (bench/drill_*.py) share.
 
 Each of them needs the repository's workflow in a scratch folder with a config of its own (the
-copy and the Snakemake runners are the tests' helper tests/workflow_copy.py, re-exported here),
+copy and the Snakemake runners are tools/workflow_copy.py, which the workflow tests use too,
+re-exported here),
 generated inputs (a universe and BED collections from bench/make_data.py), and then to read back
 what happened: the SLURM job ids, each job's benchmark TSV and peak memory (JobPeaks), and whether
 the manifest verifies and adds up. `run_drill` is the end of every drill's main().
@@ -20,8 +21,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-# The one place bench reaches into tests/: bench depends on the tests' helpers, never the reverse.
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+# The workflow copy is a developer tool (tools/), shared with the workflow tests.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))
 from workflow_copy import (  # noqa: E402, F401  (re-exported for the drills)
     BIN,
     ROOT,

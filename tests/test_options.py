@@ -4,7 +4,6 @@ the dataclasses that define the defaults."""
 from __future__ import annotations
 
 import re
-import sys
 from pathlib import Path
 
 import pytest
@@ -101,8 +100,7 @@ def test_a_model_sections_seed_may_only_repeat_the_runs():
 
 @pytest.mark.parametrize("doc, tables", [("training.md", 6), ("models.md", 1)])
 def test_the_docs_tables_are_the_options(doc, tables):
-    sys.path.insert(0, str(ROOT / "tools"))
-    from sync_option_tables import BLOCK, synced
+    from sync_option_tables import BLOCK, synced  # tools/, on sys.path for the tests (pyproject.toml)
 
     text = (ROOT / "docs" / doc).read_text()
     assert len(BLOCK.findall(text)) == tables

@@ -2,9 +2,9 @@
 Snakemake there with this interpreter's tools.
 
 Used by the workflow tests (test_workflow, test_profile, test_hf) and, through bench/harness.py,
-by bench/bench_dag.py and the drills (bench/drill_*.py): bench depends on these helpers, never the
-tests on bench/. pytest puts tests/ on sys.path (conftest.py is here), so tests import it as
-`from workflow_copy import write_workflow`.
+by bench/bench_dag.py and the drills (bench/drill_*.py): a developer tool that both share, so that
+neither reaches into the other. pytest puts tools/ on sys.path (pyproject.toml's `pythonpath`), so
+tests import it as `from workflow_copy import write_workflow`; bench/harness.py adds tools/ itself.
 """
 
 from __future__ import annotations
