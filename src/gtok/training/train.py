@@ -37,7 +37,7 @@ import os
 import shutil
 import sys
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -139,7 +139,6 @@ def train(
 
     import lightning as L
     from lightning.pytorch.utilities import rank_zero_only
-    from lightning.pytorch.utilities.exceptions import SIGTERMException
 
     from gtok.data.datamodule import GTokDataModule
     from gtok.models import read_checkpoint
@@ -172,31 +171,48 @@ def train(
         net = _build_model(resolved_model, vocab, source, str(manifest), start.checkpoint, what, leader)
         extra = [RunSummary(out / "logs" / SUMMARY_FILE), *([BatchLog(out / "batches", launch_id())] if opts.log_batches else []),
                  *_model_record(resolved_model, vocab)]
-        with warnings.catch_warnings():
-            # GTokDataset's len() counts this rank's batches exactly, whatever the number of workers
-            warnings.filterwarnings("ignore", message="Your `IterableDataset` has `__len__` defined")
-            # gtok chose how the processes start (gtok.training.processes); and Lightning's own deprecation
-            warnings.filterwarnings("ignore", message="The `srun` command is available on your system")
-            warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
-            warnings.filterwarnings("ignore", message=r"torch.distributed.nn.functional.all_gather is deprecated")
-            warnings.filterwarnings("ignore", message="Total length of `list` across ranks is zero")  # no validation set
+        with _known_warnings_ignored():
             trainer = _trainer(opts, hardware, run, out, last, progress, [*callbacks, *extra], environment)
             if leader:  # everything is checked: the first change to `out`
                 begin(out, start)
                 share_decision(out, start.checkpoint is not None)
-            try:
-                trainer.fit(net, datamodule=dm, ckpt_path=last if start.checkpoint is not None else None)
-            except SIGTERMException:  # a SystemExit of status 0, which would pass for success
-                raise GtokError(f"{describe(out)}: training stopped by SIGTERM at step {trainer.global_step}; "
-                                "rerun the same command to continue from its last checkpoint.") from None
-            except SystemExit:  # Lightning exits 1 on Ctrl-C, saying so only without --quiet
-                if not trainer.interrupted:
-                    raise
-                raise GtokError(f"{describe(out)}: training interrupted at step {trainer.global_step}; the folder's "
-                                "model is as it was; rerun the same command to continue from its last checkpoint.") from None
+            _fit(trainer, net, dm, out, last if start.checkpoint is not None else None)
         if trainer.is_global_zero:
             _publish(out, last, net, trainer.global_step, run, vocab, model, resolved_model, data)
     return out / CHECKPOINT_FILE
+
+
+@contextlib.contextmanager
+def _known_warnings_ignored() -> Iterator[None]:
+    """Lightning's warnings that say nothing about a gtok run, ignored while its Trainer is made and fits."""
+    with warnings.catch_warnings():
+        # GTokDataset's len() counts this rank's batches exactly, whatever the number of workers
+        warnings.filterwarnings("ignore", message="Your `IterableDataset` has `__len__` defined")
+        # gtok chose how the processes start (gtok.training.processes); and Lightning's own deprecation
+        warnings.filterwarnings("ignore", message="The `srun` command is available on your system")
+        warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
+        warnings.filterwarnings("ignore", message=r"torch.distributed.nn.functional.all_gather is deprecated")
+        warnings.filterwarnings("ignore", message="Total length of `list` across ranks is zero")  # no validation set
+        yield
+
+
+def _fit(trainer, net, dm, out: Path, resume_from: Path | None) -> None:
+    """`trainer.fit`, from the checkpoint `resume_from` if given; a stop by SIGTERM (SLURM's
+    preemption) or Ctrl-C ends it in one line that says how to continue, since Lightning turns the
+    first into an exit of status 0, which would pass for success, and the second into an exit of
+    status 1 that says nothing under --quiet."""
+    from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+    try:
+        trainer.fit(net, datamodule=dm, ckpt_path=resume_from)
+    except SIGTERMException:
+        raise GtokError(f"{describe(out)}: training stopped by SIGTERM at step {trainer.global_step}; "
+                        "rerun the same command to continue from its last checkpoint.") from None
+    except SystemExit:
+        if not trainer.interrupted:
+            raise
+        raise GtokError(f"{describe(out)}: training interrupted at step {trainer.global_step}; the folder's "
+                        "model is as it was; rerun the same command to continue from its last checkpoint.") from None
 
 
 def _publish(out: Path, last: Path, net, step: int, run: dict[str, Any], vocab, model: str, resolved_model: Resolved,
