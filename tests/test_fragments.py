@@ -186,6 +186,14 @@ def test_barcode_list_keeps_its_cells_in_its_order(tmp_path, many):
     assert got == {k: reference[k] for k in got}
 
 
+def test_barcode_list_saved_with_a_byte_order_mark_keeps_its_first_cell(tmp_path, many):
+    """Excel's 'CSV UTF-8' and Notepad start a file with a UTF-8 byte-order mark; read as part of
+    the first barcode, it would drop that cell with no more than a count in a warning."""
+    path = write_fragments(tmp_path / "f.tsv.gz", many)
+    (tmp_path / "cells.txt").write_bytes(b"\xef\xbb\xbfcell7\r\ncell3\r\n")
+    assert list(ours(UNIVERSE, path, tmp_path, barcodes=str(tmp_path / "cells.txt"))) == ["cell7", "cell3"]
+
+
 def test_barcode_list_from_h5ad_obs_names(tmp_path, many):
     import anndata as ad
     import pandas as pd
