@@ -192,6 +192,22 @@ def test_h5ad_files_of_every_layout_read_in_chunks(universe, pbmc, tmp_path, lay
     assert labels[2] is None and labels[0] == str(obs["cell_type"].iloc[0])
 
 
+@pytest.mark.parametrize("values", [
+    pd.array(["B", None, "T"], dtype="string"), pd.array([1, None, 2], dtype="Int64"),
+    pd.array([True, None, False], dtype="boolean"), np.array([1, np.nan, 2], dtype=np.float32),
+], ids=["string", "Int64", "boolean", "float32"])
+def test_a_missing_label_is_no_label_in_memory_and_on_disk(universe, pbmc, tmp_path, values):
+    """pandas' nullable columns hold pd.NA, and a float32 column read from a file np.float32 NaN:
+    each is a cell without a label, not one labelled '<NA>' or 'nan'."""
+    tok = Tokenizer.from_bed(universe)
+    obs = pd.DataFrame({"kind": values}, index=["a", "b", "c"])
+    adata = ad.AnnData(X=sp.csr_matrix(pbmc.X[:3]), obs=obs, var=pbmc.var)
+    adata.write_h5ad(tmp_path / "c.h5ad")
+    for source in (adata, tmp_path / "c.h5ad"):
+        labels = [x for c in iter_cell_tokens(tok, source, label_key="kind") for x in c.labels]
+        assert labels[1] is None and None not in (labels[0], labels[2]), (source, labels)
+
+
 # -- CSC on disk and in memory, read in row chunks --------------------------------------------------
 
 

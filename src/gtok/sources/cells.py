@@ -335,7 +335,7 @@ class _Cells:
         columns = self._h5.columns("obs") if self._h5 else list(self._adata.obs.columns)
         if key not in columns:
             raise GtokError(f"{self.name}: obs has no column {key!r} (columns: {', '.join(map(str, columns))}).")
-        values = self._h5.column("obs", key) if self._h5 else self._adata.obs[key].to_numpy(dtype=object)
+        values = self._h5.column("obs", key) if self._h5 else _values(self._adata.obs[key])
         return np.array([None if _missing(v) else str(v) for v in values], dtype=object)
 
     def row_blocks(self, start: int, stop: int, chunk_rows: int, spill_dir: str | None) -> Iterator[CsrRows]:
@@ -419,7 +419,8 @@ def _values(column: Any) -> np.ndarray:
 
 
 def _missing(value: Any) -> bool:
-    return value is None or (isinstance(value, float) and np.isnan(value))
+    """None, or a NaN of any float type: a file's float32 column gives np.float32, not a float."""
+    return value is None or (isinstance(value, (float, np.floating)) and np.isnan(value))
 
 
 def _read_backed(path: str):
