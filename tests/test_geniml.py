@@ -233,6 +233,18 @@ def test_names_and_labels_are_optional(tmp_path):
     assert names == ["a", "row1"] and labels == [None, "3"]
 
 
+def test_a_name_or_label_column_that_is_not_text_is_one_line(tmp_path, capsys):
+    """A column of lists (or structs) cannot be cast to text; pyarrow's error was a traceback."""
+    import pyarrow as pa
+
+    for column in ("name", "label"):
+        table = write_table(tmp_path / f"{column}.parquet", {"tokens": [[1], [2]], column: pa.array([[1], [2]])})
+        assert gtok("tokenize", "-q", "-u", UNIVERSE, "-o", tmp_path / "t.gtok", table) == 1
+        said = error_line(capsys)
+        assert f"{table}: its {column!r} column is list<" in said and "not text" in said, said
+        assert not (tmp_path / "t.gtok").exists()
+
+
 def test_an_empty_token_list_becomes_the_unk_document(tmp_path):
     """Everywhere else a document without a match is [<unk>]; a 0-token record crashes training."""
     from gtok import Tokenizer

@@ -125,10 +125,10 @@ def _records(batch: pa.Batch, row0: int, name: str, vocab_size: int | None) -> B
         raise GtokError(f"{name}: row {row} holds a null token id; every id must be an integer.")
     ids = values.to_numpy(zero_copy_only=False)
     _check_ids(ids, lengths, row0, name, vocab_size)
-    names = _strings(batch, "name")
+    names = _strings(batch, "name", name)
     if names is None or None in names:  # unnamed rows are named by their row
         names = [n if n is not None else f"row{row0 + i}" for i, n in enumerate(names or [None] * batch.num_rows)]
-    return Batch(names, ids.astype(np.int64, copy=False), lengths, _strings(batch, "label"))
+    return Batch(names, ids.astype(np.int64, copy=False), lengths, _strings(batch, "label", name))
 
 
 def _check_ids(ids: np.ndarray, lengths: np.ndarray, row0: int, name: str, vocab_size: int | None) -> None:
@@ -150,8 +150,10 @@ def _row_of(lengths: np.ndarray, at: int) -> int:
     return int(np.searchsorted(np.cumsum(lengths), at, side="right"))
 
 
-def _strings(batch: pa.Batch, column: str) -> list[str | None] | None:
-    """A column as Python strings (other types are cast), None when the batch has no such column."""
+def _strings(batch: pa.Batch, column: str, name: str) -> list[str | None] | None:
+    """A column as Python strings (numbers and the like are cast), None when the batch has no such
+    column; one that cannot be text (lists, structs, bytes that are not UTF-8) is refused in one
+    line naming the file (`name`) and the column, not with pyarrow's traceback."""
     import pyarrow as pa
 
     index = batch.schema.get_field_index(column)
@@ -159,7 +161,11 @@ def _strings(batch: pa.Batch, column: str) -> list[str | None] | None:
         return None
     values = batch.column(index)
     if not (pa.types.is_string(values.type) or pa.types.is_large_string(values.type)):
-        values = values.cast(pa.string())
+        try:
+            values = values.cast(pa.string())
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+            raise GtokError(f"{name}: its {column!r} column is {values.type}, not text ({str(exc).splitlines()[0]}); "
+                            f"store the record {'names' if column == 'name' else 'labels'} as strings.") from None
     return values.to_pylist()
 
 
