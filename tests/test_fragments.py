@@ -438,6 +438,17 @@ def test_bad_lines_name_the_file_and_line(tmp_path, capsys, line, expected):
     assert not out.exists()
 
 
+def test_a_bed_file_named_tsv_is_told_to_be_named_bed(tmp_path, capsys):
+    """A .tsv name makes a fragments file; when its first line is not a fragment, the likelier
+    cause is a BED file saved as .tsv, and 'fix or remove this line' would be the wrong advice."""
+    path = tmp_path / "peaks.tsv"
+    path.write_text("chr1\t10\t20\nchr1\t30\t40\n")
+    assert main(["tokenize", str(path), "-u", str(UNIVERSE), "-o", str(tmp_path / "o.gtok"), "-q"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"{path}, line 1: expected at least 5" in err, err
+    assert "if it is a BED file, name it .bed" in err
+
+
 def test_zero_padded_coordinates_match_gtars(tmp_path):
     """gtars reads coordinates as u32, leading zeros and all; they are not 'too large'."""
     path = tmp_path / "f.tsv"

@@ -22,7 +22,7 @@ from gtok.errors import GtokError, describe
 from gtok.kernels import kernel
 from gtok.paths import input_file
 from gtok.sources.bed import MAX_COORDINATE
-from gtok.sources.fragments import explain
+from gtok.sources.fragments import SUFFIXES, explain, named_fragments
 
 #: Bytes of decompressed text parsed at a time: with about 40 bytes a line, 400,000 fragments.
 BLOCK_BYTES = 16 << 20
@@ -305,7 +305,15 @@ class FragmentFile:
             if status == 2:
                 stop = text.find(b"\n", pos, size)
                 line = bytes(text[pos : stop if stop >= 0 else size])
-                raise GtokError(f"{self.name}, line {self.lines}: {explain(line)} Fix or remove this line.")
+                raise GtokError(f"{self.name}, line {self.lines}: {explain(line)} {self._what_to_do()}")
+
+    def _what_to_do(self) -> str:
+        """Fix the line; but when no line before it was a fragment and only the file's name made it
+        a fragments file, the likelier cause is a BED file named .tsv (pandas and R write those)."""
+        if self.fragments or not named_fragments(self.path):
+            return "Fix or remove this line."
+        return (f"It is read as a fragments file because its name ends in {'/'.join(SUFFIXES)}; if it is a BED file, "
+                "name it .bed, else fix or remove this line.")
 
 
 def _text_blocks(path: str, name: str, block_bytes: int) -> Iterator[tuple[bytearray, int]]:
