@@ -201,6 +201,8 @@ def test_barcode_list_from_h5ad_obs_names(tmp_path, many):
     path = write_fragments(tmp_path / "f.tsv.gz", many)
     ad.AnnData(obs=pd.DataFrame(index=["cell1", "cell2"])).write_h5ad(tmp_path / "cells.h5ad")
     assert list(ours(UNIVERSE, path, tmp_path, barcodes=str(tmp_path / "cells.h5ad"))) == ["cell1", "cell2"]
+    (tmp_path / "cells.h5ad").rename(tmp_path / "CELLS.H5AD")  # in any case, as inputs are told by their names
+    assert list(ours(UNIVERSE, path, tmp_path, barcodes=str(tmp_path / "CELLS.H5AD"))) == ["cell1", "cell2"]
 
 
 def test_partial_barcode_list_is_reported_as_counts(tmp_path, many, capsys):

@@ -129,7 +129,7 @@ def read_barcode_list(path: str) -> list[str]:
     line (the first tab-separated column; Cell Ranger's barcodes.tsv.gz works as it is). A UTF-8
     byte-order mark (Excel, Notepad) is dropped: kept, it would hide the first barcode."""
     input_file(path, "barcode list")
-    if path.endswith(".h5ad"):
+    if path.lower().endswith(".h5ad"):  # in any case, as an input's kind is told
         return _obs_names(path)
     from gtok.sources.bed import read_bytes
 
