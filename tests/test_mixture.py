@@ -253,6 +253,7 @@ def test_check_mixture_names_the_key(data, world, message):
     ({"a": 0, "b": 0.0}, "mixture weights are all zero"),
     ([0.5], "mixture must be a mapping or null"),
     ({"a": "x"}, "mixture weight of 'a' must be a non-negative number"),
+    ({"a": 10**400, "b": 1}, "mixture weight of 'a' must be a non-negative number"),  # an integer no float holds
 ])
 def test_train_config_refuses_bad_weights(mixture, message):
     with pytest.raises(GtokError, match=f"config section 'data': {message}"):

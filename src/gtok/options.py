@@ -264,8 +264,17 @@ def _is(value: Any, kind: type) -> bool:
     if kind is int:
         return isinstance(value, int) and not isinstance(value, bool)
     if kind is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and _finite(value)
     return isinstance(value, kind)
+
+
+def _finite(value: int | float) -> bool:
+    """Whether `value` is a finite float; an integer too large for one (a YAML weight of 400
+    digits) is not, where math.isfinite would raise an OverflowError instead of a one-line refusal."""
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
 
 
 def check_train_config(cfg: Mapping[str, Any], what: str = "config") -> None:
