@@ -60,8 +60,9 @@ class GTokDataset(IterableDataset):
     Mixtures: `mixture={dataset: weight}` draws the records by the dataset each shard's manifest
     entry (else the shard) records, in those proportions: an epoch is `samples_per_epoch` draws
     (default: as many as there are records), exactly largest-remainder shares of it per dataset,
-    a dataset smaller than its share repeating, a larger one subsampled without repeats, the
-    draws interleaved in a seeded order (`gtok.data.plan.mixture_order`). Datasets the mixture
+    a dataset smaller than its share repeating, a larger one subsampled without repeats, each
+    dataset's draws shard by shard, the datasets interleaved in a seeded order
+    (`gtok.data.plan.mixture_order`). Datasets the mixture
     leaves out are not drawn. Everything above (ranks, padding, resume) applies to the draws.
 
     `max_length` keeps a random, order-preserving subset of that many tokens of a longer record and
@@ -109,6 +110,8 @@ class GTokDataset(IterableDataset):
         self.mask_token_id, self.cls_token_id = self.vocabulary.mask_token_id, self.vocabulary.cls_token_id
         self.mixture = dict(mixture) if mixture is not None else None
         self._weights = _mixture_weights(self.records, self.mixture, split)
+        if self._weights is not None:  # one shard of each drawn dataset at a time, and one to turn to
+            self.records.keep_open_at_once(int(np.count_nonzero(self._weights)) + 1)
         self.samples_per_epoch = None if mixture is None else samples_per_epoch or self.num_records
 
         self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
@@ -183,7 +186,7 @@ class GTokDataset(IterableDataset):
         r = self.records
         if self._weights is None:
             return plan.epoch_order(r.shard, len(r.paths), self.seed, epoch, self.shuffle)
-        return plan.mixture_order(r.dataset, self._weights, self.samples_per_epoch, self.seed, epoch)
+        return plan.mixture_order(r.dataset, r.shard, self._weights, self.samples_per_epoch, self.seed, epoch)
 
     # -- iteration -------------------------------------------------------------------------------
 

@@ -34,6 +34,7 @@ IGNORE_LABEL = -100
 """Class id of an unlabeled record in a labeled data set: torch's cross-entropy skips it by default."""
 
 _MAX_OPEN = 8  # shards kept memory-mapped per process
+_MOST_OPEN = 256  # ... at most, however many a mixture draws from: each mapping holds a file descriptor (often 1024)
 
 
 @dataclass
@@ -68,6 +69,7 @@ class Records:
     datasets: list[str]  # dataset names, in order of first appearance
     shard_dataset: np.ndarray  # int32: each shard's index into `datasets`
     _open: dict[int, np.ndarray] = field(default_factory=dict, repr=False)
+    keep_open: int = field(default=_MAX_OPEN, repr=False)  # shards kept mapped (`keep_open_at_once`)
 
     @classmethod
     def open(cls, source, *, verify: bool, split: str | None, val_fraction: float,
@@ -117,6 +119,12 @@ class Records:
             parts.append(np.asarray(self.tokens(int(shard)))[positions])
         return np.concatenate(parts)
 
+    def keep_open_at_once(self, shards: int) -> None:
+        """Keep `shards` shards mapped (within `_MOST_OPEN`): a mixed epoch reads one shard of each
+        drawn dataset at a time, and an open shard evicted at every switch would be reopened (its
+        header and tables checked again) nearly per record."""
+        self.keep_open = min(max(_MAX_OPEN, shards), _MOST_OPEN)
+
     def tokens(self, shard: int) -> np.ndarray:
         """The token array of a shard. A few shards stay mapped, so small data sets are not
         re-opened every epoch; each mapping holds a file descriptor, so not all of them."""
@@ -126,7 +134,7 @@ class Records:
             if len(reader) != self.shard_records[shard]:
                 raise ShardFormatError(f"{describe(reader.path)}: changed since the data set was opened; restart.")
             tokens = reader.tokens
-            if len(self._open) >= _MAX_OPEN:
+            if len(self._open) >= self.keep_open:
                 self._open.pop(next(iter(self._open)))
         self._open[shard] = tokens  # most recently used last
         return tokens
