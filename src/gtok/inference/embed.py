@@ -68,11 +68,14 @@ class Embedder:
         if not len(docs):  # no records, but vectors of the model's width, to stack with others
             return np.zeros((0, self.dimensions), dtype=np.float32)
         order = np.argsort([-d.size for d in docs], kind="stable")
-        out = np.empty((len(docs), self.dimensions), dtype=np.float32)
+        out = None  # sized by the first batch's vectors: the model's width costs no extra forward
         starts = range(0, len(docs), self.batch_size)
         for lo in tqdm(starts, desc="embedding", unit="batch", disable=not progress, leave=False):
             idx = order[lo : lo + self.batch_size]
-            out[idx] = self._vectors([docs[i] for i in idx])
+            vectors = self._vectors([docs[i] for i in idx])
+            if out is None:
+                out = np.empty((len(docs), vectors.shape[1]), dtype=np.float32)
+            out[idx] = vectors
         broken = int((~np.isfinite(out)).any(axis=1).sum())
         if broken:  # a diverged model: vectors no analysis can use, which must not pass for embeddings
             raise GtokError(f"{describe(self.path)}: its embeddings of {broken:,} of the {len(docs):,} records are not "
