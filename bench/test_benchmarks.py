@@ -48,6 +48,17 @@ def test_manifest_name_check_speed(tmp_path):
     res = json.loads(out.read_text())
     assert res["records"] == 1_000_000 and res["names_check_s"] < 3 and res["manifest_s"] < 10
 
+def test_lsi_memory_does_not_follow_the_records(tmp_path):
+    """LSI is fitted on every training record, streamed: fitting it on five times the records
+    leaves peak memory within 25 % (bench/README.md, "LSI on every training record, at scale")."""
+    out = tmp_path / "lsi.json"
+    subprocess.run([sys.executable, str(HERE / "bench_lsi.py"), "--records", "20000", "100000", "--json", str(out)],
+                   check=True)
+    small, large = json.loads(out.read_text())
+    assert large["training_records"] > 4 * small["training_records"]
+    assert large["peak_rss_mib"] < 1.25 * small["peak_rss_mib"]
+
+
 # -- scale and fault drills (bench/drill_*.py; results in bench/README.md, "Scale and fault drills") --
 
 def slurm_running() -> bool:
