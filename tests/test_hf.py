@@ -25,7 +25,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from conftest import gtok, one_line_error
+from conftest import gtok, one_line_error, snapshot
 
 from gtok.cli import main
 from gtok.errors import FingerprintMismatchError, GtokError
@@ -277,6 +277,25 @@ def test_train_refuses_values_the_model_cannot_take_before_reading_the_shards(tm
     message = str(err.value)
     assert message.startswith(words.replace("PARENT", str(parent))) and "\n" not in message
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("inside", ["", "checkpoints/last.ckpt"])
+def test_fine_tuning_into_the_parents_own_folder_is_refused(tmp_path, inside):
+    """The run would replace the model it starts from: a rerun with any other option would then
+    start from the fine-tuned model, not from its parent. Refused before anything is read or
+    changed."""
+    from gtok.pretrained import TRAIN_LOCK_FILE
+    from gtok.training.train import train
+
+    parent = published_folder(tmp_path / "run", RTD)
+    (parent / TRAIN_LOCK_FILE).touch()  # a folder gtok train wrote
+    before = snapshot(parent)
+    init_from = str(parent / inside) if inside else str(parent)
+    config = {"data": {"max_length": CONTEXT}, "hf": {"init_from": init_from}}
+    with pytest.raises(GtokError, match=rf"^config section 'hf': init_from {init_from} is in the training folder "
+                                        rf"{parent}, whose model this run replaces"):
+        train(tmp_path / "m.json", CLUSTERING, parent, config, progress=False)
+    assert snapshot(parent) == before
 
 
 def test_a_triplet_model_on_batches_too_small_for_a_triplet_is_refused(tmp_path):

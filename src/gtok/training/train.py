@@ -130,6 +130,7 @@ def train(
     what = describe(config) if config is not None and not isinstance(config, Mapping) else "config"
     resolved_model = resolve_model(model, cfg, seed, what)  # imports a brought class: torch, maybe transformers
     out = check_run_folder(out)
+    _check_init_from(resolved_model, out, what)
     listed = load_manifest(manifest)
     data = make_config(DataOptions, cfg.get("data"), "config section 'data'")
     opts = make_config(TrainerOptions, cfg.get("trainer"), "config section 'trainer'")
@@ -249,6 +250,28 @@ def _parents(resolved_model: Resolved) -> dict[str, Any]:
     records too."""
     init_from = getattr(resolved_model.config, "init_from", None)
     return {"parents": data_lineage(init_from)} if init_from else {}
+
+
+def _check_init_from(resolved_model: Resolved, out: Path, what: str) -> None:
+    """Refuse an `init_from` in the --out folder itself (its model, or a checkpoint of it): the run
+    replaces the very model it starts from, so a rerun with any other option would start, in
+    silence, from the fine-tuned model instead of its parent."""
+    from gtok.pretrained import model_folder
+
+    init_from = getattr(resolved_model.config, "init_from", None)
+    if not init_from or not out.is_dir():
+        return
+    parent = Path(init_from)
+    parent = parent if parent.is_dir() else model_folder(parent)
+    try:
+        same = os.path.samefile(parent, out)
+    except OSError:  # a parent that is not there: loading it says so
+        return
+    if same:
+        section = "hf" if resolved_model.brought is not None else resolved_model.spec.text
+        raise GtokError(f"{what} section '{section}': init_from {init_from} is in the training folder "
+                        f"{describe(out)}, whose model this run replaces with the one it fine-tunes; train into "
+                        "another folder (--out), or copy the parent model elsewhere and start from the copy.")
 
 
 def _check_fit(resolved_model: Resolved, opts: TrainerOptions, source, world: int, manifest: str | os.PathLike,
