@@ -192,6 +192,32 @@ def test_a_published_base_model_embeds(tmp_path):
         assert loaded.model.embed(batch()).shape == (4, 32)
 
 
+def test_records_of_no_universe_region_are_warned_of_when_embedded(tmp_path):
+    """A region set between the universe's regions and an all-zero cell are `<unk>` alone: they
+    all get one and the same vector, which must not pass for an embedding in silence."""
+    import warnings
+
+    import anndata
+    import pandas as pd
+    import scipy.sparse as sp
+
+    from gtok.inference.embed import embed_anndata, embed_regions
+
+    folder = published_folder(tmp_path / "pub", "geniml.atacformer:AtacformerModel")
+    hit, miss = [("chr1", 110, 120)], [("chr1", 60, 90)]  # the universe: chr1 100i..100i+50
+    with pytest.warns(UserWarning, match=r"^region sets overlapping no universe region: 1 of 3 \(region set 1\); "
+                                         r"each is embedded as <unk> alone"):
+        embed_regions(folder, [hit, miss, hit])
+    cells = anndata.AnnData(sp.csr_matrix(np.array([[1, 0, 2], [0, 0, 0], [0, 1, 0]], dtype=np.float32)),
+                            obs=pd.DataFrame(index=["a", "b", "c"]),
+                            var=pd.DataFrame(index=["chr1:0-50", "chr1:100-150", "chr1:200-250"]))
+    with pytest.warns(UserWarning, match=r"^cells overlapping no universe region: 1 of 3 \(b\)"):
+        embed_anndata(folder, cells)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        embed_anndata(folder, cells[[0, 2]].copy())
+
+
 def test_a_published_model_of_a_larger_vocab_size_takes_its_universes_layout(tmp_path):
     """A gtok folder trained with a model_args vocab_size above the data's, copied as a published
     model: its universe, not config.json's vocab_size, says which ids are which; it embeds, starts

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import os
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -116,7 +117,7 @@ def embed_regions(
 ) -> np.ndarray:
     """float32 [len(sources), D]: one vector per region set (BED path, DataFrame, region list...).
     A region set that shares no chromosome with the universe is warned about, as tokenize does:
-    its vector would be that of `<unk>` alone."""
+    its vector would be that of `<unk>` alone; so are, in one warning, those that overlap no region."""
     from gtok.sources.bed import warn_foreign
     from gtok.tokenizer import to_intervals
 
@@ -126,10 +127,28 @@ def embed_regions(
     embedder = Embedder(model, universe, device, batch_size)
     intervals = [to_intervals(s) for s in sources]
     names = [os.fspath(s) if isinstance(s, (str, os.PathLike)) else f"region set {i}" for i, s in enumerate(sources)]
-    warn_foreign(list(filter(None, (embedder.tokenizer.universe.foreign_input(iv.chrom_names, name)
-                                    for iv, name in zip(intervals, names)))))
+    foreign = [embedder.tokenizer.universe.foreign_input(iv.chrom_names, name) for iv, name in zip(intervals, names)]
+    warn_foreign(list(filter(None, foreign)))
     docs = [embedder.tokenizer.tokenize(iv) for iv in intervals]
+    empty = unk_only(docs, embedder.tokenizer.unk_token_id) & np.equal(foreign, None)  # the foreign are warned of
+    warn_unk_only(int(empty.sum()), [names[i] for i in np.flatnonzero(empty)[:3]], len(docs), "region sets")
     return embedder.embed_docs(docs, progress)
+
+
+def unk_only(docs: Sequence[np.ndarray], unk_id: int) -> np.ndarray:
+    """Which records are `<unk>` alone: they overlap no universe region."""
+    return np.array([d.size == 1 and d[0] == unk_id for d in docs], dtype=bool)
+
+
+def warn_unk_only(count: int, few: Sequence[str], total: int, what: str) -> None:
+    """Records that overlap no universe region (an all-zero cell, a BED file between the universe's
+    regions) are `<unk>` alone and all get one and the same vector, which an analysis would take
+    for an embedding like the others (a cluster of their own): a warning counts them and names
+    `few` of them."""
+    if count:
+        shown = ", ".join(few) + (", ..." if count > len(few) else "")
+        warnings.warn(f"{what} overlapping no universe region: {count:,} of {total:,} ({shown}); each is embedded as "
+                      "<unk> alone, all to one and the same vector; leave them out of the analysis.", stacklevel=3)
 
 
 def embed_anndata(
@@ -150,7 +169,8 @@ def embed_anndata(
     gtok.sources.cells.iter_cell_tokens.
 
     A row chunk at a time (tokenized, embedded, dropped), so memory holds one chunk's tokens and
-    the result, whatever the number of cells."""
+    the result, whatever the number of cells. Cells that overlap no universe region (all-zero
+    rows) are `<unk>` alone: one warning counts them."""
     from tqdm import tqdm
 
     from gtok.sources.cells import iter_cell_tokens
@@ -159,12 +179,19 @@ def embed_anndata(
     parts = [embedder.embed_docs([])]
     cells = iter_cell_tokens(embedder.tokenizer, adata, chunk_rows=chunk_rows, layer=layer, modality=modality,
                              tile_width=tile_width)
+    empty: list[str] = []  # the first few cells of no region, and their count
+    count = 0
     with tqdm(desc="embedding cells", unit="cell", disable=not progress) as bar:
         for chunk in cells:
             docs = np.split(chunk.tokens, np.cumsum(chunk.lengths)[:-1]) if chunk.lengths.size else []
+            found = np.flatnonzero(unk_only(docs, embedder.tokenizer.unk_token_id))
+            count += found.size
+            empty += [chunk.names[i] for i in found[: 3 - len(empty)]]
             parts.append(embedder.embed_docs(docs))
             bar.update(len(docs))
-    return np.concatenate(parts)
+    vectors = np.concatenate(parts)
+    warn_unk_only(count, empty, len(vectors), "cells")
+    return vectors
 
 
 def write_obsm_copy(source: str, target: str | os.PathLike, key: str, vectors: np.ndarray, group: str = "/") -> None:
