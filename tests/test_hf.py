@@ -151,6 +151,18 @@ def test_a_triplet_model_trains_on_labels_and_an_rtd_model_on_records():
     assert net.learns_from_labels and not rtd.learns_from_labels  # the evaluation says which learned from labels
 
 
+def test_validation_says_nothing_of_torchs_nested_tensor_prototype():
+    """In eval mode geniml's nn.TransformerEncoder takes torch's fast path, which warns on every
+    batch that it uses a prototype API: not a line for `gtok train`'s output (embedding hides it too)."""
+    import warnings
+
+    net = hf_model().eval()
+    with warnings.catch_warnings(record=True) as seen, torch.inference_mode():  # as Lightning validates
+        warnings.simplefilter("always")
+        net.validation_step(batch(), 0)
+    assert not [w for w in seen if "nested tensors" in str(w.message)]
+
+
 def test_a_transformers_masked_lm_learns_on_a_fixed_batch():
     """Any PreTrainedModel: BERT from transformers itself, trained by masked tokens."""
     args = {"hidden_size": 16, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 32,

@@ -26,12 +26,13 @@ of the class, and gtok.inference.loading, read it.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import shutil
 import tempfile
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -131,10 +132,13 @@ class HFModel(GTokModel):
     def embed(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """The attention-masked mean of the last hidden state (geniml's encode_tokenized_cells)."""
         attention = batch["attention_mask"].bool()
-        with warnings.catch_warnings():  # torch's notice, on every batch, that its fast path uses a prototype API
-            warnings.filterwarnings("ignore", message="The PyTorch API of nested tensors is in prototype stage")
+        with _quiet_fast_path():
             hidden = self.model.base_model(input_ids=batch["input_ids"], attention_mask=attention)
         return masked_mean(hidden if isinstance(hidden, torch.Tensor) else hidden[0], attention)
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        with _quiet_fast_path():  # in eval mode, as embedding
+            super().validation_step(batch, batch_idx)
 
     def save_pretrained(self, folder: str | os.PathLike) -> list[Path]:
         """`save_pretrained` into `folder`, each file renamed into place (a kill leaves no half file)."""
@@ -219,6 +223,16 @@ def triplets(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Te
     negatives = draw.masked_fill(~other, -1.0).argmax(1)
     anchors = torch.nonzero(same.any(1) & other.any(1)).squeeze(1)
     return anchors, positives[anchors], negatives[anchors]
+
+
+@contextlib.contextmanager
+def _quiet_fast_path() -> Iterator[None]:
+    """Without torch's notice, on every batch in eval mode (embedding, validation), that the fast
+    path of nn.TransformerEncoder (geniml's Atacformer) uses a prototype API: a line about torch,
+    not about the run, under `gtok train --quiet` too."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The PyTorch API of nested tensors is in prototype stage")
+        yield
 
 
 def _loss(out: Any) -> torch.Tensor | None:
