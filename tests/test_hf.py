@@ -326,7 +326,9 @@ def test_fine_tuning_into_the_parents_own_folder_is_refused(tmp_path, inside):
     from gtok.training.train import train
 
     parent = published_folder(tmp_path / "run", RTD)
-    (parent / TRAIN_LOCK_FILE).touch()  # a folder gtok train wrote
+    (parent / TRAIN_LOCK_FILE).touch()  # a folder gtok train wrote, with its run's checkpoint
+    (parent / "checkpoints").mkdir()
+    (parent / "checkpoints" / "last.ckpt").write_bytes(b"never read")
     before = snapshot(parent)
     init_from = str(parent / inside) if inside else str(parent)
     config = {"data": {"max_length": CONTEXT}, "hf": {"init_from": init_from}}
@@ -334,6 +336,16 @@ def test_fine_tuning_into_the_parents_own_folder_is_refused(tmp_path, inside):
                                         rf"{parent}, whose model this run replaces"):
         train(tmp_path / "m.json", CLUSTERING, parent, config, progress=False)
     assert snapshot(parent) == before
+
+
+def test_an_init_from_that_is_not_there_is_named_before_any_work(tmp_path):
+    """Not a bare "PATH: no such file" once the shards are read: the option, before anything."""
+    from gtok.training.train import train
+
+    missing = tmp_path / "pretrained"
+    with pytest.raises(GtokError, match=rf"^config section 'hf': init_from {missing}: no such file or folder"):
+        train(tmp_path / "m.json", CLUSTERING, tmp_path / "out", {"hf": {"init_from": str(missing)}}, progress=False)
+    assert not (tmp_path / "out").exists()
 
 
 def test_a_triplet_model_on_batches_too_small_for_a_triplet_is_refused(tmp_path):

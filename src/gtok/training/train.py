@@ -253,25 +253,25 @@ def _parents(resolved_model: Resolved) -> dict[str, Any]:
 
 
 def _check_init_from(resolved_model: Resolved, out: Path, what: str) -> None:
-    """Refuse an `init_from` in the --out folder itself (its model, or a checkpoint of it): the run
-    replaces the very model it starts from, so a rerun with any other option would start, in
-    silence, from the fine-tuned model instead of its parent."""
+    """The model `init_from` names, checked before any work: it must be there (a typo would else
+    be a bare "no such file" once the shards are read, naming no option), and not in the --out
+    folder itself (its model, or a checkpoint of it): the run replaces the very model it starts
+    from, so a rerun with any other option would start, in silence, from the fine-tuned model
+    instead of its parent."""
     from gtok.pretrained import model_folder
 
     init_from = getattr(resolved_model.config, "init_from", None)
-    if not init_from or not out.is_dir():
+    if not init_from:
         return
+    option = f"{what} section '{'hf' if resolved_model.brought is not None else resolved_model.spec.text}': init_from"
     parent = Path(init_from)
-    parent = parent if parent.is_dir() else model_folder(parent)
-    try:
-        same = os.path.samefile(parent, out)
-    except OSError:  # a parent that is not there: loading it says so
-        return
-    if same:
-        section = "hf" if resolved_model.brought is not None else resolved_model.spec.text
-        raise GtokError(f"{what} section '{section}': init_from {init_from} is in the training folder "
-                        f"{describe(out)}, whose model this run replaces with the one it fine-tunes; train into "
-                        "another folder (--out), or copy the parent model elsewhere and start from the copy.")
+    if not parent.exists():
+        raise GtokError(f"{option} {init_from}: no such file or folder; give the model folder (or checkpoint) to "
+                        "start from.")
+    if out.is_dir() and os.path.samefile(parent if parent.is_dir() else model_folder(parent), out):
+        raise GtokError(f"{option} {init_from} is in the training folder {describe(out)}, whose model this run "
+                        "replaces with the one it fine-tunes; train into another folder (--out), or copy the parent "
+                        "model elsewhere and start from the copy.")
 
 
 def _check_fit(resolved_model: Resolved, opts: TrainerOptions, source, world: int, manifest: str | os.PathLike,
