@@ -109,6 +109,18 @@ def test_tokenize_refuses_record_names_a_shard_cannot_hold(tmp_path, capsys, nam
     assert not (tmp_path / "x.gtok").exists()
 
 
+def test_tokenize_refuses_a_parquet_without_rows(tmp_path, capsys):
+    """As an .h5ad without cells: a shard of no records would be refused only by a later step."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    empty = tmp_path / "empty.parquet"
+    pq.write_table(pa.table({"tokens": pa.array([], pa.list_(pa.int64()))}), empty)
+    assert gtok("tokenize", "-q", "-u", UNIVERSE, "-o", tmp_path / "x.gtok", empty) == 1
+    assert error_line(capsys) == f"gtok tokenize: error: {empty}: holds no rows (no records); nothing to tokenize."
+    assert not (tmp_path / "x.gtok").exists()
+
+
 def test_tokenize_refuses_a_parquet_of_another_universe(parquet, tmp_path, capsys):
     other = write_bed(tmp_path / "other.bed", [("chr1", 1, 100), ("chr2", 5, 50)])
     assert gtok("tokenize", "-q", "-u", other, "-o", tmp_path / "x.gtok", parquet) == 1

@@ -39,6 +39,12 @@ class ParquetSource(Source):
     def __init__(self, path: str):
         self.path = path
 
+    def check(self, tok: Tokenizer) -> None:
+        """A parquet without rows is refused, as an .h5ad without cells is: it would make a shard
+        of no records, which only a later step would refuse."""
+        if not _open(self.path).metadata.num_rows:
+            raise GtokError(f"{describe(self.path)}: holds no rows (no records); nothing to tokenize.")
+
     def batches(self, tok: Tokenizer, spill_dir: Path) -> Iterator[Batch]:
         for batch in read_parquet_records(self.path, tok.vocab_size, tok.fingerprint):
             yield Batch(batch.names, *tok.fill_empty(batch.tokens, batch.lengths), batch.labels)
