@@ -145,6 +145,25 @@ def test_the_data_set_draws_the_mixture_from_shards(mixed):
                                                                                        432, 432, 432]
 
 
+def test_weights_and_sizes_computed_with_numpy_are_numbers(mixed):
+    """np.float32 weights and an np.int64 epoch length, as numpy arithmetic gives them, draw as
+    Python numbers do (they were refused as 'must be a non-negative number'), and the loader's
+    state, saved in checkpoints, holds Python numbers."""
+    given = {"big": np.float32(0.7), "mid": np.float32(0.2), "tiny": np.float32(0.1)}
+    ds = GTokDataset(mixed, mixture=given, samples_per_epoch=np.int64(1000), batch_size=100, seed=5, rank=0, world_size=1)
+    python = GTokDataset(mixed, mixture={k: float(v) for k, v in given.items()}, samples_per_epoch=1000, batch_size=100,
+                         seed=5, rank=0, world_size=1)
+    assert first_ids(ds) == first_ids(python)
+    assert type(ds.samples_per_epoch) is int and all(type(w) is float for w in ds.mixture.values())
+
+
+def test_options_computed_with_numpy_are_checked_as_numbers():
+    from gtok.options import DataOptions, make_config
+
+    opts = make_config(DataOptions, {"batch_size": np.int64(8), "val_fraction": np.float32(0.25)}, "data")
+    assert (opts.batch_size, type(opts.batch_size), type(opts.val_fraction)) == (8, int, float)
+
+
 def test_an_epoch_is_as_many_draws_as_records_by_default(mixed):
     ds = GTokDataset(mixed, mixture={"mid": 1}, batch_size=10, rank=0, world_size=1)
     ids = first_ids(ds)

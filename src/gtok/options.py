@@ -17,6 +17,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from gtok.errors import GtokError
 
 
@@ -217,7 +219,7 @@ def make_config(cls: type, options: Mapping[str, Any] | None, what: str) -> Any:
     """
     if options is not None and not isinstance(options, Mapping):
         raise GtokError(f"{what}: expected a mapping of options, not {options!r}.")
-    options = dict(options or {})
+    options = {key: plain(value) for key, value in (options or {}).items()}
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(options) - set(fields))
     if unknown:
@@ -256,6 +258,13 @@ def _problem(value: Any, hint: Any, meta: Mapping[str, Any]) -> str | None:
 
 _UnionType = type(int | None)
 _KIND_NAMES = {int: "an integer", float: "a number", bool: "true or false", str: "a string", dict: "a mapping"}
+
+
+def plain(value: Any) -> Any:
+    """A numpy scalar as the Python value it holds, anything else as it is: options computed with
+    numpy (an np.int64 sum, np.float32 weights) are checked as numbers, and a run's YAML and
+    JSON take only Python's."""
+    return value.item() if isinstance(value, np.generic) else value
 
 
 def _is(value: Any, kind: type) -> bool:

@@ -23,7 +23,7 @@ from gtok.data import plan
 from gtok.data.distributed import world
 from gtok.data.records import IGNORE_LABEL, Records
 from gtok.errors import GtokError
-from gtok.options import mixture_problem
+from gtok.options import mixture_problem, plain
 from gtok.vocabulary import Vocabulary
 
 __all__ = ["GTokDataset", "IGNORE_LABEL"]
@@ -92,6 +92,9 @@ class GTokDataset(IterableDataset):
         mixture: Mapping[str, float] | None = None,
         samples_per_epoch: int | None = None,
     ):
+        if isinstance(mixture, Mapping):  # weights and sizes computed with numpy are numbers too
+            mixture = {name: plain(weight) for name, weight in mixture.items()}
+        samples_per_epoch = plain(samples_per_epoch)
         _check_options(max_length, token_budget, batch_size, split, val_fraction, seed)
         _check_mixture_options(mixture, samples_per_epoch, shuffle)
         self.shuffle, self.seed, self.max_length, self.shuffle_tokens = shuffle, int(seed), max_length, shuffle_tokens
