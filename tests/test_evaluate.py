@@ -181,6 +181,22 @@ def test_evaluate_scores_the_model_and_lsi_on_the_same_held_out_cells_and_folds(
     assert "which it never trained on" in caption and "may include" not in caption  # its own data, recorded
 
 
+@pytest.mark.slow  # trains a model
+def test_an_earlier_models_evaluation_is_replaced_as_a_whole(trained, tmp_path):
+    """A rerun after train.model changed: the workflow deletes the evaluation's declared outputs
+    (this model's), and the earlier model's UMAP must not stay beside the new results."""
+    from gtok.cli import main
+
+    out = tmp_path / "eval"
+    out.mkdir()
+    for name in ("umap_encoder.png", "metrics.tsv"):  # left by an evaluation of an earlier model
+        (out / name).write_text("earlier")
+    assert main(["evaluate", "-q", "--model", str(trained / "run"), "--manifest", str(trained / "manifest.json"),
+                 "-o", str(out)]) == 0
+    assert {p.name for p in out.glob("umap_*.png")} == {"umap_region2vec.png", "umap_lsi.png"}
+    assert "earlier" not in (out / "metrics.tsv").read_text()
+
+
 def test_held_out_records_that_cannot_be_scored_are_all_said():
     """Records without a label are left out as those of a too rare label are: both are counted."""
     from types import SimpleNamespace

@@ -252,9 +252,18 @@ def evaluate(model_path: str | os.PathLike, manifest: str | os.PathLike, out: st
     fingerprint = embedder.vocab.fingerprint or embedder.tokenizer.fingerprint
     records = held_out_records(manifest, val_fraction, fingerprint=fingerprint)
     make_folder(out)
-    with staged_files(out) as stage:  # every file replaced, or (on an error half-way) none
+    with staged_files(out, owned=_earlier_evaluation(out)) as stage:  # every file replaced, or (on an error half-way) none
         _write_evaluation(stage, embedder, manifest, records, val_fraction, fingerprint, seed, progress, unknown)
     return out / "metrics.tsv"
+
+
+def _earlier_evaluation(out: Path) -> list[str]:
+    """The files of an earlier evaluation in `out`, which the new one replaces as a whole: an earlier
+    model's umap_MODEL.png goes too (the workflow deletes only its declared outputs, those of this
+    model, before a rerun), so the folder never shows two models' results. None of a folder that
+    holds anything else (the API's caller's own files stay; `gtok evaluate` refuses such a folder)."""
+    names = [p.name for p in out.iterdir() if not p.name.startswith(".")]
+    return names if all(map(is_evaluation_file, names)) else []
 
 
 def held_out_split(model: str | os.PathLike, trained: dict[str, Any], manifest: str | os.PathLike,
