@@ -385,3 +385,25 @@ def test_nested_command_line_values_are_typed_where_the_schema_wants_no_string()
         "evaluate": {"enabled": True}, "results": "res",
         "train": {"enabled": True, "model": "encoder", "data": {"batch_size": 8, "mixture": {"a": 0.5}},
                   "encoder": {"lr": 0.001}, "x": "2020-01-01"}}
+
+
+def test_a_job_stopped_by_sigterm_says_so_in_one_line_in_its_log(tmp_path):
+    """scancel (or a preemption, or the time limit) sends SIGTERM: a job of run_gtok.py or stats.py
+    must not end with an empty log, while Snakemake removes its outputs."""
+    import signal
+    import subprocess
+    import time
+
+    log = tmp_path / "job.log"
+    code = ("import time\nfrom gtok.workflow.jobs import job_log\n"
+            f"with job_log({str(log)!r}):\n    print('working', flush=True)\n    time.sleep(60)\n")
+    job = subprocess.Popen([sys.executable, "-c", code])
+    deadline = time.monotonic() + 30
+    while not (log.is_file() and "working" in log.read_text()):
+        assert job.poll() is None and time.monotonic() < deadline
+        time.sleep(0.05)
+    job.send_signal(signal.SIGTERM)
+    job.send_signal(signal.SIGTERM)  # as SLURM and the job's Snakemake both pass it on
+    assert job.wait(30) == 128 + signal.SIGTERM
+    lines = log.read_text().splitlines()
+    assert lines[0] == "working" and len(lines) == 2 and lines[1].startswith("error: stopped by SIGTERM")

@@ -8,6 +8,7 @@ import contextlib
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator, Sequence
@@ -16,10 +17,23 @@ from pathlib import Path
 from gtok.errors import GtokError
 
 
+class Terminated(BaseException):
+    """SIGTERM, raised where the job was (a BaseException, as KeyboardInterrupt is: no `except
+    Exception` of the command swallows it, and its atomic writes are undone on the way out)."""
+
+
+def _terminated(signum, frame) -> None:
+    # once: SLURM and the job's own Snakemake each pass SIGTERM on, and a second one raised while
+    # the first unwinds would cut short the clean-up of a half-done write
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    raise Terminated
+
+
 @contextlib.contextmanager
 def job_log(path: str | os.PathLike) -> Iterator[None]:
     """Send everything this process prints, from Python and from C libraries, to a workflow job's
-    log; a `GtokError` ends the job with its one-line message there, not with a traceback.
+    log; a `GtokError` ends the job with its one-line message there, not with a traceback, and so
+    does SIGTERM (scancel, a preemption, the time limit), which would otherwise end it silently.
 
     File descriptors 1 and 2 are pointed at the log for good, so output after the block (an
     unexpected exception's traceback, warnings at exit) lands there too.
@@ -28,12 +42,18 @@ def job_log(path: str | os.PathLike) -> Iterator[None]:
     os.dup2(log.fileno(), 1)
     os.dup2(log.fileno(), 2)
     sys.stdout = sys.stderr = log
+    before = signal.signal(signal.SIGTERM, _terminated)
     try:
         yield
     except GtokError as exc:
         print(f"error: {exc}", file=log)
         raise SystemExit(1) from None
+    except Terminated:
+        print("error: stopped by SIGTERM (the job was cancelled, preempted or out of time); its outputs are "
+              "not written, and rerunning the workflow runs it again.", file=log)
+        raise SystemExit(128 + signal.SIGTERM) from None
     finally:
+        signal.signal(signal.SIGTERM, before)
         sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__
         log.close()
 
