@@ -172,6 +172,16 @@ def test_flatten_metrics_lets_a_resumed_run_replace_the_steps_it_redid(tmp_path)
     assert flat["val_loss"].isna().all()  # the validation of the abandoned step 2 is gone with it
 
 
+
+def test_flatten_metrics_passes_over_a_log_cut_off_before_its_first_row(tmp_path):
+    """A launch that a full disk (or a kill) stopped as its logger opened metrics.csv leaves it
+    empty, or with half a header: every later run of the folder still publishes its model."""
+    for version, rows in enumerate(["step,epoch,train_loss\n0,0,5\n1,0,4\n", "", "ste"]):
+        (tmp_path / f"version_{version}").mkdir()
+        (tmp_path / f"version_{version}" / "metrics.csv").write_text(rows)
+    flat = flatten_metrics(tmp_path)
+    assert flat["step"].tolist() == [0, 1] and flat["train_loss"].tolist() == [5, 4]
+
 # -- exact resume ----------------------------------------------------------------------------------
 
 class Watch(BatchLog):

@@ -316,12 +316,19 @@ def data_lineage(path: str | os.PathLike) -> list[dict[str, Any]]:
 
 
 def flatten_metrics(logs: Path):
-    """One row per step from all CSV log versions; a later version replaces the steps it re-did."""
+    """One row per step from all CSV log versions; a later version replaces the steps it re-did.
+
+    A version whose log is empty, or cut off before its header was whole (a launch that a full
+    disk or a kill stopped at its first row), holds no step and is passed over: it must not stop
+    every later run of the folder from publishing its model."""
     import pandas as pd
 
     frames: list = []
     for path in sorted(logs.glob("version_*/metrics.csv"), key=lambda p: int(p.parent.name.split("_")[1])):
-        df = pd.read_csv(path)
+        try:
+            df = pd.read_csv(path)
+        except pd.errors.EmptyDataError:
+            continue
         if df.empty:
             continue
         first = df["step"].min()
