@@ -4,6 +4,7 @@ vocabulary mismatches refused."""
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -396,6 +397,25 @@ def test_a_stopped_run_fails_the_command_in_one_line_and_leaves_no_final_model(t
     assert run.stderr.read().splitlines()[-1].startswith(f"gtok train: error: {out}: training {words} at step ")
     assert not (out / "model.ckpt").exists()
 
+
+
+class FullDisk(L.Callback):
+    """Fails as Lightning's CSV logger does when the disk fills under it: an OSError without a file name."""
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if trainer.global_step == 3:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+def test_a_full_disk_under_the_logs_fails_in_one_line_and_keeps_the_model(tmp_path, data):
+    """A full disk while the logs are written (no atomic write of gtok's) is said in one line that
+    names the folder, not as Lightning's traceback; the finished model stays, and a rerun continues."""
+    final = train(data, "encoder", tmp_path, config(), max_steps=2, universe=UNIVERSE, progress=False)
+    before = final.read_bytes()
+    with pytest.raises(GtokError, match=rf"^{re.escape(str(tmp_path))}: cannot write it: no space left on device; "
+                                        r"training stopped at step 3, the folder's model is as it was"):
+        train(data, "encoder", tmp_path, config(), max_steps=4, progress=False, callbacks=[FullDisk()])
+    assert final.read_bytes() == before
 
 def test_an_unreadable_checkpoint_is_refused_and_left_alone(tmp_path, data):
     last = tmp_path / "checkpoints" / "last.ckpt"

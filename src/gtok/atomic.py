@@ -26,7 +26,7 @@ from pathlib import Path
 from gtok.errors import GtokError, describe
 
 #: Errors of writing that a user can act on (free space, permissions), shown as one line.
-_WRITE_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG, errno.ENOTDIR}
+WRITE_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG, errno.ENOTDIR}
 
 
 @contextlib.contextmanager
@@ -50,7 +50,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
             os.chmod(tmp, 0o644)
             os.replace(tmp, target)
         except OSError as exc:
-            if exc.errno in _WRITE_ERRORS:
+            if exc.errno in WRITE_ERRORS:
                 raise _write_error(target, exc) from None
             raise
     except BaseException:
@@ -178,7 +178,7 @@ def staged_files(folder: str | os.PathLike, owned: Collection[str] = (), last: s
         except GtokError as exc:  # a staged file's error, naming it where it was to go
             raise GtokError(str(exc).replace(str(stage), str(folder))) from None
         except OSError as exc:
-            if exc.errno in _WRITE_ERRORS:
+            if exc.errno in WRITE_ERRORS:
                 raise _write_error(folder, exc) from None
             raise
         _fsync_dir(folder)

@@ -41,7 +41,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from gtok.atomic import staged_files
+from gtok.atomic import WRITE_ERRORS, staged_files
 from gtok.errors import FingerprintMismatchError, GtokError, describe
 from gtok.extras import require
 from gtok.formats.manifest import Manifest, load_manifest
@@ -201,7 +201,9 @@ def _fit(trainer, net, dm, out: Path, resume_from: Path | None) -> None:
     """`trainer.fit`, from the checkpoint `resume_from` if given; a stop by SIGTERM (SLURM's
     preemption) or Ctrl-C ends it in one line that says how to continue, since Lightning turns the
     first into an exit of status 0, which would pass for success, and the second into an exit of
-    status 1 that says nothing under --quiet."""
+    status 1 that says nothing under --quiet. So does a full disk (or a folder made read-only)
+    while Lightning's logger or the batch log writes, which is no atomic write of gtok's: Lightning
+    lets it out as a traceback (a checkpoint's own write says so already, naming last.ckpt)."""
     from lightning.pytorch.utilities.exceptions import SIGTERMException
 
     try:
@@ -214,6 +216,12 @@ def _fit(trainer, net, dm, out: Path, resume_from: Path | None) -> None:
             raise
         raise GtokError(f"{describe(out)}: training interrupted at step {trainer.global_step}; the folder's "
                         "model is as it was; rerun the same command to continue from its last checkpoint.") from None
+    except OSError as exc:
+        if exc.errno not in WRITE_ERRORS:
+            raise
+        raise GtokError(f"{describe(exc.filename or out)}: cannot write it: {os.strerror(exc.errno).lower()}; training "
+                        f"stopped at step {trainer.global_step}, the folder's model is as it was; make room (or make it "
+                        "writable) and rerun the same command to continue from its last checkpoint.") from None
 
 
 def _publish(out: Path, last: Path, net, step: int, run: dict[str, Any], vocab, model: str, resolved_model: Resolved,
