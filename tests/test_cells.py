@@ -756,3 +756,22 @@ def test_integral_float_coordinates_in_h5ad_var_are_whole_numbers(tmp_path):
     as_float.write_h5ad(path)
     tok = Tokenizer.from_bed(GTARS / "peaks.bed", cache_dir="off")
     assert [t.tolist() for t in tok.encode_anndata(path)] == [t.tolist() for t in tok.encode_anndata(src)]
+
+
+def test_an_h5ad_another_process_is_writing_is_said_to_be_busy_not_damaged(tmp_path):
+    """HDF5 locks a file open for writing; the reader's refusal names that, so that nobody deletes
+    a good file for a damaged one."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "busy.h5ad"
+    path.write_bytes(PBMC.read_bytes())
+    holder = subprocess.Popen([sys.executable, "-c", "import h5py, sys; f = h5py.File(sys.argv[1], 'r+'); print(flush=True); "
+                               "sys.stdin.read()", str(path)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        holder.stdout.readline()  # the file is open, and locked
+        one_line_error(gtok("tokenize", "-q", "-u", GTARS / "peaks.bed", "-o", tmp_path / "c.gtok", path),
+                       "busy.h5ad: another process has it open for writing")
+    finally:
+        holder.communicate("", timeout=30)
+    assert not (tmp_path / "c.gtok").exists()

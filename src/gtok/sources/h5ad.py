@@ -16,6 +16,7 @@ row chunk in a temporary spill; each chunk is then read back from the spill alon
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import tempfile
 from collections.abc import Iterator
@@ -77,14 +78,24 @@ def file_kind(path: str) -> str:
 
 @contextlib.contextmanager
 def reading(path: str) -> Iterator[None]:
-    """Turn what h5py raises on a damaged or truncated file into one line naming the file."""
+    """Turn what h5py raises on a damaged or truncated file into one line naming the file.
+
+    A file another process holds open for writing is locked by HDF5, and h5py refuses it with
+    EAGAIN: said as such, not as damage, which would send the user to delete a good file."""
     try:
         yield
-    except (OSError, RuntimeError, ValueError, KeyError, TypeError) as exc:
-        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise GtokError(
-            f"{path}: not a readable {file_kind(path)} file, it may be truncated or damaged ({detail})."
-        ) from None
+    except OSError as exc:
+        if exc.errno not in (errno.EAGAIN, errno.EWOULDBLOCK):
+            raise _unreadable(path, exc) from None
+        raise GtokError(f"{path}: another process has it open for writing (HDF5 locked it); wait until it is done "
+                        "with it, or close it, and run again.") from None
+    except (RuntimeError, ValueError, KeyError, TypeError) as exc:
+        raise _unreadable(path, exc) from None
+
+
+def _unreadable(path: str, exc: Exception) -> GtokError:
+    detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return GtokError(f"{path}: not a readable {file_kind(path)} file, it may be truncated or damaged ({detail}).")
 
 
 class H5adFile:
