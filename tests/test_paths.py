@@ -5,6 +5,7 @@ read-only file system is one line with the old output kept (these were tests/tes
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
 import subprocess
@@ -118,6 +119,32 @@ def test_read_only_folder(tmp_path, inputs):
         proc = gtok("tokenize", "-q", "-u", inputs / "universe.bed", "-o", ro / "s.gtok", BEDS[0])
         one_line_error(proc, "s.gtok: its folder cannot be written (read-only, or not yours)")  # before any work
 
+
+
+@pytest.mark.parametrize("how", ["atomic", "staged"])
+def test_a_folder_made_read_only_half_way_is_one_error_and_keeps_the_old_file(tmp_path, monkeypatch, how):
+    """The folder turns read-only while a file is written (chmod, a remount): the rename fails, and
+    so does every clean-up; the error is still the one that names the file, not a traceback of the
+    clean-up, and what is left the next writer removes. Simulated, so that it holds as root too."""
+    from gtok.atomic import atomic_path, staged_files
+    from gtok.errors import GtokError
+
+    target = tmp_path / "x.gtok"
+    target.write_bytes(b"old")
+
+    def refuse(path, *args, **kwargs):
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
+
+    with pytest.raises(GtokError, match=r"cannot write it: permission denied; nothing was written"):
+        with atomic_path(target) if how == "atomic" else staged_files(tmp_path, owned=[target.name]) as tmp:
+            (tmp if how == "atomic" else tmp / target.name).write_bytes(b"new")
+            for name in ("replace", "unlink", "link", "mkdir"):
+                monkeypatch.setattr(os, name, refuse)
+    monkeypatch.undo()
+    assert target.read_bytes() == b"old"
+    with atomic_path(target) if how == "atomic" else staged_files(tmp_path, owned=[target.name]) as tmp:
+        (tmp if how == "atomic" else tmp / target.name).write_bytes(b"new")  # the next writer removes the left-overs
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.gtok"] and target.read_bytes() == b"new"
 
 def test_full_disk_keeps_the_old_shard(tmp_path, inputs):
     big = tmp_path / "big.bed"

@@ -35,7 +35,8 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
 
     On any error, or a KeyboardInterrupt, the temporary file is removed and `path` is untouched; a
     full disk or a read-only folder becomes a `GtokError` that says so. A `kill -9` leaves only the
-    hidden temporary and lock files, which the next writer of the same `path` removes.
+    hidden temporary and lock files, which the next writer of the same `path` removes; so does a
+    folder made read-only half-way, where they cannot be removed (its error is still the one line).
     """
     target = Path(path)
     remove_stale_temporaries(target)
@@ -54,11 +55,11 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
                 raise _write_error(target, exc) from None
             raise
     except BaseException:
-        with contextlib.suppress(FileNotFoundError):
+        with contextlib.suppress(OSError):  # a folder made read-only meanwhile: the next writer removes them
             os.unlink(tmp)
         raise
     finally:
-        with contextlib.suppress(FileNotFoundError):
+        with contextlib.suppress(OSError):
             os.unlink(lock)
         os.close(lock_fd)
     _fsync_dir(target.parent)
@@ -185,7 +186,7 @@ def staged_files(folder: str | os.PathLike, owned: Collection[str] = (), last: s
     finally:
         if settled:  # else the stage and its unheld lock stay, for `recover` to finish the undo
             shutil.rmtree(stage, ignore_errors=True)
-            with contextlib.suppress(FileNotFoundError):
+            with contextlib.suppress(OSError):  # as the stage: what a read-only folder keeps, the next writer removes
                 os.unlink(lock)
         os.close(lock_fd)
 
