@@ -139,7 +139,9 @@ def _top_axes(matrices: Callable[[], Iterable[Any]], regions: int, k: int, seed:
     `matrices()` yields, by seeded randomized SVD: power iterations of A^T A on a Gaussian block,
     each renormalized by an LU factorization as TruncatedSVD does (cheaper than QR, and the span
     is all that matters), then the exact SVD of A within the block's orthonormalized span, from
-    its small Gram matrix. Sorted by singular value, largest first."""
+    its small Gram matrix. Sorted by singular value, largest first; each axis's sign set as
+    TruncatedSVD sets it (its largest loading positive), so it follows neither the random start
+    nor the LAPACK build."""
     import scipy.linalg
 
     width = min(k + OVERSAMPLES, regions)
@@ -156,7 +158,9 @@ def _top_axes(matrices: Callable[[], Iterable[Any]], regions: int, k: int, seed:
         gram += projected.T @ projected
     values, vectors = np.linalg.eigh(gram)
     order = np.argsort(values)[::-1][:k]
-    return (basis @ vectors[:, order]).T
+    axes = (basis @ vectors[:, order]).T
+    largest = axes[np.arange(axes.shape[0]), np.argmax(np.abs(axes), axis=1)]
+    return axes * np.where(largest < 0, -1.0, 1.0)[:, None]
 
 
 def _tfidf(x: Any, idf: np.ndarray) -> Any:
