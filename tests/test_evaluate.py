@@ -580,3 +580,21 @@ def test_lsi_axes_have_truncated_svds_signs_whatever_the_random_start():
     reference = reference[1:] if fits[0].dropped_first else reference[:10]
     for fitted in fits:
         assert (np.sum(reference[:2] * fitted.components[:2], axis=1) > 0.99).all()  # the types' axes, signed
+
+
+def test_lsi_of_one_training_record_keeps_the_one_axis_it_spans():
+    """One record spans one axis; a second would be a random direction of no variance, which the
+    held-out records would be projected on, and the caption would count it as one the training
+    records allow (the sklearn fit gave one)."""
+    from types import SimpleNamespace
+
+    from gtok.evaluation.evaluate import _lsi_fit
+    from gtok.evaluation.lsi import _tfidf, binarise
+
+    counts = simulate(Simulation(cells=20, peaks=300, cell_types=2, program_peaks=50)).X.tocsr()
+    one = LSI.fit(counts[:1], dims=50)
+    assert one.dims == 1 and one.records == 1
+    row = _tfidf(binarise(counts[:1]), one.idf).toarray()[0]
+    np.testing.assert_allclose(one.components[0], row / np.linalg.norm(row), atol=1e-8)
+    said = _lsi_fit(one, SimpleNamespace(lengths=np.ones(1)))
+    assert "it keeps all 1 components the training records allow" in said
