@@ -164,6 +164,21 @@ def test_options_computed_with_numpy_are_checked_as_numbers():
     assert (opts.batch_size, type(opts.batch_size), type(opts.val_fraction)) == (8, int, float)
 
 
+def test_a_train_configs_mixture_weights_computed_with_numpy_are_numbers():
+    """gtok.training.train checks and records its config's data section as make_config gives it:
+    np.float32 weights there were still refused as 'must be a non-negative number' (only
+    GTokDataset took them), and the run's YAML takes only Python's numbers."""
+    import yaml
+
+    from gtok.options import make_config
+
+    cfg = {"data": {"mixture": {"a": np.float32(0.7), "b": np.int64(3)}, "samples_per_epoch": np.int64(100)}}
+    check_train_config(cfg)
+    data = make_config(DataOptions, cfg["data"], "config section 'data'")
+    assert data.mixture == {"a": pytest.approx(0.7), "b": 3} and type(data.mixture["a"]) is float
+    yaml.safe_dump(data.mixture)  # numpy scalars would be refused here
+
+
 def test_an_epoch_is_as_many_draws_as_records_by_default(mixed):
     ds = GTokDataset(mixed, mixture={"mid": 1}, batch_size=10, rank=0, world_size=1)
     ids = first_ids(ds)

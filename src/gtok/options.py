@@ -261,9 +261,11 @@ _KIND_NAMES = {int: "an integer", float: "a number", bool: "true or false", str:
 
 
 def plain(value: Any) -> Any:
-    """A numpy scalar as the Python value it holds, anything else as it is: options computed with
-    numpy (an np.int64 sum, np.float32 weights) are checked as numbers, and a run's YAML and
-    JSON take only Python's."""
+    """A numpy scalar as the Python value it holds, and a mapping's values (a mixture's weights)
+    so too; anything else as it is: options computed with numpy (an np.int64 sum, np.float32
+    weights) are checked as numbers, and a run's YAML and JSON take only Python's."""
+    if isinstance(value, Mapping):
+        return {key: plain(item) for key, item in value.items()}
     return value.item() if isinstance(value, np.generic) else value
 
 
