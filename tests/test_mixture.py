@@ -113,6 +113,12 @@ def test_plain_epochs_are_unchanged(tmp_path):
 PLAIN_DIGEST = "56ba374d1830d0ea"
 
 
+def test_an_epoch_of_no_draws_is_an_empty_order():
+    """As before the draws went shard by shard (numpy refuses to concatenate no runs)."""
+    order = plan.mixture_order(dataset_of(5, 3), dataset_of(5, 3), np.array([1.0, 1.0]), 0, 0, 0)
+    assert order.size == 0 and order.dtype == np.int64
+
+
 def test_a_dataset_drawn_but_without_records_is_refused_by_the_plan():
     with pytest.raises(ValueError, match="dataset 1 is drawn"):
         plan.mixture_order(dataset_of(5, 0), dataset_of(5, 0), np.array([1.0, 1.0]), 10, 0, 0)

@@ -81,7 +81,7 @@ def mixture_order(dataset_of: np.ndarray, shard_of: np.ndarray, weights: np.ndar
             for d in range(counts.size) if counts[d]]
     slots = rng.permutation(np.repeat(np.arange(counts.size), counts))  # the dataset of each draw of the epoch
     order = np.empty(samples, dtype=np.int64)
-    order[np.argsort(slots, kind="stable")] = np.concatenate(runs)  # each dataset's slots get its run, in order
+    order[np.argsort(slots, kind="stable")] = np.concatenate([np.zeros(0, np.int64), *runs])  # each dataset's slots get its run
     return order
 
 
