@@ -598,3 +598,17 @@ def test_lsi_of_one_training_record_keeps_the_one_axis_it_spans():
     np.testing.assert_allclose(one.components[0], row / np.linalg.norm(row), atol=1e-8)
     said = _lsi_fit(one, SimpleNamespace(lengths=np.ones(1)))
     assert "it keeps all 1 components the training records allow" in said
+
+
+def test_the_caption_says_when_the_choice_draw_held_too_few_labels():
+    """Past MAX_CHOICE_RECORDS the components are chosen on a draw: when it holds too few labels
+    (a few labelled records among many), the caption says the draw did, not all the records."""
+    from types import SimpleNamespace
+
+    from gtok.evaluation.evaluate import _lsi_fit
+
+    counts = simulate(Simulation(cells=60, peaks=300, cell_types=2, program_peaks=50)).X.tocsr()
+    fitted = LSI.fit(counts, dims=30)
+    said = _lsi_fit(fitted, SimpleNamespace(lengths=np.ones(20)))
+    assert "it keeps 30 components (a seeded draw of 20 of them" in said and "holds too few labels" in said
+    assert "(the training records hold too few labels" in _lsi_fit(fitted, SimpleNamespace(lengths=np.ones(60)))

@@ -428,7 +428,8 @@ def _lsi_fit(fitted: LSI, choice: EvalRecords) -> str:
     elif fitted.dims < min(CANDIDATE_DIMS):
         chosen = f"it keeps all {fitted.dims} components the training records allow (fewer than any count to choose from)"
     else:
-        chosen = f"it keeps {fitted.dims} components (the training records hold too few labels to choose)"
+        held = "the training records hold" if on == "them" else f"{on} holds"
+        chosen = f"it keeps {fitted.dims} components ({held} too few labels to choose)"
     first = "dropped" if fitted.dropped_first else "kept"
     return (f"LSI was fitted on all {fitted.records:,} training records, IDF and SVD from them alone; {chosen}; its "
             f"first SVD component was {first} (correlation with log depth {fitted.depth_correlation:+.2f}).")
