@@ -165,7 +165,7 @@ def test_evaluate_scores_the_model_and_lsi_on_the_same_held_out_cells_and_folds(
     labels = held.labels.astype(str)
     ids = fold_ids(labels)
     baseline, fitted_on = training_lsi(trained / "manifest.json", 0.3)
-    assert baseline.chosen_by and len(fitted_on.lengths) == fitted_on.available  # chosen on all training records
+    assert baseline.chosen_by and len(fitted_on.lengths) == baseline.records  # chosen on all training records
     embeddings = {"lsi": baseline.transform(held.counts()),
                   "region2vec": Embedder(trained / "run", None, None, 64).embed_docs(held.docs())}
     for method, x in embeddings.items():

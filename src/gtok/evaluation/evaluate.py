@@ -53,7 +53,6 @@ class EvalRecords:
     lengths: np.ndarray  # int64 per record
     labels: np.ndarray | None  # str per record; None when the data has no labels
     vocab_size: int
-    available: int = 0  # records of the split, before a `max_records` subset was drawn
 
     def docs(self) -> list[np.ndarray]:
         return np.split(self.ids, np.cumsum(self.lengths)[:-1]) if self.lengths.size else []
@@ -70,15 +69,11 @@ class EvalRecords:
 
 
 def held_out_records(manifest: str | os.PathLike, val_fraction: float, split: str = "val",
-                     fingerprint: str | None = None, max_records: int | None = None, seed: int = 0) -> EvalRecords:
+                     fingerprint: str | None = None) -> EvalRecords:
     """The records of `split` (their labels, when the data has any), from the shards; with a
-    `fingerprint`, shards of another vocabulary are refused. With `max_records`, a seeded random
-    subset of that many (in shard order), chosen before any token is read."""
+    `fingerprint`, shards of another vocabulary are refused."""
     rec = _open_split(manifest, val_fraction, split, fingerprint)
-    chosen = np.arange(len(rec))
-    if max_records is not None and len(rec) > max_records:
-        chosen = np.sort(np.random.default_rng(seed).choice(len(rec), max_records, replace=False))
-    return _take(rec, chosen)
+    return _take(rec, np.arange(len(rec)))
 
 
 def _open_split(manifest: str | os.PathLike, val_fraction: float, split: str, fingerprint: str | None) -> Any:
@@ -100,8 +95,7 @@ def _take(rec: Any, chosen: np.ndarray) -> EvalRecords:
         if keep.any():
             classes = np.asarray(rec.label_classes, dtype=object)
             labels = np.where(keep, classes[np.where(keep, label, 0)], None)
-    return EvalRecords(rec.gather(chosen).astype(np.int64), rec.length[chosen].astype(np.int64), labels,
-                       rec.vocab_size, len(rec))
+    return EvalRecords(rec.gather(chosen).astype(np.int64), rec.length[chosen].astype(np.int64), labels, rec.vocab_size)
 
 
 def fold_ids(labels: np.ndarray, seed: int = 0, folds: int = FOLDS) -> np.ndarray:
