@@ -399,6 +399,31 @@ def test_a_stopped_run_fails_the_command_in_one_line_and_leaves_no_final_model(t
 
 
 
+def test_sigterm_between_checkpoints_saves_the_step_it_stopped_at(tmp_path, data):
+    """A preemption between periodic checkpoints (here before the first) saves the step it stopped
+    at, so the rerun continues from there instead of starting over."""
+    import yaml
+
+    cfg = config(trainer={"checkpoint_every_n_steps": 100000, "log_every_n_steps": 1})
+    (tmp_path / "train.yaml").write_text(yaml.safe_dump(cfg))
+    out, metrics = tmp_path / "run", tmp_path / "run" / "logs" / "version_0" / "metrics.csv"
+    run = subprocess.Popen([*GTOK, "train", "-q", "--manifest", str(data), "--model", "encoder", "--out", str(out),
+                            "--config", str(tmp_path / "train.yaml"), "--max-steps", "100000"],
+                           stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not (metrics.exists() and len(metrics.read_text().splitlines()) > 3):
+        assert time.monotonic() < deadline and run.poll() is None, run.stderr.read() if run.poll() is not None else "slow"
+        time.sleep(0.01)
+    run.send_signal(signal.SIGTERM)
+    assert run.wait(timeout=60) == 1
+    step = int(re.search(r"stopped by SIGTERM at step (\d+);", run.stderr.read()).group(1))
+    assert step >= 3 and not (out / "model.ckpt").exists()
+    saved = torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert saved["global_step"] == step
+    train(data, "encoder", out, cfg, max_steps=step + 2, progress=False, callbacks=[Watch(tmp_path / "again.batches")])
+    assert trained_steps(tmp_path / "again.batches") == [step, step + 1]
+
+
 class FullDisk(L.Callback):
     """Fails as Lightning's CSV logger does when the disk fills under it: an OSError without a file name."""
 

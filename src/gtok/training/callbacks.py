@@ -46,6 +46,24 @@ class FinalCheckpoint(Callback):
             trainer.save_checkpoint(self.last, weights_only=False)
 
 
+class StopCheckpoint(Callback):
+    """`last` holds the step during which SIGTERM came (a SLURM preemption, scancel, the time
+    limit): without it the rerun would continue from the last periodic checkpoint, up to
+    `checkpoint_every_n_steps` steps back, or start over when there was none yet.
+
+    Written at that step's end, as the periodic checkpoints are (Lightning resumes those exactly),
+    before Lightning stops the run at the next step's start. The ranks decide together, since each
+    may see the signal at another step and saving is collective: one all-reduce of a flag per step
+    in multi-process training, nothing in one process."""
+
+    def __init__(self, last: Path):
+        self.last = last
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if trainer.strategy.reduce_boolean_decision(bool(trainer.received_sigterm), all=False):
+            trainer.save_checkpoint(self.last, weights_only=False)
+
+
 class RunRecord(Callback):
     """Every checkpoint says which run it belongs to (see `gtok.training.run.resume_point`)."""
 

@@ -14,7 +14,7 @@ only these names, and leaves anything else alone:
   loss.png, summary.json  training and validation loss against the step; world size, steps, tokens
 
   The run in progress (or the last one, finished or not):
-  checkpoints/last.ckpt   every `checkpoint_every_n_steps` steps and at the end (atomically)
+  checkpoints/last.ckpt   every `checkpoint_every_n_steps` steps, at the end, and at the step SIGTERM stops (atomically)
   logs/version_N/         Lightning's CSV logs, one version per (re)start; logs/summary.json of the
                           last launch, published with the model
   batches/                with trainer.log_batches: every trained batch's records
@@ -469,7 +469,7 @@ def _trainer(opts: TrainerOptions, hardware: dict[str, Any], run: dict[str, Any]
     from lightning.fabric.utilities.exceptions import MisconfigurationException
     from lightning.pytorch.loggers import CSVLogger
 
-    from gtok.training.callbacks import AtomicCheckpointIO, FinalCheckpoint, RunRecord, StepCheckpoint
+    from gtok.training.callbacks import AtomicCheckpointIO, FinalCheckpoint, RunRecord, StepCheckpoint, StopCheckpoint
 
     arguments = dict(
         default_root_dir=out,
@@ -485,7 +485,7 @@ def _trainer(opts: TrainerOptions, hardware: dict[str, Any], run: dict[str, Any]
         # every row on disk at once: a killed run keeps the metrics of the steps its checkpoint holds
         logger=CSVLogger(out, name="logs", flush_logs_every_n_steps=1),
         callbacks=[StepCheckpoint(out / "checkpoints", opts.checkpoint_every_n_steps), FinalCheckpoint(last),
-                   RunRecord(run), *callbacks],
+                   StopCheckpoint(last), RunRecord(run), *callbacks],
         reload_dataloaders_every_n_epochs=1,  # GTokDataModule sets each epoch's order when it builds the loader
         log_every_n_steps=opts.log_every_n_steps,
         val_check_interval=opts.val_check_interval,
