@@ -182,17 +182,21 @@ def test_evaluate_scores_the_model_and_lsi_on_the_same_held_out_cells_and_folds(
 
 
 @pytest.mark.slow  # trains a model
-def test_an_earlier_models_evaluation_is_replaced_as_a_whole(trained, tmp_path):
+def test_an_earlier_models_evaluation_is_replaced_as_a_whole(trained, tmp_path, capsys):
     """A rerun after train.model changed: the workflow deletes the evaluation's declared outputs
-    (this model's), and the earlier model's UMAP must not stay beside the new results."""
+    (this model's), and the earlier model's UMAP must not stay beside the new results. Without
+    --quiet, the command says what it wrote and its verdict, as the report opens with it."""
     from gtok.cli import main
 
     out = tmp_path / "eval"
     out.mkdir()
     for name in ("umap_encoder.png", "metrics.tsv"):  # left by an evaluation of an earlier model
         (out / name).write_text("earlier")
-    assert main(["evaluate", "-q", "--model", str(trained / "run"), "--manifest", str(trained / "manifest.json"),
+    assert main(["evaluate", "--model", str(trained / "run"), "--manifest", str(trained / "manifest.json"),
                  "-o", str(out)]) == 0
+    said = capsys.readouterr().out.splitlines()
+    assert said[-2] == f"wrote {out / 'metrics.tsv'}"
+    assert said[-1] == (out / "caption.rst").read_text().split("\n")[0].strip("*") and "kNN accuracy" in said[-1]
     assert {p.name for p in out.glob("umap_*.png")} == {"umap_region2vec.png", "umap_lsi.png"}
     assert "earlier" not in (out / "metrics.tsv").read_text()
 

@@ -103,6 +103,8 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     out = evaluate(args.model, args.manifest, _evaluation_folder(args.out), args.val_fraction, args.seed,
                    progress=not args.quiet)
     inform(args, f"wrote {out}")
+    if len(out.read_text().splitlines()) > 1:  # scored (else the log has said why not): the verdict, as the report opens
+        inform(args, (out.parent / "caption.rst").read_text().split("\n", 1)[0].strip("*"))
     return 0
 
 
