@@ -92,9 +92,7 @@ class GTokDataset(IterableDataset):
         mixture: Mapping[str, float] | None = None,
         samples_per_epoch: int | None = None,
     ):
-        if isinstance(mixture, Mapping):  # weights and sizes computed with numpy are numbers too
-            mixture = {name: plain(weight) for name, weight in mixture.items()}
-        samples_per_epoch = plain(samples_per_epoch)
+        mixture, samples_per_epoch = plain(mixture), plain(samples_per_epoch)  # numbers computed with numpy too
         _check_options(max_length, token_budget, batch_size, split, val_fraction, seed)
         _check_mixture_options(mixture, samples_per_epoch, shuffle)
         self.shuffle, self.seed, self.max_length, self.shuffle_tokens = shuffle, int(seed), max_length, shuffle_tokens

@@ -82,8 +82,8 @@ class LSI:
         def tfidf() -> Iterator[Any]:
             return (_tfidf(binarise(c), idf) for c in chunks())
 
-        # no more axes than records: past those, an axis is a random direction the records do not span
-        k = min(max(2, min(dims + 1, min(records, idf.size) - 1)), max(records, 1))
+        # no more axes than records or regions: past those, an axis is a direction the records do not span
+        k = max(1, min(dims + 1, records, idf.size))
         axes = _top_axes(tfidf, idf.size, k, seed)
         first, depth = [], []
         for c in chunks():  # does the first axis follow each record's depth?

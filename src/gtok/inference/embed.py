@@ -176,7 +176,7 @@ def embed_anndata(
     from gtok.sources.cells import iter_cell_tokens
 
     embedder = Embedder(model, universe, device, batch_size)
-    parts = [embedder.embed_docs([])]
+    parts: list[np.ndarray] = []
     cells = iter_cell_tokens(embedder.tokenizer, adata, chunk_rows=chunk_rows, layer=layer, modality=modality,
                              tile_width=tile_width)
     empty: list[str] = []  # the first few cells of no region, and their count
@@ -189,7 +189,7 @@ def embed_anndata(
             empty += [chunk.names[i] for i in found[: 3 - len(empty)]]
             parts.append(embedder.embed_docs(docs))
             bar.update(len(docs))
-    vectors = np.concatenate(parts)
+    vectors = np.concatenate(parts) if parts else embedder.embed_docs([])  # no cells: no rows, of the model's width
     warn_unk_only(count, empty, len(vectors), "cells")
     return vectors
 
