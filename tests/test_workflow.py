@@ -227,7 +227,7 @@ def test_example_run_evaluates_the_model_against_lsi(tmp_path):
     assert {"umap_region2vec.png", "umap_lsi.png", "summary.html"} <= names and "Evaluation" in text
     # the caption's verdict
     assert re.search(r"(region2vec|LSI) did better than (LSI|region2vec)|region2vec and LSI are within the noise", text)
-    assert (eval_dir / "folds.tsv").read_text().startswith("method\tmetric\tfold\tvalue\n")
+    assert (eval_dir / "folds.tsv").read_text().startswith("method\tmetric\trepeat\tfold\tvalue\n")
 
 
 def test_a_brought_lightning_module_trains_and_is_evaluated_by_the_workflow(tmp_path):

@@ -40,15 +40,15 @@ def write_summary_html(summary: Mapping[str, Any], path: str | os.PathLike) -> N
 
 def verdict(table: Any, folds: Any, model: str, supervised: bool = False) -> str:
     """One sentence, the first of the report: which method did better on kNN accuracy (the headline
-    metric), with each one's mean ± sd over the folds.
+    metric), with each one's mean ± sd over the folds shown in the tables.
 
     Both methods are scored on the same folds, so the comparison is paired: a winner is named only
-    when the per-fold differences' mean is more than the two-sided 5 % critical value of Student's t
-    (folds - 1 degrees of freedom) standard errors from zero; otherwise the two are "within the noise".
-    Comparing the difference of means with each method's own spread would ignore the pairing: it can
-    name a winner the folds disagree on, and call noise a lead held in every fold. `supervised`: the
-    model learned from the training records' labels, which LSI uses only to choose how many components
-    it keeps; said in the same sentence."""
+    when paired_difference finds the per-fold differences' mean different from zero at 5 %; otherwise
+    the two are "within the noise". Comparing the difference of means with each method's own spread
+    would ignore the pairing: it can name a winner the folds disagree on, and call noise a lead held
+    in every fold. The sentence says which test it was, in words. `supervised`: the model learned from
+    the training records' labels, which LSI uses only to choose how many components it keeps; said in
+    the same sentence."""
     scores = {m: (v, sd) for m, metric, v, sd in table.itertuples(index=False) if metric == "knn_accuracy"}
     if model not in scores or "lsi" not in scores:
         return "No comparison: the evaluation was skipped."
@@ -59,32 +59,51 @@ def verdict(table: Any, folds: Any, model: str, supervised: bool = False) -> str
     if n < 2:
         return (f"{model} and LSI cannot be told apart{labels}: kNN accuracy {a:.2f} and {b:.2f}, but fewer than two "
                 "folds scored both, too few to compare.")
-    paired = f"the per-fold difference ({n} paired folds) is {mean:+.3f} ± {se:.3f} (mean ± standard error)"
+    repeats, k = folds["repeat"].nunique(), folds["fold"].nunique()
+    shown = f"(mean ± sd over {k} folds)"
+    paired = (f"over {repeats} seeded draw{'s' * (repeats > 1)} of the {k} folds the paired difference is {mean:+.3f} ± "
+              f"{se:.3f} (mean ± standard error of {n} folds, corrected for the training records the folds share)")
     if not significant:
         return (f"{model} and LSI are within the noise of each other{labels}: kNN accuracy {a:.2f} ± {sa:.2f} and "
-                f"{b:.2f} ± {sb:.2f}; {paired}, not different from zero at 5 % (paired t-test).")
+                f"{b:.2f} ± {sb:.2f} {shown}; {paired}, not different from zero at 5 % (t-test).")
     (better, x, sx), (worse, y, sy) = ((model, a, sa), ("LSI", b, sb))[:: 1 if mean > 0 else -1]
-    return (f"{better} did better than {worse}{labels}: kNN accuracy {x:.2f} ± {sx:.2f} against {y:.2f} ± {sy:.2f}; "
-            f"{paired}.")
+    return (f"{better} did better than {worse}{labels}: kNN accuracy {x:.2f} ± {sx:.2f} against {y:.2f} ± {sy:.2f} "
+            f"{shown}; {paired}, different from zero at 5 % (t-test).")
 
 
 def paired_difference(folds: Any, method: str, other: str, metric: str = "knn_accuracy") -> tuple[float, float, int, bool]:
-    """(mean, standard error, folds) of `method` minus `other` over the folds both scored, and
-    whether the mean differs from zero by a two-sided paired t-test at 5 %. Every fold the same
-    nonzero difference is a difference; fewer than two folds never is."""
+    """(mean, standard error, folds) of `method` minus `other` over the folds both scored (of every
+    repeat, folds.tsv's `repeat` column), and whether the mean differs from zero at 5 % (two-sided).
+    Every fold the same nonzero difference is a difference; fewer than two folds never is.
+
+    The test is Nadeau & Bengio's (2003) corrected resampled t-test, not the plain paired t-test. The
+    kNN of one fold is fitted on the other folds, so any two folds' training records overlap (3/5 of
+    the records with 5 folds) and their differences are positively correlated; s^2 / J (J differences)
+    then understates the mean's variance and the plain test names winners too often (Dietterich 1998;
+    tests/test_evaluate.py measures it). The corrected variance is (1/J + n_test/n_train) s^2, with
+    n_test/n_train = 1/(k - 1) for k folds (stratified folds differ by at most a record per label),
+    and J - 1 degrees of freedom. Pooling several seeded fold assignments (Bouckaert & Frank 2004)
+    shrinks the 1/J term and adds degrees of freedom, so a real lead is still found; the n_test/n_train
+    term stays, as more assignments of the same records cannot remove their overlap."""
     from scipy.stats import t
 
-    rows = folds[folds["metric"] == metric].pivot(index="fold", columns="method", values="value")
+    rows = folds[folds["metric"] == metric].pivot(index=["repeat", "fold"], columns="method", values="value")
     if method not in rows or other not in rows:
         return float("nan"), float("nan"), 0, False
-    d = (rows[method] - rows[other]).to_numpy(dtype=float)
-    d = d[np.isfinite(d)]
+    d = (rows[method] - rows[other]).dropna()
     if d.size < 2:
         return (float(d.mean()) if d.size else float("nan")), float("nan"), int(d.size), False
-    mean, se = float(d.mean()), float(d.std(ddof=1) / np.sqrt(d.size))
+    k = d.index.get_level_values("fold").nunique()
+    mean, se = float(d.mean()), corrected_standard_error(d.to_numpy(dtype=float), 1 / (k - 1))
     if se == 0:
         return mean, se, int(d.size), mean != 0
     return mean, se, int(d.size), abs(mean) / se > float(t.ppf(0.975, d.size - 1))
+
+
+def corrected_standard_error(differences: np.ndarray, test_to_train: float) -> float:
+    """sqrt((1/J + n_test/n_train) s^2) of J cross-validated differences: their mean's standard error
+    corrected for the training records the folds share (Nadeau & Bengio 2003); see paired_difference."""
+    return float(np.sqrt((1 / differences.size + test_to_train) * differences.var(ddof=1)))
 
 
 def write_evaluation_caption(table: Any, folds: Any, model: str, records: int, notes: Sequence[str], details: str,
@@ -100,8 +119,12 @@ def write_evaluation_caption(table: Any, folds: Any, model: str, records: int, n
             f"The model's embeddings of the {records:,} held-out (validation) records, {held_out}, "
             "scored against LSI (TF-IDF and truncated SVD, the Signac and ArchR recipe) fitted on the training "
             "records and projecting the same held-out records. Both are scored on the same 5 seeded stratified "
-            "folds; each value is the mean ± the sample sd over the folds, and a winner is named only when the "
-            "paired per-fold differences of kNN accuracy pass a two-sided t-test at 5 %. The spread is that of "
+            "folds; each value is the mean ± the sample sd over the folds. A winner is named only when the "
+            "paired per-fold differences of kNN accuracy, over those folds and 9 more seeded draws of the 5 folds, "
+            "pass a two-sided t-test at 5 % whose standard error is corrected for the "
+            "training records the folds share (Nadeau and Bengio's corrected resampled t-test: each fold's kNN "
+            "is fitted on the other 4, so any two folds train on 3/5 of the same records and their differences "
+            "rise and fall together, which a plain t-test takes for agreement). The spread is that of "
             "the folds of this one split: another split of the records into training and held-out ones moves "
             "both methods' scores too, as does another seed of the model's training or of LSI's randomized SVD (on "
             "a few hundred records, as much as the folds' spread), which it does not include. kNN accuracy: up to 15 neighbours "
