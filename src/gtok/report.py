@@ -40,7 +40,7 @@ def write_summary_html(summary: Mapping[str, Any], path: str | os.PathLike) -> N
 
 def verdict(table: Any, folds: Any, model: str, supervised: bool = False) -> str:
     """One sentence, the first of the report: which method did better on kNN accuracy (the headline
-    metric), with each one's mean ± sd over the folds shown in the tables.
+    metric), with each one's mean ± sd over the folds of every draw, as metrics.tsv has them.
 
     Both methods are scored on the same folds, so the comparison is paired: a winner is named only
     when paired_difference finds the per-fold differences' mean different from zero at 5 %; otherwise
@@ -60,9 +60,9 @@ def verdict(table: Any, folds: Any, model: str, supervised: bool = False) -> str
         return (f"{model} and LSI cannot be told apart{labels}: kNN accuracy {a:.2f} and {b:.2f}, but fewer than two "
                 "folds scored both, too few to compare.")
     repeats, k = folds["repeat"].nunique(), folds["fold"].nunique()
-    shown = f"(mean ± sd over {k} folds)"
-    paired = (f"over {repeats} seeded draw{'s' * (repeats > 1)} of the {k} folds the paired difference is {mean:+.3f} ± "
-              f"{se:.3f} (mean ± standard error of {n} folds, corrected for the training records the folds share)")
+    shown = f"(mean ± sd over {repeats} seeded draws of {k} folds)" if repeats > 1 else f"(mean ± sd over {k} folds)"
+    paired = (f"the paired difference is {mean:+.3f} ± {se:.3f} (mean ± standard error of {n} folds, corrected for the "
+              "training records the folds share)")
     if not significant:
         return (f"{model} and LSI are within the noise of each other{labels}: kNN accuracy {a:.2f} ± {sa:.2f} and "
                 f"{b:.2f} ± {sb:.2f} {shown}; {paired}, not different from zero at 5 % (t-test).")
@@ -119,8 +119,9 @@ def write_evaluation_caption(table: Any, folds: Any, model: str, records: int, n
             f"The model's embeddings of the {records:,} held-out (validation) records, {held_out}, "
             "scored against LSI (TF-IDF and truncated SVD, the Signac and ArchR recipe) fitted on the training "
             "records and projecting the same held-out records. Both are scored on the same 5 seeded stratified "
-            "folds; each value is the mean ± the sample sd over the folds. A winner is named only when the "
-            "paired per-fold differences of kNN accuracy, over those folds and 9 more seeded draws of the 5 folds, "
+            "folds; each value is the mean ± the sample sd over the folds, and kNN accuracy's is over those folds "
+            "and 9 more seeded draws of the 5 folds (50 folds). A winner is named only when the "
+            "paired per-fold differences of kNN accuracy over those 50 folds "
             "pass a two-sided t-test at 5 % whose standard error is corrected for the "
             "training records the folds share (Nadeau and Bengio's corrected resampled t-test: each fold's kNN "
             "is fitted on the other 4, so any two folds train on 3/5 of the same records and their differences "

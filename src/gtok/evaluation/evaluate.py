@@ -16,7 +16,8 @@ on the same 5 seeded stratified folds:
 Each metric is reported as its mean and sample standard deviation over the folds (metrics.tsv), with the
 per-fold values in folds.tsv, so that a difference can be told from noise. kNN accuracy, which the
 verdict compares, is also scored on REPEATS - 1 more seeded draws of the folds (folds.tsv's
-`repeat` column; the tables and plots show the first): gtok.report.paired_difference explains why. Labels with fewer held-out
+`repeat` column), and its mean and sd are over every draw's folds, so that the verdict's numbers are
+the table's: gtok.report.paired_difference explains why. The other metrics use the first draw. Labels with fewer held-out
 records than folds are left out (said in the log and the report). For models that learn a vector
 per region (region2vec, and the encoder's input embeddings) one region-level metric is added,
 `coaccessible_pair_auc`: how often a pair of regions that are often accessible together (high
@@ -410,10 +411,12 @@ def _score(embedder: Any, records: EvalRecords, fitted: LSI, choice: EvalRecords
     embeddings = {name: embedder.embed_docs(records.docs(), progress)[keep], "lsi": fitted.transform(counts)[keep]}
     rows, fold_rows = [], []
     for method, x in embeddings.items():
-        scores = [(0, metric, values) for metric, values in fold_metrics(x, labels, first, seed).items()]
-        scores += [(r, "knn_accuracy", knn_accuracy(x, labels, folds)) for r, folds in enumerate(more, 1)]
-        rows += [(method, metric, float(np.nanmean(values)), spread(values)) for r, metric, values in scores if r == 0]
-        fold_rows += [(method, metric, r, f, float(v)) for r, metric, values in scores for f, v in enumerate(values)]
+        draws = {metric: [values] for metric, values in fold_metrics(x, labels, first, seed).items()}
+        draws["knn_accuracy"] += [knn_accuracy(x, labels, folds) for folds in more]
+        for metric, values in draws.items():  # kNN accuracy over every draw, as the verdict compares it
+            pooled = np.concatenate(values)
+            rows.append((method, metric, float(np.nanmean(pooled)), spread(pooled)))
+            fold_rows += [(method, metric, r, f, float(v)) for r, draw in enumerate(values) for f, v in enumerate(draw)]
         plot_umap(umap_coordinates(x, seed), labels, f"{method}: held-out records by label", plots[method])
     vectors = region_vectors(embedder.model)
     if vectors is not None:
