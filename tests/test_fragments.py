@@ -416,6 +416,20 @@ def test_a_barcode_list_of_record_names_keeps_each_samples_own_cells(tmp_path, t
     assert not [w for w in recwarn if "barcodes of" in str(w.message)]
 
 
+def test_an_empty_count_column_is_refused_as_gtars_refuses_it(tmp_path):
+    """gtars splits a line on whitespace and needs a fifth field: a trailing tab with nothing after
+    it leaves four, and the file is refused; one with any text after the fourth tab is read."""
+    bad = tmp_path / "bad.tsv"
+    bad.write_text(fragment_text([("chr1", 1, 50, "cellA", 1)]) + "chr1\t10\t20\tcellB\t\n")
+    with pytest.raises(RuntimeError, match="Invalid fragment file"):
+        gtars_fragments(UNIVERSE, bad)
+    with pytest.raises(GtokError, match=r"bad.tsv, line 4: the count \(column 5\) is empty"):
+        ours(UNIVERSE, bad, tmp_path)
+    good = tmp_path / "good.tsv"
+    good.write_text(fragment_text([("chr1", 1, 50, "cellA", 1)]) + "chr1\t10\t20\tcellB\t\t7\nchr1\t10\t20\tcellC\t 1\n")
+    assert ours(UNIVERSE, good, tmp_path) == gtars_fragments(UNIVERSE, good) != {}
+
+
 @pytest.mark.parametrize(
     "line, expected",
     [
@@ -423,6 +437,8 @@ def test_a_barcode_list_of_record_names_keeps_each_samples_own_cells(tmp_path, t
         ("chr1\t10.5\t20\tcellA\t1", "start coordinate '10.5' is not a non-negative integer"),
         ("chr1\t10\tabc\tcellA\t1", "end coordinate 'abc' is not a non-negative integer"),
         ("chr1\t10\t20\t\t1", "the barcode (column 4) is empty"),
+        ("chr1\t10\t20\tcellA\t", "the count (column 5) is empty"),
+        ("chr1\t10\t20\tcellA\t \t\r", "the count (column 5) is empty"),
         ("\t10\t20\tcellA\t1", "the chromosome name is empty"),
         ("chr1\t30\t20\tcellA\t1", "start 30 is greater than end 20"),
         ("chr1\t-5\t20\tcellA\t1", "-5 is negative"),

@@ -170,4 +170,6 @@ def explain(line: bytes) -> str:
         return problem
     if not barcode:
         return f"the barcode (column 4) is empty in {text!r}."
+    if not "".join(fields[4:]).strip():
+        return f"the count (column 5) is empty in {text!r}; gtars requires it (any value, gtok does not read it)."
     return f"start {start} is greater than end {end}."

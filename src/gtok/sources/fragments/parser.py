@@ -27,7 +27,7 @@ from gtok.sources.fragments import SUFFIXES, explain, named_fragments
 #: Bytes of decompressed text parsed at a time: with about 40 bytes a line, 400,000 fragments.
 BLOCK_BYTES = 16 << 20
 
-_TAB, _NL, _CR, _HASH = 9, 10, 13, 35
+_TAB, _NL, _CR, _SPACE, _HASH = 9, 10, 13, 32, 35
 _NO_CODE = -1  # a chromosome outside the universe, or a barcode that is not kept
 
 
@@ -155,7 +155,7 @@ def _parse(buf, pos, line, chroms, bc_a, bc_b, bc_v, n_codes, open_, part_k, par
         if n == out_c.size or 2 * (n_codes + 1) > bc_v.size:
             return 1, pos, line, n, n_new, seen
         begin = pos
-        # fields 1-4 end at tabs (a fifth must follow), the line at a newline
+        # fields 1-4 end at tabs (a fifth, not blank, must follow), the line at a newline
         t0 = _field_end(buf, begin, size)
         t1 = _next_field_end(buf, t0, size)
         t2 = _next_field_end(buf, t1, size)
@@ -170,7 +170,8 @@ def _parse(buf, pos, line, chroms, bc_a, bc_b, bc_v, n_codes, open_, part_k, par
             continue
         start = _uint(buf, t0 + 1, t1)
         end = _uint(buf, t1 + 1, t2)
-        if t3 >= end_of_line or buf[t3] != _TAB or t0 == begin or t3 == t2 + 1 or start < 0 or end < 0 or start > end:
+        if (t3 >= end_of_line or buf[t3] != _TAB or t0 == begin or t3 == t2 + 1 or start < 0 or end < 0 or start > end
+                or _blank(buf, t3 + 1, end_of_line)):
             return 2, begin, line + 1, n, n_new, seen
         pos = stop + 1
         line += 1
@@ -215,6 +216,16 @@ def _field_end(buf, i, size):
 def _next_field_end(buf, t, size):
     """The end of the field after the one ending at t; t itself when that was the line's last."""
     return _field_end(buf, t + 1, size) if t < size and buf[t] == _TAB else t
+
+
+@kernel(nogil=True, cache=True, inline="always")
+def _blank(buf, lo, hi):
+    """Whether buf[lo:hi] is only whitespace: then the count column is missing, since gtars splits a
+    line on whitespace and refuses one of fewer than five fields. Costs one byte on a good line."""
+    for i in range(lo, hi):
+        if buf[i] != _SPACE and (buf[i] < _TAB or buf[i] > _CR):
+            return False
+    return True
 
 
 @kernel(nogil=True, cache=True, inline="always")
