@@ -194,6 +194,17 @@ def test_barcode_list_saved_with_a_byte_order_mark_keeps_its_first_cell(tmp_path
     assert list(ours(UNIVERSE, path, tmp_path, barcodes=str(tmp_path / "cells.txt"))) == ["cell7", "cell3"]
 
 
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-le", "utf-16-be"])
+def test_barcode_list_saved_as_utf16_is_decoded(tmp_path, many, encoding):
+    """Excel's 'Unicode text' and Windows' Notepad save UTF-16; its zero bytes made it 'a binary file'."""
+    path = write_fragments(tmp_path / "f.tsv.gz", many)
+    bom = {"utf-16-le": "\ufeff", "utf-16-be": "\ufeff"}.get(encoding, "")  # "utf-16" writes its own
+    (tmp_path / "cells.txt").write_bytes((bom + "cell7\r\ncell3\r\n").encode(encoding))
+    (tmp_path / "cells.txt.gz").write_bytes(gzip.compress((tmp_path / "cells.txt").read_bytes()))
+    for cells in ("cells.txt", "cells.txt.gz"):
+        assert list(ours(UNIVERSE, path, tmp_path, barcodes=str(tmp_path / cells))) == ["cell7", "cell3"]
+
+
 def test_barcode_list_from_h5ad_obs_names(tmp_path, many):
     import anndata as ad
     import pandas as pd

@@ -161,6 +161,14 @@ def read_sorted(path: str | os.PathLike) -> Intervals:
 
 
 def read_bytes(path: str | os.PathLike, what: str = "BED file") -> bytes:
+    """The file's bytes, decompressed if it is gzip, refused when they look binary (a zero byte)."""
+    raw = read_decompressed(path, what)
+    if b"\x00" in raw[:65536]:
+        raise GtokError(f"{describe(path)}: looks like a binary file, not a text {what}.")
+    return raw
+
+
+def read_decompressed(path: str | os.PathLike, what: str) -> bytes:
     """The file's bytes, decompressed if it is gzip (told by its magic number, not its name)."""
     name = describe(path)
     try:
@@ -172,8 +180,6 @@ def read_bytes(path: str | os.PathLike, what: str = "BED file") -> bytes:
             raw = gzip.decompress(raw)
         except (EOFError, OSError, zlib.error) as exc:
             raise GtokError(f"{name}: not a readable gzip file, it may be truncated or corrupt ({exc}).") from None
-    if b"\x00" in raw[:65536]:
-        raise GtokError(f"{name}: looks like a binary file, not a text {what}.")
     return raw
 
 

@@ -73,13 +73,7 @@ def read_sheet(sheet: str, what: str) -> tuple[list[str], list[dict[str, str]]]:
         raw = input_file(sheet, what).read_bytes()
     except OSError as exc:
         raise GtokError(f"{sheet}: cannot read the {what} ({os.strerror(exc.errno).lower()}).") from None
-    encoding = _encoding(raw)
-    try:
-        text = raw.decode(encoding)
-    except UnicodeDecodeError as exc:
-        line = raw.count(b"\n", 0, exc.start) + 1
-        raise GtokError(f"{sheet}, line {line}: the {what} is not UTF-8 text ({raw[exc.start:exc.start + 1]!r}); "
-                        "save it as UTF-8 (Excel: 'CSV UTF-8'; LibreOffice: character set Unicode (UTF-8)).") from None
+    text = decode_text(raw, sheet, what)
     reader = csv.DictReader(io.StringIO(text, newline=""), delimiter="\t", restval="")
     rows = list(reader)
     if not reader.fieldnames:
@@ -90,6 +84,21 @@ def read_sheet(sheet: str, what: str) -> tuple[list[str], list[dict[str, str]]]:
                         f"{len(reader.fieldnames)} columns ({rows[long][None]!r}); is there a tab inside a value? "
                         "Give every row the header's columns.")
     return list(reader.fieldnames), rows
+
+
+def decode_text(raw: bytes, path: str, what: str) -> str:
+    """The text of a file that spreadsheets and editors write: UTF-8, or the encoding its
+    byte-order mark or zero bytes tell (see read_sheet). Undecodable bytes are refused by line, and
+    zero bytes in what is not UTF-16 or UTF-32 as a binary file."""
+    encoding = _encoding(raw)
+    if encoding == "utf-8" and b"\x00" in raw[:65536]:
+        raise GtokError(f"{path}: looks like a binary file, not a text {what}.")
+    try:
+        return raw.decode(encoding)
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise GtokError(f"{path}, line {line}: the {what} is not UTF-8 text ({raw[exc.start:exc.start + 1]!r}); "
+                        "save it as UTF-8 (Excel: 'CSV UTF-8'; LibreOffice: character set Unicode (UTF-8)).") from None
 
 
 def sheet_header(sheet: str, what: str) -> list[str]:

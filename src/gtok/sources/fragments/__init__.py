@@ -126,14 +126,16 @@ class FragmentOptions:
 
 def read_barcode_list(path: str) -> list[str]:
     """Cells to keep: the obs_names of an `.h5ad`, or a text file (`.gz` too) with one barcode per
-    line (the first tab-separated column; Cell Ranger's barcodes.tsv.gz works as it is). A UTF-8
-    byte-order mark (Excel, Notepad) is dropped: kept, it would hide the first barcode."""
+    line (the first tab-separated column; Cell Ranger's barcodes.tsv.gz works as it is), in UTF-8
+    or UTF-16 (Excel's 'Unicode text'), as label sheets are read. A byte-order mark (Excel, Notepad)
+    is dropped: kept, it would hide the first barcode."""
     input_file(path, "barcode list")
     if path.lower().endswith(".h5ad"):  # in any case, as an input's kind is told
         return _obs_names(path)
-    from gtok.sources.bed import read_bytes
+    from gtok.sources.bed import read_decompressed
+    from gtok.sources.labels import decode_text
 
-    lines = read_bytes(path, "barcode list").decode("utf-8-sig", "replace").splitlines()
+    lines = decode_text(read_decompressed(path, "barcode list"), describe(path), "barcode list").splitlines()
     names = [line.split("\t")[0].strip() for line in lines if line.strip() and not line.startswith("#")]
     if not names:
         raise GtokError(f"{describe(path)}: the barcode list is empty; give one barcode per line.")
