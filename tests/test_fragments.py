@@ -205,6 +205,24 @@ def test_barcode_list_saved_as_utf16_is_decoded(tmp_path, many, encoding):
         assert list(ours(UNIVERSE, path, tmp_path, barcodes=str(tmp_path / cells))) == ["cell7", "cell3"]
 
 
+def test_a_header_line_of_a_barcode_list_is_not_counted_as_a_missing_cell(tmp_path, many, capsys):
+    """A list saved with a column name ('barcode', 'cell_id') counted it as a cell without
+    fragments: 'N-1 of the N barcodes occur'. A first name shaped like a word that no fragment has
+    is told to be read as a column name; one that fragments have stays a cell."""
+    path = write_fragments(tmp_path / "f.tsv.gz", many)
+    (tmp_path / "cells.txt").write_text("cell_id\ncell7\ncell3\n")
+    assert main(["tokenize", str(path), "-u", str(UNIVERSE), "-o", str(tmp_path / "o.gtok"),
+                 "--barcodes", str(tmp_path / "cells.txt"), "-q"]) == 0
+    err = capsys.readouterr().err.strip()
+    assert ShardReader(tmp_path / "o.gtok").names == ["cell7", "cell3"]
+    assert len(err.splitlines()) == 1 and "cells.txt: its first line 'cell_id' is read as a column name" in err, err
+    words = write_fragments(tmp_path / "g.tsv", [("chr1", 10, 20, "barcode", 1), ("chr1", 10, 20, "cell7", 1)])
+    (tmp_path / "cells.txt").write_text("barcode\ncell7\nAAAC\n")
+    with pytest.warns(UserWarning, match="2 of the 3 barcodes") as warned:  # 'AAAC' is a barcode's shape: a cell missing
+        assert list(ours(UNIVERSE, words, tmp_path, barcodes=str(tmp_path / "cells.txt"))) == ["barcode", "cell7"]
+    assert len(warned) == 1
+
+
 def test_barcode_list_from_h5ad_obs_names(tmp_path, many):
     import anndata as ad
     import pandas as pd

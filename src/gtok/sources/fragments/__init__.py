@@ -12,6 +12,7 @@ file need not be sorted.
 from __future__ import annotations
 
 import os
+import re
 import warnings
 from dataclasses import dataclass
 
@@ -141,6 +142,13 @@ def read_barcode_list(path: str) -> list[str]:
         raise GtokError(f"{describe(path)}: the barcode list is empty; give one barcode per line.")
     return names
 
+
+
+def column_name_like(name: str) -> bool:
+    """Whether a barcode list's first name may be its column name ('barcode', 'cell_id',
+    'Cell Barcode'): letters, '_', '.', '-' or spaces and no digit, and not a nucleotide string,
+    which is a barcode's shape (10x's without its -1)."""
+    return bool(re.fullmatch(r"[A-Za-z][A-Za-z_. -]*", name)) and not re.fullmatch(r"[ACGTNacgtn]+(-\w*)?", name)
 
 
 def _obs_names(path: str) -> list[str]:

@@ -30,7 +30,7 @@ from gtok.formats.shard import token_dtype
 from gtok.kernels import kernel
 from gtok.pipeline import prefetched
 from gtok.sources.base import Batch, Source
-from gtok.sources.fragments import FragmentOptions, first_data_lines, read_barcode_list
+from gtok.sources.fragments import FragmentOptions, column_name_like, first_data_lines, read_barcode_list
 from gtok.sources.fragments.parser import Barcodes, Block, FragmentFile
 from gtok.sources.samples import AS_THEY_ARE, CellNames
 from gtok.universe import overlap_kernel
@@ -217,7 +217,7 @@ def _kept(records: FragmentRecords, n_fragments: int, options: FragmentOptions, 
     fragments = records.fragment_counts()
     found = fragments > 0
     if keep is not None and len(records.barcodes):
-        _report_matches(int(found.sum()), len(records.barcodes), options.barcodes, path)
+        _report_matches(found, records.barcodes.names, keep, options.barcodes, path)
     codes = np.flatnonzero(found & (fragments >= options.min_fragments))
     k, n = options.part
     if codes.size or n > 1:
@@ -238,12 +238,22 @@ def _warn_foreign(tok: Tokenizer, path: str) -> None:
         warnings.warn(message, stacklevel=3)
 
 
-def _report_matches(found: int, listed: int, barcodes: str | None, path: str) -> None:
-    if found == 0:
+def _report_matches(found: np.ndarray, names: list[str], keep: Sequence[str], barcodes: str, path: str) -> None:
+    """Refuse a barcode list that matches no cell, and count those it lists without fragments. Its
+    first name is not counted when it looks like a column name ('barcode', 'cell_id') and no
+    fragment has it: a list saved with a header would report a missing cell (one that fragments
+    have stays a cell, so no real barcode is dropped)."""
+    listed = len(names)
+    if not found.any():
         raise GtokError(
             f"{barcodes}: none of its {listed:,} barcodes occurs in {describe(path)}; "
             "is it the barcode list of another sample (or with another suffix such as -1)?"
         )
+    if names[0] == keep[0] and not found[0] and column_name_like(keep[0]) and not barcodes.lower().endswith(".h5ad"):
+        warnings.warn(f"{barcodes}: its first line {keep[0]!r} is read as a column name (no fragment of "
+                      f"{describe(path)} has that barcode).", stacklevel=3)
+        listed -= 1
+    found = int(found.sum())
     if found < listed:
         warnings.warn(f"{found:,} of the {listed:,} barcodes of {barcodes} occur in {describe(path)}; "
                       f"{listed - found:,} have no fragments and get no record.", stacklevel=3)
