@@ -11,8 +11,9 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import gtok, one_line_error
+from conftest import gtok, one_line_error, snapshot
 
+from gtok.errors import GtokError
 from gtok.evaluation.evaluate import METRICS as METRIC_NAMES
 from gtok.evaluation.evaluate import (
     cell_metrics,
@@ -215,6 +216,29 @@ def test_an_earlier_models_evaluation_is_replaced_as_a_whole(trained, tmp_path, 
     assert said[-1] == (out / "caption.rst").read_text().split("\n")[0].strip("*") and "kNN accuracy" in said[-1]
     assert {p.name for p in out.glob("umap_*.png")} == {"umap_region2vec.png", "umap_lsi.png"}
     assert "earlier" not in (out / "metrics.tsv").read_text()
+
+
+@pytest.mark.slow  # trains a model
+def test_evaluate_on_a_full_disk_names_the_file_and_keeps_the_earlier_one(trained, tmp_path, monkeypatch):
+    """As every command says of a file it would replace: the earlier evaluation's is unchanged."""
+    import errno
+
+    import pandas as pd
+
+    from gtok.evaluation.evaluate import evaluate
+
+    out = tmp_path / "eval"
+    evaluate(trained / "run", trained / "manifest.json", out)
+    before = snapshot(out)
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(pd.DataFrame, "to_csv", full)
+    with pytest.raises(GtokError, match=rf"^{out}/metrics.tsv: cannot write it: no space left on device; nothing was "
+                                        r"written \(the existing file is unchanged\)\.$"):
+        evaluate(trained / "run", trained / "manifest.json", out)
+    assert snapshot(out) == before
 
 
 def test_held_out_records_that_cannot_be_scored_are_all_said():

@@ -205,6 +205,15 @@ def test_staged_files_replace_their_namesakes_together_or_not_at_all(tmp_path):
             with atomic_path(stage / "b.txt"):
                 raise OSError(28, "No space left on device")  # ENOSPC half-way
     assert snapshot(tmp_path) == before  # no file replaced, no staging folder left
+    (tmp_path / "b.txt").write_text("old b")
+    with pytest.raises(GtokError, match=r"b.txt: cannot write it: no space left on device; nothing was written "
+                                        r"\(the existing file is unchanged\)\.$"):  # as atomic_path alone says
+        with staged_files(tmp_path) as stage, atomic_path(stage / "b.txt"):
+            raise OSError(28, "No space left on device")
+    with pytest.raises(GtokError, match=rf"^{tmp_path}: cannot write it: no space left on device; nothing was written "
+                                        r"\(the folder is as it was\)\.$"):  # a folder is not 'the existing file'
+        with staged_files(tmp_path):
+            raise OSError(28, "No space left on device")
 
 
 def test_staged_files_remove_the_owned_files_not_written_and_publish_the_last_one_last(tmp_path, monkeypatch):

@@ -124,9 +124,20 @@ def _remove_if_unlocked(lock: Path, tmp: Path) -> None:
             os.close(fd)
 
 
-def _write_error(target: Path, exc: OSError) -> GtokError:
-    kept = " (the existing file is unchanged)" if target.exists() else ""
-    return GtokError(f"{describe(target)}: cannot write it: {os.strerror(exc.errno).lower()}; nothing was written{kept}.")
+class WriteError(GtokError):
+    """A write that a full disk or a permission stopped, said in one line; `target` is the file it
+    names and `errno` why, so that `staged_files` can name a staged file where it was to go."""
+
+    target: Path
+    errno: int
+
+
+def _write_error(target: Path, exc: OSError | WriteError) -> WriteError:
+    """The one line of a failed write, which says whether what it would have replaced is kept."""
+    kept = " (the folder is as it was)" if target.is_dir() else " (the existing file is unchanged)" if target.exists() else ""
+    error = WriteError(f"{describe(target)}: cannot write it: {os.strerror(exc.errno).lower()}; nothing was written{kept}.")
+    error.target, error.errno = target, exc.errno
+    return error
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -176,6 +187,10 @@ def staged_files(folder: str | os.PathLike, owned: Collection[str] = (), last: s
                     _settle(stage, folder)
                     settled = True
                     raise
+        except WriteError as exc:  # a staged file's: named where it was to go, and kept if it is there
+            if not exc.target.is_relative_to(stage):
+                raise
+            raise _write_error(folder / exc.target.relative_to(stage), exc) from None
         except GtokError as exc:  # a staged file's error, naming it where it was to go
             raise GtokError(str(exc).replace(str(stage), str(folder))) from None
         except OSError as exc:
