@@ -863,7 +863,9 @@ def test_embed_replaces_the_vectors_and_their_names_together(tmp_path, data, enc
         monkeypatch.setattr(embed.np, "save", full)
     else:
         monkeypatch.setattr(embed.Path, "write_text", full)
-    with pytest.raises(GtokError, match=rf"^{tmp_path}: cannot write it: no space left on device; nothing was written"):
+    named = tmp_path / ("e.npy" if failing == "vectors" else "e.names.txt")  # the file, not its folder
+    with pytest.raises(GtokError, match=rf"^{named}: cannot write it: no space left on device; nothing was written "
+                                        r"\(the existing file is unchanged\)\.$"):
         embed.embed_to_files(str(encoder_ckpt), beds, out, None, None, 8, False)
     assert snapshot(tmp_path) == before
 

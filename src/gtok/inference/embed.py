@@ -252,8 +252,10 @@ def embed_to_files(
     names = output_file(output[: -len(".npy")] + ".names.txt", (".txt",), [*inputs, model],
                         lambda _: is_embedding(target), "names file of an embedding")
     vectors = embed_regions(model, inputs, universe=universe, device=device, batch_size=batch_size, progress=progress)
-    with replaced_together([names, target]) as (names_tmp, tmp):  # the old pair or the new, never a mix
-        Path(names_tmp).write_text("".join(f"{record_name(p)}\n" for p in inputs))
-        with open(tmp, "wb") as fh:
+    # the old pair or the new, never a mix; each file written atomically too, so an error names it
+    with replaced_together([names, target]) as (names_stage, stage):
+        with atomic_path(names_stage) as tmp:
+            tmp.write_text("".join(f"{record_name(p)}\n" for p in inputs))
+        with atomic_path(stage) as tmp, open(tmp, "wb") as fh:
             np.save(fh, vectors)
     return target
