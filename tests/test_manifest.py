@@ -315,6 +315,24 @@ def test_cli_manifest_dataset_overrides_and_info_lists_datasets(tmp_path, capsys
     assert "is given two datasets, 'x' and 'y'" in capsys.readouterr().err
 
 
+def test_info_aligns_dataset_names_of_wide_characters(tmp_path, capsys):
+    """CJK names take two terminal columns a character: padded by len(), their rows ran past the others."""
+    import unicodedata
+
+    def columns(text: str) -> int:
+        return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
+
+    a = write_shard(tmp_path / "a.gtok", [("x", np.array([1, 2]))], VOCAB, FP, meta("肝臓アトラス"))
+    b = write_shard(tmp_path / "b.gtok", [("y", np.array([2]))], VOCAB, FP, meta("pbmc"))
+    out = tmp_path / "m.json"
+    assert main(["manifest", "-q", "-o", str(out), str(a), str(b)]) == 0
+    capsys.readouterr()
+    assert main(["info", str(out)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    table = lines[lines.index("  datasets     2") + 1:]
+    assert len(table) == 3 and len({columns(line) for line in table}) == 1, table  # every row ends in one column
+
+
 # -- hostile input (once tests/test_edge_cases.py): one-line errors or correct tokens, nothing touched --
 
 

@@ -11,6 +11,7 @@ shard's tokens), so they describe exactly what training will read:
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -84,13 +85,24 @@ def describe_manifest(manifest: Manifest) -> str:
         shown = ", ".join(manifest.label_classes[:8]) + (" ..." if len(manifest.label_classes) > 8 else "")
         lines.append(f"  labels       {len(manifest.label_classes)} classes: {shown}")
     datasets = manifest.datasets()
-    width = max(len("dataset"), *map(len, datasets))
+    width = max(map(display_width, ["dataset", *datasets]))
     lines += [f"  datasets     {len(datasets)}",
-              f"    {'dataset':<{width}}  {'shards':>8}  {'records':>12}  {'tokens':>15}  {'share':>6}"]
+              f"    {padded('dataset', width)}  {'shards':>8}  {'records':>12}  {'tokens':>15}  {'share':>6}"]
     for name, row in datasets.items():
         share = row["records"] / manifest.records if manifest.records else 0.0
-        lines.append(f"    {name:<{width}}  {row['shards']:>8,}  {row['records']:>12,}  {row['tokens']:>15,}  {share:>6.1%}")
+        lines.append(f"    {padded(name, width)}  {row['shards']:>8,}  {row['records']:>12,}  {row['tokens']:>15,}  {share:>6.1%}")
     return "\n".join(lines)
+
+
+def display_width(text: str) -> int:
+    """The terminal columns `text` takes: two for a wide or fullwidth (CJK) character, none for a
+    combining mark; len() counts characters, and a table padded by it is misaligned."""
+    return sum(0 if unicodedata.combining(c) else 2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
+
+
+def padded(text: str, width: int) -> str:
+    """`text` padded with spaces to `width` terminal columns."""
+    return text + " " * (width - display_width(text))
 
 
 COLUMNS = (
