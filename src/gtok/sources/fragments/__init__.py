@@ -175,6 +175,9 @@ def explain(line: bytes) -> str:
     chrom, start, end, barcode = fields[:4]
     if not chrom:
         return f"the chromosome name is empty in {text!r}."
+    if " " in chrom:
+        return (f"the chromosome name {chrom!r} holds a space; a fragment file's columns are separated by tabs and its "
+                f"chromosome names hold none (gtars would read chromosome {chrom.split()[0]!r} and shift the columns).")
     problem = coordinates_problem(start, end)
     if problem:
         return problem

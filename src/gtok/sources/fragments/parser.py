@@ -173,15 +173,18 @@ def _parse(buf, pos, line, chroms, bc_a, bc_b, bc_v, n_codes, open_, part_k, par
         if (t3 >= end_of_line or buf[t3] != _TAB or t0 == begin or t3 == t2 + 1 or start < 0 or end < 0 or start > end
                 or _blank(buf, t3 + 1, end_of_line)):
             return 2, begin, line + 1, n, n_new, seen
-        pos = stop + 1
-        line += 1
-        seen += 1
-        # the chromosome: most lines repeat the previous line's
+        # the chromosome: most lines repeat the previous line's; a new one must hold no space, as gtars
+        # splits on whitespace and would read other columns ('chr 1' as chromosome 'chr', start 1)
         if not (t0 - begin == prev_len and _same(buf, begin, prev_lo, prev_len)):
+            if _holds(buf, begin, t0, _SPACE):
+                return 2, begin, line + 1, n, n_new, seen
             a, b = _hash(buf, begin, t0)
             prev_code = ch_v[_slot(ch_a, ch_b, ch_v, a, b)]
             prev_lo = begin
             prev_len = t0 - begin
+        pos = stop + 1
+        line += 1
+        seen += 1
         a, b = _hash(buf, t2 + 1, t3)
         slot = _slot(bc_a, bc_b, bc_v, a, b)
         code = bc_v[slot]
@@ -243,6 +246,14 @@ def _uint(buf, lo, hi):
             return -1
         value = value * 10 + d
     return value if value <= MAX_COORDINATE else -1
+
+
+@kernel(nogil=True, cache=True, inline="always")
+def _holds(buf, lo, hi, byte):
+    for i in range(lo, hi):
+        if buf[i] == byte:
+            return True
+    return False
 
 
 @kernel(nogil=True, cache=True, inline="always")
