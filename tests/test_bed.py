@@ -89,6 +89,8 @@ def test_gzip_is_detected_by_content(tmp_path):
         ("chr1\t-5\t9\n", 1, "start coordinate -5 is negative"),
         ("chr1\t1\t2\n#c\nchr1\t9\t3\n", 3, "start 9 is greater than end 3"),
         ("\t1\t2\n", 1, "chromosome name is empty"),
+        ("chr1 1\t2\t3\n", 1, "both tabs and spaces separate its first three columns"),
+        ("chr1\t1\t2\nchr1\t1\t2 \n", 2, "both tabs and spaces separate its first three columns"),
     ],
 )
 def test_malformed_lines_name_file_and_line(tmp_path, text, line, words):
@@ -98,6 +100,21 @@ def test_malformed_lines_name_file_and_line(tmp_path, text, line, words):
         read_bed(p)
     msg = str(err.value)
     assert msg.startswith(f"{p}, line {line}: ") and words in msg, msg
+
+
+def test_lines_that_mix_tabs_and_spaces_are_refused_as_gtars_reads_them_otherwise(tmp_path):
+    """gtars splits a BED line on tabs alone: 'chr 1<TAB>100<TAB>200' is a region of chromosome
+    'chr 1' there and 'chr1<TAB>100<TAB>200 ' an error, while splitting on either delimiter read
+    chr:1-100 and chr1:100-200. Such a line is refused; tabs alone or spaces alone are read."""
+    u = tmp_path / "u.bed"
+    u.write_text("chr\t0\t150\nchr1\t100\t200\n")
+    bed = tmp_path / "q.bed"
+    bed.write_text("chr 1\t100\t200\n")
+    assert gtars_tokens(u, bed) == [2]  # <unk>: chromosome 'chr 1' is not in the universe
+    with pytest.raises(BedFormatError, match=r"q.bed, line 1: both tabs and spaces separate its first three columns"):
+        read_bed(bed)
+    bed.write_text("chr1\t100\t200\tname with spaces\nchr1 100 200 name\n")
+    assert Tokenizer.from_bed(u, cache_dir="off").tokenize(bed).tolist() == [1, 1]
 
 
 def test_zero_padded_coordinates_are_read_as_gtars_reads_them(tmp_path):

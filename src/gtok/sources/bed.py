@@ -196,6 +196,8 @@ def parse_bed_bytes(data: bytes, name: str) -> Intervals:
     starts, start_ok = _parse_uints(buf, fields[1], fields[2])
     ends, end_ok = _parse_uints(buf, fields[3], fields[4])
     ok = fields[5] & start_ok & end_ok & (fields[0] > ls) & (starts <= ends) & (ends <= MAX_COORDINATE)
+    if b" " in data:  # one memchr pass; most files are tab-only and cannot mix
+        ok &= ~_mixed_delimiters(buf, fields[0], fields[2], fields[4], le)
 
     # A column-name row ("chrom start end") before the first region is a header, not an error. Only
     # start and end columns that both begin with a letter make one: an empty field (a doubled or
@@ -271,6 +273,17 @@ def _field_bounds(buf: np.ndarray, ls: np.ndarray, le: np.ndarray):
     t1, t2, t3 = delims[k], delims[k + 1], delims[k + 2]
     three = t2 < le
     return t1, t1 + 1, t2, t2 + 1, np.minimum(t3, le), three
+
+
+def _mixed_delimiters(buf: np.ndarray, t1: np.ndarray, t2: np.ndarray, t3: np.ndarray, le: np.ndarray) -> np.ndarray:
+    """Lines whose first three columns are separated (and the third ended) by both a tab and a
+    space: gtars splits on tabs alone, so it reads such a line otherwise ('chr 1<TAB>100<TAB>200'
+    as chromosome 'chr 1') or refuses it ('... 200 x'), where either delimiter would read chr:1-100."""
+    last = buf.size - 1
+    first = buf[np.minimum(t1, last)]
+    mixed = buf[np.minimum(t2, last)] != first
+    mixed |= (t3 < le) & (buf[np.minimum(t3, last)] != first)
+    return mixed & (t2 < le)
 
 
 def _windows(buf: np.ndarray, begin: np.ndarray, width: int) -> np.ndarray:
@@ -378,7 +391,13 @@ def _explain(line: bytes) -> str:
     chrom, start, end = fields[:3]
     if not chrom:
         return f"the chromosome name is empty in {text!r} (a leading tab or space?)."
-    return coordinates_problem(start, end) or f"start {start} is greater than end {end}."
+    problem = coordinates_problem(start, end)
+    if problem:
+        return problem
+    if len(set(re.findall("[\t ]", text)[:3])) > 1:
+        return (f"both tabs and spaces separate its first three columns in {text!r}, which gtars, splitting on tabs "
+                "alone, reads otherwise or refuses; separate them by tabs alone (or spaces alone).")
+    return f"start {start} is greater than end {end}."
 
 
 def coordinates_problem(start: str, end: str) -> str | None:
