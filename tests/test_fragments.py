@@ -463,6 +463,7 @@ def test_an_empty_count_column_is_refused_as_gtars_refuses_it(tmp_path):
     "line, expected",
     [
         ("chr1\t10\t20\tcellA", "expected at least 5 tab-separated columns"),
+        ("chr1 10 20 cellA 1", "its columns are separated by spaces, not tabs,"),
         ("chr1\t10.5\t20\tcellA\t1", "start coordinate '10.5' is not a non-negative integer"),
         ("chr1\t10\tabc\tcellA\t1", "end coordinate 'abc' is not a non-negative integer"),
         ("chr1\t10\t20\t\t1", "the barcode (column 4) is empty"),

@@ -169,6 +169,9 @@ def explain(line: bytes) -> str:
     """Why one line is not a fragment, in words."""
     text = line.decode("utf-8", "replace").rstrip("\r")
     fields = text.split("\t")
+    if len(fields) < 5 and len(text.split()) >= 5:
+        return (f"its columns are separated by spaces, not tabs, in {text!r}; a fragments file is tab-separated "
+                "(convert it, e.g. with  tr ' ' '\\t' < IN > OUT).")
     if len(fields) < 5:
         return (f"expected at least 5 tab-separated columns (chrom, start, end, barcode, count), "
                 f"found {len(fields)} in {text!r}.")
