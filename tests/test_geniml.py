@@ -312,6 +312,7 @@ def test_embedder_gives_geniml_encode_vectors(geniml_folder, pooling):
     theirs = Region2VecExModel.from_pretrained(str(geniml_folder))
     ours = Embedder(geniml_folder, device="cpu")
     assert ours.model.pooling == theirs.pooling_method == pooling
+    assert ours.order_sensitive is None  # a pooled bag of regions: var's order is never warned of
     for bed in BEDS[:2] + BEDS[-2:]:  # the last has no region in the universe: geniml keeps <unk> in the mean
         assert np.allclose(ours.embed_docs(per_region_docs(ours.tokenizer, bed)), theirs.encode(str(bed)), atol=1e-5)
 

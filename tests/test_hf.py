@@ -582,3 +582,42 @@ def test_embedding_never_crops_beyond_the_models_positions():
 
     assert _crop_length(500, 64) == 64 and _crop_length(None, 64) == 64
     assert _crop_length(24, 64) == 24 and _crop_length(24, None) == 24 and _crop_length(None, None) is None
+
+
+@pytest.mark.parametrize("coordinates", ["columns", "names"])
+def test_an_anndata_out_of_genomic_order_is_warned_of_once_with_the_line_that_sorts_it(tmp_path, coordinates):
+    """Atacformer's position embeddings make a cell's vector depend on token order, which is var's
+    (as geniml gives gtars the peaks): a var in another order than the training data's embeds
+    other vectors, and must not in silence. The warning's own line sorts var, after which the
+    cells embed as the sorted AnnData does, without a warning."""
+    import re
+    import warnings
+
+    import anndata
+    import pandas as pd
+    import scipy.sparse as sp
+
+    from gtok.inference.embed import embed_anndata
+
+    folder = published_folder(tmp_path / "pub", "geniml.atacformer:AtacformerModel")
+    rng = np.random.default_rng(0)
+    peaks = pd.DataFrame({"chr": ["chr1"] * 40, "start": 100 * np.arange(40), "end": 100 * np.arange(40) + 50})
+    peaks.index = [f"chr1:{s}-{e}" for s, e in zip(peaks.start, peaks.end)]
+    if coordinates == "names":
+        peaks = peaks[[]]
+    X = sp.csr_matrix((rng.random((6, 40)) < 0.5).astype(np.float32))
+    ordered = anndata.AnnData(X, obs=pd.DataFrame(index=[f"c{i}" for i in range(6)]), var=peaks)
+    adata = ordered[:, rng.permutation(40)].copy()  # the same cells, var shuffled
+
+    with pytest.warns(UserWarning) as caught:
+        shuffled = embed_anndata(folder, adata)
+    lines = [str(w.message) for w in caught if "genomic order" in str(w.message)]
+    assert len(lines) == 1 and "\n" not in lines[0]
+    assert lines[0].startswith("the AnnData: var is not in genomic order, and geniml.atacformer:AtacformerModel has "
+                               "position embeddings")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        expected = embed_anndata(folder, ordered)
+        adata = eval(re.search(r"adata = (.*)$", lines[0])[1])  # the warning's own line
+        np.testing.assert_allclose(embed_anndata(folder, adata), expected, rtol=1e-5, atol=1e-6)
+    assert not np.allclose(shuffled, expected, atol=1e-4)  # the order did change the vectors

@@ -58,8 +58,10 @@ class Embedder:
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.model = loaded.model.to(self.device)
         self.data_options = loaded.data  # what training saw
-        self.max_length = _crop_length(self.data_options.get("max_length") if loaded.attends else None,
-                                       getattr(loaded.model, "max_positions", None))
+        positions = getattr(loaded.model, "max_positions", None)  # position embeddings: order matters
+        self.max_length = _crop_length(self.data_options.get("max_length") if loaded.attends else None, positions)
+        #: the model named in warnings when its vectors depend on token order (None: they do not)
+        self.order_sensitive = None if positions is None else str(getattr(loaded.model, "model_spec", loaded.name))
         self.batch_size = int(batch_size)
 
     def embed_docs(self, docs: Sequence[np.ndarray], progress: bool = False) -> np.ndarray:
@@ -170,7 +172,8 @@ def embed_anndata(
 
     A row chunk at a time (tokenized, embedded, dropped), so memory holds one chunk's tokens and
     the result, whatever the number of cells. Cells that overlap no universe region (all-zero
-    rows) are `<unk>` alone: one warning counts them."""
+    rows) are `<unk>` alone: one warning counts them. A model with position embeddings warns
+    when var is not in genomic order (gtok.sources.cells.var_order_warning)."""
     from tqdm import tqdm
 
     from gtok.sources.cells import iter_cell_tokens
@@ -178,7 +181,7 @@ def embed_anndata(
     embedder = Embedder(model, universe, device, batch_size)
     parts: list[np.ndarray] = []
     cells = iter_cell_tokens(embedder.tokenizer, adata, chunk_rows=chunk_rows, layer=layer, modality=modality,
-                             tile_width=tile_width)
+                             tile_width=tile_width, order_sensitive=embedder.order_sensitive)
     empty: list[str] = []  # the first few cells of no region, and their count
     count = 0
     with tqdm(desc="embedding cells", unit="cell", disable=not progress) as bar:

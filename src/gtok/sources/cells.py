@@ -443,13 +443,16 @@ def iter_cell_tokens(
     tile_width: int | None = None,
     spill_dir: str | None = None,
     layer: str | None = None,
+    order_sensitive: str | None = None,
 ) -> Iterator[Batch]:
     """Tokenize cells `rows=(start, stop)` (default all) in chunks of `chunk_rows`, in bounded memory.
 
     `source`: an AnnData, a MuData, or an `.h5ad` / `.h5mu` path; of a MuData, the cells of
     `modality`. `layer`: tokenize that layer instead of X. `tile_width`: the width of fixed-width
     tiles whose var gives starts but no ends (inferred from the starts when not given).
-    `spill_dir`: where a CSC matrix's rows are regrouped (default $TMPDIR).
+    `spill_dir`: where a CSC matrix's rows are regrouped (default $TMPDIR). `order_sensitive`:
+    the name of a model whose vectors depend on token order, which a var out of genomic order is
+    warned about (var_order_warning).
 
     The matrix must hold counts (or any non-negative values: a nonzero entry is an accessible
     peak); a negative or NaN value, a column index outside var or damaged row pointers
@@ -458,12 +461,16 @@ def iter_cell_tokens(
         raise GtokError(f"chunk_rows must be 1 or more, not {chunk_rows}.")
     cells = _Cells(source, modality, layer)
     start, stop = _row_range(rows, cells.n_obs, cells.name)
-    regions = var_intervals(*cells.var(), cells.name, tile_width=tile_width)
+    columns, var_names = cells.var()
+    regions = var_intervals(columns, var_names, cells.name, tile_width=tile_width)
     foreign = tokenizer.universe.foreign_input(regions.chrom_names, f"{cells.name} (var)")
     if not len(regions):
         foreign = f"{cells.name}: var is empty (no peaks), so every cell's tokens are <unk> alone."
     if foreign:
         warnings.warn(foreign, stacklevel=2)
+    unsorted = order_sensitive and var_order_warning(regions, columns, cells.name, order_sensitive)
+    if unsorted:
+        warnings.warn(unsorted, stacklevel=2)
     names = cells.obs_names()
     _check_shape(cells, len(names), len(regions))
     columns = ColumnTokens(tokenizer, regions)
@@ -477,6 +484,27 @@ def iter_cell_tokens(
             a = b
     except NotCounts as bad:
         raise GtokError(cells.not_counts(bad, names, regions)) from None
+
+
+def var_order_warning(regions: Intervals, columns: Mapping[str, Any], source: str, model: str) -> str | None:
+    """Why `model` would embed these cells unlike the same cells with var sorted, or None when var
+    is in genomic order (each chromosome's peaks together, by start). A cell's tokens come in var's
+    order, as geniml's tokenize_anndata gives them to gtars (which keeps a list's order), so a model
+    with position embeddings (Atacformer) gives a cell another vector when var is in another order;
+    the tokens stay gtars', and the warning says how to sort var (by chromosome name and start, as
+    gtars sorts a BED file, so a cell embeds as its peaks' BED file does)."""
+    codes, starts = regions.codes, regions.starts
+    same = codes[1:] == codes[:-1]
+    runs = np.count_nonzero(~same) + (codes.size > 0)  # blocks of one chromosome
+    if runs == np.unique(codes).size and not (same & (starts[1:] < starts[:-1])).any():
+        return None
+    chrom, start, _ = coordinate_columns(columns, f"{source}: var")
+    if chrom is not None and start is not None:
+        how = f'adata[:, np.lexsort((adata.var["{start}"].astype(int), adata.var["{chrom}"].astype(str)))].copy()'
+    else:
+        how = f'adata[:, adata.var_names.str.extract(r"{_REGION_NAME.pattern}").astype({{1: int}}).sort_values([0, 1]).index].copy()'
+    return (f"{source}: var is not in genomic order, and {model} has position embeddings, so a cell's vector depends on "
+            f"the order of its tokens, which is var's; sort var by chromosome and start first: adata = {how}")
 
 
 def _check_shape(cells: _Cells, n_names: int, n_regions: int) -> None:
