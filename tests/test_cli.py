@@ -235,7 +235,7 @@ def test_tokenize_records_the_dataset_and_the_universe(tmp_path):
     assert main(["tokenize", "-q", "-u", str(UNIVERSE), "-o", str(beds), *map(str, SAMPLES[:2])]) == 0
     meta = ShardReader(beds).meta
     assert meta.dataset == "collection" and meta.inputs == {"bed": 2}  # BED files: the shard's name
-    assert meta.universe.path == str(UNIVERSE.resolve()) and meta.universe.source is None
+    assert ShardReader(beds).universe.path == str(UNIVERSE.resolve()) and meta.universe.source is None
     assert meta.universe.fingerprint == Tokenizer.from_bed(UNIVERSE).fingerprint
     assert meta.universe.sha256 == hashlib.sha256(UNIVERSE.read_bytes()).hexdigest()
     cells = tmp_path / "part-0000.gtok"
@@ -246,9 +246,43 @@ def test_tokenize_records_the_dataset_and_the_universe(tmp_path):
     assert main(["index", "-q", "-u", str(UNIVERSE), "-o", str(index)]) == 0
     named = tmp_path / "named.gtok"
     assert main(["tokenize", "-q", "-u", str(index), "--dataset", "ENCODE 2024", "-o", str(named), str(SAMPLES[0])]) == 0
-    meta = ShardReader(named).meta
-    assert meta.dataset == "ENCODE 2024" and meta.universe.path == str(index.resolve())
-    assert (meta.universe.source, meta.universe.source_sha256) == (str(UNIVERSE.resolve()), hashlib.sha256(UNIVERSE.read_bytes()).hexdigest())
+    recorded = ShardReader(named).universe
+    assert ShardReader(named).dataset == "ENCODE 2024" and recorded.path == str(index.resolve())
+    assert (recorded.source, recorded.source_sha256) == (str(UNIVERSE.resolve()), hashlib.sha256(UNIVERSE.read_bytes()).hexdigest())
+
+
+def test_the_same_inputs_tokenized_in_two_folders_give_the_same_bytes_and_the_moved_folder_finds_its_universe(tmp_path):
+    """A shard recorded its universe's absolute path, so the same inputs tokenized in another
+    folder gave other bytes (and the files told where the user keeps them). The universe, its index
+    and the inputs are recorded relative to the file that names them: a project copied elsewhere
+    gives byte-identical indexes, shards and manifests, and a manifest moved with its folder still
+    finds the universe its model needs."""
+    from gtok import ShardReader
+    from gtok.cli import main
+    from gtok.formats.manifest import load_manifest
+    from gtok.pretrained import data_universe
+
+    def project(root: Path) -> list[bytes]:
+        shutil.copy(UNIVERSE, root / "universe.bed")
+        assert main(["index", "-q", "-u", str(root / "universe.bed"), "-o", str(root / "u.gtokidx")]) == 0
+        for i, universe in enumerate(("universe.bed", "u.gtokidx")):
+            assert main(["tokenize", "-q", "-u", str(root / universe), "-o", str(root / "shards" / f"{universe}.gtok"),
+                         str(SAMPLES[i])]) == 0
+        assert main(["manifest", "-q", "-o", str(root / "m.json"), str(root / "shards")]) == 0
+        files = ["u.gtokidx", "shards/universe.bed.gtok", "shards/u.gtokidx.gtok", "m.json"]
+        return [(root / f).read_bytes() for f in files]
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "elsewhere" / "b").mkdir(parents=True)
+    first = project(tmp_path / "a")
+    assert first == project(tmp_path / "elsewhere" / "b")
+    assert b"elsewhere" not in b"".join(first) and str(tmp_path).encode() not in b"".join(first)
+    assert ShardReader(tmp_path / "a" / "shards" / "u.gtokidx.gtok").meta.universe.source == "../universe.bed"
+
+    shutil.move(tmp_path / "a", tmp_path / "moved")
+    manifest = load_manifest(tmp_path / "moved" / "m.json")
+    assert data_universe(manifest) == str(tmp_path / "moved" / "universe.bed")
+    assert ShardReader(tmp_path / "moved" / "shards" / "u.gtokidx.gtok").universe.path == str(tmp_path / "moved" / "u.gtokidx")
 
 
 def test_an_index_of_another_version_is_said_so_not_called_corrupt(tmp_path):

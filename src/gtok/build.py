@@ -45,7 +45,8 @@ def tokenize_to_shard(inputs: Sequence[str], universe: str, output: str, cache: 
     target = output_file(output, (".gtok",), given, has_magic(MAGIC), "gtok shard")
     dataset = dataset if dataset is not None else default_dataset(kinds, output, opts.samples)
     tok = Tokenizer.from_bed(universe, cache_dir=None if cache else "off")
-    meta = ShardMeta(dataset, universe_record(universe, tok.fingerprint), __version__,
+    recorded = universe_record(universe, tok.fingerprint).relative_to(os.path.dirname(os.path.abspath(target)))
+    meta = ShardMeta(dataset, recorded, __version__,
                      {kind: len(paths) for kind, paths in kinds.items() if paths})
     with ShardWriter(target, tok.vocab_size, tok.fingerprint, meta) as writer:
         for source in sources:  # everything a source reads besides its input, before any record is written

@@ -41,7 +41,6 @@ def describe_shard(reader: ShardReader, damage: str | None = None) -> str:
     stats = length_stats(reader.lengths)
     gtars = reader.version == 0
     kind = "gtars single-record file" if gtars else f"gtok shard, format version {reader.version}"
-    meta = reader.meta
     lines = [
         f"{reader.path}",
         f"  format       {kind}",
@@ -52,7 +51,7 @@ def describe_shard(reader: ShardReader, damage: str | None = None) -> str:
         f"  vocab size   {reader.vocab_size if reader.vocab_size is not None else 'unknown'}",
         f"  fingerprint  {reader.fingerprint or 'none (gtars file)'}",
         f"  dataset      {reader.dataset or f'none recorded (counts as {DEFAULT_DATASET!r})'}",
-        f"  universe     {_universe_line(meta.universe if meta else None)}",
+        f"  universe     {_universe_line(reader.universe)}",
         "  length       min {min:,}  median {median:,.0f}  mean {mean:,.1f}  max {max:,}".format(**stats),
     ]
     labels = reader.labels

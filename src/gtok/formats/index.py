@@ -16,7 +16,7 @@ arrays that were loaded and compared with the one recorded when it was written. 
    88   4  CRC-32 of everything after the 96-byte header
    92   4  CRC-32 of bytes 0..91
    96      JSON table {"names": [chromosomes], "arrays": {name: [dtype, count, offset]},
-           "source": absolute path of the universe BED}, space-padded
+           "source": path of the universe BED, relative to the index's folder}, space-padded
            array data, each array at its offset from the start of the data
 """
 
@@ -60,14 +60,15 @@ def write_index(path: str | os.PathLike, names: list[str], arrays: dict[str, np.
                 source_sha256: str, source: str | os.PathLike | None = None) -> Path:
     """Write a universe's chromosome names and arrays (`ARRAYS`) as an index file, atomically.
 
-    `source` is the universe BED it is built from: its absolute path is recorded, so that shards
-    tokenized against the index can name the BED (`gtok.formats.metadata`)."""
+    `source` is the universe BED it is built from: its path relative to the index's folder is
+    recorded (an absolute one would make the same index built elsewhere other bytes), so that
+    shards tokenized against the index can name the BED (`gtok.formats.metadata`)."""
     layout, offset = {}, 0
     for name in ARRAYS:
         arr = arrays[name]
         layout[name] = [arr.dtype.str, int(arr.size), offset]
         offset += arr.nbytes
-    extra = {"source": os.path.abspath(source)} if source is not None else {}
+    extra = {"source": os.path.relpath(source, os.path.dirname(os.path.abspath(path)))} if source is not None else {}
     table = json.dumps({"names": list(names), "arrays": layout, **extra}).encode()
     table += b" " * (-len(table) % 8)
     body = [table, *(memoryview(np.ascontiguousarray(arrays[n])).cast("B") for n in ARRAYS)]
@@ -125,7 +126,8 @@ def read_index(path: str | os.PathLike) -> IndexContent:
 
 
 def index_source(path: str | os.PathLike) -> tuple[str | None, str]:
-    """(absolute path of the BED an index was built from, or None where it did not record one;
+    """(absolute path of the BED an index was built from, or None where it did not record one (the
+    index records it relative to its folder; older ones, absolute);
     the sha256 of that BED's bytes), read from its header and table alone. Only a header that
     passes its checksum is trusted; the rest is checked by whoever loads the index."""
     name = describe(path)
@@ -141,7 +143,9 @@ def index_source(path: str | os.PathLike) -> tuple[str | None, str]:
     except ValueError:
         index_error(name, "its table is not JSON")
     source = table.get("source") if isinstance(table, dict) else None
-    return (source if isinstance(source, str) else None), fields[4].hex()
+    if not isinstance(source, str):
+        return None, fields[4].hex()
+    return os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(path)), source)), fields[4].hex()
 
 
 def index_error(name: str, what: str) -> None:

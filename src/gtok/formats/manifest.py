@@ -2,7 +2,7 @@
 
 Training reads shards through a manifest so that a half-finished tokenization run, a shard from
 another vocabulary, or a file damaged in transfer is caught before the first step, not hours in.
-Shard paths are stored relative to the manifest's folder, so a data set folder can be moved whole.
+Shard and universe paths are stored relative to the manifest's folder, so a data set folder can be moved whole.
 The manifest also records the universe the shards were tokenized with (where the shards' metadata
 names it), so that a model trained from the manifest alone can carry it, and each shard's dataset.
 """
@@ -195,7 +195,7 @@ def write_manifest(out: str | os.PathLike, shards: Sequence[ShardSpec], progress
         reader = ShardReader(path)
         entries.append(_shard_entry(reader, folder, split, dataset))
         vocab.append((describe(path), reader.fingerprint, reader.vocab_size))
-        universes.append((describe(path), reader.meta.universe if reader.meta else None))
+        universes.append((describe(path), reader.universe))
         if not reader.version:  # gtars files: no vocabulary, and no writer checked their ids against one
             gtars_ids.append((describe(path), reader.max_id))
         names.add(reader)
@@ -208,7 +208,7 @@ def write_manifest(out: str | os.PathLike, shards: Sequence[ShardSpec], progress
         "schema_version": SCHEMA_VERSION,
         "fingerprint": fingerprint,
         "vocab_size": vocab_size,
-        "universe": universe.to_json() if universe else None,
+        "universe": universe.relative_to(folder).to_json() if universe else None,
         "label_classes": _classes([e["labels"] for e in entries]),
         "records": sum(e["records"] for e in entries),
         "tokens": sum(e["tokens"] for e in entries),
@@ -307,7 +307,8 @@ def _parse(raw: dict[str, Any], path: Path) -> Manifest:
     top = "the manifest"
     universe = raw.get("universe")
     try:
-        universe = None if universe is None else UniverseRecord.from_json(universe)
+        # as written: relative to the manifest's folder unresolved, as its writer saw it
+        universe = None if universe is None else UniverseRecord.from_json(universe).resolved(os.path.abspath(path.parent))
     except ValueError as exc:
         raise _Malformed(f"{exc}, in {top}") from None
     return Manifest(

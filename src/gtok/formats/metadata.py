@@ -2,8 +2,8 @@
 
 A token id means a region only through its universe, and a model trained from a manifest alone
 must still find that universe to be usable (`gtok embed`). So every shard `gtok tokenize` writes
-carries a small metadata section (docs/format.md): the universe file (absolute path, sha256 of its
-bytes, vocabulary fingerprint; for a universe index also the BED it was built from), the name of
+carries a small metadata section (docs/format.md): the universe file (its path relative to the shard,
+sha256 of its bytes, vocabulary fingerprint; for a universe index also the BED it was built from), the name of
 the dataset the records belong to (what weighted mixtures draw by), the gtok version and the
 kinds of inputs. Manifests copy the universe and the dataset from it.
 """
@@ -13,7 +13,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from gtok.errors import GtokError
@@ -28,9 +29,13 @@ _MAX_DATASET = 200  # characters
 class UniverseRecord:
     """The universe file a shard was tokenized with.
 
-    `path` is absolute; `sha256` is of the file's bytes when it was used, so a file found there
-    later is known to be the same without parsing it. For a universe index (`.gtokidx`), `source`
-    and `source_sha256` name the BED it was built from, when the index recorded it.
+    In a file, `path` (and `source`) are relative to the folder of the file that records them, so
+    the same inputs tokenized in another folder give the same bytes and name no folder of the
+    user's (older shards and manifests recorded absolute paths, which `resolved` keeps as they are);
+    `resolved` makes them absolute for use. `sha256` is of the file's bytes when it was used, so
+    a file found there later is known to be the same without parsing it. For a universe index
+    (`.gtokidx`), `source` and `source_sha256` name the BED it was built from, when the index
+    recorded it.
     """
 
     path: str
@@ -58,6 +63,17 @@ class UniverseRecord:
             raise ValueError(f"universe.source is {source!r}, not an object")
         return cls(path, sha256, fingerprint, _text(source, "path", "universe.source"),
                    _text(source, "sha256", "universe.source"))
+
+    def relative_to(self, folder: str | os.PathLike) -> "UniverseRecord":
+        """The record as a file in `folder` writes it: its paths relative to that folder."""
+        return self._paths(lambda p: os.path.relpath(p, folder))
+
+    def resolved(self, folder: str | os.PathLike) -> "UniverseRecord":
+        """The record read from a file in `folder`: its paths absolute (an absolute one stays)."""
+        return self._paths(lambda p: os.path.normpath(os.path.join(folder, p)))
+
+    def _paths(self, move: Callable[[str], str]) -> "UniverseRecord":
+        return replace(self, path=move(self.path), source=None if self.source is None else move(self.source))
 
     def files(self) -> list[tuple[str, str | None]]:
         """Where the universe may be found, best first, with the sha256 each had: the BED an index
@@ -139,8 +155,8 @@ def sha256_file(path: str | os.PathLike) -> str:
 
 
 def universe_record(path: str | os.PathLike, fingerprint: str) -> UniverseRecord:
-    """What a shard records of the universe file it is tokenized with (a BED, or an index, whose
-    source BED it names when the index recorded one)."""
+    """The universe file a shard is tokenized with (a BED, or an index, whose source BED it names
+    when the index recorded one), its paths absolute (`relative_to` the shard's folder to write it)."""
     from gtok.formats.index import index_source, is_index
 
     absolute = os.path.abspath(path)

@@ -24,7 +24,7 @@ import numpy as np
 
 from gtok.atomic import atomic_path
 from gtok.errors import ShardFormatError, describe
-from gtok.formats.metadata import ShardMeta
+from gtok.formats.metadata import ShardMeta, UniverseRecord
 
 MAGIC = b"GTOK"
 _STEP = 1 << 24  # bytes checked and hashed at a time (ShardReader.verify)
@@ -339,6 +339,13 @@ class ShardReader:
     def dataset(self) -> str | None:
         """The dataset its metadata names; None without metadata (older shards, gtars files)."""
         return self.meta.dataset if self.meta is not None else None
+
+    @property
+    def universe(self) -> UniverseRecord | None:
+        """The universe its metadata records, its paths absolute (recorded relative to the shard);
+        None without metadata or a universe in it (older shards, gtars files)."""
+        recorded = self.meta.universe if self.meta is not None else None
+        return None if recorded is None else recorded.resolved(self.path.absolute().parent)
 
     @property
     def fingerprint(self) -> str | None:
