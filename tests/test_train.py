@@ -654,7 +654,8 @@ def test_only_the_finished_model_is_loaded_from_a_folder(tmp_path, data):
     with pytest.raises(GtokError, match=f"{out}: model.ckpt .* is not the model its config.yaml describes"):
         load_pretrained(out)
     (out / "model.ckpt").unlink()
-    with pytest.raises(GtokError, match=f"{out}: holds no finished model .*its latest earlier model is {out}/previous/"):
+    with pytest.raises(GtokError, match=f"{out}: holds no finished model .*or give {out}/checkpoints/last.ckpt; its "
+                                        f"latest earlier model is {out}/previous/"):
         embed_regions(out, [bed])
 
 

@@ -78,8 +78,10 @@ def model_checkpoint(path: str | os.PathLike) -> Path:
                         f"or a Hugging Face model folder ({HF_CONFIG_FILE} and its weights).")
     kept = sorted(path.glob(f"previous/*/{CHECKPOINT_FILE}"))
     earlier = f"; its latest earlier model is {describe(kept[-1].parent)}" if kept else ""
+    last = path / "checkpoints" / "last.ckpt"  # what a run saved so far, which loads as it is
+    itself = describe(last) if last.is_file() else "a checkpoint file itself"
     raise GtokError(f"{describe(path)}: holds no finished model (no {CHECKPOINT_FILE}): its run is still training, "
-                    f"or stopped before the end; rerun 'gtok train' to finish it, or give a checkpoint file itself{earlier}.")
+                    f"or stopped before the end; rerun 'gtok train' to finish it, or give {itself}{earlier}.")
 
 
 def _card(folder: Path) -> dict[str, Any]:
