@@ -621,3 +621,27 @@ def test_an_anndata_out_of_genomic_order_is_warned_of_once_with_the_line_that_so
         adata = eval(re.search(r"adata = (.*)$", lines[0])[1])  # the warning's own line
         np.testing.assert_allclose(embed_anndata(folder, adata), expected, rtol=1e-5, atol=1e-6)
     assert not np.allclose(shuffled, expected, atol=1e-4)  # the order did change the vectors
+
+
+def test_region_sets_in_memory_out_of_genomic_order_are_warned_of_and_embed_as_their_bed_file_once_sorted(tmp_path):
+    """A BED file is read sorted; a DataFrame keeps its order (as gtars keeps a list's): to
+    Atacformer the two are other token orders of one region set, and gave two vectors in silence."""
+    import warnings
+
+    import pandas as pd
+
+    from gtok.inference.embed import embed_regions
+
+    folder = published_folder(tmp_path / "pub", "geniml.atacformer:AtacformerModel")
+    frame = pd.DataFrame({"chrom": "chr1", "start": 100 * np.arange(30) + 10, "end": 100 * np.arange(30) + 40})
+    shuffled = frame.sample(frac=1, random_state=0)
+    bed = tmp_path / "set.bed"
+    shuffled.to_csv(bed, sep="\t", header=False, index=False)
+    with pytest.warns(UserWarning, match=r"^region sets not in genomic order: 1 \(region set 1\); "
+                                         r"geniml.atacformer:AtacformerModel has position embeddings"):
+        vectors = embed_regions(folder, [bed, shuffled])
+    assert not np.allclose(vectors[0], vectors[1], atol=1e-4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        np.testing.assert_allclose(embed_regions(folder, [shuffled.sort_values(["chrom", "start"])])[0], vectors[0],
+                                   rtol=1e-5, atol=1e-6)

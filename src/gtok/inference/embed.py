@@ -119,7 +119,8 @@ def embed_regions(
 ) -> np.ndarray:
     """float32 [len(sources), D]: one vector per region set (BED path, DataFrame, region list...).
     A region set that shares no chromosome with the universe is warned about, as tokenize does:
-    its vector would be that of `<unk>` alone; so are, in one warning, those that overlap no region."""
+    its vector would be that of `<unk>` alone; so are, in one warning, those that overlap no region,
+    and, to a model with position embeddings, the in-memory ones out of genomic order (warn_unsorted)."""
     from gtok.sources.bed import warn_foreign
     from gtok.tokenizer import to_intervals
 
@@ -131,10 +132,26 @@ def embed_regions(
     names = [os.fspath(s) if isinstance(s, (str, os.PathLike)) else f"region set {i}" for i, s in enumerate(sources)]
     foreign = [embedder.tokenizer.universe.foreign_input(iv.chrom_names, name) for iv, name in zip(intervals, names)]
     warn_foreign(list(filter(None, foreign)))
+    if embedder.order_sensitive:
+        warn_unsorted([n for s, iv, n in zip(sources, intervals, names)
+                       if not isinstance(s, (str, os.PathLike)) and not iv.in_genomic_order()], embedder.order_sensitive)
     docs = [embedder.tokenizer.tokenize(iv) for iv in intervals]
     empty = unk_only(docs, embedder.tokenizer.unk_token_id) & np.equal(foreign, None)  # the foreign are warned of
     warn_unk_only(int(empty.sum()), [names[i] for i in np.flatnonzero(empty)[:3]], len(docs), "region sets")
     return embedder.embed_docs(docs, progress)
+
+
+def warn_unsorted(names: Sequence[str], model: str) -> None:
+    """In-memory region sets keep their order (as gtars keeps a list's), where a BED file is sorted
+    by chromosome and start: to a model with position embeddings, such a set out of genomic order
+    is not the same record as its BED file, and embeds to another vector; one warning names the
+    first few and how to sort them."""
+    if names:
+        shown = ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
+        warnings.warn(f"region sets not in genomic order: {len(names):,} ({shown}); {model} has position embeddings, "
+                      "so a vector depends on the order of the tokens, and a BED file is read sorted by chromosome "
+                      'and start, these as given: sort them first (a DataFrame: df.sort_values(["chrom", "start"])).',
+                      stacklevel=3)
 
 
 def unk_only(docs: Sequence[np.ndarray], unk_id: int) -> np.ndarray:

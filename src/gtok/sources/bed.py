@@ -56,6 +56,14 @@ class Intervals:
     def take(self, index: np.ndarray) -> "Intervals":
         return Intervals(self.chrom_names, self.codes[index], self.starts[index], self.ends[index])
 
+    def in_genomic_order(self) -> bool:
+        """Whether each chromosome's intervals come together, by start (the chromosomes in any
+        order): what a model with position embeddings needs to see the same token order as in
+        data that was sorted (gtok.inference.embed)."""
+        same = self.codes[1:] == self.codes[:-1]
+        runs = np.count_nonzero(~same) + (self.codes.size > 0)  # blocks of one chromosome
+        return bool(runs == np.unique(self.codes).size and not (same & (self.starts[1:] < self.starts[:-1])).any())
+
     def sorted_like_files(self) -> "Intervals":
         """Stable sort by (chromosome name as bytes, start): the order gtars gives a BED file."""
         rank_of_name = np.argsort(np.argsort([n.encode() for n in self.chrom_names], kind="stable"))

@@ -493,10 +493,7 @@ def var_order_warning(regions: Intervals, columns: Mapping[str, Any], source: st
     with position embeddings (Atacformer) gives a cell another vector when var is in another order;
     the tokens stay gtars', and the warning says how to sort var (by chromosome name and start, as
     gtars sorts a BED file, so a cell embeds as its peaks' BED file does)."""
-    codes, starts = regions.codes, regions.starts
-    same = codes[1:] == codes[:-1]
-    runs = np.count_nonzero(~same) + (codes.size > 0)  # blocks of one chromosome
-    if runs == np.unique(codes).size and not (same & (starts[1:] < starts[:-1])).any():
+    if regions.in_genomic_order():
         return None
     chrom, start, _ = coordinate_columns(columns, f"{source}: var")
     if chrom is not None and start is not None:
