@@ -680,6 +680,24 @@ def test_a_var_on_no_chromosome_of_the_universe_is_named(universe, pbmc, recwarn
     assert not [w for w in recwarn if "none of its chromosomes" in str(w.message)]
 
 
+def test_a_var_whose_peaks_mostly_miss_the_universe_is_warned_of(pbmc, tmp_path):
+    """Peaks of another assembly share the universe's chromosome names, so only their positions
+    tell: most of them overlapping nothing left each cell a few chance tokens, in silence."""
+    import warnings
+
+    v = pbmc.var
+    universe = write_bed(tmp_path / "u.bed", list(zip(v["chr"].astype(str), v["start"], v["end"])))
+    tok = Tokenizer.from_bed(universe)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        list(iter_cell_tokens(tok, pbmc))
+    moved = v.copy()
+    moved["start"], moved["end"] = v["start"] + 1_000_003, v["end"] + 1_000_003  # another assembly's coordinates
+    with pytest.warns(UserWarning, match=rf"^the AnnData: \d[\d,]* of its {v.shape[0]:,} peaks overlap no universe "
+                                         r"region, so its cells keep only the others as tokens; is it on another genome"):
+        list(iter_cell_tokens(tok, ad.AnnData(X=pbmc.X, obs=pbmc.obs, var=moved)))
+
+
 def test_h5ad_files_whose_cells_share_names_are_named_by_their_samples(universe, pbmc, tmp_path):
     """Obs names repeat across .h5ad files as barcodes do across fragment files."""
     from gtok.cli import main

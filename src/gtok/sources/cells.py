@@ -474,6 +474,9 @@ def iter_cell_tokens(
     names = cells.obs_names()
     _check_shape(cells, len(names), len(regions))
     columns = ColumnTokens(tokenizer, regions)
+    unmatched = None if foreign else unmatched_peaks(columns.count, cells.name)
+    if unmatched:
+        warnings.warn(unmatched, stacklevel=2)
     labels = cells.labels(label_key) if label_key else None
     a = start
     try:
@@ -484,6 +487,18 @@ def iter_cell_tokens(
             a = b
     except NotCounts as bad:
         raise GtokError(cells.not_counts(bad, names, regions)) from None
+
+
+def unmatched_peaks(count: np.ndarray, source: str) -> str | None:
+    """Why most peaks overlapping no universe region (`count`: universe regions per peak) is
+    warned of, or None: the data and the universe disagree, most likely on the genome assembly
+    (hg19 peaks against an hg38 universe share the chromosome names, so foreign_input cannot see
+    it), and the cells keep a few chance overlaps as their tokens, in silence."""
+    missed = int(np.count_nonzero(count == 0))
+    if missed * 2 <= count.size:
+        return None
+    return (f"{source}: {missed:,} of its {count.size:,} peaks overlap no universe region, so its cells keep only the "
+            "others as tokens; is it on another genome assembly than the universe (hg19 vs hg38)?")
 
 
 def var_order_warning(regions: Intervals, columns: Mapping[str, Any], source: str, model: str) -> str | None:
