@@ -190,6 +190,20 @@ def test_checkpoint_round_trip_restores_the_model(tmp_path, name):
     torch.testing.assert_close(back.embed(batch()), model.embed(batch()))
 
 
+def test_a_checkpoint_whose_class_does_not_import_names_the_file(tmp_path):
+    """A brought model's folder used where its package is not installed said 'checkpoint model:',
+    not which of the user's checkpoints."""
+    from gtok.inference.loading import load_model
+
+    saved_checkpoint(make("region2vec"), tmp_path / "m.ckpt")
+    ckpt = torch.load(tmp_path / "m.ckpt", weights_only=False)
+    ckpt["gtok"]["model"] = "no_such_package.models:Net"
+    torch.save(ckpt, tmp_path / "m.ckpt")
+    with pytest.raises(GtokError, match=rf"^{tmp_path}/m.ckpt: model: no_such_package.models:Net: cannot import "
+                                        "no_such_package.models"):
+        load_model(tmp_path / "m.ckpt", universe=tmp_path / "u.bed")
+
+
 def test_classifier_starts_from_an_encoder_of_the_same_vocabulary(tmp_path):
     encoder = make("encoder", d_model=24, n_heads=3)
     path = tmp_path / "enc.ckpt"

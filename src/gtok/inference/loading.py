@@ -154,7 +154,7 @@ def _load_checkpoint(checkpoint: Path, universe: str | os.PathLike | None) -> Lo
 
     ckpt = read_checkpoint(checkpoint)
     check_published(checkpoint, ckpt)
-    model = model_from(ckpt)
+    model = model_from(ckpt, describe(checkpoint))
     record = ckpt["gtok"]
     return LoadedModel(model, _vocab(record["vocab"], checkpoint), _expected(checkpoint, record["vocab"], universe),
                        ModelSpec(record["model"]).label, _data_options(checkpoint, ckpt))

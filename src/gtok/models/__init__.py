@@ -23,19 +23,20 @@ def model_class(name: str) -> type[GTokModel]:
 
 def load_model(checkpoint: str | os.PathLike, map_location: str = "cpu") -> Any:
     """The model of a `gtok train` checkpoint, in eval mode, whatever its kind."""
-    return model_from(read_checkpoint(checkpoint)).to(map_location)
+    return model_from(read_checkpoint(checkpoint), os.fspath(checkpoint)).to(map_location)
 
 
-def model_from(ckpt: dict) -> Any:
+def model_from(ckpt: dict, source: str = "checkpoint") -> Any:
     """The model held by a checkpoint already read with `read_checkpoint`, in eval mode: a built-in,
-    a brought LightningModule (gtok.models.brought) or a brought Hugging Face model (gtok.models.hf)."""
+    a brought LightningModule (gtok.models.brought) or a brought Hugging Face model (gtok.models.hf).
+    `source` names the checkpoint in errors (a brought class that does not import here)."""
     from gtok.modelspec import import_brought, parse_model
 
-    spec = parse_model(ckpt["gtok"]["model"], "checkpoint model")
+    spec = parse_model(ckpt["gtok"]["model"], f"{source}: model")
     if spec.builtin:
         model = model_class(spec.text)(**ckpt["hyper_parameters"])
     else:
-        brought = import_brought(spec, "checkpoint model")
+        brought = import_brought(spec, f"{source}: model")
         if brought.kind == "lightning":
             from gtok.models.brought import lightning_from
 
