@@ -516,7 +516,8 @@ def var_order_warning(regions: Intervals, columns: Mapping[str, Any], source: st
     else:
         how = f'adata[:, adata.var_names.str.extract(r"{_REGION_NAME.pattern}").astype({{1: int}}).sort_values([0, 1]).index].copy()'
     return (f"{source}: var is not in genomic order, and {model} has position embeddings, so a cell's vector depends on "
-            f"the order of its tokens, which is var's; sort var by chromosome and start first: adata = {how}")
+            f"the order of its tokens, which is var's; unless it was trained on peaks in this very order, sort var by "
+            f"chromosome and start first (as BED files are read): adata = {how}")
 
 
 def _check_shape(cells: _Cells, n_names: int, n_regions: int) -> None:
