@@ -199,6 +199,50 @@ def test_evaluate_scores_the_model_and_lsi_on_the_same_held_out_cells_and_folds(
 
 
 @pytest.mark.slow  # trains a model
+def test_evaluate_reads_held_out_records_a_chunk_at_a_time_and_scores_as_all_at_once(trained, tmp_path, monkeypatch):
+    """An atlas's held-out tokens do not fit in memory (100,000 records of 5,000 tokens: 4 GB of
+    ids): evaluate reads, embeds, projects and counts them CHUNK_RECORDS at a time, and never
+    gathers more. In chunks of 3, every record's vectors, label and region counts, in order, and
+    every score are those of all records at once."""
+    import pandas as pd
+
+    import gtok.evaluation.evaluate as ev
+    from gtok.data.records import Records
+    from gtok.inference.embed import Embedder
+
+    manifest = trained / "manifest.json"
+    whole = ev.held_out_records(manifest, 0.3)
+    fitted, _ = ev.training_lsi(manifest, 0.3)
+    embedder = Embedder(trained / "run", None, None, 64)
+    monkeypatch.setattr(ev, "CHUNK_RECORDS", 3)
+    held = ev.split_records(manifest, 0.3)
+    sizes = [len(c.lengths) for c in held.chunks()]
+    assert max(sizes) == 3 and sum(sizes) == len(whole.lengths) > 100
+    assert np.array_equal(np.concatenate([c.labels for c in held.chunks()]), whole.labels)
+    vectors, seen = ev.held_out_vectors(embedder, held, fitted)
+    np.testing.assert_allclose(vectors["region2vec"], embedder.embed_docs(whole.docs()), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(vectors["lsi"], fitted.transform(whole.counts()), rtol=1e-6, atol=1e-7)
+    counts = whole.counts()
+    assert np.array_equal(seen, counts.sum(axis=0).A1)
+    regions = ev.top_regions(seen)
+    sub = counts[:, regions]
+    assert np.array_equal(ev.co_occurrence((c.counts() for c in held.chunks()), regions), (sub.T @ sub).toarray())
+
+    gathered = []
+    gather = Records.gather
+    monkeypatch.setattr(Records, "gather", lambda self, chosen: gathered.append(len(chosen)) or gather(self, chosen))
+    monkeypatch.setattr(ev, "MAX_CHOICE_RECORDS", 3)  # the training records that choose LSI's components
+    ev.evaluate(trained / "run", manifest, tmp_path / "chunked")
+    assert gathered and max(gathered) == 3
+    monkeypatch.setattr(ev, "CHUNK_RECORDS", 10_000)
+    ev.evaluate(trained / "run", manifest, tmp_path / "whole")
+    assert len(whole.lengths) in gathered  # the held-out records in one chunk
+    for name in ("metrics.tsv", "folds.tsv"):
+        pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "chunked" / name, sep="\t"),
+                                      pd.read_csv(tmp_path / "whole" / name, sep="\t"), atol=1e-4)
+
+
+@pytest.mark.slow  # trains a model
 def test_an_earlier_models_evaluation_is_replaced_as_a_whole(trained, tmp_path, capsys):
     """A rerun after train.model changed: the workflow deletes the evaluation's declared outputs
     (this model's), and the earlier model's UMAP must not stay beside the new results. Without

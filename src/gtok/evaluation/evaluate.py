@@ -3,7 +3,9 @@ metrics scATAC users judge embeddings with.
 
 The records are the validation split of the training manifest (the split the model never trained
 on: a sample sheet's `split` column, else the same stable name hash and `val_fraction` as
-training), read straight from the shards, with their labels. The baseline, LSI (gtok.evaluation.lsi), is
+training), read straight from the shards, with their labels, a chunk of CHUNK_RECORDS at a time:
+each chunk's tokens are embedded by the model, projected by LSI and counted for the region-level
+metric, then dropped, so memory holds their vectors and labels, not their tokens. The baseline, LSI (gtok.evaluation.lsi), is
 fitted as the model is trained: on all the training split's records, streamed from the shards,
 then projects the held-out ones. Both embeddings of the same held-out records are scored
 on the same 5 seeded stratified folds:
@@ -29,8 +31,10 @@ scikit-learn (and umap-learn, for the plots) are imported here only.
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,7 +42,7 @@ from typing import Any
 import numpy as np
 
 from gtok.errors import GtokError, describe
-from gtok.evaluation.lsi import CANDIDATE_DIMS, CHUNK_RECORDS, LSI, LSI_DIMS, unit_rows
+from gtok.evaluation.lsi import CANDIDATE_DIMS, CHUNK_RECORDS, LSI, LSI_DIMS, row_chunks, unit_rows
 from gtok.extras import require
 
 METRICS = ("knn_accuracy", "ari", "nmi", "silhouette")
@@ -75,34 +79,61 @@ class EvalRecords:
         return m
 
 
-def held_out_records(manifest: str | os.PathLike, val_fraction: float, split: str = "val",
-                     fingerprint: str | None = None) -> EvalRecords:
-    """The records of `split` (their labels, when the data has any), from the shards; with a
-    `fingerprint`, shards of another vocabulary are refused."""
-    rec = _open_split(manifest, val_fraction, split, fingerprint)
-    return _take(rec, np.arange(len(rec)))
+class Split:
+    """The records of one split and their labels, their tokens left in the shards until `take` or
+    `chunks` reads them: an atlas's held-out records do not fit in memory as token ids."""
+
+    def __init__(self, records: Any):
+        self.records = records  # gtok.data.records.Records
+
+    @functools.cached_property
+    def labels(self) -> np.ndarray | None:
+        """Each record's label (str, None where unlabelled); None when the data has no labels."""
+        return _labels(self.records, np.arange(len(self)))
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def take(self, chosen: np.ndarray) -> EvalRecords:
+        """The records `chosen` (ascending indices) with their tokens and labels."""
+        return EvalRecords(self.records.gather(chosen).astype(np.int64), self.records.length[chosen].astype(np.int64),
+                           _labels(self.records, chosen), self.records.vocab_size)
+
+    def chunks(self) -> Iterator[EvalRecords]:
+        """All the records in order, at most CHUNK_RECORDS at a time, each chunk read when reached."""
+        parts = max(1, -(-len(self) // CHUNK_RECORDS))
+        return (self.take(part) for part in np.array_split(np.arange(len(self)), parts))
 
 
-def _open_split(manifest: str | os.PathLike, val_fraction: float, split: str, fingerprint: str | None) -> Any:
-    """The split's records (gtok.data.records.Records), none of their tokens read yet."""
+def split_records(manifest: str | os.PathLike, val_fraction: float, split: str = "val", fingerprint: str | None = None) -> Split:
+    """The records of `split` (their labels, when the data has any), none of their tokens read yet;
+    with a `fingerprint`, shards of another vocabulary are refused."""
     from gtok.data.records import Records
 
-    return Records.open(manifest, verify=False, split=split, val_fraction=val_fraction, expected_fingerprint=fingerprint,
-                        allow_empty=True)
+    return Split(Records.open(manifest, verify=False, split=split, val_fraction=val_fraction,
+                              expected_fingerprint=fingerprint, allow_empty=True))
 
 
-def _take(rec: Any, chosen: np.ndarray) -> EvalRecords:
-    """The records `chosen` (ascending indices into `rec`) with their tokens and labels."""
+def held_out_records(manifest: str | os.PathLike, val_fraction: float, split: str = "val",
+                     fingerprint: str | None = None) -> EvalRecords:
+    """The records of `split` with all their tokens in memory (`split_records`, taken whole): for small
+    data, tests and benchmarks; `evaluate` reads them a chunk at a time."""
+    records = split_records(manifest, val_fraction, split, fingerprint)
+    return records.take(np.arange(len(records)))
+
+
+def _labels(rec: Any, chosen: np.ndarray) -> np.ndarray | None:
+    """The labels (str, None where unlabelled) of the records `chosen`; None when the data has none."""
     from gtok.data.records import IGNORE_LABEL
 
-    labels = None
-    if rec.label is not None and rec.label_classes:
-        label = rec.label[chosen]
-        keep = label != IGNORE_LABEL
-        if keep.any():
-            classes = np.asarray(rec.label_classes, dtype=object)
-            labels = np.where(keep, classes[np.where(keep, label, 0)], None)
-    return EvalRecords(rec.gather(chosen).astype(np.int64), rec.length[chosen].astype(np.int64), labels, rec.vocab_size)
+    if rec.label is None or not rec.label_classes:
+        return None
+    label = rec.label[chosen]
+    keep = label != IGNORE_LABEL
+    if not keep.any():
+        return None
+    classes = np.asarray(rec.label_classes, dtype=object)
+    return np.where(keep, classes[np.where(keep, label, 0)], None)
 
 
 def fold_ids(labels: np.ndarray, seed: int = 0, folds: int = FOLDS) -> np.ndarray:
@@ -190,22 +221,43 @@ def labelled_and_scorable(labels: np.ndarray) -> np.ndarray:
 
 def coaccessible_pair_auc(counts: Any, vectors: np.ndarray, seed: int = 0, top: int = TOP_REGIONS) -> float:
     """P(cosine of a co-accessible region pair > cosine of a random pair) over the `top` most
-    often accessible regions; co-accessible = the top 1% of pairs by Jaccard co-occurrence."""
+    often accessible regions; co-accessible = the top 1% of pairs by Jaccard co-occurrence.
+    `counts`: records x regions in memory (`evaluate` streams them through the parts below)."""
+    seen = np.asarray(counts.sum(axis=0), dtype=np.float64).ravel()
+    regions = top_regions(seen, top)
+    return pair_auc(co_occurrence(row_chunks(counts), regions), seen[regions], np.asarray(vectors)[regions], seed)
+
+
+def top_regions(seen: np.ndarray, top: int = TOP_REGIONS) -> np.ndarray:
+    """The `top` regions held by the most records (`seen`: records per region), most first; none held by none."""
+    regions = np.argsort(-seen, kind="stable")[:top]
+    return regions[seen[regions] > 0]
+
+
+def co_occurrence(chunks: Iterable[Any], regions: np.ndarray) -> np.ndarray:
+    """[regions, regions]: how many records hold both of each pair, summed over chunks of counts
+    (records x all regions), so that only these regions' columns of one chunk are held at a time."""
+    import scipy.sparse as sp
+
+    both = np.zeros((regions.size, regions.size))
+    for counts in chunks:
+        sub = sp.csr_matrix(counts)[:, regions]
+        both += (sub.T @ sub).toarray()
+    return both
+
+
+def pair_auc(both: np.ndarray, seen: np.ndarray, vectors: np.ndarray, seed: int = 0) -> float:
+    """coaccessible_pair_auc of the regions whose co-occurrence is `both`, held by `seen` records
+    each, with these `vectors` (one row per region); NaN for fewer than 10 regions."""
     from sklearn.metrics import roc_auc_score
 
-    seen = np.asarray(counts.sum(axis=0)).ravel()
-    regions = np.argsort(-seen, kind="stable")[:top]
-    regions = regions[seen[regions] > 0]
-    if regions.size < 10:
+    if seen.size < 10:
         return float("nan")
-    sub = counts[:, regions]
-    both = (sub.T @ sub).toarray()
-    n = seen[regions]
-    jaccard = both / np.maximum(n[:, None] + n[None, :] - both, 1)
-    i, j = np.triu_indices(regions.size, k=1)
+    jaccard = both / np.maximum(seen[:, None] + seen[None, :] - both, 1)
+    i, j = np.triu_indices(seen.size, k=1)
     score = jaccard[i, j]
     positive = score >= np.quantile(score, 0.99)
-    v = unit_rows(np.asarray(vectors, dtype=np.float64)[regions])
+    v = unit_rows(np.asarray(vectors, dtype=np.float64))
     cosine = np.einsum("ij,ij->i", v[i], v[j])
     rng = np.random.default_rng(seed)
     negative = rng.choice(np.flatnonzero(~positive), size=min(int(positive.sum()) * 10, int((~positive).sum())), replace=False)
@@ -257,7 +309,7 @@ def evaluate(model_path: str | os.PathLike, manifest: str | os.PathLike, out: st
     val_fraction, unknown = held_out_split(model_path, embedder.data_options, manifest, val_fraction)
     # a model that records no fingerprint (a geniml or published folder): its universe's
     fingerprint = embedder.vocab.fingerprint or embedder.tokenizer.fingerprint
-    records = held_out_records(manifest, val_fraction, fingerprint=fingerprint)
+    records = split_records(manifest, val_fraction, fingerprint=fingerprint)
     make_folder(out)
     with staged_files(out, owned=_earlier_evaluation(out)) as stage:  # every file replaced, or (on an error half-way) none
         _write_evaluation(stage, embedder, manifest, records, val_fraction, fingerprint, seed, progress, unknown)
@@ -315,7 +367,7 @@ def _trained_outside(data: dict[str, Any], digest: str, fraction: float, manifes
     return None
 
 
-def _write_evaluation(folder: Path, embedder: Any, manifest: str | os.PathLike, records: EvalRecords, val_fraction: float,
+def _write_evaluation(folder: Path, embedder: Any, manifest: str | os.PathLike, records: Split, val_fraction: float,
                       fingerprint: str | None, seed: int, progress: bool, unknown: str | None) -> None:
     """Score the model and LSI on the held-out records and write the tables, plots, summary and
     caption into `folder` (or say in one line why the records cannot be scored). `unknown`: why
@@ -350,9 +402,9 @@ def _write_evaluation(folder: Path, embedder: Any, manifest: str | os.PathLike, 
         with atomic_path(folder / name) as tmp:
             frame.to_csv(tmp, sep="\t", index=False, float_format="%.4f")
     supervised = bool(getattr(embedder.model, "learns_from_labels", False))
-    write_evaluation_html(table, per_fold, embedder.name, len(records.lengths), notes, folder / "summary.html",
+    write_evaluation_html(table, per_fold, embedder.name, len(records), notes, folder / "summary.html",
                           supervised)
-    write_evaluation_caption(table, per_fold, embedder.name, len(records.lengths), notes, details,
+    write_evaluation_caption(table, per_fold, embedder.name, len(records), notes, details,
                              folder / "caption.rst", unseen=unknown is None, supervised=supervised)
 
 
@@ -361,16 +413,16 @@ def training_lsi(manifest: str | os.PathLike, val_fraction: float, fingerprint: 
     """(LSI fitted on all the training split's records, as the model was trained, streamed from the
     shards, or None when there are none; its components chosen (choose_dims) on a seeded draw of
     at most MAX_CHOICE_RECORDS of them, which are returned with it)."""
-    rec = _open_split(manifest, val_fraction, "train", fingerprint)
+    rec = split_records(manifest, val_fraction, "train", fingerprint)
     drawn = np.arange(len(rec))
     if len(rec) > MAX_CHOICE_RECORDS:
         drawn = np.sort(np.random.default_rng(seed).choice(len(rec), MAX_CHOICE_RECORDS, replace=False))
-    choice = _take(rec, drawn)
+    choice = rec.take(drawn)
     if not len(rec):
         return None, choice
 
     def chunks() -> Any:
-        return (_take(rec, part).counts() for part in np.array_split(np.arange(len(rec)), -(-len(rec) // CHUNK_RECORDS)))
+        return (part.counts() for part in rec.chunks())
 
     fitted = LSI.fit_chunks(chunks, dims=max(CANDIDATE_DIMS), seed=seed)
     return choose_dims(fitted, choice.counts(), choice.labels, seed), choice
@@ -396,7 +448,7 @@ def choose_dims(fitted: LSI, counts: Any, labels: np.ndarray | None, seed: int =
     return fitted.truncated(best, chosen_by=scores)
 
 
-def _score(embedder: Any, records: EvalRecords, fitted: LSI, choice: EvalRecords, plots: dict[str, Path], seed: int,
+def _score(embedder: Any, records: Split, fitted: LSI, choice: EvalRecords, plots: dict[str, Path], seed: int,
            progress: bool) -> tuple[list[tuple], list[tuple], str]:
     """(metrics rows: method, metric, mean, sd; per-fold rows; what LSI was fitted on) of the model's
     and the training-fitted LSI's embeddings of the same held-out records, on the same folds.
@@ -406,9 +458,9 @@ def _score(embedder: Any, records: EvalRecords, fitted: LSI, choice: EvalRecords
     keep = labelled_and_scorable(records.labels)
     labels = records.labels[keep].astype(str)
     first, *more = repeated_folds(labels, seed)
-    counts = records.counts()
     name = embedder.name
-    embeddings = {name: embedder.embed_docs(records.docs(), progress)[keep], "lsi": fitted.transform(counts)[keep]}
+    embeddings, seen = held_out_vectors(embedder, records, fitted, progress)
+    embeddings = {method: x[keep] for method, x in embeddings.items()}
     rows, fold_rows = [], []
     for method, x in embeddings.items():
         draws = {metric: [values] for metric, values in fold_metrics(x, labels, first, seed).items()}
@@ -419,13 +471,28 @@ def _score(embedder: Any, records: EvalRecords, fitted: LSI, choice: EvalRecords
             fold_rows += [(method, metric, r, f, float(v)) for r, draw in enumerate(values) for f, v in enumerate(draw)]
         plot_umap(umap_coordinates(x, seed), labels, f"{method}: held-out records by label", plots[method])
     vectors = region_vectors(embedder.model)
-    if vectors is not None:
-        rows.append((name, "coaccessible_pair_auc", coaccessible_pair_auc(counts, vectors[: counts.shape[1]], seed), np.nan))
-        rows.append(("lsi", "coaccessible_pair_auc", coaccessible_pair_auc(counts, fitted.loadings, seed), np.nan))
+    if vectors is not None:  # a second pass over the held-out records: which regions count was known only after the first
+        regions = top_regions(seen)
+        both = co_occurrence((part.counts() for part in records.chunks()), regions)
+        for method, v in ((name, vectors), ("lsi", fitted.loadings)):
+            rows.append((method, "coaccessible_pair_auc", pair_auc(both, seen[regions], v[regions], seed), np.nan))
     details = f"{_lsi_fit(fitted, choice)} Scored on {int(keep.sum()):,} of the {len(keep):,} held-out records " \
               f"(the labelled ones, of labels with {FOLDS} or more) in {FOLDS} folds; kNN accuracy also on " \
               f"{REPEATS - 1} more seeded draws of the {FOLDS} folds, for the verdict."
     return rows, fold_rows, details
+
+
+def held_out_vectors(embedder: Any, records: Split, fitted: LSI, progress: bool = False) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """({the model's name: its vectors, "lsi": LSI's} of `records`, in their order; how many of them
+    hold each region, float64 per vocabulary id). Their tokens are read, embedded, projected and
+    counted CHUNK_RECORDS at a time, then dropped: only the vectors stay."""
+    model, lsi, seen = [], [], np.zeros(records.records.vocab_size)
+    for part in records.chunks():
+        counts = part.counts()
+        model.append(embedder.embed_docs(part.docs(), progress))
+        lsi.append(fitted.transform(counts))
+        seen += np.asarray(counts.sum(axis=0)).ravel()
+    return {embedder.name: np.concatenate(model), "lsi": np.concatenate(lsi)}, seen
 
 
 def _lsi_fit(fitted: LSI, choice: EvalRecords) -> str:
@@ -446,10 +513,10 @@ def _lsi_fit(fitted: LSI, choice: EvalRecords) -> str:
             f"first SVD component was {first} (correlation with log depth {fitted.depth_correlation:+.2f}).")
 
 
-def _why_not(records: EvalRecords, manifest: str | os.PathLike) -> str | None:
+def _why_not(records: Split, manifest: str | os.PathLike) -> str | None:
     """Why the held-out records cannot be scored (none, no labels, or too few), or None."""
-    where = f"{describe(manifest)}: the {len(records.lengths):,} held-out records"
-    if not len(records.lengths):
+    where = f"{describe(manifest)}: the {len(records):,} held-out records"
+    if not len(records):
         return (f"{describe(manifest)}: no records are held out from training (val_fraction is 0 or too small for "
                 "this data, and no sample sheet names a 'val' split); evaluation skipped.")
     if records.labels is None:
@@ -460,7 +527,7 @@ def _why_not(records: EvalRecords, manifest: str | os.PathLike) -> str | None:
     return None
 
 
-def _left_out(records: EvalRecords) -> str | None:
+def _left_out(records: Split) -> str | None:
     """Which held-out records cannot be scored and are left out, or None: those without a label,
     and those of labels with too few of them."""
     labelled = np.not_equal(records.labels, None)
