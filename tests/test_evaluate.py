@@ -107,6 +107,27 @@ def test_lsi_separates_simulated_types_and_its_regions_carry_co_accessibility():
     assert abs(coaccessible_pair_auc(adata.X.tocsr(), noise, top=600) - 0.5) < 0.1
 
 
+def test_coaccessible_pair_auc_holds_no_vectors_per_pair():
+    """Its cosines come from the regions x regions products: one vector per pair of the 2,000
+    regions, of a 768-wide encoder, was 12 GB twice. Here 600 regions x 128: 184 MB twice before."""
+    import tracemalloc
+
+    from gtok.evaluation.evaluate import pair_auc
+
+    rng = np.random.default_rng(0)
+    both = rng.integers(0, 50, (600, 600)).astype(np.float64)
+    both = both + both.T
+    seen, vectors = np.full(600, 200.0), rng.normal(size=(600, 128))
+    pair_auc(both[:20, :20], seen[:20], vectors[:20])  # scikit-learn's import is not the metric's memory
+    tracemalloc.start()
+    try:
+        auc = pair_auc(both, seen, vectors)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert 0.4 < auc < 0.6 and peak < 32 * 2**20
+
+
 def test_held_out_records_are_read_whole_from_every_shard(tmp_path):
     """The vectorized gather gives each held-out record's tokens and label, across shards."""
     from gtok.evaluation.evaluate import held_out_records

@@ -258,7 +258,7 @@ def pair_auc(both: np.ndarray, seen: np.ndarray, vectors: np.ndarray, seed: int 
     score = jaccard[i, j]
     positive = score >= np.quantile(score, 0.99)
     v = unit_rows(np.asarray(vectors, dtype=np.float64))
-    cosine = np.einsum("ij,ij->i", v[i], v[j])
+    cosine = (v @ v.T)[i, j]  # regions x regions; v[i] and v[j] would be pairs x width (2,000 regions x 768: 12 GB each)
     rng = np.random.default_rng(seed)
     negative = rng.choice(np.flatnonzero(~positive), size=min(int(positive.sum()) * 10, int((~positive).sum())), replace=False)
     pick = np.concatenate([np.flatnonzero(positive), negative])
