@@ -28,8 +28,9 @@ TYPES = 8
 PROGRAM = 200
 
 
-def write_data(folder: Path, records: int, tokens: int, regions: int, seed: int = 0) -> None:
-    """Shards of labelled records with a known type structure, and their manifest."""
+def write_data(folder: Path, records: int, tokens: int, regions: int, seed: int = 0, fingerprint: str = "ab" * 32) -> None:
+    """Shards of labelled records with a known type structure, and their manifest (`fingerprint`:
+    the universe's, for a model to be trained on them)."""
     from gtok.formats.manifest import write_manifest
     from gtok.formats.shard import write_shard
 
@@ -43,7 +44,7 @@ def write_data(folder: Path, records: int, tokens: int, regions: int, seed: int 
             own = rng.choice(programs[kind], tokens // 3, replace=False)
             ids = np.unique(np.concatenate([own, rng.integers(0, regions, tokens - own.size)]))
             rows.append((f"r{r:08d}", ids, f"type{kind}"))
-        paths.append(write_shard(folder / f"s{s:04d}.gtok", rows, vocab_size=regions + 7, fingerprint="ab" * 32))
+        paths.append(write_shard(folder / f"s{s:04d}.gtok", rows, vocab_size=regions + 7, fingerprint=fingerprint))
     write_manifest(folder / "manifest.json", paths)
 
 

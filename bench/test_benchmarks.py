@@ -59,6 +59,19 @@ def test_lsi_memory_does_not_follow_the_records(tmp_path):
     assert large["peak_rss_mib"] < 1.25 * small["peak_rss_mib"]
 
 
+def test_evaluate_memory_does_not_follow_the_held_out_records(tmp_path):
+    """gtok evaluate reads the held-out records' tokens a chunk at a time (only their vectors stay):
+    three times the held-out records leave its peak memory up to the scores within 25 %; the
+    scores' kNN and silhouette then take up to scikit-learn's working_memory (bench/README.md,
+    "Evaluation at scale: the held-out records")."""
+    out = tmp_path / "eval.json"
+    subprocess.run([sys.executable, str(HERE / "bench_eval_held_out.py"), "--records", "20000", "60000",
+                    "--json", str(out)], check=True)
+    small, large = json.loads(out.read_text())
+    assert large["held_out"] > 2.5 * small["held_out"]
+    assert large["peak_before_scoring_mib"] < 1.25 * small["peak_before_scoring_mib"]
+
+
 # -- scale and fault drills (bench/drill_*.py; results in bench/README.md, "Scale and fault drills") --
 
 def slurm_running() -> bool:
