@@ -285,6 +285,32 @@ def test_the_same_inputs_tokenized_in_two_folders_give_the_same_bytes_and_the_mo
     assert ShardReader(tmp_path / "moved" / "shards" / "u.gtokidx.gtok").universe.path == str(tmp_path / "moved" / "u.gtokidx")
 
 
+def test_a_shard_written_or_read_through_a_symlinked_folder_finds_its_universe(tmp_path):
+    """The recorded path must lead to the universe whichever way the shard's folder is reached. A
+    shard written as proj/shards/a.gtok, shards a link to scratch/shards, recorded '../universe.bed',
+    which from scratch/shards (a shell's cd into the link, a job given the real path) names a file
+    that is not there: such a path is recorded absolute. And a shard of proj/real/ read through a
+    link to that folder took the '..' of '../universe.bed' by name, not through the link."""
+    from gtok import ShardReader
+    from gtok.cli import main
+
+    proj, scratch = tmp_path / "proj", tmp_path / "scratch" / "shards"
+    scratch.mkdir(parents=True)
+    (proj / "real").mkdir(parents=True)
+    (proj / "shards").symlink_to(scratch)
+    shutil.copy(UNIVERSE, proj / "universe.bed")
+    universe = str(proj / "universe.bed")
+    assert main(["tokenize", "-q", "-u", universe, "-o", str(proj / "shards" / "a.gtok"), str(SAMPLES[0])]) == 0
+    for shard in (proj / "shards" / "a.gtok", scratch / "a.gtok"):
+        assert ShardReader(shard).universe.path == universe, shard
+
+    assert main(["tokenize", "-q", "-u", universe, "-o", str(proj / "real" / "b.gtok"), str(SAMPLES[0])]) == 0
+    assert ShardReader(proj / "real" / "b.gtok").meta.universe.path == "../universe.bed"  # no link on the way: relative
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "link").symlink_to(proj / "real")
+    assert ShardReader(tmp_path / "elsewhere" / "link" / "b.gtok").universe.path == universe
+
+
 def test_an_index_of_another_version_is_said_so_not_called_corrupt(tmp_path):
     index = tmp_path / "u.gtokidx"
     gtok("index", "-q", "-u", UNIVERSE, "-o", index, check=True)

@@ -143,6 +143,25 @@ def _same_file(a: Path, b: str | os.PathLike) -> bool:
         return False
 
 
+def recorded_path(path: str | os.PathLike, folder: str | os.PathLike) -> str:
+    """`path` as a file in `folder` records it: relative to `folder` when the file system finds the
+    same file by that relative path (so the folder can move with it, and the file names no folder
+    of the user's), else absolute: a '..' taken through a symlinked folder leads elsewhere than
+    the name says, and another drive (Windows) has no relative path. `path` is absolute."""
+    try:
+        relative = os.path.relpath(path, folder)
+    except ValueError:  # another drive
+        return os.fspath(path)
+    return relative if _same_file(Path(folder, relative), path) else os.fspath(path)
+
+
+def path_in(recorded: str, folder: str | os.PathLike) -> str:
+    """A path recorded by a file in `folder` (recorded_path), absolute: its '..' are taken from the
+    folder the file system reaches, so a file read through a symlink to its folder still finds what
+    it names; an absolute one stays as it is."""
+    return os.path.normpath(os.path.join(os.path.realpath(folder), recorded))
+
+
 def has_magic(magic: bytes) -> Callable[[Path], bool]:
     """A test of whether a file starts with `magic` (for `output_file`'s `is_own_kind`)."""
 

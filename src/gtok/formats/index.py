@@ -33,6 +33,7 @@ import numpy as np
 
 from gtok.atomic import atomic_path
 from gtok.errors import GtokError, describe
+from gtok.paths import path_in, recorded_path
 
 MAGIC = b"GTOKIDX\0"
 VERSION = 1
@@ -68,7 +69,7 @@ def write_index(path: str | os.PathLike, names: list[str], arrays: dict[str, np.
         arr = arrays[name]
         layout[name] = [arr.dtype.str, int(arr.size), offset]
         offset += arr.nbytes
-    extra = {"source": os.path.relpath(source, os.path.dirname(os.path.abspath(path)))} if source is not None else {}
+    extra = {"source": recorded_path(os.path.abspath(source), os.path.dirname(os.path.abspath(path)))} if source is not None else {}
     table = json.dumps({"names": list(names), "arrays": layout, **extra}).encode()
     table += b" " * (-len(table) % 8)
     body = [table, *(memoryview(np.ascontiguousarray(arrays[n])).cast("B") for n in ARRAYS)]
@@ -145,7 +146,7 @@ def index_source(path: str | os.PathLike) -> tuple[str | None, str]:
     source = table.get("source") if isinstance(table, dict) else None
     if not isinstance(source, str):
         return None, fields[4].hex()
-    return os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(path)), source)), fields[4].hex()
+    return path_in(source, os.path.dirname(os.path.abspath(path))), fields[4].hex()
 
 
 def index_error(name: str, what: str) -> None:

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from gtok.errors import GtokError
+from gtok.paths import path_in, recorded_path
 
 #: The dataset of shards and manifest entries that record none (written before gtok recorded
 #: datasets, or gtars files): they count as one dataset of this name.
@@ -65,12 +66,13 @@ class UniverseRecord:
                    _text(source, "sha256", "universe.source"))
 
     def relative_to(self, folder: str | os.PathLike) -> "UniverseRecord":
-        """The record as a file in `folder` writes it: its paths relative to that folder."""
-        return self._paths(lambda p: os.path.relpath(p, folder))
+        """The record as a file in `folder` writes it: its paths relative to that folder where they
+        lead there (gtok.paths.recorded_path)."""
+        return self._paths(lambda p: recorded_path(p, folder))
 
     def resolved(self, folder: str | os.PathLike) -> "UniverseRecord":
         """The record read from a file in `folder`: its paths absolute (an absolute one stays)."""
-        return self._paths(lambda p: os.path.normpath(os.path.join(folder, p)))
+        return self._paths(lambda p: path_in(p, folder))
 
     def _paths(self, move: Callable[[str], str]) -> "UniverseRecord":
         return replace(self, path=move(self.path), source=None if self.source is None else move(self.source))
