@@ -471,6 +471,7 @@ def test_an_empty_count_column_is_refused_as_gtars_refuses_it(tmp_path):
         ("chr1\t10\t20\tcellA\t \t\r", "the count (column 5) is empty"),
         ("\t10\t20\tcellA\t1", "the chromosome name is empty"),
         ("chr 1\t10\t20\tcellA\t1", "the chromosome name 'chr 1' holds a space"),  # gtars: chr, 1, 10 and cell '20'
+        (" \t10\t20\tcellA\t1", "the chromosome name is empty"),  # spaces alone: gtars shifts every column
         ("chr1\t30\t20\tcellA\t1", "start 30 is greater than end 20"),
         ("chr1\t-5\t20\tcellA\t1", "-5 is negative"),
         ("chr1\t10\t99999999999\tcellA\t1", "too large"),

@@ -176,7 +176,7 @@ def explain(line: bytes) -> str:
         return (f"expected at least 5 tab-separated columns (chrom, start, end, barcode, count), "
                 f"found {len(fields)} in {text!r}.")
     chrom, start, end, barcode = fields[:4]
-    if not chrom:
+    if not chrom.strip():  # spaces alone too: gtars, splitting on whitespace, would shift every column
         return f"the chromosome name is empty in {text!r}."
     if " " in chrom:
         return (f"the chromosome name {chrom!r} holds a space; a fragment file's columns are separated by tabs and its "
