@@ -696,6 +696,12 @@ def test_a_var_whose_peaks_mostly_miss_the_universe_is_warned_of(pbmc, tmp_path)
     with pytest.warns(UserWarning, match=rf"^the AnnData: \d[\d,]* of its {v.shape[0]:,} peaks overlap no universe "
                                          r"region, so its cells keep only the others as tokens; is it on another genome"):
         list(iter_cell_tokens(tok, ad.AnnData(X=pbmc.X, obs=pbmc.obs, var=moved)))
+    # a tile matrix's var (bins of one width on its grid) mostly misses a universe of peaks by design
+    tiles = pd.DataFrame({"chr": "chr1", "start": 500 * np.arange(v.shape[0]) + 5_000_000})
+    tiles.index = tiles.index.astype(str)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        list(iter_cell_tokens(tok, ad.AnnData(X=pbmc.X, obs=pbmc.obs, var=tiles)))
 
 
 def test_h5ad_files_whose_cells_share_names_are_named_by_their_samples(universe, pbmc, tmp_path):

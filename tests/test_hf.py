@@ -637,7 +637,7 @@ def test_region_sets_in_memory_out_of_genomic_order_are_warned_of_and_embed_as_t
     shuffled = frame.sample(frac=1, random_state=0)
     bed = tmp_path / "set.bed"
     shuffled.to_csv(bed, sep="\t", header=False, index=False)
-    with pytest.warns(UserWarning, match=r"^region sets not in genomic order: 1 \(region set 1\); "
+    with pytest.warns(UserWarning, match=r"^region sets not in a BED file's order: 1 \(region set 1\); "
                                          r"geniml.atacformer:AtacformerModel has position embeddings"):
         vectors = embed_regions(folder, [bed, shuffled])
     assert not np.allclose(vectors[0], vectors[1], atol=1e-4)
@@ -645,3 +645,7 @@ def test_region_sets_in_memory_out_of_genomic_order_are_warned_of_and_embed_as_t
         warnings.simplefilter("error")
         np.testing.assert_allclose(embed_regions(folder, [shuffled.sort_values(["chrom", "start"])])[0], vectors[0],
                                    rtol=1e-5, atol=1e-6)
+    # chromosomes in natural order (chr1, chr2, chr10) are another order than the BED file's (chr1, chr10, chr2)
+    natural = pd.DataFrame({"chrom": ["chr1", "chr2", "chr10"], "start": [10, 10, 10], "end": [40, 40, 40]})
+    with pytest.warns(UserWarning, match=r"^region sets not in a BED file's order: 1 \(region set 0\)"):
+        embed_regions(folder, [natural])

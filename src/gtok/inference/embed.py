@@ -134,7 +134,7 @@ def embed_regions(
     warn_foreign(list(filter(None, foreign)))
     if embedder.order_sensitive:
         warn_unsorted([n for s, iv, n in zip(sources, intervals, names)
-                       if not isinstance(s, (str, os.PathLike)) and not iv.in_genomic_order()], embedder.order_sensitive)
+                       if not isinstance(s, (str, os.PathLike)) and iv.sorted_like_files() is not iv], embedder.order_sensitive)
     docs = [embedder.tokenizer.tokenize(iv) for iv in intervals]
     empty = unk_only(docs, embedder.tokenizer.unk_token_id) & np.equal(foreign, None)  # the foreign are warned of
     warn_unk_only(int(empty.sum()), [names[i] for i in np.flatnonzero(empty)[:3]], len(docs), "region sets")
@@ -143,14 +143,15 @@ def embed_regions(
 
 def warn_unsorted(names: Sequence[str], model: str) -> None:
     """In-memory region sets keep their order (as gtars keeps a list's), where a BED file is sorted
-    by chromosome and start: to a model with position embeddings, such a set out of genomic order
-    is not the same record as its BED file, and embeds to another vector; one warning names the
+    by chromosome name and start: to a model with position embeddings, such a set in another order
+    (even chr1, chr2, chr10) is not the same record as its BED file, and embeds to another vector; one warning names the
     first few and how to sort them."""
     if names:
         shown = ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
-        warnings.warn(f"region sets not in genomic order: {len(names):,} ({shown}); {model} has position embeddings, "
-                      "so a vector depends on the order of the tokens, and a BED file is read sorted by chromosome "
-                      'and start, these as given: sort them first (a DataFrame: df.sort_values(["chrom", "start"])).',
+        warnings.warn(f"region sets not in a BED file's order: {len(names):,} ({shown}); {model} has position "
+                      "embeddings, so a vector depends on the order of the tokens, and a BED file is read sorted by "
+                      "chromosome name (chr1, chr10, chr2) and start, these as given: sort them first (a DataFrame: "
+                      'df.sort_values(["chrom", "start"], kind="stable")).',
                       stacklevel=3)
 
 

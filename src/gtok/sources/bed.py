@@ -58,11 +58,17 @@ class Intervals:
 
     def in_genomic_order(self) -> bool:
         """Whether each chromosome's intervals come together, by start (the chromosomes in any
-        order): what a model with position embeddings needs to see the same token order as in
-        data that was sorted (gtok.inference.embed)."""
+        order): what a model with position embeddings needs to see a cell's tokens as in sorted data,
+        whichever order its training data put the chromosomes in (gtok.sources.cells)."""
         same = self.codes[1:] == self.codes[:-1]
         runs = np.count_nonzero(~same) + (self.codes.size > 0)  # blocks of one chromosome
         return bool(runs == np.unique(self.codes).size and not (same & (self.starts[1:] < self.starts[:-1])).any())
+
+    def tiles_genome(self) -> bool:
+        """Whether these are bins of one width on that width's grid (ArchR's TileMatrix, whole or
+        filtered), not peaks: most of them lie outside any universe of peaks, as they should."""
+        widths = self.ends - self.starts
+        return bool(widths.size > 1 and widths[0] > 0 and (widths == widths[0]).all() and not (self.starts % widths[0]).any())
 
     def sorted_like_files(self) -> "Intervals":
         """Stable sort by (chromosome name as bytes, start): the order gtars gives a BED file."""

@@ -474,7 +474,7 @@ def iter_cell_tokens(
     names = cells.obs_names()
     _check_shape(cells, len(names), len(regions))
     columns = ColumnTokens(tokenizer, regions)
-    unmatched = None if foreign else unmatched_peaks(columns.count, cells.name)
+    unmatched = None if foreign or regions.tiles_genome() else unmatched_peaks(columns.count, cells.name)
     if unmatched:
         warnings.warn(unmatched, stacklevel=2)
     labels = cells.labels(label_key) if label_key else None
@@ -493,7 +493,8 @@ def unmatched_peaks(count: np.ndarray, source: str) -> str | None:
     """Why most peaks overlapping no universe region (`count`: universe regions per peak) is
     warned of, or None: the data and the universe disagree, most likely on the genome assembly
     (hg19 peaks against an hg38 universe share the chromosome names, so foreign_input cannot see
-    it), and the cells keep a few chance overlaps as their tokens, in silence."""
+    it), and the cells keep a few chance overlaps as their tokens, in silence. Not asked of a tile
+    matrix's var (Intervals.tiles_genome), most of whose tiles miss any universe of peaks by design."""
     missed = int(np.count_nonzero(count == 0))
     if missed * 2 <= count.size:
         return None
