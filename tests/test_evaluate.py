@@ -573,8 +573,14 @@ def test_the_verdict_names_lsi_first_when_it_wins_and_no_winner_within_the_noise
                     "folds); the paired difference is -0.160 ± 0.005 (mean ± standard "
                     "error of 5 folds, corrected for the training records the folds share), different from zero at 5 % "
                     "(t-test)."), said
-    write_evaluation_caption(*lsi_wins, "region2vec", 150, [], "LSI was fitted on 200 training records.", tmp_path / "c.rst")
-    assert (tmp_path / "c.rst").read_text().startswith("**LSI did better than region2vec: kNN accuracy 0.86")
+    write_evaluation_caption(*lsi_wins, "region2vec", 150, [], "LSI was fitted on 200 training records.",
+                             {"folds": 4, "repeats": 3, "neighbours": 7}, tmp_path / "c.rst")
+    caption = (tmp_path / "c.rst").read_text()
+    assert caption.startswith("**LSI did better than region2vec: kNN accuracy 0.86")
+    # the caption tells the design it is given, not numbers of its own
+    assert "the same 4 seeded stratified folds" in caption and "2 more seeded draws of the 4 folds (12 folds)" in caption
+    assert "fitted on the other 3, so any two folds train on 2/4 of the same records" in caption
+    assert "up to 7 neighbours" in caption
     write_evaluation_html(*lsi_wins, "region2vec", 150, [], tmp_path / "s.html")
     assert "<h3>LSI did better than region2vec" in (tmp_path / "s.html").read_text()
     assert "0.860 ± 0.045" in (tmp_path / "s.html").read_text()
@@ -816,3 +822,17 @@ def test_the_silhouette_is_computed_in_small_blocks_of_distances():
     finally:
         tracemalloc.stop()
     assert np.isfinite(scores["silhouette"]).all() and peak < 400 * 2**20, peak / 2**20
+
+
+def test_the_fold_count_of_the_correction_is_the_designs_even_where_a_fold_gave_no_score():
+    """n_test/n_train comes from the folds of the design: counted after dropping a fold one method
+    could not score, it would be 1/(k - 2), a larger correction than the folds' overlap."""
+    from gtok.report import paired_difference
+
+    table, folds = verdict_tables([0.5, 0.6, 0.7, 0.8, 0.9], [0.4] * 5)
+    whole = paired_difference(folds, "region2vec", "lsi")[1]
+    gap = folds.copy()
+    gap.loc[(gap["method"] == "lsi") & (gap["fold"] == 4), "value"] = np.nan
+    d = np.array([0.1, 0.2, 0.3, 0.4])
+    assert paired_difference(gap, "region2vec", "lsi")[1] == pytest.approx(np.sqrt((1 / 4 + 1 / 4) * d.var(ddof=1)))
+    assert whole == pytest.approx(np.sqrt(0.45 * 0.025))

@@ -90,10 +90,10 @@ def paired_difference(folds: Any, method: str, other: str, metric: str = "knn_ac
     rows = folds[folds["metric"] == metric].pivot(index=["repeat", "fold"], columns="method", values="value")
     if method not in rows or other not in rows:
         return float("nan"), float("nan"), 0, False
+    k = rows.index.get_level_values("fold").nunique()  # the design's folds, also those a method could not score
     d = (rows[method] - rows[other]).dropna()
-    if d.size < 2:
+    if d.size < 2 or k < 2:
         return (float(d.mean()) if d.size else float("nan")), float("nan"), int(d.size), False
-    k = d.index.get_level_values("fold").nunique()
     mean, se = float(d.mean()), corrected_standard_error(d.to_numpy(dtype=float), 1 / (k - 1))
     if se == 0:
         return mean, se, int(d.size), mean != 0
@@ -107,30 +107,34 @@ def corrected_standard_error(differences: np.ndarray, test_to_train: float) -> f
 
 
 def write_evaluation_caption(table: Any, folds: Any, model: str, records: int, notes: Sequence[str], details: str,
-                             path: str | os.PathLike, unseen: bool = True, supervised: bool = False) -> None:
+                             design: Mapping[str, int], path: str | os.PathLike, unseen: bool = True,
+                             supervised: bool = False) -> None:
     """The report caption of the evaluation (reStructuredText): the verdict (or why there is none)
-    first, then what was measured and how. `unseen`: whether the model is known never to have
-    trained on the held-out records (it records its training data). `supervised`: see verdict."""
+    first, then what was measured and how. `design`: the evaluation's `folds`, `repeats` (seeded
+    draws of them for kNN accuracy) and `neighbours`, as gtok.evaluation.evaluate sets them.
+    `unseen`: whether the model is known never to have trained on the held-out records (it records
+    its training data). `supervised`: see verdict."""
     skipped = [n for n in notes if "evaluation skipped" in n]
     lines = [f"**{skipped[0] if skipped else verdict(table, folds, model, supervised)}**",
              *(f"- {n}" for n in notes if n not in skipped)]
+    K, R, neighbours = design["folds"], design["repeats"], design["neighbours"]
     held_out = "which it never trained on" if unseen else "which it may have trained on (see above)"
     text = ("\n\n".join(lines) + "\n\n"
             f"The model's embeddings of the {records:,} held-out (validation) records, {held_out}, "
             "scored against LSI (TF-IDF and truncated SVD, the Signac and ArchR recipe) fitted on the training "
-            "records and projecting the same held-out records. Both are scored on the same 5 seeded stratified "
+            f"records and projecting the same held-out records. Both are scored on the same {K} seeded stratified "
             "folds; each value is the mean ± the sample sd over the folds, and kNN accuracy's is over those folds "
-            "and 9 more seeded draws of the 5 folds (50 folds). A winner is named only when the "
-            "paired per-fold differences of kNN accuracy over those 50 folds "
+            f"and {R - 1} more seeded draws of the {K} folds ({R * K} folds). A winner is named only when the "
+            f"paired per-fold differences of kNN accuracy over those {R * K} folds "
             "pass a two-sided t-test at 5 % whose standard error is corrected for the "
             "training records the folds share (Nadeau and Bengio's corrected resampled t-test: each fold's kNN "
-            "is fitted on the other 4, so any two folds train on 3/5 of the same records and their differences "
-            "rise and fall together, which a plain t-test takes for agreement). The spread is that of "
+            f"is fitted on the other {K - 1}, so any two folds train on {K - 2}/{K} of the same records and their "
+            "differences rise and fall together, which a plain t-test takes for agreement). The spread is that of "
             "the folds of this one split: another split of the records into training and held-out ones moves "
             "both methods' scores too, as does another seed of the model's training or of LSI's randomized SVD (on "
-            "a few hundred records, as much as the folds' spread), which it does not include. kNN accuracy: up to 15 neighbours "
-            "(no more than the rarest label has in the training folds) fitted on 4 folds "
-            "predict the 5th (chance is about the largest label's share); ARI and NMI compare a k-means clustering "
+            "a few hundred records, as much as the folds' spread), which it does not include. kNN accuracy: up to "
+            f"{neighbours} neighbours (no more than the rarest label has in the training folds) fitted on {K - 1} folds "
+            "predict the one left out (chance is about the largest label's share); ARI and NMI compare a k-means clustering "
             "of each fold with its labels; silhouette (cosine) says how tightly records of one label group; "
             "``coaccessible_pair_auc`` asks whether regions often accessible together lie closer than random "
             f"pairs (0.5: no signal). {details} Every value is in metrics.tsv, each fold's in folds.tsv.\n")

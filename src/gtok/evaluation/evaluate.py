@@ -52,6 +52,7 @@ NEIGHBOURS = 15
 # recommend with the corrected t-test for a verdict that another assignment would not overturn; kNN
 # is the cheap metric (a 5-fold kNN of 20,000 held-out records of 100 dimensions: 1.4 s on 2 cores)
 REPEATS = 10
+DESIGN = {"folds": FOLDS, "repeats": REPEATS, "neighbours": NEIGHBOURS}  # as the report's caption tells it
 TOP_REGIONS = 2_000
 # the silhouette's blocks of distances: at scikit-learn's default (1 GiB) one fold of 10,800 records
 # took 2.1 GiB more and 6.5 s; at 64 MiB, 154 MiB more and 2.8 s, the same score
@@ -409,7 +410,7 @@ def _write_evaluation(folder: Path, embedder: Any, manifest: str | os.PathLike, 
     supervised = bool(getattr(embedder.model, "learns_from_labels", False))
     write_evaluation_html(table, per_fold, embedder.name, len(records), notes, folder / "summary.html",
                           supervised)
-    write_evaluation_caption(table, per_fold, embedder.name, len(records), notes, details,
+    write_evaluation_caption(table, per_fold, embedder.name, len(records), notes, details, DESIGN,
                              folder / "caption.rst", unseen=unknown is None, supervised=supervised)
 
 
