@@ -394,9 +394,36 @@ def test_a_stopped_run_fails_the_command_in_one_line_and_leaves_no_final_model(t
         time.sleep(0.01)
     run.send_signal(stop)
     assert run.wait(timeout=60) == 1
-    assert run.stderr.read().splitlines()[-1].startswith(f"gtok train: error: {out}: training {words} at step ")
+    said = run.stderr.read()
+    assert said.splitlines()[-1].startswith(f"gtok train: error: {out}: training {words} at step "), said
     assert not (out / "model.ckpt").exists()
 
+
+
+def test_a_loader_worker_says_nothing_of_a_batch_handoff_the_stopped_trainer_abandoned(capsys, monkeypatch):
+    """Ctrl-C in the middle of taking a batch from a loader worker left the worker's resource_sharer
+    thread an EOFError or BrokenPipeError, whose traceback followed gtok train's one line (the test
+    above, under load). The worker's hook drops exactly those; any other error still prints."""
+    import multiprocessing
+
+    from gtok.data.datamodule import quiet_abandoned_handoffs
+
+    monkeypatch.setattr(sys, "excepthook", sys.excepthook)  # put back after the test
+    quiet_abandoned_handoffs(0)
+    sharer = os.path.join(os.path.dirname(multiprocessing.__file__), "resource_sharer.py")
+
+    def raised(error: BaseException, filename: str) -> tuple:
+        try:
+            exec(compile("raise error", filename, "exec"), {"error": error})
+        except BaseException:
+            return sys.exc_info()
+
+    for error in (EOFError(), BrokenPipeError(32, "Broken pipe"), ConnectionResetError(104, "reset")):
+        sys.excepthook(*raised(error, sharer))
+    assert capsys.readouterr().err == ""
+    sys.excepthook(*raised(EOFError(), "elsewhere.py"))
+    sys.excepthook(*raised(ValueError("a real error"), sharer))
+    assert capsys.readouterr().err.count("Traceback") == 2
 
 
 def test_sigterm_between_checkpoints_saves_the_step_it_stopped_at(tmp_path, data):

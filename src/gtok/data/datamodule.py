@@ -28,7 +28,9 @@ before either data set opens them (see `check_shards`).
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterator
+from types import TracebackType
 from typing import Any
 
 import lightning as L
@@ -167,6 +169,7 @@ class GTokDataModule(L.LightningDataModule):
             "pin_memory": torch.cuda.is_available(),
             "persistent_workers": False,
             "prefetch_factor": 4 if workers else None,
+            "worker_init_fn": quiet_abandoned_handoffs if workers else None,
         }
 
     def state_dict(self) -> dict[str, Any]:
@@ -228,3 +231,28 @@ def check_shards(manifest: str | os.PathLike, progress: bool = False) -> None:
     listed = load_manifest(manifest)
     for entry in tqdm(listed.entries, desc="checking shards", unit="shard", disable=not progress or len(listed.entries) < 2):
         check_shard(entry, listed.path, integrity=True)
+
+
+def quiet_abandoned_handoffs(worker_id: int) -> None:
+    """A loader worker's `worker_init_fn`: no traceback when the training process stops while it
+    takes a batch. A worker hands each batch's tensors over as file descriptors, served by a
+    thread of multiprocessing's resource_sharer; when Ctrl-C stops the training process in that
+    handshake, the thread's EOFError or BrokenPipeError went to sys.excepthook, and its traceback
+    followed `gtok train`'s one-line message on the shared stderr (seen under load). Any other
+    error of the worker is printed as before."""
+    previous = sys.excepthook
+
+    def hook(kind: type[BaseException], value: BaseException, tb: TracebackType | None) -> None:
+        if not (issubclass(kind, (EOFError, ConnectionError)) and _in_resource_sharer(tb)):
+            previous(kind, value, tb)
+
+    sys.excepthook = hook
+
+
+def _in_resource_sharer(tb: TracebackType | None) -> bool:
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename.endswith(os.path.join("multiprocessing", "resource_sharer.py")):
+            return True
+        tb = tb.tb_next
+    return False
+
