@@ -19,15 +19,12 @@ Run:
 from __future__ import annotations
 
 import argparse
-import json
 import resource
 import subprocess
-import sys
-import tempfile
 import time
 from pathlib import Path
 
-from bench_lsi import write_data
+from bench_lsi import run_sizes, write_data
 from harness import BIN, write_universe
 
 VAL_FRACTION = 0.9
@@ -76,33 +73,14 @@ def measure(folder: str) -> dict:
             "coaccessible_pair_auc": {m: round(float(table[m, "coaccessible_pair_auc"]), 3) for m in ("region2vec", "lsi")}}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--records", type=int, nargs="+", default=[20_000, 60_000])
-    parser.add_argument("--tokens", type=int, default=600)
-    parser.add_argument("--regions", type=int, default=50_000)
-    parser.add_argument("--json", type=Path)
-    parser.add_argument("--measure", help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.measure:
-        print(json.dumps(measure(args.measure)))
-        return
-    results = []
-    for n in args.records:
-        with tempfile.TemporaryDirectory() as tmp:
-            prepare(Path(tmp), n, args.tokens, args.regions)
-            from gtok.evaluation.evaluate import held_out_records
+def _prepare(folder: Path, args: argparse.Namespace, records: int) -> tuple[str, dict]:
+    """The data and model of one size, and how many records and tokens are held out."""
+    from gtok.evaluation.evaluate import held_out_records
 
-            held = held_out_records(Path(tmp) / "manifest.json", VAL_FRACTION)
-            size = {"held_out": len(held.lengths), "held_out_tokens": int(held.lengths.sum())}
-            del held
-            out = subprocess.run([sys.executable, __file__, "--measure", tmp], check=True,
-                                 capture_output=True, text=True).stdout
-            results.append({"records": n, "tokens": args.tokens, "regions": args.regions, **size, **json.loads(out)})
-            print(json.dumps(results[-1]), flush=True)
-    if args.json:
-        args.json.write_text(json.dumps(results, indent=1))
+    prepare(folder, records, args.tokens, args.regions)
+    held = held_out_records(folder / "manifest.json", VAL_FRACTION)
+    return str(folder), {"held_out": len(held.lengths), "held_out_tokens": int(held.lengths.sum())}
 
 
 if __name__ == "__main__":
-    main()
+    run_sizes(__file__, __doc__, [20_000, 60_000], 600, measure, _prepare)

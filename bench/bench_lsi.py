@@ -19,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -63,29 +64,44 @@ def measure(manifest: str) -> dict:
             "held_out_knn_accuracy": round(float(accuracy), 3)}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--records", type=int, nargs="+", default=[20_000, 100_000])
-    parser.add_argument("--tokens", type=int, default=300)
+def sizes_arguments(doc: str, records: list[int], tokens: int) -> argparse.Namespace:
+    """The command line of this benchmark and bench_eval_held_out.py: the sizes to run, a record's
+    tokens, the universe's regions, where the results go (and, hidden, the one size to measure in
+    a fresh process)."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    parser.add_argument("--records", type=int, nargs="+", default=records)
+    parser.add_argument("--tokens", type=int, default=tokens)
     parser.add_argument("--regions", type=int, default=50_000)
     parser.add_argument("--json", type=Path)
     parser.add_argument("--measure", help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def run_sizes(script: str, doc: str, records: list[int], tokens: int, measure: Callable[[str], dict],
+              prepare: Callable[[Path, argparse.Namespace, int], tuple[str, dict]]) -> None:
+    """The benchmark `script` at each size: its data written by `prepare` (which returns what to
+    measure and what it knows of the data), then `measure`d in a fresh process, so that the peak
+    memory is the measurement's own."""
+    args = sizes_arguments(doc, records, tokens)
     if args.measure:
         print(json.dumps(measure(args.measure)))
         return
     results = []
     for n in args.records:
         with tempfile.TemporaryDirectory() as tmp:
-            write_data(Path(tmp), n, args.tokens, args.regions)
-            manifest = Path(tmp) / "manifest.json"
-            out = subprocess.run([sys.executable, __file__, "--measure", str(manifest)], check=True,
+            target, known = prepare(Path(tmp), args, n)
+            out = subprocess.run([sys.executable, script, "--measure", target], check=True,
                                  capture_output=True, text=True).stdout
-            results.append({"records": n, "tokens": args.tokens, "regions": args.regions, **json.loads(out)})
+            results.append({"records": n, "tokens": args.tokens, "regions": args.regions, **known, **json.loads(out)})
             print(json.dumps(results[-1]), flush=True)
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
 
 
+def _write(folder: Path, args: argparse.Namespace, records: int) -> tuple[str, dict]:
+    write_data(folder, records, args.tokens, args.regions)
+    return str(folder / "manifest.json"), {}
+
+
 if __name__ == "__main__":
-    main()
+    run_sizes(__file__, __doc__, [20_000, 100_000], 300, measure, _write)

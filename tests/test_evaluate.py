@@ -110,8 +110,6 @@ def test_lsi_separates_simulated_types_and_its_regions_carry_co_accessibility():
 def test_coaccessible_pair_auc_holds_no_vectors_per_pair():
     """Its cosines come from the regions x regions products: one vector per pair of the 2,000
     regions, of a 768-wide encoder, was 12 GB twice. Here 600 regions x 128: 184 MB twice before."""
-    import tracemalloc
-
     from gtok.evaluation.evaluate import pair_auc
 
     rng = np.random.default_rng(0)
@@ -119,12 +117,7 @@ def test_coaccessible_pair_auc_holds_no_vectors_per_pair():
     both = both + both.T
     seen, vectors = np.full(600, 200.0), rng.normal(size=(600, 128))
     pair_auc(both[:20, :20], seen[:20], vectors[:20])  # scikit-learn's import is not the metric's memory
-    tracemalloc.start()
-    try:
-        auc = pair_auc(both, seen, vectors)
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
+    auc, peak = traced_peak(pair_auc, both, seen, vectors)
     assert 0.4 < auc < 0.6 and peak < 32 * 2**20
 
 
@@ -809,18 +802,11 @@ def test_the_silhouette_is_computed_in_small_blocks_of_distances():
     fold of 6,000 records took its whole 6,000 x 6,000 distance matrix (275 MiB) and its temporaries at
     once, 738 MiB traced, which at atlas scale set the evaluation's peak. Blocks of SILHOUETTE_MEMORY_MB
     keep it to 238 MiB."""
-    import tracemalloc
-
     rng = np.random.default_rng(0)
     labels = np.repeat(["a", "b"], 6_000)
     x = rng.normal(size=(12_000, 8)) + (labels == "a")[:, None]
     folds = np.tile([0, 1], 6_000)
-    tracemalloc.start()
-    try:
-        scores = fold_metrics(x, labels, folds)
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
+    scores, peak = traced_peak(fold_metrics, x, labels, folds)
     assert np.isfinite(scores["silhouette"]).all() and peak < 400 * 2**20, peak / 2**20
 
 
@@ -836,3 +822,15 @@ def test_the_fold_count_of_the_correction_is_the_designs_even_where_a_fold_gave_
     d = np.array([0.1, 0.2, 0.3, 0.4])
     assert paired_difference(gap, "region2vec", "lsi")[1] == pytest.approx(np.sqrt((1 / 4 + 1 / 4) * d.var(ddof=1)))
     assert whole == pytest.approx(np.sqrt(0.45 * 0.025))
+
+
+def traced_peak(call: Any, *args: Any) -> tuple[Any, int]:
+    """(call(*args), the peak bytes Python and numpy allocated during it)."""
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        return call(*args), tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
