@@ -488,6 +488,21 @@ def test_bad_lines_name_the_file_and_line(tmp_path, capsys, line, expected):
     assert not out.exists()
 
 
+def test_a_fragments_file_whose_lines_end_in_cr_alone_is_refused(tmp_path, capsys):
+    """Lines ending in \\r alone (classic Mac) made the file one line: one fragment of the first
+    barcode, every other line inside its count column, in silence (gtars reads it so too)."""
+    path = tmp_path / "mac.tsv"
+    path.write_bytes(fragment_text([("chr1", 1, 50, "cellA", 1), ("chr1", 60, 90, "cellB", 1)]).replace("\n", "\r").encode())
+    out = tmp_path / "o.gtok"
+    assert main(["tokenize", str(path), "-u", str(UNIVERSE), "-o", str(out), "-q"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err == (f"gtok tokenize: error: {path}: its lines end in \\r alone (classic Mac), so it would read as one "
+                   "line; convert them to \\n, e.g. with  tr '\\r' '\\n' < IN > OUT."), err
+    assert not out.exists()
+    path.write_bytes(path.read_bytes().replace(b"\r", b"\r\n"))  # Windows line ends read as they are
+    assert main(["tokenize", str(path), "-u", str(UNIVERSE), "-o", str(out), "-q"]) == 0
+
+
 def test_a_bed_file_named_tsv_is_told_to_be_named_bed(tmp_path, capsys):
     """A .tsv name makes a fragments file; when its first line is not a fragment, the likelier
     cause is a BED file saved as .tsv, and 'fix or remove this line' would be the wrong advice."""

@@ -282,9 +282,19 @@ class FragmentFile:
         self.fragments = 0  # valid fragment lines read, of every barcode
 
     def blocks(self) -> Iterator[Block]:
-        for text, size in _text_blocks(self.path, self.name, BLOCK_BYTES):
+        for i, (text, size) in enumerate(_text_blocks(self.path, self.name, BLOCK_BYTES)):
+            if i == 0:
+                self._check_line_ends(text, size)
             self._check_utf8(text, size)
             yield from self._parse(text, size)
+
+    def _check_line_ends(self, text: bytearray, size: int) -> None:
+        """Refuse lines that end in CR alone (classic Mac): with no LF, the whole file was one line,
+        read as one fragment whose count column held every other line (gtars reads it so too)."""
+        cr = text.find(b"\r", 0, size)
+        if 0 <= cr < size - 1 and text.find(b"\n", 0, size) < 0:
+            raise GtokError(f"{self.name}: its lines end in \\r alone (classic Mac), so it would read as one line; "
+                            "convert them to \\n, e.g. with  tr '\\r' '\\n' < IN > OUT.")
 
     def _check_utf8(self, text: bytearray, size: int) -> None:
         """Refuse bytes that are not UTF-8, as gtars does: two barcodes `\\xff1` and `\\xfe1` must not
