@@ -195,6 +195,22 @@ def published_folder(folder: Path, model_class, n_regions: int = N_REGIONS, mode
     return folder
 
 
+@pytest.mark.parametrize("model_type, hint", [("foo", True), ("bert", False), ("atacformer", False)])
+def test_a_published_class_that_is_not_found_says_when_its_model_type_is_the_cause(tmp_path, model_type, hint):
+    """A config.json of a model type gtok knows no package of was told only that transformers has no
+    such class, which pointed at the class name rather than at the type."""
+    from gtok.inference.loading import load_model
+
+    folder = published_folder(tmp_path / "pub", "geniml.atacformer:AtacformerModel")
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, "model_type": model_type, "architectures": ["NoSuch"]}))
+    with pytest.raises(GtokError) as err:
+        load_model(folder)
+    assert "has no class NoSuch" in str(err.value) and "\n" not in str(err.value)
+    assert (f"Its model_type {model_type!r} is not one gtok knows the package of" in str(err.value)) is hint
+    assert ("atacformer (geniml)" in str(err.value)) is hint
+
+
 def test_a_published_base_model_embeds(tmp_path):
     """A base model (AtacformerModel) is trained for no objective; embedding asks for none."""
     from gtok.inference.loading import load_model

@@ -233,3 +233,14 @@ def test_region_counts_exact_and_sampled_from_the_training_split_alone(tmp_path)
     np.testing.assert_array_equal(region_counts(train, 57), every)
     sampled = region_counts(train, 57, max_tokens=2000)
     assert 1000 <= sampled.sum() <= 2000 and sampled[50:].sum() == 0
+
+
+def test_a_checkpoint_cut_short_is_told_so_in_one_short_line(tmp_path):
+    """A copy cut short gave torch's four-sentence miniz error inside gtok's line."""
+    saved_checkpoint(make("region2vec"), tmp_path / "m.ckpt")
+    data = (tmp_path / "m.ckpt").read_bytes()
+    (tmp_path / "cut.ckpt").write_bytes(data[: len(data) // 2])
+    with pytest.raises(GtokError) as err:
+        read_checkpoint(tmp_path / "cut.ckpt")
+    assert str(err.value) == (f"{tmp_path / 'cut.ckpt'}: a checkpoint cut short or damaged (its zip archive has no "
+                              "end); copy it again, or use the run folder's checkpoints/last.ckpt.")

@@ -299,6 +299,24 @@ def published_config(folder: Path) -> tuple[str, int]:
     return f"{HF_PACKAGES.get(model_type, 'transformers')}:{architecture}", vocab_size
 
 
+def _unknown_type(folder: Path) -> str:
+    """Why a published folder's class was looked for in transformers, when its model_type is neither
+    transformers' own nor one gtok knows the package of: the hint that the type, not the class
+    name, is what went wrong."""
+    import json
+
+    try:
+        from transformers import CONFIG_MAPPING
+    except ImportError:  # the error already says transformers cannot be imported
+        return ""
+    model_type = json.loads((folder / HF_CONFIG_FILE).read_text())["model_type"]
+    if model_type in HF_PACKAGES or model_type in CONFIG_MAPPING:
+        return ""
+    known = ", ".join(f"{kind} ({package.split('.')[0]})" for kind, package in HF_PACKAGES.items())
+    return (f" Its model_type {model_type!r} is not one gtok knows the package of, so transformers was tried; gtok "
+            f"reads published folders of transformers' own model types and of {known}.")
+
+
 def _folder_expected(folder: Path, universe: str | os.PathLike | None, file: str, kind: str, vocab_size: int,
                      ships: bool = False) -> Expected:
     """What a `kind` folder's model (geniml, or a Hugging Face model as published), which records
@@ -342,7 +360,10 @@ def _load_published(folder: Path, universe: str | os.PathLike | None) -> LoadedM
 
     name = describe(folder / HF_CONFIG_FILE)
     spec, vocab_size = published_config(folder)
-    brought = import_brought(parse_model(spec, f"{name}: architectures"), f"{name}: architectures")
+    try:
+        brought = import_brought(parse_model(spec, f"{name}: architectures"), f"{name}: architectures")
+    except GtokError as exc:
+        raise GtokError(f"{exc}{_unknown_type(folder)}") from None
     if brought.kind != "hf":
         raise GtokError(f"{name}: {spec} is not a Hugging Face PreTrainedModel.")
     expected = _folder_expected(folder, universe, UNIVERSE_FILE, "Hugging Face", vocab_size, ships=True)

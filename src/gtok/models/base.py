@@ -13,6 +13,7 @@ import dataclasses
 import hashlib
 import math
 import os
+import zipfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -21,7 +22,7 @@ import lightning as L
 import torch
 from torch import nn
 
-from gtok.errors import FingerprintMismatchError, GtokError
+from gtok.errors import FingerprintMismatchError, GtokError, one_line
 from gtok.options import BaseConfig, make_config
 from gtok.paths import input_file
 from gtok.vocabulary import Vocabulary
@@ -188,10 +189,13 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
         head = fh.read(8)
     if not head.startswith((b"PK\x03\x04", b"\x80")):  # torch's zip format, or its legacy pickle
         raise GtokError(f"{name}: not a checkpoint: it is {_kind_of_file(head)}; give a model.ckpt or last.ckpt of 'gtok train'.")
+    if head.startswith(b"PK") and not zipfile.is_zipfile(path):
+        raise GtokError(f"{name}: a checkpoint cut short or damaged (its zip archive has no end); copy it again, "
+                        "or use the run folder's checkpoints/last.ckpt.")
     try:
         ckpt = torch.load(name, map_location="cpu", weights_only=False, mmap=True)  # tensors read on use
     except Exception as exc:  # torch raises many kinds for a truncated or foreign file
-        raise GtokError(f"{name}: not a readable checkpoint ({type(exc).__name__}: {exc}).") from None
+        raise GtokError(f"{name}: not a readable checkpoint ({one_line(exc)}).") from None
     if not isinstance(ckpt, dict) or "gtok" not in ckpt:
         raise GtokError(f"{name}: not a gtok checkpoint (it does not say which model and vocabulary it holds).")
     return ckpt
