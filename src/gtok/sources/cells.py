@@ -461,20 +461,20 @@ def iter_cell_tokens(
         raise GtokError(f"chunk_rows must be 1 or more, not {chunk_rows}.")
     cells = _Cells(source, modality, layer)
     start, stop = _row_range(rows, cells.n_obs, cells.name)
-    columns, var_names = cells.var()
-    regions = var_intervals(columns, var_names, cells.name, tile_width=tile_width)
+    var_columns, var_names = cells.var()
+    regions = var_intervals(var_columns, var_names, cells.name, tile_width=tile_width)
     foreign = tokenizer.universe.foreign_input(regions.chrom_names, f"{cells.name} (var)")
     if not len(regions):
         foreign = f"{cells.name}: var is empty (no peaks), so every cell's tokens are <unk> alone."
     if foreign:
         warnings.warn(foreign, stacklevel=2)
-    unsorted = order_sensitive and var_order_warning(regions, columns, cells.name, order_sensitive)
+    unsorted = order_sensitive and var_order_warning(regions, var_columns, cells.name, order_sensitive)
     if unsorted:
         warnings.warn(unsorted, stacklevel=2)
     names = cells.obs_names()
     _check_shape(cells, len(names), len(regions))
-    columns = ColumnTokens(tokenizer, regions)
-    unmatched = None if foreign or regions.tiles_genome() else unmatched_peaks(columns.count, cells.name)
+    column_tokens = ColumnTokens(tokenizer, regions)
+    unmatched = None if foreign or regions.tiles_genome() else unmatched_peaks(column_tokens.count, cells.name)
     if unmatched:
         warnings.warn(unmatched, stacklevel=2)
     labels = cells.labels(label_key) if label_key else None
@@ -482,7 +482,7 @@ def iter_cell_tokens(
     try:
         for block in cells.row_blocks(start, stop, chunk_rows, spill_dir):
             b = a + block.indptr.size - 1
-            tokens, lengths = columns.tokenize(checked_block(block, cells.n_vars, a, cells.name))
+            tokens, lengths = column_tokens.tokenize(checked_block(block, cells.n_vars, a, cells.name))
             yield Batch([str(n) for n in names[a:b]], tokens, lengths, None if labels is None else list(labels[a:b]))
             a = b
     except NotCounts as bad:
