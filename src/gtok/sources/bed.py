@@ -24,6 +24,7 @@ import numpy as np
 from gtok.errors import BedFormatError, GtokError, describe
 from gtok.paths import input_file
 from gtok.sources.base import Batch, Source, progress_bar
+from gtok.sources.labels import read_label_sheet, refuse_binary
 
 if TYPE_CHECKING:
     from gtok.tokenizer import Tokenizer
@@ -177,8 +178,7 @@ def read_sorted(path: str | os.PathLike) -> Intervals:
 def read_bytes(path: str | os.PathLike, what: str = "BED file") -> bytes:
     """The file's bytes, decompressed if it is gzip, refused when they look binary (a zero byte)."""
     raw = read_decompressed(path, what)
-    if b"\x00" in raw[:65536]:
-        raise GtokError(f"{describe(path)}: looks like a binary file, not a text {what}.")
+    refuse_binary(raw, describe(path), what)
     return raw
 
 
@@ -467,8 +467,6 @@ class BedFiles(Source):
                                 "named by its file name); rename one of them.")
             first[name] = path
         if self.labels_sheet:
-            from gtok.sources.labels import read_label_sheet
-
             self._labels = read_label_sheet(self.labels_sheet, self.paths)
 
     def batches(self, tok: Tokenizer, spill_dir: Path) -> Iterator[Batch]:

@@ -91,14 +91,21 @@ def decode_text(raw: bytes, path: str, what: str) -> str:
     byte-order mark or zero bytes tell (see read_sheet). Undecodable bytes are refused by line, and
     zero bytes in what is not UTF-16 or UTF-32 as a binary file."""
     encoding = _encoding(raw)
-    if encoding == "utf-8" and b"\x00" in raw[:65536]:
-        raise GtokError(f"{path}: looks like a binary file, not a text {what}.")
+    if encoding == "utf-8":
+        refuse_binary(raw, path, what)
     try:
         return raw.decode(encoding)
     except UnicodeDecodeError as exc:
         line = raw.count(b"\n", 0, exc.start) + 1
         raise GtokError(f"{path}, line {line}: the {what} is not UTF-8 text ({raw[exc.start:exc.start + 1]!r}); "
                         "save it as UTF-8 (Excel: 'CSV UTF-8'; LibreOffice: character set Unicode (UTF-8)).") from None
+
+
+def refuse_binary(raw: bytes, path: str, what: str) -> None:
+    """Refuse bytes of ASCII or UTF-8 text with a zero byte in their first 64 KiB: no text file
+    holds one, so it is a binary file given where text was meant (a shard, an index, a BAM)."""
+    if b"\x00" in raw[:65536]:
+        raise GtokError(f"{path}: looks like a binary file, not a text {what}.")
 
 
 def sheet_header(sheet: str, what: str) -> list[str]:
