@@ -28,6 +28,17 @@ def test_a_latin1_sheet_is_one_line_naming_its_line(tmp_path):
         read_barcode_labels(str(sheet))
 
 
+def test_a_damaged_utf16_sheet_is_not_called_not_utf8(tmp_path):
+    """A sheet whose byte-order mark says UTF-16 but which holds a lone surrogate (damaged, or cut
+    in the middle of a character) was told it is 'not UTF-8 text' and to save it as UTF-8."""
+    sheet = tmp_path / "labels.tsv"
+    sheet.write_bytes(TEXT.encode("utf-16") + b"\x00\xd8")
+    with pytest.raises(GtokError, match=r"^.*labels.tsv, line 4: the label sheet looks like UTF-16 text but is not "
+                                        r"valid UTF-16 \(b'\\x00\\xd8': unexpected end of data\); it may be damaged or cut "
+                                        r"short: save it again"):
+        read_barcode_labels(str(sheet))
+
+
 def test_a_row_of_more_fields_than_the_header_is_refused_by_line(tmp_path):
     """A tab inside a label would cut it short, its rest dropped in silence."""
     sheet = tmp_path / "labels.tsv"

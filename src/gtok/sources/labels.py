@@ -96,9 +96,14 @@ def decode_text(raw: bytes, path: str, what: str) -> str:
     try:
         return raw.decode(encoding)
     except UnicodeDecodeError as exc:
-        line = raw.count(b"\n", 0, exc.start) + 1
-        raise GtokError(f"{path}, line {line}: the {what} is not UTF-8 text ({raw[exc.start:exc.start + 1]!r}); "
-                        "save it as UTF-8 (Excel: 'CSV UTF-8'; LibreOffice: character set Unicode (UTF-8)).") from None
+        line = raw[:exc.start].decode(encoding, "replace").count("\n") + 1  # of characters: a UTF-16 byte may be 0x0a
+        bad = raw[exc.start:exc.end]
+        if encoding.startswith("utf-8"):
+            raise GtokError(f"{path}, line {line}: the {what} is not UTF-8 text ({bad[:1]!r}); save it as UTF-8 "
+                            f"({_SAVE_AS_UTF8}).") from None
+        form = _form(encoding)
+        raise GtokError(f"{path}, line {line}: the {what} looks like {form} text but is not valid {form} ({bad!r}: "
+                        f"{exc.reason}); it may be damaged or cut short: save it again, as UTF-8 ({_SAVE_AS_UTF8}).") from None
 
 
 def refuse_binary(raw: bytes, path: str, what: str) -> None:
@@ -119,6 +124,8 @@ def sheet_header(sheet: str, what: str) -> list[str]:
     return next(csv.reader(io.StringIO(head.decode(_encoding(head), "replace")), delimiter="\t"), [])
 
 
+_SAVE_AS_UTF8 = "Excel: 'CSV UTF-8'; LibreOffice: character set Unicode (UTF-8)"
+
 _BOMS = ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"), (codecs.BOM_UTF8, "utf-8-sig"),
          (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))
 
@@ -135,6 +142,11 @@ def _encoding(raw: bytes) -> str:
         if 0 not in head[1::2] and not any(head[::2]):
             return "utf-16-be"
     return "utf-8"
+
+
+def _form(encoding: str) -> str:
+    """An encoding as iconv names it: 'utf-16' (told by its mark) is UTF-16, 'utf-16-le' UTF-16LE."""
+    return encoding.upper().replace("-LE", "LE").replace("-BE", "BE")
 
 
 def _read_sheet(sheet: str, choices: Sequence[tuple[str, ...]]) -> tuple[tuple[str, ...], dict]:
