@@ -171,6 +171,16 @@ def test_missing_truncated_and_binary_files(tmp_path):
         read_bed(garbage)
 
 
+def test_a_utf16_bed_file_is_named_as_such_not_as_binary(tmp_path):
+    """Windows' 'Unicode' text has a zero byte beside every ASCII character: it was called 'a
+    binary file', which hid both what it is and how to convert it."""
+    path = tmp_path / "u16.bed"
+    path.write_bytes("chr1\t10\t20\n".encode("utf-16"))
+    with pytest.raises(GtokError, match=r"^.*u16.bed: is UTF-16 text, but a BED file must be ASCII or UTF-8 text; "
+                                        r"convert it first, e.g. with  iconv -f UTF-16 -t UTF-8 IN > OUT\.$"):
+        read_bed(path)
+
+
 def test_sorted_like_files_is_stable_by_bytes_then_start():
     iv = Intervals.from_columns(["chr2", "chr10", "chr2", "chr1", "chr2"], [5, 1, 5, 9, 1], [6, 2, 9, 10, 2])
     assert rows(iv.sorted_like_files()) == [

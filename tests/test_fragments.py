@@ -503,6 +503,23 @@ def test_a_fragments_file_whose_lines_end_in_cr_alone_is_refused(tmp_path, capsy
     assert main(["tokenize", str(path), "-u", str(UNIVERSE), "-o", str(out), "-q"]) == 0
 
 
+@pytest.mark.parametrize(("encoding", "form"), [("utf-16", "UTF-16"), ("utf-16-le", "UTF-16LE"), ("utf-32", "UTF-32")])
+@pytest.mark.parametrize("name", ["f.tsv", "f.tsv.gz"])
+def test_a_utf16_fragments_file_is_refused_in_one_line_saying_so(tmp_path, capsys, encoding, form, name):
+    """Windows' 'Unicode' text (UTF-16, with or without its byte-order mark) was refused with a
+    dump of its first line's bytes, as 'not UTF-8 text; fix or remove this line'; it is the
+    file's encoding, not a line, that is wrong, and iconv converts it."""
+    text = fragment_text([("chr1", 1, 50, "cellA", 1), ("chr1", 60, 90, "cellB", 1)]).encode(encoding)
+    path = tmp_path / name
+    path.write_bytes(gzip.compress(text) if name.endswith(".gz") else text)
+    out = tmp_path / "o.gtok"
+    assert main(["tokenize", str(path), "-u", str(UNIVERSE), "-o", str(out), "-q"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err == (f"gtok tokenize: error: {path}: is {form} text, but a fragments file must be ASCII or UTF-8 text; "
+                   f"convert it first, e.g. with  iconv -f {form} -t UTF-8 IN > OUT."), err
+    assert not out.exists()
+
+
 def test_a_bed_file_named_tsv_is_told_to_be_named_bed(tmp_path, capsys):
     """A .tsv name makes a fragments file; when its first line is not a fragment, the likelier
     cause is a BED file saved as .tsv, and 'fix or remove this line' would be the wrong advice."""

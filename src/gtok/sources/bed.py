@@ -24,7 +24,7 @@ import numpy as np
 from gtok.errors import BedFormatError, GtokError, describe
 from gtok.paths import input_file
 from gtok.sources.base import Batch, Source, progress_bar
-from gtok.sources.labels import read_label_sheet, refuse_binary
+from gtok.sources.labels import read_label_sheet, refuse_unless_utf8
 
 if TYPE_CHECKING:
     from gtok.tokenizer import Tokenizer
@@ -176,9 +176,10 @@ def read_sorted(path: str | os.PathLike) -> Intervals:
 
 
 def read_bytes(path: str | os.PathLike, what: str = "BED file") -> bytes:
-    """The file's bytes, decompressed if it is gzip, refused when they look binary (a zero byte)."""
+    """The file's bytes, decompressed if it is gzip, refused when they are not ASCII or UTF-8 text
+    (UTF-16, or a binary file's zero bytes)."""
     raw = read_decompressed(path, what)
-    refuse_binary(raw, describe(path), what)
+    refuse_unless_utf8(raw, describe(path), what)
     return raw
 
 

@@ -113,6 +113,19 @@ def refuse_binary(raw: bytes, path: str, what: str) -> None:
         raise GtokError(f"{path}: looks like a binary file, not a text {what}.")
 
 
+def refuse_unless_utf8(raw: bytes, path: str, what: str) -> None:
+    """Refuse the start of a file that must be ASCII or UTF-8 (BED, fragments: read as bytes, as
+    gtars reads them) but is UTF-16 or UTF-32, Windows' 'Unicode' text, told by its byte-order mark
+    or its zero bytes: named so, with the command that converts it, not as bad lines or a binary
+    file; any other zero byte is a binary file's."""
+    encoding = _encoding(raw)
+    if encoding.startswith(("utf-16", "utf-32")):
+        form = _form(encoding)
+        raise GtokError(f"{path}: is {form} text, but a {what} must be ASCII or UTF-8 text; convert it first, e.g. "
+                        f"with  iconv -f {form} -t UTF-8 IN > OUT.")
+    refuse_binary(raw, path, what)
+
+
 def sheet_header(sheet: str, what: str) -> list[str]:
     """A sheet's column names, from its first 64 KiB only (a sheet of a million cells is not read
     to check its columns; the job that reads it whole reports any bad byte)."""

@@ -82,27 +82,7 @@ def first_data_lines(path: str | os.PathLike, count: int, limit: int = SNIFF_BYT
     """Up to `count` lines of a text file (gzip or not) that are neither blank nor comments (`#`,
     `track`, `browser`), from its first `limit` bytes of text; [] when it cannot be read (its
     reader says why later)."""
-    import gzip
-    import zlib
-
-    try:
-        with open(path, "rb") as fh:
-            gzipped = fh.read(2) == b"\x1f\x8b"
-            fh.seek(0)
-            if not gzipped:
-                text = fh.read(limit)
-                whole = len(text) < limit
-            elif limit <= 1 << 16:  # within the first gzip member (a bgzip block holds 64 KiB): 4x cheaper
-                raw = fh.read(limit)
-                inflate = zlib.decompressobj(31)
-                text = inflate.decompress(raw, limit)
-                whole = len(raw) < limit and inflate.eof and not inflate.unused_data
-            else:
-                with gzip.GzipFile(fileobj=fh) as text_file:
-                    text = text_file.read(limit)
-                whole = len(text) < limit
-    except (OSError, EOFError, zlib.error):
-        return []
+    text, whole = read_head(path, limit) or (b"", True)
     lines: list[bytes] = []
     at = 0
     while len(lines) < count and at < len(text):
@@ -114,6 +94,31 @@ def first_data_lines(path: str | os.PathLike, count: int, limit: int = SNIFF_BYT
         if line.strip() and not line.startswith((b"#", b"track", b"browser")):
             lines.append(line)
     return lines
+
+
+def read_head(path: str | os.PathLike, limit: int) -> tuple[bytes, bool] | None:
+    """The first `limit` bytes of a file's text, decompressed if it is gzip (told by its magic
+    number), and whether they are all of it; None when it cannot be read (its reader says why later)."""
+    import gzip
+    import zlib
+
+    try:
+        with open(path, "rb") as fh:
+            gzipped = fh.read(2) == b"\x1f\x8b"
+            fh.seek(0)
+            if not gzipped:
+                text = fh.read(limit)
+                return text, len(text) < limit
+            if limit <= 1 << 16:  # within the first gzip member (a bgzip block holds 64 KiB): 4x cheaper
+                raw = fh.read(limit)
+                inflate = zlib.decompressobj(31)
+                text = inflate.decompress(raw, limit)
+                return text, len(raw) < limit and inflate.eof and not inflate.unused_data
+            with gzip.GzipFile(fileobj=fh) as text_file:
+                text = text_file.read(limit)
+            return text, len(text) < limit
+    except (OSError, EOFError, zlib.error):
+        return None
 
 
 @dataclass(frozen=True)

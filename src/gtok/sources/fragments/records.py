@@ -30,8 +30,9 @@ from gtok.formats.shard import token_dtype
 from gtok.kernels import kernel
 from gtok.pipeline import prefetched
 from gtok.sources.base import Batch, Source
-from gtok.sources.fragments import FragmentOptions, column_name_like, first_data_lines, read_barcode_list
+from gtok.sources.fragments import FragmentOptions, column_name_like, first_data_lines, read_barcode_list, read_head
 from gtok.sources.fragments.parser import Barcodes, Block, FragmentFile
+from gtok.sources.labels import refuse_unless_utf8
 from gtok.sources.samples import AS_THEY_ARE, CellNames
 from gtok.universe import overlap_kernel
 
@@ -178,6 +179,11 @@ class FragmentsSource(Source):
         self.labels: dict[str, str | None] | None = None  # by record name
 
     def check(self, tok: Tokenizer) -> None:
+        """The file's text, before its first line is parsed: UTF-16 text would be refused line by
+        line as bytes that are not UTF-8, when it is the whole file that needs converting."""
+        head = read_head(self.path, 1 << 16)
+        if head is not None:
+            refuse_unless_utf8(head[0], describe(self.path), "fragments file")
         if self._sheet is not None:
             self.labels = self._sheet().of(self.names, self._n_samples)
 
