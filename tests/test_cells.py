@@ -704,6 +704,24 @@ def test_a_var_whose_peaks_mostly_miss_the_universe_is_warned_of(pbmc, tmp_path)
         list(iter_cell_tokens(tok, ad.AnnData(X=pbmc.X, obs=pbmc.obs, var=tiles)))
 
 
+def test_var_is_warned_of_before_the_progress_bar_starts(pbmc, tmp_path):
+    """iter_cell_tokens was a generator, so its checks of var ran at the first chunk: gtok embed and
+    gtok tokenize had started their progress bars when the warnings came. They come when it is
+    called, and tokenize's bar after them."""
+    v = pbmc.var
+    universe = write_bed(tmp_path / "u.bed", list(zip(v["chr"].astype(str), v["start"], v["end"])))
+    moved = v.copy()
+    moved["start"], moved["end"] = v["start"] + 1_000_003, v["end"] + 1_000_003  # another assembly's coordinates
+    cells = ad.AnnData(X=pbmc.X, obs=pbmc.obs, var=moved)
+    with pytest.warns(UserWarning, match="peaks overlap no universe region"):
+        iter_cell_tokens(Tokenizer.from_bed(universe), cells)  # not a chunk asked for
+    cells.write_h5ad(tmp_path / "moved.h5ad")
+    proc = gtok("tokenize", "-u", universe, "-o", tmp_path / "o.gtok", tmp_path / "moved.h5ad", check=True)
+    warning = proc.stderr.index("moved.h5ad: ")
+    assert "overlap no universe region" in proc.stderr[warning:].splitlines()[0]
+    assert "moved.h5ad:" not in proc.stderr[:warning] and "cell" not in proc.stderr[:warning], proc.stderr
+
+
 def test_h5ad_files_whose_cells_share_names_are_named_by_their_samples(universe, pbmc, tmp_path):
     """Obs names repeat across .h5ad files as barcodes do across fragment files."""
     from gtok.cli import main

@@ -118,9 +118,9 @@ class H5adSource(Source):
 
     def batches(self, tok: Tokenizer, spill_dir: Path) -> Iterator[Batch]:
         o = self.options
-        bar = progress_bar(None, self.progress, desc=os.path.basename(self.path), unit="cell")
         chunks = iter_cell_tokens(tok, self.path, rows=o.rows, chunk_rows=o.chunk_rows, label_key=o.label_key,
                                   modality=o.modality, tile_width=o.tile_width, spill_dir=str(spill_dir), layer=o.layer)
+        bar = progress_bar(None, self.progress, desc=os.path.basename(self.path), unit="cell")  # after var's warnings
         for chunk in prefetched(chunks):
             yield Batch(self.names.names(chunk.names), chunk.tokens, chunk.lengths, chunk.labels)
             if bar is not None:
@@ -456,7 +456,10 @@ def iter_cell_tokens(
 
     The matrix must hold counts (or any non-negative values: a nonzero entry is an accessible
     peak); a negative or NaN value, a column index outside var or damaged row pointers
-    are refused in one line naming the cell or the problem."""
+    are refused in one line naming the cell or the problem.
+
+    The file and its var are read, checked and warned of when this is called, not when the first
+    chunk is asked for, so that those lines come before a caller's progress bar starts."""
     if chunk_rows < 1:
         raise GtokError(f"chunk_rows must be 1 or more, not {chunk_rows}.")
     cells = _Cells(source, modality, layer)
@@ -478,15 +481,19 @@ def iter_cell_tokens(
     if unmatched:
         warnings.warn(unmatched, stacklevel=2)
     labels = cells.labels(label_key) if label_key else None
-    a = start
-    try:
-        for block in cells.row_blocks(start, stop, chunk_rows, spill_dir):
-            b = a + block.indptr.size - 1
-            tokens, lengths = column_tokens.tokenize(checked_block(block, cells.n_vars, a, cells.name))
-            yield Batch([str(n) for n in names[a:b]], tokens, lengths, None if labels is None else list(labels[a:b]))
-            a = b
-    except NotCounts as bad:
-        raise GtokError(cells.not_counts(bad, names, regions)) from None
+
+    def batches() -> Iterator[Batch]:
+        a = start  # the first row of the next chunk
+        try:
+            for block in cells.row_blocks(start, stop, chunk_rows, spill_dir):
+                b = a + block.indptr.size - 1
+                tokens, lengths = column_tokens.tokenize(checked_block(block, cells.n_vars, a, cells.name))
+                yield Batch([str(n) for n in names[a:b]], tokens, lengths, None if labels is None else list(labels[a:b]))
+                a = b
+        except NotCounts as bad:
+            raise GtokError(cells.not_counts(bad, names, regions)) from None
+
+    return batches()
 
 
 def unmatched_peaks(count: np.ndarray, source: str) -> str | None:
