@@ -125,6 +125,7 @@ def test_rows_labels_and_names(universe):
     (["--label-key", "nope"], "obs has no column 'nope'"),
     (["--layer", "nope"], "has no layer 'nope'"),
     (["--rows", "30:40"], "row range 30:40 is outside the file's 20 cells"),
+    (["--rows", "5:5"], "pbmc_hg38.h5ad: row range 5:5 is empty (the file holds 20 cells); give START < STOP"),
 ])
 def test_h5ad_options_are_checked_before_the_progress_bar(universe, tmp_path, options, words):
     """The error is the only line: no progress bar was drawn before it."""

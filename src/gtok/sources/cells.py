@@ -109,8 +109,11 @@ class H5adSource(Source):
         cells = _Cells(self.path, o.modality, o.layer)
         try:
             start, stop = _row_range(o.rows, cells.n_obs, cells.name)
-            if start == stop:
+            if cells.n_obs == 0:
                 raise GtokError(f"{cells.name}: holds no cells (its matrix has no rows); nothing to tokenize.")
+            if start == stop:
+                raise GtokError(f"{cells.name}: row range {start}:{stop} is empty (the file holds {cells.n_obs:,} cells); "
+                                "give START < STOP.")
             if o.label_key:
                 cells.labels(o.label_key)
         finally:
