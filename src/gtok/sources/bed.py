@@ -24,7 +24,8 @@ import numpy as np
 from gtok.errors import BedFormatError, GtokError, describe
 from gtok.paths import input_file
 from gtok.sources.base import Batch, Source, progress_bar
-from gtok.sources.labels import read_label_sheet, refuse_unless_utf8
+from gtok.sources.labels import read_label_sheet
+from gtok.sources.text import refuse_unless_utf8
 
 if TYPE_CHECKING:
     from gtok.tokenizer import Tokenizer

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import codecs
 import csv
 import io
 import os
@@ -14,6 +13,7 @@ from gtok.errors import GtokError
 from gtok.formats.shard import record_name
 from gtok.paths import input_file
 from gtok.sources.samples import CellNames
+from gtok.sources.text import decode_text, encoding_of
 
 
 def read_label_sheet(sheet: str, beds: Sequence[str]) -> dict[str, str | None]:
@@ -86,46 +86,6 @@ def read_sheet(sheet: str, what: str) -> tuple[list[str], list[dict[str, str]]]:
     return list(reader.fieldnames), rows
 
 
-def decode_text(raw: bytes, path: str, what: str) -> str:
-    """The text of a file that spreadsheets and editors write: UTF-8, or the encoding its
-    byte-order mark or zero bytes tell (see read_sheet). Undecodable bytes are refused by line, and
-    zero bytes in what is not UTF-16 or UTF-32 as a binary file."""
-    encoding = _encoding(raw)
-    if encoding == "utf-8":
-        refuse_binary(raw, path, what)
-    try:
-        return raw.decode(encoding)
-    except UnicodeDecodeError as exc:
-        line = raw[:exc.start].decode(encoding, "replace").count("\n") + 1  # of characters: a UTF-16 byte may be 0x0a
-        bad = raw[exc.start:exc.end]
-        if encoding.startswith("utf-8"):
-            raise GtokError(f"{path}, line {line}: the {what} is not UTF-8 text ({bad[:1]!r}); save it as UTF-8 "
-                            f"({_SAVE_AS_UTF8}).") from None
-        form = _form(encoding)
-        raise GtokError(f"{path}, line {line}: the {what} looks like {form} text but is not valid {form} ({bad!r}: "
-                        f"{exc.reason}); it may be damaged or cut short: save it again, as UTF-8 ({_SAVE_AS_UTF8}).") from None
-
-
-def refuse_binary(raw: bytes, path: str, what: str) -> None:
-    """Refuse bytes of ASCII or UTF-8 text with a zero byte in their first 64 KiB: no text file
-    holds one, so it is a binary file given where text was meant (a shard, an index, a BAM)."""
-    if b"\x00" in raw[:65536]:
-        raise GtokError(f"{path}: looks like a binary file, not a text {what}.")
-
-
-def refuse_unless_utf8(raw: bytes, path: str, what: str) -> None:
-    """Refuse the start of a file that must be ASCII or UTF-8 (BED, fragments: read as bytes, as
-    gtars reads them) but is UTF-16 or UTF-32, Windows' 'Unicode' text, told by its byte-order mark
-    or its zero bytes: named so, with the command that converts it, not as bad lines or a binary
-    file; any other zero byte is a binary file's."""
-    encoding = _encoding(raw)
-    if encoding.startswith(("utf-16", "utf-32")):
-        form = _form(encoding)
-        raise GtokError(f"{path}: is {form} text, but a {what} must be ASCII or UTF-8 text; convert it first, e.g. "
-                        f"with  iconv -f {form} -t UTF-8 IN > OUT.")
-    refuse_binary(raw, path, what)
-
-
 def sheet_header(sheet: str, what: str) -> list[str]:
     """A sheet's column names, from its first 64 KiB only (a sheet of a million cells is not read
     to check its columns; the job that reads it whole reports any bad byte)."""
@@ -134,32 +94,7 @@ def sheet_header(sheet: str, what: str) -> list[str]:
             head = fh.read(1 << 16)
     except OSError as exc:
         raise GtokError(f"{sheet}: cannot read the {what} ({os.strerror(exc.errno).lower()}).") from None
-    return next(csv.reader(io.StringIO(head.decode(_encoding(head), "replace")), delimiter="\t"), [])
-
-
-_SAVE_AS_UTF8 = "Excel: 'CSV UTF-8'; LibreOffice: character set Unicode (UTF-8)"
-
-_BOMS = ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"), (codecs.BOM_UTF8, "utf-8-sig"),
-         (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))
-
-
-def _encoding(raw: bytes) -> str:
-    """The encoding a byte-order mark, or the zero bytes of ASCII text in UTF-16, tell; else UTF-8."""
-    for bom, encoding in _BOMS:
-        if raw.startswith(bom):
-            return encoding
-    head = raw[:512]
-    if head and len(raw) % 2 == 0:
-        if 0 not in head[::2] and not any(head[1::2]):
-            return "utf-16-le"
-        if 0 not in head[1::2] and not any(head[::2]):
-            return "utf-16-be"
-    return "utf-8"
-
-
-def _form(encoding: str) -> str:
-    """An encoding as iconv names it: 'utf-16' (told by its mark) is UTF-16, 'utf-16-le' UTF-16LE."""
-    return encoding.upper().replace("-LE", "LE").replace("-BE", "BE")
+    return next(csv.reader(io.StringIO(head.decode(encoding_of(head), "replace")), delimiter="\t"), [])
 
 
 def _read_sheet(sheet: str, choices: Sequence[tuple[str, ...]]) -> tuple[tuple[str, ...], dict]:

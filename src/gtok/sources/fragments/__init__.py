@@ -139,7 +139,7 @@ def read_barcode_list(path: str) -> list[str]:
     if path.lower().endswith(".h5ad"):  # in any case, as an input's kind is told
         return _obs_names(path)
     from gtok.sources.bed import read_decompressed
-    from gtok.sources.labels import decode_text
+    from gtok.sources.text import decode_text
 
     lines = decode_text(read_decompressed(path, "barcode list"), describe(path), "barcode list").splitlines()
     names = [line.split("\t")[0].strip() for line in lines if line.strip() and not line.startswith("#")]

@@ -32,8 +32,8 @@ from gtok.pipeline import prefetched
 from gtok.sources.base import Batch, Source
 from gtok.sources.fragments import FragmentOptions, column_name_like, first_data_lines, read_barcode_list, read_head
 from gtok.sources.fragments.parser import Barcodes, Block, FragmentFile
-from gtok.sources.labels import refuse_unless_utf8
 from gtok.sources.samples import AS_THEY_ARE, CellNames
+from gtok.sources.text import refuse_unless_utf8
 from gtok.universe import overlap_kernel
 
 if TYPE_CHECKING:
