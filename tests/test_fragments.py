@@ -515,8 +515,9 @@ def test_a_utf16_fragments_file_is_refused_in_one_line_saying_so(tmp_path, capsy
     out = tmp_path / "o.gtok"
     assert main(["tokenize", str(path), "-u", str(UNIVERSE), "-o", str(out), "-q"]) == 1
     err = capsys.readouterr().err.strip()
+    command = f"zcat IN | iconv -f {form} -t UTF-8 | gzip > OUT" if name.endswith(".gz") else f"iconv -f {form} -t UTF-8 IN > OUT"
     assert err == (f"gtok tokenize: error: {path}: is {form} text, but a fragments file must be ASCII or UTF-8 text; "
-                   f"convert it first, e.g. with  iconv -f {form} -t UTF-8 IN > OUT."), err
+                   f"convert it first, e.g. with  {command}."), err
     assert not out.exists()
 
 

@@ -46,8 +46,10 @@ def refuse_unless_utf8(raw: bytes, path: str, what: str) -> None:
     encoding = encoding_of(raw)
     if encoding.startswith(("utf-16", "utf-32")):
         form = _form(encoding)
+        iconv = f"iconv -f {form} -t UTF-8"
+        command = f"zcat IN | {iconv} | gzip > OUT" if _gzipped(path) else f"{iconv} IN > OUT"
         raise GtokError(f"{path}: is {form} text, but a {what} must be ASCII or UTF-8 text; convert it first, e.g. "
-                        f"with  iconv -f {form} -t UTF-8 IN > OUT.")
+                        f"with  {command}.")
     refuse_binary(raw, path, what)
 
 
@@ -69,6 +71,15 @@ def encoding_of(raw: bytes) -> str:
         if 0 not in head[1::2] and not any(head[::2]):
             return "utf-16-be"
     return "utf-8"
+
+
+def _gzipped(path: str) -> bool:
+    """Whether the file is gzip (its magic number), for a conversion command that reads it."""
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(2) == b"\x1f\x8b"
+    except OSError:
+        return False
 
 
 def _form(encoding: str) -> str:
