@@ -21,6 +21,16 @@ def test_sheets_in_the_encodings_spreadsheets_write_are_read(tmp_path, encoding)
     assert read_barcode_labels(str(sheet)).labels == {"AAAC-1": "B cell", "TTTG-1": "caf\u00e9"}
 
 
+@pytest.mark.parametrize("bom", [b"", b"\xef\xbb\xbf"])
+def test_a_binary_file_given_as_a_sheet_is_told_so_with_or_without_a_utf8_mark(tmp_path, bom):
+    """A zero byte was called a binary file's only without the UTF-8 byte-order mark; with it, the
+    zero bytes were decoded into the labels."""
+    sheet = tmp_path / "labels.tsv"
+    sheet.write_bytes(bom + b"barcode\tlabel\nAAAC-1\tB\x00cell\n")
+    with pytest.raises(GtokError, match=r"labels.tsv: looks like a binary file, not a text label sheet"):
+        read_barcode_labels(str(sheet))
+
+
 def test_a_latin1_sheet_is_one_line_naming_its_line(tmp_path):
     sheet = tmp_path / "labels.tsv"
     sheet.write_bytes(TEXT.encode("latin-1"))

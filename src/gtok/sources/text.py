@@ -16,7 +16,7 @@ def decode_text(raw: bytes, path: str, what: str) -> str:
     byte-order mark or zero bytes tell (encoding_of). Undecodable bytes are refused by line, and
     zero bytes in what is not UTF-16 or UTF-32 as a binary file."""
     encoding = encoding_of(raw)
-    if encoding == "utf-8":
+    if encoding.startswith("utf-8"):  # with its byte-order mark (utf-8-sig) or without
         refuse_binary(raw, path, what)
     try:
         return raw.decode(encoding)
