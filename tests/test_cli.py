@@ -448,7 +448,7 @@ def test_an_earlier_evaluations_folder_is_one_evaluate_writes_into():
     from gtok.evaluation.evaluate import is_evaluation_file
 
     assert all(map(is_evaluation_file, ["metrics.tsv", "folds.tsv", "caption.rst", "summary.html", "umap_lsi.png",
-                                        "umap_region2vec.png"]))
+                                        "umap_region2vec.png", "evaluated.json"]))
     assert not any(map(is_evaluation_file, ["notes.txt", "config.json", "umap.txt", "model.safetensors"]))
 
 

@@ -4,6 +4,7 @@ evaluate` end to end on a trained model, bad input included."""
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 from pathlib import Path
@@ -11,6 +12,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import yaml
 from conftest import gtok, one_line_error, snapshot
 
 from gtok.errors import GtokError
@@ -210,6 +212,8 @@ def test_evaluate_scores_the_model_and_lsi_on_the_same_held_out_cells_and_folds(
     assert re.match(r"\*\*(region2vec did better than LSI|LSI did better than region2vec|region2vec and LSI are within "
                     r"the noise)", caption) and "training records" in caption
     assert "which it never trained on" in caption and "may include" not in caption  # its own data, recorded
+    evaluated = json.loads((out / "evaluated.json").read_text())  # the model scored, which keep_evaluation follows
+    assert evaluated == {"model": str(trained / "run"), "run": yaml.safe_load((trained / "run" / "config.yaml").read_text())["run"]}
 
 
 @pytest.mark.slow  # trains a model
@@ -274,6 +278,30 @@ def test_an_earlier_models_evaluation_is_replaced_as_a_whole(trained, tmp_path, 
     assert said[-1] == (out / "caption.rst").read_text().split("\n")[0].strip("*") and "kNN accuracy" in said[-1]
     assert {p.name for p in out.glob("umap_*.png")} == {"umap_region2vec.png", "umap_lsi.png"}
     assert "earlier" not in (out / "metrics.tsv").read_text()
+
+
+@pytest.mark.slow  # trains a model
+def test_an_earlier_evaluation_of_a_model_set_aside_goes_with_it_before_it_is_replaced(trained, tmp_path, capsys):
+    """`gtok evaluate --out run/eval` after a retrain (README): the evaluation it replaces is of the
+    model now kept in run/previous/TIME/ (the same run and step), so it is copied there first."""
+    from gtok.cli import main
+
+    run = Path(shutil.copytree(trained / "run", tmp_path / "run"))
+    kept = run / "previous" / "20260105-143012"
+    kept.mkdir(parents=True)
+    (kept / "model.ckpt").write_bytes(b"the model set aside")
+    (kept / "config.yaml").write_text(yaml.safe_dump({"run": {"fingerprint": "a" * 64, "step": 30}}))
+    out = run / "eval"
+    out.mkdir()
+    (out / "metrics.tsv").write_text("its scores")
+    (out / "evaluated.json").write_text(json.dumps({"model": str(run), "run": {"fingerprint": "a" * 64, "step": 30}}))
+    assert main(["evaluate", "-q", "--model", str(run), "--manifest", str(trained / "manifest.json"), "-o", str(out)]) == 0
+    assert {p.name for p in (kept / "eval").iterdir()} == {"metrics.tsv", "evaluated.json"}
+    assert (kept / "eval" / "metrics.tsv").read_text() == "its scores"
+    assert json.loads((kept / "eval" / "evaluated.json").read_text())["run"]["fingerprint"] == "a" * 64
+    assert "its scores" not in (out / "metrics.tsv").read_text()
+    assert f"gtok evaluate: the evaluation in {out} is of the model kept in {kept}; copied to {kept / 'eval'}." in \
+        capsys.readouterr().err
 
 
 @pytest.mark.slow  # trains a model

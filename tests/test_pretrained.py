@@ -1,7 +1,10 @@
-"""The universe a model folder carries: found where the data's shards recorded it, before training starts."""
+"""The model folder: the universe it carries (found where the data's shards recorded it, before
+training starts), and the evaluation that follows a model set aside in previous/TIME/."""
 
 from __future__ import annotations
 
+import io
+import json
 import shutil
 from pathlib import Path
 
@@ -13,7 +16,7 @@ from gtok.build import build_index, tokenize_to_shard
 from gtok.errors import FingerprintMismatchError, GtokError
 from gtok.formats.manifest import load_manifest, write_manifest
 from gtok.formats.shard import write_shard
-from gtok.pretrained import data_universe, universe_bed_bytes
+from gtok.pretrained import data_universe, keep_evaluation, universe_bed_bytes
 from gtok.tokenizer import Tokenizer
 from gtok.training.train import train
 
@@ -93,3 +96,71 @@ def test_a_given_universe_must_have_the_vocabulary_size_of_data_without_a_finger
     with pytest.raises(FingerprintMismatchError, match=r"\(2385 tokens\) is not the one .* \(unknown, 100 tokens\)"):
         train(tmp_path / "m.json", "region2vec", tmp_path / "run", max_steps=1, progress=False, universe=UNIVERSE)
     assert not (tmp_path / "run").exists()
+
+
+def model_of(folder: Path, fingerprint: str, step: int) -> Path:
+    """A model folder as gtok train leaves it, for what keep_evaluation reads: model.ckpt and its run."""
+    folder.mkdir(parents=True)
+    (folder / "model.ckpt").write_bytes(b"weights")
+    (folder / "config.yaml").write_text(f"run: {{fingerprint: {fingerprint}, step: {step}}}\n")
+    return folder
+
+
+def evaluation_of(folder: Path, run: dict | None, metrics: str) -> Path:
+    folder.mkdir(parents=True)
+    (folder / "evaluated.json").write_text(json.dumps({"model": "run", "run": run}))
+    (folder / "metrics.tsv").write_text(metrics)
+    (folder / "umap_lsi.png").write_bytes(b"png")
+    return folder
+
+
+def test_an_evaluation_follows_only_the_model_it_scored_into_previous(tmp_path):
+    """Told by the run and step evaluated.json records (as config.yaml does for model.ckpt), not by
+    place or time: seed 0's evaluation goes to seed 0's folder, and neither to the same run's
+    shorter model nor to one of another run; an evaluation kept there already is never replaced."""
+    run = model_of(tmp_path / "run", "b" * 64, 2)  # the model now in the folder
+    seed0 = model_of(run / "previous" / "20260105-143012", "a" * 64, 2)
+    shorter = model_of(run / "previous" / "20260105-120000", "a" * 64, 1)
+    evaluation = evaluation_of(tmp_path / "eval", {"fingerprint": "a" * 64, "step": 2}, "seed 0's scores")
+    log = io.StringIO()
+    assert keep_evaluation(evaluation, run, "gtok train", log) == [seed0 / "eval"]
+    assert log.getvalue() == (f"gtok train: the evaluation in {evaluation} is of the model kept in {seed0}; copied to "
+                              f"{seed0 / 'eval'}.\n")
+    assert {p.name for p in (seed0 / "eval").iterdir()} == {"evaluated.json", "metrics.tsv", "umap_lsi.png"}
+    assert (seed0 / "eval" / "metrics.tsv").read_text() == "seed 0's scores"
+    assert not (shorter / "eval").exists() and not (run / "eval").exists()
+    (evaluation / "metrics.tsv").write_text("a later evaluation of the same model")
+    assert keep_evaluation(evaluation, run, "gtok train", log) == [] and (seed0 / "eval" / "metrics.tsv").read_text() == "seed 0's scores"
+
+
+@pytest.mark.parametrize("run", [None, {"fingerprint": None, "step": 2}, {"fingerprint": "b" * 64, "step": 2}])
+def test_an_evaluation_of_no_kept_model_stays_where_it_is(tmp_path, run):
+    """One that records no run (an older gtok, a geniml model), or scores the folder's own model."""
+    folder = model_of(tmp_path / "run", "b" * 64, 2)
+    kept = model_of(folder / "previous" / "20260105-143012", "a" * 64, 2)
+    assert keep_evaluation(evaluation_of(tmp_path / "eval", run, "scores"), folder, "gtok", io.StringIO()) == []
+    assert not (kept / "eval").exists()
+    (tmp_path / "eval" / "evaluated.json").unlink()
+    assert keep_evaluation(tmp_path / "eval", folder, "gtok", io.StringIO()) == []
+    assert keep_evaluation(tmp_path / "none", folder, "gtok", io.StringIO()) == []  # no evaluation yet
+
+
+def test_an_evaluation_that_cannot_be_copied_is_one_line_and_leaves_no_copy(tmp_path, monkeypatch):
+    """A full disk: the error names the file, and no half copy is taken for the evaluation later."""
+    import errno
+
+    run = model_of(tmp_path / "run", "b" * 64, 2)
+    seed0 = model_of(run / "previous" / "20260105-143012", "a" * 64, 2)
+    evaluation = evaluation_of(tmp_path / "eval", {"fingerprint": "a" * 64, "step": 2}, "seed 0's scores")
+
+    def full(source, target):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(shutil, "copyfile", full)
+    with pytest.raises(GtokError, match=r"eval/\w+\.\w+: cannot write it: no space left on device"):
+        keep_evaluation(evaluation, run, "gtok train", io.StringIO())
+    assert [p.name for p in (seed0 / "eval").iterdir() if not p.name.startswith(".")] == []
+    monkeypatch.undo()
+    assert keep_evaluation(evaluation, run, "gtok train", io.StringIO()) == [seed0 / "eval"]
+    assert (seed0 / "eval" / "metrics.tsv").read_text() == "seed 0's scores"
+

@@ -231,7 +231,8 @@ def test_example_run_evaluates_the_model_against_lsi(tmp_path):
 
 
 def test_a_brought_lightning_module_trains_and_is_evaluated_by_the_workflow(tmp_path):
-    """docs/models.md's worked example: train.model names a class of the user's, imported by the jobs."""
+    """docs/models.md's worked example: train.model names a class of the user's, imported by the jobs.
+    Retrained with other options, the model set aside keeps its evaluation."""
     # the simulated cells: 5 labels of about 100 held-out cells each, enough for the evaluation's 5 folds
     folder = copy_workflow(tmp_path, evaluate={"enabled": True},
                            inputs={"h5ad": ["resources/example/h5ad/simulated.h5ad"]}, shards={"cells_per_shard": 250},
@@ -246,6 +247,22 @@ def test_a_brought_lightning_module_trains_and_is_evaluated_by_the_workflow(tmp_
     bed = sorted((folder / BED_DIR).glob("*.bed"))[0]
     assert gtok("embed", "-q", "--model", train, "-o", tmp_path / "e.npy", bed).returncode == 0
     assert np.load(tmp_path / "e.npy").shape == (1, 8)
+
+    # retrained with another seed: the evaluate job deletes its outputs to score the new model, and
+    # the train job has kept the old model's evaluation with the model, in previous/TIME/eval/
+    scored = contents(folder / "results" / "eval")
+    update_config(folder, {"train": {"seed": 1}})
+    snakemake(folder)
+    (kept,) = (train / "previous").iterdir()
+    assert yaml.safe_load((kept / "config.yaml").read_text())["run"] == card["run"]
+    assert contents(kept / "eval") == scored and json.loads((kept / "eval" / "evaluated.json").read_text())["run"] == card["run"]
+    assert f"copied to {kept.relative_to(folder) / 'eval'}." in (folder / "results" / "logs" / "train.log").read_text()
+    now = json.loads((folder / "results" / "eval" / "evaluated.json").read_text())["run"]
+    assert now == yaml.safe_load((train / "config.yaml").read_text())["run"] != card["run"]
+
+
+def contents(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in folder.iterdir() if not p.name.startswith(".")}
 
 
 def test_nothing_changed_nothing_to_do(finished):

@@ -27,9 +27,11 @@ This module knows the layout and writes it; gtok.inference.loading reads every k
 from __future__ import annotations
 
 import gzip
+import json
 import os
+import shutil
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TextIO
 
 from gtok.atomic import atomic_path
 from gtok.errors import GtokError, describe
@@ -52,6 +54,12 @@ RUN_KEY = "gtok_run"
 """Checkpoint key of the run record: {"fingerprint": sha256 hex, "options": gtok.training.run.run_options}."""
 GENIML_CHECKPOINT = "checkpoint.pt"
 GENIML_UNIVERSE = "universe.bed"
+
+
+EVALUATED_FILE = "evaluated.json"
+"""What `gtok evaluate` writes beside its scores: the model it scored (the path given, and the run and
+step of its model.ckpt), so that an evaluation can follow that model and no other (`keep_evaluation`)."""
+EVALUATION_FOLDER = "eval"  # previous/TIME/eval/: the evaluation of the model kept in previous/TIME/
 
 
 TRAIN_LOCK_FILE = ".gtok-train.lock"
@@ -118,18 +126,74 @@ def saved_files(folder: Path) -> list[str]:
     return [n for n in names if isinstance(n, str) and n not in ("", ".", "..") and "/" not in n]
 
 
+def checkpoint_run(ckpt: dict[str, Any]) -> dict[str, Any]:
+    """The run and step of a checkpoint, as config.yaml records them for model.ckpt (`published_run`)."""
+    return {"fingerprint": (ckpt.get(RUN_KEY) or {}).get("fingerprint"), "step": ckpt.get("global_step")}
+
+
 def check_published(checkpoint: Path, ckpt: dict[str, Any]) -> None:
     """A folder's model.ckpt must be the model its config.yaml (and universe.bed.gz) describe."""
     if checkpoint.name != CHECKPOINT_FILE:
         return
     recorded = published_run(checkpoint.parent)
-    found = {"fingerprint": (ckpt.get(RUN_KEY) or {}).get("fingerprint"), "step": ckpt.get("global_step")}
+    found = checkpoint_run(ckpt)
     if recorded is not None and recorded != found:
         folder = describe(checkpoint.parent)
         raise GtokError(f"{folder}: {CHECKPOINT_FILE} (run {str(found['fingerprint'])[:12]}, step {found['step']}) is not "
                         f"the model its {CONFIG_FILE} describes (run {str(recorded.get('fingerprint'))[:12]}, step "
                         f"{recorded.get('step')}): the folder's files are of different runs; rerun the 'gtok train' that "
                         "wrote it to publish its model again, or copy a model's files together.")
+
+
+def keep_evaluation(evaluation: str | os.PathLike, folder: str | os.PathLike, who: str, log: TextIO) -> list[Path]:
+    """Copy the evaluation in `evaluation` (a `gtok evaluate --out` folder) into previous/TIME/eval/ of
+    the run folder `folder` wherever previous/TIME/ keeps the very model it scored, saying so on
+    `log` as `who`; the folders it went into. Nothing where previous/TIME/eval/ holds an evaluation
+    already, nor when the evaluation records no model (an older gtok wrote it) or its model is not kept.
+
+    gtok train sets a model aside whole, but not its evaluation, which lives where the user or the
+    workflow put it and which the next evaluation replaces (the workflow's evaluate job deletes it
+    first, as declared outputs). So the callers are those that come before that: the workflow's
+    train job, once `gtok train` has set the model aside and before the evaluate job may run, and
+    `gtok evaluate` itself, before it replaces an earlier evaluation; `gtok train` knows no
+    evaluation folder. The model is told by the run fingerprint and step that evaluated.json
+    records, the identity config.yaml vouches for (`check_published`), never by time or place. The
+    files are small and copied whole through a stage renamed into place, evaluated.json last, so a
+    copy cut short is never taken for one.
+    """
+    from gtok.atomic import staged_files
+    from gtok.paths import make_folder
+
+    evaluation, folder = Path(evaluation), Path(folder)
+    scored = _evaluated_run(evaluation)
+    if scored is None:
+        return []
+    kept = []
+    for model in sorted(folder.glob(f"previous/*/{CHECKPOINT_FILE}")):
+        target = model.parent / EVALUATION_FOLDER
+        if published_run(model.parent) != scored or (target / EVALUATED_FILE).is_file():
+            continue
+        make_folder(target)
+        with staged_files(target, last=EVALUATED_FILE) as stage:
+            for path in evaluation.iterdir():
+                if path.is_file() and not path.name.startswith("."):
+                    with atomic_path(stage / path.name) as tmp:  # a full disk: one line naming the file
+                        shutil.copyfile(path, tmp)
+        print(f"{who}: the evaluation in {describe(evaluation)} is of the model kept in {describe(model.parent)}; "
+              f"copied to {describe(target)}.", file=log, flush=True)
+        kept.append(target)
+    return kept
+
+
+def _evaluated_run(evaluation: Path) -> dict[str, Any] | None:
+    """The run and step of the model an evaluation scored, as its evaluated.json records them;
+    None when it records none (an older gtok, a model gtok did not train) or cannot be read."""
+    try:
+        record = json.loads((evaluation / EVALUATED_FILE).read_text())
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None
+    run = record.get("run") if isinstance(record, dict) else None
+    return run if isinstance(run, dict) and run.get("fingerprint") is not None else None
 
 
 def model_folder(checkpoint: Path) -> Path:

@@ -13,6 +13,9 @@ rule evaluate:
         metrics=f"{PLAN.eval_dir}/metrics.tsv",
         folds=f"{PLAN.eval_dir}/folds.tsv",
         caption=f"{PLAN.eval_dir}/caption.rst",
+        # the model scored (its run and step): the train job keeps this evaluation with that
+        # model when a retrain sets it aside in train/previous/TIME/eval/
+        evaluated=f"{PLAN.eval_dir}/evaluated.json",
         summary=report(
             f"{PLAN.eval_dir}/summary.html",
             # written by the job itself, so that it can say which method did better

@@ -45,6 +45,9 @@ rule train:
     params:
         argv=PLAN.train_argv(),
         srun=PLAN.train_srun(),
+        # the evaluation of a model set aside goes with it, to previous/TIME/eval/ (before the
+        # evaluate job deletes its outputs to score the new model)
+        evaluation=PLAN.eval_dir,
     script:
         # inside a SLURM job, srun starts one process per device; elsewhere Lightning spawns them
         "../../scripts/train.py"

@@ -32,6 +32,7 @@ scikit-learn (and umap-learn, for the plots) are imported here only.
 from __future__ import annotations
 
 import functools
+import json
 import os
 import sys
 from collections.abc import Iterable, Iterator
@@ -44,6 +45,7 @@ import numpy as np
 from gtok.errors import GtokError, describe
 from gtok.evaluation.lsi import CANDIDATE_DIMS, CHUNK_RECORDS, LSI, LSI_DIMS, row_chunks, unit_rows
 from gtok.extras import require
+from gtok.pretrained import EVALUATED_FILE, keep_evaluation, model_folder
 
 METRICS = ("knn_accuracy", "ari", "nmi", "silhouette")
 FOLDS = 5
@@ -273,7 +275,7 @@ def pair_auc(both: np.ndarray, seen: np.ndarray, vectors: np.ndarray, seed: int 
 
 def is_evaluation_file(name: str) -> bool:
     """Whether `name` is one of the files `evaluate` writes (an earlier model's UMAP included)."""
-    return name in ("metrics.tsv", "folds.tsv", "summary.html", "caption.rst") or (
+    return name in ("metrics.tsv", "folds.tsv", "summary.html", "caption.rst", EVALUATED_FILE) or (
         name.startswith("umap_") and name.endswith(".png"))
 
 
@@ -302,7 +304,9 @@ def region_vectors(model: Any) -> np.ndarray | None:
 def evaluate(model_path: str | os.PathLike, manifest: str | os.PathLike, out: str | os.PathLike,
              val_fraction: float | None = None, seed: int = 0, progress: bool = False) -> Path:
     """Write OUT/metrics.tsv (fold mean and sd), OUT/folds.tsv (per fold), OUT/umap_MODEL.png,
-    OUT/umap_lsi.png, OUT/summary.html and OUT/caption.rst (the report's caption, verdict first).
+    OUT/umap_lsi.png, OUT/summary.html, OUT/caption.rst (the report's caption, verdict first) and
+    OUT/evaluated.json (the model scored: its path, and its run and step, which keep_evaluation
+    follows into previous/TIME/ when a retrain sets the model aside).
     Input that cannot be scored (no held-out records, no labels, too few of them) is said in one
     line in the log and the report, and the tables are left header-only."""
     require("eval", "gtok evaluate")
@@ -317,6 +321,9 @@ def evaluate(model_path: str | os.PathLike, manifest: str | os.PathLike, out: st
     fingerprint = embedder.vocab.fingerprint or embedder.tokenizer.fingerprint
     records = split_records(manifest, val_fraction, fingerprint=fingerprint)
     make_folder(out)
+    # an earlier evaluation of a model since set aside (a retrain into --model) goes with that model first
+    keep_evaluation(out, model_path if os.path.isdir(model_path) else model_folder(Path(model_path)), "gtok evaluate",
+                    sys.stderr)
     with staged_files(out, owned=_earlier_evaluation(out)) as stage:  # every file replaced, or (on an error half-way) none
         _write_evaluation(stage, embedder, manifest, records, val_fraction, fingerprint, seed, progress, unknown)
     return out / "metrics.tsv"
@@ -407,6 +414,8 @@ def _write_evaluation(folder: Path, embedder: Any, manifest: str | os.PathLike, 
     for name, frame in (("metrics.tsv", table), ("folds.tsv", per_fold)):
         with atomic_path(folder / name) as tmp:
             frame.to_csv(tmp, sep="\t", index=False, float_format="%.4f")
+    with atomic_path(folder / EVALUATED_FILE) as tmp:  # which model these scores are of (pretrained.keep_evaluation)
+        tmp.write_text(json.dumps({"model": os.fspath(embedder.path), "run": embedder.run}, indent=1) + "\n")
     supervised = bool(getattr(embedder.model, "learns_from_labels", False))
     write_evaluation_html(table, per_fold, embedder.name, len(records), notes, folder / "summary.html",
                           supervised)

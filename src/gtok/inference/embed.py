@@ -58,6 +58,7 @@ class Embedder:
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.model = loaded.model.to(self.device)
         self.data_options = loaded.data  # what training saw
+        self.run = loaded.run  # which model this is (its run and step), for the evaluation's record
         positions = getattr(loaded.model, "max_positions", None)  # position embeddings: order matters
         self.max_length = _crop_length(self.data_options.get("max_length") if loaded.attends else None, positions)
         #: the model named in warnings when its vectors depend on token order (None: they do not)

@@ -43,6 +43,7 @@ from gtok.pretrained import (
     SAVED_WITH_HF,
     UNIVERSE_FILE,
     check_published,
+    checkpoint_run,
     is_gtok_folder,
     model_checkpoint,
     model_folder,
@@ -70,6 +71,7 @@ class LoadedModel:
     expected: Expected
     name: str  # for files and tables: the built-in's name, or the class name in lower case
     data: dict[str, Any]  # the data options it was trained with (max_length, val_fraction)
+    run: dict[str, Any] | None = None  # its checkpoint's run and step (pretrained.checkpoint_run), None when it records none
 
     @property
     def attends(self) -> bool:
@@ -157,7 +159,13 @@ def _load_checkpoint(checkpoint: Path, universe: str | os.PathLike | None) -> Lo
     model = model_from(ckpt, describe(checkpoint))
     record = ckpt["gtok"]
     return LoadedModel(model, _vocab(record["vocab"], checkpoint), _expected(checkpoint, record["vocab"], universe),
-                       ModelSpec(record["model"]).label, _data_options(checkpoint, ckpt))
+                       ModelSpec(record["model"]).label, _data_options(checkpoint, ckpt), _run(ckpt))
+
+
+def _run(ckpt: dict[str, Any]) -> dict[str, Any] | None:
+    """What tells this model from any other (the run's fingerprint and the step), when it records its run."""
+    run = checkpoint_run(ckpt)
+    return run if run["fingerprint"] is not None else None
 
 
 def _data_options(checkpoint: Path, ckpt: dict[str, Any]) -> dict[str, Any]:
@@ -228,7 +236,7 @@ def _load_hf(folder: Path, card: dict[str, Any], universe: str | os.PathLike | N
     model = _pretrained(folder, brought, vocab, card.get("options"), f"the vocabulary of {name}; the folder mixes two models")
     expected = Expected(os.fspath(universe or folder / UNIVERSE_FILE), vocab.vocab_size, vocab.fingerprint,
                         describe(folder))
-    return LoadedModel(model, vocab, expected, brought.spec.label, _data_options(model_checkpoint(folder), ckpt))
+    return LoadedModel(model, vocab, expected, brought.spec.label, _data_options(model_checkpoint(folder), ckpt), _run(ckpt))
 
 
 def _check_hf_published(folder: Path, card: dict[str, Any]) -> dict[str, Any]:
