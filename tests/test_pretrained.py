@@ -164,3 +164,27 @@ def test_an_evaluation_that_cannot_be_copied_is_one_line_and_leaves_no_copy(tmp_
     assert keep_evaluation(evaluation, run, "gtok train", io.StringIO()) == [seed0 / "eval"]
     assert (seed0 / "eval" / "metrics.tsv").read_text() == "seed 0's scores"
 
+
+def test_a_run_folder_without_its_model_says_whether_a_training_holds_it(tmp_path):
+    """model.ckpt and config.yaml deleted by hand, checkpoints/ and the lock file left: no run is
+    training there, which the lock tells, so the message says what may have happened and what to
+    do; while a gtok train holds the folder, it says that one is running."""
+    from gtok.pretrained import model_checkpoint
+    from gtok.training.run import claim_folder
+
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "checkpoints" / "last.ckpt").write_bytes(b"weights")
+    (run / ".gtok-train.lock").touch()
+    with pytest.raises(GtokError) as stopped:
+        model_checkpoint(run)
+    assert str(stopped.value) == (
+        f"{run}: holds no finished model (no model.ckpt): its run has not finished (it was stopped, or failed) or its "
+        f"model was deleted; rerun 'gtok train' with the same options to finish it or to publish its model again, or "
+        f"give {run}/checkpoints/last.ckpt.")
+    with claim_folder(run), pytest.raises(GtokError, match=rf"^{run}: holds no finished model yet \(no model.ckpt\): a "
+                                                            rf"gtok train is running in it; wait for it to finish, or "
+                                                            rf"give {run}/checkpoints/last.ckpt\.$"):
+        model_checkpoint(run)
+    with pytest.raises(GtokError, match="its run has not finished"):  # the lock, released, holds nothing
+        model_checkpoint(run)

@@ -26,6 +26,7 @@ This module knows the layout and writes it; gtok.inference.loading reads every k
 
 from __future__ import annotations
 
+import fcntl
 import gzip
 import json
 import os
@@ -88,8 +89,38 @@ def model_checkpoint(path: str | os.PathLike) -> Path:
     earlier = f"; its latest earlier model is {describe(kept[-1].parent)}" if kept else ""
     last = path / "checkpoints" / "last.ckpt"  # what a run saved so far, which loads as it is
     itself = describe(last) if last.is_file() else "a checkpoint file itself"
-    raise GtokError(f"{describe(path)}: holds no finished model (no {CHECKPOINT_FILE}): its run is still training, "
-                    f"or stopped before the end; rerun 'gtok train' to finish it, or give {itself}{earlier}.")
+    running = training_running(path)
+    if running:
+        raise GtokError(f"{describe(path)}: holds no finished model yet (no {CHECKPOINT_FILE}): a gtok train is running "
+                        f"in it; wait for it to finish, or give {itself}{earlier}.")
+    why = "its run has not finished (it was stopped, or failed) or its model was deleted"
+    if running is None:  # no locks on its file system: a run may be training as well
+        why = "its run is still training, has not finished, or its model was deleted"
+    raise GtokError(f"{describe(path)}: holds no finished model (no {CHECKPOINT_FILE}): {why}; rerun 'gtok train' "
+                    f"with the same options to finish it or to publish its model again, or give {itself}{earlier}.")
+
+
+def training_running(folder: Path) -> bool | None:
+    """Whether a `gtok train` holds `folder` now (the lock gtok.training.run.claim_folder takes for
+    a run's whole life, which the kernel drops when the process dies): None where that cannot be
+    told (no lock file, or a file system without locks).
+
+    Asked with a shared lock on a read-only descriptor, released at once: it conflicts with the
+    run's exclusive one, needs no write access, and holds nothing a run would wait on (a launch in
+    the very same microseconds is refused as if this were a run, and can be started again)."""
+    try:
+        fd = os.open(folder / TRAIN_LOCK_FILE, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return None
+    finally:
+        os.close(fd)  # closing drops a lock taken
+    return False
 
 
 def _card(folder: Path) -> dict[str, Any]:
