@@ -655,6 +655,23 @@ def test_lsi_chooses_its_components_on_the_training_records_alone():
     assert choose_dims(fitted, counts[:300], unlabelled).chosen_by is not None
 
 
+def test_records_are_binarised_once_and_lsi_takes_them_as_they_are():
+    """EvalRecords.counts binarises a chunk when it is read (a record may hold a token twice);
+    LSI's passes over it (IDF, the SVD's 7, depth, projection) take it as it is, and copy only
+    counts that are not yet binary."""
+    import scipy.sparse as sp
+
+    from gtok.evaluation.evaluate import EvalRecords
+    from gtok.evaluation.lsi import binarise
+
+    counts = sp.csr_matrix(np.array([[0, 2, 1], [3, 0, 0]], np.float64))
+    once = binarise(counts)
+    assert once is not counts and once.dtype == np.float32 and once.toarray().tolist() == [[0, 1, 1], [1, 0, 0]]
+    assert binarise(once) is once
+    read = EvalRecords(np.array([1, 1, 0]), np.array([2, 1]), None, 3).counts()  # token 1 twice in the first record
+    assert read.toarray().tolist() == [[0, 1, 0], [1, 0, 0]] and binarise(read) is read
+
+
 def test_lsi_fit_streams_chunks_and_finds_truncated_svd_axes():
     """The streamed fit holds one chunk at a time, gives the same fit whatever the chunk size, and
     finds the leading axes scikit-learn's TruncatedSVD finds on the whole matrix."""

@@ -43,7 +43,7 @@ from typing import Any
 import numpy as np
 
 from gtok.errors import GtokError, describe
-from gtok.evaluation.lsi import CANDIDATE_DIMS, CHUNK_RECORDS, LSI, LSI_DIMS, row_chunks, unit_rows
+from gtok.evaluation.lsi import CANDIDATE_DIMS, CHUNK_RECORDS, LSI, LSI_DIMS, binarise, row_chunks, unit_rows
 from gtok.extras import require
 from gtok.pretrained import EVALUATED_FILE, keep_evaluation, model_folder
 
@@ -75,14 +75,13 @@ class EvalRecords:
         return np.split(self.ids, np.cumsum(self.lengths)[:-1]) if self.lengths.size else []
 
     def counts(self) -> Any:
-        """Records x vocabulary, 1 where a record holds a token (scipy CSR)."""
+        """Records x vocabulary, 1 where a record holds a token (float32 CSR, binarised once here:
+        LSI takes it as it is)."""
         import scipy.sparse as sp
 
         indptr = np.concatenate(([0], np.cumsum(self.lengths)))
-        m = sp.csr_matrix((np.ones(self.ids.size, np.float32), self.ids, indptr), shape=(self.lengths.size, self.vocab_size))
-        m.sum_duplicates()
-        m.data[:] = 1.0
-        return m
+        return binarise(sp.csr_matrix((np.ones(self.ids.size, np.float32), self.ids, indptr),
+                                      shape=(self.lengths.size, self.vocab_size)))
 
 
 class Split:

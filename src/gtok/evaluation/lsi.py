@@ -41,14 +41,27 @@ OVERSAMPLES = 10  # TruncatedSVD's n_oversamples
 
 
 def binarise(counts: Any) -> Any:
-    """A float32 CSR copy of `counts` with every stored nonzero set to 1."""
+    """`counts` as float32 CSR with every stored nonzero set to 1: a copy, or `counts` itself when it
+    is already so (the evaluation's chunks are binarised when read, and each pass of the fit and the
+    projection would otherwise copy them again). Never written to by its callers."""
     import scipy.sparse as sp
 
+    if is_binary(counts):
+        return counts
     m = sp.csr_matrix(counts, dtype=np.float32, copy=True)
     m.sum_duplicates()
     m.eliminate_zeros()
     m.data[:] = 1.0
     return m
+
+
+def is_binary(m: Any) -> bool:
+    """Whether `m` is a float32 CSR matrix in canonical form (sorted indices, no duplicates) whose
+    stored values are all 1, as `binarise` makes it."""
+    import scipy.sparse as sp
+
+    return (sp.issparse(m) and m.format == "csr" and m.dtype == np.float32 and m.has_canonical_format
+            and bool((m.data == 1).all()))
 
 
 def unit_rows(x: np.ndarray) -> np.ndarray:
