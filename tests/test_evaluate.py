@@ -261,6 +261,60 @@ def test_evaluate_reads_held_out_records_a_chunk_at_a_time_and_scores_as_all_at_
 
 
 @pytest.mark.slow  # trains a model
+def test_the_held_out_records_are_embedded_under_one_progress_bar(trained, monkeypatch):
+    """evaluate reads the held-out records a chunk at a time; its bar counts all of them once
+    instead of restarting at each chunk (an atlas's 100,000 held-out records: 10 bars of 0 to 100 %)."""
+    import tqdm
+
+    import gtok.evaluation.evaluate as ev
+    from gtok.inference.embed import Embedder
+
+    manifest = trained / "manifest.json"
+    fitted, _ = ev.training_lsi(manifest, 0.3)
+    embedder = Embedder(trained / "run", None, None, 64)
+    bars = []
+
+    class Seen(tqdm.tqdm):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            bars.append(self)
+
+    monkeypatch.setattr(tqdm, "tqdm", Seen)
+    monkeypatch.setattr(ev, "CHUNK_RECORDS", 3)
+    held = ev.split_records(manifest, 0.3)
+    ev.held_out_vectors(embedder, held, fitted, progress=True)
+    assert len(held) > 100 and [(bar.total, bar.n) for bar in bars] == [(len(held), len(held))]
+
+
+@pytest.mark.slow  # trains a model
+def test_vectors_gone_non_finite_part_way_are_refused_counting_the_records_embedded_so_far(trained, monkeypatch):
+    """The error counts the broken records among all those embedded, not among its chunk's: a model
+    whose vectors go NaN in the second chunk of 3 is refused there, as 3 of the first 6 of all the
+    held-out records, not as 3 of 3."""
+    import gtok.evaluation.evaluate as ev
+    from gtok.inference.embed import Embedder
+
+    manifest = trained / "manifest.json"
+    fitted, _ = ev.training_lsi(manifest, 0.3)
+    embedder = Embedder(trained / "run", None, None, 64)
+    batches, vectors = [], embedder._vectors
+
+    def second_is_nan(docs):
+        batches.append(len(docs))
+        out = vectors(docs)
+        return out if len(batches) == 1 else np.full_like(out, np.nan)
+
+    monkeypatch.setattr(embedder, "_vectors", second_is_nan)
+    monkeypatch.setattr(ev, "CHUNK_RECORDS", 3)
+    held = ev.split_records(manifest, 0.3)
+    with pytest.raises(GtokError, match=rf"^{re.escape(str(trained / 'run'))}: its embeddings of 3 of the first 6 of "
+                                        rf"{len(held)} records are not finite \(NaN or infinite\), so the rest were not "
+                                        r"embedded; did its training diverge \(see its metrics.csv\)\?$"):
+        ev.held_out_vectors(embedder, held, fitted)
+    assert batches == [3, 3]  # stopped at the chunk that broke
+
+
+@pytest.mark.slow  # trains a model
 def test_an_earlier_models_evaluation_is_replaced_as_a_whole(trained, tmp_path, capsys):
     """A rerun after train.model changed: the workflow deletes the evaluation's declared outputs
     (this model's), and the earlier model's UMAP must not stay beside the new results. Without

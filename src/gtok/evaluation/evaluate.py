@@ -498,14 +498,20 @@ def _score(embedder: Any, records: Split, fitted: LSI, choice: EvalRecords, plot
 
 def held_out_vectors(embedder: Any, records: Split, fitted: LSI, progress: bool = False) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """({the model's name: its vectors, "lsi": LSI's} of `records`, in their order; how many of them
-    hold each region, float64 per vocabulary id). Their tokens are read, embedded, projected and
-    counted CHUNK_RECORDS at a time, then dropped: only the vectors stay."""
-    model, lsi, seen = [], [], np.zeros(records.records.vocab_size)
-    for part in records.chunks():
-        counts = part.counts()
-        model.append(embedder.embed_docs(part.docs(), progress))
-        lsi.append(fitted.transform(counts))
-        seen += np.asarray(counts.sum(axis=0)).ravel()
+    hold each region, float64 per vocabulary id). Their tokens are read, projected, counted and
+    embedded CHUNK_RECORDS at a time, then dropped: only the vectors stay. One progress bar counts
+    the embedding of all of them."""
+    lsi, seen = [], np.zeros(records.records.vocab_size)
+
+    def tokens() -> Iterator[list[np.ndarray]]:
+        """Each chunk's token ids for the model, once LSI has projected the chunk and its regions are counted."""
+        for part in records.chunks():
+            counts = part.counts()
+            lsi.append(fitted.transform(counts))
+            seen[:] += np.asarray(counts.sum(axis=0)).ravel()
+            yield part.docs()
+
+    model = list(embedder.embed_chunks(tokens(), len(records), progress))
     return {embedder.name: np.concatenate(model), "lsi": np.concatenate(lsi)}, seen
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import functools
 import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -67,24 +67,49 @@ class Embedder:
 
     def embed_docs(self, docs: Sequence[np.ndarray], progress: bool = False) -> np.ndarray:
         """float32 [len(docs), D] for token id arrays, in their order."""
+        (vectors,) = self.embed_chunks([docs], len(docs), progress)  # run to its end: the bar closed
+        return vectors
+
+    def embed_chunks(self, chunks: Iterable[Sequence[np.ndarray]], total: int, progress: bool = False) -> Iterator[np.ndarray]:
+        """Each chunk's vectors (as embed_docs gives them), in order, under one progress bar over all
+        `total` records: a caller that reads its records a chunk at a time shows one bar, not one
+        restarting per chunk. A chunk with a vector that is not finite stops the embedding there, and
+        the error counts those records among all embedded so far."""
         from tqdm import tqdm
 
+        done = 0
+        with tqdm(total=total, desc="embedding", unit="record", disable=not progress, leave=False) as bar:
+            for docs in chunks:
+                vectors = self._embed(docs, bar)
+                done += len(docs)
+                self._refuse_non_finite(vectors, done, total)
+                yield vectors
+
+    def _embed(self, docs: Sequence[np.ndarray], bar: Any) -> np.ndarray:
+        """float32 [len(docs), D], batched by length, advancing `bar` by each batch's records."""
         if not len(docs):  # no records, but vectors of the model's width, to stack with others
             return np.zeros((0, self.dimensions), dtype=np.float32)
         order = np.argsort([-d.size for d in docs], kind="stable")
         out = None  # sized by the first batch's vectors: the model's width costs no extra forward
-        starts = range(0, len(docs), self.batch_size)
-        for lo in tqdm(starts, desc="embedding", unit="batch", disable=not progress, leave=False):
+        for lo in range(0, len(docs), self.batch_size):
             idx = order[lo : lo + self.batch_size]
             vectors = self._vectors([docs[i] for i in idx])
             if out is None:
                 out = np.empty((len(docs), vectors.shape[1]), dtype=np.float32)
             out[idx] = vectors
-        broken = int((~np.isfinite(out)).any(axis=1).sum())
-        if broken:  # a diverged model: vectors no analysis can use, which must not pass for embeddings
-            raise GtokError(f"{describe(self.path)}: its embeddings of {broken:,} of the {len(docs):,} records are not "
-                            "finite (NaN or infinite); did its training diverge (see its metrics.csv)?")
+            bar.update(idx.size)
         return out
+
+    def _refuse_non_finite(self, vectors: np.ndarray, done: int, total: int) -> None:
+        """A diverged model gives vectors no analysis can use, which must not pass for embeddings:
+        refused, with how many of the `done` records embedded so far (of `total`) are broken; the
+        chunks before were finite, so these are all of them."""
+        broken = int((~np.isfinite(vectors)).any(axis=1).sum())
+        if broken:
+            among = f"the {total:,}" if done == total else f"the first {done:,} of {total:,}"
+            stopped = "" if done == total else ", so the rest were not embedded"
+            raise GtokError(f"{describe(self.path)}: its embeddings of {broken:,} of {among} records are not finite "
+                            f"(NaN or infinite){stopped}; did its training diverge (see its metrics.csv)?")
 
     @functools.cached_property
     def dimensions(self) -> int:
