@@ -64,7 +64,7 @@ def measure(folder: str) -> dict:
 
     ev.fold_metrics = first_scores
     start = time.perf_counter()
-    metrics = ev.evaluate(Path(folder) / "run", Path(folder) / "manifest.json", Path(folder) / "eval")
+    metrics = ev.evaluate(Path(folder) / "run", Path(folder) / "manifest.json", Path(folder) / "eval").metrics
     seconds = time.perf_counter() - start
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     table = pd.read_csv(metrics, sep="\t").set_index(["method", "metric"])["value"]

@@ -421,7 +421,7 @@ def test_evaluate_with_one_label_says_it_skipped_in_one_line(trained, tmp_path, 
     from gtok.evaluation.evaluate import evaluate
 
     manifest = relabelled(trained, tmp_path, lambda y: np.full(y.size, "only"))
-    evaluate(trained / "run", manifest, tmp_path / "eval")
+    assert evaluate(trained / "run", manifest, tmp_path / "eval").verdict is None  # gtok evaluate prints none
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 2 and err[0] == other_data_note(trained, manifest)
     assert "fewer than two labels with 5 records each" in err[1]
@@ -441,7 +441,7 @@ def test_evaluate_leaves_out_a_label_with_too_few_held_out_records_and_says_so(t
     manifest = relabelled(trained, tmp_path, rare)
     held_rare = int((held_out_records(manifest, 0.3).labels == "rare").sum())
     assert 1 <= held_rare < 5
-    evaluate(trained / "run", manifest, tmp_path / "eval")
+    done = evaluate(trained / "run", manifest, tmp_path / "eval")
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [other_data_note(trained, manifest),
                    f"gtok evaluate: 1 label(s) with fewer than 5 held-out records were left out of the scores: rare ({held_rare})."]
@@ -449,6 +449,7 @@ def test_evaluate_leaves_out_a_label_with_too_few_held_out_records_and_says_so(t
     assert set(table["method"]) == {"region2vec", "lsi"} and table["value"].notna().all()
     caption = (tmp_path / "eval" / "caption.rst").read_text().split("\n\n")
     assert "did better" in caption[0] or "within the noise" in caption[0]
+    assert caption[0] == f"**{done.verdict}**"  # what gtok evaluate prints: the sentence written, not read back
     assert caption[1] == "- " + other_data_note(trained, manifest).removeprefix("gtok evaluate: ")
     assert caption[2].startswith("- 1 label(s) with fewer than 5 held-out records")
     assert "which it may have trained on" in caption[-1] and "never trained on" not in caption[-1]

@@ -108,15 +108,14 @@ def corrected_standard_error(differences: np.ndarray, test_to_train: float) -> f
 
 def write_evaluation_caption(table: Any, folds: Any, model: str, records: int, notes: Sequence[str], details: str,
                              design: Mapping[str, int], path: str | os.PathLike, unseen: bool = True,
-                             supervised: bool = False) -> None:
-    """The report caption of the evaluation (reStructuredText): the verdict (or why there is none)
-    first, then what was measured and how. `design`: the evaluation's `folds`, `repeats` (seeded
-    draws of them for kNN accuracy) and `neighbours`, as gtok.evaluation.evaluate sets them.
-    `unseen`: whether the model is known never to have trained on the held-out records (it records
-    its training data). `supervised`: see verdict."""
-    skipped = [n for n in notes if "evaluation skipped" in n]
-    lines = [f"**{skipped[0] if skipped else verdict(table, folds, model, supervised)}**",
-             *(f"- {n}" for n in notes if n not in skipped)]
+                             supervised: bool = False) -> str:
+    """The report caption of the evaluation (reStructuredText): its headline first (returned, for
+    `gtok evaluate` to print the very sentence written), then what was measured and how. `design`:
+    the evaluation's `folds`, `repeats` (seeded draws of them for kNN accuracy) and `neighbours`,
+    as gtok.evaluation.evaluate sets them. `unseen`: whether the model is known never to have
+    trained on the held-out records (it records its training data). `supervised`: see verdict."""
+    head = evaluation_headline(table, folds, model, notes, supervised)
+    lines = [f"**{head}**", *(f"- {n}" for n in notes if n != head)]
     K, R, neighbours = design["folds"], design["repeats"], design["neighbours"]
     held_out = "which it never trained on" if unseen else "which it may have trained on (see above)"
     text = ("\n\n".join(lines) + "\n\n"
@@ -140,14 +139,21 @@ def write_evaluation_caption(table: Any, folds: Any, model: str, records: int, n
             f"pairs (0.5: no signal). {details} Every value is in metrics.tsv, each fold's in folds.tsv.\n")
     with atomic_path(path) as tmp:
         Path(tmp).write_text(text)
+    return head
+
+
+def evaluation_headline(table: Any, folds: Any, model: str, notes: Sequence[str], supervised: bool = False) -> str:
+    """The evaluation's first sentence, which its caption and summary open with: the verdict, or
+    the note saying why the evaluation was skipped."""
+    skipped = [n for n in notes if "evaluation skipped" in n]
+    return skipped[0] if skipped else verdict(table, folds, model, supervised)
 
 
 def write_evaluation_html(table: Any, folds: Any, model: str, records: int, notes: Sequence[str],
                           path: str | os.PathLike, supervised: bool = False) -> None:
     """metrics.tsv as a table (methods as columns, mean ± sd), headed by the verdict, or why it was skipped."""
-    skipped = [n for n in notes if "evaluation skipped" in n]
-    title = skipped[0] if skipped else " ".join([verdict(table, folds, model, supervised),
-                                                 f"({records:,} held-out records.)", *notes])
+    head = evaluation_headline(table, folds, model, notes, supervised)
+    title = head if head in notes else " ".join([head, f"({records:,} held-out records.)", *notes])  # skipped: the why alone
     rows: list[tuple] = []
     header = None
     if len(table):

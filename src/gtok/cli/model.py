@@ -100,11 +100,11 @@ def _add_evaluate(sub) -> None:
 def _run_evaluate(args: argparse.Namespace) -> int:
     from gtok.evaluation.evaluate import evaluate
 
-    out = evaluate(args.model, args.manifest, _evaluation_folder(args.out), args.val_fraction, args.seed,
-                   progress=not args.quiet)
-    inform(args, f"wrote {out}")
-    if len(out.read_text().splitlines()) > 1:  # scored (else the log has said why not): the verdict, as the report opens
-        inform(args, (out.parent / "caption.rst").read_text().split("\n", 1)[0].strip("*"))
+    done = evaluate(args.model, args.manifest, _evaluation_folder(args.out), args.val_fraction, args.seed,
+                    progress=not args.quiet)
+    inform(args, f"wrote {done.metrics}")
+    if done.verdict:  # scored (else the log has said why not): the verdict, as the report opens
+        inform(args, done.verdict)
     return 0
 
 

@@ -300,8 +300,17 @@ def region_vectors(model: Any) -> np.ndarray | None:
     return None
 
 
+@dataclass(frozen=True)
+class Evaluation:
+    """What `evaluate` wrote: OUT/metrics.tsv, and the verdict its caption opens with (None when
+    the records could not be scored: the log and the report say why)."""
+
+    metrics: Path
+    verdict: str | None
+
+
 def evaluate(model_path: str | os.PathLike, manifest: str | os.PathLike, out: str | os.PathLike,
-             val_fraction: float | None = None, seed: int = 0, progress: bool = False) -> Path:
+             val_fraction: float | None = None, seed: int = 0, progress: bool = False) -> Evaluation:
     """Write OUT/metrics.tsv (fold mean and sd), OUT/folds.tsv (per fold), OUT/umap_MODEL.png,
     OUT/umap_lsi.png, OUT/summary.html, OUT/caption.rst (the report's caption, verdict first) and
     OUT/evaluated.json (the model scored: its path, and its run and step, which keep_evaluation
@@ -324,8 +333,8 @@ def evaluate(model_path: str | os.PathLike, manifest: str | os.PathLike, out: st
     keep_evaluation(out, model_path if os.path.isdir(model_path) else model_folder(Path(model_path)), "gtok evaluate",
                     sys.stderr)
     with staged_files(out, owned=_earlier_evaluation(out)) as stage:  # every file replaced, or (on an error half-way) none
-        _write_evaluation(stage, embedder, manifest, records, val_fraction, fingerprint, seed, progress, unknown)
-    return out / "metrics.tsv"
+        said = _write_evaluation(stage, embedder, manifest, records, val_fraction, fingerprint, seed, progress, unknown)
+    return Evaluation(out / "metrics.tsv", said)
 
 
 def _earlier_evaluation(out: Path) -> list[str]:
@@ -380,10 +389,11 @@ def _trained_outside(data: dict[str, Any], digest: str, fraction: float, manifes
 
 
 def _write_evaluation(folder: Path, embedder: Any, manifest: str | os.PathLike, records: Split, val_fraction: float,
-                      fingerprint: str | None, seed: int, progress: bool, unknown: str | None) -> None:
+                      fingerprint: str | None, seed: int, progress: bool, unknown: str | None) -> str | None:
     """Score the model and LSI on the held-out records and write the tables, plots, summary and
     caption into `folder` (or say in one line why the records cannot be scored). `unknown`: why
-    the records may not all be held out from the model, when that cannot be known."""
+    the records may not all be held out from the model, when that cannot be known. The verdict
+    the caption opens with, None when nothing was scored."""
     import pandas as pd
 
     from gtok.atomic import atomic_path
@@ -418,8 +428,9 @@ def _write_evaluation(folder: Path, embedder: Any, manifest: str | os.PathLike, 
     supervised = bool(getattr(embedder.model, "learns_from_labels", False))
     write_evaluation_html(table, per_fold, embedder.name, len(records), notes, folder / "summary.html",
                           supervised)
-    write_evaluation_caption(table, per_fold, embedder.name, len(records), notes, details, DESIGN,
-                             folder / "caption.rst", unseen=unknown is None, supervised=supervised)
+    head = write_evaluation_caption(table, per_fold, embedder.name, len(records), notes, details, DESIGN,
+                                    folder / "caption.rst", unseen=unknown is None, supervised=supervised)
+    return head if rows else None
 
 
 def training_lsi(manifest: str | os.PathLike, val_fraction: float, fingerprint: str | None = None,
