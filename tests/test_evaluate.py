@@ -539,6 +539,12 @@ def test_evaluate_and_embed_refuse_a_diverged_model_in_one_line(trained, tmp_pat
     bed.write_text("".join((trained / "peaks.bed").read_text().splitlines(keepends=True)[:50]))
     one_line_error(gtok("embed", "-q", "--model", diverged, "-o", tmp_path / "v.npy", bed), "are not finite")
     assert not (tmp_path / "v.npy").exists()
+    # cells embedded a chunk at a time: counted among all embedded so far, not as "100 of the 100"
+    from gtok.inference.embed import embed_anndata
+
+    with pytest.raises(GtokError, match=r": its embeddings of 100 of the first 100 records are not finite \(NaN or "
+                                        r"infinite\), where embedding stopped; did its training diverge"):
+        embed_anndata(diverged, trained / "cells.h5ad", chunk_rows=100)
 
 
 def test_a_model_called_lsi_keeps_rows_and_plots_of_its_own():

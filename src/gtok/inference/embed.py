@@ -70,15 +70,16 @@ class Embedder:
         (vectors,) = self.embed_chunks([docs], len(docs), progress)  # run to its end: the bar closed
         return vectors
 
-    def embed_chunks(self, chunks: Iterable[Sequence[np.ndarray]], total: int, progress: bool = False) -> Iterator[np.ndarray]:
+    def embed_chunks(self, chunks: Iterable[Sequence[np.ndarray]], total: int | None, progress: bool = False,
+                     unit: str = "record") -> Iterator[np.ndarray]:
         """Each chunk's vectors (as embed_docs gives them), in order, under one progress bar over all
-        `total` records: a caller that reads its records a chunk at a time shows one bar, not one
-        restarting per chunk. A chunk with a vector that is not finite stops the embedding there, and
-        the error counts those records among all embedded so far."""
+        `total` records (None: not known ahead): a caller that reads its records a chunk at a time
+        shows one bar, not one restarting per chunk. A chunk with a vector that is not finite stops
+        the embedding there, and the error counts those records among all embedded so far."""
         from tqdm import tqdm
 
         done = 0
-        with tqdm(total=total, desc="embedding", unit="record", disable=not progress, leave=False) as bar:
+        with tqdm(total=total, desc="embedding", unit=unit, disable=not progress, leave=False) as bar:
             for docs in chunks:
                 vectors = self._embed(docs, bar)
                 done += len(docs)
@@ -100,14 +101,18 @@ class Embedder:
             bar.update(idx.size)
         return out
 
-    def _refuse_non_finite(self, vectors: np.ndarray, done: int, total: int) -> None:
+    def _refuse_non_finite(self, vectors: np.ndarray, done: int, total: int | None) -> None:
         """A diverged model gives vectors no analysis can use, which must not pass for embeddings:
-        refused, with how many of the `done` records embedded so far (of `total`) are broken; the
-        chunks before were finite, so these are all of them."""
+        refused, with how many of the `done` records embedded so far (of `total`, when known) are
+        broken; the chunks before were finite, so these are all of them."""
         broken = int((~np.isfinite(vectors)).any(axis=1).sum())
         if broken:
-            among = f"the {total:,}" if done == total else f"the first {done:,} of {total:,}"
-            stopped = "" if done == total else ", so the rest were not embedded"
+            if done == total:
+                among, stopped = f"the {total:,}", ""
+            elif total is None:
+                among, stopped = f"the first {done:,}", ", where embedding stopped"
+            else:
+                among, stopped = f"the first {done:,} of {total:,}", ", so the rest were not embedded"
             raise GtokError(f"{describe(self.path)}: its embeddings of {broken:,} of {among} records are not finite "
                             f"(NaN or infinite){stopped}; did its training diverge (see its metrics.csv)?")
 
@@ -218,24 +223,25 @@ def embed_anndata(
     the result, whatever the number of cells. Cells that overlap no universe region (all-zero
     rows) are `<unk>` alone: one warning counts them. A model with position embeddings warns
     when var is not in genomic order (gtok.sources.cells.var_order_warning)."""
-    from tqdm import tqdm
-
     from gtok.sources.cells import iter_cell_tokens
 
     embedder = Embedder(model, universe, device, batch_size)
-    parts: list[np.ndarray] = []
     cells = iter_cell_tokens(embedder.tokenizer, adata, chunk_rows=chunk_rows, layer=layer, modality=modality,
                              tile_width=tile_width, order_sensitive=embedder.order_sensitive)
-    empty: list[str] = []  # the first few cells of no region, and their count
-    count = 0
-    with tqdm(desc="embedding cells", unit="cell", disable=not progress) as bar:
+    empty: list[str] = []  # the first few cells of no region
+    count = 0  # and how many there are
+
+    def docs() -> Iterator[list[np.ndarray]]:
+        """Each chunk's token ids, once its cells of no region are counted."""
+        nonlocal count
         for chunk in cells:
-            docs = np.split(chunk.tokens, np.cumsum(chunk.lengths)[:-1]) if chunk.lengths.size else []
-            found = np.flatnonzero(unk_only(docs, embedder.tokenizer.unk_token_id))
+            chunk_docs = np.split(chunk.tokens, np.cumsum(chunk.lengths)[:-1]) if chunk.lengths.size else []
+            found = np.flatnonzero(unk_only(chunk_docs, embedder.tokenizer.unk_token_id))
             count += found.size
-            empty += [chunk.names[i] for i in found[: 3 - len(empty)]]
-            parts.append(embedder.embed_docs(docs))
-            bar.update(len(docs))
+            empty.extend(chunk.names[i] for i in found[: 3 - len(empty)])
+            yield chunk_docs
+
+    parts = list(embedder.embed_chunks(docs(), None, progress, unit="cell"))
     vectors = np.concatenate(parts) if parts else embedder.embed_docs([])  # no cells: no rows, of the model's width
     warn_unk_only(count, empty, len(vectors), "cells")
     return vectors
