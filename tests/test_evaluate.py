@@ -605,7 +605,8 @@ def test_lsi_drops_the_first_component_only_when_it_follows_depth():
 
 def test_lsi_is_fitted_on_the_training_records_only(tmp_path):
     """The baseline's IDF and SVD come from the training split: changing a held-out record leaves
-    them as they are, changing a training record does not."""
+    them as they are, changing a training record does not; and the choice of its components reads
+    the training records' labels alone, never those it is scored on."""
     from gtok.evaluation.evaluate import held_out_records, training_lsi
     from gtok.formats.manifest import write_manifest
     from gtok.formats.shard import write_shard
@@ -631,6 +632,9 @@ def test_lsi_is_fitted_on_the_training_records_only(tmp_path):
 
     assert np.array_equal(changed(i_val).idf, base.idf) and np.allclose(changed(i_val).components, base.components)
     assert not np.array_equal(changed(i_train).idf, base.idf)
+    # the choice of its components reads the training records' labels alone: relabelling held-out ones changes nothing
+    relabelled = [(n, d, "L0" if i in held else label) for i, (n, d, label) in enumerate(records)]
+    assert fitted(relabelled)[0].chosen_by == base.chosen_by and base.chosen_by
 
 
 def verdict_tables(model: list[float], lsi: list[float]):
@@ -689,7 +693,7 @@ def test_the_verdict_pairs_the_folds():
     one = verdict_tables([0.9, np.nan], [0.5, 0.6])  # one fold scored by both: nothing to pair
     assert "cannot be told apart" in verdict(*one, "region2vec") and "did better" not in verdict(*one, "region2vec")
     supervised = verdict(*steady, "region2vec", supervised=True)
-    assert ("(region2vec learned from the training records' labels; LSI used them only to choose how many components "
+    assert ("(region2vec learned from the training records' labels; LSI used them only to choose which components "
             "it keeps)") in supervised
 
 
@@ -704,9 +708,11 @@ def test_lsi_chooses_its_components_on_the_training_records_alone():
     counts, labels = adata.X.tocsr(), adata.obs["cell_type"].to_numpy().astype(object)
     fitted = LSI.fit(counts[:300], dims=max(CANDIDATE_DIMS))
     chosen = choose_dims(fitted, counts[:300], labels[:300])
-    assert set(chosen.chosen_by) == set(CANDIDATE_DIMS) and chosen.dims in CANDIDATE_DIMS
-    assert chosen.chosen_by[chosen.dims] == max(chosen.chosen_by.values())
-    np.testing.assert_allclose(chosen.components, fitted.components[: chosen.dims])
+    assert fitted.dropped_first  # the simulated library sizes: the first axis follows depth, so both are tried
+    assert set(chosen.chosen_by) == {(drop, d) for drop in (True, False) for d in CANDIDATE_DIMS}
+    assert chosen.dims in CANDIDATE_DIMS
+    assert chosen.chosen_by[chosen.dropped_first, chosen.dims] == max(chosen.chosen_by.values())
+    np.testing.assert_allclose(chosen.components, fitted.dropping_first(chosen.dropped_first).components[: chosen.dims])
     assert choose_dims(fitted, counts[:300], None).dims == LSI_DIMS
     one_label = np.full(300, "T", dtype=object)
     assert choose_dims(fitted, counts[:300], one_label).chosen_by is None
@@ -731,6 +737,27 @@ def test_records_are_binarised_once_and_lsi_takes_them_as_they_are():
     assert binarise(once) is once
     read = EvalRecords(np.array([1, 1, 0]), np.array([2, 1]), None, 3).counts()  # token 1 twice in the first record
     assert read.toarray().tolist() == [[0, 1, 0], [1, 0, 0]] and binarise(read) is read
+
+
+def test_lsi_keeps_a_depth_axis_that_tells_the_training_labels_apart():
+    """The first axis follows depth and is dropped by default, as Signac and ArchR drop it; where depth
+    is what tells the labels apart (on the Corces cells it carries identity: bench/README.md), the
+    training records' own folds choose to keep it, as they would for a model's recipe."""
+    from gtok.evaluation.evaluate import choose_dims
+
+    rng = np.random.default_rng(0)
+    depths = np.repeat([30, 150], 150)  # two labels alike but in how many of the 600 regions they hold
+    counts = np.zeros((300, 600), np.float32)
+    for row, depth in zip(counts, depths):
+        row[rng.choice(600, depth, replace=False)] = 1
+    labels = np.where(depths == 30, "shallow", "deep").astype(object)
+    fitted = LSI.fit(counts, dims=50)
+    assert fitted.dropped_first and abs(fitted.depth_correlation) > 0.9
+    chosen = choose_dims(fitted, counts, labels)
+    assert not chosen.dropped_first and np.allclose(chosen.components[0], fitted.axes[0])
+    best = {kept: max(a for (drop, _), a in chosen.chosen_by.items() if drop != kept) for kept in (True, False)}
+    assert best[True] > best[False] + 0.05  # 0.56 against 0.47 (chance 0.5)
+    assert choose_dims(fitted, counts, None).dropped_first  # no labels to choose with: the default
 
 
 def test_lsi_fit_streams_chunks_and_finds_truncated_svd_axes():

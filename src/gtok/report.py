@@ -47,14 +47,14 @@ def verdict(table: Any, folds: Any, model: str, supervised: bool = False) -> str
     the two are "within the noise". Comparing the difference of means with each method's own spread
     would ignore the pairing: it can name a winner the folds disagree on, and call noise a lead held
     in every fold. The sentence says which test it was, in words. `supervised`: the model learned from
-    the training records' labels, which LSI uses only to choose how many components it keeps; said in
+    the training records' labels, which LSI uses only to choose which components it keeps; said in
     the same sentence."""
     scores = {m: (v, sd) for m, metric, v, sd in table.itertuples(index=False) if metric == "knn_accuracy"}
     if model not in scores or "lsi" not in scores:
         return "No comparison: the evaluation was skipped."
     (a, sa), (b, sb) = scores[model], scores["lsi"]
     mean, se, n, significant = paired_difference(folds, model, "lsi")
-    labels = (f" ({model} learned from the training records' labels; LSI used them only to choose how many "
+    labels = (f" ({model} learned from the training records' labels; LSI used them only to choose which "
               "components it keeps)" if supervised else "")
     if n < 2:
         return (f"{model} and LSI cannot be told apart{labels}: kNN accuracy {a:.2f} and {b:.2f}, but fewer than two "

@@ -454,10 +454,11 @@ def training_lsi(manifest: str | os.PathLike, val_fraction: float, fingerprint: 
 
 
 def choose_dims(fitted: LSI, counts: Any, labels: np.ndarray | None, seed: int = 0) -> LSI:
-    """`fitted` keeping the number of components (of CANDIDATE_DIMS) whose embedding of the training
-    records scores the best mean kNN accuracy over their own seeded folds: the care a model's recipe
-    gets, from the training records alone. LSI_DIMS when they hold fewer than two labels with a
-    record per fold."""
+    """`fitted` keeping the number of components (of CANDIDATE_DIMS), and when its first axis follows
+    depth, that axis or not, whose embedding of the training records scores the best mean kNN
+    accuracy over their own seeded folds: the care a model's recipe gets, from the training records
+    alone. A tie goes to the depth axis dropped (Signac's and ArchR's habit), then to fewer components.
+    LSI_DIMS and `fitted`'s own drop when they hold fewer than two labels with a record per fold."""
     if labels is None:
         return fitted.truncated(LSI_DIMS)
     keep = labelled_and_scorable(labels)
@@ -465,12 +466,14 @@ def choose_dims(fitted: LSI, counts: Any, labels: np.ndarray | None, seed: int =
     if np.unique(known).size < 2:
         return fitted.truncated(LSI_DIMS)
     folds = fold_ids(known, seed)
-    scores = {d: float(np.nanmean(knn_accuracy(fitted.truncated(d).transform(counts[keep]), known, folds)))
-              for d in CANDIDATE_DIMS if d <= fitted.dims}
+    options = [fitted, fitted.dropping_first(False)] if fitted.dropped_first else [fitted]
+    scores = {(option.dropped_first, d): float(np.nanmean(knn_accuracy(option.truncated(d).transform(counts[keep]),
+                                                                        known, folds)))
+              for option in options for d in CANDIDATE_DIMS if d <= option.dims}
     if not scores:  # fewer components than the smallest candidate: keep them all
         return fitted
-    best = max(scores, key=lambda d: (scores[d], -d))  # a tie goes to fewer components
-    return fitted.truncated(best, chosen_by=scores)
+    drop, best = max(scores, key=lambda c: (scores[c], c[0], -c[1]))
+    return fitted.dropping_first(drop).truncated(best, chosen_by=scores)
 
 
 def _score(embedder: Any, records: Split, fitted: LSI, choice: EvalRecords, plots: dict[str, Path], seed: int,
@@ -531,9 +534,12 @@ def _lsi_fit(fitted: LSI, choice: EvalRecords) -> str:
     on = "them" if len(choice.lengths) == fitted.records else \
         f"a seeded draw of {len(choice.lengths):,} of them (the choice's kNN is quadratic in records)"
     if fitted.chosen_by:
-        tried = ", ".join(f"{d}: {a:.3f}" for d, a in fitted.chosen_by.items())
-        chosen = (f"it keeps {fitted.dims} components, chosen by the {FOLDS}-fold kNN accuracy of the labelled "
-                  f"records of {on} ({tried})")
+        tried: dict[bool, list[str]] = {}
+        for (drop, d), a in fitted.chosen_by.items():
+            tried.setdefault(drop, []).append(f"{d}: {a:.3f}")
+        told = "; ".join(f"first component {'dropped' if drop else 'kept'}: {', '.join(v)}" for drop, v in tried.items())
+        chosen = (f"it keeps {fitted.dims} components, chosen with its first one or not by the {FOLDS}-fold kNN "
+                  f"accuracy of the labelled records of {on} ({told})")
     elif fitted.dims < min(CANDIDATE_DIMS):
         chosen = f"it keeps all {fitted.dims} components the training records allow (fewer than any count to choose from)"
     else:

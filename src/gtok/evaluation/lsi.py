@@ -13,15 +13,21 @@ iterations, the algorithm of scikit-learn's TruncatedSVD, with its iteration and
 counts and its LU renormalization) that only ever multiplies a chunk of records by a regions x components block. Memory is
 one chunk plus a few of those blocks, whatever the number of records.
 
-The first SVD component usually follows sequencing depth rather than biology. It is dropped only
-when it does so on the training records (|Pearson correlation with log record depth| >
-`DEPTH_CORRELATION`), not by habit: on data where it carries cell identity, dropping it would tune
-the baseline down.
+The first SVD component usually follows sequencing depth rather than biology, and Signac and ArchR
+drop it. Here it is dropped by default only when it does so on the training records (|Pearson
+correlation with log record depth| > `DEPTH_CORRELATION`), and even then the fit keeps it
+(`dropping_first`): on the Corces cells it follows depth (r = 0.95) yet carries cell identity, and
+dropping it by habit cost LSI 0.038 held-out kNN accuracy (bench/README.md, "LSI's depth component").
 
-How many components it keeps is chosen as a model's recipe would be, on the training records
-alone: `gtok.evaluation.evaluate.choose_dims` keeps the count of `CANDIDATE_DIMS` whose embedding of the labelled training
-records scores the best cross-validated kNN accuracy (`LSI_DIMS` when they hold fewer than two
+Which components it keeps is chosen as a model's recipe would be, on the training records alone:
+`gtok.evaluation.evaluate.choose_dims` keeps the count of `CANDIDATE_DIMS`, with or without the
+depth-following first component, whose embedding of the labelled training records scores the best
+cross-validated kNN accuracy (`LSI_DIMS`, depth component dropped, when they hold fewer than two
 labels). The held-out records never take part in that choice.
+
+Signac's, ArchR's and muon's default of z-scoring each component before the neighbour graph is not
+done: the components keep their singular values' weights. On the Corces cells z-scoring did not
+help (held-out kNN accuracy -0.006 ± 0.004 over 18 random splits and SVD seeds, bench/README.md).
 """
 
 from __future__ import annotations
@@ -71,13 +77,14 @@ def unit_rows(x: np.ndarray) -> np.ndarray:
 
 @dataclass
 class LSI:
-    """A fitted LSI: the training records' IDF, the SVD, and whether its first component was dropped."""
+    """A fitted LSI: the training records' IDF, the SVD axes, and which of them it keeps."""
 
     idf: np.ndarray  # per region, from the training records
-    components: np.ndarray  # [k, regions] SVD axes, the depth component already removed when dropped
-    dropped_first: bool
-    depth_correlation: float  # Pearson r of the first component with log depth, on the training records
-    chosen_by: dict[int, float] | None = None  # components -> the training records' kNN accuracy, when chosen
+    axes: np.ndarray  # [k, regions] every SVD axis fitted, by singular value: dims + 1, the spare for the depth axis
+    dropped_first: bool  # whether the first axis (which may follow depth) is left out
+    depth_correlation: float  # Pearson r of the first axis with log depth, on the training records
+    kept: int  # how many axes it keeps, after the first when that is dropped
+    chosen_by: dict[tuple[bool, int], float] | None = None  # (first dropped, components) -> training kNN accuracy
     records: int = 0  # how many records it was fitted on
 
     @classmethod
@@ -105,17 +112,25 @@ class LSI:
             depth.append(np.log1p(np.asarray(x.sum(axis=1)).ravel()))
         first, depth = np.concatenate(first), np.concatenate(depth)
         r = float(np.corrcoef(first, depth)[0, 1]) if first.std() > 0 and depth.std() > 0 else 0.0
-        drop = abs(r) > DEPTH_CORRELATION
-        components = axes[1:] if drop else axes[:dims]
-        return cls(idf, components, drop, r, records=records)
+        return cls(idf, axes, False, r, dims, records=records).dropping_first(abs(r) > DEPTH_CORRELATION)
 
     def transform(self, counts: Any) -> np.ndarray:
         """Records' embeddings [n, d], L2-normalised, with the training IDF and SVD axes."""
         return unit_rows(np.asarray(_tfidf(binarise(counts), self.idf) @ self.components.T))
 
-    def truncated(self, dims: int, chosen_by: dict[int, float] | None = None) -> LSI:
+    def truncated(self, dims: int, chosen_by: dict[tuple[bool, int], float] | None = None) -> LSI:
         """The same fit keeping its first `dims` components (the SVD orders them by singular value)."""
-        return replace(self, components=self.components[:dims], chosen_by=chosen_by)
+        return replace(self, kept=dims, chosen_by=chosen_by)
+
+    def dropping_first(self, drop: bool) -> LSI:
+        """The same fit with its first axis left out or kept, as many components as before where the axes allow."""
+        return replace(self, dropped_first=drop, kept=min(self.kept, self.axes.shape[0] - int(drop)))
+
+    @property
+    def components(self) -> np.ndarray:
+        """The kept SVD axes [d, regions]."""
+        start = int(self.dropped_first)
+        return self.axes[start:start + self.kept]
 
     @property
     def dims(self) -> int:

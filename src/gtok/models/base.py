@@ -101,7 +101,7 @@ class GTokModel(L.LightningModule):
     Config: ClassVar[type] = BaseConfig
     #: Self-attention costs length squared: inference crops records to the training max_length.
     attends: ClassVar[bool] = False
-    #: Trains on the records' labels: its evaluation says so beside LSI (which uses them only to choose its size).
+    #: Trains on the records' labels: its evaluation says so beside LSI (which uses them only to choose its components).
     learns_from_labels: ClassVar[bool] = False
 
     def __init__(self, vocab: Vocab | Mapping[str, Any], config: Mapping[str, Any] | None = None):
