@@ -538,8 +538,9 @@ def _lsi_fit(fitted: LSI, choice: EvalRecords) -> str:
         for (drop, d), a in fitted.chosen_by.items():
             tried.setdefault(drop, []).append(f"{d}: {a:.3f}")
         told = "; ".join(f"first component {'dropped' if drop else 'kept'}: {', '.join(v)}" for drop, v in tried.items())
-        chosen = (f"it keeps {fitted.dims} components, chosen with its first one or not by the {FOLDS}-fold kNN "
-                  f"accuracy of the labelled records of {on} ({told})")
+        which = "with its first one or not " if len(tried) > 1 else ""  # only a first axis that follows depth may go
+        chosen = (f"it keeps {fitted.dims} components, chosen {which}by the {FOLDS}-fold kNN accuracy of the labelled "
+                  f"records of {on} ({told})")
     elif fitted.dims < min(CANDIDATE_DIMS):
         chosen = f"it keeps all {fitted.dims} components the training records allow (fewer than any count to choose from)"
     else:

@@ -17,7 +17,8 @@ The first SVD component usually follows sequencing depth rather than biology, an
 drop it. Here it is dropped by default only when it does so on the training records (|Pearson
 correlation with log record depth| > `DEPTH_CORRELATION`), and even then the fit keeps it
 (`dropping_first`): on the Corces cells it follows depth (r = 0.95) yet carries cell identity, and
-dropping it by habit cost LSI 0.038 held-out kNN accuracy (bench/README.md, "LSI's depth component").
+dropping it by habit cost LSI 0.027 ± 0.007 held-out kNN accuracy against choosing on the training
+folds (bench/README.md, "LSI's depth component").
 
 Which components it keeps is chosen as a model's recipe would be, on the training records alone:
 `gtok.evaluation.evaluate.choose_dims` keeps the count of `CANDIDATE_DIMS`, with or without the
@@ -26,8 +27,8 @@ cross-validated kNN accuracy (`LSI_DIMS`, depth component dropped, when they hol
 labels). The held-out records never take part in that choice.
 
 Signac's, ArchR's and muon's default of z-scoring each component before the neighbour graph is not
-done: the components keep their singular values' weights. On the Corces cells z-scoring did not
-help (held-out kNN accuracy -0.006 ± 0.004 over 18 random splits and SVD seeds, bench/README.md).
+done: the components keep their singular values' weights. On the Corces cells z-scoring scored
+lower (held-out kNN accuracy -0.052 ± 0.009 over 18 random splits and SVD seeds, bench/README.md).
 """
 
 from __future__ import annotations
