@@ -1,11 +1,11 @@
 """Write the simulated cells and the universe of the bundled example (resources/example/).
 
-The example's BED files come from geniml's test suite and overlap its `universe.uniq.bed`; the
-PBMC cells come from gtars and barely overlap it; the simulated cells (gtok.simulate, default
-parameters, seed 0) have peaks of their own. So the example universe is geniml's regions, every
-second PBMC peak, then the simulated peaks: every kind of input produces real tokens, and about
-half of the PBMC peaks stay outside the vocabulary, so the report's coverage and `<unk>` plots
-show something. Deterministic: rerunning it writes the same files.
+The example's BED files come from geniml's test suite and most overlap its `universe.uniq.bed`
+(Example1, 3, 4 and 5 overlap only simulated peaks); the PBMC cells come from gtars and barely
+overlap it; the simulated cells (gtok.simulate, default parameters, seed 0) have peaks of their
+own. So the example universe is geniml's regions, every second PBMC peak, then the simulated
+peaks: every kind of input produces real tokens (no example record is `<unk>` alone), and about
+half of the PBMC peaks stay outside the vocabulary. Deterministic: rerunning it writes the same files.
 
     python tools/make_example.py GENIML_UNIVERSE.bed PBMC.h5ad SIMULATED.h5ad UNIVERSE.bed
 """
