@@ -54,5 +54,15 @@ lint: setup
 	$(BIN)/snakefmt --check Snakefile workflow/
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/snakemake --lint --directory .test
 
+# What the workflow can make again: the examples' (and, with the default `results:`, your own)
+# shards, manifests, statistics, evaluations and Snakemake's records. Trained models are kept: a
+# results folder's train/ (the model, and every earlier one in train/previous/) costs the most to
+# make again, and the same `results:` may hold your own; delete it by hand when you mean to.
 clean:
-	rm -rf results results-corces .snakemake .test/results .test/.snakemake
+	@for dir in results results-corces .test/results; do \
+		test -d $$dir || continue; \
+		find $$dir -mindepth 1 -maxdepth 1 ! -name train -exec rm -rf {} +; \
+		if test -d $$dir/train; then echo "make clean: kept $$dir/train (trained models; rm -rf $$dir/train deletes them)"; \
+		else rmdir $$dir; fi; \
+	done
+	rm -rf .snakemake .test/.snakemake
