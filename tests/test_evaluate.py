@@ -760,6 +760,22 @@ def test_lsi_keeps_a_depth_axis_that_tells_the_training_labels_apart():
     assert choose_dims(fitted, counts, None).dropped_first  # no labels to choose with: the default
 
 
+def test_binarise_passes_only_a_csr_matrix_through():
+    """A scipy sparse *array* (csr_array) that is already binary is still copied into a csr_matrix:
+    the TF-IDF divides by x.sum(axis=1), a column for a matrix but a flat vector for an array, which
+    broadcast along the wrong axis (an error, or wrong vectors for a square chunk)."""
+    import scipy.sparse as sp
+
+    from gtok.evaluation.lsi import LSI, binarise
+
+    rng = np.random.default_rng(0)
+    square = (rng.random((30, 30)) < 0.3).astype(np.float32)
+    assert isinstance(binarise(sp.csr_array(square)), sp.csr_matrix)
+    fitted = LSI.fit(sp.csr_matrix(square), dims=3)
+    assert np.allclose(fitted.transform(sp.csr_array(square)), fitted.transform(sp.csr_matrix(square)))
+    assert fitted.transform(sp.csr_array(square[:7])).shape == (7, 3)
+
+
 def test_lsi_fit_streams_chunks_and_finds_truncated_svd_axes():
     """The streamed fit holds one chunk at a time, gives the same fit whatever the chunk size, and
     finds the leading axes scikit-learn's TruncatedSVD finds on the whole matrix."""

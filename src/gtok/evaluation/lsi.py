@@ -63,11 +63,12 @@ def binarise(counts: Any) -> Any:
 
 
 def is_binary(m: Any) -> bool:
-    """Whether `m` is a float32 CSR matrix in canonical form (sorted indices, no duplicates) whose
-    stored values are all 1, as `binarise` makes it."""
+    """Whether `m` is a float32 csr_matrix in canonical form (sorted indices, no duplicates) whose
+    stored values are all 1, as `binarise` makes it. A matrix, not a csr_array: an array's
+    sum(axis=1) is flat, which the TF-IDF would broadcast along the wrong axis."""
     import scipy.sparse as sp
 
-    return (sp.issparse(m) and m.format == "csr" and m.dtype == np.float32 and m.has_canonical_format
+    return (isinstance(m, sp.csr_matrix) and m.dtype == np.float32 and m.has_canonical_format
             and bool((m.data == 1).all()))
 
 
