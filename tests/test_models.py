@@ -243,4 +243,21 @@ def test_a_checkpoint_cut_short_is_told_so_in_one_short_line(tmp_path):
     with pytest.raises(GtokError) as err:
         read_checkpoint(tmp_path / "cut.ckpt")
     assert str(err.value) == (f"{tmp_path / 'cut.ckpt'}: a checkpoint cut short or damaged (its zip archive has no "
-                              "end); copy it again, or use the run folder's checkpoints/last.ckpt.")
+                              "end); copy it again.")
+
+
+def test_a_checkpoint_cut_short_is_offered_only_another_file_instead(tmp_path):
+    """A run folder's model.ckpt cut short names its checkpoints/last.ckpt; last.ckpt itself cut
+    short (gtok train resuming, gtok embed given it) was told to use checkpoints/last.ckpt, itself."""
+    saved_checkpoint(make("region2vec"), tmp_path / "m.ckpt")
+    data = (tmp_path / "m.ckpt").read_bytes()
+    (tmp_path / "run" / "checkpoints").mkdir(parents=True)
+    last, model = tmp_path / "run" / "checkpoints" / "last.ckpt", tmp_path / "run" / "model.ckpt"
+    last.write_bytes(data[: len(data) // 2])
+    with pytest.raises(GtokError) as err:
+        read_checkpoint(last)
+    assert str(err.value).endswith("(its zip archive has no end); copy it again.")
+    model.write_bytes(data[: len(data) // 2])
+    with pytest.raises(GtokError) as err:
+        read_checkpoint(model)
+    assert str(err.value).endswith(f"(its zip archive has no end); copy it again, or give {last}.")

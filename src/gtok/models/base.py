@@ -16,6 +16,7 @@ import os
 import zipfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar
 
 import lightning as L
@@ -190,8 +191,8 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     if not head.startswith((b"PK\x03\x04", b"\x80")):  # torch's zip format, or its legacy pickle
         raise GtokError(f"{name}: not a checkpoint: it is {_kind_of_file(head)}; give a model.ckpt or last.ckpt of 'gtok train'.")
     if head.startswith(b"PK") and not zipfile.is_zipfile(path):
-        raise GtokError(f"{name}: a checkpoint cut short or damaged (its zip archive has no end); copy it again, "
-                        "or use the run folder's checkpoints/last.ckpt.")
+        raise GtokError(f"{name}: a checkpoint cut short or damaged (its zip archive has no end); copy it again"
+                        f"{_instead_of(path)}.")
     try:
         ckpt = torch.load(name, map_location="cpu", weights_only=False, mmap=True)  # tensors read on use
     except Exception as exc:  # torch raises many kinds for a truncated or foreign file
@@ -199,6 +200,13 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     if not isinstance(ckpt, dict) or "gtok" not in ckpt:
         raise GtokError(f"{name}: not a gtok checkpoint (it does not say which model and vocabulary it holds).")
     return ckpt
+
+
+def _instead_of(path: str | os.PathLike) -> str:
+    """The run's checkpoints/last.ckpt beside a folder's model.ckpt that cannot be read, to give
+    instead ("" for last.ckpt itself, or a file of no run folder)."""
+    last = Path(path).parent / "checkpoints" / "last.ckpt"
+    return f", or give {os.fspath(last)}" if last.is_file() and not os.path.samefile(last, path) else ""
 
 
 def _kind_of_file(head: bytes) -> str:
