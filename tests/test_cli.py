@@ -445,7 +445,7 @@ def test_evaluate_writes_only_into_a_new_empty_or_evaluation_folder(tmp_path, fi
 def test_an_earlier_evaluations_folder_is_one_evaluate_writes_into():
     """The workflow deletes an evaluation's declared files before rerunning it: an earlier model's
     UMAP may be all that is left, and the folder is still an evaluation's."""
-    from gtok.evaluation.evaluate import is_evaluation_file
+    from gtok.pretrained import is_evaluation_file
 
     assert all(map(is_evaluation_file, ["metrics.tsv", "folds.tsv", "caption.rst", "summary.html", "umap_lsi.png",
                                         "umap_region2vec.png", "evaluated.json"]))

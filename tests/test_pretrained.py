@@ -133,6 +133,23 @@ def test_an_evaluation_follows_only_the_model_it_scored_into_previous(tmp_path):
     assert keep_evaluation(evaluation, run, "gtok train", log) == [] and (seed0 / "eval" / "metrics.tsv").read_text() == "seed 0's scores"
 
 
+def test_an_evaluation_goes_neither_over_files_kept_there_nor_with_files_of_others(tmp_path):
+    """previous/TIME/eval/ holding an evaluation an older gtok wrote there (no evaluated.json) was
+    written over; and every file of the evaluation's folder was copied, a caller's own among them."""
+    run = model_of(tmp_path / "run", "b" * 64, 2)
+    seed0 = model_of(run / "previous" / "20260105-143012", "a" * 64, 2)
+    evaluation = evaluation_of(tmp_path / "eval", {"fingerprint": "a" * 64, "step": 2}, "seed 0's scores")
+    (evaluation / "notes.txt").write_text("the caller's own")
+    (seed0 / "eval").mkdir()
+    (seed0 / "eval" / "metrics.tsv").write_text("scores of another manifest")
+    assert keep_evaluation(evaluation, run, "gtok train", io.StringIO()) == []
+    assert [p.name for p in (seed0 / "eval").iterdir()] == ["metrics.tsv"]
+    assert (seed0 / "eval" / "metrics.tsv").read_text() == "scores of another manifest"
+    (seed0 / "eval" / "metrics.tsv").unlink()  # an empty eval/ (a copy that failed) is no evaluation
+    assert keep_evaluation(evaluation, run, "gtok train", io.StringIO()) == [seed0 / "eval"]
+    assert {p.name for p in (seed0 / "eval").iterdir()} == {"evaluated.json", "metrics.tsv", "umap_lsi.png"}
+
+
 @pytest.mark.parametrize("run", [None, {"fingerprint": None, "step": 2}, {"fingerprint": "b" * 64, "step": 2}])
 def test_an_evaluation_of_no_kept_model_stays_where_it_is(tmp_path, run):
     """One that records no run (an older gtok, a geniml model), or scores the folder's own model."""

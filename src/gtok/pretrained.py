@@ -63,6 +63,13 @@ step of its model.ckpt), so that an evaluation can follow that model and no othe
 EVALUATION_FOLDER = "eval"  # previous/TIME/eval/: the evaluation of the model kept in previous/TIME/
 
 
+def is_evaluation_file(name: str) -> bool:
+    """Whether `name` is one of the files `gtok evaluate` writes (an earlier model's UMAP included):
+    here, not in gtok.evaluation, as keep_evaluation copies them and the core must not import that."""
+    return name in ("metrics.tsv", "folds.tsv", "summary.html", "caption.rst", EVALUATED_FILE) or (
+        name.startswith("umap_") and name.endswith(".png"))
+
+
 TRAIN_LOCK_FILE = ".gtok-train.lock"
 """The file every `gtok train` locks in its folder (gtok.training.run.claim_folder) and leaves there."""
 
@@ -179,8 +186,9 @@ def check_published(checkpoint: Path, ckpt: dict[str, Any]) -> None:
 def keep_evaluation(evaluation: str | os.PathLike, folder: str | os.PathLike, who: str, log: TextIO) -> list[Path]:
     """Copy the evaluation in `evaluation` (a `gtok evaluate --out` folder) into previous/TIME/eval/ of
     the run folder `folder` wherever previous/TIME/ keeps the very model it scored, saying so on
-    `log` as `who`; the folders it went into. Nothing where previous/TIME/eval/ holds an evaluation
-    already, nor when the evaluation records no model (an older gtok wrote it) or its model is not kept.
+    `log` as `who`; the folders it went into. Only the files an evaluation writes go, and nothing
+    where previous/TIME/eval/ holds anything already (an evaluation kept there), nor when the
+    evaluation records no model (an older gtok wrote it) or its model is not kept.
 
     gtok train sets a model aside whole, but not its evaluation, which lives where the user or the
     workflow put it and which the next evaluation replaces (the workflow's evaluate job deletes it
@@ -202,18 +210,30 @@ def keep_evaluation(evaluation: str | os.PathLike, folder: str | os.PathLike, wh
     kept = []
     for model in sorted(folder.glob(f"previous/*/{CHECKPOINT_FILE}")):
         target = model.parent / EVALUATION_FOLDER
-        if published_run(model.parent) != scored or (target / EVALUATED_FILE).is_file():
+        if published_run(model.parent) != scored or _taken(target):
             continue
         make_folder(target)
         with staged_files(target, last=EVALUATED_FILE) as stage:
             for path in evaluation.iterdir():
-                if path.is_file() and not path.name.startswith("."):
+                if path.is_file() and is_evaluation_file(path.name):  # not a caller's own files beside it
                     with atomic_path(stage / path.name) as tmp:  # a full disk: one line naming the file
                         shutil.copyfile(path, tmp)
         print(f"{who}: the evaluation in {describe(evaluation)} is of the model kept in {describe(model.parent)}; "
               f"copied to {describe(target)}.", file=log, flush=True)
         kept.append(target)
     return kept
+
+
+def _taken(target: Path) -> bool:
+    """Whether previous/TIME/eval/ holds anything already (an evaluation kept there, one an older
+    gtok wrote there without evaluated.json, a user's file), which a copy must not write over; a
+    copy cut short leaves only hidden files (staged_files), so it is tried again."""
+    try:
+        return any(not name.startswith(".") for name in os.listdir(target))
+    except FileNotFoundError:
+        return False
+    except OSError:  # not a folder: nothing of gtok's goes there
+        return True
 
 
 def _evaluated_run(evaluation: Path) -> dict[str, Any] | None:

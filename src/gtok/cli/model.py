@@ -113,10 +113,9 @@ def _evaluation_folder(path: str) -> Path:
     workflow deletes its declared ones before a rerun, and an earlier model's UMAP may stay); never
     a model folder, nor a folder of other files, which its summary.html and plots would replace or
     mix with (the workflow writes a summary.html beside a model too)."""
-    from gtok.evaluation.evaluate import is_evaluation_file
     from gtok.inference.loading import geniml_folder, published_hf_folder
     from gtok.paths import output_folder
-    from gtok.pretrained import is_gtok_folder
+    from gtok.pretrained import is_evaluation_file, is_gtok_folder
 
     folder = Path(path)
     if folder.is_dir() and (is_gtok_folder(folder) or geniml_folder(folder) or published_hf_folder(folder)):

@@ -45,7 +45,7 @@ import numpy as np
 from gtok.errors import GtokError, describe
 from gtok.evaluation.lsi import CANDIDATE_DIMS, CHUNK_RECORDS, LSI, LSI_DIMS, binarise, row_chunks, unit_rows
 from gtok.extras import require
-from gtok.pretrained import EVALUATED_FILE, keep_evaluation, model_folder
+from gtok.pretrained import EVALUATED_FILE, is_evaluation_file, keep_evaluation, model_folder
 
 METRICS = ("knn_accuracy", "ari", "nmi", "silhouette")
 FOLDS = 5
@@ -270,12 +270,6 @@ def pair_auc(both: np.ndarray, seen: np.ndarray, vectors: np.ndarray, seed: int 
     negative = rng.choice(np.flatnonzero(~positive), size=min(int(positive.sum()) * 10, int((~positive).sum())), replace=False)
     pick = np.concatenate([np.flatnonzero(positive), negative])
     return float(roc_auc_score(positive[pick], cosine[pick]))
-
-
-def is_evaluation_file(name: str) -> bool:
-    """Whether `name` is one of the files `evaluate` writes (an earlier model's UMAP included)."""
-    return name in ("metrics.tsv", "folds.tsv", "summary.html", "caption.rst", EVALUATED_FILE) or (
-        name.startswith("umap_") and name.endswith(".png"))
 
 
 def umap_coordinates(x: np.ndarray, seed: int = 0) -> np.ndarray:
