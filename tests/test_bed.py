@@ -181,6 +181,19 @@ def test_a_utf16_bed_file_is_named_as_such_not_as_binary(tmp_path):
         read_bed(path)
 
 
+@pytest.mark.parametrize(("encoding", "form"), [("utf-32-le", "UTF-32LE"), ("utf-32-be", "UTF-32BE")])
+def test_a_utf32_bed_file_without_its_mark_is_named_as_such(tmp_path, encoding, form):
+    """UTF-32 without a byte-order mark (three zero bytes beside every ASCII character) was called
+    'a binary file', where docs/tokenization.md says UTF-32 is told by its mark or its zero bytes."""
+    path = tmp_path / "u32.bed"
+    path.write_bytes("chr1\t10\t20\n".encode(encoding))
+    with pytest.raises(GtokError, match=rf"u32.bed: is {form} text, but a BED file must be ASCII or UTF-8 text"):
+        read_bed(path)
+    path.write_bytes(b"chr1\x00\x00\x00\t\x00\x00\x00")  # a zero byte's pattern broken: binary as before
+    with pytest.raises(GtokError, match="looks like a binary file"):
+        read_bed(path)
+
+
 def test_sorted_like_files_is_stable_by_bytes_then_start():
     iv = Intervals.from_columns(["chr2", "chr10", "chr2", "chr1", "chr2"], [5, 1, 5, 9, 1], [6, 2, 9, 10, 2])
     assert rows(iv.sorted_like_files()) == [

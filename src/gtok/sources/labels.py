@@ -66,8 +66,8 @@ def read_sheet(sheet: str, what: str) -> tuple[list[str], list[dict[str, str]]]:
     """The column names and rows of a tab-separated sheet with a header line.
 
     Spreadsheets save text in several encodings: a byte-order mark tells UTF-8 (Excel's "CSV
-    UTF-8"), UTF-16 and UTF-32 apart, and UTF-16 without one shows as a zero byte beside every ASCII
-    character; anything else must be UTF-8 (Latin-1 cannot be told from other 8-bit encodings, so
+    UTF-8"), UTF-16 and UTF-32 apart, and without one they show as zero bytes beside every ASCII
+    character (one in UTF-16, three in UTF-32); anything else must be UTF-8 (Latin-1 cannot be told from other 8-bit encodings, so
     it is refused with the line of its first non-UTF-8 byte)."""
     try:
         raw = input_file(sheet, what).read_bytes()

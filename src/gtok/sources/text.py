@@ -60,17 +60,20 @@ _BOMS = ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"), (code
 
 
 def encoding_of(raw: bytes) -> str:
-    """The encoding a byte-order mark, or the zero bytes of ASCII text in UTF-16, tell; else UTF-8."""
+    """The encoding a byte-order mark, or the zero bytes of ASCII text in UTF-32 or UTF-16, tell;
+    else UTF-8."""
     for bom, encoding in _BOMS:
         if raw.startswith(bom):
             return encoding
     head = raw[:512]
-    if head and len(raw) % 2 == 0:
-        if 0 not in head[::2] and not any(head[1::2]):
-            return "utf-16-le"
-        if 0 not in head[1::2] and not any(head[::2]):
-            return "utf-16-be"
+    for width, at, encoding in _ZERO_BYTES:
+        if head and len(raw) % width == 0 and all(bool(byte) == (i % width == at) for i, byte in enumerate(head)):
+            return encoding
     return "utf-8"
+
+
+#: (code unit width, the one byte of each unit that is not zero in ASCII text, the encoding)
+_ZERO_BYTES = ((4, 0, "utf-32-le"), (4, 3, "utf-32-be"), (2, 0, "utf-16-le"), (2, 1, "utf-16-be"))
 
 
 def _gzipped(path: str) -> bool:
