@@ -174,8 +174,12 @@ def test_an_evaluation_that_cannot_be_copied_is_one_line_and_leaves_no_copy(tmp_
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(shutil, "copyfile", full)
-    with pytest.raises(GtokError, match=r"eval/\w+\.\w+: cannot write it: no space left on device"):
+    with pytest.raises(GtokError, match=r"eval/\w+\.\w+: cannot write it: no space left on device") as err:
         keep_evaluation(evaluation, run, "gtok train", io.StringIO())
+    # why a command that scores a model, or trains one, writes into previous/ (a colleague's read-only run, say)
+    assert str(err.value).endswith(f"; the evaluation in {evaluation}, of the model kept in {seed0}, was to be copied "
+                                   "beside it before it is replaced, and is where it was.")
+    assert "\n" not in str(err.value)
     assert [p.name for p in (seed0 / "eval").iterdir() if not p.name.startswith(".")] == []
     monkeypatch.undo()
     assert keep_evaluation(evaluation, run, "gtok train", io.StringIO()) == [seed0 / "eval"]

@@ -212,12 +212,17 @@ def keep_evaluation(evaluation: str | os.PathLike, folder: str | os.PathLike, wh
         target = model.parent / EVALUATION_FOLDER
         if published_run(model.parent) != scored or _taken(target):
             continue
-        make_folder(target)
-        with staged_files(target, last=EVALUATED_FILE) as stage:
-            for path in evaluation.iterdir():
-                if path.is_file() and is_evaluation_file(path.name):  # not a caller's own files beside it
-                    with atomic_path(stage / path.name) as tmp:  # a full disk: one line naming the file
-                        shutil.copyfile(path, tmp)
+        try:
+            make_folder(target)
+            with staged_files(target, last=EVALUATED_FILE) as stage:
+                for path in evaluation.iterdir():
+                    if path.is_file() and is_evaluation_file(path.name):  # not a caller's own files beside it
+                        with atomic_path(stage / path.name) as tmp:  # a full disk: one line naming the file
+                            shutil.copyfile(path, tmp)
+        except GtokError as exc:  # said why a command that scores or trains a model writes into previous/
+            raise GtokError(f"{str(exc).rstrip('.')}; the evaluation in {describe(evaluation)}, of the model kept in "
+                            f"{describe(model.parent)}, was to be copied beside it before it is replaced, and is where "
+                            "it was.") from None
         print(f"{who}: the evaluation in {describe(evaluation)} is of the model kept in {describe(model.parent)}; "
               f"copied to {describe(target)}.", file=log, flush=True)
         kept.append(target)
