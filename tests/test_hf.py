@@ -195,6 +195,18 @@ def published_folder(folder: Path, model_class, n_regions: int = N_REGIONS, mode
     return folder
 
 
+@pytest.mark.parametrize("field, value", [("model_type", ["atacformer"]), ("architectures", [["AtacformerModel"]])])
+def test_a_published_config_with_a_list_for_a_name_is_one_line(tmp_path, field, value):
+    """A model_type given as a list gave a TypeError traceback (unhashable type: 'list')."""
+    from gtok.inference.loading import load_model
+
+    folder = published_folder(tmp_path / "pub", "geniml.atacformer:AtacformerModel")
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, field: value}))
+    with pytest.raises(GtokError, match=r"config.json: model_type .* and architectures\[0\] .* must be names \(text\)"):
+        load_model(folder)
+
+
 @pytest.mark.parametrize("model_type, hint", [("foo", True), ("bert", False), ("atacformer", False)])
 def test_a_published_class_that_is_not_found_says_when_its_model_type_is_the_cause(tmp_path, model_type, hint):
     """A config.json of a model type gtok knows no package of was told only that transformers has no

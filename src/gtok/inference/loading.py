@@ -304,6 +304,9 @@ def published_config(folder: Path) -> tuple[str, int]:
                         f"vocab_size; {type(exc).__name__}).") from None
     if not isinstance(vocab_size, int) or isinstance(vocab_size, bool) or vocab_size < 1:
         raise GtokError(f"{name}: vocab_size is {vocab_size!r}, not a positive integer.")
+    if not isinstance(model_type, str) or not isinstance(architecture, str):
+        raise GtokError(f"{name}: model_type {model_type!r} and architectures[0] {architecture!r} must be names (text), "
+                        "as save_pretrained writes them.")
     return f"{HF_PACKAGES.get(model_type, 'transformers')}:{architecture}", vocab_size
 
 
