@@ -286,6 +286,38 @@ def test_a_published_model_of_a_larger_vocab_size_takes_its_universes_layout(tmp
         load_model(folder)
 
 
+def test_a_published_config_without_pad_token_id_is_named_before_its_weights_are_read(tmp_path):
+    """A config.json that sets no pad_token_id takes its class's default (geniml's: hg38's <pad>,
+    890705), which stopped from_pretrained with 'AssertionError: Padding_idx must be within
+    num_embeddings', a line that names neither the file nor the key."""
+    from gtok.inference.loading import load_model
+
+    folder = published_folder(tmp_path / "pub", "geniml.atacformer:AtacformerModel")
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({k: v for k, v in config.items() if k != "pad_token_id"}))
+    with pytest.raises(GtokError) as err:
+        load_model(folder)
+    message = str(err.value)
+    assert message.startswith(f"{folder}/config.json: vocab_size 307 and pad_token_id 890705 (config.json sets none: "
+                              "the class's default) do not fit") and "\n" not in message
+    assert "Padding_idx" not in message
+
+
+def test_a_published_model_beside_another_universe_is_not_said_to_be_untrained_on_gtars_tokens(tmp_path):
+    """A model of 300 regions beside a universe of 250: its pad_token_id is gtars' <pad> of its own
+    vocab_size, so the misfit is the universe, which the line said was the model's training."""
+    from gtok.inference.loading import load_model
+
+    folder = published_folder(tmp_path / "pub", "geniml.atacformer:AtacformerModel")
+    rows = "".join(f"chr2\t{100 * i}\t{100 * i + 50}\n" for i in range(250))
+    (folder / "universe.bed.gz").write_bytes(gzip.compress(rows.encode()))
+    with pytest.raises(GtokError) as err:
+        load_model(folder)
+    assert str(err.value) == (f"{folder}/config.json: vocab_size 307 and pad_token_id 301 do not fit gtars' layout of "
+                              "its universe.bed.gz (257 tokens, <pad> 251): the universe is not the one the model was "
+                              "trained on, or the model was not trained on gtars' tokens.")
+
+
 def test_checkpoint_round_trip_restores_the_adapter(tmp_path):
     import lightning as L
 

@@ -233,7 +233,7 @@ def _load_hf(folder: Path, card: dict[str, Any], universe: str | os.PathLike | N
                         "training data was tokenized with).")
     brought = import_brought(parse_model(card.get("model"), f"{name}: model"), f"{name}: model")
     vocab = Vocab.of_size(card["vocabulary"]["vocab_size"], card["vocabulary"].get("fingerprint"))
-    model = _pretrained(folder, brought, vocab, card.get("options"), f"the vocabulary of {name}; the folder mixes two models")
+    model = _pretrained(folder, brought, vocab, card.get("options"), f"the vocabulary of {name}", "the folder mixes two models")
     expected = Expected(os.fspath(universe or folder / UNIVERSE_FILE), vocab.vocab_size, vocab.fingerprint,
                         describe(folder))
     return LoadedModel(model, vocab, expected, brought.spec.label, _data_options(model_checkpoint(folder), ckpt), _run(ckpt))
@@ -378,28 +378,51 @@ def _load_published(folder: Path, universe: str | os.PathLike | None) -> LoadedM
     if brought.kind != "hf":
         raise GtokError(f"{name}: {spec} is not a Hugging Face PreTrainedModel.")
     expected = _folder_expected(folder, universe, UNIVERSE_FILE, "Hugging Face", vocab_size, ships=True)
-    layout = f"its {UNIVERSE_FILE}" if (folder / UNIVERSE_FILE).is_file() else "its vocab_size"
-    model = _pretrained(folder, brought, Vocab.of_size(expected.vocab_size), None,
-                        f"gtars' layout of {layout}; it was not trained on gtars' tokens")
+    untrained = "the model was not trained on gtars' tokens"
+    if (folder / UNIVERSE_FILE).is_file():
+        layout, why = f"its {UNIVERSE_FILE}", f"the universe is not the one the model was trained on, or {untrained}"
+    else:
+        layout, why = "its vocab_size", untrained
+    model = _pretrained(folder, brought, Vocab.of_size(expected.vocab_size), None, f"gtars' layout of {layout}", why)
     return LoadedModel(model, model.vocab, expected, brought.spec.label, {})
 
 
-def _pretrained(folder: Path, brought: Any, vocab: Any, options: dict[str, Any] | None, what: str) -> Any:
+def _pretrained(folder: Path, brought: Any, vocab: Any, options: dict[str, Any] | None, what: str, why: str) -> Any:
     """The model save_pretrained left in `folder`, read by its class's from_pretrained, in gtok's
     adapter (gtok.models.hf); refused in one line when its vocabulary and <pad> do not fit
-    `vocab` (`what`: the vocabulary it must fit, and what a misfit means)."""
+    `vocab` (`what`: the vocabulary it must fit; `why`: what a misfit means). The config is checked
+    before the weights are read: a config.json without pad_token_id takes its class's default
+    (geniml's is hg38's <pad>), which the model's embedding cannot hold, and from_pretrained
+    would stop on that with an assertion that names neither the file nor the key."""
     from gtok.models.hf import HFModel
 
+    try:
+        config = brought.cls.config_class.from_pretrained(folder)
+    except Exception as exc:  # transformers raises many kinds for missing or damaged files
+        raise GtokError(f"{describe(folder)}: {brought.spec.text}.from_pretrained cannot read the saved model "
+                        f"({one_line(exc)}).") from None
+    if config.vocab_size < vocab.vocab_size or config.pad_token_id != vocab.pad_token_id:
+        default = " (config.json sets none: the class's default)" if "pad_token_id" not in _json(folder) else ""
+        raise GtokError(f"{describe(folder / HF_CONFIG_FILE)}: vocab_size {config.vocab_size} and pad_token_id "
+                        f"{config.pad_token_id}{default} do not fit {what} ({vocab.vocab_size} tokens, <pad> "
+                        f"{vocab.pad_token_id}): {why}.")
     try:
         weights = brought.cls.from_pretrained(folder)
     except Exception as exc:  # transformers raises many kinds for missing or damaged files
         raise GtokError(f"{describe(folder)}: {brought.spec.text}.from_pretrained cannot read the saved model "
                         f"({one_line(exc)}).") from None
-    if weights.config.vocab_size < vocab.vocab_size or weights.config.pad_token_id != vocab.pad_token_id:
-        raise GtokError(f"{describe(folder / HF_CONFIG_FILE)}: vocab_size {weights.config.vocab_size} and pad_token_id "
-                        f"{weights.config.pad_token_id} do not fit {what} ({vocab.vocab_size} tokens, <pad> "
-                        f"{vocab.pad_token_id}).")
     return HFModel(vocab, brought.spec.text, weights.config.to_dict(), options, model=weights).eval()
+
+
+def _json(folder: Path) -> dict[str, Any]:
+    """A model folder's config.json as written (from_pretrained fills in the class's defaults)."""
+    import json
+
+    try:
+        config = json.loads((folder / HF_CONFIG_FILE).read_text())
+    except (OSError, UnicodeDecodeError, ValueError):
+        return {}
+    return config if isinstance(config, dict) else {}
 
 
 # -- geniml Region2Vec folders ---------------------------------------------------------------------
