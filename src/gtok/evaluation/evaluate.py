@@ -500,8 +500,22 @@ def _score(embedder: Any, records: Split, fitted: LSI, choice: EvalRecords, plot
             rows.append((method, "coaccessible_pair_auc", pair_auc(both, seen[regions], v[regions], seed), np.nan))
     details = f"{_lsi_fit(fitted, choice)} Scored on {int(keep.sum()):,} of the {len(keep):,} held-out records " \
               f"(the labelled ones, of labels with {FOLDS} or more) in {FOLDS} folds; kNN accuracy also on " \
-              f"{REPEATS - 1} more seeded draws of the {FOLDS} folds, for the verdict."
+              f"{REPEATS - 1} more seeded draws of the {FOLDS} folds, for the verdict.{_cropped(embedder, records, keep)}"
     return rows, fold_rows, details
+
+
+def _cropped(embedder: Any, records: Split, keep: np.ndarray) -> str:
+    """The caption's sentence on the scored records the model saw only part of (those longer than
+    the max_length it embeds with), which LSI counts whole: a comparison of unequal inputs that the
+    scores alone do not show. Empty when the model saw every token."""
+    limit = embedder.max_length
+    if limit is None:
+        return ""
+    longer = int(np.count_nonzero(records.records.length[keep] > limit))
+    if not longer:
+        return ""
+    return (f" The model embedded at most {limit:,} tokens of each record (an evenly spaced subset), LSI all of them: "
+            f"{longer:,} of the {int(keep.sum()):,} scored records were longer.")
 
 
 def held_out_vectors(embedder: Any, records: Split, fitted: LSI, progress: bool = False) -> tuple[dict[str, np.ndarray], np.ndarray]:
