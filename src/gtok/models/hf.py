@@ -26,13 +26,12 @@ of the class, and gtok.inference.loading, read it.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import os
 import shutil
 import tempfile
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +62,7 @@ class HFModel(GTokModel):
         self.hparams.update(model_class=model_class, hf_config=dict(hf_config))
         self._brought = import_brought(ModelSpec(model_class))
         self.model = model if model is not None else self._brought.cls(hf_config_class(self._brought).from_dict(dict(hf_config)))
+        _quiet_fast_path()  # before training's own filters, so that validating adds none
 
     @functools.cached_property
     def objective(self) -> str:
@@ -132,13 +132,13 @@ class HFModel(GTokModel):
     def embed(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """The attention-masked mean of the last hidden state (geniml's encode_tokenized_cells)."""
         attention = batch["attention_mask"].bool()
-        with _quiet_fast_path():
-            hidden = self.model.base_model(input_ids=batch["input_ids"], attention_mask=attention)
+        _quiet_fast_path()
+        hidden = self.model.base_model(input_ids=batch["input_ids"], attention_mask=attention)
         return masked_mean(hidden if isinstance(hidden, torch.Tensor) else hidden[0], attention)
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        with _quiet_fast_path():  # in eval mode, as embedding
-            super().validation_step(batch, batch_idx)
+        _quiet_fast_path()  # in eval mode, as embedding
+        super().validation_step(batch, batch_idx)
 
     def save_pretrained(self, folder: str | os.PathLike) -> list[Path]:
         """`save_pretrained` into `folder`, each file renamed into place (a kill leaves no half file)."""
@@ -225,14 +225,26 @@ def triplets(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Te
     return anchors, positives[anchors], negatives[anchors]
 
 
-@contextlib.contextmanager
-def _quiet_fast_path() -> Iterator[None]:
-    """Without torch's notice, on every batch in eval mode (embedding, validation), that the fast
+_FAST_PATH_NOTICE = "The PyTorch API of nested tensors is in prototype stage"
+_FAST_PATH_MODULE = "torch.nn.modules.transformer"  # where torch says it
+
+
+def _quiet_fast_path() -> None:
+    """Hide torch's notice, on every batch in eval mode (embedding, validation), that the fast
     path of nn.TransformerEncoder (geniml's Atacformer) uses a prototype API: a line about torch,
-    not about the run, under `gtok train --quiet` too."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="The PyTorch API of nested tensors is in prototype stage")
-        yield
+    not about the run, under `gtok train --quiet` too. The filter is added only when the first
+    filter that decides the notice does not ignore it, and stays: a catch_warnings per batch, or
+    a filter added on every batch, resets Python's record of the warnings already said, and
+    Lightning's per-epoch notices would come again after every validation."""
+    deciding = next((f for f in warnings.filters if _decides_fast_path_notice(*f)), None)
+    if deciding is None or deciding[0] != "ignore":
+        warnings.filterwarnings("ignore", message=_FAST_PATH_NOTICE)
+
+
+def _decides_fast_path_notice(action: str, message: Any, category: type, module: Any, lineno: int) -> bool:
+    """Whether a warnings filter matches torch's fast-path notice (the first that does decides it)."""
+    return ((message is None or message.match(_FAST_PATH_NOTICE) is not None) and issubclass(UserWarning, category)
+            and (module is None or module.match(_FAST_PATH_MODULE) is not None) and lineno == 0)
 
 
 def _loss(out: Any) -> torch.Tensor | None:
