@@ -562,7 +562,7 @@ def test_evaluate_and_embed_refuse_a_diverged_model_in_one_line(trained, tmp_pat
     # cells embedded a chunk at a time: counted among all embedded so far, not as "100 of the 100"
     from gtok.inference.embed import embed_anndata
 
-    with pytest.raises(GtokError, match=r": its embeddings of 100 of the first 100 records are not finite \(NaN or "
+    with pytest.raises(GtokError, match=r": its embeddings of 100 of the first 100 cells are not finite \(NaN or "
                                         r"infinite\), where embedding stopped; did its training diverge"):
         embed_anndata(diverged, trained / "cells.h5ad", chunk_rows=100)
 

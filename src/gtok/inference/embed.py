@@ -83,7 +83,7 @@ class Embedder:
             for docs in chunks:
                 vectors = self._embed(docs, bar)
                 done += len(docs)
-                self._refuse_non_finite(vectors, done, total)
+                self._refuse_non_finite(vectors, done, total, unit)
                 yield vectors
 
     def _embed(self, docs: Sequence[np.ndarray], bar: Any) -> np.ndarray:
@@ -101,10 +101,10 @@ class Embedder:
             bar.update(idx.size)
         return out
 
-    def _refuse_non_finite(self, vectors: np.ndarray, done: int, total: int | None) -> None:
+    def _refuse_non_finite(self, vectors: np.ndarray, done: int, total: int | None, unit: str) -> None:
         """A diverged model gives vectors no analysis can use, which must not pass for embeddings:
-        refused, with how many of the `done` records embedded so far (of `total`, when known) are
-        broken; the chunks before were finite, so these are all of them."""
+        refused, with how many of the `done` records (`unit`s) embedded so far (of `total`, when
+        known) are broken; the chunks before were finite, so these are all of them."""
         broken = int((~np.isfinite(vectors)).any(axis=1).sum())
         if broken:
             if done == total:
@@ -113,7 +113,7 @@ class Embedder:
                 among, stopped = f"the first {done:,}", ", where embedding stopped"
             else:
                 among, stopped = f"the first {done:,} of {total:,}", ", so the rest were not embedded"
-            raise GtokError(f"{describe(self.path)}: its embeddings of {broken:,} of {among} records are not finite "
+            raise GtokError(f"{describe(self.path)}: its embeddings of {broken:,} of {among} {unit}s are not finite "
                             f"(NaN or infinite){stopped}; did its training diverge (see its metrics.csv)?")
 
     @functools.cached_property
