@@ -314,13 +314,11 @@ def _unknown_type(folder: Path) -> str:
     """Why a published folder's class was looked for in transformers, when its model_type is neither
     transformers' own nor one gtok knows the package of: the hint that the type, not the class
     name, is what went wrong."""
-    import json
-
     try:
         from transformers import CONFIG_MAPPING
     except ImportError:  # the error already says transformers cannot be imported
         return ""
-    model_type = json.loads((folder / HF_CONFIG_FILE).read_text())["model_type"]
+    model_type = _json(folder).get("model_type")
     if model_type in HF_PACKAGES or model_type in CONFIG_MAPPING:
         return ""
     known = ", ".join(f"{kind} ({package.split('.')[0]})" for kind, package in HF_PACKAGES.items())
@@ -396,22 +394,24 @@ def _pretrained(folder: Path, brought: Any, vocab: Any, options: dict[str, Any] 
     would stop on that with an assertion that names neither the file nor the key."""
     from gtok.models.hf import HFModel
 
-    try:
-        config = brought.cls.config_class.from_pretrained(folder)
-    except Exception as exc:  # transformers raises many kinds for missing or damaged files
-        raise GtokError(f"{describe(folder)}: {brought.spec.text}.from_pretrained cannot read the saved model "
-                        f"({one_line(exc)}).") from None
+    config = _read_saved(folder, brought, brought.cls.config_class.from_pretrained)
     if config.vocab_size < vocab.vocab_size or config.pad_token_id != vocab.pad_token_id:
         default = " (config.json sets none: the class's default)" if "pad_token_id" not in _json(folder) else ""
         raise GtokError(f"{describe(folder / HF_CONFIG_FILE)}: vocab_size {config.vocab_size} and pad_token_id "
                         f"{config.pad_token_id}{default} do not fit {what} ({vocab.vocab_size} tokens, <pad> "
                         f"{vocab.pad_token_id}): {why}.")
+    weights = _read_saved(folder, brought, brought.cls.from_pretrained)
+    return HFModel(vocab, brought.spec.text, weights.config.to_dict(), options, model=weights).eval()
+
+
+def _read_saved(folder: Path, brought: Any, reader: Any) -> Any:
+    """What `reader` (the class's or its config's from_pretrained) reads from `folder`, refused in
+    one line naming the folder when it cannot."""
     try:
-        weights = brought.cls.from_pretrained(folder)
+        return reader(folder)
     except Exception as exc:  # transformers raises many kinds for missing or damaged files
         raise GtokError(f"{describe(folder)}: {brought.spec.text}.from_pretrained cannot read the saved model "
                         f"({one_line(exc)}).") from None
-    return HFModel(vocab, brought.spec.text, weights.config.to_dict(), options, model=weights).eval()
 
 
 def _json(folder: Path) -> dict[str, Any]:
