@@ -818,3 +818,25 @@ def test_an_h5ad_another_process_is_writing_is_said_to_be_busy_not_damaged(tmp_p
     finally:
         holder.communicate("", timeout=30)
     assert not (tmp_path / "c.gtok").exists()
+
+
+def test_sort_var_puts_var_in_the_universes_order_or_a_bed_files(tmp_path):
+    """gtok.sort_var gives the two orders gtok trains a cell's tokens in (docs/models.md): the
+    universe's, a peak placed by the smallest id it overlaps and a peak of none last, and a BED
+    file's, by chromosome name as text; anything else is one line saying what it takes."""
+    import gtok
+
+    universe = tmp_path / "u.bed"
+    universe.write_text("chr1\t0\t10\nchr2\t0\t10\nchr2\t20\t30\nchr10\t0\t10\n")
+    var = pd.DataFrame({"chrom": ["chr10", "chr2", "chr3", "chr1", "chr2"], "start": [0, 0, 0, 0, 25],
+                        "end": [10, 25, 10, 10, 28]}, index=["a", "b", "none", "c", "d"])
+    adata = ad.AnnData(sp.csr_matrix(np.eye(5, dtype=np.float32)), var=var)
+    by_universe = gtok.sort_var(adata, Tokenizer.from_bed(universe))
+    assert list(by_universe.var_names) == ["c", "b", "d", "a", "none"]  # b overlaps ids 1 and 2, d only 2
+    assert (by_universe.X.toarray()[:, 0] == adata.X.toarray()[:, 3]).all()  # the columns move with var
+    assert list(gtok.sort_var(adata, "bed").var_names) == ["c", "a", "b", "d", "none"]
+    for order in ("natural", universe):
+        with pytest.raises(GtokError, match=r'^sort_var: order must be "bed" or the model\'s tokenizer'):
+            gtok.sort_var(adata, order)
+    with pytest.raises(GtokError, match=r"^sort_var takes an AnnData, not a str: read an .h5ad with anndata.read_h5ad"):
+        gtok.sort_var("cells.h5ad", "bed")

@@ -667,12 +667,11 @@ def test_embedding_never_crops_beyond_the_models_positions():
 
 
 @pytest.mark.parametrize("coordinates", ["columns", "names"])
-def test_an_anndata_out_of_genomic_order_is_warned_of_once_with_the_line_that_sorts_it(tmp_path, coordinates):
+def test_an_anndata_out_of_order_is_warned_of_once_with_the_lines_that_sort_it(tmp_path, coordinates):
     """Atacformer's position embeddings make a cell's vector depend on token order, which is var's
     (as geniml gives gtars the peaks): a var in another order than the training data's embeds
     other vectors, and must not in silence. The warning's own line sorts var, after which the
     cells embed as the sorted AnnData does, without a warning."""
-    import re
     import warnings
 
     import anndata
@@ -693,16 +692,71 @@ def test_an_anndata_out_of_genomic_order_is_warned_of_once_with_the_line_that_so
 
     with pytest.warns(UserWarning) as caught:
         shuffled = embed_anndata(folder, adata)
-    lines = [str(w.message) for w in caught if "genomic order" in str(w.message)]
+    lines = [str(w.message) for w in caught if "var is not in" in str(w.message)]
     assert len(lines) == 1 and "\n" not in lines[0]
-    assert lines[0].startswith("the AnnData: var is not in genomic order, and geniml.atacformer:AtacformerModel has "
-                               "position embeddings")
+    assert lines[0].startswith("the AnnData: var is not in its model's universe order nor in a BED file's, and "
+                               "geniml.atacformer:AtacformerModel has position embeddings")
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         expected = embed_anndata(folder, ordered)
-        adata = eval(re.search(r"adata = (.*)$", lines[0])[1])  # the warning's own line
-        np.testing.assert_allclose(embed_anndata(folder, adata), expected, rtol=1e-5, atol=1e-6)
+        for by_line in sorted_by_warning(lines[0], adata):  # one chromosome: the universe's order is a BED file's
+            np.testing.assert_allclose(embed_anndata(folder, by_line), expected, rtol=1e-5, atol=1e-6)
     assert not np.allclose(shuffled, expected, atol=1e-4)  # the order did change the vectors
+
+
+def sorted_by_warning(line: str, adata):
+    """The AnnData each `adata = ...` of a var order warning gives (the universe's order, then a BED file's)."""
+    import re
+
+    import gtok as package
+
+    lines = re.findall(r"adata = (gtok\.sort_var\(.*?\))(?:;|$)", line)
+    assert len(lines) == 2, line
+    return [eval(code, {"gtok": package, "adata": adata}) for code in lines]
+
+
+def test_cells_embed_as_in_training_once_var_is_in_the_models_order_which_the_warning_sorts_it_into(tmp_path):
+    """The warning told users to sort var by chromosome name and start, as a BED file is read (chr1,
+    chr10, chr2); but a model trained on cells saw their tokens in var's order, the universe's
+    (chr1, chr2, chr10) when var was its universe, and after that sort an Atacformer gave the same
+    cells other vectors. gtok cannot tell from a model which order it was trained in: the warning
+    gives both lines, gtok.sort_var into the universe's order (the cells as trained) and into a BED
+    file's (the cells as their peaks' BED files embed), and is silent for var in either."""
+    import warnings
+
+    import anndata
+    import pandas as pd
+    import scipy.sparse as sp
+
+    from gtok.inference.embed import embed_anndata, embed_regions
+
+    folder = published_folder(tmp_path / "pub", "geniml.atacformer:AtacformerModel")
+    starts = 100 * np.tile(np.arange(N_REGIONS // 3), 3)
+    peaks = pd.DataFrame({"chr": np.repeat(["chr1", "chr2", "chr10"], N_REGIONS // 3), "start": starts, "end": starts + 50})
+    peaks.index = [f"{c}:{s}-{e}" for c, s, e in peaks.itertuples(index=False)]
+    (folder / "universe.bed.gz").write_bytes(gzip.compress(peaks.to_csv(sep="\t", header=False, index=False).encode()))
+    rng = np.random.default_rng(0)
+    X = sp.csr_matrix((rng.random((6, N_REGIONS)) < 0.1).astype(np.float32))
+    trained = anndata.AnnData(X, obs=pd.DataFrame(index=[f"c{i}" for i in range(6)]), var=peaks)  # var: the universe
+    beds = []
+    for i in range(6):
+        beds.append(tmp_path / f"c{i}.bed")
+        peaks.iloc[X[i].indices].to_csv(beds[-1], sep="\t", header=False, index=False)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        as_trained = embed_anndata(folder, trained)
+        as_beds = embed_regions(folder, beds)
+    assert np.abs(as_trained - as_beds).max() > 1e-3  # chr1, chr2, chr10 against chr1, chr10, chr2
+    with pytest.warns(UserWarning) as caught:
+        embed_anndata(folder, trained[:, rng.permutation(N_REGIONS)].copy())
+    (line,) = [str(w.message) for w in caught if "var is not in" in str(w.message)]
+    by_universe, by_bed = sorted_by_warning(line, trained[:, rng.permutation(N_REGIONS)].copy())
+    assert list(by_universe.var_names) == list(trained.var_names)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # either order is one a model may have been trained in: no warning
+        np.testing.assert_allclose(embed_anndata(folder, by_universe), as_trained, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(embed_anndata(folder, by_bed), as_beds, rtol=1e-5, atol=1e-6)
 
 
 def test_region_sets_in_memory_out_of_genomic_order_are_warned_of_and_embed_as_their_bed_file_once_sorted(tmp_path):

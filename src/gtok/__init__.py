@@ -16,6 +16,7 @@ from gtok.errors import (
     ShardFormatError,
 )
 from gtok.formats.shard import ShardReader, ShardWriter, write_shard
+from gtok.sources.cells import sort_var
 from gtok.tokenizer import Tokenizer
 from gtok.universe import Universe
 
@@ -47,5 +48,6 @@ __all__ = [
     "write_shard",
     "Tokenizer",
     "Universe",
+    "sort_var",
     *_LAZY,
 ]

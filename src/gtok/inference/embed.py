@@ -222,12 +222,13 @@ def embed_anndata(
     A row chunk at a time (tokenized, embedded, dropped), so memory holds one chunk's tokens and
     the result, whatever the number of cells. Cells that overlap no universe region (all-zero
     rows) are `<unk>` alone: one warning counts them. A model with position embeddings warns
-    when var is not in genomic order (gtok.sources.cells.var_order_warning)."""
+    when var is in neither order gtok trains in (gtok.sources.cells.var_order_warning)."""
     from gtok.sources.cells import iter_cell_tokens
 
     embedder = Embedder(model, universe, device, batch_size)
     cells = iter_cell_tokens(embedder.tokenizer, adata, chunk_rows=chunk_rows, layer=layer, modality=modality,
-                             tile_width=tile_width, order_sensitive=embedder.order_sensitive)
+                             tile_width=tile_width,
+                             order_sensitive=None if embedder.order_sensitive is None else (embedder.order_sensitive, os.fspath(model)))
     empty: list[str] = []  # the first few cells of no region
     count = 0  # and how many there are
 

@@ -74,12 +74,18 @@ class Intervals:
 
     def sorted_like_files(self) -> "Intervals":
         """Stable sort by (chromosome name as bytes, start): the order gtars gives a BED file."""
+        order = self.file_order()
+        return self if order is None else self.take(order)
+
+    def file_order(self) -> np.ndarray | None:
+        """The permutation that puts these in a BED file's order (stable, by chromosome name as
+        bytes, then start), or None when they are in it already."""
         rank_of_name = np.argsort(np.argsort([n.encode() for n in self.chrom_names], kind="stable"))
         chrom_rank = rank_of_name.astype(np.int64)[self.codes] if self.chrom_names else self.codes
         key = (chrom_rank << 40) | self.starts  # starts are < 2**40 (1 Tbp)
         if np.all(key[1:] >= key[:-1]):
-            return self
-        return self.take(np.argsort(key, kind="stable"))
+            return None
+        return np.argsort(key, kind="stable")
 
     @staticmethod
     def from_columns(chroms, starts, ends, source: str = "the regions", column_names=("start", "end")) -> "Intervals":

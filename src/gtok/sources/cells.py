@@ -51,7 +51,7 @@ from gtok.sources.h5ad import (
     reading,
 )
 from gtok.sources.samples import AS_THEY_ARE, CellNames
-from gtok.universe import expand_ranges
+from gtok.universe import Universe, expand_ranges
 
 if TYPE_CHECKING:
     from gtok.tokenizer import Tokenizer
@@ -251,6 +251,22 @@ class ColumnTokens:
         self.single = np.where(self.count == 1, np.append(ids, 0)[self.ptr[:-1]], -1).astype(np.int32)
         self.tokenizer = tokenizer
 
+    def universe_key(self) -> np.ndarray:
+        """Each column's place in the universe's order: the smallest token id it gives, or the
+        number of regions (after every id) for a column of no universe region."""
+        key = np.full(self.count.size, len(self.tokenizer.universe), np.int64)
+        hit = self.count > 0
+        if hit.any():
+            key[hit] = np.minimum.reduceat(self.ids, self.ptr[:-1][hit])
+        return key
+
+    def in_universe_order(self) -> bool:
+        """Whether the columns that give tokens come in the universe's order (the others give none,
+        wherever they are)."""
+        key = self.universe_key()
+        key = key[key < len(self.tokenizer.universe)]
+        return bool(np.all(key[1:] >= key[:-1]))
+
     def tokenize(self, block: CsrRows) -> tuple[np.ndarray, np.ndarray]:
         """(concatenated token ids, length per row) for the rows of a CSR block."""
         indptr, indices = _canonical(block)
@@ -446,7 +462,7 @@ def iter_cell_tokens(
     tile_width: int | None = None,
     spill_dir: str | None = None,
     layer: str | None = None,
-    order_sensitive: str | None = None,
+    order_sensitive: tuple[str, str] | None = None,
 ) -> Iterator[Batch]:
     """Tokenize cells `rows=(start, stop)` (default all) in chunks of `chunk_rows`, in bounded memory.
 
@@ -454,8 +470,8 @@ def iter_cell_tokens(
     `modality`. `layer`: tokenize that layer instead of X. `tile_width`: the width of fixed-width
     tiles whose var gives starts but no ends (inferred from the starts when not given).
     `spill_dir`: where a CSC matrix's rows are regrouped (default $TMPDIR). `order_sensitive`:
-    the name of a model whose vectors depend on token order, which a var out of genomic order is
-    warned about (var_order_warning).
+    the name and path of a model whose vectors depend on token order, which a var in another order
+    than it may have been trained in is warned about (var_order_warning).
 
     The matrix must hold counts (or any non-negative values: a nonzero entry is an accessible
     peak); a negative or NaN value, a column index outside var or damaged row pointers
@@ -474,12 +490,12 @@ def iter_cell_tokens(
         foreign = f"{cells.name}: var is empty (no peaks), so every cell's tokens are <unk> alone."
     if foreign:
         warnings.warn(foreign, stacklevel=2)
-    unsorted = order_sensitive and var_order_warning(regions, var_columns, cells.name, order_sensitive)
-    if unsorted:
-        warnings.warn(unsorted, stacklevel=2)
     names = cells.obs_names()
     _check_shape(cells, len(names), len(regions))
     column_tokens = ColumnTokens(tokenizer, regions)
+    unsorted = order_sensitive and var_order_warning(regions, column_tokens, cells.name, *order_sensitive)
+    if unsorted:
+        warnings.warn(unsorted, stacklevel=2)
     unmatched = None if foreign or regions.tiles_genome() else unmatched_peaks(column_tokens.count, cells.name)
     if unmatched:
         warnings.warn(unmatched, stacklevel=2)
@@ -512,23 +528,52 @@ def unmatched_peaks(count: np.ndarray, source: str) -> str | None:
             "others as tokens; is it on another genome assembly than the universe (hg19 vs hg38)?")
 
 
-def var_order_warning(regions: Intervals, columns: Mapping[str, Any], source: str, model: str) -> str | None:
-    """Why `model` would embed these cells unlike the same cells with var sorted, or None when var
-    is in genomic order (each chromosome's peaks together, by start). A cell's tokens come in var's
-    order, as geniml's tokenize_anndata gives them to gtars (which keeps a list's order), so a model
-    with position embeddings (Atacformer) gives a cell another vector when var is in another order;
-    the tokens stay gtars', and the warning says how to sort var (by chromosome name and start, as
-    gtars sorts a BED file, so a cell embeds as its peaks' BED file does)."""
-    if regions.in_genomic_order():
+def var_order_warning(regions: Intervals, columns: ColumnTokens, source: str, model: str, path: str) -> str | None:
+    """Why `model` (loaded from `path`) may embed these cells unlike the cells it was trained on, or
+    None when var is in one of the two orders gtok's training gives tokens in: its universe's (token
+    ids), that of cells whose var was the universe, and a BED file's (chromosome name as text, then
+    start), that of BED files. A cell's tokens come in var's order, as geniml's tokenize_anndata
+    gives them to gtars (which keeps a list's order), so a model with position embeddings
+    (Atacformer) gives a cell another vector when var is in another order (0.175 apart, norm 1.75,
+    for chr1, chr10, chr2 against the chr1, chr2, chr10 it was trained on). Which order is right
+    cannot be told from the model, so the warning gives the line for each (sort_var)."""
+    if regions.file_order() is None or columns.in_universe_order():
         return None
-    chrom, start, _ = coordinate_columns(columns, f"{source}: var")
-    if chrom is not None and start is not None:
-        how = f'adata[:, np.lexsort((adata.var["{start}"].astype(int), adata.var["{chrom}"].astype(str)))].copy()'
+    return (f"{source}: var is not in its model's universe order nor in a BED file's, and {model} has position "
+            "embeddings, so a cell's vector depends on the order of its tokens, which is var's; put var in the order "
+            "the model was trained on first, which gtok cannot tell from the model: trained on cells whose var was its "
+            f"universe, the universe's, adata = gtok.sort_var(adata, gtok.Tokenizer.from_pretrained({path!r})); trained "
+            'on BED files, their order (chromosome name as text: chr1, chr10, chr2; then start), adata = '
+            'gtok.sort_var(adata, "bed")')
+
+
+def sort_var(adata: Any, order: Any, tile_width: int | None = None) -> Any:
+    """A copy of the AnnData `adata` with var (and the columns of X, its layers and varm) in `order`,
+    so that its cells' tokens, which come in var's order, come in the order a model with position
+    embeddings (Atacformer) was trained on; gtok cannot tell that order from a model:
+
+    - a Tokenizer (`gtok.Tokenizer.from_pretrained(model)`): the order of its universe file, which
+      token ids follow; a peak goes where the smallest id it overlaps is, a peak of no universe region
+      last (it gives no token). The order of cells whose var was the universe, as gtok and geniml
+      train on them.
+    - "bed": by chromosome name as text (chr1, chr10, chr2), then start, stably: the order gtok and
+      gtars read a BED file in, so the order of a model trained on BED files.
+
+    `tile_width` as in iter_cell_tokens."""
+    by_universe = isinstance(getattr(order, "universe", None), Universe)  # a Tokenizer (its module imports this one)
+    if not by_universe and not (isinstance(order, str) and order == "bed"):
+        raise GtokError(f'sort_var: order must be "bed" or the model\'s tokenizer (gtok.Tokenizer.from_pretrained(MODEL)), '
+                        f"not {order!r}.")
+    if getattr(adata, "mod", None) is not None or not hasattr(adata, "var"):
+        raise GtokError(f"sort_var takes an AnnData, not a {type(adata).__name__}: read an .h5ad with anndata.read_h5ad, "
+                        "and sort a MuData's modality (mdata.mod['atac']).")
+    var_columns, var_names = _Cells(adata).var()
+    regions = var_intervals(var_columns, var_names, "the AnnData", tile_width=tile_width)
+    if by_universe:
+        permutation = np.argsort(ColumnTokens(order, regions).universe_key(), kind="stable")
     else:
-        how = f'adata[:, adata.var_names.str.extract(r"{_REGION_NAME.pattern}").astype({{1: int}}).sort_values([0, 1]).index].copy()'
-    return (f"{source}: var is not in genomic order, and {model} has position embeddings, so a cell's vector depends on "
-            f"the order of its tokens, which is var's; unless it was trained on peaks in this very order, sort var by "
-            f"chromosome and start first (as BED files are read): adata = {how}")
+        permutation = regions.file_order()
+    return adata[:, np.arange(len(regions)) if permutation is None else permutation].copy()
 
 
 def _check_shape(cells: _Cells, n_names: int, n_regions: int) -> None:
