@@ -715,6 +715,22 @@ def sorted_by_warning(line: str, adata):
     return [eval(code, {"gtok": package, "adata": adata}) for code in lines]
 
 
+def natural_universe_folder(tmp_path: Path):
+    """A published Atacformer whose universe is in natural order (chr1, chr2, chr10), and cells whose
+    var is that universe, in its order: the cells as a model is trained on them."""
+    import anndata
+    import pandas as pd
+    import scipy.sparse as sp
+
+    folder = published_folder(tmp_path / "pub", "geniml.atacformer:AtacformerModel")
+    starts = 100 * np.tile(np.arange(N_REGIONS // 3), 3)
+    peaks = pd.DataFrame({"chr": np.repeat(["chr1", "chr2", "chr10"], N_REGIONS // 3), "start": starts, "end": starts + 50})
+    peaks.index = [f"{c}:{s}-{e}" for c, s, e in peaks.itertuples(index=False)]
+    (folder / "universe.bed.gz").write_bytes(gzip.compress(peaks.to_csv(sep="\t", header=False, index=False).encode()))
+    X = sp.csr_matrix((np.random.default_rng(0).random((6, N_REGIONS)) < 0.1).astype(np.float32))
+    return folder, anndata.AnnData(X, obs=pd.DataFrame(index=[f"c{i}" for i in range(6)]), var=peaks)
+
+
 def test_cells_embed_as_in_training_once_var_is_in_the_models_order_which_the_warning_sorts_it_into(tmp_path):
     """The warning told users to sort var by chromosome name and start, as a BED file is read (chr1,
     chr10, chr2); but a model trained on cells saw their tokens in var's order, the universe's
@@ -724,20 +740,10 @@ def test_cells_embed_as_in_training_once_var_is_in_the_models_order_which_the_wa
     file's (the cells as their peaks' BED files embed), and is silent for var in either."""
     import warnings
 
-    import anndata
-    import pandas as pd
-    import scipy.sparse as sp
-
     from gtok.inference.embed import embed_anndata, embed_regions
 
-    folder = published_folder(tmp_path / "pub", "geniml.atacformer:AtacformerModel")
-    starts = 100 * np.tile(np.arange(N_REGIONS // 3), 3)
-    peaks = pd.DataFrame({"chr": np.repeat(["chr1", "chr2", "chr10"], N_REGIONS // 3), "start": starts, "end": starts + 50})
-    peaks.index = [f"{c}:{s}-{e}" for c, s, e in peaks.itertuples(index=False)]
-    (folder / "universe.bed.gz").write_bytes(gzip.compress(peaks.to_csv(sep="\t", header=False, index=False).encode()))
-    rng = np.random.default_rng(0)
-    X = sp.csr_matrix((rng.random((6, N_REGIONS)) < 0.1).astype(np.float32))
-    trained = anndata.AnnData(X, obs=pd.DataFrame(index=[f"c{i}" for i in range(6)]), var=peaks)  # var: the universe
+    folder, trained = natural_universe_folder(tmp_path)
+    peaks, X, rng = trained.var, trained.X, np.random.default_rng(0)
     beds = []
     for i in range(6):
         beds.append(tmp_path / f"c{i}.bed")
@@ -773,15 +779,32 @@ def test_region_sets_in_memory_out_of_genomic_order_are_warned_of_and_embed_as_t
     shuffled = frame.sample(frac=1, random_state=0)
     bed = tmp_path / "set.bed"
     shuffled.to_csv(bed, sep="\t", header=False, index=False)
-    with pytest.warns(UserWarning, match=r"^region sets not in a BED file's order: 1 \(region set 1\); "
-                                         r"geniml.atacformer:AtacformerModel has position embeddings"):
+    with pytest.warns(UserWarning, match=r"^region sets in neither a BED file's order nor their universe's: 1 \(region "
+                                         r"set 1\); geniml.atacformer:AtacformerModel has position embeddings"):
         vectors = embed_regions(folder, [bed, shuffled])
     assert not np.allclose(vectors[0], vectors[1], atol=1e-4)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         np.testing.assert_allclose(embed_regions(folder, [shuffled.sort_values(["chrom", "start"])])[0], vectors[0],
                                    rtol=1e-5, atol=1e-6)
-    # chromosomes in natural order (chr1, chr2, chr10) are another order than the BED file's (chr1, chr10, chr2)
-    natural = pd.DataFrame({"chrom": ["chr1", "chr2", "chr10"], "start": [10, 10, 10], "end": [40, 40, 40]})
-    with pytest.warns(UserWarning, match=r"^region sets not in a BED file's order: 1 \(region set 0\)"):
-        embed_regions(folder, [natural])
+
+
+def test_region_sets_in_their_universes_order_embed_as_the_cells_the_model_was_trained_on_without_a_warning(tmp_path):
+    """A region set in the universe's order (chr1, chr2, chr10) has its tokens in the order of the
+    cells a model was trained on when their var was the universe; it was warned of and told to sort
+    into a BED file's order (chr1, chr10, chr2), which embeds another vector. Warned of now: a set in
+    neither order, and not a set whose tokens are its BED file's (its other regions give none)."""
+    import warnings
+
+    from gtok.inference.embed import embed_anndata, embed_regions
+
+    folder, trained = natural_universe_folder(tmp_path)
+    peaks = trained.var.iloc[trained.X[0].indices].rename(columns={"chr": "chrom"})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        vectors = embed_regions(folder, [peaks, peaks.sort_values(["chrom", "start"]), peaks[peaks.chrom != "chr2"]])
+        np.testing.assert_allclose(vectors[0], embed_anndata(folder, trained)[0], rtol=1e-5, atol=1e-6)
+    assert np.abs(vectors[0] - vectors[1]).max() > 1e-3
+    with pytest.warns(UserWarning, match=r"^region sets in neither a BED file's order nor their universe's: 1 \(region "
+                                         r"set 0\); geniml.atacformer:AtacformerModel has position embeddings"):
+        embed_regions(folder, [peaks.sample(frac=1, random_state=0)])

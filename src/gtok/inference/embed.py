@@ -29,7 +29,9 @@ from gtok.sources.h5ad import DEFAULT_MODALITY
 from gtok.tokenizer import pad_batch
 
 if TYPE_CHECKING:
+    from gtok.sources.bed import Intervals
     from gtok.sources.cells import CellOptions
+    from gtok.tokenizer import Tokenizer
 
 
 class Embedder:
@@ -151,7 +153,8 @@ def embed_regions(
     """float32 [len(sources), D]: one vector per region set (BED path, DataFrame, region list...).
     A region set that shares no chromosome with the universe is warned about, as tokenize does:
     its vector would be that of `<unk>` alone; so are, in one warning, those that overlap no region,
-    and, to a model with position embeddings, the in-memory ones out of genomic order (warn_unsorted)."""
+    and, to a model with position embeddings, the in-memory ones in another order than gtok trains in
+    (warn_unsorted)."""
     from gtok.sources.bed import warn_foreign
     from gtok.tokenizer import to_intervals
 
@@ -163,26 +166,36 @@ def embed_regions(
     names = [os.fspath(s) if isinstance(s, (str, os.PathLike)) else f"region set {i}" for i, s in enumerate(sources)]
     foreign = [embedder.tokenizer.universe.foreign_input(iv.chrom_names, name) for iv, name in zip(intervals, names)]
     warn_foreign(list(filter(None, foreign)))
-    if embedder.order_sensitive:
-        warn_unsorted([n for s, iv, n in zip(sources, intervals, names)
-                       if not isinstance(s, (str, os.PathLike)) and iv.sorted_like_files() is not iv], embedder.order_sensitive)
     docs = [embedder.tokenizer.tokenize(iv) for iv in intervals]
+    if embedder.order_sensitive:
+        warn_unsorted([n for s, iv, d, n in zip(sources, intervals, docs, names) if not isinstance(s, (str, os.PathLike))
+                       and not in_a_training_order(embedder.tokenizer, iv, d)], embedder.order_sensitive)
     empty = unk_only(docs, embedder.tokenizer.unk_token_id) & np.equal(foreign, None)  # the foreign are warned of
     warn_unk_only(int(empty.sum()), [names[i] for i in np.flatnonzero(empty)[:3]], len(docs), "region sets")
     return embedder.embed_docs(docs, progress)
 
 
+def in_a_training_order(tokenizer: Tokenizer, regions: Intervals, tokens: np.ndarray) -> bool:
+    """Whether a region set's `tokens` come in one of the orders gtok trains a model in: the
+    universe's (ascending ids: cells whose var was the universe), or its BED file's (the tokens of
+    the set sorted as a file is read), so that they embed as some training data did."""
+    return bool(np.all(tokens[1:] >= tokens[:-1])) or np.array_equal(tokens, tokenizer.tokenize(regions.sorted_like_files()))
+
+
 def warn_unsorted(names: Sequence[str], model: str) -> None:
     """In-memory region sets keep their order (as gtars keeps a list's), where a BED file is sorted
-    by chromosome name and start: to a model with position embeddings, such a set in another order
-    (even chr1, chr2, chr10) is not the same record as its BED file, and embeds to another vector; one warning names the
-    first few and how to sort them."""
+    by chromosome name and start: to a model with position embeddings, a set whose tokens come in
+    another order than its BED file's (even chr1, chr2, chr10) and than its universe's embeds to
+    another vector than any training data gtok gives; one warning names the first few and the
+    orders, of which the right one is the model's training data's, which gtok cannot tell."""
     if names:
         shown = ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
-        warnings.warn(f"region sets not in a BED file's order: {len(names):,} ({shown}); {model} has position "
-                      "embeddings, so a vector depends on the order of the tokens, and a BED file is read sorted by "
-                      "chromosome name (chr1, chr10, chr2) and start, these as given: sort them first (a DataFrame: "
-                      'df.sort_values(["chrom", "start"], kind="stable")).',
+        warnings.warn(f"region sets in neither a BED file's order nor their universe's: {len(names):,} ({shown}); "
+                      f"{model} has position embeddings, so a vector depends on the order of the tokens: put them in "
+                      "the order the model was trained on, which gtok cannot tell from the model: trained on BED files, "
+                      "a BED file's, by chromosome name as text (chr1, chr10, chr2) and start (a DataFrame: "
+                      'df.sort_values(["chrom", "start"], kind="stable")); trained on cells whose var was its universe, '
+                      "the universe's (the order of the token ids).",
                       stacklevel=3)
 
 
