@@ -840,3 +840,20 @@ def test_sort_var_puts_var_in_the_universes_order_or_a_bed_files(tmp_path):
             gtok.sort_var(adata, order)
     with pytest.raises(GtokError, match=r"^sort_var takes an AnnData, not a str: read an .h5ad with anndata.read_h5ad"):
         gtok.sort_var("cells.h5ad", "bed")
+
+
+def test_var_order_is_judged_by_the_peaks_that_give_tokens(tmp_path):
+    """A peak of no universe region gives no token wherever it is in var, so it cannot make a cell's
+    tokens leave a BED file's order: a var whose only such peak (chr3, on no universe chromosome)
+    came first was warned of as out of order, while its cells' tokens were its BED files' own."""
+    from gtok.sources.bed import Intervals
+    from gtok.sources.cells import ColumnTokens, var_order_warning
+
+    universe = tmp_path / "u.bed"
+    universe.write_text("chr1\t0\t10\nchr2\t0\t10\nchr10\t0\t10\n")
+    tok = Tokenizer.from_bed(universe)
+    var = Intervals.from_columns(["chr3", "chr1", "chr10", "chr2"], [0, 0, 0, 0], [10, 10, 10, 10])
+    assert var_order_warning(var, ColumnTokens(tok, var), "v", "m", "p") is None
+    shuffled = var.take(np.array([0, 2, 1, 3]))
+    assert "var is not in its model's universe order nor in a BED file's" in var_order_warning(
+        shuffled, ColumnTokens(tok, shuffled), "v", "m", "p")

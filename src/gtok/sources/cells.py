@@ -537,7 +537,8 @@ def var_order_warning(regions: Intervals, columns: ColumnTokens, source: str, mo
     (Atacformer) gives a cell another vector when var is in another order (0.175 apart, norm 1.75,
     for chr1, chr10, chr2 against the chr1, chr2, chr10 it was trained on). Which order is right
     cannot be told from the model, so the warning gives the line for each (sort_var)."""
-    if regions.file_order() is None or columns.in_universe_order():
+    giving = regions.take(np.flatnonzero(columns.count > 0))  # a peak of no universe region gives no token anywhere
+    if giving.file_order() is None or columns.in_universe_order():
         return None
     return (f"{source}: var is not in its model's universe order nor in a BED file's, and {model} has position "
             "embeddings, so a cell's vector depends on the order of its tokens, which is var's; put var in the order "
