@@ -857,3 +857,20 @@ def test_var_order_is_judged_by_the_peaks_that_give_tokens(tmp_path):
     shuffled = var.take(np.array([0, 2, 1, 3]))
     assert "var is not in its model's universe order nor in a BED file's" in var_order_warning(
         shuffled, ColumnTokens(tok, shuffled), "v", "m", "p")
+
+
+def test_sort_var_of_a_backed_anndata_comes_back_in_memory(tmp_path):
+    """A backed AnnData (read_h5ad(backed="r"), as a large file is read) raised anndata's ValueError
+    that a backed object copies only to a file: it comes back sorted, in memory."""
+    import gtok
+
+    var = pd.DataFrame({"chrom": ["chr2", "chr1", "chr10"], "start": [0, 0, 0], "end": [10, 10, 10]}, index=list("abc"))
+    adata = ad.AnnData(sp.csr_matrix(np.arange(9, dtype=np.float32).reshape(3, 3)), var=var)
+    adata.write_h5ad(tmp_path / "x.h5ad")
+    backed = ad.read_h5ad(tmp_path / "x.h5ad", backed="r")
+    try:
+        by_bed = gtok.sort_var(backed, "bed")
+    finally:
+        backed.file.close()
+    assert not by_bed.isbacked and list(by_bed.var_names) == ["b", "c", "a"]
+    assert (by_bed.X.toarray() == adata.X.toarray()[:, [1, 2, 0]]).all()

@@ -560,7 +560,8 @@ def sort_var(adata: Any, order: Any, tile_width: int | None = None) -> Any:
     - "bed": by chromosome name as text (chr1, chr10, chr2), then start, stably: the order gtok and
       gtars read a BED file in, so the order of a model trained on BED files.
 
-    `tile_width` as in iter_cell_tokens."""
+    A backed AnnData (`read_h5ad(backed="r")`) comes back in memory. `tile_width` as in
+    iter_cell_tokens."""
     by_universe = isinstance(getattr(order, "universe", None), Universe)  # a Tokenizer (its module imports this one)
     if not by_universe and not (isinstance(order, str) and order == "bed"):
         raise GtokError(f'sort_var: order must be "bed" or the model\'s tokenizer (gtok.Tokenizer.from_pretrained(MODEL)), '
@@ -574,7 +575,8 @@ def sort_var(adata: Any, order: Any, tile_width: int | None = None) -> Any:
         permutation = np.argsort(ColumnTokens(order, regions).universe_key(), kind="stable")
     else:
         permutation = regions.file_order()
-    return adata[:, np.arange(len(regions)) if permutation is None else permutation].copy()
+    sorted_var = adata[:, np.arange(len(regions)) if permutation is None else permutation]
+    return sorted_var.to_memory() if adata.isbacked else sorted_var.copy()  # a backed one copies only to a file
 
 
 def _check_shape(cells: _Cells, n_names: int, n_regions: int) -> None:
