@@ -16,19 +16,19 @@ from gtok.errors import (
     ShardFormatError,
 )
 from gtok.formats.shard import ShardReader, ShardWriter, write_shard
-from gtok.sources.cells import sort_var
 from gtok.tokenizer import Tokenizer
 from gtok.universe import Universe
 
 __version__ = "0.1.0"
 
-_LAZY = {  # the torch layer, imported on first use
+_LAZY = {  # imported on first use: the torch layer, and sort_var (cells.py and its h5ad reader)
     "GTokDataset": "gtok.data.dataset",
     "GTokDataModule": "gtok.data.datamodule",
     "Embedder": "gtok.inference.embed",
     "embed_regions": "gtok.inference.embed",
     "embed_anndata": "gtok.inference.embed",
     "load_model": "gtok.inference.loading",
+    "sort_var": "gtok.sources.cells",
 }
 
 
@@ -48,6 +48,5 @@ __all__ = [
     "write_shard",
     "Tokenizer",
     "Universe",
-    "sort_var",
     *_LAZY,
 ]
