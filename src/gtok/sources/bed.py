@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from gtok.errors import BedFormatError, GtokError, describe
+from gtok.formats.shard import record_name
 from gtok.paths import input_file
 from gtok.sources.base import Batch, Source, progress_bar
 from gtok.sources.labels import read_label_sheet
@@ -463,8 +464,6 @@ class BedFiles(Source):
         self._labels: dict[str, str | None] | None = None
 
     def check(self, tok: Tokenizer) -> None:
-        from gtok.formats.shard import record_name
-
         first: dict[str, str] = {}
         for path in self.paths:  # a manifest refuses a name used twice: say so before the work, not after
             name = record_name(path)
@@ -478,8 +477,6 @@ class BedFiles(Source):
             self._labels = read_label_sheet(self.labels_sheet, self.paths)
 
     def batches(self, tok: Tokenizer, spill_dir: Path) -> Iterator[Batch]:
-        from gtok.formats.shard import record_name
-
         labels, foreign = self._labels, []
         for batch in _bed_batches(self.paths, self.progress, self.threads or len(os.sched_getaffinity(0))):
             tokens, lengths = tok.tokenize_many([iv for _, iv in batch])
