@@ -23,12 +23,11 @@ import numpy as np
 from gtok.atomic import atomic_path
 from gtok.errors import GtokError, describe
 from gtok.formats.manifest import common_vocabulary, id_problem
+from gtok.formats.shard import ShardReader
 from gtok.paths import has_magic, output_file, refuse_repeats
 
 if TYPE_CHECKING:
     import pyarrow as pa
-
-    from gtok.formats.shard import ShardReader
 
 PARQUET_MAGIC = b"PAR1"
 META_VOCAB_SIZE = b"gtok.vocab_size"
@@ -70,8 +69,6 @@ def write_parquet(readers_or_shard_paths: Sequence[ShardReader | str | os.PathLi
     records, and their ids must fit it (a gtars file records no vocabulary). The output is checked first (a `.parquet` name, not an input, only a parquet file
     replaced) and written atomically, a row group of at most `BATCH_TOKENS` tokens at a time.
     """
-    from gtok.formats.shard import ShardReader
-
     pa, pq = import_pyarrow()
     if not readers_or_shard_paths:
         raise GtokError("give at least one shard to export.")
