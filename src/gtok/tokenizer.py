@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from gtok.crop import crop
 from gtok.errors import GtokError
 from gtok.sources.bed import Intervals, coordinate_columns, read_sorted
 from gtok.sources.h5ad import DEFAULT_MODALITY
@@ -137,8 +138,6 @@ class Tokenizer:
         document (gtok.crop, as `gtok embed` crops), not its first ones: a genome-sorted document's
         first tokens are all on chr1.
         """
-        from gtok.crop import crop
-
         return pad_batch([crop(self.tokenize(s), max_length) for s in sources], self.pad_token_id)
 
     def encode_anndata(self, adata: Any, chunk_rows: int = 4096, *, layer: str | None = None, modality: str = DEFAULT_MODALITY,
