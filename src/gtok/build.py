@@ -3,6 +3,7 @@ and a universe into its index (`gtok index`)."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -10,6 +11,8 @@ from typing import Any
 
 from gtok import __version__
 from gtok.errors import GtokError, describe
+from gtok.formats.index import MAGIC as INDEX_MAGIC
+from gtok.formats.index import SUFFIX, write_index
 from gtok.formats.metadata import ShardMeta, check_dataset, universe_record
 from gtok.formats.shard import MAGIC, ShardWriter
 from gtok.paths import has_magic, input_file, output_file
@@ -108,11 +111,6 @@ def default_dataset(kinds: dict[str, list[str]], output: str, samples: Sequence[
 
 def build_index(universe: str, output: str) -> Universe:
     """Parse a universe BED and write its index file (`gtok.formats.index`)."""
-    import hashlib
-
-    from gtok.formats.index import MAGIC as INDEX_MAGIC
-    from gtok.formats.index import SUFFIX, write_index
-
     raw = universe_text(universe)
     target = output_file(output, (SUFFIX,), [universe], has_magic(INDEX_MAGIC), "universe index")
     loaded = Universe.from_text(raw, universe)
