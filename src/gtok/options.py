@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from gtok.errors import GtokError
+from gtok.formats.metadata import dataset_problem
 
 
 def opt(default: Any, doc: str, *, min: float | None = None, max: float | None = None,
@@ -60,8 +61,6 @@ def _interval_problem(value: float | int) -> str | None:
 def mixture_problem(value: Any) -> str | None:
     """Why `value` is not a mixture ({dataset: weight}, weights non-negative numbers, not all
     zero), or None. Which datasets the data has is checked against it by `check_mixture`."""
-    from gtok.formats.metadata import dataset_problem
-
     if not isinstance(value, Mapping) or not value:
         return "must map dataset names to weights, like {pbmc: 0.7, brain: 0.3}"
     for name, weight in value.items():

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from gtok.errors import GtokError
+from gtok.formats.index import index_source, is_index
 from gtok.paths import path_in, recorded_path
 
 #: The dataset of shards and manifest entries that record none (written before gtok recorded
@@ -159,8 +160,6 @@ def sha256_file(path: str | os.PathLike) -> str:
 def universe_record(path: str | os.PathLike, fingerprint: str) -> UniverseRecord:
     """The universe file a shard is tokenized with (a BED, or an index, whose source BED it names
     when the index recorded one), its paths absolute (`relative_to` the shard's folder to write it)."""
-    from gtok.formats.index import index_source, is_index
-
     absolute = os.path.abspath(path)
     source, source_sha256 = index_source(path) if is_index(path) else (None, None)
     return UniverseRecord(absolute, sha256_file(path), fingerprint, source, source_sha256)

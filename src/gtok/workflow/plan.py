@@ -18,6 +18,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from gtok.errors import GtokError
+from gtok.formats.metadata import dataset_problem
 from gtok.modelspec import parse_model, resolve_model
 from gtok.options import DataOptions, check_mixture, check_train_config, make_config
 from gtok.sources.samples import DEFAULT_NAME_FORMAT
@@ -198,8 +199,6 @@ class Plan:
 
     def _check_datasets(self) -> None:
         """`inputs.datasets` renames datasets the inputs have, to usable names."""
-        from gtok.formats.metadata import dataset_problem
-
         have = sorted(set(self.shard_datasets().values()))
         for old, new in self.renamed_datasets.items():
             if dataset_problem(old):
