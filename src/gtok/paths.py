@@ -88,7 +88,7 @@ def _check_replaceable(target: Path, inputs, is_own_kind, kind: str) -> None:
     if not stat.S_ISREG(mode):
         raise GtokError(f"{name}: exists and is not a regular file (a device, FIFO or socket); refusing to replace it.")
     for item in inputs:
-        if _same_file(target, item):
+        if same_file(target, item):
             raise GtokError(f"{name}: is also an input ({describe(item)}); choose another name for the {kind}.")
     if is_own_kind is not None and target.stat().st_size and not is_own_kind(target):
         article = "an" if kind[:1].lower() in "aeiou" else "a"
@@ -136,7 +136,8 @@ def remove_created_folders() -> None:
     _CREATED.clear()
 
 
-def _same_file(a: Path, b: str | os.PathLike) -> bool:
+def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+    """Whether two paths name one file; False where either cannot be reached (a missing file is no other's)."""
     try:
         return os.path.samefile(a, b)
     except OSError:
@@ -152,7 +153,7 @@ def recorded_path(path: str | os.PathLike, folder: str | os.PathLike) -> str:
         relative = os.path.relpath(path, folder)
     except ValueError:  # another drive
         return os.fspath(path)
-    return relative if _same_file(Path(folder, relative), path) else os.fspath(path)
+    return relative if same_file(Path(folder, relative), path) else os.fspath(path)
 
 
 def path_in(recorded: str, folder: str | os.PathLike) -> str:

@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 from gtok.atomic import recover
 from gtok.errors import GtokError, describe
 from gtok.options import DataOptions, TrainerOptions
-from gtok.paths import make_folder
+from gtok.paths import make_folder, same_file
 from gtok.pretrained import (
     CHECKPOINT_FILE,
     CONFIG_FILE,
@@ -238,7 +238,7 @@ def keep_replaced_model(out: Path, fingerprint: str, step: int) -> Path | None:
     (a rerun that trained nothing publishes the same one again)."""
     old = published_run(out) or {}
     this = (old.get("fingerprint"), old.get("step")) == (fingerprint, step) or \
-        _same_file(out / CHECKPOINT_FILE, out / "checkpoints" / "last.ckpt")  # published from this run's checkpoint
+        same_file(out / CHECKPOINT_FILE, out / "checkpoints" / "last.ckpt")  # published from this run's checkpoint
     if not (out / CHECKPOINT_FILE).is_file() or _kept(out) or this:
         return None
     folder = _previous_folder(out)
@@ -273,7 +273,7 @@ def _keep_model(out: Path, folder: Path) -> None:
 
 def _kept(out: Path) -> bool:
     """Whether out/previous/ holds the folder's model.ckpt already (as a hard link)."""
-    return any(_same_file(out / CHECKPOINT_FILE, p) for p in (out / "previous").glob(f"*/{CHECKPOINT_FILE}"))
+    return any(same_file(out / CHECKPOINT_FILE, p) for p in (out / "previous").glob(f"*/{CHECKPOINT_FILE}"))
 
 
 def _link(source: Path, target: Path) -> None:
@@ -282,13 +282,6 @@ def _link(source: Path, target: Path) -> None:
         os.link(source, target)
     except OSError:
         shutil.copyfile(source, target)
-
-
-def _same_file(a: Path, b: Path) -> bool:
-    try:
-        return os.path.samefile(a, b)
-    except OSError:
-        return False
 
 
 def publish(last: Path, final: Path) -> None:
