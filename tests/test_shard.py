@@ -273,6 +273,15 @@ def test_malformed_metadata_is_named(tmp_path):
         ShardReader(path)
 
 
+def test_a_record_name_that_is_not_utf8_is_named_not_a_decode_traceback(tmp_path):
+    path = write_shard(tmp_path / "n.gtok", [("caf\u00e9", np.array([1]))], 10, FP)
+    data = path.read_bytes()
+    path.write_bytes(data.replace("caf\u00e9".encode(), b"caf\xc3\x28"))  # a broken 2-byte sequence
+    with pytest.raises(ShardFormatError, match=r"n\.gtok: a record name or label is not valid UTF-8") as caught:
+        list(ShardReader(path).names)
+    assert isinstance(caught.value.__context__, UnicodeDecodeError)
+
+
 # -- hostile input (once tests/test_edge_cases.py): one-line errors or correct tokens, nothing touched --
 
 

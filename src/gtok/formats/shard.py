@@ -19,6 +19,7 @@ import zlib
 from collections.abc import Iterable, Sequence
 from contextlib import ExitStack
 from pathlib import Path
+from typing import NoReturn
 
 import numpy as np
 
@@ -208,7 +209,7 @@ class ShardReader:
 
     # -- opening --------------------------------------------------------------------------------
 
-    def _fail(self, what: str) -> None:
+    def _fail(self, what: str) -> NoReturn:
         raise ShardFormatError(self._problem(what))
 
     def _problem(self, what: str) -> str:
@@ -280,7 +281,6 @@ class ShardReader:
             return ShardMeta.from_bytes(raw)
         except ValueError as exc:
             self._fail(f"the metadata section is malformed ({exc})")
-            raise  # unreachable, for type checkers
 
     def _string_table(self, at: int) -> tuple[np.ndarray, int]:
         """The byte ends of a names or labels table and where its text starts, checked."""
@@ -304,7 +304,6 @@ class ShardReader:
             return [blob[a:b].decode("utf-8") for a, b in zip(e, e[1:])]
         except UnicodeDecodeError:
             self._fail("a record name or label is not valid UTF-8")
-            raise  # unreachable, for type checkers
 
     # -- access ---------------------------------------------------------------------------------
 
