@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
+from gtok.sources.h5ad import DEFAULT_MODALITY
+
 
 def add_command(sub, name: str, help_: str, run: Callable[[argparse.Namespace], int | None]) -> argparse.ArgumentParser:
     """A subcommand whose `--help` repeats its one-line description, run by `run(args)`."""
@@ -25,8 +27,6 @@ def inform(args: argparse.Namespace, text: str) -> None:
 
 def add_cell_options(p: argparse.ArgumentParser, verb: str) -> None:
     """How an .h5ad or .h5mu input's cells are read: `gtok tokenize` and `gtok embed` alike."""
-    from gtok.sources.h5ad import DEFAULT_MODALITY
-
     p.add_argument("--layer", type=name, metavar="NAME",
                    help=f".h5ad / .h5mu inputs: {verb} this layer (e.g. counts) instead of X")
     p.add_argument("--modality", type=name, default=DEFAULT_MODALITY, metavar="NAME",

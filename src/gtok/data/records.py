@@ -28,6 +28,7 @@ from gtok.formats.manifest import (
 )
 from gtok.formats.metadata import DEFAULT_DATASET
 from gtok.formats.shard import ShardReader
+from gtok.universe import expand_ranges
 from gtok.vocabulary import Vocabulary
 
 IGNORE_LABEL = -100
@@ -110,8 +111,6 @@ class Records:
     def gather(self, chosen: np.ndarray) -> np.ndarray:
         """The tokens of the records `chosen` (ascending indices), concatenated in that order: one
         gather per shard, since the records come grouped by shard in shard order."""
-        from gtok.universe import expand_ranges
-
         parts = [np.zeros(0, np.int64)]
         for shard in np.unique(self.shard[chosen]):
             pick = chosen[self.shard[chosen] == shard]

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 from gtok.errors import GtokError
 from gtok.sources.fragments import FragmentOptions, is_fragments
 from gtok.sources.h5ad import DEFAULT_MODALITY
+from gtok.sources.samples import cell_names
 
 if TYPE_CHECKING:
     from gtok.sources.base import Source
@@ -67,8 +68,6 @@ def open_sources(inputs: Sequence[str], kinds: dict[str, list[str]], options: Op
     """A source per input (one for all BED files, tokenized together), in the order their records
     are written: BED files, .h5ad files, parquet files, fragment files. The options are checked
     first, in one line each; nothing is read but what telling the kinds apart needed."""
-    from gtok.sources.samples import cell_names
-
     beds, h5ads, frags, parquets = (kinds[k] for k in ("bed", "h5ad", "fragments", "parquet"))
     cell_options = _check_options(kinds, options)
     if options.samples is not None and not (h5ads or frags):

@@ -14,6 +14,7 @@ import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+from gtok.atomic import atomic_path
 from gtok.errors import GtokError
 
 
@@ -98,7 +99,6 @@ def write_finished(path: str | os.PathLike) -> None:
     changed config retrains, and survives a job that fails, and `gtok train` sets it aside whole
     in previous/TIME/ when a new run starts.
     """
-    from gtok.atomic import atomic_path
     from gtok.pretrained import CHECKPOINT_FILE, published_run
 
     folder = Path(path).parent

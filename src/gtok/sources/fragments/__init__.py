@@ -18,7 +18,9 @@ from dataclasses import dataclass
 
 from gtok.errors import GtokError, describe
 from gtok.paths import input_file
-from gtok.sources.bed import coordinates_problem
+from gtok.sources.bed import coordinates_problem, read_decompressed
+from gtok.sources.h5ad import read_array, reading
+from gtok.sources.text import decode_text
 
 #: Name suffixes that make an input a fragments file, in any case (`.tsv.bgz` is bgzip; gtars reads only `.gz`).
 SUFFIXES = (".tsv.gz", ".tsv.bgz", ".tsv")
@@ -138,9 +140,6 @@ def read_barcode_list(path: str) -> list[str]:
     input_file(path, "barcode list")
     if path.lower().endswith(".h5ad"):  # in any case, as an input's kind is told
         return _obs_names(path)
-    from gtok.sources.bed import read_decompressed
-    from gtok.sources.text import decode_text
-
     lines = decode_text(read_decompressed(path, "barcode list"), describe(path), "barcode list").splitlines()
     names = [line.split("\t")[0].strip() for line in lines if line.strip() and not line.startswith("#")]
     if not names:
@@ -159,8 +158,6 @@ def column_name_like(name: str) -> bool:
 def _obs_names(path: str) -> list[str]:
     """The obs_names of an `.h5ad`, which need not have an X (a table of cells is enough)."""
     import h5py
-
-    from gtok.sources.h5ad import read_array, reading
 
     with reading(path), h5py.File(path, "r") as f:
         obs = f.get("obs")
