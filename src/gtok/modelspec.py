@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from gtok.errors import GtokError, one_line
+from gtok.vocabulary import Vocabulary
 
 BUILTIN_MODELS = ("region2vec", "encoder", "classifier")
 _PATH = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
@@ -268,8 +269,6 @@ def _check_builds(brought: Brought, config_class: type, values: Mapping[str, Any
 def token_ids(vocab_size: Any) -> dict[str, int]:
     """The special token ids of gtars' vocabulary of `vocab_size` tokens ({} for a size that is no
     vocabulary's: the config or the class refuses it)."""
-    from gtok.vocabulary import Vocabulary
-
     if not isinstance(vocab_size, int) or isinstance(vocab_size, bool) or vocab_size < 7:
         return {}
     layout = Vocabulary.of_size(vocab_size)

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
+from gtok import __version__
 from gtok.atomic import atomic_path
 from gtok.errors import GtokError, describe
 from gtok.formats.manifest import common_vocabulary, id_problem
@@ -93,8 +94,6 @@ def write_parquet(readers_or_shard_paths: Sequence[ShardReader | str | os.PathLi
 
 def _schema(pa: Any, vocab_size: int | None, fingerprint: str | None) -> pa.Schema:
     """name: string, tokens: list<int32> (int64 for a vocabulary beyond int32), label: string (nullable)."""
-    from gtok import __version__
-
     wide = vocab_size is None or vocab_size > 2**31
     meta = {META_VERSION: __version__.encode()}
     if vocab_size is not None:
