@@ -24,7 +24,7 @@ records than folds are left out (said in the log and the report). For models tha
 per region (region2vec, and the encoder's input embeddings) one region-level metric is added,
 `coaccessible_pair_auc`: how often a pair of regions that are often accessible together (high
 Jaccard co-occurrence over the held-out records) lies closer (cosine) than a random pair; 0.5 is
-no signal. LSI's region loadings get the same score.
+no signal. LSI's region vectors (its SVD axes times their singular values) get the same score.
 
 scikit-learn (and umap-learn, for the plots) are imported here only.
 """

@@ -83,6 +83,7 @@ class LSI:
 
     idf: np.ndarray  # per region, from the training records
     axes: np.ndarray  # [k, regions] every SVD axis fitted, by singular value: dims + 1, the spare for the depth axis
+    singular_values: np.ndarray  # [k] each axis's singular value on the training records
     dropped_first: bool  # whether the first axis (which may follow depth) is left out
     depth_correlation: float  # Pearson r of the first axis with log depth, on the training records
     kept: int  # how many axes it keeps, after the first when that is dropped
@@ -106,7 +107,7 @@ class LSI:
 
         # no more axes than records or regions: past those, an axis is a direction the records do not span
         k = max(1, min(dims + 1, records, idf.size))
-        axes = _top_axes(tfidf, idf.size, k, seed)
+        axes, singular = _top_axes(tfidf, idf.size, k, seed)
         first, depth = [], []
         for c in chunks():  # does the first axis follow each record's depth?
             x = binarise(c)
@@ -114,7 +115,7 @@ class LSI:
             depth.append(np.log1p(np.asarray(x.sum(axis=1)).ravel()))
         first, depth = np.concatenate(first), np.concatenate(depth)
         r = float(np.corrcoef(first, depth)[0, 1]) if first.std() > 0 and depth.std() > 0 else 0.0
-        return cls(idf, axes, False, r, dims, records=records).dropping_first(abs(r) > DEPTH_CORRELATION)
+        return cls(idf, axes, singular, False, r, dims, records=records).dropping_first(abs(r) > DEPTH_CORRELATION)
 
     def transform(self, counts: Any) -> np.ndarray:
         """Records' embeddings [n, d], L2-normalised, with the training IDF and SVD axes."""
@@ -140,8 +141,11 @@ class LSI:
 
     @property
     def loadings(self) -> np.ndarray:
-        """Region vectors [regions, d]: each region's weights on the kept SVD axes."""
-        return self.components.T
+        """Region vectors [regions, d]: each region's weights on the kept SVD axes times the axes'
+        singular values (V S, as a record's vector is U S; Deerwester et al. 1990 compare terms so), so
+        that the cosine weighs the axes as the records' embedding does, not the noisy trailing ones alike."""
+        start = int(self.dropped_first)
+        return self.components.T * self.singular_values[start:start + self.kept]
 
 
 def row_chunks(counts: Any, size: int = CHUNK_RECORDS) -> Iterator[Any]:
@@ -165,8 +169,8 @@ def _idf(chunks: Iterable[Any]) -> tuple[np.ndarray, int]:
     return records / np.maximum(held, 1.0), records
 
 
-def _top_axes(matrices: Callable[[], Iterable[Any]], regions: int, k: int, seed: int) -> np.ndarray:
-    """The `k` leading right singular vectors [k, regions] of the matrix whose row blocks
+def _top_axes(matrices: Callable[[], Iterable[Any]], regions: int, k: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The `k` leading right singular vectors [k, regions] and their singular values [k] of the matrix whose row blocks
     `matrices()` yields, by seeded randomized SVD: power iterations of A^T A on a Gaussian block,
     each renormalized by an LU factorization as TruncatedSVD does (cheaper than QR, and the span
     is all that matters), then the exact SVD of A within the block's orthonormalized span, from
@@ -191,7 +195,7 @@ def _top_axes(matrices: Callable[[], Iterable[Any]], regions: int, k: int, seed:
     order = np.argsort(values)[::-1][:k]
     axes = (basis @ vectors[:, order]).T
     largest = axes[np.arange(axes.shape[0]), np.argmax(np.abs(axes), axis=1)]
-    return axes * np.where(largest < 0, -1.0, 1.0)[:, None]
+    return axes * np.where(largest < 0, -1.0, 1.0)[:, None], np.sqrt(np.maximum(values[order], 0.0))
 
 
 def _tfidf(x: Any, idf: np.ndarray) -> Any:
