@@ -136,10 +136,23 @@ def write_evaluation_caption(table: Any, folds: Any, model: str, records: int, n
             "predict the one left out (chance is about the largest label's share); ARI and NMI compare a k-means clustering "
             "of each fold with its labels; silhouette (cosine) says how tightly records of one label group; "
             "``coaccessible_pair_auc`` asks whether regions often accessible together lie closer than random "
-            f"pairs (0.5: no signal). {details} Every value is in metrics.tsv, each fold's in folds.tsv.\n")
+            f"pairs (0.5: no signal).{_without_spread(table)} {details} Every value is in metrics.tsv, each fold's in "
+            "folds.tsv.\n")
     with atomic_path(path) as tmp:
         Path(tmp).write_text(text)
     return head
+
+
+def _without_spread(table: Any) -> str:
+    """The caption's sentence naming the metrics reported as one value, with no sd (the region-level
+    ones, scored once over all held-out records), whose differences the report cannot tell from noise;
+    empty when every value has its spread."""
+    single = sorted(set(table.loc[table["sd"].isna(), "metric"]))
+    if not single:
+        return ""
+    names = ", ".join(f"``{m}``" for m in single)
+    return (f" {names} {'is' if len(single) == 1 else 'are'} one value over all held-out records, without a spread: "
+            "a difference in it is not told from noise.")
 
 
 def evaluation_headline(table: Any, folds: Any, model: str, notes: Sequence[str], supervised: bool = False) -> str:
