@@ -461,13 +461,13 @@ def choose_dims(fitted: LSI, counts: Any, labels: np.ndarray | None, seed: int =
         return fitted.truncated(LSI_DIMS)
     folds = fold_ids(known, seed)
     options = [fitted, fitted.dropping_first(False)] if fitted.dropped_first else [fitted]
-    scores = {(option.dropped_first, d): float(np.nanmean(knn_accuracy(option.truncated(d).transform(counts[keep]),
-                                                                        known, folds)))
-              for option in options for d in CANDIDATE_DIMS if d <= option.dims}
-    if not scores:  # fewer components than the smallest candidate: keep them all
+    per_fold = {(option.dropped_first, d): knn_accuracy(option.truncated(d).transform(counts[keep]), known, folds)
+                for option in options for d in CANDIDATE_DIMS if d <= option.dims}
+    if not per_fold:  # fewer components than the smallest candidate: keep them all
         return fitted
+    scores = {c: float(np.nanmean(v)) for c, v in per_fold.items()}
     drop, best = max(scores, key=lambda c: (scores[c], c[0], -c[1]))
-    return fitted.dropping_first(drop).truncated(best, chosen_by=scores)
+    return fitted.dropping_first(drop).truncated(best, scores, {c: spread(v) for c, v in per_fold.items()})
 
 
 def _score(embedder: Any, records: Split, fitted: LSI, choice: EvalRecords, plots: dict[str, Path], seed: int,
@@ -543,12 +543,13 @@ def _lsi_fit(fitted: LSI, choice: EvalRecords) -> str:
         f"a seeded draw of {len(choice.lengths):,} of them (the choice's kNN is quadratic in records)"
     if fitted.chosen_by:
         tried: dict[bool, list[str]] = {}
+        sd = fitted.chosen_sd or {}
         for (drop, d), a in fitted.chosen_by.items():
-            tried.setdefault(drop, []).append(f"{d}: {a:.3f}")
+            tried.setdefault(drop, []).append(f"{d}: {a:.3f} ± {sd.get((drop, d), np.nan):.3f}")
         told = "; ".join(f"first component {'dropped' if drop else 'kept'}: {', '.join(v)}" for drop, v in tried.items())
         which = "with its first one or not " if len(tried) > 1 else ""  # only a first axis that follows depth may go
         chosen = (f"it keeps {fitted.dims} components, chosen {which}by the {FOLDS}-fold kNN accuracy of the labelled "
-                  f"records of {on} ({told})")
+                  f"records of {on} (mean ± sd over the folds; {told})")
     elif fitted.dims < min(CANDIDATE_DIMS):
         chosen = f"it keeps all {fitted.dims} components the training records allow (fewer than any count to choose from)"
     else:

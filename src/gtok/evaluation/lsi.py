@@ -88,6 +88,7 @@ class LSI:
     depth_correlation: float  # Pearson r of the first axis with log depth, on the training records
     kept: int  # how many axes it keeps, after the first when that is dropped
     chosen_by: dict[tuple[bool, int], float] | None = None  # (first dropped, components) -> training kNN accuracy
+    chosen_sd: dict[tuple[bool, int], float] | None = None  # the same keys -> its sd over the training folds
     records: int = 0  # how many records it was fitted on
 
     @classmethod
@@ -121,9 +122,10 @@ class LSI:
         """Records' embeddings [n, d], L2-normalised, with the training IDF and SVD axes."""
         return unit_rows(np.asarray(_tfidf(binarise(counts), self.idf) @ self.components.T))
 
-    def truncated(self, dims: int, chosen_by: dict[tuple[bool, int], float] | None = None) -> LSI:
+    def truncated(self, dims: int, chosen_by: dict[tuple[bool, int], float] | None = None,
+                  chosen_sd: dict[tuple[bool, int], float] | None = None) -> LSI:
         """The same fit keeping its first `dims` components (the SVD orders them by singular value)."""
-        return replace(self, kept=dims, chosen_by=chosen_by)
+        return replace(self, kept=dims, chosen_by=chosen_by, chosen_sd=chosen_sd)
 
     def dropping_first(self, drop: bool) -> LSI:
         """The same fit with its first axis left out or kept, as many components as before where the axes allow."""
