@@ -300,6 +300,15 @@ def test_train_config_refuses_bad_weights(mixture, message):
         check_train_config({"data": {"mixture": mixture}})
 
 
+def test_a_bad_weight_is_shown_not_the_whole_mixture():
+    """'weight of 'b' must be a number, not {'a': 1, 'b': 'x'}' read as if the weight were the mapping."""
+    with pytest.raises(GtokError) as info:
+        check_train_config({"data": {"mixture": {"a": 1, "b": "x"}}})
+    assert str(info.value) == "config section 'data': mixture weight of 'b' must be a non-negative number, not 'x'."
+    with pytest.raises(ValueError, match=r"^mixture weights are all zero; give at least one dataset a positive weight$"):
+        GTokDataset([], mixture={"a": 0})
+
+
 def test_a_mixture_is_part_of_the_run_and_runs_without_one_keep_their_record(mixed, tmp_path):
     from gtok.formats.manifest import load_manifest
     from gtok.options import EncoderConfig, TrainerOptions

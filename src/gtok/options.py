@@ -48,33 +48,34 @@ def devices_problem(value: Any) -> str | None:
         return None
     if isinstance(value, list) and value and all(_is(i, int) and i >= 0 for i in value) and len(set(value)) == len(value):
         return None
-    return "must be auto, a positive count, -1 (every GPU) or a list of distinct device indices like [0, 1]"
+    return f"must be auto, a positive count, -1 (every GPU) or a list of distinct device indices like [0, 1], not {value!r}"
 
 
 def _interval_problem(value: float | int) -> str | None:
     """Lightning reads a float as a share of the epoch and an integer as a number of batches."""
     if isinstance(value, float) and value > 1 and not value.is_integer():
-        return "must be a share of an epoch (at most 1.0) or a whole number of steps"
+        return f"must be a share of an epoch (at most 1.0) or a whole number of steps, not {value!r}"
     return None
 
 
 def mixture_problem(value: Any) -> str | None:
     """Why `value` is not a mixture ({dataset: weight}, weights non-negative numbers, not all
-    zero), or None. Which datasets the data has is checked against it by `check_mixture`."""
+    zero), or None; it names the wrong entry, not the whole mapping. Which datasets the data has is
+    checked against it by `check_mixture`."""
     if not isinstance(value, Mapping) or not value:
-        return "must map dataset names to weights, like {pbmc: 0.7, brain: 0.3}"
+        return f"must map dataset names to weights, like {{pbmc: 0.7, brain: 0.3}}, not {value!r}"
     for name, weight in value.items():
         if dataset_problem(name):
             return f"has {name!r}, which is not a dataset name ({dataset_problem(name)})"
         if not _is(weight, float) or weight < 0:
-            return f"weight of {name!r} must be a non-negative number"
+            return f"weight of {name!r} must be a non-negative number, not {weight!r}"
     if not any(value.values()):
         return "weights are all zero; give at least one dataset a positive weight"
     return None
 
 
 def _deterministic_problem(value: Any) -> str | None:
-    return None if value in ("auto", "warn") or isinstance(value, bool) else "must be auto, true, false or warn"
+    return None if value in ("auto", "warn") or isinstance(value, bool) else f"must be auto, true, false or warn, not {value!r}"
 
 
 # -- training ---------------------------------------------------------------------------------------
@@ -227,7 +228,7 @@ def make_config(cls: type, options: Mapping[str, Any] | None, what: str) -> Any:
     for key, value in options.items():
         problem = _problem(value, hints[key], fields[key].metadata)
         if problem:
-            raise GtokError(f"{what}: {key} {problem}, not {value!r}.")
+            raise GtokError(f"{what}: {key} {problem}.")
     config = cls(**options)
     if hasattr(config, "conflict") and (problem := config.conflict()):  # options that do not fit each other
         raise GtokError(f"{what}: {problem}.")
@@ -235,7 +236,15 @@ def make_config(cls: type, options: Mapping[str, Any] | None, what: str) -> Any:
 
 
 def _problem(value: Any, hint: Any, meta: Mapping[str, Any]) -> str | None:
-    """Why `value` does not fit a field of type `hint`, or None."""
+    """Why `value` does not fit a field of type `hint`, ending with the wrong value, or None. A
+    field's `check` names the value itself: a mixture's wrong weight, not the whole mapping."""
+    if problem := _kind_problem(value, hint, meta):
+        return f"{problem}, not {value!r}"
+    return meta["check"](value) if value is not None and meta.get("check") else None
+
+
+def _kind_problem(value: Any, hint: Any, meta: Mapping[str, Any]) -> str | None:
+    """Why `value` is not of a field's type, among its choices and within its range, or None."""
     allowed = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, _UnionType) else (hint,)
     if value is None:
         return None if type(None) in allowed else "must be given (not null)"
@@ -244,8 +253,6 @@ def _problem(value: Any, hint: Any, meta: Mapping[str, Any]) -> str | None:
     kinds = [t for t in allowed if t is not type(None)]
     if Any not in allowed and not any(_is(value, t) for t in kinds):
         return f"must be {' or '.join(_KIND_NAMES[t] for t in kinds)}" + (" or null" if type(None) in allowed else "")
-    if meta.get("check") and (problem := meta["check"](value)):
-        return problem
     low, high = meta.get("min"), meta.get("max")
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         if low is not None and (value < low or (meta.get("min_exclusive") and value == low)):
@@ -295,7 +302,7 @@ def check_train_config(cfg: Mapping[str, Any], what: str = "config") -> None:
     if "seed" in cfg:
         problem = _problem(cfg["seed"], int, {"min": 0})
         if problem:
-            raise GtokError(f"{what}: seed {problem}, not {cfg['seed']!r}.")
+            raise GtokError(f"{what}: seed {problem}.")
     data = make_config(DataOptions, cfg.get("data"), f"{what} section 'data'")
     if data.samples_per_epoch is not None and data.mixture is None:
         raise GtokError(f"{what} section 'data': samples_per_epoch is the length of a mixture's epoch; "

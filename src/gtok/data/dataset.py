@@ -376,7 +376,7 @@ def _check_mixture_options(mixture: Mapping[str, float] | None, samples_per_epoc
     if mixture is not None:
         problem = mixture_problem(mixture)
         if problem:
-            raise ValueError(f"mixture {problem}, not {mixture!r}")
+            raise ValueError(f"mixture {problem}")
         if not shuffle:
             raise ValueError("a mixture draws records at random: it needs shuffle=True")
     if samples_per_epoch is not None:
