@@ -57,6 +57,18 @@ def test_a_row_of_more_fields_than_the_header_is_refused_by_line(tmp_path):
         read_barcode_labels(str(sheet))
 
 
+@pytest.mark.parametrize("header, words", [("barcode\tlabel\tlabel", "column 'label' twice (columns 2 and 3)"),
+                                           ("path\tlabel\tpath", "column 'path' twice (columns 1 and 3)")])
+def test_a_column_named_twice_is_refused(tmp_path, header, words):
+    """Of two columns of one name the last was read and the first dropped unsaid: a second 'label'
+    relabelled every cell, a second 'path' was named as a missing file."""
+    sheet = tmp_path / "labels.tsv"
+    sheet.write_text(f"{header}\nAAAC-1\tT\tB\n")
+    with pytest.raises(GtokError) as info:
+        read_sheet(str(sheet), "label sheet")
+    assert str(info.value) == f"{sheet}: the label sheet's header names {words}; rename or remove one of them."
+
+
 def test_a_header_only_sheet_says_it_has_no_rows(tmp_path):
     sheet = tmp_path / "labels.tsv"
     sheet.write_text("barcode\tlabel\n")

@@ -78,12 +78,24 @@ def read_sheet(sheet: str, what: str) -> tuple[list[str], list[dict[str, str]]]:
     rows = list(reader)
     if not reader.fieldnames:
         raise GtokError(f"{sheet}: the {what} is empty; it needs a header line of tab-separated column names.")
+    _refuse_repeated_columns(reader.fieldnames, sheet, what)
     long = next((i for i, row in enumerate(rows) if None in row), None)
     if long is not None:  # csv files the extra fields under None: a tab inside a value would cut it short unsaid
         raise GtokError(f"{sheet}, line {long + 2}: {len(rows[long][None])} more field(s) than the header's "
                         f"{len(reader.fieldnames)} columns ({rows[long][None]!r}); is there a tab inside a value? "
                         "Give every row the header's columns.")
     return list(reader.fieldnames), rows
+
+
+def _refuse_repeated_columns(header: Sequence[str], sheet: str, what: str) -> None:
+    """csv reads the last of two columns of one name and drops the first unsaid (a second 'label'
+    would relabel every row). Empty names (a header's trailing tabs) are nobody's column."""
+    first: dict[str, int] = {}
+    for number, column in enumerate(header, start=1):
+        if column and column in first:
+            raise GtokError(f"{sheet}: the {what}'s header names column {column!r} twice (columns {first[column]} and "
+                            f"{number}); rename or remove one of them.")
+        first.setdefault(column, number)
 
 
 def sheet_header(sheet: str, what: str) -> list[str]:
