@@ -92,8 +92,25 @@ def schema_problem(error: BaseException, what: str) -> str:
     found: Any = error.__context__
     if not hasattr(found, "absolute_path"):
         return str(error).strip().splitlines()[0]
+    found = _closest(found)
     path = ".".join(str(part) for part in found.absolute_path)
     row = re.search(r"validating row (\d+) of data frame", str(error))
     if row:  # line 1 is the header
         what = f"{what}, line {int(row[1]) + 2}{', column' if path else ''}"
-    return f"{what}{' ' + path if path else ''}: {found.message}."
+    return f"{what}{' ' + path if path else ''}: {_message(found)}."
+
+
+def _closest(error: Any) -> Any:
+    """The alternative a value of several allowed shapes (oneOf) came closest to: jsonschema says
+    only that it "is not valid under any of the given schemas", which names neither the shapes nor
+    the one mistake (a misspelt key of an entry, a file of the wrong suffix)."""
+    from jsonschema.exceptions import best_match
+
+    return best_match([error]) if error.context else error
+
+
+def _message(error: Any) -> str:
+    """The schema's own words (its `errorMessage`) for a value that fails a `pattern` (the regular
+    expression means little to whoever wrote the config) or fits none of a key's shapes."""
+    said = error.schema.get("errorMessage") if error.validator in ("pattern", "oneOf") else None
+    return f"{error.instance!r} {said}" if said else error.message
