@@ -23,6 +23,7 @@ def folder(tmp_path, monkeypatch):
     (tmp_path / "beds").mkdir()
     for i in range(12):
         (tmp_path / "beds" / f"b{i:02d}.bed").write_text("chr1\t1\t2\n")
+    (tmp_path / "s.tsv").write_text("path\tlabel\nbeds/b00.bed\tA\n")
     for name in INPUTS:  # the plan checks that its inputs exist, and reads no more of them here
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).touch()
@@ -104,6 +105,18 @@ def test_globs_become_sorted_shards(folder):
     ({"inputs": {"bed": [], "fragments": ["f.tsv"], "fragment_labels": "gone.tsv"}},
      "config inputs.fragment_labels: gone.tsv: no such file"),
     ({"inputs": {"bed": "gone.tsv"}}, "config inputs.bed: the sample sheet gone.tsv: no such file"),
+    # a results folder that is a file: Snakemake's traceback (NotADirectoryError) when it looked inside
+    ({"results": "u.bed"}, "config results: u.bed: is a file, not a folder; choose another results folder."),
+    # a sample sheet in a list is a glob pattern, matching the sheet as a BED file that every job would fail on
+    ({"inputs": {"bed": ["s.tsv"]}}, "config inputs.bed: the pattern 's.tsv' matches s.tsv, a sample sheet, not a BED "
+                                     "file; give a sample sheet alone, not in a list (inputs.bed: s.tsv)."),
+    # labels that training or evaluation need, refused before the hours of tokenization, not after
+    ({"train": {"enabled": True, "model": "classifier"}},
+     "config train.model: classifier learns to tell label classes apart, and no input brings labels"),
+    ({"evaluate": {"enabled": True}, "train": {"enabled": True, "model": "encoder"}},
+     "config evaluate.enabled: true scores the model by the labels of held-out records, and no input brings labels"),
+    ({"evaluate": {"enabled": True}}, "config evaluate.enabled: true, but train.enabled is false, and the evaluation "
+                                      "scores the model this run trains"),
     # a folder is not missing: said as what it is
     ({"universe": "beds"}, "config universe: beds: is a folder; give the universe BED file itself"),
     ({"inputs": {"h5ad": ["beds"]}}, "config inputs.h5ad: beds: is a folder; give the file itself"),

@@ -65,6 +65,8 @@ class Plan:
         universe = config["universe"]
         refuse_braces(universe, "config universe:")
         refuse_braces(config["results"], "config results:", "choose a results folder without them")
+        if os.path.exists(config["results"]) and not os.path.isdir(config["results"]):
+            raise GtokError(f"config results: {config['results']}: is a file, not a folder; choose another results folder.")
         if not os.path.isfile(universe):
             what = "is a folder; give the universe BED file itself" if os.path.isdir(universe) else "no such file"
             raise GtokError(f"config universe: {universe}: {what}; {HOW_TO_CONFIGURE}.")
@@ -98,6 +100,7 @@ class Plan:
             require_file(plan.fragment_labels, "config inputs.fragment_labels:")
         check_fragment_labels(plan.fragment_labels, plan.fragments)
         plan._check_datasets()
+        plan._check_labels_wanted()
         if plan.train.get("enabled"):
             check_train_config(plan.train_options(), "config train")
             plan._check_mixture()
@@ -289,6 +292,22 @@ class Plan:
         """Whether any input brings labels: a sample sheet's label column, or obs[label_key]."""
         return (self.label_sheet is not None or (self.label_key is not None and bool(self.h5ad))
                 or bool(self.fragments and self.fragment_labels))
+
+    def _check_labels_wanted(self) -> None:
+        """A classifier without labels, or an evaluation asked for without labels or training, would
+        fail (or silently not run) only after every shard was made: refuse it at the dry run."""
+        sources = "a sample sheet's 'label' column, inputs.label_key or inputs.fragment_labels"
+        if self.evaluate is True and not self.train.get("enabled"):
+            raise GtokError("config evaluate.enabled: true, but train.enabled is false, and the evaluation scores the "
+                            "model this run trains; enable training, or set evaluate.enabled to auto.")
+        if not self.train.get("enabled") or self.has_labels():
+            return
+        if parse_model(self.train["model"], "config train model").text == "classifier":
+            raise GtokError(f"config train.model: classifier learns to tell label classes apart, and no input brings "
+                            f"labels ({sources}); add labels, or train region2vec or encoder.")
+        if self.evaluate is True:
+            raise GtokError(f"config evaluate.enabled: true scores the model by the labels of held-out records, and no "
+                            f"input brings labels ({sources}); add labels, or set evaluate.enabled to auto.")
 
     def evaluates(self) -> bool:
         """Evaluation runs after training: `enabled: auto` (the default) when the data has labels."""

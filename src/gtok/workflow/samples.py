@@ -54,6 +54,15 @@ def read_sample_sheet(sheet: str) -> list[dict]:
     return rows
 
 
+def _refuse_sheets_as_beds(pattern: str, matches: list[str]) -> None:
+    """A sample sheet put in the list of patterns matches itself: every job would read it as a BED
+    file and fail on its header. A .tsv or .txt whose header has a 'path' column is a sheet."""
+    for path in matches:
+        if path.lower().endswith((".tsv", ".txt")) and os.path.isfile(path) and "path" in sheet_header(path, "sheet"):
+            raise GtokError(f"config inputs.bed: the pattern {pattern!r} matches {path}, a sample sheet, not a BED file; "
+                            f"give a sample sheet alone, not in a list (inputs.bed: {path}).")
+
+
 def bed_rows(spec: str | list[str]) -> list[dict]:
     """BED inputs as rows with a normalised `path` (and `label`, `split` from a sheet), in a stable
     order: a sheet's order, or the sorted matches of the glob patterns."""
@@ -65,6 +74,7 @@ def bed_rows(spec: str | list[str]) -> list[dict]:
             matches = glob.glob(pattern, recursive=True)
             if not matches:
                 raise GtokError(f"config inputs.bed: the pattern {pattern!r} matches no file.")
+            _refuse_sheets_as_beds(pattern, matches)
             paths.update(matches)
         rows = [{"path": p} for p in sorted(paths)]
     seen: dict[str, int] = {}
