@@ -171,6 +171,14 @@ def test_missing_truncated_and_binary_files(tmp_path):
         read_bed(garbage)
 
 
+def test_a_binary_file_of_a_known_kind_is_named(tmp_path):
+    """A shard or a checkpoint given as a universe or BED file was only 'a binary file'."""
+    shard = tmp_path / "s.bed"
+    shard.write_bytes(b"GTOK\x01" + bytes(200))
+    with pytest.raises(GtokError, match=r"^.*s.bed: is a .gtok shard, not a text BED file\.$"):
+        read_bed(shard)
+
+
 def test_a_utf16_bed_file_is_named_as_such_not_as_binary(tmp_path):
     """Windows' 'Unicode' text has a zero byte beside every ASCII character: it was called 'a
     binary file', which hid both what it is and how to convert it."""

@@ -146,6 +146,19 @@ def test_dataset_checks_the_manifest(shards, tmp_path):
         GTokDataset(out)
 
 
+def test_a_shard_given_as_a_manifest_is_named_as_one(shards, tmp_path):
+    """A shard where a manifest was meant said "not a readable manifest ('utf-8' codec can't decode
+    byte 0x97 ...)"."""
+    with pytest.raises(GtokError) as err:
+        load_manifest(shards[0])
+    assert str(err.value) == (f"{shards[0]}: is a .gtok shard, not a manifest (.json); list shards in one with "
+                              "'gtok manifest -o manifest.json SHARD...'.")
+    empty = tmp_path / "empty.json"
+    empty.write_bytes(b"")
+    with pytest.raises(GtokError, match=r"empty.json: is an empty file, not a manifest \(.json\)"):
+        load_manifest(empty)
+
+
 def test_a_malformed_manifest_is_one_clear_error(tmp_path, capsys):
     bad = tmp_path / "bad.json"
     bad.write_text("{not json")

@@ -158,8 +158,8 @@ def corrupt(path, data: bytes) -> None:
     [
         (lambda b: b[:-7], "truncated or padded"),
         (lambda b: b[:100], "shorter than the 128-byte header"),
-        (lambda b: b"", "magic bytes 'GTOK' are missing"),
-        (lambda b: b"PK\x03\x04" + b[4:], "magic bytes 'GTOK' are missing"),
+        (lambda b: b"", "an empty file, not a .gtok shard"),
+        (lambda b: b"GTOX" + b[4:], "magic bytes 'GTOK' are missing"),
         (lambda b: b[:4] + b"\x07" + b[5:], "unknown .gtok variant"),
         (lambda b: b[:5] + b"\x09" + b[6:], "format version 9 is not supported"),
         (lambda b: b[:20] + b"\xff" + b[21:], "header is corrupt"),
@@ -171,6 +171,23 @@ def test_corrupt_shards_name_the_file(shard_bytes, mutate, words):
     with pytest.raises(ShardFormatError) as err:
         ShardReader(path)
     assert str(err.value).startswith(f"{path}: ") and words in str(err.value), str(err.value)
+
+
+@pytest.mark.parametrize("content, words", [
+    (b"PK\x03\x04" + bytes(60), "is a zip archive (a PyTorch checkpoint?), not a .gtok shard; give a shard that 'gtok "
+                                "tokenize' wrote, or a manifest (.json)."),
+    (b"chr1\t10\t20\n", "is a text file (a BED file?), not a .gtok shard; give a shard that 'gtok tokenize' wrote"),
+    (b"\x89HDF\r\n\x1a\n" + bytes(60), "is an HDF5 file (.h5ad?), not a .gtok shard"),
+    (b"", "is an empty file, not a .gtok shard (a shard cut short?). Re-create it (e.g. rerun the tokenization job)."),
+])
+def test_a_file_of_another_kind_is_named_as_what_it_is(tmp_path, content, words):
+    """A checkpoint or a BED file given as a shard was told to 'Re-create it (e.g. rerun the
+    tokenization job)', as if a shard had been damaged."""
+    path = tmp_path / "x.gtok"
+    path.write_bytes(content)
+    with pytest.raises(ShardFormatError) as err:
+        ShardReader(path)
+    assert str(err.value).startswith(f"{path}: {words}"), str(err.value)
 
 
 def test_a_broken_names_table_is_refused_at_open(shard_bytes):

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from gtok.atomic import atomic_path
-from gtok.errors import FingerprintMismatchError, GtokError, ShardFormatError, describe
+from gtok.errors import FingerprintMismatchError, GtokError, ShardFormatError, describe, kind_of_file
 from gtok.formats.metadata import DEFAULT_DATASET, UniverseRecord, check_dataset, dataset_problem, sha256_file
 from gtok.formats.names import UniqueNames
 from gtok.formats.shard import ShardReader
@@ -279,7 +279,9 @@ def load_manifest(path: str | os.PathLike) -> Manifest:
     path = Path(path)
     name = describe(path)
     try:
-        raw = json.loads(input_file(path, "manifest").read_text(encoding="utf-8-sig"))  # an editor may add a BOM
+        data = input_file(path, "manifest").read_bytes()
+        _refuse_another_kind(data[:8], name)
+        raw = json.loads(data.decode("utf-8-sig"))  # an editor may add a BOM
     except GtokError as exc:
         raise GtokError(str(exc).replace("no such file", "no such manifest file")) from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -294,6 +296,15 @@ def load_manifest(path: str | os.PathLike) -> Manifest:
     if problem:
         raise GtokError(f"{name}: {problem}; the manifest was edited or damaged: rewrite it with 'gtok manifest'.")
     return manifest
+
+
+def _refuse_another_kind(head: bytes, name: str) -> None:
+    """A shard, a checkpoint or an empty file given as a manifest is named as what it is (its bytes
+    would be a JSON or codec error); a text file is left to the JSON parser, which says where."""
+    kind = kind_of_file(head)
+    if kind is not None and not kind.startswith("a text file"):
+        raise GtokError(f"{name}: is {kind}, not a manifest (.json); list shards in one with "
+                        "'gtok manifest -o manifest.json SHARD...'.")
 
 
 class _Malformed(ValueError):

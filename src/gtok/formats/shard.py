@@ -24,7 +24,7 @@ from typing import NoReturn
 import numpy as np
 
 from gtok.atomic import atomic_path
-from gtok.errors import ShardFormatError, describe
+from gtok.errors import ShardFormatError, describe, kind_of_file
 from gtok.formats.metadata import ShardMeta, UniverseRecord
 
 MAGIC = b"GTOK"
@@ -198,7 +198,7 @@ class ShardReader:
             raise ShardFormatError(f"{self._name}: cannot read the shard ({exc.strerror}).") from None
         self._size = size
         if size < 5 or bytes(self._map[:4]) != MAGIC:
-            self._fail("not a .gtok file (the magic bytes 'GTOK' are missing)")
+            self._refuse_another_kind(bytes(self._map[:8]))
         kind = self._map[4]
         if kind in GTARS_FLAGS:
             self._open_gtars(GTARS_FLAGS[kind])
@@ -208,6 +208,17 @@ class ShardReader:
             self._fail(f"unknown .gtok variant (byte 4 is {kind:#04x})")
 
     # -- opening --------------------------------------------------------------------------------
+
+    def _refuse_another_kind(self, head: bytes) -> NoReturn:
+        """A file that is not a shard: one of another kind (a checkpoint, a BED file, an .h5ad) is
+        named as what it is, since re-creating it would not help; an empty one was cut short."""
+        kind = kind_of_file(head)
+        if kind == "an empty file":
+            self._fail("is an empty file, not a .gtok shard (a shard cut short?)")
+        if kind is None or kind == "a .gtok shard":
+            self._fail("not a .gtok file (the magic bytes 'GTOK' are missing)")
+        raise ShardFormatError(f"{self._name}: is {kind}, not a .gtok shard; give a shard that 'gtok tokenize' wrote, or "
+                               "a manifest (.json).")
 
     def _fail(self, what: str) -> NoReturn:
         raise ShardFormatError(self._problem(what))

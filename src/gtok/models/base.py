@@ -23,7 +23,7 @@ import lightning as L
 import torch
 from torch import nn
 
-from gtok.errors import FingerprintMismatchError, GtokError, one_line
+from gtok.errors import FingerprintMismatchError, GtokError, kind_of_file, one_line
 from gtok.options import BaseConfig, make_config
 from gtok.paths import input_file
 from gtok.vocabulary import Vocabulary
@@ -189,7 +189,8 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     with open(path, "rb") as fh:
         head = fh.read(8)
     if not head.startswith((b"PK\x03\x04", b"\x80")):  # torch's zip format, or its legacy pickle
-        raise GtokError(f"{name}: not a checkpoint: it is {_kind_of_file(head)}; give a model.ckpt or last.ckpt of 'gtok train'.")
+        kind = kind_of_file(head) or "not a file torch wrote"
+        raise GtokError(f"{name}: not a checkpoint: it is {kind}; give a model.ckpt or last.ckpt of 'gtok train'.")
     if head.startswith(b"PK") and not zipfile.is_zipfile(path):
         raise GtokError(f"{name}: a checkpoint cut short or damaged (its zip archive has no end); copy it again"
                         f"{_instead_of(path)}.")
@@ -207,19 +208,6 @@ def _instead_of(path: str | os.PathLike) -> str:
     instead ("" for last.ckpt itself, or a file of no run folder)."""
     last = Path(path).parent / "checkpoints" / "last.ckpt"
     return f", or give {os.fspath(last)}" if last.is_file() and not os.path.samefile(last, path) else ""
-
-
-def _kind_of_file(head: bytes) -> str:
-    """What a file looks like from its first bytes, for messages about a wrong file."""
-    kinds = {b"GTOK": "a .gtok shard", b"\x89HDF": "an HDF5 file (.h5ad?)", b"\x1f\x8b": "a gzip file", b"\x93NUMPY": "a .npy array"}
-    for magic, kind in kinds.items():
-        if head.startswith(magic):
-            return kind
-    if not head:
-        return "an empty file"
-    if all(32 <= byte < 127 or byte in b"\t\r\n" for byte in head):  # printable text, not just 7-bit bytes
-        return "a text file (a BED file?)"
-    return "not a file torch wrote"
 
 
 def check_fingerprint(data_fp: str | None, data: str, model_fp: str | None, checkpoint: str) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import codecs
 
-from gtok.errors import GtokError
+from gtok.errors import GtokError, magic_kind
 
 
 def decode_text(raw: bytes, path: str, what: str) -> str:
@@ -35,7 +35,8 @@ def refuse_binary(raw: bytes, path: str, what: str) -> None:
     """Refuse bytes of ASCII or UTF-8 text with a zero byte in their first 64 KiB: no text file
     holds one, so it is a binary file given where text was meant (a shard, an index, a BAM)."""
     if b"\x00" in raw[:65536]:
-        raise GtokError(f"{path}: looks like a binary file, not a text {what}.")
+        kind = magic_kind(raw)
+        raise GtokError(f"{path}: is {kind}, not a text {what}." if kind else f"{path}: looks like a binary file, not a text {what}.")
 
 
 def refuse_unless_utf8(raw: bytes, path: str, what: str) -> None:
