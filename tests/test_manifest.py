@@ -153,6 +153,10 @@ def test_a_shard_given_as_a_manifest_is_named_as_one(shards, tmp_path):
         load_manifest(shards[0])
     assert str(err.value) == (f"{shards[0]}: is a .gtok shard, not a manifest (.json); list shards in one with "
                               "'gtok manifest -o manifest.json SHARD...'.")
+    bed = tmp_path / "u.bed"
+    bed.write_text("chr1\t10\t20\n")
+    with pytest.raises(GtokError, match=r"u.bed: is a text file \(a BED file\?\), not a manifest \(.json\)"):
+        load_manifest(bed)  # was: not a readable manifest (Expecting value: line 1 column 1 (char 0))
     empty = tmp_path / "empty.json"
     empty.write_bytes(b"")
     with pytest.raises(GtokError, match=r"empty.json: is an empty file, not a manifest \(.json\)"):

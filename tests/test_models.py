@@ -246,6 +246,12 @@ def test_a_checkpoint_cut_short_is_told_so_in_one_short_line(tmp_path):
                               "end); copy it again.")
 
 
+def test_a_manifest_given_as_a_checkpoint_is_not_called_a_bed_file(tmp_path):
+    (tmp_path / "manifest.json").write_text('{\n  "schema_version": 1}\n')
+    with pytest.raises(GtokError, match=r"manifest.json: not a checkpoint: it is a JSON file \(a manifest\?\); give"):
+        read_checkpoint(tmp_path / "manifest.json")
+
+
 def test_a_checkpoint_cut_short_is_offered_only_another_file_instead(tmp_path):
     """A run folder's model.ckpt cut short names its checkpoints/last.ckpt; last.ckpt itself cut
     short (gtok train resuming, gtok embed given it) was told to use checkpoints/last.ckpt, itself."""

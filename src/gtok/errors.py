@@ -52,7 +52,7 @@ def kind_of_file(head: bytes) -> str | None:
     if not head:
         return "an empty file"
     if all(32 <= byte < 127 or byte in b"\t\r\n" for byte in head):  # printable text, not just 7-bit bytes
-        return "a text file (a BED file?)"
+        return "a JSON file (a manifest?)" if head.lstrip().startswith((b"{", b"[")) else "a text file (a BED file?)"
     return None
 
 

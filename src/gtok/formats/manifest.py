@@ -280,7 +280,7 @@ def load_manifest(path: str | os.PathLike) -> Manifest:
     name = describe(path)
     try:
         data = input_file(path, "manifest").read_bytes()
-        _refuse_another_kind(data[:8], name)
+        _refuse_another_kind(data[:64], name)
         raw = json.loads(data.decode("utf-8-sig"))  # an editor may add a BOM
     except GtokError as exc:
         raise GtokError(str(exc).replace("no such file", "no such manifest file")) from None
@@ -299,10 +299,11 @@ def load_manifest(path: str | os.PathLike) -> Manifest:
 
 
 def _refuse_another_kind(head: bytes, name: str) -> None:
-    """A shard, a checkpoint or an empty file given as a manifest is named as what it is (its bytes
-    would be a JSON or codec error); a text file is left to the JSON parser, which says where."""
+    """A shard, a checkpoint, a BED or an empty file given as a manifest is named as what it is (its
+    bytes would be a JSON or codec error); JSON, or text that is not ASCII, is left to the JSON
+    parser, which says where it fails."""
     kind = kind_of_file(head)
-    if kind is not None and not kind.startswith("a text file"):
+    if kind is not None and not kind.startswith("a JSON"):
         raise GtokError(f"{name}: is {kind}, not a manifest (.json); list shards in one with "
                         "'gtok manifest -o manifest.json SHARD...'.")
 
