@@ -462,6 +462,22 @@ def test_embed_on_a_device_the_machine_lacks_is_one_line(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize("second, words", [
+    ("a/s.bed", "a/s.bed: given twice; it would be two records named 's'. Give each file once."),
+    ("b/s.bed", "a/s.bed and b/s.bed would both be the record 's' (a BED file's record is named by its file name); "
+                "rename one of them."),
+])
+def test_embed_refuses_two_inputs_of_one_name(tmp_path, tiny_model, second, words):
+    """Two BED files of one file name were embedded as two rows both named 's' in .names.txt, which
+    then could not tell them apart (the same file twice: the same vector twice)."""
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "s.bed").write_text("chr1\t10\t20\n")
+    proc = gtok("embed", "-q", "--model", tiny_model, "-o", tmp_path / "v.npy", "a/s.bed", second, cwd=tmp_path)
+    one_line_error(proc, words)
+    assert not (tmp_path / "v.npy").exists()
+
+
 # -- hostile input (once tests/test_edge_cases.py): one-line errors or correct tokens, nothing touched --
 
 

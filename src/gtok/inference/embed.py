@@ -289,6 +289,7 @@ def embed_to_files(
     say, as tokenize reads them."""
     from gtok.formats.shard import record_name
     from gtok.sources import input_kinds
+    from gtok.sources.bed import refuse_shared_names
     from gtok.sources.cells import CellOptions
     from gtok.sources.h5ad import reading
 
@@ -313,6 +314,7 @@ def embed_to_files(
         return target
     if cells != CellOptions():
         raise GtokError("--layer, --modality and --tile-width apply to an .h5ad or .h5mu input, and the inputs are BED files.")
+    refuse_shared_names(inputs)  # a row of the .npy is known only by its name in .names.txt
     is_embedding = has_magic(b"\x93NUMPY")
     target = output_file(output, (".npy",), [*inputs, model], is_embedding, "embedding .npy")
     # the names beside an .npy of ours are ours too; any other file of that name is the user's

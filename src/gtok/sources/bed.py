@@ -450,6 +450,20 @@ def coordinate_problem(value: str) -> str | None:
 # -- the source ------------------------------------------------------------------------------------
 
 
+def refuse_shared_names(paths: Sequence[str]) -> None:
+    """Refuse BED files whose records would share a name (a file's name without .bed): a manifest
+    refuses them after the work, and embed's .names.txt could not tell their rows apart."""
+    first: dict[str, str] = {}
+    for path in paths:
+        name = record_name(path)
+        if name in first and os.path.realpath(first[name]) == os.path.realpath(path):
+            raise GtokError(f"{path}: given twice; it would be two records named {name!r}. Give each file once.")
+        if name in first:
+            raise GtokError(f"{first[name]} and {path} would both be the record {name!r} (a BED file's record is "
+                            "named by its file name); rename one of them.")
+        first[name] = path
+
+
 class BedFiles(Source):
     """BED files, a record each (named by gtok.formats.shard.record_name), labelled by a label
     sheet when one is given. Files are read side by side on `threads` threads (default: the CPUs
@@ -464,15 +478,7 @@ class BedFiles(Source):
         self._labels: dict[str, str | None] | None = None
 
     def check(self, tok: Tokenizer) -> None:
-        first: dict[str, str] = {}
-        for path in self.paths:  # a manifest refuses a name used twice: say so before the work, not after
-            name = record_name(path)
-            if name in first and os.path.realpath(first[name]) == os.path.realpath(path):
-                raise GtokError(f"{path}: given twice; it would be two records named {name!r}. Give each file once.")
-            if name in first:
-                raise GtokError(f"{first[name]} and {path} would both be the record {name!r} (a BED file's record is "
-                                "named by its file name); rename one of them.")
-            first[name] = path
+        refuse_shared_names(self.paths)  # a manifest refuses a name used twice: say so before the work, not after
         if self.labels_sheet:
             self._labels = read_label_sheet(self.labels_sheet, self.paths)
 
