@@ -94,19 +94,35 @@ def test_parquet_tokenizes_back_into_a_shard_with_the_same_records(shard, parque
     assert [d.tolist() for d in b] == [d.tolist() for d in a]
 
 
-@pytest.mark.parametrize("names, twice", [(["a", "a"], "a"), ([None, "row0"], "row0"), (["a\tb", "c"], None)])
+@pytest.mark.parametrize("names, twice", [(["a", "a"], "a"), ([None, "row0"], "row0"), (["a\tb", "c"], None),
+                                         (["c", ""], None)])
 def test_tokenize_refuses_record_names_a_shard_cannot_hold(tmp_path, capsys, names, twice):
-    """Names repeated (a null name is named by its row, and may meet a real one), or split over
-    lines: one line, and no shard (gtok manifest would refuse the repeat only later; dump writes a
-    record a line)."""
+    """Names repeated (a null name is named by its row, and may meet a real one), split over
+    lines, or empty (no label sheet can name it, and export-gtars would write it as '.gtok'): one
+    line, and no shard (gtok manifest would refuse the repeat only later; dump writes a record a
+    line)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     pq.write_table(pa.table({"name": names, "tokens": [[1, 2], [3]]}), tmp_path / "in.parquet")
     assert gtok("tokenize", "-q", "-u", UNIVERSE, "-o", tmp_path / "x.gtok", tmp_path / "in.parquet") == 1
     said = error_line(capsys)
-    assert (f"two records would both be named {twice!r}" if twice else "holds a tab or a line break") in said
+    refused = "holds a tab or a line break" if "" not in names else "a record's name is empty"
+    assert (f"two records would both be named {twice!r}" if twice else refused) in said
     assert not (tmp_path / "x.gtok").exists()
+
+
+def test_a_recorded_fingerprint_that_is_not_text_is_one_line(tmp_path, capsys):
+    """Bytes of a damaged or foreign file in the fingerprint's metadata were a UnicodeDecodeError traceback."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.table({"tokens": [[1]]}).replace_schema_metadata({b"gtok.fingerprint": b"\xff\xfe"})
+    pq.write_table(table, tmp_path / "in.parquet")
+    assert gtok("tokenize", "-q", "-u", UNIVERSE, "-o", tmp_path / "x.gtok", tmp_path / "in.parquet") == 1
+    assert error_line(capsys) == (f"gtok tokenize: error: {tmp_path / 'in.parquet'}: its recorded vocabulary fingerprint "
+                                  "(metadata gtok.fingerprint) is not text; the file is damaged, or not gtok's: write "
+                                  "it again with gtok export-parquet, or drop that metadata.")
 
 
 def test_tokenize_refuses_a_parquet_without_rows(tmp_path, capsys):

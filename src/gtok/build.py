@@ -70,10 +70,13 @@ def write_source(writer: ShardWriter, tok: Tokenizer, source: Source, names: set
 
 def check_names(new: Sequence[str], seen: set[str], output: str | os.PathLike) -> None:
     """Record names are unique in a shard (splits, evaluation and embeddings tell records apart by
-    name; `gtok manifest` would refuse the shard later) and fit one line (`gtok dump` writes one
+    name; `gtok manifest` would refuse the shard later), not empty, and fit one line (`gtok dump` writes one
     record a line, export-gtars a file per name): refused in one line naming the name. Checked as
     the records come, so a failure leaves no shard."""
     joined = "\0".join(new)
+    if "" in new:
+        raise GtokError(f"{describe(output)}: a record's name is empty, and records are found by name (splits, labels, "
+                        "embeddings, export-gtars' files): name every record (a parquet's null name is named by its row).")
     if "\t" in joined or "\n" in joined or "\r" in joined:
         bad = next(n for n in new if "\t" in n or "\n" in n or "\r" in n)
         raise GtokError(f"{describe(output)}: the record name {bad!r} holds a tab or a line break; record names are "

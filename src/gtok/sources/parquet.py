@@ -63,7 +63,7 @@ def read_parquet_records(path: str | os.PathLike, vocab_size: int | None = None,
     pf = _open(path)
     name = describe(path)
     columns = _columns(pf.schema_arrow, name)
-    recorded_size, recorded_fp = _recorded_vocabulary(pf)
+    recorded_size, recorded_fp = _recorded_vocabulary(pf, name)
     _check_vocabulary(name, recorded_size, recorded_fp, vocab_size, fingerprint)
     return _batches(pf, columns, name, vocab_size if vocab_size is not None else recorded_size, batch_rows)
 
@@ -75,10 +75,16 @@ def _batches(pf: Any, columns: list[str], name: str, vocab_size: int | None, bat
         row += batch.num_rows
 
 
-def _recorded_vocabulary(pf: Any) -> tuple[int | None, str | None]:
+def _recorded_vocabulary(pf: Any, name: str) -> tuple[int | None, str | None]:
     meta = pf.schema_arrow.metadata or {}
     size, fingerprint = meta.get(META_VOCAB_SIZE), meta.get(META_FINGERPRINT)
-    return (int(size) if size and size.isdigit() else None), (fingerprint.decode() if fingerprint else None)
+    try:
+        text = fingerprint.decode() if fingerprint else None
+    except UnicodeDecodeError:
+        raise GtokError(f"{name}: its recorded vocabulary fingerprint (metadata {META_FINGERPRINT.decode()}) is not text; "
+                        "the file is damaged, or not gtok's: write it again with gtok export-parquet, or drop that "
+                        "metadata.") from None
+    return (int(size) if size and size.isdigit() else None), text
 
 
 def _open(path: str | os.PathLike) -> Any:
