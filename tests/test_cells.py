@@ -119,6 +119,9 @@ def test_rows_labels_and_names(universe):
         next(iter_cell_tokens(tok, PBMC, label_key="nope"))
     with pytest.raises(GtokError, match="row range 30:40 is outside"):
         next(iter_cell_tokens(tok, PBMC, rows=(30, 40)))
+    bare = ad.AnnData(X=full.X, var=full.var)  # obs of no column at all: "(columns: )" said nothing
+    with pytest.raises(GtokError, match=r"obs has no column 'cell_type' \(it has no columns at all\)\.$"):
+        next(iter_cell_tokens(tok, bare, label_key="cell_type"))
 
 
 @pytest.mark.parametrize("options, words", [

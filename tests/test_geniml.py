@@ -107,7 +107,7 @@ def test_tokenize_refuses_record_names_a_shard_cannot_hold(tmp_path, capsys, nam
     pq.write_table(pa.table({"name": names, "tokens": [[1, 2], [3]]}), tmp_path / "in.parquet")
     assert gtok("tokenize", "-q", "-u", UNIVERSE, "-o", tmp_path / "x.gtok", tmp_path / "in.parquet") == 1
     said = error_line(capsys)
-    refused = "holds a tab or a line break" if "" not in names else "a record's name is empty"
+    refused = "holds a tab or a line break" if "" not in names else "a record's name is empty, and records are found by name"
     assert (f"two records would both be named {twice!r}" if twice else refused) in said
     assert not (tmp_path / "x.gtok").exists()
 

@@ -76,7 +76,7 @@ def check_names(new: Sequence[str], seen: set[str], output: str | os.PathLike) -
     joined = "\0".join(new)
     if "" in new:
         raise GtokError(f"{describe(output)}: a record's name is empty, and records are found by name (splits, labels, "
-                        "embeddings, export-gtars' files): name every record (a parquet's null name is named by its row).")
+                        "embeddings, export-gtars' files): give every cell, row or file a name.")
     if "\t" in joined or "\n" in joined or "\r" in joined:
         bad = next(n for n in new if "\t" in n or "\n" in n or "\r" in n)
         raise GtokError(f"{describe(output)}: the record name {bad!r} holds a tab or a line break; record names are "

@@ -353,7 +353,8 @@ class _Cells:
     def labels(self, key: str) -> np.ndarray:
         columns = self._h5.columns("obs") if self._h5 else list(self._adata.obs.columns)
         if key not in columns:
-            raise GtokError(f"{self.name}: obs has no column {key!r} (columns: {', '.join(map(str, columns))}).")
+            present = f"columns: {', '.join(map(str, columns))}" if columns else "it has no columns at all"
+            raise GtokError(f"{self.name}: obs has no column {key!r} ({present}).")
         values = self._h5.column("obs", key) if self._h5 else _values(self._adata.obs[key])
         return np.array([None if _missing(v) else str(v) for v in values], dtype=object)
 
