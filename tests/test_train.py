@@ -479,6 +479,18 @@ def test_an_unreadable_checkpoint_is_refused_and_left_alone(tmp_path, data):
     assert last.read_bytes() == b"not a checkpoint" and not (tmp_path / "previous").exists()
 
 
+def test_init_from_that_is_no_checkpoint_is_named_by_its_option_before_the_shards_are_read(tmp_path, data):
+    """A BED file as classifier.init_from was refused only after every shard was checked, as
+    '{path}: not a checkpoint ...', naming no option."""
+    bed = tmp_path / "u.bed"
+    bed.write_text("chr1\t10\t20\n")
+    with pytest.raises(GtokError, match=rf"^config section 'classifier': init_from {bed}: not a checkpoint: it is a "
+                                        r"text file \(a BED file\?\)"):
+        train(data, "classifier", tmp_path / "run", config(classifier={"init_from": str(bed)}), max_steps=1,
+              progress=False)
+    assert not (tmp_path / "run").exists()
+
+
 def test_init_from_refuses_an_encoder_of_another_vocabulary(tmp_path, other_data, encoder_ckpt):
     cfg = config(classifier={"init_from": str(encoder_ckpt)}, trainer={"val_check_interval": 1.0})  # 2 batches an epoch
     with pytest.raises(FingerprintMismatchError, match=f"{other_data}: tokenized with vocabulary"):

@@ -28,6 +28,18 @@ from gtok.models.encoder import make_backbone
 from gtok.options import SHAPE_KEYS, ClassifierConfig
 
 
+def encoder_checkpoint(checkpoint: str | os.PathLike) -> tuple[str, dict[str, Any]]:
+    """The checkpoint a classifier's `init_from` names (a file, or a model folder), read and known
+    to hold an encoder (or a classifier's backbone); a one-line GtokError naming the file if not."""
+    from gtok.pretrained import model_checkpoint
+
+    name = os.fspath(model_checkpoint(checkpoint))
+    ckpt = read_checkpoint(name)
+    if ckpt["gtok"]["model"] not in ("encoder", "classifier"):
+        raise GtokError(f"{name}: init_from needs an encoder checkpoint, this one holds a {ckpt['gtok']['model']}.")
+    return name, ckpt
+
+
 class Classifier(GTokModel):
     """Fine-tunes a transformer backbone to predict one label per record."""
 
@@ -56,12 +68,7 @@ class Classifier(GTokModel):
     ) -> "Classifier":
         """A classifier whose backbone starts from an encoder checkpoint (or the folder of its finished
         model) trained on the same vocabulary."""
-        from gtok.pretrained import model_checkpoint
-
-        name = os.fspath(model_checkpoint(checkpoint))
-        ckpt = read_checkpoint(name)
-        if ckpt["gtok"]["model"] not in ("encoder", "classifier"):
-            raise GtokError(f"{name}: init_from needs an encoder checkpoint, this one holds a {ckpt['gtok']['model']}.")
+        name, ckpt = encoder_checkpoint(checkpoint)
         check_fingerprint(vocab.get("fingerprint"), data, ckpt["gtok"]["vocab"].get("fingerprint"), name)
         shapes = {k: ckpt["hyper_parameters"]["config"][k] for k in SHAPE_KEYS}
         vocab = {**vocab, "universe": vocab.get("universe") or ckpt["gtok"]["vocab"].get("universe")}

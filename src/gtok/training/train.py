@@ -280,6 +280,13 @@ def _check_init_from(resolved_model: Resolved, out: Path, what: str) -> None:
         raise GtokError(f"{option} {init_from} is in the training folder {describe(out)}, whose model this run "
                         "replaces with the one it fine-tunes; train into another folder (--out), or copy the parent "
                         "model elsewhere and start from the copy.")
+    if resolved_model.brought is None:  # a built-in classifier's encoder; a brought model's parent is read by its loader
+        from gtok.models.classifier import encoder_checkpoint
+
+        try:
+            encoder_checkpoint(parent)
+        except GtokError as exc:  # named by its option, before the shards are checked
+            raise GtokError(f"{option} {exc}") from None
 
 
 def _check_fit(resolved_model: Resolved, opts: TrainerOptions, source, world: int, manifest: str | os.PathLike,
