@@ -190,6 +190,14 @@ def test_a_file_of_another_kind_is_named_as_what_it_is(tmp_path, content, words)
     assert str(err.value).startswith(f"{path}: {words}"), str(err.value)
 
 
+def test_a_folder_given_as_a_shard_is_named_as_one(tmp_path):
+    """It was 'cannot read the shard (Is a directory)'."""
+    with pytest.raises(ShardFormatError) as err:
+        ShardReader(tmp_path)
+    assert str(err.value) == (f"{tmp_path}: is a folder, not a .gtok shard; give the shards in it ({tmp_path}/*.gtok), "
+                              "or a manifest (.json).")
+
+
 def test_a_broken_names_table_is_refused_at_open(shard_bytes):
     import struct
 

@@ -194,6 +194,9 @@ class ShardReader:
                 self._map = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) if size else b""
         except FileNotFoundError:
             raise ShardFormatError(f"{self._name}: no such shard file.") from None
+        except IsADirectoryError:
+            raise ShardFormatError(f"{self._name}: is a folder, not a .gtok shard; give the shards in it "
+                                   f"({os.path.join(self._name, '*.gtok')}), or a manifest (.json).") from None
         except OSError as exc:
             raise ShardFormatError(f"{self._name}: cannot read the shard ({exc.strerror}).") from None
         self._size = size
