@@ -877,3 +877,40 @@ def test_sort_var_of_a_backed_anndata_comes_back_in_memory(tmp_path):
         backed.file.close()
     assert not by_bed.isbacked and list(by_bed.var_names) == ["b", "c", "a"]
     assert (by_bed.X.toarray() == adata.X.toarray()[:, [1, 2, 0]]).all()
+
+
+def test_a_shard_records_the_order_its_records_tokens_came_in(tmp_path):
+    """A model with position embeddings must be given tokens in the order it was trained in, and gtok
+    train can only record that order when the shards do: BED files are read sorted (a BED file's
+    order), an .h5ad's cells come in var's order (the universe's, a BED file's, both where the two
+    coincide, or neither), and fragment files keep their own order, which gtok does not name."""
+    from gtok.build import tokenize_to_shard
+    from gtok.formats.shard import ShardReader
+
+    universe = tmp_path / "u.bed"
+    universe.write_text("chr1\t0\t10\nchr2\t0\t10\nchr10\t0\t10\n")  # natural order: chr2 before chr10
+    var = pd.DataFrame({"chrom": ["chr1", "chr2", "chr10"], "start": [0, 0, 0], "end": [10, 10, 10]},
+                       index=["a", "b", "c"])
+    cells = ad.AnnData(sp.csr_matrix(np.ones((2, 3), dtype=np.float32)), var=var,
+                       obs=pd.DataFrame(index=["x", "y"]))
+    bed = tmp_path / "s.bed"
+    bed.write_text("chr10\t0\t10\nchr1\t0\t10\n")
+    frags = tmp_path / "f.tsv"
+    frags.write_text("chr1\t0\t10\tAAA\t1\nchr2\t0\t10\tAAA\t1\n")
+
+    def orders(inputs, name):
+        shard = tokenize_to_shard([str(p) for p in inputs], str(universe), str(tmp_path / f"{name}.gtok"), cache=False,
+                                  progress=False)
+        return ShardReader(shard).meta.token_orders
+
+    for name, order in (("universe", [0, 1, 2]), ("bed", [0, 2, 1]), ("neither", [2, 1, 0])):
+        cells[:, order].write_h5ad(tmp_path / f"{name}.h5ad")
+    assert orders([tmp_path / "universe.h5ad"], "u") == ("universe",)
+    assert orders([tmp_path / "bed.h5ad"], "b") == ("bed",)
+    assert orders([tmp_path / "neither.h5ad"], "n") is None
+    assert orders([bed], "beds") == ("bed",)
+    assert orders([bed, tmp_path / "bed.h5ad"], "both") == ("bed",)
+    assert orders([bed, tmp_path / "universe.h5ad"], "mixed") is None  # no one order: not recorded as one
+    assert orders([frags], "frags") is None
+    cells[:, [0, 2]].write_h5ad(tmp_path / "coincide.h5ad")  # chr1, chr10: the universe's order and a BED file's
+    assert orders([tmp_path / "coincide.h5ad"], "c") == ("bed", "universe")

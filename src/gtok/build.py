@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,7 @@ from gtok import __version__
 from gtok.errors import GtokError, describe
 from gtok.formats.index import MAGIC as INDEX_MAGIC
 from gtok.formats.index import SUFFIX, write_index
-from gtok.formats.metadata import ShardMeta, check_dataset, universe_record
+from gtok.formats.metadata import ShardMeta, check_dataset, common_orders, universe_record
 from gtok.formats.shard import MAGIC, ShardWriter
 from gtok.paths import has_magic, input_file, output_file
 from gtok.sources import Options, input_kinds, open_sources
@@ -35,7 +36,8 @@ def tokenize_to_shard(inputs: Sequence[str], universe: str, output: str, cache: 
     `samples` and `name_format` to name cells, and `progress`; each is refused, in one line and
     before any work, when no input is of its kind.
 
-    The shard's metadata records `dataset` (default: `default_dataset`) and the universe file."""
+    The shard's metadata records `dataset` (default: `default_dataset`), the universe file, and the
+    order the records' tokens came in, when every source knows it (Source.token_orders)."""
     if dataset is not None:
         check_dataset(dataset, "--dataset")
     for path in inputs:
@@ -57,6 +59,7 @@ def tokenize_to_shard(inputs: Sequence[str], universe: str, output: str, cache: 
         names: set[str] = set()
         for source in sources:
             write_source(writer, tok, source, names)
+        writer.meta = replace(meta, token_orders=common_orders(source.token_orders for source in sources))
     return Path(output)
 
 

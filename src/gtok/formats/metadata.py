@@ -4,8 +4,10 @@ A token id means a region only through its universe, and a model trained from a 
 must still find that universe to be usable (`gtok embed`). So every shard `gtok tokenize` writes
 carries a small metadata section (docs/format.md): the universe file (its path relative to the shard,
 sha256 of its bytes, vocabulary fingerprint; for a universe index also the BED it was built from), the name of
-the dataset the records belong to (what weighted mixtures draw by), the gtok version and the
-kinds of inputs. Manifests copy the universe and the dataset from it.
+the dataset the records belong to (what weighted mixtures draw by), the gtok version, the
+kinds of inputs and the order their records' tokens come in (`token_orders`, which a model with
+position embeddings must be given again: gtok train records it in the model folder). Manifests
+copy the universe and the dataset from it.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -25,6 +27,13 @@ from gtok.paths import path_in, recorded_path
 #: datasets, or gtars files): they count as one dataset of this name.
 DEFAULT_DATASET = "default"
 _MAX_DATASET = 200  # characters
+#: The orders a record's tokens may come in that gtok can name: "universe", ascending token ids
+#: (cells whose var was in the universe's order); "bed", a BED file's regions sorted as gtok and
+#: gtars read one (chromosome name as text, then start).
+TOKEN_ORDERS = ("universe", "bed")
+#: Where a Hugging Face model's config.json records them (gtok.models.hf), which travels with the
+#: model as published, where gtok's config.yaml does not.
+TOKEN_ORDERS_KEY = "gtok_token_orders"
 
 
 @dataclass(frozen=True)
@@ -94,10 +103,15 @@ class ShardMeta:
     universe: UniverseRecord | None = None
     gtok_version: str | None = None
     inputs: dict[str, int] = field(default_factory=dict)
+    #: The orders every record's tokens are in (a subset of TOKEN_ORDERS, sorted; both when the two
+    #: coincide on an .h5ad's var), None when some input's are in neither or not known (fragment
+    #: files, which keep their file's order; parquet documents; a var in another order; older shards).
+    token_orders: tuple[str, ...] | None = None
 
     def to_bytes(self) -> bytes:
         raw = {"dataset": self.dataset, "universe": self.universe.to_json() if self.universe else None,
-               "gtok_version": self.gtok_version, "inputs": self.inputs}
+               "gtok_version": self.gtok_version, "inputs": self.inputs,
+               "token_orders": None if self.token_orders is None else list(self.token_orders)}
         return json.dumps(raw, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
     @classmethod
@@ -119,8 +133,36 @@ class ShardMeta:
         if not isinstance(inputs, dict) or not all(isinstance(v, int) for v in inputs.values()):
             raise ValueError(f"inputs is {inputs!r}, not counts by kind")
         version = raw.get("gtok_version")
+        orders = raw.get("token_orders")
+        if orders is not None and (not isinstance(orders, list) or not all(isinstance(o, str) for o in orders)):
+            raise ValueError(f"token_orders is {orders!r}, not a list of orders")
         return cls(dataset, None if universe is None else UniverseRecord.from_json(universe),
-                   version if isinstance(version, str) else None, dict(inputs))
+                   version if isinstance(version, str) else None, dict(inputs),
+                   None if orders is None else tuple(o for o in orders if o in TOKEN_ORDERS))
+
+
+def common_orders(orders: Iterable[tuple[str, ...] | None]) -> tuple[str, ...] | None:
+    """The orders every one of several inputs' (or shards') records are in: those all of them are
+    in (sorted), None when one is in none gtok can name or does not say, or when they share none."""
+    common: set[str] | None = None
+    for each in orders:
+        if not each:
+            return None
+        common = set(each) if common is None else common & set(each)
+    return tuple(sorted(common)) if common else None
+
+
+def trained_inputs(metas: Iterable[ShardMeta | None]) -> dict[str, Any]:
+    """What a model's training shards were made from, for its model folder: `inputs`, the number
+    of inputs by kind (of the shards that record them), and `token_orders`, the orders all their
+    records' tokens were in (common_orders; None when not all are known to share one)."""
+    metas = list(metas)
+    kinds: dict[str, int] = {}
+    for meta in metas:
+        for kind, count in (meta.inputs if meta is not None else {}).items():
+            kinds[kind] = kinds.get(kind, 0) + count
+    orders = common_orders(None if meta is None else meta.token_orders for meta in metas)
+    return {"inputs": kinds, "token_orders": None if orders is None else list(orders)}
 
 
 def _text(raw: dict, key: str, where: str) -> str:

@@ -36,6 +36,9 @@ class Source:
     $TMPDIR, which on a cluster node may be small)."""
 
     kind: ClassVar[str]
+    #: The orders its records' tokens come in (gtok.formats.metadata.TOKEN_ORDERS), known once its
+    #: batches are read; None when in neither or not known. The shard records them (token_orders).
+    token_orders: tuple[str, ...] | None = None
 
     def check(self, tok: Tokenizer) -> None:
         """Refuse, in one line, what would fail later (default: nothing to read beforehand)."""

@@ -471,6 +471,7 @@ class BedFiles(Source):
     machine's cores) and tokenized about BATCH_REGIONS regions at a time."""
 
     kind = "bed"
+    token_orders = ("bed",)  # read sorted (sorted_like_files)
 
     def __init__(self, paths: Sequence[str], labels_sheet: str | None = None, threads: int | None = None,
                  progress: bool = False):

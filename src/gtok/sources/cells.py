@@ -121,8 +121,11 @@ class H5adSource(Source):
 
     def batches(self, tok: Tokenizer, spill_dir: Path) -> Iterator[Batch]:
         o = self.options
+        orders: list[str] = []
         chunks = iter_cell_tokens(tok, self.path, rows=o.rows, chunk_rows=o.chunk_rows, label_key=o.label_key,
-                                  modality=o.modality, tile_width=o.tile_width, spill_dir=str(spill_dir), layer=o.layer)
+                                  modality=o.modality, tile_width=o.tile_width, spill_dir=str(spill_dir), layer=o.layer,
+                                  orders=orders)
+        self.token_orders = tuple(orders) or None  # var's order is its cells' (var_orders)
         bar = progress_bar(None, self.progress, desc=os.path.basename(self.path), unit="cell")  # after var's warnings
         for chunk in prefetched(chunks):
             yield Batch(self.names.names(chunk.names), chunk.tokens, chunk.lengths, chunk.labels)
@@ -463,7 +466,8 @@ def iter_cell_tokens(
     tile_width: int | None = None,
     spill_dir: str | None = None,
     layer: str | None = None,
-    order_sensitive: tuple[str, str] | None = None,
+    order_sensitive: tuple[str, str, tuple[str, ...] | None] | None = None,
+    orders: list[str] | None = None,
 ) -> Iterator[Batch]:
     """Tokenize cells `rows=(start, stop)` (default all) in chunks of `chunk_rows`, in bounded memory.
 
@@ -471,8 +475,10 @@ def iter_cell_tokens(
     `modality`. `layer`: tokenize that layer instead of X. `tile_width`: the width of fixed-width
     tiles whose var gives starts but no ends (inferred from the starts when not given).
     `spill_dir`: where a CSC matrix's rows are regrouped (default $TMPDIR). `order_sensitive`:
-    the name and path of a model whose vectors depend on token order, which a var in another order
-    than it may have been trained in is warned about (var_order_warning).
+    the name and path of a model whose vectors depend on token order, and the orders its folder
+    records it was trained in (None: not recorded), which a var in another order is warned about
+    (var_order_warning). `orders`, when given, is filled with the orders var is in (var_orders),
+    which a shard records.
 
     The matrix must hold counts (or any non-negative values: a nonzero entry is an accessible
     peak); a negative or NaN value, a column index outside var or damaged row pointers
@@ -494,6 +500,8 @@ def iter_cell_tokens(
     names = cells.obs_names()
     _check_shape(cells, len(names), len(regions))
     column_tokens = ColumnTokens(tokenizer, regions)
+    if orders is not None:
+        orders.extend(var_orders(regions, column_tokens))
     unsorted = order_sensitive and var_order_warning(regions, column_tokens, cells.name, *order_sensitive)
     if unsorted:
         warnings.warn(unsorted, stacklevel=2)
@@ -529,30 +537,50 @@ def unmatched_peaks(count: np.ndarray, source: str) -> str | None:
             "others as tokens; is it on another genome assembly than the universe (hg19 vs hg38)?")
 
 
-def var_order_warning(regions: Intervals, columns: ColumnTokens, source: str, model: str, path: str) -> str | None:
+def var_orders(regions: Intervals, columns: ColumnTokens) -> tuple[str, ...]:
+    """The orders (gtok.formats.metadata.TOKEN_ORDERS, sorted) a cell's tokens come in with this
+    var, which are var's: "bed" when var is in a BED file's order (chromosome name as text, then
+    start), "universe" when in its universe's (token ids), both when the two coincide on it, none
+    when in neither. Judged by the peaks that give tokens (the others give none, wherever they are)."""
+    giving = regions.take(np.flatnonzero(columns.count > 0))
+    return tuple(order for order, holds in (("bed", giving.file_order() is None), ("universe", columns.in_universe_order()))
+                 if holds)
+
+
+def var_order_warning(regions: Intervals, columns: ColumnTokens, source: str, model: str, path: str,
+                      trained: tuple[str, ...] | None = None) -> str | None:
     """Why `model` (loaded from `path`) may embed these cells unlike the cells it was trained on, or
-    None when var is in one of the two orders gtok's training gives tokens in: its universe's (token
-    ids), that of cells whose var was the universe, and a BED file's (chromosome name as text, then
-    start), that of BED files. A cell's tokens come in var's order, as geniml's tokenize_anndata
-    gives them to gtars (which keeps a list's order), so a model with position embeddings
-    (Atacformer) gives a cell another vector when var is in another order (0.175 apart, norm 1.75,
-    for chr1, chr10, chr2 against the chr1, chr2, chr10 it was trained on). Which order is right
-    cannot be told from the model, so the warning gives the line for each (sort_var)."""
-    giving = regions.take(np.flatnonzero(columns.count > 0))  # a peak of no universe region gives no token anywhere
-    if giving.file_order() is None or columns.in_universe_order():
+    None when var is in an order its training records' tokens came in: `trained`, as its folder
+    records them (gtok train, from its shards), else either of the two orders gtok's training gives
+    tokens in: its universe's (token ids), that of cells whose var was the universe, and a BED file's
+    (chromosome name as text, then start), that of BED files. A cell's tokens come in var's order,
+    as geniml's tokenize_anndata gives them to gtars (which keeps a list's order), so a model with
+    position embeddings (Atacformer) gives a cell another vector when var is in another order (0.175
+    apart, norm 1.75, for chr1, chr10, chr2 against the chr1, chr2, chr10 it was trained on). When
+    the folder records the order, the warning gives its one line (sort_var); else one for each."""
+    if set(var_orders(regions, columns)) & set(trained or ("universe", "bed")):
         return None
+    lines = {"universe": f"adata = gtok.sort_var(adata, gtok.Tokenizer.from_pretrained({path!r}))",
+             "bed": 'adata = gtok.sort_var(adata, "bed")'}
+    if trained:
+        names = " and ".join(_ORDER_NAMES[order] for order in trained)
+        return (f"{source}: var is not in the order {model} was trained in, {names}, as its model folder records, and "
+                "the model has position embeddings, so a cell's vector depends on the order of its tokens, which is "
+                f"var's; put var in that order: {'; or '.join(lines[order] for order in trained)}")
     return (f"{source}: var is not in its model's universe order nor in a BED file's, and {model} has position "
             "embeddings, so a cell's vector depends on the order of its tokens, which is var's; put var in the order "
-            "the model was trained on first, which gtok cannot tell from the model: trained on cells whose var was its "
-            f"universe, the universe's, adata = gtok.sort_var(adata, gtok.Tokenizer.from_pretrained({path!r})); trained "
-            'on BED files, their order (chromosome name as text: chr1, chr10, chr2; then start), adata = '
-            'gtok.sort_var(adata, "bed")')
+            "the model was trained on first, which its model folder does not record: trained on cells whose var was its "
+            f"universe, the universe's, {lines['universe']}; trained "
+            f'on BED files, their order (chromosome name as text: chr1, chr10, chr2; then start), {lines["bed"]}')
+
+
+_ORDER_NAMES = {"universe": "its universe's (token ids)", "bed": "a BED file's (chromosome name as text: chr1, chr10, chr2; then start)"}
 
 
 def sort_var(adata: Any, order: Any, tile_width: int | None = None) -> Any:
     """A copy of the AnnData `adata` with var (and the columns of X, its layers and varm) in `order`,
     so that its cells' tokens, which come in var's order, come in the order a model with position
-    embeddings (Atacformer) was trained on; gtok cannot tell that order from a model:
+    embeddings (Atacformer) was trained on, which a model gtok trained records (docs/models.md):
 
     - a Tokenizer (`gtok.Tokenizer.from_pretrained(model)`): the order of its universe file, which
       token ids follow; a peak goes where the smallest id it overlaps is, a peak of no universe region
