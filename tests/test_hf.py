@@ -808,3 +808,88 @@ def test_region_sets_in_their_universes_order_embed_as_the_cells_the_model_was_t
     with pytest.warns(UserWarning, match=r"^region sets in neither a BED file's order nor their universe's: 1 \(region "
                                          r"set 0\); geniml.atacformer:AtacformerModel has position embeddings"):
         embed_regions(folder, [peaks.sample(frac=1, random_state=0)])
+
+
+def natural_universe_runs(tmp_path: Path) -> tuple[Path, Path, object]:
+    """A tiny Atacformer trained by gtok train on BED files, and one on cells whose var is their
+    universe in its natural order (chr1, chr2, chr10), and those cells: two models of the two
+    orders gtok trains in, whose folders say which."""
+    import pandas as pd
+
+    from gtok.training.train import train
+
+    _, cells = natural_universe_folder(tmp_path / "published")
+    universe = tmp_path / "universe.bed"
+    cells.var.to_csv(universe, sep="\t", header=False, index=False)
+    cells.write_h5ad(tmp_path / "cells.h5ad")
+    beds = []
+    for i, row in enumerate(cells.X.tocsr()):
+        beds.append(tmp_path / f"b{i}.bed")
+        pd.DataFrame(cells.var.iloc[row.indices]).to_csv(beds[-1], sep="\t", header=False, index=False)
+    config = {**TRAIN, "data": {**TRAIN["data"], "val_fraction": 0, "batch_size": 2},
+              "trainer": {**TRAIN["trainer"], "max_steps": 2, "val_check_interval": 1.0}}
+    runs = []
+    for name, inputs in (("beds", beds), ("cells", [tmp_path / "cells.h5ad"])):
+        assert main(["tokenize", "-q", "-u", str(universe), "-o", str(tmp_path / f"{name}.gtok"),
+                     *map(str, inputs)]) == 0
+        assert main(["manifest", "-q", "-o", str(tmp_path / f"{name}.json"), str(tmp_path / f"{name}.gtok")]) == 0
+        train(tmp_path / f"{name}.json", RTD, tmp_path / name, config, progress=False)
+        runs.append(tmp_path / name)
+    return runs[0], runs[1], cells
+
+
+@pytest.mark.slow
+def test_a_trained_models_folder_records_its_token_order_and_the_warning_gives_its_one_line(tmp_path):
+    """gtok could not tell from a model which order its cells' tokens were trained in, so var in
+    either order was embedded in silence: a model trained on BED files (chr1, chr10, chr2) given
+    cells whose var is their universe in natural order (chr1, chr2, chr10) gave other vectors with
+    no word, and a warning gave two lines to choose from. The folder now records the kinds of its
+    inputs and the order their tokens came in, and a var in another is warned of with that order's
+    one line, after which the cells embed without a warning."""
+    import warnings
+
+    from gtok.inference.embed import embed_anndata, embed_regions
+
+    beds, cells_run, cells = natural_universe_runs(tmp_path)
+    for run, inputs, order in ((beds, {"bed": 6}, ["bed"]), (cells_run, {"h5ad": 1}, ["universe"])):
+        data = yaml.safe_load((run / "config.yaml").read_text())["data"]
+        assert (data["inputs"], data["token_orders"]) == (inputs, order)
+    by_bed = cells[:, cells.var.sort_values("chr", key=lambda c: c.astype(str), kind="stable").index].copy()  # starts ascend already
+    assert list(by_bed.var.chr.unique()) == ["chr1", "chr10", "chr2"]
+    for run, wrong, right, line in ((beds, cells, by_bed, 'adata = gtok.sort_var(adata, "bed")'),
+                                    (cells_run, by_bed, cells,
+                                     f"adata = gtok.sort_var(adata, gtok.Tokenizer.from_pretrained({str(cells_run)!r}))")):
+        with pytest.warns(UserWarning) as caught:
+            embed_anndata(run, wrong)
+        (message,) = [str(w.message) for w in caught if "var is not in" in str(w.message)]
+        assert message.startswith(f"the AnnData: var is not in the order {RTD} was trained in, ")
+        assert message.endswith(f"put var in that order: {line}") and "\n" not in message
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            expected = embed_anndata(run, right)
+            np.testing.assert_allclose(embed_anndata(run, eval(line.removeprefix("adata = "),
+                                                                {"gtok": __import__("gtok"), "adata": wrong})),
+                                       expected, rtol=1e-5, atol=1e-6)
+    peaks = cells.var.iloc[cells.X[0].indices].rename(columns={"chr": "chrom"})  # chr1, chr2, chr10
+    with pytest.warns(UserWarning, match=rf"^region sets not in the order {RTD} was trained in, as its model folder "
+                                         r"records: 1 \(region set 0\); .* put them in a BED file's, by chromosome"):
+        embed_regions(beds, [peaks])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        embed_regions(beds, [peaks.sort_values("chrom", key=lambda c: c.astype(str), kind="stable")])
+
+    published = tmp_path / "published_beds"  # shared as docs/models.md says: config.json, the weights, the universe
+    published.mkdir()
+    for name in ("config.json", "model.safetensors", "universe.bed.gz"):
+        shutil.copy(beds / name, published / name)
+    with pytest.warns(UserWarning, match=r'was trained in, a BED file\'s .* put var in that order: adata = gtok.sort_var\(adata, "bed"\)$'):
+        embed_anndata(published, cells)
+
+    card = yaml.safe_load((beds / "config.yaml").read_text())  # as an older gtok wrote it: no order recorded
+    del card["data"]["token_orders"]
+    (beds / "config.yaml").write_text(yaml.safe_dump(card))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # either order may be the model's: silent, as before
+        embed_anndata(beds, cells)
+    with pytest.warns(UserWarning, match="which its model folder does not record"):
+        embed_anndata(beds, cells[:, np.random.default_rng(0).permutation(N_REGIONS)].copy())

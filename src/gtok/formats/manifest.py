@@ -22,7 +22,14 @@ import numpy as np
 
 from gtok.atomic import atomic_path
 from gtok.errors import FingerprintMismatchError, GtokError, ShardFormatError, describe, kind_of_file
-from gtok.formats.metadata import DEFAULT_DATASET, UniverseRecord, check_dataset, dataset_problem, sha256_file
+from gtok.formats.metadata import (
+    DEFAULT_DATASET,
+    UniverseRecord,
+    check_dataset,
+    dataset_problem,
+    sha256_file,
+    trained_inputs,
+)
 from gtok.formats.names import UniqueNames
 from gtok.formats.shard import ShardReader
 from gtok.paths import input_file, output_file, refuse_repeats
@@ -72,6 +79,12 @@ class Manifest:
         the model was trained on, and its held-out records the ones it never saw."""
         listed = json.dumps([[e.sha256, e.split] for e in self.entries]).encode()
         return hashlib.sha256(listed).hexdigest()[:16]
+
+    def inputs(self) -> dict[str, Any]:
+        """What the shards were made from, as each one's metadata records it (gtok.formats.metadata.
+        trained_inputs: the inputs by kind, and the order all their records' tokens came in), which
+        a model trained on them records, so that embedding can give it its tokens in that order."""
+        return trained_inputs(ShardReader(path).meta for path in self.paths)
 
     def datasets(self) -> dict[str, dict[str, int]]:
         """Shards, records and tokens per dataset, in order of first appearance."""

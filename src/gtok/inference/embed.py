@@ -65,6 +65,8 @@ class Embedder:
         self.max_length = _crop_length(self.data_options.get("max_length") if loaded.attends else None, positions)
         #: the model named in warnings when its vectors depend on token order (None: they do not)
         self.order_sensitive = None if positions is None else str(getattr(loaded.model, "model_spec", loaded.name))
+        #: the orders all its training records' tokens came in, as its folder records them (None: not recorded)
+        self.token_orders = trained_orders(self.data_options)
         self.batch_size = int(batch_size)
 
     def embed_docs(self, docs: Sequence[np.ndarray], progress: bool = False) -> np.ndarray:
@@ -133,6 +135,18 @@ class Embedder:
             return self.model.embed(batch).float().cpu().numpy()
 
 
+def trained_orders(data: dict[str, Any]) -> tuple[str, ...] | None:
+    """The orders (gtok.formats.metadata.TOKEN_ORDERS) a model's training records' tokens all came
+    in, as its config.yaml's data records them (gtok train, from its shards' metadata); None for a
+    folder that records none (an older gtok's, a model as published, a checkpoint given itself)."""
+    from gtok.formats.metadata import TOKEN_ORDERS
+
+    orders = data.get("token_orders")
+    if not isinstance(orders, list) or not orders or not set(orders) <= set(TOKEN_ORDERS):
+        return None
+    return tuple(sorted(orders))
+
+
 def _crop_length(trained: int | None, positions: int | None) -> int | None:
     """How many tokens of a record the model sees: what it was trained on, and never more than its
     position embeddings hold (a model not trained by gtok records no max_length)."""
@@ -153,8 +167,8 @@ def embed_regions(
     """float32 [len(sources), D]: one vector per region set (BED path, DataFrame, region list...).
     A region set that shares no chromosome with the universe is warned about, as tokenize does:
     its vector would be that of `<unk>` alone; so are, in one warning, those that overlap no region,
-    and, to a model with position embeddings, the in-memory ones in another order than gtok trains in
-    (warn_unsorted)."""
+    and, to a model with position embeddings, the in-memory ones in another order than its folder
+    records it was trained in, or than either gtok trains in when it records none (warn_unsorted)."""
     from gtok.sources.bed import warn_foreign
     from gtok.tokenizer import to_intervals
 
@@ -168,31 +182,43 @@ def embed_regions(
     warn_foreign(list(filter(None, foreign)))
     docs = [embedder.tokenizer.tokenize(iv) for iv in intervals]
     if embedder.order_sensitive:
+        trained = embedder.token_orders
         warn_unsorted([n for s, iv, d, n in zip(sources, intervals, docs, names) if not isinstance(s, (str, os.PathLike))
-                       and not in_a_training_order(embedder.tokenizer, iv, d)], embedder.order_sensitive)
+                       and not set(token_orders(embedder.tokenizer, iv, d)) & set(trained or ("universe", "bed"))],
+                      embedder.order_sensitive, trained)
     empty = unk_only(docs, embedder.tokenizer.unk_token_id) & np.equal(foreign, None)  # the foreign are warned of
     warn_unk_only(int(empty.sum()), [names[i] for i in np.flatnonzero(empty)[:3]], len(docs), "region sets")
     return embedder.embed_docs(docs, progress)
 
 
-def in_a_training_order(tokenizer: Tokenizer, regions: Intervals, tokens: np.ndarray) -> bool:
-    """Whether a region set's `tokens` come in one of the orders gtok trains a model in: the
-    universe's (ascending ids: cells whose var was the universe), or its BED file's (the tokens of
-    the set sorted as a file is read), so that they embed as some training data did."""
-    return bool(np.all(tokens[1:] >= tokens[:-1])) or np.array_equal(tokens, tokenizer.tokenize(regions.sorted_like_files()))
+def token_orders(tokenizer: Tokenizer, regions: Intervals, tokens: np.ndarray) -> tuple[str, ...]:
+    """The orders gtok trains a model in (gtok.formats.metadata.TOKEN_ORDERS) that a region set's
+    `tokens` come in: its BED file's (the tokens of the set sorted as a file is read), "bed", and
+    the universe's (ascending ids: cells whose var was the universe), "universe"."""
+    return tuple(order for order, holds in (
+        ("bed", np.array_equal(tokens, tokenizer.tokenize(regions.sorted_like_files()))),
+        ("universe", bool(np.all(tokens[1:] >= tokens[:-1])))) if holds)
 
 
-def warn_unsorted(names: Sequence[str], model: str) -> None:
+def warn_unsorted(names: Sequence[str], model: str, trained: tuple[str, ...] | None = None) -> None:
     """In-memory region sets keep their order (as gtars keeps a list's), where a BED file is sorted
     by chromosome name and start: to a model with position embeddings, a set whose tokens come in
-    another order than its BED file's (even chr1, chr2, chr10) and than its universe's embeds to
-    another vector than any training data gtok gives; one warning names the first few and the
-    orders, of which the right one is the model's training data's, which gtok cannot tell."""
-    if names:
+    another order than its training data's embeds to another vector; one warning names the first
+    few and the order to put them in: `trained`, as the model's folder records it, else the two
+    gtok trains in, of which the right one is the model's training data's, which gtok cannot tell."""
+    ways = {"bed": "a BED file's, by chromosome name as text (chr1, chr10, chr2) and start (a DataFrame: "
+                   'df.sort_values(["chrom", "start"], kind="stable"))',
+            "universe": "the universe's (the order of the token ids)"}
+    if names and trained:
+        shown = ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
+        warnings.warn(f"region sets not in the order {model} was trained in, as its model folder records: "
+                      f"{len(names):,} ({shown}); it has position embeddings, so a vector depends on the order of the "
+                      f"tokens: put them in {' or '.join(ways[order] for order in trained)}.", stacklevel=3)
+    elif names:
         shown = ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
         warnings.warn(f"region sets in neither a BED file's order nor their universe's: {len(names):,} ({shown}); "
                       f"{model} has position embeddings, so a vector depends on the order of the tokens: put them in "
-                      "the order the model was trained on, which gtok cannot tell from the model: trained on BED files, "
+                      "the order the model was trained on, which its model folder does not record: trained on BED files, "
                       "a BED file's, by chromosome name as text (chr1, chr10, chr2) and start (a DataFrame: "
                       'df.sort_values(["chrom", "start"], kind="stable")); trained on cells whose var was its universe, '
                       "the universe's (the order of the token ids).",
@@ -235,13 +261,15 @@ def embed_anndata(
     A row chunk at a time (tokenized, embedded, dropped), so memory holds one chunk's tokens and
     the result, whatever the number of cells. Cells that overlap no universe region (all-zero
     rows) are `<unk>` alone: one warning counts them. A model with position embeddings warns
-    when var is in neither order gtok trains in (gtok.sources.cells.var_order_warning)."""
+    when var is not in the order its folder records it was trained in, or, when it records none, in
+    neither order gtok trains in (gtok.sources.cells.var_order_warning)."""
     from gtok.sources.cells import iter_cell_tokens
 
     embedder = Embedder(model, universe, device, batch_size)
+    sensitive = embedder.order_sensitive
     cells = iter_cell_tokens(embedder.tokenizer, adata, chunk_rows=chunk_rows, layer=layer, modality=modality,
                              tile_width=tile_width,
-                             order_sensitive=None if embedder.order_sensitive is None else (embedder.order_sensitive, os.fspath(model)))
+                             order_sensitive=None if sensitive is None else (sensitive, os.fspath(model), embedder.token_orders))
     empty: list[str] = []  # the first few cells of no region
     count = 0  # and how many there are
 

@@ -32,6 +32,7 @@ from typing import Any, NamedTuple
 
 from gtok.atomic import recover
 from gtok.errors import FingerprintMismatchError, GtokError, describe, one_line
+from gtok.formats.metadata import TOKEN_ORDERS_KEY
 from gtok.pretrained import (
     CHECKPOINT_FILE,
     CONFIG_FILE,
@@ -382,7 +383,8 @@ def _load_published(folder: Path, universe: str | os.PathLike | None) -> LoadedM
     else:
         layout, why = "its vocab_size", untrained
     model = _pretrained(folder, brought, Vocab.of_size(expected.vocab_size), None, f"gtars' layout of {layout}", why)
-    return LoadedModel(model, model.vocab, expected, brought.spec.label, {})
+    # the order its training records' tokens came in, where gtok trained it (gtok.models.hf.save_pretrained)
+    return LoadedModel(model, model.vocab, expected, brought.spec.label, {"token_orders": _json(folder).get(TOKEN_ORDERS_KEY)})
 
 
 def _pretrained(folder: Path, brought: Any, vocab: Any, options: dict[str, Any] | None, what: str, why: str) -> Any:

@@ -31,13 +31,14 @@ import os
 import shutil
 import tempfile
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from gtok.errors import GtokError
+from gtok.formats.metadata import TOKEN_ORDERS_KEY
 from gtok.models.base import GTokModel, Vocab, masked_mean
 from gtok.modelspec import Brought, ModelSpec, hf_config_class, hf_objective, import_brought, token_ids
 from gtok.options import HFConfig
@@ -140,9 +141,13 @@ class HFModel(GTokModel):
         _quiet_fast_path()  # in eval mode, as embedding
         super().validation_step(batch, batch_idx)
 
-    def save_pretrained(self, folder: str | os.PathLike) -> list[Path]:
-        """`save_pretrained` into `folder`, each file renamed into place (a kill leaves no half file)."""
+    def save_pretrained(self, folder: str | os.PathLike, token_orders: Sequence[str] | None = None) -> list[Path]:
+        """`save_pretrained` into `folder`, each file renamed into place (a kill leaves no half file).
+        config.json records `token_orders`, the order the training records' tokens came in (null:
+        not known), under TOKEN_ORDERS_KEY: config.json, the weights and the universe are what a
+        model is published with, without gtok's config.yaml, and embedding warns by that order."""
         folder = Path(folder)
+        setattr(self.model.config, TOKEN_ORDERS_KEY, None if token_orders is None else list(token_orders))
         staging = Path(tempfile.mkdtemp(prefix=".save_pretrained-", dir=folder))
         try:
             self.model.save_pretrained(staging, safe_serialization=True)

@@ -160,6 +160,7 @@ def train(
     dm_options = {k: v for k, v in dataclasses.asdict(data).items() if k not in ("universe", "verify")}
     dm = GTokDataModule(manifest, seed=seed, verify=data.verify and leader, progress=progress, **dm_options)
     source = dm.vocab_source  # opens (and checks) the data before anything in `out` changes
+    inputs = listed.inputs()  # what the model folder says the shards were made from, read while they are checked
     vocab = _vocab(source, universe_file)
     _check_fit(resolved_model, opts, source, world, manifest, what)
     # The first process holds `out` from here on: a second launch into it is refused (claim_folder).
@@ -179,7 +180,7 @@ def train(
                 share_decision(out, start.checkpoint is not None)
             _fit(trainer, net, dm, out, last if start.checkpoint is not None else None)
         if trainer.is_global_zero:
-            _publish(out, last, net, trainer.global_step, run, vocab, model, resolved_model, data)
+            _publish(out, last, net, trainer.global_step, run, vocab, model, resolved_model, data, inputs)
     return out / CHECKPOINT_FILE
 
 
@@ -225,13 +226,14 @@ def _fit(trainer, net, dm, out: Path, resume_from: Path | None) -> None:
 
 
 def _publish(out: Path, last: Path, net, step: int, run: dict[str, Any], vocab, model: str, resolved_model: Resolved,
-             data: DataOptions) -> None:
+             data: DataOptions, inputs: dict[str, Any]) -> None:
     """The finished run becomes the folder's model: metrics.csv, loss.png and summary.json, a
     Hugging Face model's save_pretrained files, model.ckpt, its universe, and config.yaml, which
     records model.ckpt's run and step and the saved weights' sha256 (gtok.inference.loading checks
     them on load). All are written aside first and then renamed into place together, config.yaml
     last, and a file of the old model that this one lacks is removed (gtok.atomic.staged_files):
-    a publication cut short is never mistaken for a model, nor mixes two runs' files."""
+    a publication cut short is never mistaken for a model, nor mixes two runs' files. `inputs`:
+    what the shards were made from (Manifest.inputs), recorded under data."""
     metrics = flatten_metrics(out / "logs")
     keep_replaced_model(out, run_fingerprint(run), step)  # the model it replaces survives in previous/
     owned = (*MODEL_FILES, *saved_files(out))  # the old model's save_pretrained files too, however many
@@ -240,13 +242,13 @@ def _publish(out: Path, last: Path, net, step: int, run: dict[str, Any], vocab, 
         plot_loss(metrics, stage / "loss.png")
         if (out / "logs" / SUMMARY_FILE).is_file():
             shutil.copyfile(out / "logs" / SUMMARY_FILE, stage / SUMMARY_FILE)
-        saved = _save_pretrained(net, stage)
+        saved = _save_pretrained(net, stage, inputs.get("token_orders"))
         publish(last, stage / CHECKPOINT_FILE)
         write_model_folder(stage, vocab.universe, {
             "model": model, "options": dataclasses.asdict(resolved_model.config),
             **({"model_args": resolved_model.model_args} if resolved_model.brought is not None else {}), **saved,
             "data": {"max_length": data.max_length, "val_fraction": data.val_fraction, "shards": run["data.shards"],
-                     **_parents(resolved_model)},
+                     **inputs, **_parents(resolved_model)},
             "vocabulary": {"vocab_size": vocab.vocab_size, "fingerprint": vocab.fingerprint},
             "run": {"fingerprint": run_fingerprint(run), "step": step},
         })
@@ -453,15 +455,16 @@ def _model_record(resolved: Resolved, vocab) -> list:
     return [BroughtRecord(resolved.spec.text, vocab, resolved.model_args)]
 
 
-def _save_pretrained(net, out: Path) -> dict[str, Any]:
-    """A Hugging Face model's save_pretrained into the model folder; what config.yaml then says of
+def _save_pretrained(net, out: Path, token_orders: list[str] | None) -> dict[str, Any]:
+    """A Hugging Face model's save_pretrained into the model folder (its config.json records
+    `token_orders`, which travel with the model as published); what config.yaml then says of
     it, with the weights' sha256, so that weights of another run are never served with this card."""
     from gtok.formats.metadata import sha256_file
     from gtok.models.hf import HFModel
 
     if not isinstance(net, HFModel):
         return {}
-    written = [path.name for path in net.save_pretrained(out)]
+    written = [path.name for path in net.save_pretrained(out, token_orders)]
     card: dict[str, Any] = {"saved_with": SAVED_WITH_HF, "saved_files": written}
     if HF_WEIGHTS_FILE in written:  # one weights file (not shards)
         card["weights_sha256"] = sha256_file(out / HF_WEIGHTS_FILE)
