@@ -373,7 +373,7 @@ def test_rerun_of_another_run_starts_afresh_and_sets_the_old_one_aside(tmp_path,
     assert (previous / "model.ckpt").samefile(previous / "checkpoints" / "last.ckpt")  # the old finished model
 
 
-@pytest.mark.parametrize("stop, words", [(signal.SIGTERM, "stopped by SIGTERM"), (signal.SIGINT, "interrupted")])
+@pytest.mark.parametrize("stop, words", [(signal.SIGTERM, "stopped by SIGTERM"), (signal.SIGINT, "interrupted by Ctrl-C")])
 def test_a_stopped_run_fails_the_command_in_one_line_and_leaves_no_final_model(tmp_path, data, stop, words):
     """SLURM preempts with SIGTERM, after which Lightning stops by an exit of status 0; Ctrl-C makes
     Lightning exit 1 with a message that --quiet hides. Both say so in one line."""
@@ -449,6 +449,55 @@ def test_sigterm_between_checkpoints_saves_the_step_it_stopped_at(tmp_path, data
     assert saved["global_step"] == step
     train(data, "encoder", out, cfg, max_steps=step + 2, progress=False, callbacks=[Watch(tmp_path / "again.batches")])
     assert trained_steps(tmp_path / "again.batches") == [step, step + 1]
+
+
+class CtrlC(Watch):
+    """Presses Ctrl-C (SIGINT to its own process) during the backward pass of step `at`."""
+
+    def __init__(self, log: Path, at: int):
+        super().__init__(log)
+        self.at = at
+
+    def on_before_backward(self, trainer, module, loss):
+        if trainer.global_step == self.at:
+            os.kill(os.getpid(), signal.SIGINT)
+
+
+CTRL_C_RUN = """
+import sys
+sys.path.insert(0, {tests!r})
+from test_train import RESUME_CONFIGS, CtrlC
+from gtok.errors import GtokError
+from gtok.training.train import train
+try:
+    train({data!r}, "encoder", {out!r}, RESUME_CONFIGS["plain"], max_steps={steps}, progress=False,
+          callbacks=[CtrlC({out!r} + ".batches", at={at})])
+except GtokError as exc:
+    sys.exit(str(exc))
+"""
+
+
+def test_ctrl_c_saves_the_step_in_progress_and_the_rerun_ends_as_an_uninterrupted_run(tmp_path, data):
+    """Ctrl-C in the middle of a step lets it finish, saves it in last.ckpt (as SIGTERM does) and
+    stops before the next: the rerun continues there, with the batches and the weights of a run
+    never stopped; the command fails in one line that names the checkpoint, and publishes nothing."""
+    total = epoch_batches(data, **RESUME_CONFIGS["plain"]["data"]) + 3
+    run_training(tmp_path, data, "whole", total, "plain")
+    out = tmp_path / "stopped"
+    script = CTRL_C_RUN.format(tests=str(Path(__file__).parent), data=str(data), out=str(out), steps=total, at=6)
+    stopped = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert stopped.returncode == 1, stopped.stderr
+    last = out / "checkpoints" / "last.ckpt"
+    assert stopped.stderr.splitlines()[-1] == (f"{out}: training interrupted by Ctrl-C at step 7, saved in {last}; the "
+                                               "folder's model is as it was; rerun the same command to continue from "
+                                               "there."), stopped.stderr
+    assert torch.load(last, map_location="cpu", weights_only=False)["global_step"] == 7
+    assert not (out / "model.ckpt").exists()
+    run_training(tmp_path, data, "stopped", total, "plain")
+    assert batches(tmp_path, "stopped") == batches(tmp_path, "whole")  # step 6 once: none redone, none lost
+    whole, resumed = weights(tmp_path, "whole"), weights(tmp_path, "stopped")
+    assert all(torch.equal(whole[k], resumed[k]) for k in whole)
+    assert pd.read_csv(out / "metrics.csv")["step"].tolist() == list(range(total))
 
 
 class FullDisk(L.Callback):

@@ -3,9 +3,14 @@ last step, the run record every checkpoint carries, and the run summary."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import os
+import signal
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -47,21 +52,68 @@ class FinalCheckpoint(Callback):
 
 
 class StopCheckpoint(Callback):
-    """`last` holds the step during which SIGTERM came (a SLURM preemption, scancel, the time
-    limit): without it the rerun would continue from the last periodic checkpoint, up to
+    """`last` holds the step during which SIGTERM (a SLURM preemption, scancel, the time limit) or
+    Ctrl-C came: without it the rerun would continue from the last periodic checkpoint, up to
     `checkpoint_every_n_steps` steps back, or start over when there was none yet.
 
-    Written at that step's end, as the periodic checkpoints are (Lightning resumes those exactly),
-    before Lightning stops the run at the next step's start. The ranks decide together, since each
-    may see the signal at another step and saving is collective: one all-reduce of a flag per step
-    in multi-process training, nothing in one process."""
+    Written at that step's end, as the periodic checkpoints are (Lightning resumes those exactly).
+    Lightning then stops the run for SIGTERM at once; Ctrl-C, which `ctrl_c_ends_the_step` turns
+    into the flag `ctrl_c`, stops it when the next batch would start (its step's logs and
+    validation done, as in a run that goes on), with a KeyboardInterrupt that Lightning ends as
+    its own Ctrl-C. With gradient accumulation, Ctrl-C waits for the batch that steps the
+    optimizer: a checkpoint between two would lose the gradients gathered so far. The ranks decide
+    together, since each may see the signal at another step and saving is collective: one
+    all-reduce of the flags per step in multi-process training, nothing in one process."""
 
     def __init__(self, last: Path):
         self.last = last
+        self.ctrl_c = False  # set by the SIGINT handler of `ctrl_c_ends_the_step`
+        self.stopping = False  # the step of a Ctrl-C (on any rank) is saved: stop before the next
+        self._step = 0
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if self.stopping:
+            raise KeyboardInterrupt
+        self._step = trainer.global_step
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        if trainer.strategy.reduce_boolean_decision(bool(trainer.received_sigterm), all=False):
+        sigterm, ctrl_c = self._signals(trainer, pl_module)
+        self.stopping = ctrl_c and trainer.global_step > self._step  # this batch stepped the optimizer
+        if sigterm or self.stopping:
             trainer.save_checkpoint(self.last, weights_only=False)
+
+    def _signals(self, trainer, pl_module) -> tuple[bool, bool]:
+        """(SIGTERM, Ctrl-C) came to any rank."""
+        flags = (bool(trainer.received_sigterm), self.ctrl_c)
+        if trainer.world_size == 1:
+            return flags
+        summed = trainer.strategy.reduce(torch.tensor(flags, dtype=torch.int32, device=pl_module.device), reduce_op="sum")
+        return tuple(bool(n) for n in summed.tolist())  # type: ignore[return-value]
+
+    @contextlib.contextmanager
+    def ctrl_c_ends_the_step(self, note: str | None) -> Iterator[None]:
+        """While training, the first Ctrl-C sets `ctrl_c` (saying `note`, on the first rank) and a
+        second one interrupts at once, as Python's does. Nothing changes where SIGINT is ignored
+        (a job started with nohup) or outside the main thread (where no handler can be set).
+        A forked loader worker inherits the handler and ignores SIGINT: the trainer stops it."""
+        if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+            yield
+            return
+        pid = os.getpid()
+
+        def first(signum, frame) -> None:
+            if os.getpid() != pid:
+                return
+            self.ctrl_c = True
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            if note:
+                os.write(2, f"\n{note}\n".encode())  # not print: a signal handler may interrupt a print
+
+        previous = signal.signal(signal.SIGINT, first)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, previous)
 
 
 class RunRecord(Callback):

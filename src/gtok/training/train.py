@@ -14,7 +14,7 @@ only these names, and leaves anything else alone:
   loss.png, summary.json  training and validation loss against the step; world size, steps, tokens
 
   The run in progress (or the last one, finished or not):
-  checkpoints/last.ckpt   every `checkpoint_every_n_steps` steps, at the end, and at the step SIGTERM stops (atomically)
+  checkpoints/last.ckpt   every `checkpoint_every_n_steps` steps, at the end, and at the step SIGTERM or Ctrl-C stops (atomically)
   logs/version_N/         Lightning's CSV logs, one version per (re)start; logs/summary.json of the
                           last launch, published with the model
   batches/                with trainer.log_batches: every trained batch's records
@@ -202,19 +202,30 @@ def _fit(trainer, net, dm, out: Path, resume_from: Path | None) -> None:
     """`trainer.fit`, from the checkpoint `resume_from` if given; a stop by SIGTERM (SLURM's
     preemption) or Ctrl-C ends it in one line that says how to continue, since Lightning turns the
     first into an exit of status 0, which would pass for success, and the second into an exit of
-    status 1 that says nothing under --quiet. So does a full disk (or a folder made read-only)
+    status 1 that says nothing under --quiet. Ctrl-C first lets its step end and saves it
+    (`StopCheckpoint`), as SIGTERM does; it never publishes the model, even when it came after the
+    last step. So does a full disk (or a folder made read-only)
     while Lightning's logger or the batch log writes, which is no atomic write of gtok's: Lightning
     lets it out as a traceback (a checkpoint's own write says so already, naming last.ckpt)."""
+    from lightning.pytorch.utilities import rank_zero_only
     from lightning.pytorch.utilities.exceptions import SIGTERMException
 
+    from gtok.training.callbacks import StopCheckpoint
+
+    stop = next(c for c in trainer.callbacks if isinstance(c, StopCheckpoint))
+    note = (f"gtok train: Ctrl-C: saving the step in progress to {stop.last}, then stopping (Ctrl-C again stops at "
+            "once, losing it)." if rank_zero_only.rank == 0 else None)
     try:
-        trainer.fit(net, datamodule=dm, ckpt_path=resume_from)
+        with stop.ctrl_c_ends_the_step(note):
+            trainer.fit(net, datamodule=dm, ckpt_path=resume_from)
     except SIGTERMException:
         raise GtokError(f"{describe(out)}: training stopped by SIGTERM at step {trainer.global_step}; "
                         "rerun the same command to continue from its last checkpoint.") from None
     except SystemExit:
         if not trainer.interrupted:
             raise
+        if stop.stopping:
+            raise _stopped_by_ctrl_c(out, trainer.global_step, stop.last) from None
         raise GtokError(f"{describe(out)}: training interrupted at step {trainer.global_step}; the folder's "
                         "model is as it was; rerun the same command to continue from its last checkpoint.") from None
     except OSError as exc:
@@ -223,6 +234,13 @@ def _fit(trainer, net, dm, out: Path, resume_from: Path | None) -> None:
         raise GtokError(f"{describe(exc.filename or out)}: cannot write it: {os.strerror(exc.errno).lower()}; training "
                         f"stopped at step {trainer.global_step}, the folder's model is as it was; make room (or make it "
                         "writable) and rerun the same command to continue from its last checkpoint.") from None
+    if stop.ctrl_c:  # after the last step, whose checkpoint FinalCheckpoint wrote
+        raise _stopped_by_ctrl_c(out, trainer.global_step, stop.last)
+
+
+def _stopped_by_ctrl_c(out: Path, step: int, last: Path) -> GtokError:
+    return GtokError(f"{describe(out)}: training interrupted by Ctrl-C at step {step}, saved in {describe(last)}; the "
+                     "folder's model is as it was; rerun the same command to continue from there.")
 
 
 def _publish(out: Path, last: Path, net, step: int, run: dict[str, Any], vocab, model: str, resolved_model: Resolved,
