@@ -369,9 +369,12 @@ def test_an_earlier_models_evaluation_is_replaced_as_a_whole(trained, tmp_path, 
 
 
 @pytest.mark.slow  # trains a model
-def test_an_earlier_evaluation_of_a_model_set_aside_goes_with_it_before_it_is_replaced(trained, tmp_path, capsys):
+@pytest.mark.parametrize("given", ["folder", "link to its model.ckpt"])
+def test_an_earlier_evaluation_of_a_model_set_aside_goes_with_it_before_it_is_replaced(trained, tmp_path, capsys, given):
     """`gtok evaluate --out run/eval` after a retrain (README): the evaluation it replaces is of the
-    model now kept in run/previous/TIME/ (the same run and step), so it is copied there first."""
+    model now kept in run/previous/TIME/ (the same run and step), so it is copied there first.
+    So too when --model is a symbolic link to the folder's model.ckpt from elsewhere: the run folder
+    is the link's target's, not the link's own (whose folder has no previous/)."""
     from gtok.cli import main
 
     run = Path(shutil.copytree(trained / "run", tmp_path / "run"))
@@ -383,7 +386,13 @@ def test_an_earlier_evaluation_of_a_model_set_aside_goes_with_it_before_it_is_re
     out.mkdir()
     (out / "metrics.tsv").write_text("its scores")
     (out / "evaluated.json").write_text(json.dumps({"model": str(run), "run": {"fingerprint": "a" * 64, "step": 30}}))
-    assert main(["evaluate", "-q", "--model", str(run), "--manifest", str(trained / "manifest.json"), "-o", str(out)]) == 0
+    model = run
+    if given != "folder":
+        model = tmp_path / "links" / "best.ckpt"
+        model.parent.mkdir()
+        model.symlink_to(run / "model.ckpt")
+    assert main(["evaluate", "-q", "--model", str(model), "--manifest", str(trained / "manifest.json"), "-o", str(out)]) == 0
+    assert (kept / "eval").is_dir(), capsys.readouterr().err
     assert {p.name for p in (kept / "eval").iterdir()} == {"metrics.tsv", "evaluated.json"}
     assert (kept / "eval" / "metrics.tsv").read_text() == "its scores"
     assert json.loads((kept / "eval" / "evaluated.json").read_text())["run"]["fingerprint"] == "a" * 64

@@ -399,11 +399,11 @@ def test_train_refuses_values_the_model_cannot_take_before_reading_the_shards(tm
     assert not (tmp_path / "out").exists()
 
 
-@pytest.mark.parametrize("inside", ["", "checkpoints/last.ckpt"])
+@pytest.mark.parametrize("inside", ["", "checkpoints/last.ckpt", "a link elsewhere to checkpoints/last.ckpt"])
 def test_fine_tuning_into_the_parents_own_folder_is_refused(tmp_path, inside):
     """The run would replace the model it starts from: a rerun with any other option would then
     start from the fine-tuned model, not from its parent. Refused before anything is read or
-    changed."""
+    changed, also through a symbolic link to the folder's checkpoint from another folder."""
     from gtok.pretrained import TRAIN_LOCK_FILE
     from gtok.training.train import train
 
@@ -413,6 +413,10 @@ def test_fine_tuning_into_the_parents_own_folder_is_refused(tmp_path, inside):
     (parent / "checkpoints" / "last.ckpt").write_bytes(b"never read")
     before = snapshot(parent)
     init_from = str(parent / inside) if inside else str(parent)
+    if inside.startswith("a link"):
+        init_from = str(tmp_path / "links" / "parent.ckpt")
+        (tmp_path / "links").mkdir()
+        os.symlink(parent / "checkpoints" / "last.ckpt", init_from)
     config = {"data": {"max_length": CONTEXT}, "hf": {"init_from": init_from}}
     with pytest.raises(GtokError, match=rf"^config section 'hf': init_from {init_from} is in the training folder "
                                         rf"{parent}, whose model this run replaces"):

@@ -253,8 +253,10 @@ def _evaluated_run(evaluation: Path) -> dict[str, Any] | None:
 
 
 def model_folder(checkpoint: Path) -> Path:
-    """The folder a checkpoint belongs to (checkpoints/last.ckpt belongs to the folder above)."""
-    folder = checkpoint.parent
+    """The folder a checkpoint belongs to (checkpoints/last.ckpt belongs to the folder above): for
+    a symbolic link, its target's, whose universe, config.yaml and previous/ are the model's (the
+    link's own folder may hold another model's, or nothing)."""
+    folder = Path(os.path.realpath(checkpoint)).parent
     return folder.parent if folder.name == "checkpoints" else folder
 
 
