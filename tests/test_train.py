@@ -693,6 +693,40 @@ def test_every_finished_run_is_kept(tmp_path, data):
     assert (out / "summary.html").read_text() == "the workflow's" and (out / "eval" / "metrics.tsv").is_file()
 
 
+KILLED_SETTING_ASIDE = """
+import os, signal, sys
+from pathlib import Path
+sys.path.insert(0, {tests!r})
+from test_train import config
+import gtok.training.run as run
+from gtok.training.train import train
+link = run._link
+def killed_at(source, target):  # kill -9 (a node lost) half-way through keeping the old model
+    if Path(target).name == {at!r}:
+        os.kill(os.getpid(), signal.SIGKILL)
+    link(source, target)
+run._link = killed_at
+train({data!r}, "region2vec", {out!r}, config(), max_steps=1, seed=1, progress=False)
+"""
+
+
+@pytest.mark.parametrize("at", ["universe.bed.gz", "metrics.csv"])
+def test_a_kill_while_the_old_model_is_set_aside_keeps_it_whole(tmp_path, data, at):
+    """A new run links the folder's model into previous/TIME/ file by file. Killed half-way, the
+    rerun took the model.ckpt already linked for the whole model kept, and then replaced the rest
+    (its config.yaml, its universe), so previous/ held a checkpoint without its folder's files."""
+    out = tmp_path / "run"
+    train(data, "region2vec", out, config(), max_steps=1, universe=UNIVERSE, progress=False)
+    script = KILLED_SETTING_ASIDE.format(tests=str(Path(__file__).parent), data=str(data), out=str(out), at=at)
+    killed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    train(data, "region2vec", out, config(), max_steps=1, seed=1, progress=False)
+    (kept,) = [p.parent for p in (out / "previous").glob("*/model.ckpt")]
+    assert {"model.ckpt", "config.yaml", "universe.bed.gz", "metrics.csv", "loss.png"} <= {p.name for p in kept.iterdir()}
+    assert yaml.safe_load((kept / "config.yaml").read_text())["options"]["seed"] == 0
+    assert load_pretrained(kept)[2]["hyper_parameters"]["config"]["seed"] == 0
+
+
 def load_pretrained(path):
     """(model, tokenizer, checkpoint) of what a model path stands for, as embed and evaluate load it."""
     from gtok.inference.loading import load_model

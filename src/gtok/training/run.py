@@ -264,9 +264,12 @@ def _previous_folder(out: Path) -> Path:
 
 
 def _keep_model(out: Path, folder: Path) -> None:
-    """Link the folder's finished model (all its files) into `folder`, unless previous/ keeps it."""
+    """Link the folder's finished model (all its files) into `folder`, unless previous/ keeps it.
+    model.ckpt goes last: its link is what says the model is kept (`_kept`), so a kill half-way
+    leaves it unkept, and the rerun keeps it whole in another folder before replacing its files."""
     if (out / CHECKPOINT_FILE).is_file() and not _kept(out):
-        for name in dict.fromkeys((*MODEL_FILES, *saved_files(out))):
+        names = dict.fromkeys((*MODEL_FILES, *saved_files(out)))
+        for name in [*(n for n in names if n != CHECKPOINT_FILE), CHECKPOINT_FILE]:
             if (out / name).is_file():
                 _link(out / name, folder / name)
 
