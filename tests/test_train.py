@@ -500,6 +500,28 @@ def test_ctrl_c_saves_the_step_in_progress_and_the_rerun_ends_as_an_uninterrupte
     assert pd.read_csv(out / "metrics.csv")["step"].tolist() == list(range(total))
 
 
+class TermInValidation(Watch):
+    """Sends SIGTERM to its own process as the validation of step 8 starts."""
+
+    def on_validation_batch_start(self, trainer, module, batch, batch_idx, dataloader_idx=0):
+        if trainer.global_step == 8 and batch_idx == 0:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+
+@pytest.mark.parametrize("stop, words, step", [(lambda log: CtrlC(log, at=2), "interrupted by Ctrl-C", 3),
+                                               (TermInValidation, "stopped by SIGTERM", 8)])
+def test_a_run_stopped_in_this_process_can_be_rerun_at_once(tmp_path, data, stop, words, step):
+    """Ctrl-C in a notebook, then the same cell again: the loader worker forked while the folder's
+    lock was held shared it, and lived on in the stopped run's traceback until garbage collection,
+    so the rerun was refused as "another gtok train is running in this folder" (and a `kill -9`
+    left the lock held by the orphaned worker for seconds)."""
+    out = tmp_path / "run"
+    with pytest.raises(GtokError, match=f"training {words} at step {step}"):
+        train(data, "encoder", out, config(), max_steps=10, progress=False, callbacks=[stop(tmp_path / "b")])
+    train(data, "encoder", out, config(), max_steps=10, progress=False)
+    assert torch.load(out / "model.ckpt", map_location="cpu", weights_only=False)["global_step"] == 10
+
+
 class FullDisk(L.Callback):
     """Fails as Lightning's CSV logger does when the disk fills under it: an OSError without a file name."""
 

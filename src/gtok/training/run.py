@@ -114,6 +114,24 @@ def check_run_folder(out: str | os.PathLike) -> Path:
     return folder
 
 
+#: The descriptors of the folder locks this process holds (`claim_folder`).
+_HELD: set[int] = set()
+
+
+def _drop_held_locks() -> None:
+    """In a forked child (a loader worker): close the parent's folder locks. A forked descriptor
+    shares the parent's lock, so a worker that outlives its run (kept alive by a stopped run's
+    traceback until garbage collection, or orphaned by a `kill -9` for seconds) would hold the
+    folder, and a rerun would be refused as if a training were running in it."""
+    for fd in _HELD:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    _HELD.clear()
+
+
+os.register_at_fork(after_in_child=_drop_held_locks)
+
+
 @contextlib.contextmanager
 def claim_folder(out: Path) -> Iterator[None]:
     """Hold `out` for this launch (its first process), so that a second `gtok train` into the same
@@ -133,6 +151,7 @@ def claim_folder(out: Path) -> Iterator[None]:
         raise GtokError(f"{describe(out)}: cannot train into it: {os.strerror(exc.errno).lower()}; train into a folder "
                         "you can write.") from None
     held = False
+    _HELD.add(fd)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -152,6 +171,7 @@ def claim_folder(out: Path) -> Iterator[None]:
                 out.rmdir()
         raise
     finally:
+        _HELD.discard(fd)
         os.close(fd)
 
 
