@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 from conftest import GENIML, gtars_tokens
 
 from gtok.build import build_index, tokenize_to_shard
@@ -209,3 +210,25 @@ def test_a_run_folder_without_its_model_says_whether_a_training_holds_it(tmp_pat
         model_checkpoint(run)
     with pytest.raises(GtokError, match="its run has not finished"):  # the lock, released, holds nothing
         model_checkpoint(run)
+
+
+def test_the_lineage_of_a_model_given_through_a_link_is_its_folders(tmp_path):
+    """init_from as a symbolic link to a fine-tuned model's model.ckpt: its lineage was read from the
+    checkpoint's run options alone, as if the link's folder were no model folder, so the models that
+    one started from (config.yaml's data.parents) were dropped, and the evaluation of the new model
+    could count their training records as held out."""
+    import torch
+
+    from gtok.training.run import data_lineage
+
+    folder = tmp_path / "run"
+    folder.mkdir()
+    torch.save({"gtok": {}, "gtok_run": {"options": {"data.val_fraction": 0.1, "data.shards": "its own"}}},
+               folder / "model.ckpt")
+    lineage = [{"val_fraction": 0.1, "shards": "its own"}, {"val_fraction": 0.2, "shards": "its parent's"}]
+    (folder / "config.yaml").write_text(yaml.safe_dump({"data": {**lineage[0], "parents": lineage[1:]}}))
+    link = tmp_path / "links" / "best.ckpt"
+    link.parent.mkdir()
+    link.symlink_to(folder / "model.ckpt")
+    assert data_lineage(folder) == data_lineage(folder / "model.ckpt") == lineage
+    assert data_lineage(link) == lineage

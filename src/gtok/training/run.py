@@ -318,8 +318,9 @@ def data_lineage(path: str | os.PathLike) -> list[dict[str, Any]]:
     """What the model at `path` (which a fine-tuning starts from) was trained on, then what its own
     starting models were: each {val_fraction, shards} as gtok records them, None where the model
     does not say (a model as published, a geniml folder). The records a fine-tuned model's
-    evaluation scores as held out must be held out from all of them."""
-    path = Path(path)
+    evaluation scores as held out must be held out from all of them. A symbolic link is read as
+    its target: a model.ckpt's folder says what its run options alone do not (its parents)."""
+    path = Path(os.path.realpath(path))
     if path.is_dir() or (path.name == CHECKPOINT_FILE and (path.parent / CONFIG_FILE).is_file()):
         data = trained_data(path if path.is_dir() else path.parent)
     else:  # a checkpoint of its own: its run's options
