@@ -521,6 +521,11 @@ def test_a_model_fine_tuned_from_one_that_held_out_less_is_not_said_never_to_hav
             "trained on.")
     assert capsys.readouterr().err.strip().splitlines()[0] == note
     assert "never trained on" not in (tmp_path / "eval" / "caption.rst").read_text()
+    link = tmp_path / "links" / "child.ckpt"  # its model.ckpt, linked from elsewhere: the same model, the same note
+    link.parent.mkdir()
+    link.symlink_to(tmp_path / "child" / "model.ckpt")
+    evaluate(link, manifest, tmp_path / "eval-of-link")
+    assert capsys.readouterr().err.strip().splitlines()[0] == note.replace(str(tmp_path / "child"), str(link))
 
 
 @pytest.mark.slow  # trains a model

@@ -82,10 +82,12 @@ def is_gtok_folder(folder: Path) -> bool:
 
 
 def model_checkpoint(path: str | os.PathLike) -> Path:
-    """The checkpoint a model path stands for: a folder's finished model, model.ckpt."""
+    """The checkpoint a model path stands for: a folder's finished model, model.ckpt; a symbolic
+    link to a checkpoint, its target, whose folder's config.yaml and universe describe it (what the
+    model trained on, the models it started from), not whatever lies beside the link."""
     path = Path(path)
     if not path.is_dir():
-        return path
+        return Path(os.path.realpath(path)) if path.is_symlink() else path
     if (path / CHECKPOINT_FILE).is_file():
         return path / CHECKPOINT_FILE
     if not is_gtok_folder(path):
