@@ -1026,6 +1026,23 @@ def test_the_verdict_names_a_winner_by_chance_near_one_time_in_twenty():
     assert np.mean(plain) > 0.3 and np.mean(plain_one_split) > np.mean(corrected)
 
 
+def test_the_verdicts_power_against_a_simulated_lead_is_measured_by_the_bench_script(tmp_path):
+    """The docs' power figure rested on 40 simulations (30 %, an interval of 17 to 46 %):
+    bench/verdict_null.py --worse-by simulates LSI that much noisier, so that many more can be run,
+    and says how often the verdict named the better method, the mean lead and the interval."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "power.npz"
+    done = subprocess.run([sys.executable, str(Path(__file__).parents[1] / "bench" / "verdict_null.py"), "--simulations",
+                           "3", "--worse-by", "1.5", "--out", str(out)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "worse_by 1.5: region2vec's kNN accuracy higher by" in done.stdout
+    assert "gtok's verdict (corrected, 50 folds): 1.0000 (3/3; 95 % CI" in done.stdout, done.stdout
+    saved = np.load(out)
+    assert float(saved["worse_by"]) == 1.5 and saved["differences"].shape == (3, 50)
+
+
 def test_a_better_embedding_is_still_called_better():
     """The correction widens the standard error, not so far that a real lead is lost: an embedding with
     less noise than the other (kNN accuracy about 0.15 higher) is named the better in each of 5 simulations."""
