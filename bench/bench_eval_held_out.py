@@ -11,7 +11,8 @@ process per size runs `evaluate` as `gtok evaluate` does and reports its peak RS
 before the first fold's scores (the model, LSI's fit and the held-out records' vectors; the
 scores' kNN and silhouette then take up to scikit-learn's working_memory, 1 GiB, more). UMAP is left
 out (a stand-in gives the plots two columns of the vectors): its memory follows the vectors,
-which stay in memory either way, and its time would be most of the run.
+which stay in memory either way, and its time would be most of the run. `coaccessible_seconds`:
+the part of `seconds` that coaccessible_pair_auc's grouped pass and bootstrap resamples took.
 Run:
     .venv/bin/python bench/bench_eval_held_out.py [--records 20000 60000] [--tokens 600] [--regions 50000] [--json OUT]
 """
@@ -63,14 +64,28 @@ def measure(folder: str) -> dict:
         return fold_metrics(*args, **kwargs)
 
     ev.fold_metrics = first_scores
+    region_level = {"seconds": 0.0}
+    grouped, resampled = ev.GroupedCoOccurrence.of.__func__, ev.resampled_pair_aucs
+
+    def timed(f):  # coaccessible_pair_auc's pass over the records and its bootstrap resamples
+        def run(*args, **kwargs):
+            begun = time.perf_counter()
+            out = f(*args, **kwargs)
+            region_level["seconds"] += time.perf_counter() - begun
+            return out
+        return run
+
+    ev.GroupedCoOccurrence.of, ev.resampled_pair_aucs = classmethod(timed(grouped)), timed(resampled)
     start = time.perf_counter()
     metrics = ev.evaluate(Path(folder) / "run", Path(folder) / "manifest.json", Path(folder) / "eval").metrics
     seconds = time.perf_counter() - start
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    table = pd.read_csv(metrics, sep="\t").set_index(["method", "metric"])["value"]
-    return {"seconds": round(seconds, 1), "peak_rss_mib": round(peak), "peak_before_scoring_mib": round(scoring[0]),
+    table = pd.read_csv(metrics, sep="\t").set_index(["method", "metric"])
+    table, sd = table["value"], table["sd"]
+    return {"seconds": round(seconds, 1), "coaccessible_seconds": round(region_level["seconds"], 1), "peak_rss_mib": round(peak), "peak_before_scoring_mib": round(scoring[0]),
             "knn_accuracy": {m: round(float(table[m, "knn_accuracy"]), 3) for m in ("region2vec", "lsi")},
-            "coaccessible_pair_auc": {m: round(float(table[m, "coaccessible_pair_auc"]), 3) for m in ("region2vec", "lsi")}}
+            "coaccessible_pair_auc": {m: [round(float(table[m, "coaccessible_pair_auc"]), 3),
+                                          round(float(sd[m, "coaccessible_pair_auc"]), 3)] for m in ("region2vec", "lsi")}}
 
 
 def _prepare(folder: Path, args: argparse.Namespace, records: int) -> tuple[str, dict]:

@@ -137,6 +137,61 @@ def test_coaccessible_pair_auc_holds_no_vectors_per_pair():
     assert 0.4 < auc < 0.6 and peak < 32 * 2**20
 
 
+def coaccessible_resamples(held: Any, vectors: dict[str, np.ndarray], seed: int = 0,
+                           resamples: int = 100) -> dict[str, tuple[float, np.ndarray]]:
+    """coaccessible_pair_auc of each method's region `vectors` (rows: all regions) on the held-out
+    cells `held`, with its bootstrap draws, as `evaluate` scores it (its 600 most frequent regions)."""
+    from gtok.evaluation.evaluate import RESAMPLE_GROUPS, GroupedCoOccurrence, resampled_pair_aucs, top_regions
+    from gtok.evaluation.lsi import row_chunks
+
+    regions = top_regions(np.asarray(held.sum(axis=0), dtype=np.float64).ravel(), 600)
+    grouped = GroupedCoOccurrence.of(row_chunks(held, 50), regions, RESAMPLE_GROUPS, seed)
+    return resampled_pair_aucs(grouped, {m: v[regions] for m, v in vectors.items()}, resamples, seed)
+
+
+def test_coaccessible_pair_auc_has_a_bootstrap_spread_as_wide_as_another_draw_of_the_records():
+    """It was one value over all held-out records, and a 0.06 lead of region2vec over LSI on the Corces
+    cells could not be told from noise. Its sd over bootstrap resamples of one set of held-out cells
+    (the co-accessible pairs re-derived from each) is its standard error: about the sd of its value
+    over 8 other, independent sets of as many cells. Seeded, and the same resamples for every method,
+    so that a difference's sd is less than either method's. The resamples' mean is not the value
+    (their co-accessible pairs, chosen on noisier counts, hold more wrong ones: 0.03 lower here),
+    so only their sd is used."""
+    adata = simulate(Simulation(cells=300 + 9 * 150, peaks=1500, cell_types=3, program_peaks=100, seed=4))
+    cells = adata.X.tocsr()
+    vectors = {"lsi": LSI.fit(cells[:300]).loadings, "noise": np.random.default_rng(0).normal(size=(1500, 10))}
+    sets = [cells[300 + 150 * k:450 + 150 * k] for k in range(9)]
+    vectors["blurred"] = vectors["lsi"] + np.random.default_rng(1).normal(scale=np.abs(vectors["lsi"]).mean(),
+                                                                          size=vectors["lsi"].shape)
+    one, again = coaccessible_resamples(sets[0], vectors), coaccessible_resamples(sets[0], vectors)
+    value, draws = one["lsi"]
+    assert value == pytest.approx(coaccessible_pair_auc(sets[0], vectors["lsi"], top=600))
+    assert np.array_equal(draws, again["lsi"][1]) and draws.size == 100 and np.isfinite(draws).all()
+    others = [coaccessible_pair_auc(s, vectors["lsi"], top=600) for s in sets[1:]]
+    ratio = draws.std(ddof=1) / np.std(others, ddof=1)
+    assert 0.5 < ratio < 2, (draws.std(ddof=1), np.std(others, ddof=1))
+    assert np.std(draws - one["blurred"][1], ddof=1) < min(draws.std(ddof=1), one["blurred"][1].std(ddof=1))
+    assert abs(one["noise"][0] - 0.5) < 3 * one["noise"][1].std(ddof=1) + 0.01
+
+
+def test_coaccessible_pair_auc_scores_every_other_pair_as_a_negative():
+    """The AUC against all the other pairs, by rank sum, is roc_auc_score's: no random draw of
+    negatives adds noise of its own to the value or to its resamples."""
+    from sklearn.metrics import roc_auc_score
+
+    from gtok.evaluation.evaluate import pair_auc
+
+    rng = np.random.default_rng(1)
+    both = rng.integers(0, 30, (40, 40)).astype(np.float64)
+    both = both + both.T
+    seen, vectors = np.full(40, 100.0), np.round(rng.normal(size=(40, 3)), 1)  # rounded: tied cosines too
+    i, j = np.triu_indices(40, k=1)
+    jaccard = both[i, j] / (200 - both[i, j])
+    v = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    expected = roc_auc_score(jaccard >= np.quantile(jaccard, 0.99), (v @ v.T)[i, j])
+    assert pair_auc(both, seen, vectors) == pytest.approx(expected)
+
+
 def test_held_out_records_are_read_whole_from_every_shard(tmp_path):
     """The vectorized gather gives each held-out record's tokens and label, across shards."""
     from gtok.evaluation.evaluate import held_out_records
@@ -197,6 +252,10 @@ def test_evaluate_scores_the_model_and_lsi_on_the_same_held_out_cells_and_folds(
     wide = table.pivot(index="metric", columns="method", values="value")
     assert set(wide.columns) == {"region2vec", "lsi"} and set(wide.index) == {*METRIC_NAMES, "coaccessible_pair_auc"}
     assert wide.loc["knn_accuracy", "lsi"] > 0.8  # 3 types: chance is about 1/3
+    auc_sd = table[table["metric"] == "coaccessible_pair_auc"]["sd"]  # over bootstrap resamples of the records
+    assert auc_sd.size == 2 and (auc_sd > 0).all()
+    assert re.search(r"coaccessible_pair_auc's difference region2vec - LSI is [+-]0\.\d{3} ± 0\.\d{3} \(over all held-out "
+                     r"records ± its sd over the same 50 resamples of them\)", (out / "caption.rst").read_text())
     assert {p.name for p in out.glob("umap_*.png")} == {"umap_region2vec.png", "umap_lsi.png"}
     # each method's per-fold scores are those of one set of folds over the same held-out records
     folds = pd.read_csv(out / "folds.tsv", sep="\t")
@@ -747,6 +806,24 @@ def test_the_caption_says_which_values_have_no_spread(tmp_path):
     assert "without a spread" not in (tmp_path / "c.rst").read_text()
 
 
+def test_the_caption_says_coaccessible_pair_aucs_sd_is_over_bootstrap_resamples(tmp_path):
+    """Its sd is not over folds, as every other one is: the caption says what it is over, and no
+    longer that a difference in it cannot be told from noise."""
+    import pandas as pd
+
+    from gtok.report import write_evaluation_caption
+
+    table, folds = verdict_tables([0.70, 0.64, 0.75, 0.68, 0.73], [0.86, 0.80, 0.92, 0.84, 0.88])
+    auc = pd.DataFrame([("region2vec", "coaccessible_pair_auc", 0.70, 0.011), ("lsi", "coaccessible_pair_auc", 0.64, 0.012)],
+                       columns=table.columns)
+    design = {"folds": 5, "repeats": 1, "neighbours": 15, "resamples": 100, "resample_groups": 32}
+    write_evaluation_caption(pd.concat([table, auc]), folds, "region2vec", 150, [], "", design, tmp_path / "c.rst")
+    caption = (tmp_path / "c.rst").read_text()
+    assert "without a spread" not in caption and "not told from noise" not in caption
+    assert ("``coaccessible_pair_auc``'s value is over all held-out records, and its sd over 100 bootstrap resamples "
+            "of them (drawn with replacement in 32 seeded random groups of records") in caption, caption
+
+
 def test_the_verdict_pairs_the_folds():
     """Both methods are scored on the same folds: a lead in every fold is a difference even when each
     method's own spread is larger than the lead, and a lead of the means that the folds disagree on is not."""
@@ -1027,7 +1104,7 @@ def test_the_verdict_names_a_winner_by_chance_near_one_time_in_twenty():
 
 
 def test_the_verdicts_power_against_a_simulated_lead_is_measured_by_the_bench_script(tmp_path):
-    """The docs' power figure rested on 40 simulations (30 %, an interval of 17 to 46 %):
+    """The docs' power figure rested on 40 simulations (30 %, a 95 % interval of 18 to 45 %):
     bench/verdict_null.py --worse-by simulates LSI that much noisier, so that many more can be run,
     and says how often the verdict named the better method, the mean lead and the interval."""
     import subprocess

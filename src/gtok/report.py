@@ -122,7 +122,7 @@ def write_evaluation_caption(table: Any, folds: Any, model: str, records: int, n
             f"The model's embeddings of the {records:,} held-out (validation) records, {held_out}, "
             "scored against LSI (TF-IDF and truncated SVD, the Signac and ArchR recipe) fitted on the training "
             f"records and projecting the same held-out records. Both are scored on the same {K} seeded stratified "
-            "folds; each value is the mean ± the sample sd over the folds, and kNN accuracy's is over those folds "
+            "folds; each record-level value is the mean ± the sample sd over the folds, and kNN accuracy's is over those folds "
             f"and {R - 1} more seeded draws of the {K} folds ({R * K} folds). A winner is named only when the "
             f"paired per-fold differences of kNN accuracy over those {R * K} folds "
             "pass a two-sided t-test at 5 % whose standard error is corrected for the "
@@ -136,23 +136,28 @@ def write_evaluation_caption(table: Any, folds: Any, model: str, records: int, n
             "predict the one left out (chance is about the largest label's share); ARI and NMI compare a k-means clustering "
             "of each fold with its labels; silhouette (cosine) says how tightly records of one label group; "
             "``coaccessible_pair_auc`` asks whether regions often accessible together lie closer than random "
-            f"pairs (0.5: no signal).{_without_spread(table)} {details} Every value is in metrics.tsv, each fold's in "
+            f"pairs (0.5: no signal).{_region_spread(table, design)} {details} Every value is in metrics.tsv, each fold's in "
             "folds.tsv.\n")
     with atomic_path(path) as tmp:
         Path(tmp).write_text(text)
     return head
 
 
-def _without_spread(table: Any) -> str:
-    """The caption's sentence naming the metrics reported as one value, with no sd (the region-level
-    ones, scored once over all held-out records), whose differences the report cannot tell from noise;
-    empty when every value has its spread."""
-    single = sorted(set(table.loc[table["sd"].isna(), "metric"]))
-    if not single:
+def _region_spread(table: Any, design: Mapping[str, int]) -> str:
+    """The caption's sentence on the region-level metric's spread: over bootstrap resamples of the
+    held-out records, not over folds (gtok.evaluation.evaluate.resampled_pair_aucs), or none (too
+    few regions), when a difference in it is not told from noise."""
+    region = table[table["metric"] == "coaccessible_pair_auc"]
+    if region.empty:
         return ""
-    names = ", ".join(f"``{m}``" for m in single)
-    return (f" {names} {'is' if len(single) == 1 else 'are'} one value over all held-out records, without a spread: "
-            "a difference in it is not told from noise.")
+    if region["sd"].isna().any():
+        return (" ``coaccessible_pair_auc`` is one value over all held-out records, without a spread: "
+                "a difference in it is not told from noise.")
+    return (" ``coaccessible_pair_auc``'s value is over all held-out records, and its sd over "
+            f"{design.get('resamples')} bootstrap resamples of them (drawn with replacement in "
+            f"{design.get('resample_groups')} seeded random groups of records, the co-accessible pairs chosen anew "
+            "in each): its standard error, not a spread over folds (on simulated cells 0.7 to 2.1 times the sd of the value "
+            "over independent sets of as many records).")
 
 
 def evaluation_headline(table: Any, folds: Any, model: str, notes: Sequence[str], supervised: bool = False) -> str:

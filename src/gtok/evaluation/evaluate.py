@@ -23,8 +23,10 @@ the table's: gtok.report.paired_difference explains why. The other metrics use t
 records than folds are left out (said in the log and the report). For models that learn a vector
 per region (region2vec, and the encoder's input embeddings) one region-level metric is added,
 `coaccessible_pair_auc`: how often a pair of regions that are often accessible together (high
-Jaccard co-occurrence over the held-out records) lies closer (cosine) than a random pair; 0.5 is
-no signal. LSI's region vectors (its SVD axes times their singular values) get the same score.
+Jaccard co-occurrence over the held-out records) lies closer (cosine) than any other pair; 0.5 is
+no signal. LSI's region vectors (its SVD axes times their singular values) get the same score. It is
+one value over all held-out records; its sd is over RESAMPLES bootstrap resamples of them
+(GroupedCoOccurrence), the same for both methods, and the caption gives their paired difference.
 
 scikit-learn (and umap-learn, for the plots) are imported here only.
 """
@@ -54,8 +56,13 @@ NEIGHBOURS = 15
 # recommend with the corrected t-test for a verdict that another assignment would not overturn; kNN
 # is the cheap metric (a 5-fold kNN of 20,000 held-out records of 100 dimensions: 1.4 s on 2 cores)
 REPEATS = 10
-DESIGN = {"folds": FOLDS, "repeats": REPEATS, "neighbours": NEIGHBOURS}  # as the report's caption tells it
 TOP_REGIONS = 2_000
+# coaccessible_pair_auc's spread: a bootstrap of the held-out records in RESAMPLE_GROUPS seeded random
+# groups (docs/training.md, "Evaluation"; bench/README.md, "coaccessible_pair_auc's spread")
+RESAMPLES = 50
+RESAMPLE_GROUPS = 16
+DESIGN = {"folds": FOLDS, "repeats": REPEATS, "neighbours": NEIGHBOURS,  # as the report's caption tells it
+          "resamples": RESAMPLES, "resample_groups": RESAMPLE_GROUPS}
 # the silhouette's blocks of distances: at scikit-learn's default (1 GiB) one fold of 10,800 records
 # took 2.1 GiB more and 6.5 s; at 64 MiB, 154 MiB more and 2.8 s, the same score
 SILHOUETTE_MEMORY_MB = 64
@@ -226,13 +233,13 @@ def labelled_and_scorable(labels: np.ndarray) -> np.ndarray:
     return keep
 
 
-def coaccessible_pair_auc(counts: Any, vectors: np.ndarray, seed: int = 0, top: int = TOP_REGIONS) -> float:
-    """P(cosine of a co-accessible region pair > cosine of a random pair) over the `top` most
+def coaccessible_pair_auc(counts: Any, vectors: np.ndarray, top: int = TOP_REGIONS) -> float:
+    """P(cosine of a co-accessible region pair > cosine of another pair) over the `top` most
     often accessible regions; co-accessible = the top 1% of pairs by Jaccard co-occurrence.
     `counts`: records x regions in memory (`evaluate` streams them through the parts below)."""
     seen = np.asarray(counts.sum(axis=0), dtype=np.float64).ravel()
     regions = top_regions(seen, top)
-    return pair_auc(co_occurrence(row_chunks(counts), regions), seen[regions], np.asarray(vectors)[regions], seed)
+    return pair_auc(co_occurrence(row_chunks(counts), regions), seen[regions], np.asarray(vectors)[regions])
 
 
 def top_regions(seen: np.ndarray, top: int = TOP_REGIONS) -> np.ndarray:
@@ -253,23 +260,105 @@ def co_occurrence(chunks: Iterable[Any], regions: np.ndarray) -> np.ndarray:
     return both
 
 
-def pair_auc(both: np.ndarray, seen: np.ndarray, vectors: np.ndarray, seed: int = 0) -> float:
-    """coaccessible_pair_auc of the regions whose co-occurrence is `both`, held by `seen` records
-    each, with these `vectors` (one row per region); NaN for fewer than 10 regions."""
-    from sklearn.metrics import roc_auc_score
+@dataclass
+class GroupedCoOccurrence:
+    """The co-occurrence of `regions` summed within each of `groups` seeded random groups of the
+    records (a record's group drawn as its chunk is read): a bootstrap over the records resamples
+    the groups, re-deriving the co-accessible pairs from each resample, without a pass over the
+    records per resample. Memory: groups x regions^2 / 2 float32 (RESAMPLE_GROUPS of 2,000
+    regions: 128 MB); time: a pass over the records, each group's product added on its own."""
 
+    both: np.ndarray  # [groups, pairs]: the upper triangle, row-major
+    seen: np.ndarray  # [groups, regions]: records of the group holding each region
+
+    @classmethod
+    def of(cls, chunks: Iterable[Any], regions: np.ndarray, groups: int, seed: int = 0) -> GroupedCoOccurrence:
+        import scipy.sparse as sp
+
+        rng = np.random.default_rng(seed)
+        upper = upper_pairs(regions.size)
+        both, seen = np.zeros((groups, upper[0].size), np.float32), np.zeros((groups, regions.size))
+        for counts in chunks:
+            sub = sp.csr_matrix(counts, dtype=np.float32)[:, regions]
+            group = rng.integers(groups, size=sub.shape[0])
+            for g in np.unique(group):
+                part = sub[group == g]
+                both[g] += (part.T @ part).toarray()[upper]
+                seen[g] += np.asarray(part.sum(axis=0)).ravel()
+        return cls(both, seen)
+
+    def whole(self) -> tuple[np.ndarray, np.ndarray]:
+        """(co-occurrence as pairs, seen) of all the records."""
+        return self.both.sum(axis=0, dtype=np.float64), self.seen.sum(axis=0)
+
+    def resampled(self, resamples: int, seed: int = 0) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """(co-occurrence as pairs, seen) of `resamples` seeded bootstrap draws of the groups."""
+        rng = np.random.default_rng(seed)
+        groups = self.seen.shape[0]
+        for _ in range(resamples):
+            weights = rng.multinomial(groups, np.full(groups, 1 / groups)).astype(np.float32)
+            yield weights @ self.both, weights @ self.seen.astype(np.float32)
+
+
+def pair_auc(both: np.ndarray, seen: np.ndarray, vectors: np.ndarray) -> float:
+    """coaccessible_pair_auc of the regions whose co-occurrence is `both` (regions x regions), held
+    by `seen` records each, with these `vectors` (one row per region); NaN for fewer than 10
+    regions. Every other pair is a negative, so no random draw of them is made."""
     if seen.size < 10:
         return float("nan")
-    jaccard = both / np.maximum(seen[:, None] + seen[None, :] - both, 1)
-    i, j = np.triu_indices(seen.size, k=1)
-    score = jaccard[i, j]
-    positive = score >= np.quantile(score, 0.99)
+    return pair_auc_of_ranks(co_accessible(both[upper_pairs(seen.size)], seen), cosine_ranks(vectors))
+
+
+def cosine_ranks(vectors: np.ndarray) -> np.ndarray:
+    """The rank (1 = lowest, ties averaged) of each region pair's cosine (upper triangle, row-major):
+    the same for every resample of the records, so computed once per method."""
+    from scipy.stats import rankdata
+
     v = unit_rows(np.asarray(vectors, dtype=np.float64))
-    cosine = (v @ v.T)[i, j]  # regions x regions; v[i] and v[j] would be pairs x width (2,000 regions x 768: 12 GB each)
-    rng = np.random.default_rng(seed)
-    negative = rng.choice(np.flatnonzero(~positive), size=min(int(positive.sum()) * 10, int((~positive).sum())), replace=False)
-    pick = np.concatenate([np.flatnonzero(positive), negative])
-    return float(roc_auc_score(positive[pick], cosine[pick]))
+    # regions x regions; v[i] and v[j] would be pairs x width (2,000 regions x 768: 12 GB each)
+    return rankdata((v @ v.T)[upper_pairs(len(v))])
+
+
+def co_accessible(both: np.ndarray, seen: np.ndarray) -> np.ndarray:
+    """Which region pairs (upper triangle, row-major; `both`: records holding both) are co-accessible:
+    the top 1% by Jaccard co-occurrence (ties at the threshold included)."""
+    i, j = upper_pairs(seen.size)
+    jaccard = both / np.maximum(seen[i] + seen[j] - both, 1)
+    return jaccard >= np.quantile(jaccard, 0.99)
+
+
+@functools.lru_cache(maxsize=2)
+def upper_pairs(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """np.triu_indices(n, k=1) as int32, made once: every resample needs them (2,000 regions: 50 ms
+    and 32 MB each time). Read-only, as they are shared."""
+    pairs = tuple(a.astype(np.int32) for a in np.triu_indices(n, k=1))
+    for a in pairs:
+        a.setflags(write=False)
+    return pairs
+
+
+def pair_auc_of_ranks(positive: np.ndarray, ranks: np.ndarray) -> float:
+    """The AUC of the `positive` pairs against all the others, by the Mann-Whitney rank sum of their
+    cosines' `ranks` (ties count a half, as in roc_auc_score)."""
+    p, n = int(positive.sum()), int(positive.size - positive.sum())
+    if not p or not n:
+        return float("nan")
+    return float((ranks[positive].sum() - p * (p + 1) / 2) / (p * n))
+
+
+def resampled_pair_aucs(grouped: GroupedCoOccurrence, vectors: dict[str, np.ndarray], resamples: int = RESAMPLES,
+                        seed: int = 0) -> dict[str, tuple[float, np.ndarray]]:
+    """{method: (coaccessible_pair_auc over all the records, its value in each of `resamples` seeded
+    bootstrap resamples of them)}: the same resamples, hence the same co-accessible pairs, for every
+    method, so that their differences pair. `vectors`: each method's, one row per region. Only the
+    resamples' sd is meant for use: their co-accessible pairs, chosen on a resample's noisier counts,
+    hold more wrong ones than all the records' do, so their mean lies below the value (0.03 on
+    simulated cells, 3 of their sds: tests/test_evaluate.py)."""
+    ranks = {method: cosine_ranks(v) for method, v in vectors.items()}
+    whole = co_accessible(*grouped.whole())
+    draws = [co_accessible(both, seen) for both, seen in grouped.resampled(resamples, seed)]
+    return {method: (pair_auc_of_ranks(whole, r), np.array([pair_auc_of_ranks(d, r) for d in draws]))
+            for method, r in ranks.items()}
 
 
 def umap_coordinates(x: np.ndarray, seed: int = 0) -> np.ndarray:
@@ -493,15 +582,28 @@ def _score(embedder: Any, records: Split, fitted: LSI, choice: EvalRecords, plot
             fold_rows += [(method, metric, r, f, float(v)) for r, draw in enumerate(values) for f, v in enumerate(draw)]
         plot_umap(umap_coordinates(x, seed), labels, f"{method}: held-out records by label", plots[method])
     vectors = region_vectors(embedder.model)
+    paired = ""
     if vectors is not None:  # a second pass over the held-out records: which regions count was known only after the first
         regions = top_regions(seen)
-        both = co_occurrence((part.counts() for part in records.chunks()), regions)
-        for method, v in ((name, vectors), ("lsi", fitted.loadings)):
-            rows.append((method, "coaccessible_pair_auc", pair_auc(both, seen[regions], v[regions], seed), np.nan))
+        if regions.size >= 10:
+            grouped = GroupedCoOccurrence.of((part.counts() for part in records.chunks()), regions, RESAMPLE_GROUPS, seed)
+            aucs = resampled_pair_aucs(grouped, {name: vectors[regions], "lsi": fitted.loadings[regions]}, RESAMPLES, seed)
+            rows += [(method, "coaccessible_pair_auc", value, spread(draws)) for method, (value, draws) in aucs.items()]
+            paired = _paired_auc(name, aucs)
+        else:  # too few regions to rank pairs by
+            rows += [(method, "coaccessible_pair_auc", np.nan, np.nan) for method in (name, "lsi")]
     details = f"{_lsi_fit(fitted, choice)} Scored on {int(keep.sum()):,} of the {len(keep):,} held-out records " \
               f"(the labelled ones, of labels with {FOLDS} or more) in {FOLDS} folds; kNN accuracy also on " \
-              f"{REPEATS - 1} more seeded draws of the {FOLDS} folds, for the verdict.{_cropped(embedder, records, keep)}"
+              f"{REPEATS - 1} more seeded draws of the {FOLDS} folds, for the verdict.{paired}{_cropped(embedder, records, keep)}"
     return rows, fold_rows, details
+
+
+def _paired_auc(model: str, aucs: dict[str, tuple[float, np.ndarray]]) -> str:
+    """The caption's sentence on coaccessible_pair_auc's difference model - LSI: over all held-out
+    records, ± its sd over the same resamples (their mean is not used: see resampled_pair_aucs)."""
+    d = aucs[model][0] - aucs["lsi"][0]
+    return (f" coaccessible_pair_auc's difference {model} - LSI is {d:+.3f} ± {spread(aucs[model][1] - aucs['lsi'][1]):.3f} "
+            f"(over all held-out records ± its sd over the same {aucs[model][1].size} resamples of them).")
 
 
 def _cropped(embedder: Any, records: Split, keep: np.ndarray) -> str:
