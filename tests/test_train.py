@@ -1026,7 +1026,9 @@ def test_embed_leaves_a_names_file_it_did_not_write_alone(tmp_path, data, encode
     assert notes.read_text() == "my notes\n" and not (tmp_path / "e.npy").exists()
     notes.unlink()
     assert gtok("embed", "-q", "-c", encoder_ckpt, "-o", tmp_path / "e.npy", bed).returncode == 0
-    assert gtok("embed", "-q", "-c", encoder_ckpt, "-o", tmp_path / "e.npy", bed, bed).returncode == 0  # its own pair
+    other = sorted(data.parent.glob("A_0_*.bed"))[1]  # another embedding replaces its own pair
+    assert gtok("embed", "-q", "-c", encoder_ckpt, "-o", tmp_path / "e.npy", bed, other).returncode == 0
+    assert (tmp_path / "e.names.txt").read_text().split() == [bed.name.removesuffix(".bed"), other.name.removesuffix(".bed")]
 
 
 def test_embedding_crops_to_the_max_length_of_the_model_folders_config(tmp_path, encoder_ckpt):
