@@ -28,7 +28,9 @@ before either data set opens them (see `check_shards`).
 from __future__ import annotations
 
 import os
+import signal
 import sys
+import weakref
 from collections.abc import Iterator
 from types import TracebackType
 from typing import Any
@@ -45,7 +47,26 @@ from gtok.options import DataOptions
 _DEFAULTS = DataOptions()
 
 
-class EpochLoader(DataLoader):
+class Loader(DataLoader):
+    """A DataLoader whose workers can be stopped from outside (`stop_workers`): they ignore SIGTERM
+    (`init_worker`), so one left to exit would make multiprocessing wait for it, at the process's
+    exit, without end; torch stops them only when it drops the loader's iterator, which a stopped
+    run's traceback (or a reference cycle) can keep alive past that point."""
+
+    _live: weakref.ref | None = None
+
+    def _get_iterator(self) -> Any:
+        live = super()._get_iterator()
+        self._live = weakref.ref(live)
+        return live
+
+    def stop_workers(self) -> None:
+        live = self._live() if self._live is not None else None
+        if live is not None and hasattr(live, "_shutdown_workers"):  # none without workers
+            live._shutdown_workers()
+
+
+class EpochLoader(Loader):
     """The DataLoader of one training epoch, counting the batches it has yielded."""
 
     batches_yielded = 0
@@ -108,6 +129,7 @@ class GTokDataModule(L.LightningDataModule):
         self.val_set: GTokDataset | None = None
         self._world: tuple[int, int] | None = None
         self._loader: EpochLoader | None = None
+        self._loaders: weakref.WeakSet[Loader] = weakref.WeakSet()
         self._resume = {"epoch": 0, "position": 0, "done": 0}  # where the next train loader starts
 
     def _dataset(self, split: str | None, train: bool, rank: int | None, world: int | None) -> GTokDataset:
@@ -154,13 +176,21 @@ class GTokDataModule(L.LightningDataModule):
         self._resume = self._position()
         self.train_set.resume_at(**self._resume)
         self._loader = EpochLoader(self.train_set, batch_size=None, **self._loader_options())
+        self._loaders.add(self._loader)
         return self._loader
 
     def val_dataloader(self) -> DataLoader | list:
         self.setup("fit")
         if self.val_set is None:
             return []
-        return DataLoader(self.val_set, batch_size=None, **self._loader_options())
+        loader = Loader(self.val_set, batch_size=None, **self._loader_options())
+        self._loaders.add(loader)
+        return loader
+
+    def stop_workers(self) -> None:
+        """Stop the loader workers of every loader made here that still has them (see `Loader`)."""
+        for loader in list(self._loaders):
+            loader.stop_workers()
 
     def _loader_options(self) -> dict[str, Any]:
         workers = self.hparams.num_workers
@@ -169,7 +199,7 @@ class GTokDataModule(L.LightningDataModule):
             "pin_memory": torch.cuda.is_available(),
             "persistent_workers": False,
             "prefetch_factor": 4 if workers else None,
-            "worker_init_fn": quiet_abandoned_handoffs if workers else None,
+            "worker_init_fn": init_worker if workers else None,
         }
 
     def state_dict(self) -> dict[str, Any]:
@@ -231,6 +261,16 @@ def check_shards(manifest: str | os.PathLike, progress: bool = False) -> None:
     listed = load_manifest(manifest)
     for entry in tqdm(listed.entries, desc="checking shards", unit="shard", disable=not progress or len(listed.entries) < 2):
         check_shard(entry, listed.path, integrity=True)
+
+
+def init_worker(worker_id: int) -> None:
+    """A loader worker's `worker_init_fn`: it ignores SIGTERM, and says nothing of a batch it was
+    handing over when the training process stopped (`quiet_abandoned_handoffs`). SLURM's
+    preemption, scancel and time limit signal every process of the job: a worker that died of it
+    made the trainer fail with torch's traceback before it saved the step; the trainer, which
+    saves the step and stops, ends its workers itself (`Loader.stop_workers`)."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    quiet_abandoned_handoffs(worker_id)
 
 
 def quiet_abandoned_handoffs(worker_id: int) -> None:

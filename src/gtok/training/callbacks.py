@@ -67,9 +67,20 @@ class StopCheckpoint(Callback):
 
     def __init__(self, last: Path):
         self.last = last
+        self.sigterm = False  # set by the SIGTERM handler (`setup`)
         self.ctrl_c = False  # set by the SIGINT handler of `ctrl_c_ends_the_step`
         self.stopping = False  # the step of a Ctrl-C (on any rank) is saved: stop before the next
         self._step = 0
+
+    def setup(self, trainer, pl_module, stage):
+        """SIGTERM only sets `sigterm`: Lightning's own handler (which the trainer installs after
+        this hook, from this attribute) also ran a collective inside the handler, on each rank at
+        whatever point the signal found it, which with SIGTERM to every rank failed or hung, and
+        stopped each rank at the end of the step it saw the signal in, not at one step for all."""
+        trainer._signal_connector._sigterm_notifier_fn = self._on_sigterm
+
+    def _on_sigterm(self, signum, frame) -> None:
+        self.sigterm = True
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
         if self.stopping:
@@ -81,10 +92,22 @@ class StopCheckpoint(Callback):
         self.stopping = ctrl_c and trainer.global_step > self._step  # this batch stepped the optimizer
         if sigterm or self.stopping:
             trainer.save_checkpoint(self.last, weights_only=False)
+        if sigterm:
+            trainer._signal_connector.received_sigterm = True  # Lightning stops every rank after this step
+
+    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
+        """SIGTERM during validation saves the step it came after, and Lightning stops there: the
+        rerun runs the next step, as a run never stopped would, and only that validation's row is
+        missing from metrics.csv (waiting for its end might outlast SLURM's grace before SIGKILL)."""
+        if trainer.sanity_checking:
+            return
+        if self._signals(trainer, pl_module)[0]:
+            trainer.save_checkpoint(self.last, weights_only=False)
+            trainer._signal_connector.received_sigterm = True
 
     def _signals(self, trainer, pl_module) -> tuple[bool, bool]:
         """(SIGTERM, Ctrl-C) came to any rank."""
-        flags = (bool(trainer.received_sigterm), self.ctrl_c)
+        flags = (self.sigterm, self.ctrl_c)
         if trainer.world_size == 1:
             return flags
         summed = trainer.strategy.reduce(torch.tensor(flags, dtype=torch.int32, device=pl_module.device), reduce_op="sum")

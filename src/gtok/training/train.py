@@ -215,27 +215,33 @@ def _fit(trainer, net, dm, out: Path, resume_from: Path | None) -> None:
     stop = next(c for c in trainer.callbacks if isinstance(c, StopCheckpoint))
     note = (f"gtok train: Ctrl-C: saving the step in progress to {stop.last}, then stopping (Ctrl-C again stops at "
             "once, losing it)." if rank_zero_only.rank == 0 else None)
+    error = None
     try:
         with stop.ctrl_c_ends_the_step(note):
             trainer.fit(net, datamodule=dm, ckpt_path=resume_from)
     except SIGTERMException:
-        raise GtokError(f"{describe(out)}: training stopped by SIGTERM at step {trainer.global_step}; "
-                        "rerun the same command to continue from its last checkpoint.") from None
+        error = GtokError(f"{describe(out)}: training stopped by SIGTERM at step {trainer.global_step}; "
+                          "rerun the same command to continue from its last checkpoint.")
     except SystemExit:
         if not trainer.interrupted:
             raise
-        if stop.stopping:
-            raise _stopped_by_ctrl_c(out, trainer.global_step, stop.last) from None
-        raise GtokError(f"{describe(out)}: training interrupted at step {trainer.global_step}; the folder's "
-                        "model is as it was; rerun the same command to continue from its last checkpoint.") from None
+        error = _stopped_by_ctrl_c(out, trainer.global_step, stop.last) if stop.stopping else GtokError(
+            f"{describe(out)}: training interrupted at step {trainer.global_step}; the folder's model is as it was; "
+            "rerun the same command to continue from its last checkpoint.")
     except OSError as exc:
         if exc.errno not in WRITE_ERRORS:
             raise
-        raise GtokError(f"{describe(exc.filename or out)}: cannot write it: {os.strerror(exc.errno).lower()}; training "
-                        f"stopped at step {trainer.global_step}, the folder's model is as it was; make room (or make it "
-                        "writable) and rerun the same command to continue from its last checkpoint.") from None
-    if stop.ctrl_c:  # after the last step, whose checkpoint FinalCheckpoint wrote
-        raise _stopped_by_ctrl_c(out, trainer.global_step, stop.last)
+        error = GtokError(f"{describe(exc.filename or out)}: cannot write it: {os.strerror(exc.errno).lower()}; training "
+                          f"stopped at step {trainer.global_step}, the folder's model is as it was; make room (or make it "
+                          "writable) and rerun the same command to continue from its last checkpoint.")
+    finally:
+        dm.stop_workers()  # they ignore SIGTERM: the process's exit would wait for them forever
+    if error is None and stop.ctrl_c:  # after the last step, whose checkpoint FinalCheckpoint wrote
+        error = _stopped_by_ctrl_c(out, trainer.global_step, stop.last)
+    if error is not None:
+        if rank_zero_only.rank != 0:
+            raise SystemExit(1)  # every rank stopped at the same step: the first says it, in one line
+        raise error
 
 
 def _stopped_by_ctrl_c(out: Path, step: int, last: Path) -> GtokError:
