@@ -543,7 +543,8 @@ def test_ctrl_c_saves_the_step_in_progress_and_the_rerun_ends_as_an_uninterrupte
     run_training(tmp_path, data, "whole", total, "plain")
     out = tmp_path / "stopped"
     script = CTRL_C_RUN.format(tests=str(Path(__file__).parent), data=str(data), out=str(out), steps=total, at=6)
-    stopped = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    stopped = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # as in a terminal
     assert stopped.returncode == 1, stopped.stderr
     last = out / "checkpoints" / "last.ckpt"
     assert stopped.stderr.splitlines()[-1] == (f"{out}: training interrupted by Ctrl-C at step 7, saved in {last}; the "
@@ -587,6 +588,16 @@ def test_sigterm_during_validation_saves_the_step_and_the_rerun_ends_as_an_unint
     assert validated == [3, 11]  # not 7: the validation SIGTERM cut short
 
 
+@pytest.fixture
+def ctrl_c_as_in_a_terminal():
+    """SIGINT raising KeyboardInterrupt, as at a terminal: a suite started with nohup, or as a
+    background job of a non-interactive shell, inherits it ignored, which gtok train leaves alone."""
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, before)
+
+
+@pytest.mark.usefixtures("ctrl_c_as_in_a_terminal")
 @pytest.mark.parametrize("stop, words, step", [(lambda log: CtrlC(log, at=2), "interrupted by Ctrl-C", 3),
                                                (TermInValidation, "stopped by SIGTERM", 8)])
 def test_a_run_stopped_in_this_process_can_be_rerun_at_once(tmp_path, data, stop, words, step):
