@@ -483,6 +483,16 @@ def launches(out: Path, rank: int) -> list[list[int]]:
     return list(steps.values())
 
 
+def test_each_launch_in_one_process_has_its_own_id(tmp_path, data):
+    """Two launches of one run from one Python process (a notebook's cell run twice): the second
+    kept the first's launch id, so its batches read as the first launch's, and a `gtok train` the
+    process started later inherited that id (the whole-job SIGTERM test's rerun, in the full suite)."""
+    out, cfg = tmp_path / "run", config(trainer={"log_batches": True})
+    train(data, "encoder", out, cfg, max_steps=2, progress=False)
+    train(data, "encoder", out, cfg, max_steps=4, progress=False)
+    assert launches(out, 0) == [[0, 1], [2, 3]]
+
+
 @pytest.mark.parametrize("devices", [1, 2])
 def test_sigterm_to_the_whole_job_saves_the_step_and_resumes_after_it(tmp_path, data, devices):
     """SLURM's preemption signals every process of the job step, loader workers included: one killed

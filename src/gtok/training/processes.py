@@ -62,6 +62,15 @@ def devices_and_environment(devices: Any, num_nodes: int):
     return devices, LightningEnvironment()  # Lightning spawns the other processes on this machine
 
 
+def start_launch() -> None:
+    """The first process of a launch outside srun: a fresh id, which the processes Lightning spawns
+    inherit. Fresh each time: one Python process may launch several runs (a notebook, a test
+    suite), and an id left from the last would make this launch's logs and decision read as that
+    one's (a `gtok train` it starts would inherit it too)."""
+    if not (slurm_tasks() > 1 and "SLURM_JOB_ID" in os.environ):
+        os.environ[_TOKEN] = uuid.uuid4().hex
+
+
 def launch_id() -> str:
     """One id for all processes of this launch: srun's job and step, or one the first process
     makes and the processes Lightning spawns from it inherit."""

@@ -63,7 +63,7 @@ from gtok.pretrained import (
 )
 from gtok.training.hardware import accelerator_kind, devices_per_node
 from gtok.training.hardware import resolved as resolved_hardware
-from gtok.training.processes import await_decision, devices_and_environment, launch_id, share_decision
+from gtok.training.processes import await_decision, devices_and_environment, launch_id, share_decision, start_launch
 from gtok.training.run import (
     Start,
     begin,
@@ -148,6 +148,8 @@ def train(
     # Every process of the launch runs this function: only the first checks the shards and
     # decides whether the run resumes (rearranging `out`); the others wait for its decision.
     leader = rank_zero_only.rank == 0
+    if leader:
+        start_launch()
     if not progress:
         _quiet_lightning()
     opts.devices, environment = devices_and_environment(opts.devices, opts.num_nodes)
